@@ -1,0 +1,187 @@
+//! The command line, as clap types only. `config` turns these into a validated `Config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every event was sent (or translated, in a dry run) or skipped
+  1  some events were rejected or failed (see --rejects)
+  2  usage or settings error: nothing was sent
+  3  run aborted by the destination (authentication refused, or unreachable after retries)";
+
+/// Replay Segment events (NDJSON, gzip or not) into usage-billing systems:
+/// Amberflo, Orb and Kable.
+#[derive(Debug, Parser)]
+#[command(name = "segrelay", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Translate events and send them to a destination, or write the requests (--dry-run)
+    #[command(after_help = EXIT_CODES)]
+    Send(SendArgs),
+    /// Validate the settings and the input, and count what would happen; nothing is written
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
+    /// List the destination types, the calls each takes and their settings
+    Destinations(DestinationsArgs),
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]
+    #[arg(short, long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// A destination named in the settings; may be left out when the settings
+    /// name exactly one, or set default_destination
+    #[arg(short, long, value_name = "NAME")]
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input files, read in order; `-` or none reads standard input. Gzip is
+    /// recognised by its magic bytes
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Events per request [default: Amberflo 100, Orb 500, Kable 500]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    /// Reject input lines longer than this many bytes (suffixes K, M)
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+    pub max_line_bytes: usize,
+
+    /// Stop at the first rejected event instead of going on
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Print nothing but errors on standard error
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: every rejected event, and each request
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Translate and batch, then write the requests instead of sending them (no network, no keys needed)
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How a dry run writes requests
+    #[arg(long, value_enum, default_value_t = Format::Ndjson, requires = "dry_run")]
+    pub format: Format,
+
+    /// Where a dry run writes [default: standard output]
+    #[arg(short, long, value_name = "PATH", requires = "dry_run")]
+    pub output: Option<PathBuf>,
+
+    /// Write API keys in dry-run output instead of *** or $VAR
+    #[arg(long)]
+    pub show_secrets: bool,
+
+    /// Write every event that is not delivered, with its reason, source and line, to PATH
+    /// (NDJSON that `segrelay send` reads back)
+    #[arg(long, value_name = "PATH")]
+    pub rejects: Option<PathBuf>,
+
+    /// Write the run's summary as JSON to PATH
+    #[arg(long, value_name = "PATH")]
+    pub summary: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Write the summary as JSON to PATH
+    #[arg(long, value_name = "PATH")]
+    pub summary: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DestinationsArgs {
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON line per request: destination, method, url, headers, body, events
+    Ndjson,
+    /// A runnable curl command per request
+    Curl,
+    /// Raw HTTP/1.1 requests, as `http --offline` prints them
+    Http,
+}
+
+/// `1048576`, `512K`, `1M`, `2MiB`, ...
+fn parse_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size"))?;
+    let factor = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{text:?}: unknown unit (use K, M or G)")),
+    };
+    match number.checked_mul(factor) {
+        Some(0) | None => Err(format!("{text:?} is not a usable size")),
+        Some(n) => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1T").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,155 @@
+//! The validated configuration a run needs, built from the command line and
+//! the settings file. The core never sees clap.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{self, InputArgs, SettingsArgs};
+use crate::destination::{self, Destination};
+use crate::input::Source;
+use crate::report::Verbosity;
+use crate::settings::{self, Settings, SettingsError};
+use crate::transport::dry_run::Format;
+
+pub enum Mode {
+    /// Write the requests instead of sending them.
+    DryRun {
+        format: Format,
+        output: Option<PathBuf>,
+        show_secrets: bool,
+    },
+    /// Translate and count; write nothing.
+    Check,
+}
+
+pub struct Config {
+    pub destination: Box<dyn Destination>,
+    pub sources: Vec<Source>,
+    pub max_line_bytes: usize,
+    pub batch_size: usize,
+    pub fail_fast: bool,
+    pub verbosity: Verbosity,
+    pub mode: Mode,
+    pub rejects: Option<PathBuf>,
+    pub summary: Option<PathBuf>,
+    /// Warnings to show before the run starts.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn for_send(args: cli::SendArgs) -> Result<Config, SettingsError> {
+        if !args.dry_run {
+            return Err(SettingsError(
+                "sending is not available in this version: add --dry-run to write the requests instead".into(),
+            ));
+        }
+        let mode = Mode::DryRun {
+            format: match args.format {
+                cli::Format::Ndjson => Format::Ndjson,
+                cli::Format::Curl => Format::Curl,
+                cli::Format::Http => Format::Http,
+            },
+            output: args.output,
+            show_secrets: args.show_secrets,
+        };
+        Config::build(args.settings, args.input, mode, args.rejects, args.summary)
+    }
+
+    pub fn for_check(args: cli::CheckArgs) -> Result<Config, SettingsError> {
+        Config::build(args.settings, args.input, Mode::Check, None, args.summary)
+    }
+
+    fn build(
+        settings_args: SettingsArgs,
+        input: InputArgs,
+        mode: Mode,
+        rejects: Option<PathBuf>,
+        summary: Option<PathBuf>,
+    ) -> Result<Config, SettingsError> {
+        let settings = Settings::load(&settings::locate(settings_args.config.as_deref()))?;
+        let chosen = settings.select(settings_args.destination.as_deref())?;
+        let destination = destination::build(chosen)?;
+        let mut warnings = Vec::new();
+        if chosen.api_key.value().is_none() && matches!(mode, Mode::Check) {
+            if let Err(e) = chosen.api_key.require() {
+                warnings.push(format!("a real send would stop here: {e}"));
+            }
+        }
+
+        let (default_batch, max_batch) = chosen.kind.batch_sizes();
+        let batch_size = match input.batch_size {
+            None => default_batch,
+            Some(0) => return Err(SettingsError("--batch-size must be at least 1".into())),
+            Some(n) if n > max_batch => {
+                return Err(SettingsError(format!(
+                    "--batch-size {n} is more than {} takes in one request ({max_batch})",
+                    chosen.kind.name()
+                )));
+            }
+            Some(n) => n,
+        };
+
+        let mut sources: Vec<Source> = input.files.into_iter().map(Source::from_arg).collect();
+        if sources.is_empty() {
+            sources.push(Source::Stdin);
+        }
+        let written: Vec<(&str, &Path)> = [
+            ("--rejects", rejects.as_deref()),
+            ("--summary", summary.as_deref()),
+            (
+                "--output",
+                match &mode {
+                    Mode::DryRun { output, .. } => output.as_deref(),
+                    Mode::Check => None,
+                },
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| path.map(|p| (flag, p)))
+        .collect();
+        refuse_overwriting_inputs(&sources, &written)?;
+
+        let verbosity = if input.quiet {
+            Verbosity::Quiet
+        } else if input.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Ok(Config {
+            destination,
+            sources,
+            max_line_bytes: input.max_line_bytes,
+            batch_size,
+            fail_fast: input.fail_fast,
+            verbosity,
+            mode,
+            rejects,
+            summary,
+            warnings,
+        })
+    }
+}
+
+/// `--rejects events.ndjson` would empty the input before it is read.
+fn refuse_overwriting_inputs(
+    sources: &[Source],
+    written: &[(&str, &Path)],
+) -> Result<(), SettingsError> {
+    for source in sources {
+        let Source::Path(input) = source else {
+            continue;
+        };
+        let Ok(input) = input.canonicalize() else {
+            continue;
+        };
+        for (flag, path) in written {
+            if path.canonicalize().is_ok_and(|p| p == input) {
+                return Err(SettingsError(format!(
+                    "{flag} {} is also an input: it would be overwritten before it is read",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}

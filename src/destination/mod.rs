@@ -1,0 +1,239 @@
+//! Destinations: pure translation from a Segment event to a record (or a reason),
+//! and from a batch of records to an HTTP request.
+
+pub mod amberflo;
+pub mod kable;
+pub mod orb;
+
+use std::borrow::Cow;
+
+use crate::event::Event;
+use crate::report::Reason;
+use crate::settings::{DestinationSettings, Secret, SettingsError};
+
+/// The destination types segrelay knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Amberflo,
+    Orb,
+    Kable,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Amberflo, Kind::Orb, Kind::Kable];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Amberflo => "amberflo",
+            Kind::Orb => "orb",
+            Kind::Kable => "kable",
+        }
+    }
+
+    /// The key in a Segment `integrations` object.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Kind::Amberflo => "Amberflo",
+            Kind::Orb => "Orb",
+            Kind::Kable => "Kable",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Events per request: the default, and the most segrelay will put in one.
+    pub fn batch_sizes(self) -> (usize, usize) {
+        match self {
+            Kind::Amberflo => (amberflo::DEFAULT_BATCH, amberflo::MAX_BATCH),
+            Kind::Orb => (orb::DEFAULT_BATCH, orb::MAX_BATCH),
+            Kind::Kable => (kable::DEFAULT_BATCH, kable::MAX_BATCH),
+        }
+    }
+}
+
+/// Which endpoint a record goes to; records of one stream are batched together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Usage: Amberflo meter records, Orb and Kable events.
+    Usage,
+    /// Amberflo customers, one per request.
+    Customer,
+}
+
+/// One translated event: its JSON, ready to be put in a request body.
+#[derive(Debug)]
+pub struct Payload {
+    pub stream: Stream,
+    pub json: String,
+    /// The idempotency key the destination dedupes on.
+    pub key: String,
+}
+
+/// What a destination makes of an event.
+#[derive(Debug)]
+pub enum Translation {
+    Record(Payload),
+    Skip(Reason),
+    Reject(Reason),
+}
+
+/// An HTTP request, with secrets kept apart so every writer can hide them.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// As sent on the wire (`X-API-KEY`); writers may lower-case it.
+    pub name: &'static str,
+    pub value: HeaderValue,
+}
+
+#[derive(Debug, Clone)]
+pub enum HeaderValue {
+    Plain(String),
+    Secret {
+        prefix: &'static str,
+        secret: Secret,
+    },
+}
+
+impl Header {
+    pub fn plain(name: &'static str, value: impl Into<String>) -> Header {
+        Header {
+            name,
+            value: HeaderValue::Plain(value.into()),
+        }
+    }
+
+    pub fn secret(name: &'static str, prefix: &'static str, secret: &Secret) -> Header {
+        Header {
+            name,
+            value: HeaderValue::Secret {
+                prefix,
+                secret: secret.clone(),
+            },
+        }
+    }
+}
+
+pub trait Destination: Send + Sync {
+    /// The name of the settings table.
+    fn name(&self) -> &str;
+
+    fn kind(&self) -> Kind;
+
+    /// Translates one event; never fails, never panics: an event it cannot use is a reason.
+    fn translate(&self, event: &Event) -> Translation;
+
+    /// The request for a batch of records of one stream, in order.
+    fn request(&self, stream: Stream, records: &[&str]) -> Request;
+
+    /// Events one request of this stream may hold.
+    fn batch_limit(&self, stream: Stream, batch_size: usize) -> usize {
+        match stream {
+            Stream::Usage => batch_size,
+            Stream::Customer => 1,
+        }
+    }
+}
+
+/// Builds the destination a settings table describes, checking its own keys.
+pub fn build(settings: &DestinationSettings) -> Result<Box<dyn Destination>, SettingsError> {
+    let mut table = settings.table.clone();
+    let destination: Box<dyn Destination> = match settings.kind {
+        Kind::Amberflo => Box::new(amberflo::Amberflo::new(settings, &mut table)?),
+        Kind::Orb => Box::new(orb::Orb::new(settings, &mut table)?),
+        Kind::Kable => Box::new(kable::Kable::new(settings, &mut table)?),
+    };
+    let mut known = vec!["type", "api_key", "endpoint"];
+    known.extend(settings_keys(settings.kind).iter().map(|s| s.key));
+    table.finish(&known)?;
+    Ok(destination)
+}
+
+/// A setting a destination type takes, for `segrelay destinations`.
+pub struct SettingDoc {
+    pub key: &'static str,
+    pub default: Option<&'static str>,
+    pub required: bool,
+    pub help: &'static str,
+}
+
+pub fn settings_keys(kind: Kind) -> &'static [SettingDoc] {
+    match kind {
+        Kind::Amberflo => amberflo::SETTINGS,
+        Kind::Orb => orb::SETTINGS,
+        Kind::Kable => kable::SETTINGS,
+    }
+}
+
+/// The Segment calls each type takes and where they go.
+pub fn calls(kind: Kind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        Kind::Amberflo => &[
+            ("track", "POST /ingest (meter record, meterApiName = event)"),
+            ("page", "POST /ingest (meter record, meterApiName = page)"),
+            (
+                "screen",
+                "POST /ingest (meter record, meterApiName = screen)",
+            ),
+            ("identify", "PUT /customers (create or update the customer)"),
+        ],
+        Kind::Orb => &[("track", "POST /ingest (usage event)")],
+        Kind::Kable => &[("track", "POST /api/v1/events/create (event)")],
+    }
+}
+
+/// Call types a destination does not take are skipped, not errors; neither are
+/// events the integrations object turns off. Everything else must have a type.
+pub fn screen(event: &Event, kind: Kind, takes: &[&str]) -> Result<(), Translation> {
+    let Some(call) = event.call_type() else {
+        let reason = match event.fields.get("type") {
+            None => Reason::plain("missing type"),
+            Some(other) => Reason::new(
+                "missing type",
+                format!("\"type\" is {}", crate::event::json_kind(other)),
+            ),
+        };
+        return Err(Translation::Reject(reason));
+    };
+    if !takes.contains(&call) {
+        return Err(Translation::Skip(Reason::plain(format!(
+            "type not taken: {call}"
+        ))));
+    }
+    if !event.enabled_for(kind.display_name()) {
+        return Err(Translation::Skip(Reason::plain("disabled by integrations")));
+    }
+    Ok(())
+}
+
+/// A reason for a missing field, naming where it was looked for.
+pub fn missing(what: &'static str, field: &str) -> Translation {
+    Translation::Reject(Reason::new(
+        Cow::Owned(format!("missing {what}")),
+        format!("no usable value at {field}"),
+    ))
+}
+
+/// Joins pre-serialised records into a JSON array.
+pub fn json_array(records: &[&str], extra: usize) -> Vec<u8> {
+    let len = records.iter().map(|r| r.len() + 1).sum::<usize>() + 2 + extra;
+    let mut body = Vec::with_capacity(len);
+    body.push(b'[');
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(record.as_bytes());
+    }
+    body.push(b']');
+    body
+}

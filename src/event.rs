@@ -1,0 +1,391 @@
+//! The Segment event model: lines to events, ids, dot paths and the integrations selector.
+
+pub mod time;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::report::Reason;
+
+/// Where an event came from: the input as the user named it, and the 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub source: Arc<str>,
+    pub line: u64,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.source, self.line)
+    }
+}
+
+/// The key under which segrelay's rejects file keeps its notes on an event. It is
+/// removed when such a file is read back, so replays see the original event.
+pub const REJECT_NOTE_KEY: &str = "_segrelay";
+
+/// One Segment message, with a batch envelope's context already filled in.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub fields: Map<String, Value>,
+    pub origin: Origin,
+}
+
+/// What a line could not become, with the text to keep in the rejects file.
+#[derive(Debug)]
+pub struct BadLine {
+    pub origin: Origin,
+    pub reason: Reason,
+    pub raw: String,
+}
+
+/// Turns one input line into events: a single event, or the items of a
+/// `{"batch":[...]}` envelope. Every item yields exactly one `Ok` or `Err`.
+pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Event, BadLine>)) {
+    let bad = |reason: Reason| BadLine {
+        origin: origin.clone(),
+        reason,
+        raw: String::from_utf8_lossy(line).into_owned(),
+    };
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(value) => value,
+        Err(e) => return each(Err(bad(Reason::new("invalid JSON", e.to_string())))),
+    };
+    let Value::Object(mut fields) = value else {
+        let kind = json_kind(&value);
+        return each(Err(bad(Reason::new(
+            "not a JSON object",
+            format!("the line is {kind}"),
+        ))));
+    };
+    if let Some(Value::Object(note)) = fields.remove(REJECT_NOTE_KEY) {
+        // A line from a rejects file that held no JSON object: replay its raw text.
+        if fields.is_empty() {
+            if let Some(Value::String(raw)) = note.get("raw") {
+                return parse_line(raw.as_bytes(), origin, each);
+            }
+        }
+    }
+    let Some(batch) = fields.remove("batch") else {
+        return each(Ok(Event {
+            fields,
+            origin: origin.clone(),
+        }));
+    };
+    let Value::Array(items) = batch else {
+        let kind = json_kind(&batch);
+        return each(Err(bad(Reason::new(
+            "invalid batch",
+            format!("\"batch\" is {kind}, not an array"),
+        ))));
+    };
+    let envelope_context = fields.get("context");
+    let envelope_integrations = fields.get("integrations");
+    for (index, item) in items.into_iter().enumerate() {
+        let Value::Object(mut item) = item else {
+            let kind = json_kind(&item);
+            each(Err(BadLine {
+                origin: origin.clone(),
+                reason: Reason::new("not a JSON object", format!("batch item {index} is {kind}")),
+                raw: item.to_string(),
+            }));
+            continue;
+        };
+        for (key, value) in [
+            ("context", envelope_context),
+            ("integrations", envelope_integrations),
+        ] {
+            if let Some(value) = value {
+                if matches!(item.get(key), None | Some(Value::Null)) {
+                    item.insert(key.to_owned(), value.clone());
+                }
+            }
+        }
+        each(Ok(Event {
+            fields: item,
+            origin: origin.clone(),
+        }));
+    }
+}
+
+impl Event {
+    /// The call type: `track`, `page`, `screen`, `identify`, ...
+    pub fn call_type(&self) -> Option<&str> {
+        self.fields.get("type").and_then(Value::as_str)
+    }
+
+    /// A value by dot path into the whole event (`properties.customerId`).
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        lookup(&self.fields, path)
+    }
+
+    /// An id by dot path, as text: strings as they are, numbers as decimal text;
+    /// empty strings and other types count as absent.
+    pub fn id_at(&self, path: &str) -> Option<String> {
+        self.get(path).and_then(id_text)
+    }
+
+    /// `userId`, else `anonymousId`.
+    pub fn customer_id(&self) -> Option<String> {
+        self.id_at("userId").or_else(|| self.id_at("anonymousId"))
+    }
+
+    /// `messageId`, else an id derived from the event's content, stable across runs.
+    pub fn message_id(&self) -> String {
+        self.id_at("messageId").unwrap_or_else(|| self.content_id())
+    }
+
+    /// A hash of the whole event. serde_json's map is ordered by key (the
+    /// `preserve_order` feature is off), so the same event always serialises the
+    /// same way, whatever the key order of the input line.
+    pub fn content_id(&self) -> String {
+        let bytes = serde_json::to_vec(&self.fields).expect("a JSON map always serialises");
+        let digest = Sha256::digest(&bytes);
+        let mut id = String::with_capacity(9 + 32);
+        id.push_str("segrelay-");
+        for byte in &digest[..16] {
+            id.push_str(&format!("{byte:02x}"));
+        }
+        id
+    }
+
+    /// Segment's integrations selector: a destination's own key wins; otherwise
+    /// `All` decides, and it defaults to true.
+    pub fn enabled_for(&self, display_name: &str) -> bool {
+        let Some(Value::Object(integrations)) = self.fields.get("integrations") else {
+            return true;
+        };
+        match integrations.get(display_name) {
+            Some(value) => !matches!(value, Value::Bool(false) | Value::Null),
+            None => integrations.get("All") != Some(&Value::Bool(false)),
+        }
+    }
+
+    /// The event's `properties` object (empty when absent or not an object).
+    pub fn properties(&self) -> &Map<String, Value> {
+        object_or_empty(self.fields.get("properties"))
+    }
+
+    /// The event's `traits` object (empty when absent or not an object).
+    pub fn traits(&self) -> &Map<String, Value> {
+        object_or_empty(self.fields.get("traits"))
+    }
+
+    /// The event as a JSON line, for the rejects file.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.fields).expect("a JSON map always serialises")
+    }
+}
+
+fn object_or_empty(value: Option<&Value>) -> &Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    match value {
+        Some(Value::Object(map)) => map,
+        _ => EMPTY.get_or_init(Map::new),
+    }
+}
+
+/// Looks a dot path up in an object; a numeric segment indexes an array.
+pub fn lookup<'a>(object: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut segments = path.split('.');
+    let mut current = object.get(segments.next()?)?;
+    for segment in segments {
+        current = match current {
+            Value::Object(map) => map.get(segment)?,
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// Removes the value at a dot path, leaving its parents in place.
+pub fn remove_path(object: &mut Map<String, Value>, path: &str) -> Option<Value> {
+    match path.rsplit_once('.') {
+        None => object.remove(path),
+        Some((parent, leaf)) => {
+            let mut segments = parent.split('.');
+            let mut current = object.get_mut(segments.next()?)?;
+            for segment in segments {
+                current = current.as_object_mut()?.get_mut(segment)?;
+            }
+            current.as_object_mut()?.remove(leaf)
+        }
+    }
+}
+
+/// An id as text: a non-empty string, or a number's decimal text.
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// "a string", "an array", ... for messages.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value for a message, cut so that a huge value cannot flood the terminal.
+pub fn short_text(value: &Value) -> String {
+    let mut text = value.to_string();
+    if text.len() > 80 {
+        let cut = (0..=77)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn origin() -> Origin {
+        Origin {
+            source: "t.ndjson".into(),
+            line: 7,
+        }
+    }
+
+    fn event(value: Value) -> Event {
+        let Value::Object(fields) = value else {
+            panic!("not an object")
+        };
+        Event {
+            fields,
+            origin: origin(),
+        }
+    }
+
+    fn parse(line: &str) -> Vec<Result<Event, BadLine>> {
+        let mut out = Vec::new();
+        parse_line(line.as_bytes(), &origin(), |r| out.push(r));
+        out
+    }
+
+    #[test]
+    fn integrations_selector_follows_segment_rules() {
+        let cases = [
+            (json!({}), true),
+            (json!({"integrations": {}}), true),
+            (json!({"integrations": {"All": false}}), false),
+            (json!({"integrations": {"All": false, "Orb": true}}), true),
+            (
+                json!({"integrations": {"All": false, "Orb": {"opt": 1}}}),
+                true,
+            ),
+            (json!({"integrations": {"All": true, "Orb": false}}), false),
+            (json!({"integrations": {"Orb": null}}), false),
+            (json!({"integrations": {"orb": false}}), true),
+            (json!({"integrations": {"All": null}}), true),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(event(value.clone()).enabled_for("Orb"), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn ids_are_text_and_empty_strings_are_absent() {
+        let e = event(json!({"userId": "", "anonymousId": 12345, "context": {"groupId": "g1"}}));
+        assert_eq!(e.customer_id().as_deref(), Some("12345"));
+        assert_eq!(e.id_at("context.groupId").as_deref(), Some("g1"));
+        assert_eq!(e.id_at("context.missing"), None);
+    }
+
+    #[test]
+    fn fallback_message_id_is_stable_and_ignores_key_order() {
+        let a = parse(
+            r#"{"type":"track","event":"x","userId":"u","timestamp":"2021-01-01T00:00:00Z"}"#,
+        );
+        let b = parse(
+            r#"{"userId":"u","timestamp":"2021-01-01T00:00:00Z","event":"x","type":"track"}"#,
+        );
+        let c = parse(
+            r#"{"userId":"u","timestamp":"2021-01-01T00:00:01Z","event":"x","type":"track"}"#,
+        );
+        let id = |r: &[Result<Event, BadLine>]| r[0].as_ref().unwrap().message_id();
+        assert_eq!(id(&a), id(&b));
+        assert_ne!(id(&a), id(&c));
+        assert!(id(&a).starts_with("segrelay-") && id(&a).len() == 41);
+    }
+
+    #[test]
+    fn envelopes_fill_in_context_and_integrations_where_missing() {
+        let out = parse(
+            r#"{"batch":[{"type":"track"},{"type":"page","context":{"own":1}},3],"context":{"env":1},"integrations":{"All":false}}"#,
+        );
+        assert_eq!(out.len(), 3);
+        let first = out[0].as_ref().unwrap();
+        assert_eq!(first.fields["context"], json!({"env": 1}));
+        assert_eq!(first.fields["integrations"], json!({"All": false}));
+        assert_eq!(
+            out[1].as_ref().unwrap().fields["context"],
+            json!({"own": 1})
+        );
+        assert_eq!(
+            out[2].as_ref().unwrap_err().reason.kind,
+            "not a JSON object"
+        );
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        assert_eq!(
+            parse("{").pop().unwrap().unwrap_err().reason.kind,
+            "invalid JSON"
+        );
+        assert_eq!(
+            parse("[1]").pop().unwrap().unwrap_err().reason.kind,
+            "not a JSON object"
+        );
+        assert_eq!(
+            parse(r#"{"batch":{}}"#)
+                .pop()
+                .unwrap()
+                .unwrap_err()
+                .reason
+                .kind,
+            "invalid batch"
+        );
+    }
+
+    #[test]
+    fn replayed_rejects_lose_their_note() {
+        let out = parse(r#"{"type":"track","_segrelay":{"reason":"x"}}"#);
+        assert!(
+            !out[0]
+                .as_ref()
+                .unwrap()
+                .fields
+                .contains_key(REJECT_NOTE_KEY)
+        );
+        let out = parse(r#"{"_segrelay":{"reason":"invalid JSON","raw":"{\"type\":\"page\"}"}}"#);
+        assert_eq!(out[0].as_ref().unwrap().call_type(), Some("page"));
+    }
+
+    #[test]
+    fn paths_reach_into_objects_and_arrays() {
+        let e = event(json!({"properties": {"a": {"b": [10, {"c": 3}]}}}));
+        assert_eq!(e.get("properties.a.b.1.c"), Some(&json!(3)));
+        assert_eq!(e.get("properties.a.x"), None);
+        let mut props = e.properties().clone();
+        assert_eq!(remove_path(&mut props, "a.b"), Some(json!([10, {"c": 3}])));
+        assert_eq!(Value::Object(props), json!({"a": {}}));
+    }
+}

@@ -1,0 +1,235 @@
+//! Event times: which field, which formats, and the UTC forms destinations want.
+
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use serde_json::Value;
+
+/// Segment's own rule: a number below this is epoch seconds, anything larger epoch milliseconds.
+const EPOCH_SECONDS_LIMIT: f64 = 31_557_600_000.0;
+
+/// Why an event has no usable time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeError {
+    Missing,
+    Invalid { field: &'static str, text: String },
+    OutOfRange { field: &'static str },
+}
+
+impl std::fmt::Display for TimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeError::Missing => f.write_str("no timestamp, originalTimestamp or receivedAt"),
+            TimeError::Invalid { field, text } => write!(f, "{field} {text} is not a valid time"),
+            TimeError::OutOfRange { field } => write!(f, "{field} is before 1970 or after 9999"),
+        }
+    }
+}
+
+/// The fields that may carry an event's time, in the order they are tried.
+pub const TIME_FIELDS: [&str; 3] = ["timestamp", "originalTimestamp", "receivedAt"];
+
+/// The first time field that is present (null and "" count as absent), parsed.
+/// A present but unparsable field rejects the event rather than falling back silently.
+pub fn event_time(event: &serde_json::Map<String, Value>) -> Result<Timestamp, TimeError> {
+    for field in TIME_FIELDS {
+        match event.get(field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.is_empty() => continue,
+            Some(value) => return parse_time(field, value),
+        }
+    }
+    Err(TimeError::Missing)
+}
+
+fn parse_time(field: &'static str, value: &Value) -> Result<Timestamp, TimeError> {
+    let parsed = match value {
+        Value::String(s) => parse_iso(s),
+        Value::Number(n) => n.as_f64().and_then(from_epoch_number),
+        _ => None,
+    };
+    let invalid = || TimeError::Invalid {
+        field,
+        text: crate::event::short_text(value),
+    };
+    let time = parsed.ok_or_else(invalid)?;
+    if time < Timestamp::UNIX_EPOCH || time.as_second() >= 253_402_300_800 {
+        return Err(TimeError::OutOfRange { field });
+    }
+    Ok(time)
+}
+
+fn from_epoch_number(n: f64) -> Option<Timestamp> {
+    if !n.is_finite() {
+        return None;
+    }
+    // Like JavaScript's Date, keep whole milliseconds and truncate the rest.
+    let millis = if n.abs() < EPOCH_SECONDS_LIMIT {
+        (n * 1000.0).trunc()
+    } else {
+        n.trunc()
+    };
+    if millis.abs() > 1e17 {
+        return None;
+    }
+    Timestamp::from_millisecond(millis as i64).ok()
+}
+
+/// ISO 8601 as seen in real Segment data. jiff does the parsing; this only
+/// first tolerates what strict RFC 3339 refuses: unpadded date and time
+/// fields, more than nine fractional digits, and a missing offset (UTC).
+pub fn parse_iso(text: &str) -> Option<Timestamp> {
+    let text = text.trim();
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Some(t);
+    }
+    let normalised = normalise(text)?;
+    if let Ok(t) = normalised.parse::<Timestamp>() {
+        return Some(t);
+    }
+    // No offset at all: Segment's servers and archives are in UTC.
+    let civil: DateTime = normalised.parse().ok()?;
+    TimeZone::UTC.to_timestamp(civil).ok()
+}
+
+/// Pads `2015-2-2T0:30:12` to `2015-02-02T00:30:12` and cuts fractions to nine digits.
+fn normalise(text: &str) -> Option<String> {
+    let (date, rest) = match text.find(['T', 't', ' ']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut parts = date.split('-');
+    let year = parts.next()?;
+    out.push_str(year);
+    for part in parts.by_ref().take(2) {
+        push_padded(&mut out, '-', part)?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    let Some(rest) = rest else {
+        return Some(out);
+    };
+    out.push('T');
+    // The clock part ends where the fraction or the offset starts.
+    let clock_end = rest
+        .find(['.', ',', 'Z', 'z', '+', '-'])
+        .unwrap_or(rest.len());
+    let (clock, mut tail) = rest.split_at(clock_end);
+    for (i, part) in clock.split(':').enumerate() {
+        push_padded(&mut out, if i == 0 { '\0' } else { ':' }, part)?;
+    }
+    if let Some(fraction) = tail.strip_prefix(['.', ',']) {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        out.push('.');
+        out.push_str(&fraction[..digits.min(9)]);
+        tail = &fraction[digits..];
+    }
+    out.push_str(tail);
+    Some(out)
+}
+
+fn push_padded(out: &mut String, separator: char, part: &str) -> Option<()> {
+    if part.is_empty() || part.len() > 2 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if separator != '\0' {
+        out.push(separator);
+    }
+    if part.len() == 1 {
+        out.push('0');
+    }
+    out.push_str(part);
+    Some(())
+}
+
+/// Orb's and Kable's form: UTC, millisecond precision, `Z`.
+pub fn utc_millis_text(time: Timestamp) -> String {
+    time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn millis(v: Value) -> Result<i64, TimeError> {
+        let Value::Object(map) = json!({ "timestamp": v }) else {
+            unreachable!()
+        };
+        event_time(&map).map(|t| t.as_millisecond())
+    }
+
+    #[test]
+    fn accepts_the_formats_seen_in_segment_data() {
+        let cases = [
+            ("2021-04-26T14:01:46.909Z", 1_619_445_706_909),
+            ("2021-04-26T14:01:46Z", 1_619_445_706_000),
+            ("2021-04-26T16:01:46.909+02:00", 1_619_445_706_909),
+            ("2021-04-26T07:01:46.909-0700", 1_619_445_706_909),
+            ("2021-04-26T14:01:46.9095551234Z", 1_619_445_706_909),
+            ("2021-04-26 14:01:46.909Z", 1_619_445_706_909),
+            ("2021-4-26T14:01:46.909Z", 1_619_445_706_909),
+            ("2021-04-26T14:01:46.909", 1_619_445_706_909),
+            ("2015-2-02T00:30:12.984Z", 1_422_837_012_984),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(millis(json!(text)), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_seconds_below_the_limit_and_millis_above() {
+        assert_eq!(millis(json!(1_619_445_706)), Ok(1_619_445_706_000));
+        assert_eq!(millis(json!(1_619_445_706.5)), Ok(1_619_445_706_500));
+        assert_eq!(millis(json!(1_619_445_706_909u64)), Ok(1_619_445_706_909));
+        assert_eq!(millis(json!(31_557_599_999u64)), Ok(31_557_599_999_000));
+        assert_eq!(millis(json!(31_557_600_000u64)), Ok(31_557_600_000));
+    }
+
+    #[test]
+    fn falls_back_only_when_a_field_is_absent() {
+        let Value::Object(event) = json!({"timestamp": null, "originalTimestamp": "", "receivedAt": "2021-04-26T14:01:46.909Z"})
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            event_time(&event).unwrap().as_millisecond(),
+            1_619_445_706_909
+        );
+        let Value::Object(event) =
+            json!({"timestamp": "yesterday", "receivedAt": "2021-04-26T14:01:46.909Z"})
+        else {
+            unreachable!()
+        };
+        assert!(matches!(
+            event_time(&event),
+            Err(TimeError::Invalid {
+                field: "timestamp",
+                ..
+            })
+        ));
+        assert_eq!(event_time(&serde_json::Map::new()), Err(TimeError::Missing));
+    }
+
+    #[test]
+    fn refuses_nonsense() {
+        for bad in [
+            json!("2021-13-01T00:00:00Z"),
+            json!("not a date"),
+            json!(true),
+            json!({}),
+            json!("1619445706909"),
+            json!(-5),
+        ] {
+            assert!(millis(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn writes_utc_with_milliseconds() {
+        let t = parse_iso("2022-05-11T23:33:13.1652304793+02:00").unwrap();
+        assert_eq!(utc_millis_text(t), "2022-05-11T21:33:13.165Z");
+    }
+}

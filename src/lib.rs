@@ -1,0 +1,224 @@
+//! segrelay: replays Segment events into usage-billing systems.
+
+pub mod cli;
+pub mod config;
+pub mod destination;
+pub mod event;
+pub mod input;
+pub mod pipeline;
+pub mod report;
+pub mod settings;
+pub mod transport;
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+
+use anyhow::Context;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Mode};
+use crate::destination::{Kind, calls, settings_keys};
+use crate::input::Source;
+use crate::report::{Report, Verbosity};
+use crate::settings::SettingsError;
+use crate::transport::dry_run::DryRun;
+use crate::transport::{Discard, Transport};
+
+/// How a run ended, as the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Every event sent (or translated, in a dry run) or skipped.
+    Clean = 0,
+    /// Some events rejected or failed.
+    Problems = 1,
+    /// Usage or settings error.
+    Usage = 2,
+}
+
+/// The exit code for an error that ended the run.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<SettingsError>().is_some() {
+        Status::Usage as u8
+    } else {
+        Status::Problems as u8
+    }
+}
+
+/// True when the error is only a closed pipe on standard output (`segrelay ... | head`).
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Status> {
+    match cli.command {
+        Command::Send(args) => {
+            let summary = args.summary.clone();
+            process(Config::for_send(args)?, summary.as_deref())
+        }
+        Command::Check(args) => {
+            let summary = args.summary.clone();
+            process(Config::for_check(args)?, summary.as_deref())
+        }
+        Command::Destinations(args) => {
+            print_destinations(args.json)?;
+            Ok(Status::Clean)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "segrelay",
+                &mut io::stdout().lock(),
+            );
+            Ok(Status::Clean)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut io::stdout().lock())?;
+            Ok(Status::Clean)
+        }
+    }
+}
+
+fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Result<Status> {
+    if config.verbosity > Verbosity::Quiet {
+        for warning in &config.warnings {
+            eprintln!("segrelay: warning: {warning}");
+        }
+        if config.sources.contains(&Source::Stdin) && io::stdin().is_terminal() {
+            eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
+        }
+    }
+    let mut report = Report::new(config.verbosity, config.rejects.as_deref())?;
+    let (mut transport, title): (Box<dyn Transport>, String) = match &config.mode {
+        Mode::DryRun {
+            format,
+            output,
+            show_secrets,
+        } => {
+            let (out, target): (Box<dyn Write>, String) = match output {
+                Some(path) => {
+                    let file = File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    (
+                        Box::new(BufWriter::with_capacity(256 * 1024, file)),
+                        path.display().to_string(),
+                    )
+                }
+                None => (
+                    Box::new(BufWriter::with_capacity(256 * 1024, io::stdout())),
+                    "standard output".to_owned(),
+                ),
+            };
+            (
+                Box::new(DryRun::new(*format, *show_secrets, out, target)),
+                format!("{} (dry run)", config.destination.name()),
+            )
+        }
+        Mode::Check => (
+            Box::new(Discard),
+            format!("{} (check)", config.destination.name()),
+        ),
+    };
+    let options = pipeline::Options {
+        sources: &config.sources,
+        max_line_bytes: config.max_line_bytes,
+        batch_size: config.batch_size,
+        fail_fast: config.fail_fast,
+    };
+    pipeline::run(
+        &options,
+        config.destination.as_ref(),
+        transport.as_mut(),
+        &mut report,
+    )?;
+    report.finish(&title, summary_path)?;
+    let s = report.summary();
+    Ok(if s.rejected + s.failed > 0 {
+        Status::Problems
+    } else {
+        Status::Clean
+    })
+}
+
+fn print_destinations(json: bool) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        let list: Vec<serde_json::Value> = Kind::ALL
+            .iter()
+            .map(|&kind| {
+                let (default_batch, max_batch) = kind.batch_sizes();
+                serde_json::json!({
+                    "type": kind.name(),
+                    "integrations_key": kind.display_name(),
+                    "calls": calls(kind).iter().map(|(call, to)| serde_json::json!({"call": call, "request": to})).collect::<Vec<_>>(),
+                    "batch_size": {"default": default_batch, "max": max_batch},
+                    "settings": common_settings().iter().chain(settings_keys(kind)).map(|s| serde_json::json!({
+                        "key": s.key, "required": s.required, "default": s.default, "help": s.help,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for (i, &kind) in Kind::ALL.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        let (default_batch, max_batch) = kind.batch_sizes();
+        writeln!(
+            out,
+            "{} (integrations key \"{}\")",
+            kind.name(),
+            kind.display_name()
+        )?;
+        writeln!(out, "  calls:")?;
+        for (call, to) in calls(kind) {
+            writeln!(out, "    {call:<9} {to}")?;
+        }
+        writeln!(
+            out,
+            "  batch size: {default_batch} events per request by default, at most {max_batch}"
+        )?;
+        writeln!(out, "  settings:")?;
+        for setting in common_settings().iter().chain(settings_keys(kind)) {
+            let default = match (setting.required, setting.default) {
+                (true, _) => "required".to_owned(),
+                (false, Some(default)) => format!("default: {default}"),
+                (false, None) => "optional".to_owned(),
+            };
+            writeln!(out, "    {:<27} {} ({default})", setting.key, setting.help)?;
+        }
+    }
+    Ok(())
+}
+
+fn common_settings() -> &'static [destination::SettingDoc] {
+    use destination::SettingDoc;
+    &[
+        SettingDoc {
+            key: "type",
+            default: Some("the table's name"),
+            required: false,
+            help: "amberflo, orb or kable",
+        },
+        SettingDoc {
+            key: "api_key",
+            default: None,
+            required: true,
+            help: "the API key; use \"${VAR}\" to read it from the environment",
+        },
+        SettingDoc {
+            key: "endpoint",
+            default: Some("the service's own URL"),
+            required: false,
+            help: "base URL, for proxies, tests and failover hosts",
+        },
+    ]
+}

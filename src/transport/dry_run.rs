@@ -1,0 +1,212 @@
+//! The dry-run writer: each request as an NDJSON line, a curl command or raw HTTP.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use super::{Reply, Transport, USER_AGENT};
+use crate::destination::{HeaderValue, Request};
+use crate::event::Origin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Curl,
+    Http,
+}
+
+pub struct DryRun {
+    format: Format,
+    show_secrets: bool,
+    out: Box<dyn Write>,
+    /// Where the output goes, for messages.
+    target: String,
+    requests: u64,
+    line: Vec<u8>,
+}
+
+impl DryRun {
+    pub fn new(format: Format, show_secrets: bool, out: Box<dyn Write>, target: String) -> DryRun {
+        DryRun {
+            format,
+            show_secrets,
+            out,
+            target,
+            requests: 0,
+            line: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    fn ndjson(&mut self, destination: &str, request: &Request, events: &[&Origin]) {
+        let line = &mut self.line;
+        line.extend_from_slice(b"{\"destination\":");
+        push_json_string(line, destination);
+        line.extend_from_slice(b",\"method\":");
+        push_json_string(line, request.method);
+        line.extend_from_slice(b",\"url\":");
+        push_json_string(line, &request.url);
+        line.extend_from_slice(b",\"headers\":{");
+        for (i, header) in request.headers.iter().enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            push_json_string(line, &header.name.to_ascii_lowercase());
+            line.push(b':');
+            push_json_string(line, &shown(&header.value, self.show_secrets));
+        }
+        line.extend_from_slice(b"},\"body\":");
+        line.extend_from_slice(&request.body);
+        line.extend_from_slice(b",\"events\":[");
+        for (i, origin) in events.iter().enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            line.extend_from_slice(b"{\"source\":");
+            push_json_string(line, &origin.source);
+            line.extend_from_slice(b",\"line\":");
+            line.extend_from_slice(origin.line.to_string().as_bytes());
+            line.push(b'}');
+        }
+        line.extend_from_slice(b"]}\n");
+    }
+
+    fn curl(&mut self, destination: &str, request: &Request, events: &[&Origin]) {
+        let mut text = String::new();
+        if self.requests > 1 {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "# request {} to {destination}: {}\n",
+            self.requests,
+            span(events)
+        ));
+        text.push_str(&format!(
+            "curl --request {} \\\n  --url {}",
+            request.method,
+            single_quoted(&request.url)
+        ));
+        for header in &request.headers {
+            let value = match &header.value {
+                HeaderValue::Secret { prefix, secret } if !self.show_secrets => {
+                    match secret.shell_reference() {
+                        Some(reference) => format!("\"{}: {prefix}{reference}\"", header.name),
+                        None => single_quoted(&format!("{}: {prefix}***", header.name)),
+                    }
+                }
+                value => single_quoted(&format!(
+                    "{}: {}",
+                    header.name,
+                    shown(value, self.show_secrets)
+                )),
+            };
+            text.push_str(&format!(" \\\n  --header {value}"));
+        }
+        text.push_str(" \\\n  --data-binary ");
+        text.push_str(&single_quoted(&String::from_utf8_lossy(&request.body)));
+        text.push('\n');
+        self.line.extend_from_slice(text.as_bytes());
+    }
+
+    fn http(&mut self, request: &Request) {
+        let (host, path) = split_url(&request.url);
+        let mut text = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", request.method);
+        for header in &request.headers {
+            text.push_str(&format!(
+                "{}: {}\r\n",
+                header.name,
+                shown(&header.value, self.show_secrets)
+            ));
+        }
+        text.push_str(&format!(
+            "User-Agent: {USER_AGENT}\r\nContent-Length: {}\r\n\r\n",
+            request.body.len()
+        ));
+        self.line.extend_from_slice(text.as_bytes());
+        self.line.extend_from_slice(&request.body);
+        self.line.extend_from_slice(b"\n\n");
+    }
+}
+
+impl Transport for DryRun {
+    fn deliver(
+        &mut self,
+        destination: &str,
+        request: &Request,
+        events: &[&Origin],
+    ) -> anyhow::Result<Reply> {
+        self.requests += 1;
+        self.line.clear();
+        match self.format {
+            Format::Ndjson => self.ndjson(destination, request, events),
+            Format::Curl => self.curl(destination, request, events),
+            Format::Http => self.http(request),
+        }
+        self.out
+            .write_all(&self.line)
+            .with_context(|| format!("cannot write to {}", self.target))?;
+        Ok(Reply::Written)
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write to {}", self.target))
+    }
+}
+
+/// A header's value as it may be shown: the secret only with --show-secrets.
+fn shown(value: &HeaderValue, show_secrets: bool) -> String {
+    match value {
+        HeaderValue::Plain(text) => text.clone(),
+        HeaderValue::Secret { prefix, secret } => match secret.value() {
+            Some(key) if show_secrets => format!("{prefix}{key}"),
+            _ => format!("{prefix}***"),
+        },
+    }
+}
+
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+}
+
+/// `'text'` for a POSIX shell, with single quotes spelled `'\''`.
+fn single_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// `events.ndjson:1` or `events.ndjson:1 to events.ndjson:40`, with a count.
+fn span(events: &[&Origin]) -> String {
+    match events {
+        [] => "no events".to_owned(),
+        [one] => format!("1 event, {one}"),
+        [first, .., last] => format!("{} events, {first} to {last}", events.len()),
+    }
+}
+
+/// `https://host:port/path?q` into `host:port` and `/path?q`.
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(single_quoted("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn splits_urls() {
+        assert_eq!(
+            split_url("https://api.withorb.com/v1/ingest"),
+            ("api.withorb.com", "/v1/ingest")
+        );
+        assert_eq!(split_url("http://127.0.0.1:8080"), ("127.0.0.1:8080", "/"));
+    }
+}

@@ -1,0 +1,43 @@
+//! Where requests go: written out by a dry run, or sent over HTTP. Both sit
+//! behind one trait, so a dry run goes through the very path a send takes.
+
+pub mod dry_run;
+
+use crate::destination::Request;
+use crate::event::Origin;
+
+/// The `User-Agent` segrelay sends.
+pub const USER_AGENT: &str = concat!("segrelay/", env!("CARGO_PKG_VERSION"));
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Reply {
+    /// A dry run wrote it out.
+    Written,
+}
+
+pub trait Transport {
+    /// Delivers one request holding the events from `events`, in order.
+    fn deliver(
+        &mut self,
+        destination: &str,
+        request: &Request,
+        events: &[&Origin],
+    ) -> anyhow::Result<Reply>;
+
+    /// Flushes whatever is buffered; called once at the end of a run.
+    fn finish(&mut self) -> anyhow::Result<()>;
+}
+
+/// `segrelay check`: everything up to the wire, and nothing written.
+pub struct Discard;
+
+impl Transport for Discard {
+    fn deliver(&mut self, _: &str, _: &Request, _: &[&Origin]) -> anyhow::Result<Reply> {
+        Ok(Reply::Written)
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
