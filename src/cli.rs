@@ -1,6 +1,7 @@
 //! The command line, as clap types only. `config` turns these into a validated `Config`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -111,6 +112,23 @@ pub struct SendArgs {
     /// Write the run's summary as JSON to PATH
     #[arg(long, value_name = "PATH")]
     pub summary: Option<PathBuf>,
+
+    /// Connect and read timeout for each request (e.g. 30s, 500ms, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Retries of a request that failed in a way worth retrying (timeouts,
+    /// connection errors, 408, 429, 5xx except 501; Orb also 409)
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub max_retries: u32,
+
+    /// The longest segrelay waits before one retry, whatever Retry-After asks
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub max_retry_wait: Duration,
+
+    /// At most N requests per second (retries included)
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +184,35 @@ fn parse_size(text: &str) -> Result<usize, String> {
     }
 }
 
+/// `30`, `30s`, `500ms`, `2m`, `1h`: a bare number is seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let number_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(number_end);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 30s or 500ms)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" | "secs" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a usable duration"))
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of requests per second"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +224,15 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("0").is_err());
         assert!(parse_size("1T").is_err());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_rate("0").is_err());
     }
 
     #[test]

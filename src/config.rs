@@ -2,15 +2,19 @@
 //! the settings file. The core never sees clap.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::{self, InputArgs, SettingsArgs};
 use crate::destination::{self, Destination};
 use crate::input::Source;
 use crate::report::Verbosity;
-use crate::settings::{self, Settings, SettingsError};
+use crate::retry::RetryPolicy;
+use crate::settings::{self, Secret, Settings, SettingsError};
 use crate::transport::dry_run::Format;
 
 pub enum Mode {
+    /// Send the requests.
+    Send { timeout: Duration },
     /// Write the requests instead of sending them.
     DryRun {
         format: Format,
@@ -31,27 +35,42 @@ pub struct Config {
     pub mode: Mode,
     pub rejects: Option<PathBuf>,
     pub summary: Option<PathBuf>,
+    pub retry: RetryPolicy,
+    /// `--rate`: requests per second.
+    pub rate: Option<f64>,
+    pub max_events_per_minute: Option<u64>,
+    /// The destination's key, kept out of messages.
+    pub secret: Secret,
     /// Warnings to show before the run starts.
     pub warnings: Vec<String>,
 }
 
 impl Config {
     pub fn for_send(args: cli::SendArgs) -> Result<Config, SettingsError> {
-        if !args.dry_run {
-            return Err(SettingsError(
-                "sending is not available in this version: add --dry-run to write the requests instead".into(),
-            ));
-        }
-        let mode = Mode::DryRun {
-            format: match args.format {
-                cli::Format::Ndjson => Format::Ndjson,
-                cli::Format::Curl => Format::Curl,
-                cli::Format::Http => Format::Http,
-            },
-            output: args.output,
-            show_secrets: args.show_secrets,
+        let mode = if args.dry_run {
+            Mode::DryRun {
+                format: match args.format {
+                    cli::Format::Ndjson => Format::Ndjson,
+                    cli::Format::Curl => Format::Curl,
+                    cli::Format::Http => Format::Http,
+                },
+                output: args.output,
+                show_secrets: args.show_secrets,
+            }
+        } else {
+            Mode::Send {
+                timeout: args.timeout,
+            }
         };
-        Config::build(args.settings, args.input, mode, args.rejects, args.summary)
+        let mut config =
+            Config::build(args.settings, args.input, mode, args.rejects, args.summary)?;
+        config.retry = RetryPolicy::for_kind(
+            config.destination.kind(),
+            args.max_retries,
+            args.max_retry_wait,
+        );
+        config.rate = args.rate;
+        Ok(config)
     }
 
     pub fn for_check(args: cli::CheckArgs) -> Result<Config, SettingsError> {
@@ -69,10 +88,17 @@ impl Config {
         let chosen = settings.select(settings_args.destination.as_deref())?;
         let destination = destination::build(chosen)?;
         let mut warnings = Vec::new();
-        if chosen.api_key.value().is_none() && matches!(mode, Mode::Check) {
-            if let Err(e) = chosen.api_key.require() {
-                warnings.push(format!("a real send would stop here: {e}"));
+        match mode {
+            // A real send needs the key before anything is read.
+            Mode::Send { .. } => {
+                chosen.api_key.require()?;
             }
+            Mode::Check => {
+                if let Err(e) = chosen.api_key.require() {
+                    warnings.push(format!("a real send would stop here: {e}"));
+                }
+            }
+            Mode::DryRun { .. } => {}
         }
 
         let (default_batch, max_batch) = chosen.kind.batch_sizes();
@@ -99,7 +125,7 @@ impl Config {
                 "--output",
                 match &mode {
                     Mode::DryRun { output, .. } => output.as_deref(),
-                    Mode::Check => None,
+                    Mode::Send { .. } | Mode::Check => None,
                 },
             ),
         ]
@@ -125,6 +151,10 @@ impl Config {
             mode,
             rejects,
             summary,
+            retry: RetryPolicy::for_kind(chosen.kind, 0, Duration::ZERO),
+            rate: None,
+            max_events_per_minute: chosen.max_events_per_minute,
+            secret: chosen.api_key.clone(),
             warnings,
         })
     }

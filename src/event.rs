@@ -62,10 +62,10 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
     };
     if let Some(Value::Object(note)) = fields.remove(REJECT_NOTE_KEY) {
         // A line from a rejects file that held no JSON object: replay its raw text.
-        if fields.is_empty() {
-            if let Some(Value::String(raw)) = note.get("raw") {
-                return parse_line(raw.as_bytes(), origin, each);
-            }
+        if fields.is_empty()
+            && let Some(Value::String(raw)) = note.get("raw")
+        {
+            return parse_line(raw.as_bytes(), origin, each);
         }
     }
     let Some(batch) = fields.remove("batch") else {
@@ -97,10 +97,10 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
             ("context", envelope_context),
             ("integrations", envelope_integrations),
         ] {
-            if let Some(value) = value {
-                if matches!(item.get(key), None | Some(Value::Null)) {
-                    item.insert(key.to_owned(), value.clone());
-                }
+            if let Some(value) = value
+                && matches!(item.get(key), None | Some(Value::Null))
+            {
+                item.insert(key.to_owned(), value.clone());
             }
         }
         each(Ok(Event {

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 
@@ -60,11 +61,12 @@ pub enum Item<'a> {
 pub fn read_all(
     sources: &[Source],
     max_line: usize,
+    bytes_read: &Arc<AtomicU64>,
     mut each: impl FnMut(Item) -> anyhow::Result<std::ops::ControlFlow<()>>,
 ) -> anyhow::Result<()> {
     for source in sources {
         let label: Arc<str> = source.label().into();
-        let reader = match open(source) {
+        let reader = match open(source, bytes_read.clone()) {
             Ok(reader) => reader,
             Err(e) => {
                 let origin = Origin {
@@ -91,8 +93,36 @@ pub fn read_all(
     Ok(())
 }
 
-fn open(source: &Source) -> io::Result<Box<dyn BufRead>> {
-    let mut raw: Box<dyn Read> = match source {
+/// The sum of the inputs' sizes, when every input is a regular file.
+pub fn total_size(sources: &[Source]) -> Option<u64> {
+    sources
+        .iter()
+        .map(|source| match source {
+            Source::Path(path) => std::fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            Source::Stdin => None,
+        })
+        .sum()
+}
+
+/// Counts the bytes that pass, compressed or not, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<Box<dyn BufRead>> {
+    let inner: Box<dyn Read> = match source {
         Source::Stdin => Box::new(io::stdin().lock()),
         Source::Path(path) => {
             if path.is_dir() {
@@ -101,6 +131,7 @@ fn open(source: &Source) -> io::Result<Box<dyn BufRead>> {
             Box::new(File::open(path)?)
         }
     };
+    let mut raw = Counting { inner, count };
     // Gzip is known by its first two bytes, whatever the name; they are read
     // first (a pipe may deliver them one at a time) and put back in front.
     let mut head = [0u8; 2];
@@ -202,10 +233,10 @@ fn read_lines(
                     line: number + 1,
                 };
                 let reason = Reason::new("unreadable input", read_error_text(&e));
-                if let Some((start, doc)) = document.take() {
-                    if emit_line(each, &source, start, &doc)?.is_break() {
-                        return Ok(Break(()));
-                    }
+                if let Some((start, doc)) = document.take()
+                    && emit_line(each, &source, start, &doc)?.is_break()
+                {
+                    return Ok(Break(()));
                 }
                 return each(Item::Broken {
                     origin,
@@ -345,7 +376,7 @@ mod tests {
         let path = dir.path().join("in");
         std::fs::write(&path, bytes).unwrap();
         let mut out = Vec::new();
-        read_all(&[Source::Path(path)], max, |item| {
+        read_all(&[Source::Path(path)], max, &Arc::default(), |item| {
             match item {
                 Item::Line { origin, bytes } => {
                     out.push((origin.line, String::from_utf8_lossy(bytes).into_owned()))
@@ -431,7 +462,7 @@ mod tests {
             Source::Path(dir.path().join("nope")),
             Source::Path(dir.path().to_owned()),
         ];
-        read_all(&sources, 100, |item| {
+        read_all(&sources, 100, &Arc::default(), |item| {
             if let Item::Broken { reason, .. } = item {
                 out.push(reason.to_string());
             }

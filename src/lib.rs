@@ -7,11 +7,16 @@ pub mod event;
 pub mod input;
 pub mod pipeline;
 pub mod report;
+pub mod retry;
 pub mod settings;
+pub mod throttle;
 pub mod transport;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use anyhow::Context;
 use clap::CommandFactory;
@@ -22,7 +27,9 @@ use crate::destination::{Kind, calls, settings_keys};
 use crate::input::Source;
 use crate::report::{Report, Verbosity};
 use crate::settings::SettingsError;
+use crate::throttle::Throttle;
 use crate::transport::dry_run::DryRun;
+use crate::transport::http::HttpSender;
 use crate::transport::{Discard, Transport};
 
 /// How a run ended, as the process exit code.
@@ -34,6 +41,8 @@ pub enum Status {
     Problems = 1,
     /// Usage or settings error.
     Usage = 2,
+    /// The destination stopped the run: key refused, or unreachable after retries.
+    Aborted = 3,
 }
 
 /// The exit code for an error that ended the run.
@@ -93,7 +102,14 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
             eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
         }
     }
-    let mut report = Report::new(config.verbosity, config.rejects.as_deref())?;
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let total = input::total_size(&config.sources);
+    let mut report = Report::new(
+        config.verbosity,
+        config.rejects.as_deref(),
+        bytes_read.clone(),
+        total,
+    )?;
     let (mut transport, title): (Box<dyn Transport>, String) = match &config.mode {
         Mode::DryRun {
             format,
@@ -123,22 +139,35 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
             Box::new(Discard),
             format!("{} (check)", config.destination.name()),
         ),
+        Mode::Send { timeout } => (
+            Box::new(HttpSender::new(*timeout)),
+            config.destination.name().to_owned(),
+        ),
     };
     let options = pipeline::Options {
         sources: &config.sources,
         max_line_bytes: config.max_line_bytes,
         batch_size: config.batch_size,
         fail_fast: config.fail_fast,
+        retry: config.retry.clone(),
+        throttle: Throttle::new(config.rate, config.max_events_per_minute),
+        secret: Some(config.secret.clone()),
+        bytes_read,
     };
-    pipeline::run(
-        &options,
+    let aborted = pipeline::run(
+        options,
         config.destination.as_ref(),
         transport.as_mut(),
         &mut report,
     )?;
+    if let Some(reason) = aborted.clone() {
+        report.aborted(reason);
+    }
     report.finish(&title, summary_path)?;
     let s = report.summary();
-    Ok(if s.rejected + s.failed > 0 {
+    Ok(if aborted.is_some() {
+        Status::Aborted
+    } else if s.rejected + s.failed > 0 {
         Status::Problems
     } else {
         Status::Clean
@@ -219,6 +248,12 @@ fn common_settings() -> &'static [destination::SettingDoc] {
             default: Some("the service's own URL"),
             required: false,
             help: "base URL, for proxies, tests and failover hosts",
+        },
+        SettingDoc {
+            key: "max_events_per_minute",
+            default: Some("no limit"),
+            required: false,
+            help: "keep under the destination's rate limit (Orb live: 10000)",
         },
     ]
 }

@@ -1,12 +1,18 @@
 //! The one path from input lines to delivered requests, shared by `send`,
 //! `send --dry-run` and `check`: read, translate, batch, deliver, account.
 
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-use crate::destination::{Destination, Payload, Stream, Translation};
+use crate::destination::{Destination, Payload, Stream, Translation, Verdict};
 use crate::event::{BadLine, Event, Origin, parse_line};
 use crate::input::{self, Item, Source};
-use crate::report::{Content, Report};
+use crate::report::{Content, Reason, Report, Verbosity};
+use crate::retry::RetryPolicy;
+use crate::settings::Secret;
+use crate::throttle::Throttle;
 use crate::transport::{Reply, Transport};
 
 pub struct Options<'a> {
@@ -14,6 +20,12 @@ pub struct Options<'a> {
     pub max_line_bytes: usize,
     pub batch_size: usize,
     pub fail_fast: bool,
+    pub retry: RetryPolicy,
+    pub throttle: Throttle,
+    /// The key, to keep it out of every message that quotes a server.
+    pub secret: Option<Secret>,
+    /// Counts input bytes as they are read, for the progress bar.
+    pub bytes_read: Arc<AtomicU64>,
 }
 
 /// A translated event waiting in a batch, with the event kept for the rejects file.
@@ -28,48 +40,64 @@ struct Pipeline<'a> {
     report: &'a mut Report,
     batch_size: usize,
     fail_fast: bool,
+    retry: RetryPolicy,
+    throttle: Throttle,
+    secret: Option<Secret>,
     /// Batches being filled, one per stream, in the order streams first appeared.
     batches: Vec<(Stream, Vec<Record>)>,
+    /// Why the destination stopped the run; every later event fails with it.
+    aborted: Option<String>,
 }
 
-/// Runs the whole input through the destination and the transport.
+/// Runs the whole input through the destination and the transport. Returns
+/// the reason when the destination aborted the run.
 pub fn run(
-    options: &Options,
+    options: Options,
     destination: &dyn Destination,
     transport: &mut dyn Transport,
     report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let mut pipeline = Pipeline {
         destination,
         transport,
         report,
         batch_size: options.batch_size,
         fail_fast: options.fail_fast,
+        retry: options.retry,
+        throttle: options.throttle,
+        secret: options.secret,
         batches: Vec::new(),
+        aborted: None,
     };
     let mut parsed: Vec<Result<Event, BadLine>> = Vec::new();
-    input::read_all(options.sources, options.max_line_bytes, |item| match item {
-        Item::Line { origin, bytes } => {
-            parse_line(bytes, origin, |result| parsed.push(result));
-            for result in parsed.drain(..) {
-                let flow = match result {
-                    Ok(event) => pipeline.event(event)?,
-                    Err(bad) => pipeline.bad_line(&bad.origin, &bad.reason, &bad.raw)?,
-                };
-                if flow.is_break() {
-                    return Ok(ControlFlow::Break(()));
+    input::read_all(
+        options.sources,
+        options.max_line_bytes,
+        &options.bytes_read,
+        |item| match item {
+            Item::Line { origin, bytes } => {
+                parse_line(bytes, origin, |result| parsed.push(result));
+                for result in parsed.drain(..) {
+                    let flow = match result {
+                        Ok(event) => pipeline.event(event)?,
+                        Err(bad) => pipeline.bad_line(&bad.origin, &bad.reason, &bad.raw)?,
+                    };
+                    if flow.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
                 }
+                Ok(ControlFlow::Continue(()))
             }
-            Ok(ControlFlow::Continue(()))
-        }
-        Item::Broken {
-            origin,
-            reason,
-            raw,
-        } => pipeline.bad_line(&origin, &reason, &raw),
-    })?;
+            Item::Broken {
+                origin,
+                reason,
+                raw,
+            } => pipeline.bad_line(&origin, &reason, &raw),
+        },
+    )?;
     pipeline.flush_all()?;
-    pipeline.transport.finish()
+    pipeline.transport.finish()?;
+    Ok(pipeline.aborted)
 }
 
 impl Pipeline<'_> {
@@ -101,7 +129,7 @@ impl Pipeline<'_> {
     fn bad_line(
         &mut self,
         origin: &Origin,
-        reason: &crate::report::Reason,
+        reason: &Reason,
         raw: &str,
     ) -> anyhow::Result<ControlFlow<()>> {
         self.report.read();
@@ -134,19 +162,7 @@ impl Pipeline<'_> {
         if records.is_empty() {
             return Ok(());
         }
-        let bodies: Vec<&str> = records.iter().map(|r| r.payload.json.as_str()).collect();
-        let request = self.destination.request(stream, &bodies);
-        let origins: Vec<&Origin> = records.iter().map(|r| &r.event.origin).collect();
-        match self
-            .transport
-            .deliver(self.destination.name(), &request, &origins)?
-        {
-            Reply::Written => {
-                self.report.request();
-                self.report.sent(records.len() as u64);
-            }
-        }
-        Ok(())
+        self.deliver(stream, records)
     }
 
     fn flush_all(&mut self) -> anyhow::Result<()> {
@@ -155,5 +171,183 @@ impl Pipeline<'_> {
             self.flush(stream)?;
         }
         Ok(())
+    }
+
+    /// Delivers a batch until every event in it is sent, rejected or failed:
+    /// retrying what may succeed later, re-sending the rest of a batch whose
+    /// refused events the destination named, and halving a batch refused
+    /// without names until the bad events stand alone.
+    fn deliver(&mut self, stream: Stream, records: Vec<Record>) -> anyhow::Result<()> {
+        let mut queue: VecDeque<Vec<Record>> = VecDeque::from([records]);
+        while let Some(batch) = queue.pop_front() {
+            if let Some(reason) = &self.aborted {
+                let reason = Reason::new("run aborted", reason.clone());
+                self.fail_all(&batch, &reason)?;
+                continue;
+            }
+            let verdict = self.send_with_retries(stream, &batch)?;
+            match verdict {
+                Verdict::Accepted => self.report.sent(batch.len() as u64),
+                Verdict::Refused(named) => {
+                    let (refused, rest): (Vec<Record>, Vec<Record>) = batch
+                        .into_iter()
+                        .partition(|r| named.iter().any(|(key, _)| *key == r.payload.key));
+                    for record in &refused {
+                        let message = named
+                            .iter()
+                            .find(|(key, _)| *key == record.payload.key)
+                            .map(|(_, m)| m.as_str())
+                            .unwrap_or_default();
+                        let reason = Reason::new(
+                            format!("refused by {}", self.destination.kind().name()),
+                            self.redact(message),
+                        );
+                        self.report.rejected(
+                            &record.event.origin,
+                            &reason,
+                            Content::Event(&record.event),
+                        )?;
+                    }
+                    if !rest.is_empty() {
+                        // Same keys: the destination dedupes whatever it may already have taken.
+                        queue.push_front(rest);
+                    }
+                }
+                Verdict::Split(message) => {
+                    if batch.len() == 1 {
+                        let reason = Reason::new(
+                            format!("refused by {}", self.destination.kind().name()),
+                            self.redact(&message),
+                        );
+                        self.report.rejected(
+                            &batch[0].event.origin,
+                            &reason,
+                            Content::Event(&batch[0].event),
+                        )?;
+                    } else {
+                        let mut first = batch;
+                        let second = first.split_off(first.len() / 2);
+                        queue.push_front(second);
+                        queue.push_front(first);
+                    }
+                }
+                Verdict::Retry { message, .. } | Verdict::Abort(message) => {
+                    let message = self.redact(&message);
+                    self.report.say(&format!(
+                        "segrelay: {}: aborting: {message}",
+                        self.destination.name()
+                    ));
+                    self.aborted = Some(message.clone());
+                    self.fail_all(&batch, &Reason::new("run aborted", message))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one request, trying again while the answer says so and retries
+    /// remain. A `Retry` verdict coming back means they ran out.
+    fn send_with_retries(&mut self, stream: Stream, batch: &[Record]) -> anyhow::Result<Verdict> {
+        let bodies: Vec<&str> = batch.iter().map(|r| r.payload.json.as_str()).collect();
+        let keys: Vec<&str> = batch.iter().map(|r| r.payload.key.as_str()).collect();
+        let origins: Vec<&Origin> = batch.iter().map(|r| &r.event.origin).collect();
+        let request = self.destination.request(stream, &bodies);
+        let mut retries = 0;
+        loop {
+            let throttled = self.throttle.wait(batch.len());
+            self.report.waited(throttled);
+            let reply = self
+                .transport
+                .deliver(self.destination.name(), &request, &origins)?;
+            self.report.request();
+            let verdict = match reply {
+                Reply::Written => Verdict::Accepted,
+                Reply::Response(response) => {
+                    self.report.on_server(response.elapsed);
+                    if self.report.verbosity() == Verbosity::Verbose {
+                        self.report.say(&format!(
+                            "segrelay: {} {} -> {} in {} ms, {} events{}",
+                            request.method,
+                            request.url,
+                            response.status,
+                            response.elapsed.as_millis(),
+                            batch.len(),
+                            response
+                                .request_id()
+                                .map(|id| format!(", request id {id}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    let verdict = self.destination.verdict(&response, &keys);
+                    match verdict {
+                        Verdict::Retry { .. } | Verdict::Abort(_) | Verdict::Split(_) => {
+                            if let Some(id) = response.request_id() {
+                                with_request_id(verdict, id)
+                            } else {
+                                verdict
+                            }
+                        }
+                        other => other,
+                    }
+                }
+                Reply::Failed(error) if error.retryable => Verdict::Retry {
+                    after: None,
+                    message: error.message,
+                },
+                Reply::Failed(error) => Verdict::Abort(error.message),
+            };
+            let Verdict::Retry { after, message } = verdict else {
+                return Ok(verdict);
+            };
+            if retries >= self.retry.max_retries {
+                let message = if retries == 0 {
+                    message
+                } else {
+                    format!("{message} (gave up after {retries} retries)")
+                };
+                return Ok(Verdict::Retry { after, message });
+            }
+            retries += 1;
+            let wait = self.retry.delay(retries, after);
+            if self.report.verbosity() >= Verbosity::Normal {
+                self.report.say(&format!(
+                    "segrelay: {}: {}; retry {retries} of {} in {:.1} s",
+                    self.destination.name(),
+                    self.redact(&message),
+                    self.retry.max_retries,
+                    wait.as_secs_f64()
+                ));
+            }
+            self.report.retry(wait);
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn fail_all(&mut self, batch: &[Record], reason: &Reason) -> anyhow::Result<()> {
+        for record in batch {
+            self.report
+                .failed(&record.event.origin, reason, Content::Event(&record.event))?;
+        }
+        Ok(())
+    }
+
+    fn redact(&self, text: &str) -> String {
+        match self.secret.as_ref().and_then(Secret::value) {
+            Some(key) if key.len() >= 4 => text.replace(key, "***"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+fn with_request_id(verdict: Verdict, id: &str) -> Verdict {
+    let tag = |m: String| format!("{m} (request id {id})");
+    match verdict {
+        Verdict::Retry { after, message } => Verdict::Retry {
+            after,
+            message: tag(message),
+        },
+        Verdict::Abort(message) => Verdict::Abort(tag(message)),
+        Verdict::Split(message) => Verdict::Split(tag(message)),
+        other => other,
     }
 }

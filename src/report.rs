@@ -4,10 +4,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -69,6 +72,15 @@ pub struct Summary {
     pub rejected: u64,
     pub failed: u64,
     pub requests: u64,
+    pub retries: u64,
+    /// Time spent waiting for the destination's answers.
+    #[serde(serialize_with = "milliseconds")]
+    pub server_seconds: f64,
+    /// Time spent waiting before retries and for rate limits.
+    #[serde(serialize_with = "milliseconds")]
+    pub backoff_seconds: f64,
+    /// Why the destination stopped the run, if it did.
+    pub aborted: Option<String>,
     pub skipped_by_reason: BTreeMap<String, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub failed_by_reason: BTreeMap<String, u64>,
@@ -79,10 +91,43 @@ pub struct Report {
     verbosity: Verbosity,
     rejects: Option<(PathBuf, BufWriter<File>)>,
     problems: u64,
+    progress: Option<Progress>,
 }
 
+/// The bar on standard error: input bytes read of the total, events, rate, retries.
+struct Progress {
+    bar: ProgressBar,
+    bytes: Arc<AtomicU64>,
+}
+
+/// Events between two updates of the bar; drawing itself is rate-limited by indicatif.
+const PROGRESS_EVERY: u64 = 256;
+
 impl Report {
-    pub fn new(verbosity: Verbosity, rejects: Option<&Path>) -> anyhow::Result<Report> {
+    /// `bytes` counts input bytes as they are read; `total` is their sum when known.
+    /// The bar is only drawn when standard error is a terminal.
+    pub fn new(
+        verbosity: Verbosity,
+        rejects: Option<&Path>,
+        bytes: Arc<AtomicU64>,
+        total: Option<u64>,
+    ) -> anyhow::Result<Report> {
+        let progress =
+            (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| {
+                let bar = match total {
+                    Some(total) => ProgressBar::new(total).with_style(
+                        ProgressStyle::with_template(
+                            "{bar:30} {bytes}/{total_bytes} {msg} ({elapsed}, eta {eta})",
+                        )
+                        .expect("the template is valid"),
+                    ),
+                    None => ProgressBar::new_spinner().with_style(
+                        ProgressStyle::with_template("{spinner} {bytes} {msg} ({elapsed})")
+                            .expect("the template is valid"),
+                    ),
+                };
+                Progress { bar, bytes }
+            });
         let rejects = match rejects {
             Some(path) => {
                 let file = File::create(path)
@@ -96,6 +141,7 @@ impl Report {
             verbosity,
             rejects,
             problems: 0,
+            progress,
         })
     }
 
@@ -109,6 +155,35 @@ impl Report {
 
     pub fn read(&mut self) {
         self.summary.read += 1;
+        if self.summary.read.is_multiple_of(PROGRESS_EVERY) {
+            self.update_progress();
+        }
+    }
+
+    fn update_progress(&self) {
+        if let Some(progress) = &self.progress {
+            progress
+                .bar
+                .set_position(progress.bytes.load(Ordering::Relaxed));
+            let seconds = progress.bar.elapsed().as_secs_f64().max(0.001);
+            let mut message = format!(
+                "{} events, {:.0}/s",
+                self.summary.read,
+                self.summary.read as f64 / seconds
+            );
+            if self.summary.retries > 0 {
+                message.push_str(&format!(", {} retries", self.summary.retries));
+            }
+            progress.bar.set_message(message);
+        }
+    }
+
+    /// Prints a line on standard error without tearing the progress bar.
+    pub fn say(&self, line: &str) {
+        match &self.progress {
+            Some(progress) => progress.bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
     }
 
     pub fn sent(&mut self, events: u64) {
@@ -119,6 +194,24 @@ impl Report {
         self.summary.requests += 1;
     }
 
+    pub fn retry(&mut self, wait: std::time::Duration) {
+        self.summary.retries += 1;
+        self.waited(wait);
+        self.update_progress();
+    }
+
+    pub fn waited(&mut self, wait: std::time::Duration) {
+        self.summary.backoff_seconds += wait.as_secs_f64();
+    }
+
+    pub fn on_server(&mut self, elapsed: std::time::Duration) {
+        self.summary.server_seconds += elapsed.as_secs_f64();
+    }
+
+    pub fn aborted(&mut self, reason: String) {
+        self.summary.aborted = Some(reason);
+    }
+
     pub fn skipped(&mut self, origin: &Origin, reason: &Reason) {
         self.summary.skipped += 1;
         *self
@@ -127,7 +220,7 @@ impl Report {
             .entry(reason.kind.to_string())
             .or_default() += 1;
         if self.verbosity == Verbosity::Verbose {
-            eprintln!("segrelay: {origin}: skipped: {reason}");
+            self.say(&format!("segrelay: {origin}: skipped: {reason}"));
         }
     }
 
@@ -177,7 +270,7 @@ impl Report {
             } else {
                 origin.to_string()
             };
-            eprintln!("segrelay: {place}: {outcome}: {reason}");
+            self.say(&format!("segrelay: {place}: {outcome}: {reason}"));
         }
         let Some((path, writer)) = &mut self.rejects else {
             return Ok(());
@@ -215,6 +308,9 @@ impl Report {
 
     /// Flushes the rejects file and writes the summary, as JSON and for people.
     pub fn finish(&mut self, title: &str, summary_path: Option<&Path>) -> anyhow::Result<()> {
+        if let Some(progress) = self.progress.take() {
+            progress.bar.finish_and_clear();
+        }
         if let Some((path, writer)) = &mut self.rejects {
             writer
                 .flush()
@@ -244,6 +340,18 @@ impl Report {
             s.requests,
             if s.requests == 1 { "" } else { "s" }
         );
+        if s.retries > 0 || s.server_seconds > 0.0 {
+            out.push_str(&format!(
+                "  {} retr{}, {:.1} s waiting on the server, {:.1} s backing off\n",
+                s.retries,
+                if s.retries == 1 { "y" } else { "ies" },
+                s.server_seconds,
+                s.backoff_seconds
+            ));
+        }
+        if let Some(reason) = &s.aborted {
+            out.push_str(&format!("  aborted: {reason}\n"));
+        }
         for (label, reasons) in [
             ("skipped", &s.skipped_by_reason),
             ("rejected", &s.rejected_by_reason),
@@ -274,6 +382,11 @@ impl Report {
         }
         out
     }
+}
+
+/// Seconds to the millisecond: no float noise in the summary.
+fn milliseconds<S: serde::Serializer>(seconds: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64((seconds * 1000.0).round() / 1000.0)
 }
 
 fn plural(n: u64, word: &str) -> String {

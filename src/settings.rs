@@ -27,6 +27,8 @@ pub struct DestinationSettings {
     pub kind: Kind,
     pub api_key: Secret,
     pub endpoint: Option<String>,
+    /// The destination's own rate limit, which segrelay keeps under.
+    pub max_events_per_minute: Option<u64>,
     /// The keys only this kind takes, read by the destination's own module.
     pub table: TableReader,
 }
@@ -220,13 +222,13 @@ impl Settings {
             crate::destination::build(&destination)?;
             parsed.push(destination);
         }
-        if let Some(default) = &default_destination {
-            if !parsed.iter().any(|d| &d.name == default) {
-                return Err(SettingsError(format!(
-                    "settings file {file}: default_destination \"{default}\" is not a destination (there are: {})",
-                    names(&parsed)
-                )));
-            }
+        if let Some(default) = &default_destination
+            && !parsed.iter().any(|d| &d.name == default)
+        {
+            return Err(SettingsError(format!(
+                "settings file {file}: default_destination \"{default}\" is not a destination (there are: {})",
+                names(&parsed)
+            )));
         }
         Ok(Settings {
             path: path.to_owned(),
@@ -299,18 +301,20 @@ impl DestinationSettings {
         let endpoint = table
             .optional_string("endpoint")?
             .map(|e| e.trim_end_matches('/').to_owned());
-        if let Some(endpoint) = &endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(table.error(format!(
-                    "key \"endpoint\": \"{endpoint}\" is not an http:// or https:// URL"
-                )));
-            }
+        if let Some(endpoint) = &endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(table.error(format!(
+                "key \"endpoint\": \"{endpoint}\" is not an http:// or https:// URL"
+            )));
         }
+        let max_events_per_minute = table.optional_positive("max_events_per_minute")?;
         Ok(DestinationSettings {
             name,
             kind,
             api_key,
             endpoint,
+            max_events_per_minute,
             table,
         })
     }
@@ -421,6 +425,17 @@ impl TableReader {
             None => Ok(None),
             Some(Value::Boolean(b)) => Ok(Some(b)),
             Some(other) => Err(self.wrong_type(key, "true or false", &other)),
+        }
+    }
+
+    pub fn optional_positive(&mut self, key: &str) -> Result<Option<u64>, SettingsError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Integer(n)) if n > 0 => Ok(Some(n as u64)),
+            Some(Value::Integer(n)) => {
+                Err(self.error(format!("key \"{key}\" must be more than 0, not {n}")))
+            }
+            Some(other) => Err(self.wrong_type(key, "a whole number", &other)),
         }
     }
 

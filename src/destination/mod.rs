@@ -9,7 +9,83 @@ use std::borrow::Cow;
 
 use crate::event::Event;
 use crate::report::Reason;
+use crate::retry::parse_retry_after;
 use crate::settings::{DestinationSettings, Secret, SettingsError};
+use crate::transport::Response;
+
+/// What an answer means for the batch it answers.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Every event in the batch was taken.
+    Accepted,
+    /// The destination named events it refused (key, its message); the rest
+    /// should go again with the same keys.
+    Refused(Vec<(String, String)>),
+    /// The batch was refused without naming an event: halve it to find the bad ones.
+    Split(String),
+    /// Worth another try, after the server's wait if it gave one.
+    Retry {
+        after: Option<std::time::Duration>,
+        message: String,
+    },
+    /// Every later request would fail too: stop the run.
+    Abort(String),
+}
+
+/// The statuses every destination treats alike.
+pub fn common_verdict(kind: Kind, response: &Response) -> Verdict {
+    let status = response.status;
+    let described = || {
+        let excerpt = response.body_excerpt();
+        if excerpt.is_empty() {
+            format!("{status}")
+        } else {
+            format!("{status}: {excerpt}")
+        }
+    };
+    let html = response
+        .header("content-type")
+        .is_some_and(|t| t.contains("text/html"));
+    match status {
+        200..=299 if html => Verdict::Retry {
+            after: None,
+            message: format!(
+                "{status} with an HTML page, not an answer from {} (a proxy?)",
+                kind.display_name()
+            ),
+        },
+        200..=299 => Verdict::Accepted,
+        300..=399 => Verdict::Abort(format!(
+            "{status}: redirected to {}; segrelay does not follow redirects (set endpoint to the final address)",
+            response.header("location").unwrap_or("(no location)")
+        )),
+        401 | 403 => Verdict::Abort(format!(
+            "{status}: {} refused the API key (check api_key in the settings)",
+            kind.display_name()
+        )),
+        404 | 405 => Verdict::Abort(format!(
+            "{}: wrong endpoint? (check endpoint in the settings)",
+            described()
+        )),
+        408 | 429 | 500 | 502..=599 => Verdict::Retry {
+            after: response
+                .header("retry-after")
+                .and_then(|v| parse_retry_after(v, jiff::Timestamp::now())),
+            message: described(),
+        },
+        _ if response
+            .header("transient-error")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) =>
+        {
+            Verdict::Retry {
+                after: None,
+                message: described(),
+            }
+        }
+        400..=499 => Verdict::Split(described()),
+        _ => Verdict::Abort(described()),
+    }
+}
 
 /// The destination types segrelay knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +211,12 @@ pub trait Destination: Send + Sync {
     /// The request for a batch of records of one stream, in order.
     fn request(&self, stream: Stream, records: &[&str]) -> Request;
 
+    /// What an answer means for the batch that was sent (`keys` in request order).
+    fn verdict(&self, response: &Response, keys: &[&str]) -> Verdict {
+        let _ = keys;
+        common_verdict(self.kind(), response)
+    }
+
     /// Events one request of this stream may hold.
     fn batch_limit(&self, stream: Stream, batch_size: usize) -> usize {
         match stream {
@@ -152,7 +234,7 @@ pub fn build(settings: &DestinationSettings) -> Result<Box<dyn Destination>, Set
         Kind::Orb => Box::new(orb::Orb::new(settings, &mut table)?),
         Kind::Kable => Box::new(kable::Kable::new(settings, &mut table)?),
     };
-    let mut known = vec!["type", "api_key", "endpoint"];
+    let mut known = vec!["type", "api_key", "endpoint", "max_events_per_minute"];
     known.extend(settings_keys(settings.kind).iter().map(|s| s.key));
     table.finish(&known)?;
     Ok(destination)

@@ -3,11 +3,15 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation};
+use super::{
+    Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation, Verdict,
+    common_verdict,
+};
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind, lookup};
 use crate::report::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
+use crate::transport::Response;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.withorb.com/v1";
 pub const DEFAULT_BATCH: usize = 500;
@@ -145,6 +149,42 @@ impl Destination for Orb {
         })
     }
 
+    fn verdict(&self, response: &Response, keys: &[&str]) -> Verdict {
+        let status = response.status;
+        let is_4xx_refusal = matches!(status, 400..=499)
+            && !matches!(status, 401 | 403 | 404 | 405 | 408 | 409 | 429);
+        if status == 409 {
+            // An idempotency-header conflict: Orb says to retry.
+            return Verdict::Retry {
+                after: None,
+                message: format!("409: {}", response.body_excerpt()),
+            };
+        }
+        let transient = response
+            .header("transient-error")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if !(200..300).contains(&status) && !is_4xx_refusal || transient {
+            return common_verdict(Kind::Orb, response);
+        }
+        let failures = serde_json::from_slice::<Value>(&response.body)
+            .ok()
+            .and_then(|body| named_failures(&body));
+        match failures {
+            Some(failed) if failed.is_empty() && (200..300).contains(&status) => Verdict::Accepted,
+            Some(failed) if failed.iter().any(|(key, _)| keys.contains(&key.as_str())) => {
+                Verdict::Refused(failed)
+            }
+            _ if (200..300).contains(&status) => Verdict::Retry {
+                after: None,
+                message: format!(
+                    "{status} without Orb's validation_failed list: {}",
+                    response.body_excerpt()
+                ),
+            },
+            _ => Verdict::Split(format!("{status}: {}", response.body_excerpt())),
+        }
+    }
+
     fn request(&self, _stream: Stream, records: &[&str]) -> Request {
         let array = super::json_array(records, 11);
         let mut body = Vec::with_capacity(array.len() + 11);
@@ -160,5 +200,67 @@ impl Destination for Orb {
             ],
             body,
         }
+    }
+}
+
+/// The events an Orb answer names as failed, from either documented shape:
+/// `{"validation_failed":[{"idempotency_key","validation_errors"}]}` or an RFC 7807
+/// body whose `validation_errors` holds such objects. None when it is neither.
+fn named_failures(body: &Value) -> Option<Vec<(String, String)>> {
+    let list = body
+        .get("validation_failed")
+        .or_else(|| body.get("validation_errors"))?
+        .as_array()?;
+    let detail = body.get("detail").and_then(Value::as_str);
+    let mut failed = Vec::new();
+    for item in list {
+        let Some(key) = item.get("idempotency_key").and_then(Value::as_str) else {
+            continue;
+        };
+        let message = match item.get("validation_errors") {
+            Some(Value::Array(errors)) => errors
+                .iter()
+                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(other) => other.to_string(),
+            None => detail.unwrap_or("refused").to_owned(),
+        };
+        failed.push((key.to_owned(), message));
+    }
+    // A list of plain messages names no event: the batch must be halved instead.
+    if failed.is_empty() && !list.is_empty() {
+        return None;
+    }
+    Some(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_both_failure_shapes() {
+        let plain = json!({"validation_failed": [{"idempotency_key": "k1", "validation_errors": ["bad timestamp", "no name"]}]});
+        assert_eq!(
+            named_failures(&plain),
+            Some(vec![("k1".into(), "bad timestamp; no name".into())])
+        );
+        let rfc = json!({"status": 400, "type": "https://docs.withorb.com/reference/error-responses#400-request-validation-errors",
+            "title": "Request validation failed", "detail": "x", "validation_errors": [{"idempotency_key": "k2", "validation_errors": ["too old"]}]});
+        assert_eq!(
+            named_failures(&rfc),
+            Some(vec![("k2".into(), "too old".into())])
+        );
+        assert_eq!(
+            named_failures(&json!({"validation_failed": []})),
+            Some(vec![])
+        );
+        assert_eq!(
+            named_failures(&json!({"status": 400, "validation_errors": ["events: too many"]})),
+            None
+        );
+        assert_eq!(named_failures(&json!({"ok": true})), None);
     }
 }

@@ -1,0 +1,123 @@
+//! When to try a request again: exponential backoff with full jitter, capped,
+//! and the server's own `Retry-After`, capped by `--max-retry-wait`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::destination::Kind;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// The first backoff ceiling; each retry doubles it, up to `cap`.
+    pub base: Duration,
+    pub cap: Duration,
+    /// No single wait is longer, whatever the server asks.
+    pub max_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// The vendors' advice: Amberflo's SDKs back off 2, 6, 12, 20, 40, 80 s and
+    /// want retries at least 20 s after the first failure; Orb and Kable say
+    /// exponential backoff without numbers.
+    pub fn for_kind(kind: Kind, max_retries: u32, max_wait: Duration) -> RetryPolicy {
+        let (base, cap) = match kind {
+            Kind::Amberflo => (Duration::from_secs(2), Duration::from_secs(80)),
+            Kind::Orb | Kind::Kable => (Duration::from_secs(1), Duration::from_secs(60)),
+        };
+        RetryPolicy {
+            max_retries,
+            base,
+            cap,
+            max_wait,
+        }
+    }
+
+    /// The wait before retry number `retry` (1-based): the server's
+    /// `Retry-After` when it gave one, else a random time up to the backoff ceiling.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let wait = match retry_after {
+            Some(asked) => asked,
+            None => {
+                let ceiling = self
+                    .base
+                    .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+                    .min(self.cap);
+                ceiling.mul_f64(fastrand::f64())
+            }
+        };
+        wait.min(self.max_wait)
+    }
+}
+
+/// `Retry-After`: a number of seconds, or an HTTP date.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(1e9)));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let wait = when.duration_since(now);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::for_kind(Kind::Amberflo, 6, Duration::from_secs(300))
+    }
+
+    #[test]
+    fn backoff_grows_within_its_ceiling() {
+        let p = policy();
+        for _ in 0..200 {
+            assert!(p.delay(1, None) <= Duration::from_secs(2));
+            assert!(p.delay(3, None) <= Duration::from_secs(8));
+            assert!(p.delay(30, None) <= Duration::from_secs(80));
+        }
+        let waits: Vec<Duration> = (0..50).map(|_| p.delay(4, None)).collect();
+        assert!(
+            waits.iter().any(|w| *w != waits[0]),
+            "jitter makes waits differ"
+        );
+    }
+
+    #[test]
+    fn retry_after_wins_but_is_capped() {
+        let p = RetryPolicy {
+            max_wait: Duration::from_secs(10),
+            ..policy()
+        };
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn parses_both_retry_after_forms() {
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+}

@@ -1,0 +1,107 @@
+//! The real sender: blocking `ureq`, one agent (and its connection pool) per run.
+
+use std::time::{Duration, Instant};
+
+use super::{Reply, Response, SendError, Transport, USER_AGENT};
+use crate::destination::{HeaderValue, Request};
+use crate::event::Origin;
+
+/// The most of a response body segrelay reads; error bodies are short.
+const MAX_RESPONSE_BODY: u64 = 1 << 20;
+
+pub struct HttpSender {
+    agent: ureq::Agent,
+}
+
+impl HttpSender {
+    pub fn new(timeout: Duration) -> HttpSender {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(USER_AGENT)
+            // A redirect is reported, never followed: credentials stay with the configured host.
+            .max_redirects(0)
+            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
+            .build();
+        HttpSender {
+            agent: config.into(),
+        }
+    }
+}
+
+impl Transport for HttpSender {
+    fn deliver(
+        &mut self,
+        _destination: &str,
+        request: &Request,
+        _events: &[&Origin],
+    ) -> anyhow::Result<Reply> {
+        let mut builder = ureq::http::Request::builder()
+            .method(request.method)
+            .uri(&request.url);
+        for header in &request.headers {
+            let value = match &header.value {
+                HeaderValue::Plain(value) => value.clone(),
+                HeaderValue::Secret { prefix, secret } => format!("{prefix}{}", secret.require()?),
+            };
+            builder = builder.header(header.name, value);
+        }
+        let http_request = builder.body(request.body.as_slice())?;
+        let started = Instant::now();
+        let mut response = match self.agent.run(http_request) {
+            Ok(response) => response,
+            Err(error) => return Ok(Reply::Failed(classify(error, started.elapsed()))),
+        };
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BODY)
+            .read_to_vec()
+            .unwrap_or_default();
+        Ok(Reply::Response(Response {
+            status,
+            headers,
+            body,
+            elapsed: started.elapsed(),
+        }))
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Which transport errors are worth another try: the network and the server's
+/// silence are; a bad certificate, a bad URL or a protocol we cannot speak are not.
+fn classify(error: ureq::Error, elapsed: Duration) -> SendError {
+    use ureq::Error as E;
+    let retryable = matches!(
+        error,
+        E::Io(_)
+            | E::Timeout(_)
+            | E::HostNotFound
+            | E::ConnectionFailed
+            | E::Protocol(_)
+            | E::BodyExceedsLimit(_)
+    );
+    let message = match &error {
+        E::Timeout(which) => format!("timed out ({which}) after {} ms", elapsed.as_millis()),
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) => format!("TLS error, refusing to go on: {error}"),
+        _ => error.to_string(),
+    };
+    SendError { message, retryable }
+}
