@@ -1,0 +1,109 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[segrelay] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'segrelay'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'segrelay'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand send 'Translate events and send them to a destination, or write the requests (--dry-run)'
+            cand check 'Validate the settings and the input, and count what would happen; nothing is written'
+            cand destinations 'List the destination types, the calls each takes and their settings'
+            cand completions 'Print a shell completion script'
+            cand man 'Print the manual page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'segrelay;send'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --batch-size 'Events per request [default: Amberflo 100, Orb 500, Kable 500]'
+            cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
+            cand --format 'How a dry run writes requests'
+            cand -o 'Where a dry run writes [default: standard output]'
+            cand --output 'Where a dry run writes [default: standard output]'
+            cand --rejects 'Write every event that is not delivered, with its reason, source and line, to PATH (NDJSON that `segrelay send` reads back)'
+            cand --summary 'Write the run''s summary as JSON to PATH'
+            cand --timeout 'Connect and read timeout for each request (e.g. 30s, 500ms, 2m)'
+            cand --max-retries 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)'
+            cand --max-retry-wait 'The longest segrelay waits before one retry, whatever Retry-After asks'
+            cand --rate 'At most N requests per second (retries included)'
+            cand --fail-fast 'Stop at the first rejected event instead of going on'
+            cand -q 'Print nothing but errors on standard error'
+            cand --quiet 'Print nothing but errors on standard error'
+            cand -v 'Say more: every rejected event, and each request'
+            cand --verbose 'Say more: every rejected event, and each request'
+            cand --dry-run 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
+            cand --show-secrets 'Write API keys in dry-run output instead of *** or $VAR'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'segrelay;check'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --batch-size 'Events per request [default: Amberflo 100, Orb 500, Kable 500]'
+            cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
+            cand --summary 'Write the summary as JSON to PATH'
+            cand --fail-fast 'Stop at the first rejected event instead of going on'
+            cand -q 'Print nothing but errors on standard error'
+            cand --quiet 'Print nothing but errors on standard error'
+            cand -v 'Say more: every rejected event, and each request'
+            cand --verbose 'Say more: every rejected event, and each request'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;destinations'= {
+            cand --json 'Print as JSON'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;completions'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;man'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;help'= {
+            cand send 'Translate events and send them to a destination, or write the requests (--dry-run)'
+            cand check 'Validate the settings and the input, and count what would happen; nothing is written'
+            cand destinations 'List the destination types, the calls each takes and their settings'
+            cand completions 'Print a shell completion script'
+            cand man 'Print the manual page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'segrelay;help;send'= {
+        }
+        &'segrelay;help;check'= {
+        }
+        &'segrelay;help;destinations'= {
+        }
+        &'segrelay;help;completions'= {
+        }
+        &'segrelay;help;man'= {
+        }
+        &'segrelay;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

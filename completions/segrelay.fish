@@ -1,0 +1,73 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_segrelay_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_segrelay_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_segrelay_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_segrelay_using_subcommand
+    set -l cmd (__fish_segrelay_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c segrelay -n "__fish_segrelay_needs_command" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_needs_command" -s V -l version -d 'Print version'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "send" -d 'Translate events and send them to a destination, or write the requests (--dry-run)'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "man" -d 'Print the manual page (roff)'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l batch-size -d 'Events per request [default: Amberflo 100, Orb 500, Kable 500]' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l format -d 'How a dry run writes requests' -r -f -a "ndjson\t'One JSON line per request: destination, method, url, headers, body, events'
+curl\t'A runnable curl command per request'
+http\t'Raw HTTP/1.1 requests, as `http --offline` prints them'"
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s o -l output -d 'Where a dry run writes [default: standard output]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l rejects -d 'Write every event that is not delivered, with its reason, source and line, to PATH (NDJSON that `segrelay send` reads back)' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l summary -d 'Write the run\'s summary as JSON to PATH' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l timeout -d 'Connect and read timeout for each request (e.g. 30s, 500ms, 2m)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l rate -d 'At most N requests per second (retries included)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l fail-fast -d 'Stop at the first rejected event instead of going on'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s q -l quiet -d 'Print nothing but errors on standard error'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s v -l verbose -d 'Say more: every rejected event, and each request'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l show-secrets -d 'Write API keys in dry-run output instead of *** or $VAR'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l batch-size -d 'Events per request [default: Amberflo 100, Orb 500, Kable 500]' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l summary -d 'Write the summary as JSON to PATH' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l fail-fast -d 'Stop at the first rejected event instead of going on'
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s q -l quiet -d 'Print nothing but errors on standard error'
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s v -l verbose -d 'Say more: every rejected event, and each request'
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand destinations" -l json -d 'Print as JSON'
+complete -c segrelay -n "__fish_segrelay_using_subcommand destinations" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand man" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "send" -d 'Translate events and send them to a destination, or write the requests (--dry-run)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "man" -d 'Print the manual page (roff)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

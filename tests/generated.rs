@@ -1,0 +1,42 @@
+//! The shipped completion scripts and man page are what the binary generates.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+fn generated(args: &[&str]) -> String {
+    let output = Command::cargo_bin("segrelay").unwrap().args(args).output().unwrap();
+    assert!(output.status.success(), "segrelay {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn shipped(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn completions_match_the_binary() {
+    for (shell, file) in [
+        ("bash", "completions/segrelay.bash"),
+        ("zsh", "completions/_segrelay"),
+        ("fish", "completions/segrelay.fish"),
+        ("powershell", "completions/_segrelay.ps1"),
+        ("elvish", "completions/segrelay.elv"),
+    ] {
+        assert_eq!(
+            generated(&["completions", shell]),
+            shipped(file),
+            "{file} is stale: regenerate it with `segrelay completions {shell} > {file}`"
+        );
+    }
+}
+
+#[test]
+fn man_page_matches_the_binary() {
+    assert_eq!(
+        generated(&["man"]),
+        shipped("doc/segrelay.1"),
+        "doc/segrelay.1 is stale: regenerate it with `segrelay man > doc/segrelay.1`"
+    );
+}
