@@ -71,6 +71,22 @@ pub struct InputArgs {
     #[arg(long)]
     pub fail_fast: bool,
 
+    /// Only events at or after TIME (RFC 3339, or a date: midnight UTC)
+    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound)]
+    pub since: Option<jiff::Timestamp>,
+
+    /// Only events before TIME (RFC 3339, or a date: midnight UTC)
+    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound)]
+    pub until: Option<jiff::Timestamp>,
+
+    /// Only these call types (comma-separated: track,page,screen,identify)
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    pub types: Option<Vec<String>>,
+
+    /// Only track events with these names (comma-separated); other call types pass
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub events: Option<Vec<String>>,
+
     /// Print nothing but errors on standard error
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cli::{self, InputArgs, SettingsArgs};
 use crate::destination::{self, Destination};
+use crate::filter::{self, Filter};
 use crate::input::Source;
 use crate::report::Verbosity;
 use crate::retry::RetryPolicy;
@@ -31,6 +32,7 @@ pub struct Config {
     pub max_line_bytes: usize,
     pub batch_size: usize,
     pub fail_fast: bool,
+    pub filter: Filter,
     pub verbosity: Verbosity,
     pub mode: Mode,
     pub rejects: Option<PathBuf>,
@@ -147,6 +149,12 @@ impl Config {
             max_line_bytes: input.max_line_bytes,
             batch_size,
             fail_fast: input.fail_fast,
+            filter: Filter {
+                since: input.since,
+                until: input.until,
+                types: filter::names(input.types),
+                events: filter::names(input.events),
+            },
             verbosity,
             mode,
             rejects,

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod destination;
 pub mod event;
+pub mod filter;
 pub mod input;
 pub mod pipeline;
 pub mod report;
@@ -149,6 +150,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         max_line_bytes: config.max_line_bytes,
         batch_size: config.batch_size,
         fail_fast: config.fail_fast,
+        filter: config.filter.clone(),
         retry: config.retry.clone(),
         throttle: Throttle::new(config.rate, config.max_events_per_minute),
         secret: Some(config.secret.clone()),

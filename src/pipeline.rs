@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::destination::{Destination, Payload, Stream, Translation, Verdict};
 use crate::event::{BadLine, Event, Origin, parse_line};
+use crate::filter::Filter;
 use crate::input::{self, Item, Source};
 use crate::report::{Content, Reason, Report, Verbosity};
 use crate::retry::RetryPolicy;
@@ -20,6 +21,7 @@ pub struct Options<'a> {
     pub max_line_bytes: usize,
     pub batch_size: usize,
     pub fail_fast: bool,
+    pub filter: Filter,
     pub retry: RetryPolicy,
     pub throttle: Throttle,
     /// The key, to keep it out of every message that quotes a server.
@@ -40,6 +42,7 @@ struct Pipeline<'a> {
     report: &'a mut Report,
     batch_size: usize,
     fail_fast: bool,
+    filter: Filter,
     retry: RetryPolicy,
     throttle: Throttle,
     secret: Option<Secret>,
@@ -63,6 +66,7 @@ pub fn run(
         report,
         batch_size: options.batch_size,
         fail_fast: options.fail_fast,
+        filter: options.filter,
         retry: options.retry,
         throttle: options.throttle,
         secret: options.secret,
@@ -103,6 +107,10 @@ pub fn run(
 impl Pipeline<'_> {
     fn event(&mut self, event: Event) -> anyhow::Result<ControlFlow<()>> {
         self.report.read();
+        if let Some(reason) = self.filter.skip_reason(&event) {
+            self.report.skipped(&event.origin, &reason);
+            return Ok(ControlFlow::Continue(()));
+        }
         match self.destination.translate(&event) {
             Translation::Record(payload) => {
                 let stream = payload.stream;
