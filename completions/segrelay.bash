@@ -73,7 +73,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__check)
-            opts="-c -d -q -v -h --config --destination --batch-size --max-line-bytes --fail-fast --quiet --verbose --summary --help"
+            opts="-c -d -q -v -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --summary --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -100,6 +100,22 @@ _segrelay() {
                     return 0
                     ;;
                 --max-line-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --types)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -255,7 +271,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -q -v -o -h --config --destination --batch-size --max-line-bytes --fail-fast --quiet --verbose --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --rate --help"
+            opts="-c -d -q -v -o -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -282,6 +298,22 @@ _segrelay() {
                     return 0
                     ;;
                 --max-line-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --types)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -314,6 +346,14 @@ _segrelay() {
                     return 0
                     ;;
                 --max-retry-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --checkpoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -36,6 +36,10 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s c -l config -
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l batch-size -d 'Events per request [default: Amberflo 100, Orb 500, Kable 500]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l types -d 'Only these call types (comma-separated: track,page,screen,identify)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l format -d 'How a dry run writes requests' -r -f -a "ndjson\t'One JSON line per request: destination, method, url, headers, body, events'
 curl\t'A runnable curl command per request'
 http\t'Raw HTTP/1.1 requests, as `http --offline` prints them'"
@@ -45,17 +49,24 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l summary -d 'W
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l timeout -d 'Connect and read timeout for each request (e.g. 30s, 500ms, 2m)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l concurrency -d 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l checkpoint -d 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l rate -d 'At most N requests per second (retries included)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l fail-fast -d 'Stop at the first rejected event instead of going on'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s q -l quiet -d 'Print nothing but errors on standard error'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s v -l verbose -d 'Say more: every rejected event, and each request'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l show-secrets -d 'Write API keys in dry-run output instead of *** or $VAR'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l restart -d 'Ignore the checkpoint there is and start over'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l batch-size -d 'Events per request [default: Amberflo 100, Orb 500, Kable 500]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l types -d 'Only these call types (comma-separated: track,page,screen,identify)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l summary -d 'Write the summary as JSON to PATH' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l fail-fast -d 'Stop at the first rejected event instead of going on'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s q -l quiet -d 'Print nothing but errors on standard error'

@@ -142,6 +142,20 @@ pub struct SendArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub max_retry_wait: Duration,
 
+    /// Requests in flight at once (threads); the checkpoint still only moves past
+    /// a batch once every earlier one is settled
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Record after every batch how far the input is settled, in PATH, and
+    /// resume from it when PATH exists
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Ignore the checkpoint there is and start over
+    #[arg(long, requires = "checkpoint")]
+    pub restart: bool,
+
     /// At most N requests per second (retries included)
     #[arg(long, value_name = "N", value_parser = parse_rate)]
     pub rate: Option<f64>,

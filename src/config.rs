@@ -2,6 +2,7 @@
 //! the settings file. The core never sees clap.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{self, InputArgs, SettingsArgs};
@@ -15,7 +16,10 @@ use crate::transport::dry_run::Format;
 
 pub enum Mode {
     /// Send the requests.
-    Send { timeout: Duration },
+    Send {
+        timeout: Duration,
+        concurrency: usize,
+    },
     /// Write the requests instead of sending them.
     DryRun {
         format: Format,
@@ -27,7 +31,7 @@ pub enum Mode {
 }
 
 pub struct Config {
-    pub destination: Box<dyn Destination>,
+    pub destination: Arc<dyn Destination>,
     pub sources: Vec<Source>,
     pub max_line_bytes: usize,
     pub batch_size: usize,
@@ -41,6 +45,9 @@ pub struct Config {
     /// `--rate`: requests per second.
     pub rate: Option<f64>,
     pub max_events_per_minute: Option<u64>,
+    /// `--checkpoint`, and `--restart` to ignore the one there is.
+    pub checkpoint: Option<PathBuf>,
+    pub restart: bool,
     /// The destination's key, kept out of messages.
     pub secret: Secret,
     /// Warnings to show before the run starts.
@@ -62,6 +69,7 @@ impl Config {
         } else {
             Mode::Send {
                 timeout: args.timeout,
+                concurrency: usize::from(args.concurrency),
             }
         };
         let mut config =
@@ -72,6 +80,8 @@ impl Config {
             args.max_retry_wait,
         );
         config.rate = args.rate;
+        config.checkpoint = args.checkpoint;
+        config.restart = args.restart;
         Ok(config)
     }
 
@@ -88,7 +98,7 @@ impl Config {
     ) -> Result<Config, SettingsError> {
         let settings = Settings::load(&settings::locate(settings_args.config.as_deref()))?;
         let chosen = settings.select(settings_args.destination.as_deref())?;
-        let destination = destination::build(chosen)?;
+        let destination = Arc::from(destination::build(chosen)?);
         let mut warnings = Vec::new();
         match mode {
             // A real send needs the key before anything is read.
@@ -162,6 +172,8 @@ impl Config {
             retry: RetryPolicy::for_kind(chosen.kind, 0, Duration::ZERO),
             rate: None,
             max_events_per_minute: chosen.max_events_per_minute,
+            checkpoint: None,
+            restart: false,
             secret: chosen.api_key.clone(),
             warnings,
         })

@@ -15,8 +15,9 @@ use crate::report::Reason;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 const READ_BUFFER: usize = 256 * 1024;
-/// How much of an overlong line the rejects file keeps.
-const KEPT_OF_LONG_LINE: usize = 1024;
+/// How much of an overlong line is kept for the rejects file, so that it can be
+/// replayed once the limit is raised; beyond this, memory wins and it is cut.
+const KEPT_OF_LONG_LINE: usize = 16 << 20;
 
 /// One input, as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,51 +43,64 @@ impl Source {
     }
 }
 
+/// Where an item ends: its input (by position on the command line) and the
+/// last physical line it used. A checkpoint resumes after such a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub input: usize,
+    pub end_line: u64,
+}
+
 /// What the reader hands on: a line's bytes (without line ending), or a problem
 /// at a place in the input that must be accounted for.
 pub enum Item<'a> {
     Line {
         origin: &'a Origin,
+        at: Position,
         bytes: &'a [u8],
     },
     Broken {
         origin: Origin,
+        at: Position,
         reason: Reason,
         raw: String,
     },
 }
 
+/// Lines of an input a checkpoint says are settled: skip it whole.
+pub const WHOLE_INPUT: u64 = u64::MAX;
+
+type Flow = std::ops::ControlFlow<()>;
+
 /// Reads every source in order and hands each non-blank line on. A source that
-/// cannot be opened or read is reported as a `Broken` item and the next one is read.
+/// cannot be opened or read is reported as a `Broken` item and the next one is
+/// read. `settled[i]` lines of input `i` are read past without being handed on.
 pub fn read_all(
     sources: &[Source],
+    settled: &[u64],
     max_line: usize,
     bytes_read: &Arc<AtomicU64>,
-    mut each: impl FnMut(Item) -> anyhow::Result<std::ops::ControlFlow<()>>,
+    mut each: impl FnMut(Item) -> anyhow::Result<Flow>,
 ) -> anyhow::Result<()> {
-    for source in sources {
+    for (input, source) in sources.iter().enumerate() {
+        let skip = settled.get(input).copied().unwrap_or(0);
+        if skip == WHOLE_INPUT {
+            continue;
+        }
         let label: Arc<str> = source.label().into();
-        let reader = match open(source, bytes_read.clone()) {
-            Ok(reader) => reader,
-            Err(e) => {
-                let origin = Origin {
+        let flow = match open(source, bytes_read.clone()) {
+            Ok(reader) => Lines::new(reader, label, input, skip, max_line).run(&mut each)?,
+            Err(e) => each(Item::Broken {
+                origin: Origin {
                     source: label,
                     line: 0,
-                };
-                let reason = Reason::new("unreadable input", e.to_string());
-                if each(Item::Broken {
-                    origin,
-                    reason,
-                    raw: String::new(),
-                })?
-                .is_break()
-                {
-                    return Ok(());
-                }
-                continue;
-            }
+                },
+                at: Position { input, end_line: 0 },
+                reason: Reason::new("unreadable input", e.to_string()),
+                raw: String::new(),
+            })?,
         };
-        if read_lines(reader, label, max_line, &mut each)?.is_break() {
+        if flow.is_break() {
             return Ok(());
         }
     }
@@ -184,8 +198,9 @@ fn next_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Res
             Some(i) => (&available[..i], Some(i + 1)),
             None => (available, None),
         };
-        if total <= max {
-            let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
+        let keep = (max + 1).max(KEPT_OF_LONG_LINE);
+        if buf.len() < keep {
+            let room = (keep - buf.len()).min(chunk.len());
             buf.extend_from_slice(&chunk[..room]);
         }
         total += chunk.len();
@@ -198,12 +213,11 @@ fn next_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Res
     if !read_any {
         return Ok(Line::End);
     }
-    if buf.last() == Some(&b'\r') && total <= max + 1 {
+    if buf.last() == Some(&b'\r') && buf.len() == total {
         buf.pop();
         total -= 1;
     }
     if total > max {
-        buf.truncate(KEPT_OF_LONG_LINE);
         return Ok(Line::TooLong(total));
     }
     Ok(Line::Complete)
@@ -213,149 +227,190 @@ fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
 }
 
-fn read_lines(
-    mut reader: Box<dyn BufRead>,
+/// One input's lines, with the state a pretty-printed document needs.
+struct Lines {
+    reader: Box<dyn BufRead>,
     source: Arc<str>,
+    input: usize,
+    skip: u64,
     max_line: usize,
-    each: &mut impl FnMut(Item) -> anyhow::Result<std::ops::ControlFlow<()>>,
-) -> anyhow::Result<std::ops::ControlFlow<()>> {
-    use std::ops::ControlFlow::{Break, Continue};
-    let mut buf = Vec::with_capacity(4096);
-    // A pretty-printed JSON document (a line holding only `{` up to one holding only `}`).
-    let mut document: Option<(u64, Vec<u8>)> = None;
-    let mut number = 0u64;
-    loop {
-        let line = match next_line(&mut *reader, &mut buf, max_line) {
-            Ok(line) => line,
-            Err(e) => {
-                let origin = Origin {
-                    source: source.clone(),
-                    line: number + 1,
-                };
-                let reason = Reason::new("unreadable input", read_error_text(&e));
-                if let Some((start, doc)) = document.take()
-                    && emit_line(each, &source, start, &doc)?.is_break()
-                {
-                    return Ok(Break(()));
-                }
-                return each(Item::Broken {
-                    origin,
-                    reason,
-                    raw: String::new(),
-                });
-            }
-        };
-        number += 1;
-        let bytes: &[u8] = match line {
-            Line::End => break,
-            Line::TooLong(length) => {
-                let origin = Origin {
-                    source: source.clone(),
-                    line: number,
-                };
-                let reason = Reason::new(
-                    "line too long",
-                    format!("{length} bytes, more than the limit of {max_line} (--max-line-bytes)"),
-                );
-                let raw = String::from_utf8_lossy(&buf).into_owned();
-                if each(Item::Broken {
-                    origin,
-                    reason,
-                    raw,
-                })?
-                .is_break()
-                {
-                    return Ok(Break(()));
-                }
-                continue;
-            }
-            Line::Complete if number == 1 && buf.starts_with(BOM) => &buf[BOM.len()..],
-            Line::Complete => &buf,
-        };
-        if let Some((start, doc)) = &mut document {
-            if bytes == b"}" {
-                doc.extend_from_slice(b"\n}");
-                let (start, doc) = document.take().expect("a document is open");
-                if emit_line(each, &source, start, &doc)?.is_break() {
-                    return Ok(Break(()));
-                }
-                continue;
-            }
-            let indented = bytes.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-            if indented || bytes.is_empty() {
-                if doc.len() + bytes.len() > max_line {
-                    let origin = Origin {
-                        source: source.clone(),
-                        line: *start,
-                    };
-                    let reason = Reason::new(
-                        "line too long",
-                        format!("a JSON document of more than {max_line} bytes (--max-line-bytes)"),
-                    );
-                    let raw = String::from_utf8_lossy(&doc[..doc.len().min(KEPT_OF_LONG_LINE)])
-                        .into_owned();
-                    document = None;
-                    if each(Item::Broken {
-                        origin,
-                        reason,
-                        raw,
-                    })?
-                    .is_break()
-                    {
+    /// The line number of the last line read.
+    number: u64,
+    /// A pretty-printed JSON document being gathered: its first line and its text
+    /// (from a line holding only `{` up to one holding only `}`).
+    document: Option<(u64, Vec<u8>)>,
+}
+
+impl Lines {
+    fn new(
+        reader: Box<dyn BufRead>,
+        source: Arc<str>,
+        input: usize,
+        skip: u64,
+        max_line: usize,
+    ) -> Lines {
+        Lines {
+            reader,
+            source,
+            input,
+            skip,
+            max_line,
+            number: 0,
+            document: None,
+        }
+    }
+
+    fn origin(&self, line: u64) -> Origin {
+        Origin {
+            source: self.source.clone(),
+            line,
+        }
+    }
+
+    fn at(&self, end_line: u64) -> Position {
+        Position {
+            input: self.input,
+            end_line,
+        }
+    }
+
+    fn broken(
+        &self,
+        each: &mut impl FnMut(Item) -> anyhow::Result<Flow>,
+        line: u64,
+        end_line: u64,
+        reason: Reason,
+        raw: String,
+    ) -> anyhow::Result<Flow> {
+        each(Item::Broken {
+            origin: self.origin(line),
+            at: self.at(end_line),
+            reason,
+            raw,
+        })
+    }
+
+    fn line(
+        &self,
+        each: &mut impl FnMut(Item) -> anyhow::Result<Flow>,
+        line: u64,
+        end_line: u64,
+        bytes: &[u8],
+    ) -> anyhow::Result<Flow> {
+        let origin = self.origin(line);
+        each(Item::Line {
+            origin: &origin,
+            at: self.at(end_line),
+            bytes,
+        })
+    }
+
+    /// Hands on a document that is still open, ending at the last line read before this one.
+    fn close_document(
+        &mut self,
+        each: &mut impl FnMut(Item) -> anyhow::Result<Flow>,
+        end_line: u64,
+    ) -> anyhow::Result<Flow> {
+        match self.document.take() {
+            Some((start, doc)) => self.line(each, start, end_line, &doc),
+            None => Ok(Flow::Continue(())),
+        }
+    }
+
+    fn run(mut self, each: &mut impl FnMut(Item) -> anyhow::Result<Flow>) -> anyhow::Result<Flow> {
+        use std::ops::ControlFlow::Break;
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            let line = match next_line(&mut *self.reader, &mut buf, self.max_line) {
+                Ok(line) => line,
+                Err(e) => {
+                    if self.close_document(each, self.number)?.is_break() {
                         return Ok(Break(()));
                     }
-                } else {
-                    doc.push(b'\n');
-                    doc.extend_from_slice(bytes);
+                    let reason = Reason::new("unreadable input", read_error_text(&e));
+                    return self.broken(each, self.number + 1, self.number, reason, String::new());
                 }
+            };
+            if matches!(line, Line::End) {
+                return self.close_document(each, self.number);
+            }
+            self.number += 1;
+            let number = self.number;
+            if number <= self.skip {
                 continue;
             }
-            // An unindented line inside a document: the document was cut short.
-            let (start, doc) = document.take().expect("a document is open");
-            if emit_line(each, &source, start, &doc)?.is_break() {
+            let bytes: &[u8] = match line {
+                Line::End => unreachable!("handled above"),
+                Line::TooLong(length) => {
+                    if self.close_document(each, number - 1)?.is_break() {
+                        return Ok(Break(()));
+                    }
+                    let mut detail = format!(
+                        "{length} bytes, more than the limit of {} (--max-line-bytes)",
+                        self.max_line
+                    );
+                    if buf.len() < length {
+                        detail.push_str(&format!("; only its first {} bytes are kept", buf.len()));
+                    }
+                    let reason = Reason::new("line too long", detail);
+                    let raw = String::from_utf8_lossy(&buf).into_owned();
+                    if self.broken(each, number, number, reason, raw)?.is_break() {
+                        return Ok(Break(()));
+                    }
+                    continue;
+                }
+                Line::Complete if number == 1 && buf.starts_with(BOM) => &buf[BOM.len()..],
+                Line::Complete => &buf,
+            };
+            if let Some((start, doc)) = &mut self.document {
+                if bytes == b"}" {
+                    doc.extend_from_slice(b"\n}");
+                    if self.close_document(each, number)?.is_break() {
+                        return Ok(Break(()));
+                    }
+                    continue;
+                }
+                let indented = bytes.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+                if indented || bytes.is_empty() {
+                    if doc.len() + bytes.len() > self.max_line {
+                        let start = *start;
+                        let reason = Reason::new(
+                            "line too long",
+                            format!(
+                                "a JSON document of more than {} bytes (--max-line-bytes)",
+                                self.max_line
+                            ),
+                        );
+                        let raw = String::from_utf8_lossy(&doc[..doc.len().min(KEPT_OF_LONG_LINE)])
+                            .into_owned();
+                        self.document = None;
+                        if self.broken(each, start, number, reason, raw)?.is_break() {
+                            return Ok(Break(()));
+                        }
+                    } else {
+                        doc.push(b'\n');
+                        doc.extend_from_slice(bytes);
+                    }
+                    continue;
+                }
+                // An unindented line inside a document: the document was cut short.
+                let (start, doc) = self.document.take().expect("a document is open");
+                if self.line(each, start, number - 1, &doc)?.is_break() {
+                    return Ok(Break(()));
+                }
+            }
+            if bytes == b"{" {
+                self.document = Some((number, b"{".to_vec()));
+                continue;
+            }
+            if is_blank(bytes) {
+                continue;
+            }
+            if self.line(each, number, number, bytes)?.is_break() {
                 return Ok(Break(()));
             }
         }
-        if bytes == b"{" {
-            document = Some((number, b"{".to_vec()));
-            continue;
-        }
-        if is_blank(bytes) {
-            continue;
-        }
-        let origin = Origin {
-            source: source.clone(),
-            line: number,
-        };
-        if each(Item::Line {
-            origin: &origin,
-            bytes,
-        })?
-        .is_break()
-        {
-            return Ok(Break(()));
-        }
     }
-    if let Some((start, doc)) = document {
-        return emit_line(each, &source, start, &doc);
-    }
-    Ok(Continue(()))
-}
-
-fn emit_line(
-    each: &mut impl FnMut(Item) -> anyhow::Result<std::ops::ControlFlow<()>>,
-    source: &Arc<str>,
-    line: u64,
-    bytes: &[u8],
-) -> anyhow::Result<std::ops::ControlFlow<()>> {
-    let origin = Origin {
-        source: source.clone(),
-        line,
-    };
-    each(Item::Line {
-        origin: &origin,
-        bytes,
-    })
 }
 
 fn read_error_text(e: &io::Error) -> String {
@@ -372,23 +427,50 @@ mod tests {
     use std::io::Write;
 
     fn lines_of(bytes: &[u8], max: usize) -> Vec<(u64, String)> {
+        items_of(bytes, max, 0)
+            .into_iter()
+            .map(|(line, _, text)| (line, text))
+            .collect()
+    }
+
+    /// (first line, last line, text) of each item, after `skip` settled lines.
+    fn items_of(bytes: &[u8], max: usize, skip: u64) -> Vec<(u64, u64, String)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in");
         std::fs::write(&path, bytes).unwrap();
         let mut out = Vec::new();
-        read_all(&[Source::Path(path)], max, &Arc::default(), |item| {
-            match item {
-                Item::Line { origin, bytes } => {
-                    out.push((origin.line, String::from_utf8_lossy(bytes).into_owned()))
+        read_all(
+            &[Source::Path(path)],
+            &[skip],
+            max,
+            &Arc::default(),
+            |item| {
+                match item {
+                    Item::Line { origin, at, bytes } => out.push((
+                        origin.line,
+                        at.end_line,
+                        String::from_utf8_lossy(bytes).into_owned(),
+                    )),
+                    Item::Broken {
+                        origin, at, reason, ..
+                    } => out.push((origin.line, at.end_line, format!("!{}", reason.kind))),
                 }
-                Item::Broken { origin, reason, .. } => {
-                    out.push((origin.line, format!("!{}", reason.kind)))
-                }
-            }
-            Ok(std::ops::ControlFlow::Continue(()))
-        })
+                Ok(std::ops::ControlFlow::Continue(()))
+            },
+        )
         .unwrap();
         out
+    }
+
+    #[test]
+    fn items_say_where_they_end_and_settled_lines_are_passed_over() {
+        let text = b"{\"a\":1}\n{\n  \"b\": 2\n}\n\n{\"c\":3}\n";
+        let all = items_of(text, 100, 0);
+        let ends: Vec<(u64, u64)> = all.iter().map(|(s, e, _)| (*s, *e)).collect();
+        assert_eq!(ends, vec![(1, 1), (2, 4), (6, 6)]);
+        let resumed = items_of(text, 100, 4);
+        assert_eq!(resumed, vec![(6, 6, "{\"c\":3}".to_owned())]);
+        assert!(items_of(text, 100, WHOLE_INPUT).is_empty());
     }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -462,7 +544,7 @@ mod tests {
             Source::Path(dir.path().join("nope")),
             Source::Path(dir.path().to_owned()),
         ];
-        read_all(&sources, 100, &Arc::default(), |item| {
+        read_all(&sources, &[], 100, &Arc::default(), |item| {
             if let Item::Broken { reason, .. } = item {
                 out.push(reason.to_string());
             }

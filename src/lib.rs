@@ -1,11 +1,14 @@
 //! segrelay: replays Segment events into usage-billing systems.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod destination;
 pub mod event;
 pub mod filter;
 pub mod input;
+pub mod interrupt;
 pub mod pipeline;
 pub mod report;
 pub mod retry;
@@ -16,17 +19,20 @@ pub mod transport;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::CommandFactory;
 
+use crate::checkpoint::Checkpoint;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Mode};
+use crate::delivery::Courier;
 use crate::destination::{Kind, calls, settings_keys};
 use crate::input::Source;
-use crate::report::{Report, Verbosity};
+use crate::pipeline::Dispatch;
+use crate::report::{Console, Report, Verbosity};
 use crate::settings::SettingsError;
 use crate::throttle::Throttle;
 use crate::transport::dry_run::DryRun;
@@ -44,6 +50,8 @@ pub enum Status {
     Usage = 2,
     /// The destination stopped the run: key refused, or unreachable after retries.
     Aborted = 3,
+    /// Ctrl-C or SIGTERM.
+    Interrupted = interrupt::EXIT_CODE as isize,
 }
 
 /// The exit code for an error that ended the run.
@@ -103,15 +111,40 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
             eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
         }
     }
+    let mut checkpoint = match &config.checkpoint {
+        Some(path) => {
+            let (checkpoint, resumed) = Checkpoint::open(
+                path,
+                config.destination.name(),
+                &config.sources,
+                config.restart,
+            )?;
+            Some((checkpoint, resumed))
+        }
+        None => None,
+    };
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let total = input::total_size(&config.sources);
+    let console = Console::new(config.verbosity, input::total_size(&config.sources));
+    let resumed = checkpoint
+        .as_ref()
+        .filter(|(_, resumed)| *resumed)
+        .map(|(c, _)| c.state().clone());
+    let rejects_length = resumed
+        .as_ref()
+        .map(|state| state.rejects_length.unwrap_or(0));
     let mut report = Report::new(
-        config.verbosity,
+        console.clone(),
         config.rejects.as_deref(),
+        rejects_length,
         bytes_read.clone(),
-        total,
     )?;
-    let (mut transport, title): (Box<dyn Transport>, String) = match &config.mode {
+    if let Some(state) = resumed {
+        if state.inputs.iter().all(|i| i.done) {
+            console.say("segrelay: the checkpoint says every input is already settled: nothing to do (--restart starts over)");
+        }
+        report.resumed(state.totals);
+    }
+    let (dispatch, title) = match &config.mode {
         Mode::DryRun {
             format,
             output,
@@ -131,43 +164,69 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
                     "standard output".to_owned(),
                 ),
             };
+            let writer = DryRun::new(*format, *show_secrets, out, target);
             (
-                Box::new(DryRun::new(*format, *show_secrets, out, target)),
+                Dispatch::Inline(Box::new(writer)),
                 format!("{} (dry run)", config.destination.name()),
             )
         }
         Mode::Check => (
-            Box::new(Discard),
+            Dispatch::Inline(Box::new(Discard)),
             format!("{} (check)", config.destination.name()),
         ),
-        Mode::Send { timeout } => (
-            Box::new(HttpSender::new(*timeout)),
-            config.destination.name().to_owned(),
-        ),
+        Mode::Send {
+            timeout,
+            concurrency,
+        } => {
+            let sender = HttpSender::new(*timeout);
+            let dispatch = if *concurrency <= 1 {
+                Dispatch::Inline(Box::new(sender))
+            } else {
+                Dispatch::Pool(
+                    (0..*concurrency)
+                        .map(|_| Box::new(sender.clone()) as Box<dyn Transport + Send>)
+                        .collect(),
+                )
+            };
+            (dispatch, config.destination.name().to_owned())
+        }
     };
+    interrupt::install();
+    let courier = Arc::new(Courier {
+        destination: config.destination.clone(),
+        retry: config.retry.clone(),
+        throttle: Mutex::new(Throttle::new(config.rate, config.max_events_per_minute)),
+        console,
+        secret: Some(config.secret.clone()),
+        aborted: Mutex::new(None),
+    });
     let options = pipeline::Options {
         sources: &config.sources,
         max_line_bytes: config.max_line_bytes,
         batch_size: config.batch_size,
         fail_fast: config.fail_fast,
         filter: config.filter.clone(),
-        retry: config.retry.clone(),
-        throttle: Throttle::new(config.rate, config.max_events_per_minute),
-        secret: Some(config.secret.clone()),
         bytes_read,
     };
     let aborted = pipeline::run(
         options,
-        config.destination.as_ref(),
-        transport.as_mut(),
+        courier,
+        dispatch,
         &mut report,
+        checkpoint.as_mut().map(|(c, _)| c),
     )?;
     if let Some(reason) = aborted.clone() {
         report.aborted(reason);
     }
+    let interrupted = interrupt::requested();
+    if interrupted {
+        report.interrupted();
+    }
     report.finish(&title, summary_path)?;
     let s = report.summary();
-    Ok(if aborted.is_some() {
+    Ok(if interrupted {
+        Status::Interrupted
+    } else if aborted.is_some() {
         Status::Aborted
     } else if s.rejected + s.failed > 0 {
         Status::Problems

@@ -1,20 +1,24 @@
 //! The one path from input lines to delivered requests, shared by `send`,
-//! `send --dry-run` and `check`: read, translate, batch, deliver, account.
+//! `send --dry-run` and `check`: read, translate, batch, deliver, settle.
+//!
+//! Events are settled in input order through a ledger, whatever order batches
+//! come back in: the report, the rejects file and the checkpoint always
+//! describe a prefix of the input, which is what makes a resume exact.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, mpsc};
 
-use crate::destination::{Destination, Payload, Stream, Translation, Verdict};
+use crate::checkpoint::Checkpoint;
+use crate::delivery::{Courier, Delivered, Record};
+use crate::destination::{Stream, Translation};
 use crate::event::{BadLine, Event, Origin, parse_line};
 use crate::filter::Filter;
-use crate::input::{self, Item, Source};
-use crate::report::{Content, Reason, Report, Verbosity};
-use crate::retry::RetryPolicy;
-use crate::settings::Secret;
-use crate::throttle::Throttle;
-use crate::transport::{Reply, Transport};
+use crate::input::{self, Item, Position, Source};
+use crate::interrupt;
+use crate::report::{Content, Outcome, Reason, Report};
+use crate::transport::Transport;
 
 pub struct Options<'a> {
     pub sources: &'a [Source],
@@ -22,113 +26,213 @@ pub struct Options<'a> {
     pub batch_size: usize,
     pub fail_fast: bool,
     pub filter: Filter,
-    pub retry: RetryPolicy,
-    pub throttle: Throttle,
-    /// The key, to keep it out of every message that quotes a server.
-    pub secret: Option<Secret>,
     /// Counts input bytes as they are read, for the progress bar.
     pub bytes_read: Arc<AtomicU64>,
 }
 
-/// A translated event waiting in a batch, with the event kept for the rejects file.
-struct Record {
-    payload: Payload,
-    event: Event,
+/// Outcomes waiting behind an earlier event still in a batch are held at most
+/// this long before the batches are sent to let them through.
+const LEDGER_LIMIT: usize = 50_000;
+
+/// Where batches go: delivered on this thread, or by a pool of threads.
+pub enum Dispatch {
+    Inline(Box<dyn Transport>),
+    Pool(Vec<Box<dyn Transport + Send>>),
+}
+
+/// An event's place in the ledger.
+struct Slot {
+    origin: Origin,
+    at: Position,
+    /// The last event of its line: only then may a checkpoint pass the line.
+    ends_line: bool,
+    /// None while the event waits in a batch.
+    outcome: Option<Outcome>,
 }
 
 struct Pipeline<'a> {
-    destination: &'a dyn Destination,
-    transport: &'a mut dyn Transport,
+    courier: Arc<Courier>,
     report: &'a mut Report,
+    checkpoint: Option<&'a mut Checkpoint>,
     batch_size: usize,
     fail_fast: bool,
     filter: Filter,
-    retry: RetryPolicy,
-    throttle: Throttle,
-    secret: Option<Secret>,
     /// Batches being filled, one per stream, in the order streams first appeared.
     batches: Vec<(Stream, Vec<Record>)>,
-    /// Why the destination stopped the run; every later event fails with it.
-    aborted: Option<String>,
+    ledger: VecDeque<Slot>,
+    /// The sequence number of the ledger's first slot.
+    first_seq: u64,
+    /// The last fully settled line, and whether the checkpoint may still move
+    /// (it stops before the first failed event, so a resume retries it).
+    settled_at: Option<Position>,
+    frozen: bool,
+    workers: Option<Workers>,
+    inline: Option<Box<dyn Transport>>,
 }
 
-/// Runs the whole input through the destination and the transport. Returns
-/// the reason when the destination aborted the run.
+/// Threads delivering batches, each with its own transport.
+struct Workers {
+    jobs: Option<mpsc::SyncSender<(Stream, Vec<Record>)>>,
+    results: mpsc::Receiver<anyhow::Result<Delivered>>,
+    in_flight: usize,
+    size: usize,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Runs the whole input through the destination. Returns the reason when the
+/// destination aborted the run.
 pub fn run(
     options: Options,
-    destination: &dyn Destination,
-    transport: &mut dyn Transport,
+    courier: Arc<Courier>,
+    dispatch: Dispatch,
     report: &mut Report,
+    checkpoint: Option<&mut Checkpoint>,
 ) -> anyhow::Result<Option<String>> {
+    let settled = checkpoint
+        .as_ref()
+        .map(|c| c.settled_lines())
+        .unwrap_or_default();
+    let (workers, inline) = match dispatch {
+        Dispatch::Inline(transport) => (None, Some(transport)),
+        Dispatch::Pool(transports) => (Some(Workers::start(&courier, transports)), None),
+    };
     let mut pipeline = Pipeline {
-        destination,
-        transport,
+        courier,
         report,
+        checkpoint,
         batch_size: options.batch_size,
         fail_fast: options.fail_fast,
         filter: options.filter,
-        retry: options.retry,
-        throttle: options.throttle,
-        secret: options.secret,
         batches: Vec::new(),
-        aborted: None,
+        ledger: VecDeque::new(),
+        first_seq: 0,
+        settled_at: None,
+        frozen: false,
+        workers,
+        inline,
     };
     let mut parsed: Vec<Result<Event, BadLine>> = Vec::new();
-    input::read_all(
+    let read = input::read_all(
         options.sources,
+        &settled,
         options.max_line_bytes,
         &options.bytes_read,
-        |item| match item {
-            Item::Line { origin, bytes } => {
-                parse_line(bytes, origin, |result| parsed.push(result));
-                for result in parsed.drain(..) {
-                    let flow = match result {
-                        Ok(event) => pipeline.event(event)?,
-                        Err(bad) => pipeline.bad_line(&bad.origin, &bad.reason, &bad.raw)?,
-                    };
-                    if flow.is_break() {
-                        return Ok(ControlFlow::Break(()));
-                    }
-                }
-                Ok(ControlFlow::Continue(()))
+        |item| {
+            if interrupt::requested() {
+                return Ok(ControlFlow::Break(()));
             }
-            Item::Broken {
-                origin,
-                reason,
-                raw,
-            } => pipeline.bad_line(&origin, &reason, &raw),
+            match item {
+                Item::Line { origin, at, bytes } => {
+                    parse_line(bytes, origin, |result| parsed.push(result));
+                    let last = parsed.len().saturating_sub(1);
+                    let mut flow = ControlFlow::Continue(());
+                    for (i, result) in parsed.drain(..).enumerate() {
+                        let step = match result {
+                            Ok(event) => pipeline.event(event, at, i == last)?,
+                            Err(bad) => {
+                                pipeline.bad_line(bad.origin, at, i == last, bad.reason, bad.raw)
+                            }
+                        };
+                        if step.is_break() {
+                            flow = step;
+                        }
+                    }
+                    pipeline.after_line()?;
+                    Ok(flow)
+                }
+                Item::Broken {
+                    origin,
+                    at,
+                    reason,
+                    raw,
+                } => {
+                    let flow = pipeline.bad_line(origin, at, true, reason, raw);
+                    pipeline.after_line()?;
+                    Ok(flow)
+                }
+            }
         },
-    )?;
-    pipeline.flush_all()?;
-    pipeline.transport.finish()?;
-    Ok(pipeline.aborted)
+    );
+    // Whatever stopped the reading, what was read is settled before returning.
+    let finished = pipeline.finish();
+    read?;
+    finished?;
+    if let Some(transport) = &mut pipeline.inline {
+        transport.finish()?;
+    }
+    Ok(pipeline.courier.aborted())
 }
 
 impl Pipeline<'_> {
-    fn event(&mut self, event: Event) -> anyhow::Result<ControlFlow<()>> {
+    fn push(
+        &mut self,
+        origin: Origin,
+        at: Position,
+        ends_line: bool,
+        outcome: Option<Outcome>,
+    ) -> u64 {
+        let seq = self.first_seq + self.ledger.len() as u64;
+        self.ledger.push_back(Slot {
+            origin,
+            at,
+            ends_line,
+            outcome,
+        });
+        seq
+    }
+
+    fn event(
+        &mut self,
+        event: Event,
+        at: Position,
+        ends_line: bool,
+    ) -> anyhow::Result<ControlFlow<()>> {
         self.report.read();
         if let Some(reason) = self.filter.skip_reason(&event) {
-            self.report.skipped(&event.origin, &reason);
+            self.push(
+                event.origin.clone(),
+                at,
+                ends_line,
+                Some(Outcome::Skipped(reason)),
+            );
             return Ok(ControlFlow::Continue(()));
         }
-        match self.destination.translate(&event) {
+        match self.courier.destination.translate(&event) {
             Translation::Record(payload) => {
                 let stream = payload.stream;
-                let limit = self.destination.batch_limit(stream, self.batch_size);
+                let seq = self.push(event.origin.clone(), at, ends_line, None);
+                let limit = self
+                    .courier
+                    .destination
+                    .batch_limit(stream, self.batch_size);
                 let batch = self.batch(stream);
-                batch.push(Record { payload, event });
+                batch.push(Record {
+                    payload,
+                    event,
+                    seq,
+                });
                 if batch.len() >= limit {
                     self.flush(stream)?;
                 }
                 Ok(ControlFlow::Continue(()))
             }
             Translation::Skip(reason) => {
-                self.report.skipped(&event.origin, &reason);
+                self.push(
+                    event.origin.clone(),
+                    at,
+                    ends_line,
+                    Some(Outcome::Skipped(reason)),
+                );
                 Ok(ControlFlow::Continue(()))
             }
             Translation::Reject(reason) => {
-                self.report
-                    .rejected(&event.origin, &reason, Content::Event(&event))?;
+                let origin = event.origin.clone();
+                self.push(
+                    origin,
+                    at,
+                    ends_line,
+                    Some(Outcome::Rejected(reason, Content::Event(event))),
+                );
                 Ok(self.stop_if_fail_fast())
             }
         }
@@ -136,13 +240,20 @@ impl Pipeline<'_> {
 
     fn bad_line(
         &mut self,
-        origin: &Origin,
-        reason: &Reason,
-        raw: &str,
-    ) -> anyhow::Result<ControlFlow<()>> {
+        origin: Origin,
+        at: Position,
+        ends_line: bool,
+        reason: Reason,
+        raw: String,
+    ) -> ControlFlow<()> {
         self.report.read();
-        self.report.rejected(origin, reason, Content::Raw(raw))?;
-        Ok(self.stop_if_fail_fast())
+        self.push(
+            origin,
+            at,
+            ends_line,
+            Some(Outcome::Rejected(reason, Content::Raw(raw))),
+        );
+        self.stop_if_fail_fast()
     }
 
     fn stop_if_fail_fast(&self) -> ControlFlow<()> {
@@ -151,6 +262,18 @@ impl Pipeline<'_> {
         } else {
             ControlFlow::Continue(())
         }
+    }
+
+    /// Settles what can be settled, and keeps the ledger bounded.
+    fn after_line(&mut self) -> anyhow::Result<()> {
+        self.collect(false)?;
+        self.drain()?;
+        if self.ledger.len() > LEDGER_LIMIT {
+            self.flush_all()?;
+            self.collect(true)?;
+            self.drain()?;
+        }
+        Ok(())
     }
 
     fn batch(&mut self, stream: Stream) -> &mut Vec<Record> {
@@ -170,7 +293,19 @@ impl Pipeline<'_> {
         if records.is_empty() {
             return Ok(());
         }
-        self.deliver(stream, records)
+        if let Some(transport) = &mut self.inline {
+            let delivered = self.courier.deliver(transport.as_mut(), stream, records)?;
+            return self.record(delivered);
+        }
+        let workers = self.workers.as_mut().expect("a pool when not inline");
+        if workers.in_flight >= workers.size {
+            let delivered = workers.next_result()?;
+            self.record(delivered)?;
+        }
+        self.workers
+            .as_mut()
+            .expect("a pool")
+            .submit(stream, records)
     }
 
     fn flush_all(&mut self) -> anyhow::Result<()> {
@@ -181,181 +316,180 @@ impl Pipeline<'_> {
         Ok(())
     }
 
-    /// Delivers a batch until every event in it is sent, rejected or failed:
-    /// retrying what may succeed later, re-sending the rest of a batch whose
-    /// refused events the destination named, and halving a batch refused
-    /// without names until the bad events stand alone.
-    fn deliver(&mut self, stream: Stream, records: Vec<Record>) -> anyhow::Result<()> {
-        let mut queue: VecDeque<Vec<Record>> = VecDeque::from([records]);
-        while let Some(batch) = queue.pop_front() {
-            if let Some(reason) = &self.aborted {
-                let reason = Reason::new("run aborted", reason.clone());
-                self.fail_all(&batch, &reason)?;
-                continue;
-            }
-            let verdict = self.send_with_retries(stream, &batch)?;
-            match verdict {
-                Verdict::Accepted => self.report.sent(batch.len() as u64),
-                Verdict::Refused(named) => {
-                    let (refused, rest): (Vec<Record>, Vec<Record>) = batch
-                        .into_iter()
-                        .partition(|r| named.iter().any(|(key, _)| *key == r.payload.key));
-                    for record in &refused {
-                        let message = named
-                            .iter()
-                            .find(|(key, _)| *key == record.payload.key)
-                            .map(|(_, m)| m.as_str())
-                            .unwrap_or_default();
-                        let reason = Reason::new(
-                            format!("refused by {}", self.destination.kind().name()),
-                            self.redact(message),
-                        );
-                        self.report.rejected(
-                            &record.event.origin,
-                            &reason,
-                            Content::Event(&record.event),
-                        )?;
-                    }
-                    if !rest.is_empty() {
-                        // Same keys: the destination dedupes whatever it may already have taken.
-                        queue.push_front(rest);
-                    }
+    /// Takes in the batches the pool has finished; with `all`, waits for every one.
+    fn collect(&mut self, all: bool) -> anyhow::Result<()> {
+        while let Some(workers) = &mut self.workers {
+            let delivered = if all {
+                if workers.in_flight == 0 {
+                    break;
                 }
-                Verdict::Split(message) => {
-                    if batch.len() == 1 {
-                        let reason = Reason::new(
-                            format!("refused by {}", self.destination.kind().name()),
-                            self.redact(&message),
-                        );
-                        self.report.rejected(
-                            &batch[0].event.origin,
-                            &reason,
-                            Content::Event(&batch[0].event),
-                        )?;
-                    } else {
-                        let mut first = batch;
-                        let second = first.split_off(first.len() / 2);
-                        queue.push_front(second);
-                        queue.push_front(first);
-                    }
+                workers.next_result()?
+            } else {
+                match workers.try_result()? {
+                    Some(delivered) => delivered,
+                    None => break,
                 }
-                Verdict::Retry { message, .. } | Verdict::Abort(message) => {
-                    let message = self.redact(&message);
-                    self.report.say(&format!(
-                        "segrelay: {}: aborting: {message}",
-                        self.destination.name()
-                    ));
-                    self.aborted = Some(message.clone());
-                    self.fail_all(&batch, &Reason::new("run aborted", message))?;
-                }
-            }
+            };
+            self.record(delivered)?;
         }
         Ok(())
     }
 
-    /// Sends one request, trying again while the answer says so and retries
-    /// remain. A `Retry` verdict coming back means they ran out.
-    fn send_with_retries(&mut self, stream: Stream, batch: &[Record]) -> anyhow::Result<Verdict> {
-        let bodies: Vec<&str> = batch.iter().map(|r| r.payload.json.as_str()).collect();
-        let keys: Vec<&str> = batch.iter().map(|r| r.payload.key.as_str()).collect();
-        let origins: Vec<&Origin> = batch.iter().map(|r| &r.event.origin).collect();
-        let request = self.destination.request(stream, &bodies);
-        let mut retries = 0;
-        loop {
-            let throttled = self.throttle.wait(batch.len());
-            self.report.waited(throttled);
-            let reply = self
-                .transport
-                .deliver(self.destination.name(), &request, &origins)?;
-            self.report.request();
-            let verdict = match reply {
-                Reply::Written => Verdict::Accepted,
-                Reply::Response(response) => {
-                    self.report.on_server(response.elapsed);
-                    if self.report.verbosity() == Verbosity::Verbose {
-                        self.report.say(&format!(
-                            "segrelay: {} {} -> {} in {} ms, {} events{}",
-                            request.method,
-                            request.url,
-                            response.status,
-                            response.elapsed.as_millis(),
-                            batch.len(),
-                            response
-                                .request_id()
-                                .map(|id| format!(", request id {id}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                    let verdict = self.destination.verdict(&response, &keys);
-                    match verdict {
-                        Verdict::Retry { .. } | Verdict::Abort(_) | Verdict::Split(_) => {
-                            if let Some(id) = response.request_id() {
-                                with_request_id(verdict, id)
-                            } else {
-                                verdict
-                            }
-                        }
-                        other => other,
-                    }
-                }
-                Reply::Failed(error) if error.retryable => Verdict::Retry {
-                    after: None,
-                    message: error.message,
-                },
-                Reply::Failed(error) => Verdict::Abort(error.message),
-            };
-            let Verdict::Retry { after, message } = verdict else {
-                return Ok(verdict);
-            };
-            if retries >= self.retry.max_retries {
-                let message = if retries == 0 {
-                    message
-                } else {
-                    format!("{message} (gave up after {retries} retries)")
-                };
-                return Ok(Verdict::Retry { after, message });
-            }
-            retries += 1;
-            let wait = self.retry.delay(retries, after);
-            if self.report.verbosity() >= Verbosity::Normal {
-                self.report.say(&format!(
-                    "segrelay: {}: {}; retry {retries} of {} in {:.1} s",
-                    self.destination.name(),
-                    self.redact(&message),
-                    self.retry.max_retries,
-                    wait.as_secs_f64()
-                ));
-            }
-            self.report.retry(wait);
-            std::thread::sleep(wait);
+    /// Puts a delivered batch's outcomes in the ledger.
+    fn record(&mut self, delivered: Delivered) -> anyhow::Result<()> {
+        self.report.delivery(
+            delivered.requests,
+            delivered.retries,
+            delivered.server,
+            delivered.backoff,
+        );
+        let outcomes =
+            delivered
+                .sent
+                .into_iter()
+                .map(|r| (r.seq, Outcome::Sent))
+                .chain(
+                    delivered.rejected.into_iter().map(|(r, reason)| {
+                        (r.seq, Outcome::Rejected(reason, Content::Event(r.event)))
+                    }),
+                )
+                .chain(
+                    delivered.failed.into_iter().map(|(r, reason)| {
+                        (r.seq, Outcome::Failed(reason, Content::Event(r.event)))
+                    }),
+                );
+        for (seq, outcome) in outcomes {
+            let slot = &mut self.ledger[(seq - self.first_seq) as usize];
+            debug_assert!(slot.outcome.is_none(), "an event settled twice");
+            slot.outcome = Some(outcome);
         }
+        self.drain()
     }
 
-    fn fail_all(&mut self, batch: &[Record], reason: &Reason) -> anyhow::Result<()> {
-        for record in batch {
-            self.report
-                .failed(&record.event.origin, reason, Content::Event(&record.event))?;
+    /// Settles the ledger's settled prefix in input order, and moves the checkpoint.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        let mut moved = false;
+        while self.ledger.front().is_some_and(|s| s.outcome.is_some()) {
+            let slot = self.ledger.pop_front().expect("a front slot");
+            self.first_seq += 1;
+            let outcome = slot.outcome.expect("a settled slot");
+            if matches!(outcome, Outcome::Failed(..)) {
+                self.frozen = true;
+            }
+            self.report.settle(&slot.origin, outcome)?;
+            if slot.ends_line && !self.frozen {
+                self.settled_at = Some(slot.at);
+                moved = true;
+            }
+        }
+        if moved {
+            self.save_checkpoint(false)?;
         }
         Ok(())
     }
 
-    fn redact(&self, text: &str) -> String {
-        match self.secret.as_ref().and_then(Secret::value) {
-            Some(key) if key.len() >= 4 => text.replace(key, "***"),
-            _ => text.to_owned(),
+    fn save_checkpoint(&mut self, complete: bool) -> anyhow::Result<()> {
+        let Some(checkpoint) = &mut self.checkpoint else {
+            return Ok(());
+        };
+        // The rejects file must hold every settled rejection before the checkpoint says so.
+        let rejects_length = self.report.sync_rejects()?;
+        let position = if complete { None } else { self.settled_at };
+        if position.is_none() && !complete {
+            return Ok(());
         }
+        checkpoint.advance(position, self.report.totals(), rejects_length)
+    }
+
+    /// Sends what is left in the batches (or fails it, after an abort or a stop)
+    /// and settles everything.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let stopped = interrupt::requested();
+        self.flush_all()?;
+        self.collect(true)?;
+        if let Some(workers) = &mut self.workers {
+            workers.stop();
+        }
+        self.drain()?;
+        debug_assert!(self.ledger.is_empty(), "every event read is settled");
+        if !stopped && !self.frozen && !self.fail_fast_stopped() {
+            self.save_checkpoint(true)?;
+        }
+        Ok(())
+    }
+
+    /// A `--fail-fast` stop leaves the rest of the input unread: not complete.
+    fn fail_fast_stopped(&self) -> bool {
+        self.fail_fast && self.report.summary().rejected > 0
     }
 }
 
-fn with_request_id(verdict: Verdict, id: &str) -> Verdict {
-    let tag = |m: String| format!("{m} (request id {id})");
-    match verdict {
-        Verdict::Retry { after, message } => Verdict::Retry {
-            after,
-            message: tag(message),
-        },
-        Verdict::Abort(message) => Verdict::Abort(tag(message)),
-        Verdict::Split(message) => Verdict::Split(tag(message)),
-        other => other,
+impl Workers {
+    fn start(courier: &Arc<Courier>, transports: Vec<Box<dyn Transport + Send>>) -> Workers {
+        let size = transports.len();
+        let (jobs, queue) = mpsc::sync_channel::<(Stream, Vec<Record>)>(size);
+        let queue = Arc::new(Mutex::new(queue));
+        let (done, results) = mpsc::channel();
+        let handles = transports
+            .into_iter()
+            .map(|mut transport| {
+                let queue = queue.clone();
+                let done = done.clone();
+                let courier = courier.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        let job = queue.lock().expect("job queue").recv();
+                        let Ok((stream, records)) = job else { break };
+                        if done
+                            .send(courier.deliver(transport.as_mut(), stream, records))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Workers {
+            jobs: Some(jobs),
+            results,
+            in_flight: 0,
+            size,
+            handles,
+        }
+    }
+
+    fn submit(&mut self, stream: Stream, records: Vec<Record>) -> anyhow::Result<()> {
+        let jobs = self.jobs.as_ref().expect("the pool is running");
+        jobs.send((stream, records))
+            .map_err(|_| anyhow::anyhow!("the delivery threads stopped"))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn next_result(&mut self) -> anyhow::Result<Delivered> {
+        let result = self
+            .results
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the delivery threads stopped"))?;
+        self.in_flight -= 1;
+        result
+    }
+
+    fn try_result(&mut self) -> anyhow::Result<Option<Delivered>> {
+        match self.results.try_recv() {
+            Ok(result) => {
+                self.in_flight -= 1;
+                result.map(Some)
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.jobs = None;
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
     }
 }

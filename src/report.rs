@@ -1,17 +1,17 @@
 //! Accounting: every event ends sent, skipped, rejected or failed, with reasons;
-//! the rejects file, the summary and the messages on standard error.
+//! the rejects file, the summary, and what is said on standard error.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::event::{Event, Origin, REJECT_NOTE_KEY};
@@ -58,10 +58,104 @@ pub enum Verbosity {
 /// Problems printed one by one before the rest are only counted.
 const SHOWN_PROBLEMS: u64 = 20;
 
+/// Events between two updates of the bar; drawing itself is rate-limited by indicatif.
+const PROGRESS_EVERY: u64 = 256;
+
+/// Standard error, shared by every thread of a run: messages, and the progress
+/// bar (only on a terminal) that they must not tear.
+#[derive(Clone)]
+pub struct Console {
+    verbosity: Verbosity,
+    bar: Option<ProgressBar>,
+    retries: Arc<AtomicU64>,
+}
+
+impl Console {
+    /// `total` is the input's size in bytes, when known.
+    pub fn new(verbosity: Verbosity, total: Option<u64>) -> Console {
+        let bar =
+            (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(
+                || match total {
+                    Some(total) => ProgressBar::new(total).with_style(
+                        ProgressStyle::with_template(
+                            "{bar:30} {bytes}/{total_bytes} {msg} ({elapsed}, eta {eta})",
+                        )
+                        .expect("the template is valid"),
+                    ),
+                    None => ProgressBar::new_spinner().with_style(
+                        ProgressStyle::with_template("{spinner} {bytes} {msg} ({elapsed})")
+                            .expect("the template is valid"),
+                    ),
+                },
+            );
+        Console {
+            verbosity,
+            bar,
+            retries: Arc::default(),
+        }
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
+    /// Prints a line on standard error without tearing the progress bar.
+    pub fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Counts a retry for the bar.
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn progress(&self, read: u64, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            let seconds = bar.elapsed().as_secs_f64().max(0.001);
+            let mut message = format!("{read} events, {:.0}/s", read as f64 / seconds);
+            let retries = self.retries.load(Ordering::Relaxed);
+            if retries > 0 {
+                message.push_str(&format!(", {retries} retries"));
+            }
+            bar.set_message(message);
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// What a rejected or failed event was: an event, or text that never became one.
-pub enum Content<'a> {
-    Event(&'a Event),
-    Raw(&'a str),
+#[derive(Debug)]
+pub enum Content {
+    Event(Event),
+    Raw(String),
+}
+
+/// How an event ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Sent,
+    Skipped(Reason),
+    Rejected(Reason, Content),
+    Failed(Reason, Content),
+}
+
+/// The counts a checkpoint carries from one run to the next.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub read: u64,
+    pub sent: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -81,67 +175,73 @@ pub struct Summary {
     pub backoff_seconds: f64,
     /// Why the destination stopped the run, if it did.
     pub aborted: Option<String>,
+    /// True when Ctrl-C or SIGTERM stopped the run.
+    pub interrupted: bool,
+    /// What earlier runs settled, when this one resumed from a checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub already_done: Option<Totals>,
     pub skipped_by_reason: BTreeMap<String, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub failed_by_reason: BTreeMap<String, u64>,
 }
 
+/// The rejects file: appended to, and cut back to a checkpoint's length on resume.
+struct Rejects {
+    path: PathBuf,
+    writer: BufWriter<File>,
+}
+
 pub struct Report {
     summary: Summary,
-    verbosity: Verbosity,
-    rejects: Option<(PathBuf, BufWriter<File>)>,
+    console: Console,
+    rejects: Option<Rejects>,
     problems: u64,
-    progress: Option<Progress>,
-}
-
-/// The bar on standard error: input bytes read of the total, events, rate, retries.
-struct Progress {
-    bar: ProgressBar,
     bytes: Arc<AtomicU64>,
+    /// Events settled, for the checkpoint.
+    settled: Totals,
 }
-
-/// Events between two updates of the bar; drawing itself is rate-limited by indicatif.
-const PROGRESS_EVERY: u64 = 256;
 
 impl Report {
-    /// `bytes` counts input bytes as they are read; `total` is their sum when known.
-    /// The bar is only drawn when standard error is a terminal.
+    /// `rejects_length`: on a resume, the length of the rejects file that the
+    /// checkpoint covers; what is past it is cut. None starts the file afresh.
     pub fn new(
-        verbosity: Verbosity,
+        console: Console,
         rejects: Option<&Path>,
+        rejects_length: Option<u64>,
         bytes: Arc<AtomicU64>,
-        total: Option<u64>,
     ) -> anyhow::Result<Report> {
-        let progress =
-            (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| {
-                let bar = match total {
-                    Some(total) => ProgressBar::new(total).with_style(
-                        ProgressStyle::with_template(
-                            "{bar:30} {bytes}/{total_bytes} {msg} ({elapsed}, eta {eta})",
-                        )
-                        .expect("the template is valid"),
-                    ),
-                    None => ProgressBar::new_spinner().with_style(
-                        ProgressStyle::with_template("{spinner} {bytes} {msg} ({elapsed})")
-                            .expect("the template is valid"),
-                    ),
-                };
-                Progress { bar, bytes }
-            });
         let rejects = match rejects {
             Some(path) => {
-                let file = File::create(path)
-                    .with_context(|| format!("cannot create rejects file {}", path.display()))?;
-                Some((path.to_owned(), BufWriter::new(file)))
+                let context = || format!("cannot open rejects file {}", path.display());
+                let mut file = match rejects_length {
+                    Some(length) => {
+                        let mut file = OpenOptions::new()
+                            .create(true)
+                            .write(true)
+                            .truncate(false)
+                            .open(path)
+                            .with_context(context)?;
+                        file.set_len(length).with_context(context)?;
+                        file.seek(SeekFrom::End(0)).with_context(context)?;
+                        file
+                    }
+                    None => File::create(path).with_context(context)?,
+                };
+                file.flush()?;
+                Some(Rejects {
+                    path: path.to_owned(),
+                    writer: BufWriter::new(file),
+                })
             }
             None => None,
         };
         Ok(Report {
             summary: Summary::default(),
-            verbosity,
+            console,
             rejects,
             problems: 0,
-            progress,
+            bytes,
+            settled: Totals::default(),
         })
     }
 
@@ -149,109 +249,114 @@ impl Report {
         &self.summary
     }
 
-    pub fn verbosity(&self) -> Verbosity {
-        self.verbosity
+    pub fn console(&self) -> &Console {
+        &self.console
     }
 
-    pub fn read(&mut self) {
-        self.summary.read += 1;
-        if self.summary.read.is_multiple_of(PROGRESS_EVERY) {
-            self.update_progress();
-        }
-    }
-
-    fn update_progress(&self) {
-        if let Some(progress) = &self.progress {
-            progress
-                .bar
-                .set_position(progress.bytes.load(Ordering::Relaxed));
-            let seconds = progress.bar.elapsed().as_secs_f64().max(0.001);
-            let mut message = format!(
-                "{} events, {:.0}/s",
-                self.summary.read,
-                self.summary.read as f64 / seconds
-            );
-            if self.summary.retries > 0 {
-                message.push_str(&format!(", {} retries", self.summary.retries));
-            }
-            progress.bar.set_message(message);
-        }
-    }
-
-    /// Prints a line on standard error without tearing the progress bar.
-    pub fn say(&self, line: &str) {
-        match &self.progress {
-            Some(progress) => progress.bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    pub fn sent(&mut self, events: u64) {
-        self.summary.sent += events;
-    }
-
-    pub fn request(&mut self) {
-        self.summary.requests += 1;
-    }
-
-    pub fn retry(&mut self, wait: std::time::Duration) {
-        self.summary.retries += 1;
-        self.waited(wait);
-        self.update_progress();
-    }
-
-    pub fn waited(&mut self, wait: std::time::Duration) {
-        self.summary.backoff_seconds += wait.as_secs_f64();
-    }
-
-    pub fn on_server(&mut self, elapsed: std::time::Duration) {
-        self.summary.server_seconds += elapsed.as_secs_f64();
+    pub fn resumed(&mut self, done: Totals) {
+        self.summary.already_done = Some(done);
     }
 
     pub fn aborted(&mut self, reason: String) {
         self.summary.aborted = Some(reason);
     }
 
-    pub fn skipped(&mut self, origin: &Origin, reason: &Reason) {
-        self.summary.skipped += 1;
-        *self
-            .summary
-            .skipped_by_reason
-            .entry(reason.kind.to_string())
-            .or_default() += 1;
-        if self.verbosity == Verbosity::Verbose {
-            self.say(&format!("segrelay: {origin}: skipped: {reason}"));
+    pub fn interrupted(&mut self) {
+        self.summary.interrupted = true;
+    }
+
+    /// An event was read; its outcome comes later, through `settle`.
+    pub fn read(&mut self) {
+        self.summary.read += 1;
+        if self.summary.read.is_multiple_of(PROGRESS_EVERY) {
+            self.console
+                .progress(self.summary.read, self.bytes.load(Ordering::Relaxed));
         }
     }
 
-    pub fn rejected(
+    /// The requests, retries and waits a delivery took.
+    pub fn delivery(
         &mut self,
-        origin: &Origin,
-        reason: &Reason,
-        content: Content,
-    ) -> anyhow::Result<()> {
-        self.summary.rejected += 1;
-        *self
-            .summary
-            .rejected_by_reason
-            .entry(reason.kind.to_string())
-            .or_default() += 1;
-        self.problem("rejected", origin, reason, content)
+        requests: u64,
+        retries: u64,
+        server: std::time::Duration,
+        backoff: std::time::Duration,
+    ) {
+        self.summary.requests += requests;
+        self.summary.retries += retries;
+        self.summary.server_seconds += server.as_secs_f64();
+        self.summary.backoff_seconds += backoff.as_secs_f64();
     }
 
-    pub fn failed(
-        &mut self,
-        origin: &Origin,
-        reason: &Reason,
-        content: Content,
-    ) -> anyhow::Result<()> {
-        self.summary.failed += 1;
-        *self
-            .summary
-            .failed_by_reason
-            .entry(reason.kind.to_string())
-            .or_default() += 1;
-        self.problem("failed", origin, reason, content)
+    /// Records how an event ended: counted, and written to the rejects file
+    /// when it was not delivered.
+    pub fn settle(&mut self, origin: &Origin, outcome: Outcome) -> anyhow::Result<()> {
+        self.settled.read += 1;
+        match outcome {
+            Outcome::Sent => {
+                self.summary.sent += 1;
+                self.settled.sent += 1;
+            }
+            Outcome::Skipped(reason) => {
+                self.summary.skipped += 1;
+                self.settled.skipped += 1;
+                *self
+                    .summary
+                    .skipped_by_reason
+                    .entry(reason.kind.to_string())
+                    .or_default() += 1;
+                if self.console.verbosity == Verbosity::Verbose {
+                    self.console
+                        .say(&format!("segrelay: {origin}: skipped: {reason}"));
+                }
+            }
+            Outcome::Rejected(reason, content) => {
+                self.summary.rejected += 1;
+                self.settled.rejected += 1;
+                *self
+                    .summary
+                    .rejected_by_reason
+                    .entry(reason.kind.to_string())
+                    .or_default() += 1;
+                self.problem("rejected", origin, &reason, content)?;
+            }
+            Outcome::Failed(reason, content) => {
+                self.summary.failed += 1;
+                self.settled.failed += 1;
+                *self
+                    .summary
+                    .failed_by_reason
+                    .entry(reason.kind.to_string())
+                    .or_default() += 1;
+                self.problem("failed", origin, &reason, content)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What has been settled so far, for a checkpoint.
+    pub fn totals(&self) -> Totals {
+        let mut totals = self.settled.clone();
+        if let Some(done) = &self.summary.already_done {
+            totals.read += done.read;
+            totals.sent += done.sent;
+            totals.skipped += done.skipped;
+            totals.rejected += done.rejected;
+            totals.failed += done.failed;
+        }
+        totals
+    }
+
+    /// Makes the rejects file durable, and says how long it is.
+    pub fn sync_rejects(&mut self) -> anyhow::Result<Option<u64>> {
+        let Some(rejects) = &mut self.rejects else {
+            return Ok(None);
+        };
+        let context = || format!("cannot write rejects file {}", rejects.path.display());
+        rejects.writer.flush().with_context(context)?;
+        let file = rejects.writer.get_mut();
+        file.sync_data().with_context(context)?;
+        Ok(Some(file.stream_position().with_context(context)?))
     }
 
     fn problem(
@@ -262,30 +367,34 @@ impl Report {
         content: Content,
     ) -> anyhow::Result<()> {
         self.problems += 1;
-        if self.verbosity == Verbosity::Verbose
-            || (self.verbosity == Verbosity::Normal && self.problems <= SHOWN_PROBLEMS)
+        let verbosity = self.console.verbosity;
+        if verbosity == Verbosity::Verbose
+            || (verbosity == Verbosity::Normal && self.problems <= SHOWN_PROBLEMS)
         {
             let place = if origin.line == 0 {
                 origin.source.to_string()
             } else {
                 origin.to_string()
             };
-            self.say(&format!("segrelay: {place}: {outcome}: {reason}"));
+            self.console
+                .say(&format!("segrelay: {place}: {outcome}: {reason}"));
         }
-        let Some((path, writer)) = &mut self.rejects else {
+        let Some(rejects) = &mut self.rejects else {
             return Ok(());
         };
-        let note = json!({
+        let mut note = json!({
             "outcome": outcome,
             "reason": reason.kind,
-            "detail": reason.detail,
             "source": &*origin.source,
             "line": origin.line,
         });
+        if !reason.detail.is_empty() {
+            note["detail"] = Value::String(reason.detail.clone());
+        }
         let line = match content {
             Content::Event(event) => {
                 // The original event, with segrelay's note beside its own keys.
-                let mut fields: Map<String, Value> = Map::with_capacity(event.fields.len() + 1);
+                let mut fields: Map<String, Value> = Map::with_capacity(1);
                 fields.insert(REJECT_NOTE_KEY.to_owned(), note);
                 let mut line = serde_json::to_string(&fields)?;
                 let original = event.to_json();
@@ -297,24 +406,22 @@ impl Report {
                 line
             }
             Content::Raw(raw) => {
-                let mut note = note;
-                note["raw"] = Value::String(raw.to_owned());
+                note["raw"] = Value::String(raw);
                 json!({ REJECT_NOTE_KEY: note }).to_string()
             }
         };
-        writeln!(writer, "{line}")
-            .with_context(|| format!("cannot write rejects file {}", path.display()))
+        writeln!(rejects.writer, "{line}")
+            .with_context(|| format!("cannot write rejects file {}", rejects.path.display()))
     }
 
     /// Flushes the rejects file and writes the summary, as JSON and for people.
     pub fn finish(&mut self, title: &str, summary_path: Option<&Path>) -> anyhow::Result<()> {
-        if let Some(progress) = self.progress.take() {
-            progress.bar.finish_and_clear();
-        }
-        if let Some((path, writer)) = &mut self.rejects {
-            writer
+        self.console.clear();
+        if let Some(rejects) = &mut self.rejects {
+            rejects
+                .writer
                 .flush()
-                .with_context(|| format!("cannot write rejects file {}", path.display()))?;
+                .with_context(|| format!("cannot write rejects file {}", rejects.path.display()))?;
         }
         if let Some(path) = summary_path {
             let mut text = serde_json::to_string_pretty(&self.summary)?;
@@ -322,7 +429,7 @@ impl Report {
             std::fs::write(path, text)
                 .with_context(|| format!("cannot write summary {}", path.display()))?;
         }
-        if self.verbosity > Verbosity::Quiet {
+        if self.console.verbosity > Verbosity::Quiet {
             eprint!("{}", self.human(title));
         }
         Ok(())
@@ -340,6 +447,16 @@ impl Report {
             s.requests,
             if s.requests == 1 { "" } else { "s" }
         );
+        if let Some(done) = &s.already_done {
+            out.push_str(&format!(
+                "  resumed from the checkpoint: {} already settled ({} sent, {} skipped, {} rejected, {} failed)\n",
+                plural(done.read, "event"),
+                done.sent,
+                done.skipped,
+                done.rejected,
+                done.failed
+            ));
+        }
         if s.retries > 0 || s.server_seconds > 0.0 {
             out.push_str(&format!(
                 "  {} retr{}, {:.1} s waiting on the server, {:.1} s backing off\n",
@@ -351,6 +468,9 @@ impl Report {
         }
         if let Some(reason) = &s.aborted {
             out.push_str(&format!("  aborted: {reason}\n"));
+        }
+        if s.interrupted {
+            out.push_str("  interrupted: run the same command again to go on (with --checkpoint, from where it stopped)\n");
         }
         for (label, reasons) in [
             ("skipped", &s.skipped_by_reason),
@@ -366,16 +486,16 @@ impl Report {
             }
         }
         let hidden = self.problems.saturating_sub(SHOWN_PROBLEMS);
-        if self.verbosity == Verbosity::Normal && hidden > 0 {
+        if self.console.verbosity == Verbosity::Normal && hidden > 0 {
             out.push_str(&format!(
                 "  {hidden} more problems not shown (-v shows all)\n"
             ));
         }
         if s.rejected + s.failed > 0 {
             match &self.rejects {
-                Some((path, _)) => out.push_str(&format!(
+                Some(rejects) => out.push_str(&format!(
                     "  rejected and failed events are in {}\n",
-                    path.display()
+                    rejects.path.display()
                 )),
                 None => out.push_str("  keep them with --rejects PATH\n"),
             }

@@ -9,6 +9,7 @@ use crate::event::Origin;
 /// The most of a response body segrelay reads; error bodies are short.
 const MAX_RESPONSE_BODY: u64 = 1 << 20;
 
+#[derive(Clone)]
 pub struct HttpSender {
     agent: ureq::Agent,
 }

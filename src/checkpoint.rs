@@ -1,0 +1,221 @@
+//! `--checkpoint`: how far each input is settled, so that a stopped run resumes
+//! where it stopped. Written atomically after every settled batch.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::input::{Position, Source, WHOLE_INPUT};
+use crate::report::Totals;
+use crate::settings::SettingsError;
+
+const VERSION: u32 = 1;
+/// How much of an input's start is hashed to notice it was replaced.
+const HEAD_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub destination: String,
+    pub inputs: Vec<InputState>,
+    /// The counts of every event settled before the checkpoint, over all runs.
+    pub totals: Totals,
+    /// The length of the rejects file that goes with the settled events.
+    pub rejects_length: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputState {
+    pub source: String,
+    pub size: u64,
+    pub modified: Option<String>,
+    pub head_sha256: String,
+    /// Every event on these lines is settled.
+    pub settled_lines: u64,
+    pub done: bool,
+}
+
+pub struct Checkpoint {
+    path: PathBuf,
+    state: State,
+}
+
+impl Checkpoint {
+    /// Opens the checkpoint for these inputs: the saved one when it matches
+    /// them, a new one when there is none (or `restart`). An input that changed
+    /// since the checkpoint was written is refused.
+    pub fn open(
+        path: &Path,
+        destination: &str,
+        sources: &[Source],
+        restart: bool,
+    ) -> anyhow::Result<(Checkpoint, bool)> {
+        let mut current = Vec::with_capacity(sources.len());
+        for source in sources {
+            let Source::Path(file) = source else {
+                return Err(SettingsError(
+                    "--checkpoint needs files: standard input cannot be resumed".into(),
+                )
+                .into());
+            };
+            current.push(identify(file)?);
+        }
+        let fresh = State {
+            version: VERSION,
+            destination: destination.to_owned(),
+            inputs: current.clone(),
+            totals: Totals::default(),
+            rejects_length: None,
+        };
+        let saved = match std::fs::read_to_string(path) {
+            Ok(text) if !restart => text,
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot read checkpoint {}", path.display())));
+            }
+            _ => {
+                return Ok((
+                    Checkpoint {
+                        path: path.to_owned(),
+                        state: fresh,
+                    },
+                    false,
+                ));
+            }
+        };
+        let state: State = serde_json::from_str(&saved).map_err(|e| {
+            SettingsError(format!(
+                "checkpoint {} is not one segrelay wrote ({e}); use --restart to start over",
+                path.display()
+            ))
+        })?;
+        let refuse = |why: String| -> anyhow::Error {
+            SettingsError(format!("checkpoint {}: {why}; use --restart to start over (events already sent would be sent again, and deduped by their keys)", path.display())).into()
+        };
+        if state.version != VERSION {
+            return Err(refuse(format!(
+                "written by another version (format {})",
+                state.version
+            )));
+        }
+        if state.destination != destination {
+            return Err(refuse(format!(
+                "made for destination \"{}\", not \"{destination}\"",
+                state.destination
+            )));
+        }
+        let names =
+            |inputs: &[InputState]| inputs.iter().map(|i| i.source.clone()).collect::<Vec<_>>();
+        if names(&state.inputs) != names(&current) {
+            return Err(refuse(format!(
+                "made for the inputs {:?}, not {:?}",
+                names(&state.inputs),
+                names(&current)
+            )));
+        }
+        for (saved, now) in state.inputs.iter().zip(&current) {
+            if (saved.size, &saved.modified, &saved.head_sha256)
+                != (now.size, &now.modified, &now.head_sha256)
+            {
+                return Err(refuse(format!(
+                    "{} changed since the checkpoint was written",
+                    now.source
+                )));
+            }
+        }
+        Ok((
+            Checkpoint {
+                path: path.to_owned(),
+                state,
+            },
+            true,
+        ))
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Lines to read past in each input.
+    pub fn settled_lines(&self) -> Vec<u64> {
+        self.state
+            .inputs
+            .iter()
+            .map(|i| if i.done { WHOLE_INPUT } else { i.settled_lines })
+            .collect()
+    }
+
+    /// Everything up to `position` is settled (None: every input is).
+    pub fn advance(
+        &mut self,
+        position: Option<Position>,
+        totals: Totals,
+        rejects_length: Option<u64>,
+    ) -> anyhow::Result<()> {
+        for (index, input) in self.state.inputs.iter_mut().enumerate() {
+            match position {
+                None => input.done = true,
+                Some(p) if index < p.input => input.done = true,
+                Some(p) if index == p.input => {
+                    input.settled_lines = input.settled_lines.max(p.end_line)
+                }
+                Some(_) => {}
+            }
+        }
+        self.state.totals = totals;
+        self.state.rejects_length = rejects_length;
+        self.write()
+    }
+
+    /// Temporary file, fsync, rename, fsync of the folder: a crash leaves the
+    /// old checkpoint or the new one, never a torn one.
+    fn write(&self) -> anyhow::Result<()> {
+        let context = || format!("cannot write checkpoint {}", self.path.display());
+        let mut temporary = self.path.clone().into_os_string();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        let mut text = serde_json::to_vec_pretty(&self.state)?;
+        text.push(b'\n');
+        let mut file = File::create(&temporary).with_context(context)?;
+        file.write_all(&text).with_context(context)?;
+        file.sync_all().with_context(context)?;
+        std::fs::rename(&temporary, &self.path).with_context(context)?;
+        let folder = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        if let Ok(folder) = File::open(folder) {
+            let _ = folder.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn identify(path: &Path) -> anyhow::Result<InputState> {
+    let context = || format!("cannot read {}", path.display());
+    let metadata = std::fs::metadata(path).with_context(context)?;
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|m| jiff::Timestamp::try_from(m).ok())
+        .map(|t| t.to_string());
+    let mut head = Vec::new();
+    File::open(path)
+        .with_context(context)?
+        .take(HEAD_BYTES)
+        .read_to_end(&mut head)
+        .with_context(context)?;
+    let digest = Sha256::digest(&head);
+    Ok(InputState {
+        source: path.display().to_string(),
+        size: metadata.len(),
+        modified,
+        head_sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        settled_lines: 0,
+        done: false,
+    })
+}

@@ -1,0 +1,249 @@
+//! Delivering one batch until every event in it is sent, rejected or failed:
+//! retrying what may succeed later, re-sending the rest of a batch whose refused
+//! events the destination named, halving a batch refused without names until
+//! the bad events stand alone. It touches no accounting, so batches can be
+//! delivered on several threads and settled in input order.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::destination::{Destination, Payload, Stream, Verdict};
+use crate::event::{Event, Origin};
+use crate::interrupt;
+use crate::report::{Console, Reason, Verbosity};
+use crate::retry::RetryPolicy;
+use crate::settings::Secret;
+use crate::throttle::Throttle;
+use crate::transport::{Reply, Transport};
+
+/// A translated event in a batch, with the event kept for the rejects file and
+/// its place in the run.
+#[derive(Debug)]
+pub struct Record {
+    pub payload: Payload,
+    pub event: Event,
+    /// The event's number in this run, to settle it in input order.
+    pub seq: u64,
+}
+
+/// What became of each event of a batch.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    pub sent: Vec<Record>,
+    pub rejected: Vec<(Record, Reason)>,
+    pub failed: Vec<(Record, Reason)>,
+    pub requests: u64,
+    pub retries: u64,
+    pub server: Duration,
+    pub backoff: Duration,
+}
+
+/// What every delivery of a run shares, across threads.
+pub struct Courier {
+    pub destination: Arc<dyn Destination>,
+    pub retry: RetryPolicy,
+    pub throttle: Mutex<Throttle>,
+    pub console: Console,
+    /// The key, kept out of every message that quotes a server.
+    pub secret: Option<Secret>,
+    /// Why the destination stopped the run; every later batch fails with it.
+    pub aborted: Mutex<Option<String>>,
+}
+
+impl Courier {
+    pub fn aborted(&self) -> Option<String> {
+        self.aborted.lock().expect("abort lock").clone()
+    }
+
+    fn abort(&self, reason: &str) {
+        let mut aborted = self.aborted.lock().expect("abort lock");
+        if aborted.is_none() {
+            self.console.say(&format!(
+                "segrelay: {}: aborting: {reason}",
+                self.destination.name()
+            ));
+            *aborted = Some(reason.to_owned());
+        }
+    }
+
+    pub fn deliver(
+        &self,
+        transport: &mut dyn Transport,
+        stream: Stream,
+        records: Vec<Record>,
+    ) -> anyhow::Result<Delivered> {
+        let mut done = Delivered::default();
+        let mut queue: VecDeque<Vec<Record>> = VecDeque::from([records]);
+        let kind = self.destination.kind().name();
+        while let Some(batch) = queue.pop_front() {
+            if let Some(reason) = self.aborted() {
+                fail_all(&mut done, batch, &Reason::new("run aborted", reason));
+                continue;
+            }
+            if interrupt::requested() {
+                fail_all(&mut done, batch, &interrupted());
+                continue;
+            }
+            match self.send_with_retries(transport, stream, &batch, &mut done)? {
+                Verdict::Accepted => done.sent.extend(batch),
+                Verdict::Refused(named) => {
+                    let (refused, rest): (Vec<Record>, Vec<Record>) = batch
+                        .into_iter()
+                        .partition(|r| named.iter().any(|(key, _)| *key == r.payload.key));
+                    for record in refused {
+                        let message = named
+                            .iter()
+                            .find(|(key, _)| *key == record.payload.key)
+                            .map(|(_, m)| m.as_str())
+                            .unwrap_or_default();
+                        let reason =
+                            Reason::new(format!("refused by {kind}"), self.redact(message));
+                        done.rejected.push((record, reason));
+                    }
+                    if !rest.is_empty() {
+                        // Same keys: the destination dedupes whatever it may already have taken.
+                        queue.push_front(rest);
+                    }
+                }
+                Verdict::Split(message) => {
+                    if batch.len() == 1 {
+                        let reason =
+                            Reason::new(format!("refused by {kind}"), self.redact(&message));
+                        done.rejected
+                            .extend(batch.into_iter().map(|r| (r, reason.clone())));
+                    } else {
+                        let mut first = batch;
+                        let second = first.split_off(first.len() / 2);
+                        queue.push_front(second);
+                        queue.push_front(first);
+                    }
+                }
+                Verdict::Retry { message, .. } | Verdict::Abort(message) => {
+                    let message = self.redact(&message);
+                    if message == INTERRUPTED {
+                        fail_all(&mut done, batch, &interrupted());
+                    } else {
+                        self.abort(&message);
+                        fail_all(&mut done, batch, &Reason::new("run aborted", message));
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Sends one request, trying again while the answer says so and retries
+    /// remain. A `Retry` verdict coming back means they ran out.
+    fn send_with_retries(
+        &self,
+        transport: &mut dyn Transport,
+        stream: Stream,
+        batch: &[Record],
+        done: &mut Delivered,
+    ) -> anyhow::Result<Verdict> {
+        let bodies: Vec<&str> = batch.iter().map(|r| r.payload.json.as_str()).collect();
+        let keys: Vec<&str> = batch.iter().map(|r| r.payload.key.as_str()).collect();
+        let origins: Vec<&Origin> = batch.iter().map(|r| &r.event.origin).collect();
+        let request = self.destination.request(stream, &bodies);
+        let mut retries = 0;
+        loop {
+            done.backoff += self
+                .throttle
+                .lock()
+                .expect("throttle lock")
+                .wait(batch.len());
+            let reply = transport.deliver(self.destination.name(), &request, &origins)?;
+            done.requests += 1;
+            let verdict = match reply {
+                Reply::Written => Verdict::Accepted,
+                Reply::Response(response) => {
+                    done.server += response.elapsed;
+                    if self.console.verbosity() == Verbosity::Verbose {
+                        self.console.say(&format!(
+                            "segrelay: {} {} -> {} in {} ms, {} events{}",
+                            request.method,
+                            request.url,
+                            response.status,
+                            response.elapsed.as_millis(),
+                            batch.len(),
+                            response
+                                .request_id()
+                                .map(|id| format!(", request id {id}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    let verdict = self.destination.verdict(&response, &keys);
+                    match response.request_id() {
+                        Some(id) => with_request_id(verdict, id),
+                        None => verdict,
+                    }
+                }
+                Reply::Failed(error) if error.retryable => Verdict::Retry {
+                    after: None,
+                    message: error.message,
+                },
+                Reply::Failed(error) => Verdict::Abort(error.message),
+            };
+            let Verdict::Retry { after, message } = verdict else {
+                return Ok(verdict);
+            };
+            if retries >= self.retry.max_retries {
+                let message = if retries == 0 {
+                    message
+                } else {
+                    format!("{message} (gave up after {retries} retries)")
+                };
+                return Ok(Verdict::Retry { after, message });
+            }
+            retries += 1;
+            let wait = self.retry.delay(retries, after);
+            if self.console.verbosity() >= Verbosity::Normal {
+                self.console.say(&format!(
+                    "segrelay: {}: {}; retry {retries} of {} in {:.1} s",
+                    self.destination.name(),
+                    self.redact(&message),
+                    self.retry.max_retries,
+                    wait.as_secs_f64()
+                ));
+            }
+            done.retries += 1;
+            done.backoff += wait;
+            self.console.retried();
+            if !interrupt::sleep(wait) {
+                return Ok(Verdict::Abort(INTERRUPTED.to_owned()));
+            }
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        match self.secret.as_ref().and_then(Secret::value) {
+            Some(key) if key.len() >= 4 => text.replace(key, "***"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+const INTERRUPTED: &str = "interrupted";
+
+fn interrupted() -> Reason {
+    Reason::new("interrupted", "not sent: the run was stopped")
+}
+
+fn fail_all(done: &mut Delivered, batch: Vec<Record>, reason: &Reason) {
+    done.failed
+        .extend(batch.into_iter().map(|r| (r, reason.clone())));
+}
+
+fn with_request_id(verdict: Verdict, id: &str) -> Verdict {
+    let tag = |m: String| format!("{m} (request id {id})");
+    match verdict {
+        Verdict::Retry { after, message } => Verdict::Retry {
+            after,
+            message: tag(message),
+        },
+        Verdict::Abort(message) => Verdict::Abort(tag(message)),
+        Verdict::Split(message) => Verdict::Split(tag(message)),
+        other => other,
+    }
+}

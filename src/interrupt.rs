@@ -1,0 +1,42 @@
+//! Ctrl-C and SIGTERM: the first asks the run to stop cleanly (finish the
+//! request in flight, write the checkpoint, the rejects and the summary); the
+//! second ends the process at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// The exit code of an interrupted run (128 + SIGINT).
+pub const EXIT_CODE: u8 = 130;
+
+pub fn install() {
+    // Failing to install (a handler already set) only loses the clean stop.
+    let _ = ctrlc::set_handler(|| {
+        if REQUESTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(EXIT_CODE));
+        }
+        eprintln!(
+            "\nsegrelay: stopping after the request in flight (press Ctrl-C again to quit at once)"
+        );
+    });
+}
+
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
+
+/// Sleeps, waking early when a stop is asked for. False when it was.
+pub fn sleep(duration: Duration) -> bool {
+    let end = Instant::now() + duration;
+    loop {
+        if requested() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}

@@ -1,0 +1,444 @@
+//! Sending for real, against the loopback test server that behaves like each
+//! API and injects faults. Each test asserts what the server received and
+//! what segrelay reports.
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+use server::{Api, Fault, OrbFailureShape, TestServer};
+
+const KEY: &str = "sk_test_s3cr3t_value_42";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    summary: Value,
+    rejects: Vec<Value>,
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    settings: PathBuf,
+}
+
+fn setup(api: &Api, server: &TestServer, extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let table = match api {
+        Api::Amberflo => "[destinations.amberflo]\napi_key = \"${SEGRELAY_TEST_KEY}\"\n".to_owned(),
+        Api::Orb => "[destinations.orb]\napi_key = \"${SEGRELAY_TEST_KEY}\"\nexternal_customer_id_field = \"userId\"\n\
+             [destinations.orb.properties_mapping]\nvalue = \"value\"\n"
+            .to_owned(),
+        Api::Kable => "[destinations.kable]\napi_key = \"${SEGRELAY_TEST_KEY}\"\nkable_client_id = \"kci_test\"\n".to_owned(),
+    };
+    // The endpoint goes in the destination's own table, before any sub-table.
+    let mut text = table.replacen(
+        '\n',
+        &format!("\nendpoint = \"{}\"\n{extra}", server.endpoint()),
+        1,
+    );
+    text.push('\n');
+    let settings = dir.path().join("segrelay.toml");
+    std::fs::write(&settings, text).unwrap();
+    Setup { dir, settings }
+}
+
+fn track_events(n: usize, prefix: &str) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        let event = json!({
+            "type": "track",
+            "event": "api_call",
+            "userId": format!("cust_{}", i % 7),
+            "messageId": format!("{prefix}-{i}"),
+            "timestamp": "2026-11-23T10:00:00.000Z",
+            "properties": {"value": i % 5 + 1, "region": "eu-west-1"},
+        });
+        out.push_str(&event.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+fn keys(n: usize, prefix: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn run(setup: &Setup, input: &str, args: &[&str]) -> Run {
+    let input_path = setup.dir.path().join("events.ndjson");
+    std::fs::write(&input_path, input).unwrap();
+    run_file(setup, &input_path, args)
+}
+
+fn run_file(setup: &Setup, input: &Path, args: &[&str]) -> Run {
+    let summary = setup.dir.path().join("summary.json");
+    let rejects = setup.dir.path().join("rejects.ndjson");
+    // Retries wait 20 ms unless a test asks for more.
+    let quick_retries: &[&str] = if args.contains(&"--max-retry-wait") {
+        &[]
+    } else {
+        &["--max-retry-wait", "20ms"]
+    };
+    let output = Command::cargo_bin("segrelay")
+        .unwrap()
+        .arg("send")
+        .arg("-c")
+        .arg(&setup.settings)
+        .arg("--summary")
+        .arg(&summary)
+        .arg("--rejects")
+        .arg(&rejects)
+        .args(quick_retries)
+        .args(args)
+        .arg(input)
+        .env("SEGRELAY_TEST_KEY", KEY)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(KEY), "the key leaked:\n{text}");
+    }
+    let summary_text = std::fs::read_to_string(&summary)
+        .unwrap_or_else(|_| panic!("no summary; stderr:\n{stderr}"));
+    let rejects_text = std::fs::read_to_string(&rejects).unwrap_or_default();
+    assert!(
+        !summary_text.contains(KEY) && !rejects_text.contains(KEY),
+        "the key leaked into a file"
+    );
+    let summary: Value = serde_json::from_str(&summary_text).unwrap();
+    let n = |k: &str| summary[k].as_u64().unwrap();
+    assert_eq!(
+        n("read"),
+        n("sent") + n("skipped") + n("rejected") + n("failed"),
+        "accounting: {summary}"
+    );
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        summary,
+        rejects: rejects_text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    }
+}
+
+/// Every key reached the destination: accepted at least once, ingested once.
+fn assert_all_delivered(server: &TestServer, expected: &[String]) {
+    let deliveries = server.deliveries();
+    for key in expected {
+        assert!(
+            deliveries.get(key).copied().unwrap_or(0) >= 1,
+            "{key} never delivered"
+        );
+    }
+    let ingested = server.ingested();
+    assert_eq!(
+        ingested.len(),
+        expected.len(),
+        "each event ingested exactly once"
+    );
+}
+
+fn all_apis() -> [Api; 3] {
+    [Api::Amberflo, Api::Orb, Api::Kable]
+}
+
+#[test]
+fn delivers_every_event_once_to_each_destination() {
+    for api in all_apis() {
+        let server = TestServer::start(api_copy(&api), KEY);
+        let s = setup(&api, &server, "");
+        let r = run(&s, &track_events(250, "ok"), &["--batch-size", "100"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_all_delivered(&server, &keys(250, "ok"));
+        assert_eq!(
+            server.deliveries().values().sum::<usize>(),
+            250,
+            "nothing sent twice"
+        );
+        assert_eq!(r.summary["sent"], 250);
+        assert_eq!(r.summary["requests"], 3);
+        assert!(r.stdout.is_empty());
+        let agent = server.received()[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        assert!(agent.starts_with("segrelay/"), "{agent}");
+    }
+}
+
+fn api_copy(api: &Api) -> Api {
+    match api {
+        Api::Amberflo => Api::Amberflo,
+        Api::Orb => Api::Orb,
+        Api::Kable => Api::Kable,
+    }
+}
+
+#[test]
+fn retries_server_errors_and_429_with_retry_after() {
+    for api in all_apis() {
+        let server = TestServer::start(api_copy(&api), KEY);
+        server.push_faults(vec![
+            Fault::Status(500, String::new()),
+            Fault::Status(503, String::new()),
+            Fault::RetryAfter(429, "0".into()),
+            Fault::Status(502, String::new()),
+        ]);
+        let s = setup(&api, &server, "");
+        let r = run(&s, &track_events(40, "retry"), &["--batch-size", "20"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_all_delivered(&server, &keys(40, "retry"));
+        assert_eq!(r.summary["retries"], 4);
+        assert_eq!(r.summary["requests"], 6);
+    }
+}
+
+#[test]
+fn honours_retry_after_up_to_the_cap() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.push_faults(vec![Fault::RetryAfter(429, "1".into())]);
+    let s = setup(&Api::Orb, &server, "");
+    let started = Instant::now();
+    let r = run(&s, &track_events(3, "ra"), &["--max-retry-wait", "5s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was not waited for"
+    );
+    assert_all_delivered(&server, &keys(3, "ra"));
+
+    // An HTTP date far in the future is capped by --max-retry-wait.
+    let server = TestServer::start(Api::Orb, KEY);
+    server.push_faults(vec![Fault::RetryAfter(
+        503,
+        "Fri, 01 Jan 2100 00:00:00 GMT".into(),
+    )]);
+    let s = setup(&Api::Orb, &server, "");
+    let r = run(&s, &track_events(3, "date"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_all_delivered(&server, &keys(3, "date"));
+}
+
+#[test]
+fn orb_transient_and_conflict_answers_are_retried() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.push_faults(vec![
+        Fault::Transient(400),
+        Fault::Status(409, "{\"status\":409}".into()),
+    ]);
+    let s = setup(&Api::Orb, &server, "");
+    let r = run(&s, &track_events(5, "tr"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["retries"], 2);
+    assert_all_delivered(&server, &keys(5, "tr"));
+}
+
+#[test]
+fn timeouts_and_dropped_connections_are_retried() {
+    for api in all_apis() {
+        let server = TestServer::start(api_copy(&api), KEY);
+        server.push_faults(vec![Fault::Delay(Duration::from_millis(800)), Fault::Close]);
+        let s = setup(&api, &server, "");
+        let r = run(&s, &track_events(10, "slow"), &["--timeout", "200ms"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.summary["retries"].as_u64().unwrap() >= 2, "{}", r.summary);
+        // The slow request may have been taken after the client gave up: the
+        // destination dedupes it by key, so each event is ingested once.
+        assert_all_delivered(&server, &keys(10, "slow"));
+    }
+}
+
+#[test]
+fn orb_validation_failures_reject_exactly_the_named_events() {
+    for (shape, ingest_valid) in [
+        (OrbFailureShape::ValidationFailed, false),
+        (OrbFailureShape::Rfc7807, true),
+    ] {
+        let server = TestServer::start(Api::Orb, KEY);
+        server.orb_reject_keys(&["v-3", "v-17"], shape, ingest_valid);
+        let s = setup(&Api::Orb, &server, "");
+        let r = run(&s, &track_events(30, "v"), &["--batch-size", "10"]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(r.summary["sent"], 28);
+        assert_eq!(r.summary["rejected"], 2);
+        let rejected: Vec<&str> = r
+            .rejects
+            .iter()
+            .map(|e| e["messageId"].as_str().unwrap())
+            .collect();
+        assert_eq!(rejected, ["v-3", "v-17"]);
+        for reject in &r.rejects {
+            assert_eq!(reject["_segrelay"]["reason"], "refused by orb");
+            assert!(!reject["_segrelay"]["detail"].as_str().unwrap().is_empty());
+        }
+        let deliveries = server.deliveries();
+        assert!(!deliveries.contains_key("v-3") && !deliveries.contains_key("v-17"));
+        let mut expected = keys(30, "v");
+        expected.retain(|k| k != "v-3" && k != "v-17");
+        assert_all_delivered(&server, &expected);
+    }
+}
+
+#[test]
+fn a_poisoned_event_is_isolated_by_halving_the_batch() {
+    for api in [Api::Amberflo, Api::Kable] {
+        let server = TestServer::start(api_copy(&api), KEY);
+        server.poison("p-13");
+        let s = setup(&api, &server, "");
+        let r = run(&s, &track_events(32, "p"), &["--batch-size", "16"]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(r.summary["rejected"], 1);
+        assert_eq!(r.rejects.len(), 1);
+        assert_eq!(r.rejects[0]["messageId"], "p-13");
+        assert_eq!(r.rejects[0]["_segrelay"]["line"], 14);
+        let mut expected = keys(32, "p");
+        expected.retain(|k| k != "p-13");
+        assert_all_delivered(&server, &expected);
+        // 16 -> 8 -> 4 -> 2 -> 1: a refused request per level, plus the good halves, plus the clean batch.
+        assert_eq!(r.summary["requests"], 1 + 2 * 4 + 1, "{}", r.summary);
+    }
+}
+
+#[test]
+fn too_large_batches_are_split() {
+    let server = TestServer::start(Api::Kable, KEY);
+    server.max_batch(30);
+    let s = setup(&Api::Kable, &server, "");
+    let r = run(&s, &track_events(100, "big"), &["--batch-size", "100"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_all_delivered(&server, &keys(100, "big"));
+}
+
+#[test]
+fn a_refused_key_aborts_with_exit_3_and_loses_nothing() {
+    for api in all_apis() {
+        let server = TestServer::start(api_copy(&api), "another-key-entirely");
+        let s = setup(&api, &server, "");
+        let r = run(&s, &track_events(120, "auth"), &["--batch-size", "50"]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert_eq!(server.received().len(), 1, "no request after the refusal");
+        assert_eq!(r.summary["failed"], 120);
+        assert_eq!(r.rejects.len(), 120);
+        assert!(r.stderr.contains("refused the API key"), "{}", r.stderr);
+        assert!(r.summary["aborted"].as_str().unwrap().contains("401"));
+    }
+}
+
+#[test]
+fn an_unreachable_destination_aborts_after_the_retries() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "");
+    drop(server);
+    let r = run(&s, &track_events(7, "down"), &["--max-retries", "2"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.summary["failed"], 7);
+    assert_eq!(r.summary["retries"], 2);
+    assert_eq!(r.rejects.len(), 7);
+    assert!(r.stderr.contains("gave up after 2 retries"), "{}", r.stderr);
+}
+
+#[test]
+fn verbose_logs_status_and_request_id() {
+    let server = TestServer::start(Api::Kable, KEY);
+    let s = setup(&Api::Kable, &server, "");
+    let r = run(&s, &track_events(3, "log"), &["-v"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("-> 200"), "{}", r.stderr);
+    assert!(r.stderr.contains("request id"), "{}", r.stderr);
+}
+
+#[test]
+fn rate_limits_space_requests_out() {
+    let server = TestServer::start(Api::Kable, KEY);
+    let s = setup(&Api::Kable, &server, "");
+    let started = Instant::now();
+    let r = run(
+        &s,
+        &track_events(5, "rate"),
+        &["--batch-size", "1", "--rate", "20"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Five requests at 20 per second: the fifth cannot start before 200 ms.
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "max_events_per_minute = 600\n");
+    let started = Instant::now();
+    let r = run(&s, &track_events(4, "epm"), &["--batch-size", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // 600 events a minute is one per 100 ms: the second batch of two waits 200 ms.
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_all_delivered(&server, &keys(4, "epm"));
+}
+
+#[test]
+fn a_gzip_archive_of_thousands_of_events_survives_random_faults() {
+    for api in all_apis() {
+        let server = TestServer::start(api_copy(&api), KEY);
+        for n in [2, 5, 6, 9] {
+            server.fault_on_request(n, Fault::Status(500, String::new()));
+        }
+        server.fault_on_request(4, Fault::Close);
+        server.fault_on_request(7, Fault::RetryAfter(429, "0".into()));
+        let s = setup(&api, &server, "");
+        let path = s.dir.path().join("archive.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(track_events(3000, "gz").as_bytes()).unwrap();
+        gz.finish().unwrap();
+        let r = run_file(&s, &path, &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.summary["sent"], 3000);
+        assert_all_delivered(&server, &keys(3000, "gz"));
+    }
+}
+
+#[test]
+fn amberflo_identify_goes_to_customers() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "");
+    let input = r#"{"type":"identify","userId":"cust_1","messageId":"i1","timestamp":"2026-11-23T10:00:00Z","traits":{"name":"Ada","email":"ada@example.com","plan":"pro"}}"#;
+    let r = run(&s, input, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let customers = server.customers();
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0]["customerId"], "cust_1");
+    assert_eq!(customers[0]["customerName"], "Ada");
+    assert_eq!(customers[0]["traits"]["plan"], "pro");
+}
+
+#[test]
+fn a_dry_run_writes_what_a_send_sends() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "");
+    let input = track_events(12, "same");
+    let r = run(&s, &input, &["--batch-size", "5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dry = run(&s, &input, &["--batch-size", "5", "--dry-run"]);
+    let written: Vec<Value> = dry
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["body"].clone())
+        .collect();
+    let sent: Vec<Value> = server
+        .received()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(written, sent);
+}

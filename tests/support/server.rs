@@ -1,0 +1,1436 @@
+#![allow(dead_code)]
+//! A test-only HTTP/1.1 server that behaves like the Amberflo, Orb and Kable APIs as described in
+//! `reference/destinations.md`, with injectable faults.
+//!
+//! Include it from an integration test with
+//! `#[path = "support/server.rs"] mod server;`.
+//!
+//! The HTTP handling is written by hand on `std::net::TcpListener` (one thread per connection,
+//! keep-alive, `Content-Length` and chunked bodies, gzip request bodies) so that faults such as
+//! "close the connection without an answer" have full control of the socket. Only loopback is used.
+//! The server stops when the [`TestServer`] is dropped.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+/// The `KABLE-CLIENT-ID` a Kable test server expects.
+pub const KABLE_CLIENT_ID: &str = "kci_test";
+/// Orb's documented maximum number of events per ingest request.
+pub const ORB_MAX_EVENTS: usize = 500;
+
+/// How often a connection thread that waits for bytes looks at the stop flag.
+const POLL: Duration = Duration::from_millis(50);
+/// A connection that sends nothing for this long is closed.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+const MAX_LINE: usize = 64 * 1024;
+const MAX_HEADERS: usize = 200;
+const MAX_BODY: usize = 64 * 1024 * 1024;
+const MAX_DECODED: u64 = 256 * 1024 * 1024;
+/// Orb: how far in the future an event may be when a grace period is set.
+const ORB_FUTURE_LIMIT_MS: i64 = 5 * 60 * 1000;
+
+/// Which API the server imitates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Amberflo,
+    Orb,
+    Kable,
+}
+
+/// A fault given to one request instead of (or before) normal handling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status with this body (JSON or text) instead of handling. An empty body with a
+    /// status >= 400 gets the API's usual error body (Kable 500: `{"message":"Something went wrong"}`).
+    Status(u16, String),
+    /// Answer this status with header `Retry-After: <value>` (seconds or HTTP date).
+    RetryAfter(u16, String),
+    /// Orb style: this status with header `Transient-Error: true`.
+    Transient(u16),
+    /// Sleep this long, then handle normally (to exceed a client timeout). The request is still
+    /// handled (and its events ingested) after the sleep, even if the client has given up.
+    Delay(Duration),
+    /// Read the request, then close the connection without any answer.
+    Close,
+}
+
+/// The body shape of Orb's answer when events fail validation (both are documented).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrbFailureShape {
+    /// `{"validation_failed":[{"idempotency_key":"k","validation_errors":["..."]}]}`
+    ValidationFailed,
+    /// RFC 7807: `{"status":400,"type":"...","title":"...","detail":"...","validation_errors":[...]}`
+    Rfc7807,
+}
+
+/// One request the server received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub method: String,
+    /// The path without the query string.
+    pub path: String,
+    /// The raw query string (after `?`, not decoded), empty when there is none.
+    pub query: String,
+    /// Header names as sent (use [`Received::header`] for a case-insensitive look-up).
+    pub headers: Vec<(String, String)>,
+    /// The body, after chunked and gzip decoding.
+    pub body: Vec<u8>,
+    /// The status answered; 0 for [`Fault::Close`] (and while the answer is still pending).
+    pub status: u16,
+}
+
+impl Received {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(&self.query, name)
+    }
+
+    /// How many events the body holds (Amberflo/Kable: array length, or 1 for an object;
+    /// Orb: the `events` array), 0 when it is not a batch.
+    pub fn event_count(&self) -> usize {
+        match self.json() {
+            Value::Array(a) => a.len(),
+            Value::Object(o) => match o.get("events") {
+                Some(Value::Array(a)) => a.len(),
+                _ => 1,
+            },
+            _ => 0,
+        }
+    }
+}
+
+struct State {
+    requests: usize,
+    faults: VecDeque<Fault>,
+    faults_at: HashMap<usize, Fault>,
+    latency: Duration,
+    poison: HashSet<String>,
+    orb_reject: HashSet<String>,
+    orb_shape: OrbFailureShape,
+    orb_ingest_valid: bool,
+    max_batch: Option<usize>,
+    orb_grace: Option<Duration>,
+    received: Vec<Received>,
+    deliveries: BTreeMap<String, usize>,
+    ingested: Vec<Value>,
+    ingested_keys: HashSet<String>,
+    customers: Vec<Value>,
+    /// Open connections (a clone of each socket) by id, to shut them down on drop.
+    connections: HashMap<u64, TcpStream>,
+    next_connection: u64,
+}
+
+struct Shared {
+    api: Api,
+    api_key: String,
+    stop: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// A local imitation of one destination API. Dropping it stops the server.
+pub struct TestServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Start a server for `api` that accepts `api_key` (Kable: as `KABLE-CLIENT-SECRET`, with
+    /// `KABLE-CLIENT-ID: kci_test`).
+    pub fn start(api: Api, api_key: &str) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared {
+            api,
+            api_key: api_key.to_string(),
+            stop: AtomicBool::new(false),
+            state: Mutex::new(State {
+                requests: 0,
+                faults: VecDeque::new(),
+                faults_at: HashMap::new(),
+                latency: Duration::ZERO,
+                poison: HashSet::new(),
+                orb_reject: HashSet::new(),
+                orb_shape: OrbFailureShape::ValidationFailed,
+                orb_ingest_valid: false,
+                max_batch: None,
+                orb_grace: None,
+                received: Vec::new(),
+                deliveries: BTreeMap::new(),
+                ingested: Vec::new(),
+                ingested_keys: HashSet::new(),
+                customers: Vec::new(),
+                connections: HashMap::new(),
+                next_connection: 0,
+            }),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept = thread::Builder::new()
+            .name(format!("test-server-{}", addr.port()))
+            .spawn(move || accept_loop(listener, accept_shared))
+            .expect("spawn the accept thread");
+        TestServer {
+            shared,
+            addr,
+            accept: Some(accept),
+        }
+    }
+
+    /// The API this server imitates.
+    pub fn api(&self) -> Api {
+        self.shared.api
+    }
+
+    /// `http://127.0.0.1:PORT`, without any path.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What to put in the settings' `endpoint`: `http://127.0.0.1:PORT` for Amberflo and Kable,
+    /// `http://127.0.0.1:PORT/v1` for Orb.
+    pub fn endpoint(&self) -> String {
+        match self.shared.api {
+            Api::Orb => format!("http://{}/v1", self.addr),
+            Api::Amberflo | Api::Kable => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The next requests (any path) each take one fault, in order; then normal handling resumes.
+    /// A request that has a fault from [`TestServer::fault_on_request`] takes that one instead and
+    /// leaves this queue alone.
+    pub fn push_faults(&self, faults: Vec<Fault>) {
+        self.shared.lock().faults.extend(faults);
+    }
+
+    /// The n-th request (1-based, counted over the server's life) gets this fault.
+    pub fn fault_on_request(&self, n: usize, fault: Fault) {
+        self.shared.lock().faults_at.insert(n, fault);
+    }
+
+    /// Added to every answer (after the request is handled, before the answer is written).
+    pub fn latency(&self, d: Duration) {
+        self.shared.lock().latency = d;
+    }
+
+    /// Amberflo/Kable: any batch holding an event with this key (`uniqueId` / `transactionId`) is
+    /// refused whole with 400 and nothing in it is ingested. Orb: an event with this
+    /// `idempotency_key` fails validation (like [`TestServer::orb_reject_keys`]). Calls add up.
+    pub fn poison(&self, key: &str) {
+        self.shared.lock().poison.insert(key.to_string());
+    }
+
+    /// Orb: a batch holding these idempotency keys gets 400 naming exactly those keys (plus any
+    /// event that is invalid on its own) with a validation error message in the chosen shape;
+    /// `ingest_valid` says whether the other events of that batch are ingested. The shape and
+    /// `ingest_valid` also apply to ordinary validation failures. Each call replaces the key set.
+    pub fn orb_reject_keys(&self, keys: &[&str], shape: OrbFailureShape, ingest_valid: bool) {
+        let mut st = self.shared.lock();
+        st.orb_reject = keys.iter().map(|k| k.to_string()).collect();
+        st.orb_shape = shape;
+        st.orb_ingest_valid = ingest_valid;
+    }
+
+    /// More events than `n` in one request: 413 (checked before validation).
+    pub fn max_batch(&self, n: usize) {
+        self.shared.lock().max_batch = Some(n);
+    }
+
+    /// Orb: when `Some(d)`, events older than now − d (or more than 5 minutes in the future) fail
+    /// validation like Orb's ordinary ingest. Requests with a `backfill_id` query parameter are
+    /// not checked (they go to a backfill). Default `None` (off).
+    pub fn orb_grace_period(&self, d: Option<Duration>) {
+        self.shared.lock().orb_grace = d;
+    }
+
+    /// Every request, in arrival order, with the status answered (0 for [`Fault::Close`]).
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.lock().received.clone()
+    }
+
+    /// Key → how many times an event with that key was accepted by a request that answered 2xx
+    /// (Amberflo `uniqueId`, Orb `idempotency_key`, Kable `transactionId`). Events ingested by an
+    /// Orb 400 answer (`ingest_valid`) are in [`TestServer::ingested`] but not counted here.
+    pub fn deliveries(&self) -> BTreeMap<String, usize> {
+        self.shared.lock().deliveries.clone()
+    }
+
+    /// The accepted events (first copy per key), in order. Amberflo records lose unknown top-level
+    /// keys (as Amberflo drops them); a record without `uniqueId` is deduplicated by its content,
+    /// a Kable event without `transactionId` is never deduplicated.
+    pub fn ingested(&self) -> Vec<Value> {
+        self.shared.lock().ingested.clone()
+    }
+
+    /// Amberflo customers stored by `PUT /customers` (or `POST /customers`), last write per
+    /// `customerId`, in order of first creation.
+    pub fn customers(&self) -> Vec<Value> {
+        self.shared.lock().customers.clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Unblock accept() by connecting to ourselves; join only when that worked, so that drop
+        // can never hang.
+        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
+        if let Some(handle) = self.accept.take()
+            && woke
+        {
+            let _ = handle.join();
+        }
+        for (_, conn) in self.shared.lock().connections.drain() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stopped() {
+            break;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(_) => {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        let id = {
+            let mut st = shared.lock();
+            st.next_connection += 1;
+            let id = st.next_connection;
+            if let Ok(clone) = stream.try_clone() {
+                st.connections.insert(id, clone);
+            }
+            id
+        };
+        let conn_shared = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name("test-server-conn".into())
+            .spawn(move || {
+                serve_connection(&conn_shared, stream);
+                conn_shared.lock().connections.remove(&id);
+            });
+        if spawned.is_err() {
+            shared.lock().connections.remove(&id);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1
+
+/// Reads from the socket, waking up every [`POLL`] to look at the stop flag; gives up after
+/// [`IDLE_LIMIT`] without data.
+struct ConnReader {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl Read for ConnReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let start = Instant::now();
+        loop {
+            if self.shared.stopped() {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "server stopped",
+                ));
+            }
+            match self.stream.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if start.elapsed() > IDLE_LIMIT {
+                        return Err(e);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    keep_alive: bool,
+    /// Set when the body could not be decoded: (status, reason).
+    body_error: Option<(u16, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        let body = body.into();
+        let mut headers = Vec::new();
+        if !body.is_empty() {
+            headers.push(("Content-Type".to_string(), content_type.to_string()));
+        }
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn json(status: u16, value: &Value) -> Response {
+        Response::new(status, "application/json", value.to_string())
+    }
+
+    fn text(status: u16, text: &str) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", text)
+    }
+
+    fn empty(status: u16) -> Response {
+        Response::new(status, "", Vec::new())
+    }
+
+    /// A body given by a test: JSON when it looks like JSON, else text.
+    fn guess(status: u16, body: &str) -> Response {
+        let t = body.trim_start();
+        if t.starts_with('{') || t.starts_with('[') {
+            Response::new(status, "application/json", body)
+        } else {
+            Response::text(status, body)
+        }
+    }
+
+    fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(POLL));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(ConnReader {
+        stream,
+        shared: Arc::clone(shared),
+    });
+    while let Ok(Some(request)) = read_request(&mut reader, &mut writer) {
+        let (n, fault, latency) = {
+            let mut st = shared.lock();
+            st.requests += 1;
+            let n = st.requests;
+            let fault = st.faults_at.remove(&n).or_else(|| st.faults.pop_front());
+            st.received.push(Received {
+                method: request.method.clone(),
+                path: request.path.clone(),
+                query: request.query.clone(),
+                headers: request.headers.clone(),
+                body: request.body.clone(),
+                status: 0,
+            });
+            (n, fault, st.latency)
+        };
+        let response = match fault {
+            Some(Fault::Close) => {
+                thread::sleep(latency);
+                break;
+            }
+            Some(Fault::Delay(d)) => {
+                thread::sleep(d);
+                handle(shared, &request)
+            }
+            Some(Fault::Status(code, body)) => fault_response(shared.api, code, &body),
+            Some(Fault::RetryAfter(code, value)) => {
+                fault_response(shared.api, code, "").with_header("Retry-After", &value)
+            }
+            Some(Fault::Transient(code)) => {
+                fault_response(shared.api, code, "").with_header("Transient-Error", "true")
+            }
+            None => handle(shared, &request),
+        };
+        {
+            let mut st = shared.lock();
+            if let Some(r) = st.received.get_mut(n - 1) {
+                r.status = response.status;
+            }
+        }
+        thread::sleep(latency);
+        let keep_alive = request.keep_alive && !shared.stopped();
+        if write_response(&mut writer, shared.api, n, &response, keep_alive).is_err() || !keep_alive
+        {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+fn io_err(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
+}
+
+/// One line without its CRLF; `None` at a clean end of stream.
+fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    loop {
+        let (done, used) = {
+            let buf = r.fill_buf()?;
+            if buf.is_empty() {
+                if line.is_empty() {
+                    return Ok(None);
+                }
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    line.extend_from_slice(&buf[..i]);
+                    (true, i + 1)
+                }
+                None => {
+                    line.extend_from_slice(buf);
+                    (false, buf.len())
+                }
+            }
+        };
+        r.consume(used);
+        if line.len() > MAX_LINE {
+            return Err(io_err("line too long"));
+        }
+        if done {
+            break;
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+}
+
+fn read_exact_into(r: &mut impl BufRead, n: usize, body: &mut Vec<u8>) -> io::Result<()> {
+    if body.len() + n > MAX_BODY {
+        return Err(io_err("body too large"));
+    }
+    let got = r.take(n as u64).read_to_end(body)?;
+    if got != n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+fn read_request(r: &mut impl BufRead, w: &mut TcpStream) -> io::Result<Option<Request>> {
+    // RFC 9112: a server should ignore at least one empty line before the request line.
+    let mut empty_lines = 0;
+    let line = loop {
+        match read_line(r)? {
+            None => return Ok(None),
+            Some(l) if l.is_empty() => {
+                empty_lines += 1;
+                if empty_lines > 4 {
+                    return Err(io_err("too many empty lines"));
+                }
+            }
+            Some(l) => break l,
+        }
+    };
+    let mut parts = line.split_whitespace();
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => {
+            (m.to_string(), t.to_string(), v.to_string())
+        }
+        _ => return Err(io_err("bad request line")),
+    };
+    let mut headers = Vec::new();
+    loop {
+        let l = read_line(r)?.ok_or_else(|| io_err("end of stream in headers"))?;
+        if l.is_empty() {
+            break;
+        }
+        if headers.len() >= MAX_HEADERS {
+            return Err(io_err("too many headers"));
+        }
+        let (k, v) = l.split_once(':').ok_or_else(|| io_err("bad header line"))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let connection = get("connection").unwrap_or("").to_ascii_lowercase();
+    let keep_alive = if version == "HTTP/1.0" {
+        connection.contains("keep-alive")
+    } else {
+        !connection.contains("close")
+    };
+    if version != "HTTP/1.0"
+        && get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        w.flush()?;
+    }
+    let chunked =
+        get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let size_line = read_line(r)?.ok_or_else(|| io_err("end of stream in chunk"))?;
+            let size_text = size_line.split(';').next().unwrap_or("").trim();
+            let size =
+                usize::from_str_radix(size_text, 16).map_err(|_| io_err("bad chunk size"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                for _ in 0..=MAX_HEADERS {
+                    let l = read_line(r)?.ok_or_else(|| io_err("end of stream in trailers"))?;
+                    if l.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            read_exact_into(r, size, &mut body)?;
+            let end = read_line(r)?.ok_or_else(|| io_err("end of stream after chunk"))?;
+            if !end.is_empty() {
+                return Err(io_err("chunk not followed by CRLF"));
+            }
+        }
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len
+            .trim()
+            .parse()
+            .map_err(|_| io_err("bad Content-Length"))?;
+        read_exact_into(r, len, &mut body)?;
+    }
+    let mut body_error = None;
+    match get("content-encoding").map(|v| v.trim().to_ascii_lowercase()) {
+        None => {}
+        Some(enc) if enc.is_empty() || enc == "identity" => {}
+        Some(enc) if enc == "gzip" || enc == "x-gzip" => {
+            let mut decoded = Vec::new();
+            let result = flate2::read::MultiGzDecoder::new(&body[..])
+                .take(MAX_DECODED)
+                .read_to_end(&mut decoded);
+            match result {
+                Ok(_) => body = decoded,
+                Err(e) => {
+                    body_error = Some((400, format!("the gzip body could not be decoded: {e}")))
+                }
+            }
+        }
+        Some(enc) => {
+            body_error = Some((415, format!("unsupported Content-Encoding: {enc}")));
+        }
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    Ok(Some(Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+        keep_alive,
+        body_error,
+    }))
+}
+
+fn write_response(
+    w: &mut TcpStream,
+    api: Api,
+    n: usize,
+    response: &Response,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
+        response.status,
+        reason(response.status),
+        response.body.len()
+    );
+    match api {
+        Api::Amberflo => out.push_str(&format!("X-Request-Id: {}\r\n", request_id(n))),
+        Api::Kable => out.push_str(&format!("X-REQUEST-ID: {}\r\n", request_id(n))),
+        Api::Orb => {}
+    }
+    for (k, v) in &response.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !keep_alive {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&response.body);
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+fn request_id(n: usize) -> String {
+    format!("test-{n:08}")
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error bodies
+
+/// The API's usual error answer for a status, with a human detail.
+fn error_response(api: Api, status: u16, detail: &str) -> Response {
+    match api {
+        // Amberflo error bodies are opaque text (unconfirmed in destinations.md).
+        Api::Amberflo => Response::text(status, &format!("{}: {detail}", reason(status))),
+        Api::Orb => {
+            let (slug, title) = orb_error_type(status);
+            Response::json(
+                status,
+                &json!({
+                    "status": status,
+                    "type": format!("https://docs.withorb.com/reference/error-responses#{slug}"),
+                    "title": title,
+                    "detail": detail,
+                }),
+            )
+        }
+        Api::Kable => Response::json(status, &json!({ "message": detail })),
+    }
+}
+
+fn orb_error_type(status: u16) -> (String, String) {
+    let (slug, title) = match status {
+        400 => ("400-request-validation-errors", "Request validation failed"),
+        401 => ("401-authentication-error", "Authentication error"),
+        404 => ("404-resource-not-found", "Resource not found"),
+        409 => ("409-resource-conflict", "Resource conflict"),
+        413 => ("413-request-too-large", "Request too large"),
+        429 => ("429-too-many-requests", "Too many requests"),
+        500 => ("500-internal-server-error", "Internal server error"),
+        _ => return (format!("{status}-error"), reason(status).to_string()),
+    };
+    (slug.to_string(), title.to_string())
+}
+
+/// The answer for a Status/RetryAfter/Transient fault.
+fn fault_response(api: Api, status: u16, body: &str) -> Response {
+    if !body.is_empty() {
+        return Response::guess(status, body);
+    }
+    if status < 400 {
+        return Response::empty(status);
+    }
+    let detail = match (api, status) {
+        (Api::Kable, 500) => "Something went wrong",
+        _ => reason(status),
+    };
+    error_response(api, status, detail)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handling
+
+fn handle(shared: &Shared, req: &Request) -> Response {
+    match shared.api {
+        Api::Amberflo => amberflo(shared, req),
+        Api::Orb => orb(shared, req),
+        Api::Kable => kable(shared, req),
+    }
+}
+
+fn not_found(api: Api, req: &Request) -> Response {
+    error_response(
+        api,
+        404,
+        &format!("no route for {} {}", req.method, req.path),
+    )
+}
+
+/// Count a delivery (when asked) and ingest the event unless its key was ingested before.
+/// Without a key, `dedupe_unkeyed` drops an event identical to one already ingested.
+fn record_acceptance(
+    st: &mut State,
+    key: Option<&str>,
+    count_delivery: bool,
+    dedupe_unkeyed: bool,
+    event: Value,
+) {
+    let dedupe_key = match key {
+        Some(k) => {
+            if count_delivery {
+                *st.deliveries.entry(k.to_string()).or_insert(0) += 1;
+            }
+            Some(format!("key:{k}"))
+        }
+        None if dedupe_unkeyed => Some(format!("content:{event}")),
+        None => None,
+    };
+    match dedupe_key {
+        Some(d) => {
+            if st.ingested_keys.insert(d) {
+                st.ingested.push(event);
+            }
+        }
+        None => st.ingested.push(event),
+    }
+}
+
+fn parse_json(api: Api, req: &Request) -> Result<Value, Response> {
+    if let Some((status, why)) = &req.body_error {
+        return Err(error_response(api, *status, why));
+    }
+    serde_json::from_slice(&req.body)
+        .map_err(|e| error_response(api, 400, &format!("the body is not valid JSON: {e}")))
+}
+
+fn too_many(api: Api, st: &State, count: usize) -> Option<Response> {
+    match st.max_batch {
+        Some(max) if count > max => Some(error_response(
+            api,
+            413,
+            &format!("{count} events in one request; at most {max} are allowed"),
+        )),
+        _ => None,
+    }
+}
+
+fn non_empty_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+    match o.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(format!("{key} must not be empty")),
+        Some(_) => Err(format!("{key} must be a string")),
+        None => Err(format!("{key} is required")),
+    }
+}
+
+fn optional_str(o: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match o.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{key} must be a string")),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Amberflo
+
+const AMBERFLO_RECORD_KEYS: [&str; 6] = [
+    "customerId",
+    "meterApiName",
+    "meterValue",
+    "meterTimeInMillis",
+    "uniqueId",
+    "dimensions",
+];
+
+/// Amberflo's allowed dimension characters (reconstructed from its FAQ).
+pub fn amberflo_allowed_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_ !.*'()&$@=;:+,?".contains(c)
+}
+
+fn amberflo(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Amberflo;
+    let known = matches!(
+        (req.method.as_str(), req.path.as_str()),
+        ("POST", "/ingest")
+            | ("PUT", "/customers")
+            | ("POST", "/customers")
+            | ("GET", "/customers")
+    );
+    if !known {
+        return not_found(api, req);
+    }
+    if req.header("x-api-key") != Some(shared.api_key.as_str()) {
+        return Response::text(401, "Unauthorized");
+    }
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/ingest") => amberflo_ingest(shared, req),
+        ("GET", "/customers") => {
+            if let Some((status, why)) = &req.body_error {
+                return error_response(api, *status, why);
+            }
+            let st = shared.lock();
+            match query_param(&req.query, "customerId") {
+                Some(id) => {
+                    let found = st
+                        .customers
+                        .iter()
+                        .find(|c| c["customerId"].as_str() == Some(id.as_str()));
+                    Response::json(200, found.unwrap_or(&json!({})))
+                }
+                None => Response::json(200, &Value::Array(st.customers.clone())),
+            }
+        }
+        (method, _) => amberflo_customer_write(shared, req, method == "PUT"),
+    }
+}
+
+fn amberflo_ingest(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Amberflo;
+    let body = match parse_json(api, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let records = match body {
+        Value::Array(a) => a,
+        Value::Object(_) => vec![body],
+        _ => return error_response(api, 400, "the body must be a JSON array of meter records"),
+    };
+    let mut st = shared.lock();
+    if let Some(r) = too_many(api, &st, records.len()) {
+        return r;
+    }
+    // Whether one bad record fails the whole batch is unconfirmed: this server refuses the whole
+    // batch (the stricter option), so a client must split or drop the bad record and re-send.
+    for (i, record) in records.iter().enumerate() {
+        if let Err(why) = validate_amberflo_record(record) {
+            return error_response(api, 400, &format!("invalid record at index {i}: {why}"));
+        }
+    }
+    let poisoned = records.iter().find_map(|r| {
+        r.get("uniqueId")
+            .and_then(Value::as_str)
+            .filter(|k| st.poison.contains(*k))
+    });
+    if let Some(key) = poisoned {
+        return error_response(api, 400, &format!("record {key} could not be ingested"));
+    }
+    let n = records.len();
+    for record in records {
+        // Unknown top-level keys are silently dropped, as Amberflo does.
+        let stored: Map<String, Value> = record
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| AMBERFLO_RECORD_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let key = stored
+            .get("uniqueId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        record_acceptance(&mut st, key.as_deref(), true, true, Value::Object(stored));
+    }
+    Response::text(200, &format!("{n} records were ingested"))
+}
+
+fn validate_amberflo_record(record: &Value) -> Result<(), String> {
+    let o = record
+        .as_object()
+        .ok_or("a meter record must be a JSON object")?;
+    non_empty_str(o, "customerId")?;
+    non_empty_str(o, "meterApiName")?;
+    match o.get("meterValue") {
+        Some(Value::Number(_)) => {}
+        _ => return Err("meterValue must be a number".into()),
+    }
+    let time = o.get("meterTimeInMillis");
+    let time_ok = time.and_then(Value::as_i64).is_some_and(|t| t > 0)
+        || time.and_then(Value::as_u64).is_some_and(|t| t > 0);
+    if !time_ok {
+        return Err("meterTimeInMillis must be an integer > 0".into());
+    }
+    optional_str(o, "uniqueId")?;
+    match o.get("dimensions") {
+        None => {}
+        Some(Value::Object(dims)) => {
+            for (k, v) in dims {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| format!("dimension {k} must be a string"))?;
+                let len = s.chars().count();
+                if !(1..=200).contains(&len) {
+                    return Err(format!("dimension {k} must have 1 to 200 characters"));
+                }
+                if let Some(c) = s.chars().find(|c| !amberflo_allowed_char(*c)) {
+                    return Err(format!(
+                        "dimension {k} holds a character that is not allowed: {c:?}"
+                    ));
+                }
+            }
+        }
+        Some(_) => return Err("dimensions must be an object".into()),
+    }
+    Ok(())
+}
+
+fn validate_customer(v: &Value) -> Result<String, String> {
+    let o = v.as_object().ok_or("the customer must be a JSON object")?;
+    let id = non_empty_str(o, "customerId")?;
+    non_empty_str(o, "customerName")?;
+    optional_str(o, "customerEmail")?;
+    match o.get("traits") {
+        None => {}
+        Some(Value::Object(traits)) => {
+            if let Some((k, _)) = traits.iter().find(|(_, v)| !v.is_string()) {
+                return Err(format!("trait {k} must be a string"));
+            }
+        }
+        Some(_) => return Err("traits must be an object of strings".into()),
+    }
+    Ok(id.to_string())
+}
+
+/// `PUT /customers` creates or replaces the whole record; `POST /customers` creates (409 when the
+/// customer exists).
+fn amberflo_customer_write(shared: &Shared, req: &Request, put: bool) -> Response {
+    let api = Api::Amberflo;
+    let body = match parse_json(api, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let id = match validate_customer(&body) {
+        Ok(id) => id,
+        Err(why) => return error_response(api, 400, &why),
+    };
+    let mut st = shared.lock();
+    let existing = st
+        .customers
+        .iter()
+        .position(|c| c["customerId"].as_str() == Some(id.as_str()));
+    match existing {
+        Some(_) if !put => error_response(api, 409, &format!("customer {id} already exists")),
+        Some(i) => {
+            st.customers[i] = body.clone();
+            Response::json(200, &body)
+        }
+        None => {
+            st.customers.push(body.clone());
+            Response::json(200, &body)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orb
+
+fn orb(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Orb;
+    if !(req.method == "POST" && req.path == "/v1/ingest") {
+        return not_found(api, req);
+    }
+    let authorized = req
+        .header("authorization")
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && token.trim() == shared.api_key
+        });
+    if !authorized {
+        return error_response(api, 401, "Missing or invalid API key");
+    }
+    let body = match parse_json(api, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let events = match body.get("events") {
+        Some(Value::Array(a)) if body.is_object() => a,
+        _ => {
+            return error_response(
+                api,
+                400,
+                "the body must be an object with an `events` array",
+            );
+        }
+    };
+    let mut st = shared.lock();
+    if let Some(r) = too_many(api, &st, events.len()) {
+        return r;
+    }
+    if events.len() > ORB_MAX_EVENTS {
+        return error_response(
+            api,
+            400,
+            &format!(
+                "{} events in one request; at most {ORB_MAX_EVENTS} events are allowed per request",
+                events.len()
+            ),
+        );
+    }
+    // Events sent to a backfill skip the grace-period check.
+    let grace = match query_param(&req.query, "backfill_id") {
+        Some(_) => None,
+        None => st.orb_grace,
+    };
+    let now = now_ms();
+    let mut failures = Vec::new();
+    let mut valid = Vec::new();
+    for event in events {
+        let (mut errors, ts) = orb_event_errors(event);
+        let key = event.get("idempotency_key").and_then(Value::as_str);
+        if let Some(k) = key
+            && (st.orb_reject.contains(k) || st.poison.contains(k))
+        {
+            errors.push(format!(
+                "Event {k} failed validation (rejected by the test server)"
+            ));
+        }
+        if let (Some(g), Some(ts)) = (grace, ts) {
+            if ts < now - g.as_millis() as i64 {
+                errors.push(format!(
+                    "Event timestamp is older than the grace period of {} seconds; ingest it through a backfill",
+                    g.as_secs()
+                ));
+            } else if ts > now + ORB_FUTURE_LIMIT_MS {
+                errors.push("Event timestamp is more than 5 minutes in the future".into());
+            }
+        }
+        if errors.is_empty() {
+            valid.push(event);
+        } else {
+            failures.push(json!({
+                "idempotency_key": event.get("idempotency_key").cloned().unwrap_or(Value::Null),
+                "validation_errors": errors,
+            }));
+        }
+    }
+    if failures.is_empty() {
+        for event in events {
+            let key = event["idempotency_key"].as_str().map(str::to_string);
+            record_acceptance(&mut st, key.as_deref(), true, false, event.clone());
+        }
+        return Response::json(200, &json!({ "validation_failed": [] }));
+    }
+    // Whether the valid events of a 4xx batch are ingested is unconfirmed: configurable with
+    // `orb_reject_keys(.., ingest_valid)`, default not ingested.
+    if st.orb_ingest_valid {
+        for event in valid {
+            let key = event["idempotency_key"].as_str().map(str::to_string);
+            record_acceptance(&mut st, key.as_deref(), false, false, event.clone());
+        }
+    }
+    match st.orb_shape {
+        OrbFailureShape::ValidationFailed => {
+            Response::json(400, &json!({ "validation_failed": failures }))
+        }
+        OrbFailureShape::Rfc7807 => {
+            let (slug, title) = orb_error_type(400);
+            Response::json(
+                400,
+                &json!({
+                    "status": 400,
+                    "type": format!("https://docs.withorb.com/reference/error-responses#{slug}"),
+                    "title": title,
+                    "detail": format!("{} of {} events failed validation", failures.len(), events.len()),
+                    "validation_errors": failures,
+                }),
+            )
+        }
+    }
+}
+
+/// The validation errors of one Orb event, and its time in epoch ms when it is valid.
+fn orb_event_errors(event: &Value) -> (Vec<String>, Option<i64>) {
+    let Some(o) = event.as_object() else {
+        return (vec!["The event must be a JSON object".into()], None);
+    };
+    let mut errors = Vec::new();
+    for key in ["idempotency_key", "event_name"] {
+        if let Err(e) = non_empty_str(o, key) {
+            errors.push(e);
+        }
+    }
+    let ts = match o.get("timestamp") {
+        Some(Value::String(s)) => match orb_timestamp_ms(s) {
+            Ok(ms) => Some(ms),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        Some(_) => {
+            errors.push("timestamp must be a string".into());
+            None
+        }
+        None => {
+            errors.push("timestamp is required".into());
+            None
+        }
+    };
+    match o.get("properties") {
+        Some(Value::Object(props)) => {
+            for (k, v) in props {
+                match v {
+                    Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
+                    Value::Null => errors.push(format!("properties.{k} must not be null")),
+                    _ => errors.push(format!(
+                        "properties.{k} must be a string, number or boolean (nested objects and arrays are not allowed)"
+                    )),
+                }
+            }
+        }
+        Some(_) => errors.push("properties must be an object".into()),
+        None => errors.push("properties is required".into()),
+    }
+    // `customer_id` must name an existing Orb customer; this server knows no customers and
+    // accepts any non-empty string.
+    let ext = o.get("external_customer_id").filter(|v| !v.is_null());
+    let cust = o.get("customer_id").filter(|v| !v.is_null());
+    match (ext, cust) {
+        (Some(_), Some(_)) => {
+            errors.push("exactly one of external_customer_id and customer_id may be set".into())
+        }
+        (None, None) => {
+            errors.push("one of external_customer_id and customer_id is required".into())
+        }
+        (Some(v), None) | (None, Some(v)) => {
+            if v.as_str().is_none_or(str::is_empty) {
+                let which = if ext.is_some() {
+                    "external_customer_id"
+                } else {
+                    "customer_id"
+                };
+                errors.push(format!("{which} must be a non-empty string"));
+            }
+        }
+    }
+    (errors, ts)
+}
+
+/// ISO 8601 in UTC ending in `Z`, at most millisecond precision: `YYYY-MM-DDTHH:MM:SS[.s{1,3}]Z`.
+fn orb_timestamp_ms(s: &str) -> Result<i64, String> {
+    let b = s.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    let shape_ok = b.len() > shape.len()
+        && b.last() == Some(&b'Z')
+        && shape.iter().zip(b).all(|(p, c)| {
+            if *p == b'd' {
+                c.is_ascii_digit()
+            } else {
+                p == c
+            }
+        });
+    if !shape_ok {
+        return Err(format!(
+            "timestamp {s:?} must be ISO 8601 in UTC such as 2020-12-09T16:09:53Z"
+        ));
+    }
+    let fraction = &b[shape.len()..b.len() - 1];
+    if !fraction.is_empty() {
+        if fraction[0] != b'.'
+            || fraction.len() < 2
+            || !fraction[1..].iter().all(u8::is_ascii_digit)
+        {
+            return Err(format!(
+                "timestamp {s:?} must be ISO 8601 in UTC such as 2020-12-09T16:09:53Z"
+            ));
+        }
+        if fraction.len() > 4 {
+            return Err(format!(
+                "timestamp {s:?} has more than millisecond precision"
+            ));
+        }
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| format!("timestamp {s:?} is not a valid date: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kable
+
+fn kable(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Kable;
+    if !(req.method == "POST" && req.path == "/api/v1/events/create") {
+        return not_found(api, req);
+    }
+    let authorized = req.header("kable-client-id") == Some(KABLE_CLIENT_ID)
+        && req.header("kable-client-secret") == Some(shared.api_key.as_str());
+    if !authorized {
+        return Response::json(401, &json!({ "message": "Unauthorized" }));
+    }
+    let body = match parse_json(api, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Value::Array(events) = body else {
+        return error_response(api, 400, "the body must be a JSON array of events");
+    };
+    let mut st = shared.lock();
+    if let Some(r) = too_many(api, &st, events.len()) {
+        return r;
+    }
+    for (i, event) in events.iter().enumerate() {
+        if let Err(why) = validate_kable_event(event) {
+            return error_response(api, 400, &format!("Invalid event at index {i}: {why}"));
+        }
+    }
+    let poisoned = events.iter().find_map(|e| {
+        e.get("transactionId")
+            .and_then(Value::as_str)
+            .filter(|k| st.poison.contains(*k))
+    });
+    if let Some(key) = poisoned {
+        return error_response(api, 400, &format!("Event {key} could not be processed"));
+    }
+    for event in events {
+        let key = event
+            .get("transactionId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        record_acceptance(&mut st, key.as_deref(), true, false, event);
+    }
+    Response::empty(200)
+}
+
+fn validate_kable_event(event: &Value) -> Result<(), String> {
+    let o = event.as_object().ok_or("an event must be a JSON object")?;
+    non_empty_str(o, "clientId")?;
+    let ts = match o.get("timestamp") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err("timestamp must be a string".into()),
+        None => return Err("timestamp is required".into()),
+    };
+    if !is_rfc3339(ts) {
+        return Err(format!("timestamp {ts:?} is not RFC 3339"));
+    }
+    optional_str(o, "transactionId")?;
+    match o.get("data") {
+        Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err("data must be an object".into()),
+        None => Err("data is required".into()),
+    }
+}
+
+/// RFC 3339: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() <= shape.len() {
+        return false;
+    }
+    let head_ok = shape.iter().zip(b).all(|(p, c)| match p {
+        b'd' => c.is_ascii_digit(),
+        b'T' => *c == b'T' || *c == b't',
+        _ => p == c,
+    });
+    let offset_ok = if matches!(b.last(), Some(b'Z' | b'z')) {
+        true
+    } else {
+        let n = b.len();
+        n >= shape.len() + 6
+            && matches!(b[n - 6], b'+' | b'-')
+            && b[n - 5].is_ascii_digit()
+            && b[n - 4].is_ascii_digit()
+            && b[n - 3] == b':'
+            && b[n - 2].is_ascii_digit()
+            && b[n - 1].is_ascii_digit()
+    };
+    head_ok && offset_ok && s.parse::<jiff::Timestamp>().is_ok()
+}
