@@ -1,0 +1,385 @@
+//! Backfills that survive: checkpoints, resume after a kill or Ctrl-C,
+//! concurrency that keeps the checkpoint honest, and filters.
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::{Value, json};
+use server::{Api, Fault, TestServer};
+
+const KEY: &str = "sk_test_resume_key_0042";
+
+struct Job {
+    dir: tempfile::TempDir,
+    settings: PathBuf,
+    input: PathBuf,
+}
+
+impl Job {
+    fn new(server: &TestServer, lines: &str) -> Job {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join("segrelay.toml");
+        std::fs::write(
+            &settings,
+            format!(
+                "[destinations.kable]\napi_key = \"${{SEGRELAY_TEST_KEY}}\"\nkable_client_id = \"kci_test\"\nendpoint = \"{}\"\n",
+                server.endpoint()
+            ),
+        )
+        .unwrap();
+        let input = dir.path().join("events.ndjson");
+        std::fs::write(&input, lines).unwrap();
+        Job {
+            dir,
+            settings,
+            input,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, extra: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::cargo_bin("segrelay").unwrap();
+        command
+            .arg("send")
+            .arg("-c")
+            .arg(&self.settings)
+            .arg("--checkpoint")
+            .arg(self.path("checkpoint.json"))
+            .arg("--rejects")
+            .arg(self.path("rejects.ndjson"))
+            .arg("--summary")
+            .arg(self.path("summary.json"))
+            .args(["--max-retry-wait", "20ms", "-q"])
+            .args(extra)
+            .arg(&self.input)
+            .env("SEGRELAY_TEST_KEY", KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, extra: &[&str]) -> (i32, String) {
+        let output = self.command(extra).output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn spawn(&self, extra: &[&str]) -> Child {
+        self.command(extra).spawn().unwrap()
+    }
+
+    fn summary(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("summary.json")).unwrap()).unwrap()
+    }
+
+    fn checkpoint(&self) -> Option<Value> {
+        std::fs::read_to_string(self.path("checkpoint.json"))
+            .ok()
+            .map(|t| serde_json::from_str(&t).unwrap())
+    }
+
+    fn rejects(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.path("rejects.ndjson"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn event(i: usize) -> Value {
+    json!({
+        "type": "track", "event": "api_call", "userId": format!("c{}", i % 5),
+        "messageId": format!("m-{i}"), "timestamp": "2026-11-23T10:00:00Z",
+        "properties": {"n": i},
+    })
+}
+
+/// `n` events, one a line, with a malformed line every `bad_every` lines (0: none).
+fn input(n: usize, bad_every: usize) -> (String, Vec<String>) {
+    let mut text = String::new();
+    let mut keys = Vec::new();
+    for i in 0..n {
+        if bad_every > 0 && i % bad_every == bad_every - 1 {
+            text.push_str(&format!("{{\"broken\": {i}\n"));
+        } else {
+            text.push_str(&event(i).to_string());
+            text.push('\n');
+            keys.push(format!("m-{i}"));
+        }
+    }
+    (text, keys)
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn assert_each_key_once(server: &TestServer, keys: &[String]) {
+    let deliveries = server.deliveries();
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !deliveries.contains_key(*k))
+        .collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    let ingested: Vec<String> = server
+        .ingested()
+        .iter()
+        .map(|e| e["transactionId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ingested.len(), keys.len(), "each event ingested once");
+    assert_eq!(
+        ingested.iter().collect::<BTreeSet<_>>(),
+        keys.iter().collect::<BTreeSet<_>>()
+    );
+}
+
+/// The keys on the lines a checkpoint calls settled all reached the server.
+fn assert_checkpoint_not_ahead(job: &Job, server: &TestServer, text: &str) {
+    let Some(checkpoint) = job.checkpoint() else {
+        return;
+    };
+    let input = &checkpoint["inputs"][0];
+    let settled = if input["done"] == json!(true) {
+        usize::MAX
+    } else {
+        input["settled_lines"].as_u64().unwrap() as usize
+    };
+    let deliveries = server.deliveries();
+    for line in text.lines().take(settled) {
+        if let Ok(event) = serde_json::from_str::<Value>(line) {
+            if let Some(key) = event["messageId"].as_str() {
+                assert!(
+                    deliveries.contains_key(key),
+                    "checkpoint passed {key} before it was delivered"
+                );
+            }
+        }
+    }
+}
+
+fn interrupt(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn resume_after_a_kill_delivers_everything_once() {
+    let server = TestServer::start(Api::Kable, KEY);
+    server.latency(Duration::from_millis(15));
+    let (text, keys) = input(600, 37);
+    let job = Job::new(&server, &text);
+    let mut child = job.spawn(&["--batch-size", "10"]);
+    wait_for(|| server.received().len() >= 8);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        server.deliveries().len() < keys.len(),
+        "the kill came too late to test anything"
+    );
+    assert_checkpoint_not_ahead(&job, &server, &text);
+
+    let (code, stderr) = job.run(&["--batch-size", "10"]);
+    assert_eq!(code, 1, "rejected lines make it 1: {stderr}");
+    assert_each_key_once(&server, &keys);
+    let summary = job.summary();
+    let done = &summary["already_done"];
+    assert!(done["sent"].as_u64().unwrap() > 0, "{summary}");
+    // Across both runs every line is accounted for exactly once.
+    assert_eq!(
+        done["read"].as_u64().unwrap() + summary["read"].as_u64().unwrap(),
+        600,
+        "{summary}"
+    );
+    // Each malformed line is in the rejects file once, though two runs read the file.
+    let rejected_lines: Vec<u64> = job
+        .rejects()
+        .iter()
+        .map(|r| r["_segrelay"]["line"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=600u64).filter(|l| l % 37 == 0).collect();
+    assert_eq!(rejected_lines, expected);
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
+    let server = TestServer::start(Api::Kable, KEY);
+    server.latency(Duration::from_millis(20));
+    let (text, keys) = input(400, 0);
+    let job = Job::new(&server, &text);
+    let child = job.spawn(&["--batch-size", "10"]);
+    wait_for(|| server.received().len() >= 5);
+    interrupt(&child);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let summary = job.summary();
+    assert_eq!(summary["interrupted"], json!(true));
+    let n = |k: &str| summary[k].as_u64().unwrap();
+    assert_eq!(
+        n("read"),
+        n("sent") + n("skipped") + n("rejected") + n("failed")
+    );
+    assert!(n("sent") < 400);
+    assert_checkpoint_not_ahead(&job, &server, &text);
+
+    let (code, stderr) = job.run(&["--batch-size", "10"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_each_key_once(&server, &keys);
+    // The events that were read but not sent before the stop are gone from the
+    // rejects file: the resume sent them.
+    assert!(job.rejects().is_empty(), "{:?}", job.rejects());
+
+    // A third run has nothing left to do.
+    let before = server.received().len();
+    let (code, _) = job.run(&["--batch-size", "10"]);
+    assert_eq!(code, 0);
+    assert_eq!(server.received().len(), before);
+    assert_eq!(job.summary()["read"], 0);
+}
+
+#[test]
+fn a_changed_input_is_refused_unless_restarting() {
+    let server = TestServer::start(Api::Kable, KEY);
+    let (text, keys) = input(30, 0);
+    let job = Job::new(&server, &text);
+    assert_eq!(job.run(&[]).0, 0);
+    std::fs::write(&job.input, format!("{text}{}\n", event(999))).unwrap();
+    let (code, stderr) = job.run(&[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("changed since the checkpoint"), "{stderr}");
+    assert!(stderr.contains("--restart"), "{stderr}");
+    let (code, stderr) = job.run(&["--restart"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut all = keys.clone();
+    all.push("m-999".into());
+    assert_each_key_once(&server, &all);
+}
+
+#[test]
+fn standard_input_cannot_be_checkpointed() {
+    let server = TestServer::start(Api::Kable, KEY);
+    let job = Job::new(&server, "");
+    let output = std::process::Command::cargo_bin("segrelay")
+        .unwrap()
+        .args(["send", "-c"])
+        .arg(&job.settings)
+        .arg("--checkpoint")
+        .arg(job.path("c.json"))
+        .arg("-")
+        .env("SEGRELAY_TEST_KEY", KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("standard input cannot be resumed"));
+}
+
+#[test]
+fn concurrency_delivers_everything_and_keeps_the_checkpoint_in_order() {
+    let server = TestServer::start(Api::Kable, KEY);
+    server.latency(Duration::from_millis(10));
+    for n in [3, 4, 11, 12, 13, 20] {
+        server.fault_on_request(n, Fault::Status(503, String::new()));
+    }
+    let (text, keys) = input(1000, 0);
+    let job = Job::new(&server, &text);
+    let (code, stderr) = job.run(&["--batch-size", "20", "--concurrency", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_each_key_once(&server, &keys);
+    let summary = job.summary();
+    assert_eq!(summary["sent"], 1000);
+    assert_eq!(summary["retries"], 6);
+    assert_eq!(job.checkpoint().unwrap()["inputs"][0]["done"], json!(true));
+
+    // Killed mid-run with four requests in flight, the checkpoint is never ahead.
+    let server = TestServer::start(Api::Kable, KEY);
+    server.latency(Duration::from_millis(30));
+    let job = Job::new(&server, &text);
+    let mut child = job.spawn(&["--batch-size", "10", "--concurrency", "4"]);
+    wait_for(|| server.received().len() >= 12);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_checkpoint_not_ahead(&job, &server, &text);
+    let (code, stderr) = job.run(&["--batch-size", "10", "--concurrency", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_each_key_once(&server, &keys);
+}
+
+#[test]
+fn filters_skip_with_their_own_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("s.toml");
+    std::fs::write(&settings, "[destinations.amberflo]\napi_key = \"k\"\n").unwrap();
+    let events = [
+        json!({"type":"track","event":"A","userId":"u","timestamp":"2026-01-01T00:00:00Z"}),
+        json!({"type":"track","event":"B","userId":"u","timestamp":"2026-01-02T00:00:00Z"}),
+        json!({"type":"page","name":"Home","userId":"u","timestamp":"2026-01-02T00:00:00Z"}),
+        json!({"type":"identify","userId":"u","timestamp":"2026-01-02T00:00:00Z"}),
+        json!({"type":"track","event":"A","userId":"u","timestamp":"2025-12-31T23:59:59.999Z"}),
+        json!({"type":"track","event":"A","userId":"u","timestamp":"2026-02-01T00:00:00Z"}),
+    ];
+    let input = dir.path().join("e.ndjson");
+    std::fs::write(
+        &input,
+        events.iter().map(|e| format!("{e}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let summary_path = dir.path().join("summary.json");
+    let output = std::process::Command::cargo_bin("segrelay")
+        .unwrap()
+        .args(["send", "--dry-run", "-c"])
+        .arg(&settings)
+        .args([
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-02-01T00:00:00Z",
+            "--types",
+            "track,page",
+            "--events",
+            "A",
+        ])
+        .arg("--summary")
+        .arg(&summary_path)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["sent"], 2, "{summary}");
+    assert_eq!(
+        summary["skipped_by_reason"],
+        json!({"filtered by --events": 1, "filtered by --types": 1, "filtered by --since": 1, "filtered by --until": 1})
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let names: Vec<String> = stdout
+        .lines()
+        .flat_map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["body"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .map(|r| r["meterApiName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["A", "page"]);
+}
