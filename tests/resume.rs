@@ -162,13 +162,13 @@ fn assert_checkpoint_not_ahead(job: &Job, server: &TestServer, text: &str) {
     };
     let deliveries = server.deliveries();
     for line in text.lines().take(settled) {
-        if let Ok(event) = serde_json::from_str::<Value>(line) {
-            if let Some(key) = event["messageId"].as_str() {
-                assert!(
-                    deliveries.contains_key(key),
-                    "checkpoint passed {key} before it was delivered"
-                );
-            }
+        if let Ok(event) = serde_json::from_str::<Value>(line)
+            && let Some(key) = event["messageId"].as_str()
+        {
+            assert!(
+                deliveries.contains_key(key),
+                "checkpoint passed {key} before it was delivered"
+            );
         }
     }
 }
