@@ -220,8 +220,18 @@ pub fn remove_path(object: &mut Map<String, Value>, path: &str) -> Option<Value>
 pub fn id_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(decimal_text(n)),
         _ => None,
+    }
+}
+
+/// `12345`, `12.5`, and `1e3` as `1000`: never an exponent.
+pub fn decimal_text(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        _ if n.is_i64() || n.is_u64() => n.to_string(),
+        Some(f) if f.fract() == 0.0 => format!("{f:.0}"),
+        Some(f) => f.to_string(),
+        None => n.to_string(),
     }
 }
 
@@ -377,6 +387,19 @@ mod tests {
         );
         let out = parse(r#"{"_segrelay":{"reason":"invalid JSON","raw":"{\"type\":\"page\"}"}}"#);
         assert_eq!(out[0].as_ref().unwrap().call_type(), Some("page"));
+    }
+
+    #[test]
+    fn numeric_ids_are_decimal_text() {
+        for (value, text) in [
+            (json!(12345), "12345"),
+            (json!(-7), "-7"),
+            (json!(1e3), "1000"),
+            (json!(12.5), "12.5"),
+            (json!(1e-7), "0.0000001"),
+        ] {
+            assert_eq!(id_text(&value).as_deref(), Some(text), "{value}");
+        }
     }
 
     #[test]

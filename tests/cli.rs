@@ -1,0 +1,1097 @@
+//! The command line: dry-run formats and secrets, settings errors, and the
+//! other subcommands.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command as StdCommand;
+
+use common::*;
+use serde_json::{Value, json};
+
+const TS: &str = "2021-04-26T14:01:46.909Z";
+const ORB_KEY: &str = "orb_live_SECRET_9f8e7d6c5b4a";
+const AMBERFLO_KEY: &str = "amb_SECRET_0a1b2c3d4e5f";
+const KABLE_KEY: &str = "sk_test_SECRET_a1b2c3d4e5";
+
+fn track(id: &str, value: Value) -> Value {
+    json!({"type": "track", "event": "ApiCalls", "userId": "user-1", "messageId": id,
+           "timestamp": TS, "properties": {"value": value}})
+}
+
+fn events_file(dir: &Path) {
+    // A single quote, a double quote, a dollar and a backslash, to exercise shell quoting.
+    write(
+        dir,
+        "events.ndjson",
+        ndjson(&[
+            track("q1", json!("it's \"quoted\" $HOME `x` \\ ok")),
+            track("q2", json!(2)),
+        ]),
+    );
+}
+
+/// A dry run with every key in the environment (so only --show-secrets may reveal them).
+fn with_keys(dir: &Path, args: &[&str]) -> Run {
+    run(segrelay()
+        .current_dir(dir)
+        .env("ORB_API_KEY", ORB_KEY)
+        .env("AMBERFLO_API_KEY", AMBERFLO_KEY)
+        .env("KABLE_API_KEY", KABLE_KEY)
+        .args(["send", "--dry-run", "-c", "segrelay.toml"])
+        .args(args))
+}
+
+fn secret_for(dest: &str) -> &'static str {
+    match dest {
+        "orb" => ORB_KEY,
+        "amberflo" => AMBERFLO_KEY,
+        _ => KABLE_KEY,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dry-run formats
+// ---------------------------------------------------------------------------
+
+#[test]
+fn ndjson_lines_have_exactly_the_contract_shape() {
+    let settings = r#"
+[destinations.billing]
+type = "orb"
+api_key = "${ORB_API_KEY}"
+external_customer_id_field = "userId"
+"#;
+    let dir = workspace(settings);
+    events_file(dir.path());
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "billing",
+        &["--batch-size", "1"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert!(out.stdout.ends_with('\n'));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per request");
+    for (i, line) in lines.iter().enumerate() {
+        let request: Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&str> = request
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            ["body", "destination", "events", "headers", "method", "url"],
+            "{line}"
+        );
+        assert_eq!(
+            request["destination"],
+            json!("billing"),
+            "the settings table's name"
+        );
+        assert_eq!(request["method"], json!("POST"));
+        assert_eq!(request["url"], json!("https://api.withorb.com/v1/ingest"));
+        assert_json_eq(
+            &normalise_headers(&request)["headers"],
+            &json!({"authorization": "Bearer ***", "content-type": "application/json"}),
+            Compare::default(),
+            "Orb headers",
+        );
+        assert!(
+            request["body"]["events"].is_array(),
+            "body is the JSON sent: {line}"
+        );
+        assert_eq!(
+            request["events"],
+            json!([{"source": "events.ndjson", "line": i + 1}]),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_writes_keys_as_stars_when_the_variable_is_unset() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    for (dest, header, expected) in [
+        ("orb", "authorization", "Bearer ***"),
+        ("amberflo", "x-api-key", "***"),
+        ("kable", "kable-client-secret", "***"),
+    ] {
+        let out = dry_run(dir.path(), "segrelay.toml", dest, &[], &["events.ndjson"]);
+        out.expect_code(0);
+        let request = normalise_headers(&out.requests()[0]);
+        assert_eq!(request["headers"][header], json!(expected), "{dest}");
+    }
+}
+
+#[test]
+fn show_secrets_writes_the_key() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    for (dest, header, expected) in [
+        ("orb", "authorization", format!("Bearer {ORB_KEY}")),
+        ("amberflo", "x-api-key", AMBERFLO_KEY.to_owned()),
+        ("kable", "kable-client-secret", KABLE_KEY.to_owned()),
+    ] {
+        let out = with_keys(dir.path(), &["-d", dest, "--show-secrets", "events.ndjson"]);
+        out.expect_code(0);
+        let request = normalise_headers(&out.requests()[0]);
+        assert_eq!(request["headers"][header], json!(expected), "{dest}");
+        for format in ["curl", "http"] {
+            let out = with_keys(
+                dir.path(),
+                &[
+                    "-d",
+                    dest,
+                    "--show-secrets",
+                    "--format",
+                    format,
+                    "events.ndjson",
+                ],
+            );
+            out.expect_code(0);
+            assert!(
+                out.stdout.contains(secret_for(dest)),
+                "{dest} {format}: {}",
+                out.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn keys_never_appear_without_show_secrets() {
+    let literal = "literal_SECRET_5e4d3c2b1a";
+    let literal_settings = format!(
+        "[destinations.orb]\napi_key = \"{literal}\"\nexternal_customer_id_field = \"userId\"\n"
+    );
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    write(dir.path(), "literal.toml", &literal_settings);
+    for dest in ["orb", "amberflo", "kable"] {
+        for format in ["ndjson", "curl", "http"] {
+            let out = with_keys(
+                dir.path(),
+                &["-d", dest, "--format", format, "-v", "events.ndjson"],
+            );
+            out.expect_code(0);
+            let secret = secret_for(dest);
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "{dest} {format}: the key leaked:\n{}\n{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+        let out = run(segrelay()
+            .current_dir(dir.path())
+            .env("ORB_API_KEY", ORB_KEY)
+            .env("AMBERFLO_API_KEY", AMBERFLO_KEY)
+            .env("KABLE_API_KEY", KABLE_KEY)
+            .args([
+                "check",
+                "-c",
+                "segrelay.toml",
+                "-d",
+                dest,
+                "-v",
+                "events.ndjson",
+            ]));
+        out.expect_code(0);
+        assert!(!out.stderr.contains(secret_for(dest)) && !out.stdout.contains(secret_for(dest)));
+    }
+    for format in ["ndjson", "curl", "http"] {
+        let out = run(segrelay().current_dir(dir.path()).args([
+            "send",
+            "--dry-run",
+            "-c",
+            "literal.toml",
+            "--format",
+            format,
+            "events.ndjson",
+        ]));
+        out.expect_code(0);
+        assert!(
+            !out.stdout.contains(literal) && !out.stderr.contains(literal),
+            "{format}: a literal key leaked:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(out.stdout.contains("***"), "{format}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn output_goes_to_the_file_given_with_o() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    let to_stdout = dry_run(dir.path(), "segrelay.toml", "orb", &[], &["events.ndjson"]);
+    to_stdout.expect_code(0);
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["-o", "requests.ndjson"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
+    let written = std::fs::read_to_string(dir.path().join("requests.ndjson")).unwrap();
+    assert_eq!(parse_ndjson(&written), to_stdout.requests());
+
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--output", "requests.sh", "--format", "curl"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert!(out.stdout.is_empty());
+    let script = std::fs::read_to_string(dir.path().join("requests.sh")).unwrap();
+    assert!(script.contains("curl"), "{script}");
+}
+
+fn has_sh() -> bool {
+    StdCommand::new("sh")
+        .arg("-c")
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs a curl script with a `curl` shell function that prints each argument
+/// followed by NUL, and each command followed by a line `--END--`.
+fn curl_arguments(script: &Path, env: &[(&str, &str)]) -> Vec<Vec<String>> {
+    let mut cmd = StdCommand::new("sh");
+    cmd.arg("-c")
+        .arg(r#"curl() { for a in "$@"; do printf '%s\0' "$a"; done; printf -- '--END--\0'; }; . "$1""#)
+        .arg("sh")
+        .arg(script);
+    for var in ["ORB_API_KEY", "AMBERFLO_API_KEY", "KABLE_API_KEY"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().unwrap();
+    assert!(
+        output.status.success(),
+        "the curl script fails in sh: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut commands = vec![Vec::new()];
+    for arg in text.split('\0').filter(|a| !a.is_empty()) {
+        if arg == "--END--" {
+            commands.push(Vec::new());
+        } else {
+            commands.last_mut().unwrap().push(arg.to_owned());
+        }
+    }
+    commands.pop();
+    commands
+}
+
+/// The value after `flag` in a curl command's arguments, every time it appears.
+fn flag_values(args: &[String], flag: &str) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+#[test]
+fn curl_format_is_valid_shell_and_refers_to_the_key_variable() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    for (dest, var, header) in [
+        ("orb", "ORB_API_KEY", "Authorization: Bearer "),
+        ("amberflo", "AMBERFLO_API_KEY", "X-API-KEY: "),
+        ("kable", "KABLE_API_KEY", "KABLE-CLIENT-SECRET: "),
+    ] {
+        let ndjson_out = dry_run(
+            dir.path(),
+            "segrelay.toml",
+            dest,
+            &["--batch-size", "1"],
+            &["events.ndjson"],
+        );
+        ndjson_out.expect_code(0);
+        let out = dry_run(
+            dir.path(),
+            "segrelay.toml",
+            dest,
+            &["--format", "curl", "--batch-size", "1"],
+            &["events.ndjson"],
+        );
+        out.expect_code(0);
+        assert!(
+            out.stdout.contains(&format!("${var}")) || out.stdout.contains(&format!("${{{var}}}")),
+            "{dest}: the key is written as ${var}:\n{}",
+            out.stdout
+        );
+        if !has_sh() {
+            eprintln!("sh not found: the shell checks are skipped");
+            continue;
+        }
+        let script = write(dir.path(), &format!("{dest}.sh"), &out.stdout);
+        let status = StdCommand::new("sh")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{dest}: sh -n refuses the curl output:\n{}",
+            out.stdout
+        );
+
+        // Run it with a stub curl: the key comes from the environment, the body is exact.
+        let commands = curl_arguments(&script, &[(var, secret_for(dest))]);
+        let expected = ndjson_out.requests();
+        assert_eq!(
+            commands.len(),
+            expected.len(),
+            "{dest}: one curl per request"
+        );
+        for (args, request) in commands.iter().zip(&expected) {
+            let headers = flag_values(args, "--header")
+                .into_iter()
+                .chain(flag_values(args, "-H"))
+                .collect::<Vec<_>>();
+            let wanted = format!("{header}{}", secret_for(dest)).to_lowercase();
+            assert!(
+                headers.iter().any(|h| h.to_lowercase() == wanted),
+                "{dest}: no header {wanted:?} in {headers:?}"
+            );
+            let url = flag_values(args, "--url");
+            let url = if url.is_empty() {
+                args.iter()
+                    .filter(|a| a.starts_with("http"))
+                    .cloned()
+                    .collect()
+            } else {
+                url
+            };
+            assert_eq!(url, [request["url"].as_str().unwrap()], "{dest}");
+            let method: Vec<String> = flag_values(args, "--request")
+                .into_iter()
+                .chain(flag_values(args, "-X"))
+                .collect();
+            assert_eq!(method, [request["method"].as_str().unwrap()], "{dest}");
+            let data: Vec<String> = ["--data-binary", "--data", "--data-raw", "-d"]
+                .iter()
+                .flat_map(|f| flag_values(args, f))
+                .collect();
+            assert_eq!(data.len(), 1, "{dest}: one body in {args:?}");
+            let body: Value = serde_json::from_str(&data[0]).unwrap_or_else(|e| {
+                panic!(
+                    "{dest}: the body is not JSON after the shell ({e}): {}",
+                    data[0]
+                )
+            });
+            assert_eq!(
+                body, request["body"],
+                "{dest}: the shell must pass the body unchanged"
+            );
+        }
+    }
+}
+
+#[test]
+fn curl_format_writes_a_literal_key_as_stars() {
+    let dir = workspace(
+        "[destinations.orb]\napi_key = \"literal_SECRET_77\"\nexternal_customer_id_field = \"userId\"\n",
+    );
+    events_file(dir.path());
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--format", "curl"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert!(!out.stdout.contains("literal_SECRET_77"));
+    assert!(out.stdout.contains("Bearer ***"), "{}", out.stdout);
+    assert!(!out.stdout.contains("$ORB_API_KEY"));
+    if has_sh() {
+        let script = write(dir.path(), "literal.sh", &out.stdout);
+        let status = StdCommand::new("sh")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "sh -n refuses:\n{}", out.stdout);
+        let commands = curl_arguments(&script, &[]);
+        let headers = flag_values(&commands[0], "--header");
+        assert!(
+            headers.iter().any(|h| h == "Authorization: Bearer ***"),
+            "{headers:?}"
+        );
+    }
+}
+
+/// A raw HTTP/1.1 request: the request line, the headers (names lower-cased)
+/// in order, and the body.
+type HttpRequest = (String, Vec<(String, String)>, Vec<u8>);
+
+/// Parses raw HTTP/1.1 requests.
+fn parse_http(text: &[u8]) -> Vec<HttpRequest> {
+    let mut requests = Vec::new();
+    let mut rest = text;
+    loop {
+        while let Some((first, tail)) = rest.split_first() {
+            if first.is_ascii_whitespace() {
+                rest = tail;
+            } else {
+                break;
+            }
+        }
+        if rest.is_empty() {
+            break;
+        }
+        let mut lines = Vec::new();
+        loop {
+            let end = rest.iter().position(|b| *b == b'\n').unwrap_or_else(|| {
+                panic!(
+                    "unterminated header block: {}",
+                    String::from_utf8_lossy(rest)
+                )
+            });
+            let line = String::from_utf8(rest[..end].to_vec()).unwrap();
+            rest = &rest[end + 1..];
+            let line = line.strip_suffix('\r').unwrap_or(&line).to_owned();
+            if line.is_empty() {
+                break;
+            }
+            lines.push(line);
+        }
+        let request_line = lines.remove(0);
+        let headers: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| {
+                let (k, v) = l
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("not a header: {l}"));
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.parse().unwrap())
+            .expect("a Content-Length header");
+        assert!(
+            rest.len() >= length,
+            "the body is shorter than Content-Length"
+        );
+        let body = rest[..length].to_vec();
+        rest = &rest[length..];
+        requests.push((request_line, headers, body));
+    }
+    requests
+}
+
+#[test]
+fn http_format_writes_raw_requests_with_a_matching_content_length() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    for (dest, line, host, secret_header, secret_value) in [
+        (
+            "orb",
+            "POST /v1/ingest HTTP/1.1",
+            "api.withorb.com",
+            "authorization",
+            "Bearer ***",
+        ),
+        (
+            "amberflo",
+            "POST /ingest HTTP/1.1",
+            "app.amberflo.io",
+            "x-api-key",
+            "***",
+        ),
+        (
+            "kable",
+            "POST /api/v1/events/create HTTP/1.1",
+            "live.kable.io",
+            "kable-client-secret",
+            "***",
+        ),
+    ] {
+        let expected = dry_run(
+            dir.path(),
+            "segrelay.toml",
+            dest,
+            &["--batch-size", "1"],
+            &["events.ndjson"],
+        );
+        expected.expect_code(0);
+        let expected = expected.requests();
+        let out = run(segrelay().current_dir(dir.path()).args([
+            "send",
+            "--dry-run",
+            "-c",
+            "segrelay.toml",
+            "-d",
+            dest,
+            "--format",
+            "http",
+            "--batch-size",
+            "1",
+            "events.ndjson",
+        ]));
+        out.expect_code(0);
+        let requests = parse_http(out.stdout.as_bytes());
+        assert_eq!(requests.len(), 2, "{dest}: two requests:\n{}", out.stdout);
+        for ((request_line, headers, body), want) in requests.iter().zip(&expected) {
+            assert_eq!(request_line, line, "{dest}");
+            assert_eq!(
+                headers[0],
+                ("host".to_owned(), host.to_owned()),
+                "{dest}: Host comes first"
+            );
+            let get = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_else(|| panic!("{dest}: no {name} header in {headers:?}"))
+            };
+            assert_eq!(get(secret_header), secret_value, "{dest}");
+            assert_eq!(get("content-type"), "application/json", "{dest}");
+            assert_eq!(get("content-length"), body.len().to_string());
+            let body: Value = serde_json::from_slice(body)
+                .expect("the body is JSON of exactly Content-Length bytes");
+            assert_eq!(
+                body, want["body"],
+                "{dest}: the same body as the ndjson format"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Settings errors
+// ---------------------------------------------------------------------------
+
+/// Runs a dry run with `settings` as `bad.toml`; expects exit 2, nothing on
+/// stdout, and a message holding every one of `needles`.
+fn settings_error(settings: &str, dest: Option<&str>, needles: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bad.toml", settings);
+    write(dir.path(), "e.ndjson", ndjson(&[track("x", json!(1))]));
+    let mut cmd = segrelay();
+    cmd.current_dir(dir.path())
+        .env_remove("SEGRELAY_TEST_UNSET_KCI")
+        .args(["send", "--dry-run", "-c", "bad.toml"]);
+    if let Some(dest) = dest {
+        cmd.args(["-d", dest]);
+    }
+    let out = run(cmd.arg("e.ndjson"));
+    out.expect_code(2);
+    assert!(out.stdout.is_empty(), "nothing is written: {}", out.stdout);
+    for needle in needles {
+        assert!(
+            out.stderr.contains(needle),
+            "the message should name {needle:?}: {}",
+            out.stderr
+        );
+    }
+    out.stderr
+}
+
+#[test]
+fn an_unknown_key_is_an_error_naming_file_table_and_key() {
+    settings_error(
+        "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"userId\"\ncolour = \"red\"\n",
+        Some("orb"),
+        &["bad.toml", "destinations.orb", "colour"],
+    );
+    settings_error(
+        "[destinations.kable]\napi_key = \"k\"\nkable_client_id = \"kci\"\nexternal_customer_id_field = \"userId\"\n",
+        Some("kable"),
+        &[
+            "bad.toml",
+            "destinations.kable",
+            "external_customer_id_field",
+        ],
+    );
+    settings_error(
+        "defaults = 1\n[destinations.amberflo]\napi_key = \"k\"\n",
+        None,
+        &["bad.toml", "defaults"],
+    );
+}
+
+#[test]
+fn a_missing_required_key_is_an_error_naming_it() {
+    settings_error(
+        "[destinations.orb]\napi_key = \"k\"\n",
+        Some("orb"),
+        &["bad.toml", "destinations.orb", "external_customer_id_field"],
+    );
+    settings_error(
+        "[destinations.kable]\napi_key = \"k\"\n",
+        Some("kable"),
+        &["bad.toml", "destinations.kable", "kable_client_id"],
+    );
+    settings_error(
+        "[destinations.amberflo]\nendpoint = \"http://127.0.0.1:9\"\n",
+        Some("amberflo"),
+        &["bad.toml", "destinations.amberflo", "api_key"],
+    );
+}
+
+#[test]
+fn a_wrong_type_is_an_error_naming_the_key() {
+    settings_error(
+        "[destinations.orb]\napi_key = 3\nexternal_customer_id_field = \"userId\"\n",
+        Some("orb"),
+        &["bad.toml", "destinations.orb", "api_key"],
+    );
+    settings_error(
+        "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"userId\"\n[destinations.orb.properties_mapping]\namount = 1\n",
+        Some("orb"),
+        &[
+            "bad.toml",
+            "destinations.orb",
+            "properties_mapping",
+            "amount",
+        ],
+    );
+    settings_error(
+        "[destinations.kable]\napi_key = \"k\"\nkable_client_id = [\"a\"]\n",
+        Some("kable"),
+        &["bad.toml", "destinations.kable", "kable_client_id"],
+    );
+}
+
+#[test]
+fn an_unknown_destination_type_is_an_error() {
+    settings_error(
+        "[destinations.billing]\ntype = \"stripe\"\napi_key = \"k\"\n",
+        Some("billing"),
+        &["bad.toml", "destinations.billing", "type", "stripe"],
+    );
+    // A table not named after a type needs `type`.
+    settings_error(
+        "[destinations.billing]\napi_key = \"k\"\n",
+        Some("billing"),
+        &["bad.toml", "destinations.billing", "type"],
+    );
+}
+
+#[test]
+fn a_missing_variable_in_a_non_secret_key_is_an_error() {
+    settings_error(
+        "[destinations.kable]\napi_key = \"${KABLE_API_KEY}\"\nkable_client_id = \"${SEGRELAY_TEST_UNSET_KCI}\"\n",
+        Some("kable"),
+        &[
+            "bad.toml",
+            "destinations.kable",
+            "kable_client_id",
+            "SEGRELAY_TEST_UNSET_KCI",
+        ],
+    );
+}
+
+#[test]
+fn a_bad_value_is_an_error_naming_the_key() {
+    settings_error(
+        "[destinations.kable]\napi_key = \"k\"\nkable_client_id = \"kci\"\nenvironment = \"staging\"\n",
+        Some("kable"),
+        &["bad.toml", "destinations.kable", "environment"],
+    );
+    settings_error(
+        "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"\"\n",
+        Some("orb"),
+        &["bad.toml", "destinations.orb", "external_customer_id_field"],
+    );
+    // A settings error does not print a literal key written in the file.
+    let message = settings_error(
+        "[destinations.orb]\napi_key = \"literal_SECRET_31\"\nexternal_customer_id_field = \"userId\"\ncolour = 1\n",
+        Some("orb"),
+        &["colour"],
+    );
+    assert!(!message.contains("literal_SECRET_31"), "{message}");
+}
+
+#[test]
+fn endpoint_overrides_the_base_url() {
+    let settings = r#"
+[destinations.amberflo]
+api_key = "${AMBERFLO_API_KEY}"
+endpoint = "http://127.0.0.1:8080"
+
+[destinations.orb]
+api_key = "${ORB_API_KEY}"
+external_customer_id_field = "userId"
+endpoint = "http://127.0.0.1:8080/v1/"
+
+[destinations.kable]
+api_key = "${KABLE_API_KEY}"
+kable_client_id = "kci"
+endpoint = "https://proxy.example.com/kable"
+"#;
+    let dir = workspace(settings);
+    let identify = json!({"type": "identify", "userId": "u", "messageId": "i", "timestamp": TS});
+    write(
+        dir.path(),
+        "e.ndjson",
+        ndjson(&[track("t", json!(1)), identify]),
+    );
+    let urls = |dest: &str| -> Vec<String> {
+        let out = dry_run(dir.path(), "segrelay.toml", dest, &[], &["e.ndjson"]);
+        out.expect_code(0);
+        let mut urls: Vec<String> = out
+            .requests()
+            .iter()
+            .map(|r| r["url"].as_str().unwrap().to_owned())
+            .collect();
+        urls.sort();
+        urls
+    };
+    assert_eq!(
+        urls("amberflo"),
+        [
+            "http://127.0.0.1:8080/customers",
+            "http://127.0.0.1:8080/ingest"
+        ]
+    );
+    assert_eq!(urls("orb"), ["http://127.0.0.1:8080/v1/ingest"]);
+    assert_eq!(
+        urls("kable"),
+        ["https://proxy.example.com/kable/api/v1/events/create"]
+    );
+
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--format", "http"],
+        &["e.ndjson"],
+    );
+    out.expect_code(0);
+    let requests = parse_http(out.stdout.as_bytes());
+    assert_eq!(requests[0].0, "POST /v1/ingest HTTP/1.1");
+    assert_eq!(
+        requests[0].1[0],
+        ("host".to_owned(), "127.0.0.1:8080".to_owned())
+    );
+}
+
+#[test]
+fn several_destinations_need_d_or_default_destination() {
+    let two = "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"userId\"\n\
+               [destinations.kable]\napi_key = \"k\"\nkable_client_id = \"kci\"\nenvironment = \"live\"\n";
+    settings_error(two, None, &["bad.toml", "-d"]);
+    settings_error(two, Some("stripe"), &["bad.toml", "stripe"]);
+
+    // default_destination chooses; -d still wins over it.
+    let dir = workspace(&format!("default_destination = \"kable\"\n{two}"));
+    write(dir.path(), "e.ndjson", ndjson(&[track("x", json!(1))]));
+    let out = run(segrelay().current_dir(dir.path()).args([
+        "send",
+        "--dry-run",
+        "-c",
+        "segrelay.toml",
+        "e.ndjson",
+    ]));
+    out.expect_code(0);
+    assert_eq!(out.requests()[0]["destination"], json!("kable"));
+    let out = run(segrelay().current_dir(dir.path()).args([
+        "send",
+        "--dry-run",
+        "-c",
+        "segrelay.toml",
+        "-d",
+        "orb",
+        "e.ndjson",
+    ]));
+    out.expect_code(0);
+    assert_eq!(out.requests()[0]["destination"], json!("orb"));
+
+    // A single destination needs neither.
+    let dir = workspace("[destinations.amberflo]\napi_key = \"${AMBERFLO_API_KEY}\"\n");
+    write(dir.path(), "e.ndjson", ndjson(&[track("x", json!(1))]));
+    let out = run(segrelay().current_dir(dir.path()).args([
+        "send",
+        "--dry-run",
+        "-c",
+        "segrelay.toml",
+        "e.ndjson",
+    ]));
+    out.expect_code(0);
+    assert_eq!(out.requests()[0]["destination"], json!("amberflo"));
+}
+
+#[test]
+fn invalid_toml_and_a_missing_file_are_settings_errors() {
+    settings_error(
+        "[destinations.orb\napi_key = \"k\"\n",
+        Some("orb"),
+        &["bad.toml"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "e.ndjson", ndjson(&[track("x", json!(1))]));
+    let out = run(segrelay().current_dir(dir.path()).args([
+        "send",
+        "--dry-run",
+        "-c",
+        "nowhere.toml",
+        "e.ndjson",
+    ]));
+    out.expect_code(2);
+    assert!(out.stderr.contains("nowhere.toml"), "{}", out.stderr);
+}
+
+#[test]
+fn the_settings_file_comes_from_c_then_segrelay_config_then_the_current_directory() {
+    let orb = "[destinations.orb]\napi_key = \"${ORB_API_KEY}\"\nexternal_customer_id_field = \"userId\"\n";
+    let kable = "[destinations.kable]\napi_key = \"${KABLE_API_KEY}\"\nkable_client_id = \"kci\"\nenvironment = \"live\"\n";
+    let amberflo = "[destinations.amberflo]\napi_key = \"${AMBERFLO_API_KEY}\"\n";
+    let elsewhere = tempfile::tempdir().unwrap();
+    let orb_path = write(elsewhere.path(), "orb.toml", orb);
+    let kable_path = write(elsewhere.path(), "kable.toml", kable);
+
+    // The working directory holds segrelay.toml (Amberflo).
+    let dir = workspace(amberflo);
+    write(dir.path(), "e.ndjson", ndjson(&[track("x", json!(1))]));
+    let destination = |cmd: &mut assert_cmd::Command, extra: &[&Path]| {
+        let out = run(cmd
+            .current_dir(dir.path())
+            .args(["send", "--dry-run"])
+            .args(extra.iter().flat_map(|p| [Path::new("-c"), p]))
+            .arg("e.ndjson"));
+        out.expect_code(0);
+        out.requests()[0]["destination"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        destination(&mut segrelay(), &[]),
+        "amberflo",
+        "./segrelay.toml"
+    );
+    assert_eq!(
+        destination(segrelay().env("SEGRELAY_CONFIG", &orb_path), &[]),
+        "orb",
+        "$SEGRELAY_CONFIG when -c is absent"
+    );
+    assert_eq!(
+        destination(segrelay().env("SEGRELAY_CONFIG", &orb_path), &[&kable_path]),
+        "kable",
+        "-c wins over $SEGRELAY_CONFIG"
+    );
+
+    // $SEGRELAY_CONFIG naming a missing file is an error naming it.
+    let missing = elsewhere.path().join("missing.toml");
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .env("SEGRELAY_CONFIG", &missing)
+        .args(["send", "--dry-run", "e.ndjson"]));
+    out.expect_code(2);
+    assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
+
+    // No -c, no $SEGRELAY_CONFIG and no ./segrelay.toml.
+    let empty = tempfile::tempdir().unwrap();
+    write(empty.path(), "e.ndjson", ndjson(&[track("x", json!(1))]));
+    let out = run(segrelay()
+        .current_dir(empty.path())
+        .args(["send", "--dry-run", "e.ndjson"]));
+    out.expect_code(2);
+    assert!(out.stderr.contains("segrelay.toml"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Other subcommands
+// ---------------------------------------------------------------------------
+
+#[test]
+fn check_counts_on_stderr_and_writes_nothing_on_stdout() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    write(
+        dir.path(),
+        "bad.ndjson",
+        format!("{}not json\n", ndjson(&[track("ok", json!(1))])),
+    );
+    let out = run(segrelay().current_dir(dir.path()).args([
+        "check",
+        "-c",
+        "segrelay.toml",
+        "-d",
+        "orb",
+        "--summary",
+        "s.json",
+        "events.ndjson",
+    ]));
+    out.expect_code(0);
+    assert!(
+        out.stdout.is_empty(),
+        "check writes nothing on stdout: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains('2'),
+        "the counts are on stderr: {}",
+        out.stderr
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_eq!(
+        (s["read"].as_u64(), s["sent"].as_u64()),
+        (Some(2), Some(2)),
+        "{s}"
+    );
+
+    let out = run(segrelay().current_dir(dir.path()).args([
+        "check",
+        "-c",
+        "segrelay.toml",
+        "-d",
+        "orb",
+        "--summary",
+        "s.json",
+        "bad.ndjson",
+    ]));
+    out.expect_code(1);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("bad.ndjson:2"), "{}", out.stderr);
+    assert!(out.stderr.contains("rejected"), "{}", out.stderr);
+    let s = summary(&dir.path().join("s.json"));
+    assert_accounting(&s);
+    let (read, sent, _, rejected, _, _) = counts(&s);
+    assert_eq!((read, sent, rejected), (2, 1, 1), "{s}");
+
+    // Settings errors are exit 2 for check too.
+    let out = run(segrelay().current_dir(dir.path()).args([
+        "check",
+        "-c",
+        "segrelay.toml",
+        "events.ndjson",
+    ]));
+    out.expect_code(2);
+}
+
+/// Finds, in any JSON shape, the smallest object that names `kind` (as a
+/// value or a key) and returns it serialised.
+fn entry_for(value: &Value, kind: &str) -> Option<String> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == kind {
+                    return Some(v.to_string());
+                }
+                if let Some(found) = entry_for(v, kind) {
+                    return Some(found);
+                }
+            }
+            if map.values().any(|v| v == kind) {
+                return Some(value.to_string());
+            }
+            None
+        }
+        Value::Array(items) => items.iter().find_map(|i| entry_for(i, kind)),
+        _ => None,
+    }
+}
+
+#[test]
+fn destinations_lists_the_three_types_and_their_settings() {
+    let out = run(segrelay().arg("destinations"));
+    out.expect_code(0);
+    for word in [
+        "amberflo",
+        "orb",
+        "kable",
+        "api_key",
+        "endpoint",
+        "external_customer_id_field",
+        "event_name_field",
+        "idempotency_key_field",
+        "properties_mapping",
+        "kable_client_id",
+        "client_id_field",
+        "environment",
+    ] {
+        assert!(
+            out.stdout.contains(word),
+            "destinations should mention {word}:\n{}",
+            out.stdout
+        );
+    }
+
+    let out = run(segrelay().args(["destinations", "--json"]));
+    out.expect_code(0);
+    let value: Value = serde_json::from_str(&out.stdout).expect("destinations --json is JSON");
+    for (kind, own, foreign) in [
+        ("amberflo", &["api_key"][..], "kable_client_id"),
+        (
+            "orb",
+            &[
+                "api_key",
+                "external_customer_id_field",
+                "properties_mapping",
+            ][..],
+            "kable_client_id",
+        ),
+        (
+            "kable",
+            &["api_key", "kable_client_id", "client_id_field"][..],
+            "external_customer_id_field",
+        ),
+    ] {
+        let entry =
+            entry_for(&value, kind).unwrap_or_else(|| panic!("no entry for {kind}: {value}"));
+        for key in own {
+            assert!(entry.contains(key), "{kind} lists {key}: {entry}");
+        }
+        assert!(
+            !entry.contains(foreign),
+            "{kind} does not take {foreign}: {entry}"
+        );
+    }
+}
+
+#[test]
+fn completions_are_printed_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = run(segrelay().args(["completions", shell]));
+        out.expect_code(0);
+        assert!(
+            out.stdout.trim().len() > 100 && out.stdout.contains("segrelay"),
+            "{shell}: {}",
+            out.stdout
+        );
+    }
+    let out = run(segrelay().args(["completions", "tcsh"]));
+    out.expect_code(2);
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    for args in [vec!["--help"], vec!["send", "--help"]] {
+        let out = run(segrelay().args(&args));
+        out.expect_code(0);
+        let text = out.stdout.to_lowercase();
+        assert!(text.contains("exit code"), "{args:?}: {}", out.stdout);
+        for code in ["0", "1", "2", "3"] {
+            assert!(
+                text.lines().any(|l| l.trim_start().starts_with(code)),
+                "{args:?}: exit code {code} is documented:\n{}",
+                out.stdout
+            );
+        }
+    }
+}

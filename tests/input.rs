@@ -1,0 +1,555 @@
+//! Input: files in order, standard input, gzip, line endings, blank lines,
+//! batch envelopes, the line length limit and the real Segment fixtures.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn track(id: &str) -> Value {
+    json!({
+        "type": "track",
+        "event": "ApiCalls",
+        "userId": "user-1",
+        "messageId": id,
+        "timestamp": "2021-04-26T14:01:46.909Z",
+        "properties": {"value": 1, "region": "us-west-2"},
+    })
+}
+
+fn origins(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs.iter().map(|(s, l)| (s.to_string(), *l)).collect()
+}
+
+#[test]
+fn several_files_are_read_in_order() {
+    let dir = workspace(SETTINGS);
+    write(dir.path(), "a.ndjson", ndjson(&[track("a1"), track("a2")]));
+    write(dir.path(), "b.ndjson", ndjson(&[track("b1")]));
+    write(dir.path(), "c.ndjson", ndjson(&[track("c1")]));
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--batch-size", "3"],
+        &["c.ndjson", "a.ndjson", "b.ndjson"],
+    );
+    out.expect_code(0);
+    let requests = out.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(record_keys(&records(&requests)), ["c1", "a1", "a2", "b1"]);
+    assert_eq!(
+        event_origins(&requests),
+        origins(&[
+            ("c.ndjson", 1),
+            ("a.ndjson", 1),
+            ("a.ndjson", 2),
+            ("b.ndjson", 1)
+        ])
+    );
+}
+
+#[test]
+fn standard_input_is_read_for_dash_and_for_no_file() {
+    let dir = workspace(SETTINGS);
+    let input = ndjson(&[track("s1"), track("s2")]);
+    for files in [vec!["-"], vec![]] {
+        let out = run(segrelay()
+            .current_dir(dir.path())
+            .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", "kable"])
+            .args(&files)
+            .write_stdin(input.clone()));
+        out.expect_code(0);
+        let requests = out.requests();
+        assert_eq!(
+            record_keys(&records(&requests)),
+            ["s1", "s2"],
+            "files {files:?}"
+        );
+        let lines: Vec<u64> = event_origins(&requests).iter().map(|o| o.1).collect();
+        assert_eq!(lines, [1, 2], "files {files:?}");
+    }
+
+    // `-` among files is read at its place.
+    write(dir.path(), "a.ndjson", ndjson(&[track("a1")]));
+    write(dir.path(), "b.ndjson", ndjson(&[track("b1")]));
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", "kable"])
+        .args(["a.ndjson", "-", "b.ndjson"])
+        .write_stdin(ndjson(&[track("s1")])));
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["a1", "s1", "b1"]);
+}
+
+#[test]
+fn gzip_is_recognised_by_its_magic_bytes_with_concatenated_members() {
+    let dir = workspace(SETTINGS);
+    let mut bytes = gzip(ndjson(&[track("g1"), track("g2")]).as_bytes());
+    bytes.extend(gzip(ndjson(&[track("g3")]).as_bytes()));
+    write(dir.path(), "events.ndjson.gz", &bytes);
+    // Not named .gz: still gzip.
+    write(dir.path(), "archive-part-0001", &bytes);
+    write(dir.path(), "plain.ndjson", ndjson(&[track("p1")]));
+
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &[],
+        &["events.ndjson.gz", "archive-part-0001", "plain.ndjson"],
+    );
+    out.expect_code(0);
+    let requests = out.requests();
+    assert_eq!(
+        record_keys(&records(&requests)),
+        ["g1", "g2", "g3", "g1", "g2", "g3", "p1"]
+    );
+    assert_eq!(
+        event_origins(&requests),
+        origins(&[
+            ("events.ndjson.gz", 1),
+            ("events.ndjson.gz", 2),
+            ("events.ndjson.gz", 3),
+            ("archive-part-0001", 1),
+            ("archive-part-0001", 2),
+            ("archive-part-0001", 3),
+            ("plain.ndjson", 1),
+        ]),
+        "line numbers count decompressed lines, across members"
+    );
+
+    // Gzip on standard input too.
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", "orb", "-"])
+        .write_stdin(bytes.clone()));
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["g1", "g2", "g3"]);
+}
+
+#[test]
+fn a_truncated_gzip_file_is_not_silently_accepted() {
+    let dir = workspace(SETTINGS);
+    let whole = gzip(ndjson(&[track("t1"), track("t2")]).as_bytes());
+    write(dir.path(), "cut.gz", &whole[..whole.len() - 30]);
+    let out = dry_run(dir.path(), "segrelay.toml", "orb", &[], &["cut.gz"]);
+    assert_ne!(
+        out.code, 0,
+        "a truncated archive must not end cleanly: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("cut.gz"),
+        "stderr names the file: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn crlf_line_endings_and_a_utf8_bom_are_accepted() {
+    let dir = workspace(SETTINGS);
+    let text = ndjson(&[track("r1"), track("r2")]).replace('\n', "\r\n");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    write(dir.path(), "windows.ndjson", &bytes);
+    write(dir.path(), "second.ndjson", &bytes);
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "kable",
+        &["--summary", "s.json"],
+        &["windows.ndjson", "second.ndjson"],
+    );
+    out.expect_code(0);
+    let requests = out.requests();
+    let recs = records(&requests);
+    assert_eq!(record_keys(&recs), ["r1", "r2", "r1", "r2"]);
+    for r in &recs {
+        assert_eq!(r["data"]["region"], json!("us-west-2"), "no stray \\r: {r}");
+    }
+    assert_eq!(
+        event_origins(&requests),
+        origins(&[
+            ("windows.ndjson", 1),
+            ("windows.ndjson", 2),
+            ("second.ndjson", 1),
+            ("second.ndjson", 2)
+        ])
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_eq!(counts(&s), (4, 4, 0, 0, 0, 1), "{s}");
+}
+
+#[test]
+fn blank_lines_are_ignored_and_not_counted() {
+    let dir = workspace(SETTINGS);
+    let text = format!(
+        "\n\n{}   \n\t\n\r\n{}\n\n",
+        ndjson(&[track("b1")]),
+        track("b2")
+    );
+    write(dir.path(), "gaps.ndjson", text);
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--summary", "s.json"],
+        &["gaps.ndjson"],
+    );
+    out.expect_code(0);
+    let requests = out.requests();
+    assert_eq!(record_keys(&records(&requests)), ["b1", "b2"]);
+    assert_eq!(
+        event_origins(&requests),
+        origins(&[("gaps.ndjson", 3), ("gaps.ndjson", 7)]),
+        "line numbers are the file's own"
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_accounting(&s);
+    assert_eq!(counts(&s), (2, 2, 0, 0, 0, 1), "{s}");
+}
+
+#[test]
+fn batch_envelopes_yield_their_events_with_context_and_integrations_filled_in() {
+    let settings = r#"
+[destinations.kable]
+api_key = "${KABLE_API_KEY}"
+kable_client_id = "kci_x"
+environment = "live"
+client_id_field = "context.groupId"
+
+[destinations.orb]
+api_key = "${ORB_API_KEY}"
+external_customer_id_field = "context.groupId"
+"#;
+    let envelope = json!({
+        "batch": [
+            {"type": "track", "event": "e", "messageId": "b1", "timestamp": "2021-04-26T14:01:46.909Z"},
+            {"type": "track", "event": "e", "messageId": "b2", "timestamp": "2021-04-26T14:01:46.909Z",
+             "context": {"groupId": "grp-own"}},
+            {"type": "track", "event": "e", "messageId": "b3", "timestamp": "2021-04-26T14:01:46.909Z",
+             "integrations": {"Kable": false}},
+        ],
+        "context": {"groupId": "grp-env"},
+        "integrations": {"All": false, "Kable": true},
+        "sentAt": "2021-04-26T14:01:47Z",
+        "messageId": "envelope-id",
+    });
+    let dir = workspace(settings);
+    write(
+        dir.path(),
+        "batch.ndjson",
+        format!(
+            "{envelope}\n{}",
+            ndjson(&[track("after")]).replace("user-1", "u")
+        ),
+    );
+
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "kable",
+        &["--summary", "s.json"],
+        &["batch.ndjson"],
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_accounting(&s);
+    let requests = out.requests();
+    let got: BTreeMap<String, Value> = {
+        let recs = records(&requests);
+        record_keys(&recs).into_iter().zip(recs).collect()
+    };
+    assert_eq!(
+        got["b1"]["clientId"],
+        json!("grp-env"),
+        "envelope context filled in"
+    );
+    assert_eq!(got["b2"]["clientId"], json!("grp-own"), "own context kept");
+    assert!(!got.contains_key("b3"), "own integrations turn Kable off");
+    assert!(
+        !got.contains_key("envelope-id"),
+        "the envelope is not an event"
+    );
+    // The line after the envelope has no groupId: rejected.
+    assert_eq!(counts(&s), (4, 2, 1, 1, 0, 1), "{s}");
+    out.expect_code(1);
+    let lines: Vec<u64> = event_origins(&requests).iter().map(|o| o.1).collect();
+    assert_eq!(lines, [1, 1], "envelope items carry the envelope's line");
+
+    // For Orb the envelope's integrations (All false, no Orb) turn b1 and b2 off;
+    // b3 has its own integrations object, which does not name Orb.
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--summary", "s.json"],
+        &["batch.ndjson"],
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_eq!(record_keys(&records(&out.requests())), ["b3"]);
+    assert_eq!(
+        reason_count(&s, "skipped_by_reason", "integrations"),
+        2,
+        "{s}"
+    );
+}
+
+#[test]
+fn max_line_bytes_rejects_a_long_line_and_the_run_goes_on() {
+    let dir = workspace(SETTINGS);
+    let mut long = track("long");
+    long["properties"]["padding"] = json!("p".repeat(400));
+    write(
+        dir.path(),
+        "events.ndjson",
+        ndjson(&[track("short-1"), long, track("short-2")]),
+    );
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &[
+            "--max-line-bytes",
+            "300",
+            "--summary",
+            "s.json",
+            "--rejects",
+            "rejects.ndjson",
+        ],
+        &["events.ndjson"],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        record_keys(&records(&out.requests())),
+        ["short-1", "short-2"]
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_accounting(&s);
+    assert_eq!(counts(&s), (3, 2, 0, 1, 0, 1), "{s}");
+    let message = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("events.ndjson:2"))
+        .unwrap_or_else(|| panic!("stderr names events.ndjson:2: {}", out.stderr));
+    assert!(
+        message.contains("long"),
+        "the reason says the line is too long: {message}"
+    );
+    let rejects =
+        parse_ndjson(&std::fs::read_to_string(dir.path().join("rejects.ndjson")).unwrap());
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["_segrelay"]["line"], json!(2));
+
+    // The default limit takes the same line.
+    let out = dry_run(dir.path(), "segrelay.toml", "orb", &[], &["events.ndjson"]);
+    out.expect_code(0);
+    assert_eq!(records(&out.requests()).len(), 3);
+}
+
+// ---------------------------------------------------------------------------
+// The real Segment fixtures (pretty-printed batch envelopes)
+// ---------------------------------------------------------------------------
+
+/// The twelve analytics-go fixtures, by name (a file added later does not
+/// change these counts).
+const CORPUS_FILES: [&str; 12] = [
+    "test-context-track.json",
+    "test-enqueue-alias.json",
+    "test-enqueue-group.json",
+    "test-enqueue-identify.json",
+    "test-enqueue-page.json",
+    "test-enqueue-screen.json",
+    "test-enqueue-track.json",
+    "test-integrations-track.json",
+    "test-interval-track.json",
+    "test-many-track.json",
+    "test-messageid-track.json",
+    "test-timestamp-track.json",
+];
+
+fn corpus_files() -> Vec<String> {
+    let dir = corpus();
+    CORPUS_FILES
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            assert!(path.is_file(), "corpus file missing: {}", path.display());
+            path.to_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn run_corpus(dest: &str, settings: &str) -> (Run, Value) {
+    let dir = workspace(settings);
+    let files = corpus_files();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        dest,
+        &["--summary", "s.json"],
+        &files,
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_accounting(&s);
+    (out, s)
+}
+
+#[test]
+fn corpus_fixtures_for_amberflo() {
+    let (out, s) = run_corpus("amberflo", SETTINGS);
+    out.expect_code(0);
+    // 14 events: 12 files, test-many-track.json holds three.
+    assert_eq!(counts(&s), (14, 12, 2, 0, 0, 2), "{s}");
+    assert_eq!(
+        reason_count(&s, "skipped_by_reason", "not taken"),
+        2,
+        "group and alias are not taken: {s}"
+    );
+    let requests = out.requests();
+    let customers: Vec<&Value> = requests.iter().filter(|r| r["method"] == "PUT").collect();
+    assert_eq!(customers.len(), 1);
+    assert_json_eq(
+        &customers[0]["body"],
+        &json!({"customerId": "B", "customerName": "B", "traits": {}}),
+        Compare::default(),
+        "the identify fixture",
+    );
+    let ingest: Vec<&Value> = requests.iter().filter(|r| r["method"] == "POST").collect();
+    assert_eq!(ingest.len(), 1);
+    let recs = ingest[0]["body"].as_array().unwrap();
+    assert_eq!(recs.len(), 11);
+    for r in recs {
+        let millis = r["meterTimeInMillis"].as_i64().unwrap();
+        assert!(
+            millis == 1_257_894_000_000 || millis == 1_436_569_200_000,
+            "2009-11-10T23:00:00Z or 2015-07-10T23:00:00Z: {r}"
+        );
+    }
+    let page = recs.iter().find(|r| r["meterApiName"] == "page").unwrap();
+    assert_json_eq(
+        page,
+        &json!({"uniqueId": "I'm unique", "customerId": "B", "meterApiName": "page",
+                "meterValue": 1, "meterTimeInMillis": 1_257_894_000_000u64,
+                "dimensions": {"name": "A"}}),
+        Compare::default(),
+        "the page fixture",
+    );
+    let versions: Vec<&Value> = recs
+        .iter()
+        .filter(|r| {
+            r["dimensions"]["application"] == "Segment Desktop"
+                && r["dimensions"].get("platform").is_none()
+        })
+        .map(|r| &r["dimensions"]["version"])
+        .collect();
+    assert_eq!(
+        versions,
+        [&json!("0"), &json!("1"), &json!("2")],
+        "test-many-track.json"
+    );
+    // Every event of a pretty-printed document comes from the document's first line.
+    for (_, line) in event_origins(&requests) {
+        assert_eq!(line, 1);
+    }
+}
+
+#[test]
+fn corpus_fixtures_for_orb() {
+    let (out, s) = run_corpus("orb", SETTINGS);
+    out.expect_code(0);
+    assert_eq!(counts(&s), (14, 9, 5, 0, 0, 1), "{s}");
+    let recs = records(&out.requests());
+    let keys = record_keys(&recs);
+    assert_eq!(
+        keys.iter().filter(|k| *k == "I'm unique").count(),
+        8,
+        "{keys:?}"
+    );
+    assert_eq!(keys.iter().filter(|k| *k == "abc").count(), 1, "{keys:?}");
+    let many: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["idempotency_key"] == "I'm unique")
+        .collect();
+    for r in &many {
+        assert_eq!(r["external_customer_id"], json!("123456"));
+        assert_eq!(r["event_name"], json!("Download"));
+    }
+    let stamps: Vec<&str> = recs
+        .iter()
+        .map(|r| r["timestamp"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stamps
+            .iter()
+            .filter(|t| **t == "2015-07-10T23:00:00.000Z")
+            .count(),
+        1,
+        "test-timestamp-track.json: {stamps:?}"
+    );
+    assert_eq!(
+        stamps
+            .iter()
+            .filter(|t| **t == "2009-11-10T23:00:00.000Z")
+            .count(),
+        8,
+        "{stamps:?}"
+    );
+}
+
+#[test]
+fn corpus_envelope_context_reaches_each_item() {
+    let settings = r#"
+[destinations.kable]
+api_key = "${KABLE_API_KEY}"
+kable_client_id = "kci_x"
+environment = "live"
+client_id_field = "context.library.name"
+"#;
+    let dir = workspace(settings);
+    let corpus = corpus();
+    let files = [
+        corpus.join("test-enqueue-track.json"),
+        corpus.join("test-context-track.json"),
+        corpus.join("test-many-track.json"),
+    ];
+    let files: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "kable",
+        &["--summary", "s.json"],
+        &files,
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_accounting(&s);
+    // test-context-track.json has its own context (no library): no client id there.
+    assert_eq!(counts(&s), (5, 4, 0, 1, 0, 1), "{s}");
+    out.expect_code(1);
+    for r in records(&out.requests()) {
+        assert_eq!(r["clientId"], json!("analytics-go"), "{r}");
+    }
+    let rejected = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("test-context-track.json:1"))
+        .unwrap_or_else(|| panic!("stderr names test-context-track.json:1: {}", out.stderr));
+    assert!(rejected.contains("client"), "{rejected}");
+}
+
+#[test]
+fn corpus_fixture_gzipped_is_read_the_same() {
+    let corpus = corpus();
+    let text = std::fs::read(corpus.join("test-many-track.json")).unwrap();
+    let dir = workspace(SETTINGS);
+    write(dir.path(), "many.json.gz", gzip(&text));
+    let out = dry_run(dir.path(), "segrelay.toml", "kable", &[], &["many.json.gz"]);
+    out.expect_code(0);
+    let recs = records(&out.requests());
+    assert_eq!(recs.len(), 3);
+    let versions: Vec<&Value> = recs.iter().map(|r| &r["data"]["version"]).collect();
+    assert_eq!(versions, [&json!(0), &json!(1), &json!(2)]);
+}
