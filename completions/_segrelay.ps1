@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the settings and the input, and count what would happen; nothing is written')
             [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -54,6 +55,9 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--max-retry-wait', '--max-retry-wait', [CompletionResultType]::ParameterName, 'The longest segrelay waits before one retry, whatever Retry-After asks')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled')
             [CompletionResult]::new('--checkpoint', '--checkpoint', [CompletionResultType]::ParameterName, 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists')
+            [CompletionResult]::new('--orb-backfill-window', '--orb-backfill-window', [CompletionResultType]::ParameterName, 'Orb: the longest backfill window, in days (Orb allows 31)')
+            [CompletionResult]::new('--orb-poll-interval', '--orb-poll-interval', [CompletionResultType]::ParameterName, 'Orb: how often --orb-wait asks')
+            [CompletionResult]::new('--orb-wait-timeout', '--orb-wait-timeout', [CompletionResultType]::ParameterName, 'Orb: how long --orb-wait waits for one backfill')
             [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'At most N requests per second (retries included)')
             [CompletionResult]::new('--fail-fast', '--fail-fast', [CompletionResultType]::ParameterName, 'Stop at the first rejected event instead of going on')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but errors on standard error')
@@ -63,6 +67,10 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)')
             [CompletionResult]::new('--show-secrets', '--show-secrets', [CompletionResultType]::ParameterName, 'Write API keys in dry-run output instead of *** or $VAR')
             [CompletionResult]::new('--restart', '--restart', [CompletionResultType]::ParameterName, 'Ignore the checkpoint there is and start over')
+            [CompletionResult]::new('--orb-backfill', '--orb-backfill', [CompletionResultType]::ParameterName, 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb''s grace period (file inputs only)')
+            [CompletionResult]::new('--orb-replace-existing', '--orb-replace-existing', [CompletionResultType]::ParameterName, 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive')
+            [CompletionResult]::new('--orb-no-close', '--orb-no-close', [CompletionResultType]::ParameterName, 'Orb: leave each backfill open instead of closing it once filled')
+            [CompletionResult]::new('--orb-wait', '--orb-wait', [CompletionResultType]::ParameterName, 'Orb: after closing a backfill, wait until Orb has reflected it before the next')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -99,6 +107,103 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'segrelay;orb' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('backfills', 'backfills', [CompletionResultType]::ParameterValue, 'List, show, close or revert Orb backfills')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'segrelay;orb;backfills' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the account''s backfills, newest last')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one backfill as JSON')
+            [CompletionResult]::new('close', 'close', [CompletionResultType]::ParameterValue, 'Close a backfill: Orb then reflects its events')
+            [CompletionResult]::new('revert', 'revert', [CompletionResultType]::ParameterValue, 'Revert a backfill: Orb removes its events (and restores what it replaced)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'segrelay;orb;backfills;list' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print Orb''s JSON objects, one per line')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'segrelay;orb;backfills;show' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'segrelay;orb;backfills;close' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'segrelay;orb;backfills;revert' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'segrelay;orb;backfills;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the account''s backfills, newest last')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one backfill as JSON')
+            [CompletionResult]::new('close', 'close', [CompletionResultType]::ParameterValue, 'Close a backfill: Orb then reflects its events')
+            [CompletionResult]::new('revert', 'revert', [CompletionResultType]::ParameterValue, 'Revert a backfill: Orb removes its events (and restores what it replaced)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'segrelay;orb;backfills;help;list' {
+            break
+        }
+        'segrelay;orb;backfills;help;show' {
+            break
+        }
+        'segrelay;orb;backfills;help;close' {
+            break
+        }
+        'segrelay;orb;backfills;help;revert' {
+            break
+        }
+        'segrelay;orb;backfills;help;help' {
+            break
+        }
+        'segrelay;orb;help' {
+            [CompletionResult]::new('backfills', 'backfills', [CompletionResultType]::ParameterValue, 'List, show, close or revert Orb backfills')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'segrelay;orb;help;backfills' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the account''s backfills, newest last')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one backfill as JSON')
+            [CompletionResult]::new('close', 'close', [CompletionResultType]::ParameterValue, 'Close a backfill: Orb then reflects its events')
+            [CompletionResult]::new('revert', 'revert', [CompletionResultType]::ParameterValue, 'Revert a backfill: Orb removes its events (and restores what it replaced)')
+            break
+        }
+        'segrelay;orb;help;backfills;list' {
+            break
+        }
+        'segrelay;orb;help;backfills;show' {
+            break
+        }
+        'segrelay;orb;help;backfills;close' {
+            break
+        }
+        'segrelay;orb;help;backfills;revert' {
+            break
+        }
+        'segrelay;orb;help;help' {
+            break
+        }
         'segrelay;man' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -109,6 +214,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the settings and the input, and count what would happen; nothing is written')
             [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -123,6 +229,29 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;help;completions' {
+            break
+        }
+        'segrelay;help;orb' {
+            [CompletionResult]::new('backfills', 'backfills', [CompletionResultType]::ParameterValue, 'List, show, close or revert Orb backfills')
+            break
+        }
+        'segrelay;help;orb;backfills' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the account''s backfills, newest last')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one backfill as JSON')
+            [CompletionResult]::new('close', 'close', [CompletionResultType]::ParameterValue, 'Close a backfill: Orb then reflects its events')
+            [CompletionResult]::new('revert', 'revert', [CompletionResultType]::ParameterValue, 'Revert a backfill: Orb removes its events (and restores what it replaced)')
+            break
+        }
+        'segrelay;help;orb;backfills;list' {
+            break
+        }
+        'segrelay;help;orb;backfills;show' {
+            break
+        }
+        'segrelay;help;orb;backfills;close' {
+            break
+        }
+        'segrelay;help;orb;backfills;revert' {
             break
         }
         'segrelay;help;man' {

@@ -31,6 +31,9 @@ _segrelay() {
             segrelay,man)
                 cmd="segrelay__subcmd__man"
                 ;;
+            segrelay,orb)
+                cmd="segrelay__subcmd__orb"
+                ;;
             segrelay,send)
                 cmd="segrelay__subcmd__send"
                 ;;
@@ -49,8 +52,80 @@ _segrelay() {
             segrelay__subcmd__help,man)
                 cmd="segrelay__subcmd__help__subcmd__man"
                 ;;
+            segrelay__subcmd__help,orb)
+                cmd="segrelay__subcmd__help__subcmd__orb"
+                ;;
             segrelay__subcmd__help,send)
                 cmd="segrelay__subcmd__help__subcmd__send"
+                ;;
+            segrelay__subcmd__help__subcmd__orb,backfills)
+                cmd="segrelay__subcmd__help__subcmd__orb__subcmd__backfills"
+                ;;
+            segrelay__subcmd__help__subcmd__orb__subcmd__backfills,close)
+                cmd="segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__close"
+                ;;
+            segrelay__subcmd__help__subcmd__orb__subcmd__backfills,list)
+                cmd="segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__list"
+                ;;
+            segrelay__subcmd__help__subcmd__orb__subcmd__backfills,revert)
+                cmd="segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__revert"
+                ;;
+            segrelay__subcmd__help__subcmd__orb__subcmd__backfills,show)
+                cmd="segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__show"
+                ;;
+            segrelay__subcmd__orb,backfills)
+                cmd="segrelay__subcmd__orb__subcmd__backfills"
+                ;;
+            segrelay__subcmd__orb,help)
+                cmd="segrelay__subcmd__orb__subcmd__help"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills,close)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__close"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills,help)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__help"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills,list)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__list"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills,revert)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__revert"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills,show)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__show"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills__subcmd__help,close)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__close"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills__subcmd__help,help)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__help"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills__subcmd__help,list)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__list"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills__subcmd__help,revert)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__revert"
+                ;;
+            segrelay__subcmd__orb__subcmd__backfills__subcmd__help,show)
+                cmd="segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__show"
+                ;;
+            segrelay__subcmd__orb__subcmd__help,backfills)
+                cmd="segrelay__subcmd__orb__subcmd__help__subcmd__backfills"
+                ;;
+            segrelay__subcmd__orb__subcmd__help,help)
+                cmd="segrelay__subcmd__orb__subcmd__help__subcmd__help"
+                ;;
+            segrelay__subcmd__orb__subcmd__help__subcmd__backfills,close)
+                cmd="segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__close"
+                ;;
+            segrelay__subcmd__orb__subcmd__help__subcmd__backfills,list)
+                cmd="segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__list"
+                ;;
+            segrelay__subcmd__orb__subcmd__help__subcmd__backfills,revert)
+                cmd="segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__revert"
+                ;;
+            segrelay__subcmd__orb__subcmd__help__subcmd__backfills,show)
+                cmd="segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__show"
                 ;;
             *)
                 ;;
@@ -59,7 +134,7 @@ _segrelay() {
 
     case "${cmd}" in
         segrelay)
-            opts="-h -V --help --version send check destinations completions man help"
+            opts="-h -V --help --version send check destinations completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -159,7 +234,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__help)
-            opts="send check destinations completions man help"
+            opts="send check destinations completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +317,90 @@ _segrelay() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        segrelay__subcmd__help__subcmd__orb)
+            opts="backfills"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__orb__subcmd__backfills)
+            opts="list show close revert"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__close)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__orb__subcmd__backfills__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         segrelay__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -270,8 +429,310 @@ _segrelay() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        segrelay__subcmd__orb)
+            opts="-h --help backfills help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills)
+            opts="-c -d -h --config --destination --timeout --help list show close revert help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__close)
+            opts="-h --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__help)
+            opts="list show close revert help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__close)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__list)
+            opts="-h --json --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__revert)
+            opts="-h --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__backfills__subcmd__show)
+            opts="-h --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__help)
+            opts="backfills help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__help__subcmd__backfills)
+            opts="list show close revert"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__close)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__help__subcmd__backfills__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__orb__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         segrelay__subcmd__send)
-            opts="-c -d -q -v -o -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --rate --help"
+            opts="-c -d -q -v -o -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -354,6 +815,18 @@ _segrelay() {
                     return 0
                     ;;
                 --checkpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --orb-backfill-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --orb-poll-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --orb-wait-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

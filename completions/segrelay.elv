@@ -26,6 +26,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand check 'Validate the settings and the input, and count what would happen; nothing is written'
             cand destinations 'List the destination types, the calls each takes and their settings'
             cand completions 'Print a shell completion script'
+            cand orb 'Manage Orb backfills by hand'
             cand man 'Print the manual page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -50,6 +51,9 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --max-retry-wait 'The longest segrelay waits before one retry, whatever Retry-After asks'
             cand --concurrency 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled'
             cand --checkpoint 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists'
+            cand --orb-backfill-window 'Orb: the longest backfill window, in days (Orb allows 31)'
+            cand --orb-poll-interval 'Orb: how often --orb-wait asks'
+            cand --orb-wait-timeout 'Orb: how long --orb-wait waits for one backfill'
             cand --rate 'At most N requests per second (retries included)'
             cand --fail-fast 'Stop at the first rejected event instead of going on'
             cand -q 'Print nothing but errors on standard error'
@@ -59,6 +63,10 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --dry-run 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
             cand --show-secrets 'Write API keys in dry-run output instead of *** or $VAR'
             cand --restart 'Ignore the checkpoint there is and start over'
+            cand --orb-backfill 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb''s grace period (file inputs only)'
+            cand --orb-replace-existing 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
+            cand --orb-no-close 'Orb: leave each backfill open instead of closing it once filled'
+            cand --orb-wait 'Orb: after closing a backfill, wait until Orb has reflected it before the next'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -91,6 +99,84 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'segrelay;orb'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand backfills 'List, show, close or revert Orb backfills'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'segrelay;orb;backfills'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --timeout 'Connect and read timeout for each request'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand list 'List the account''s backfills, newest last'
+            cand show 'Print one backfill as JSON'
+            cand close 'Close a backfill: Orb then reflects its events'
+            cand revert 'Revert a backfill: Orb removes its events (and restores what it replaced)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'segrelay;orb;backfills;list'= {
+            cand --timeout 'Connect and read timeout for each request'
+            cand --json 'Print Orb''s JSON objects, one per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;orb;backfills;show'= {
+            cand --timeout 'Connect and read timeout for each request'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;orb;backfills;close'= {
+            cand --timeout 'Connect and read timeout for each request'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;orb;backfills;revert'= {
+            cand --timeout 'Connect and read timeout for each request'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;orb;backfills;help'= {
+            cand list 'List the account''s backfills, newest last'
+            cand show 'Print one backfill as JSON'
+            cand close 'Close a backfill: Orb then reflects its events'
+            cand revert 'Revert a backfill: Orb removes its events (and restores what it replaced)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'segrelay;orb;backfills;help;list'= {
+        }
+        &'segrelay;orb;backfills;help;show'= {
+        }
+        &'segrelay;orb;backfills;help;close'= {
+        }
+        &'segrelay;orb;backfills;help;revert'= {
+        }
+        &'segrelay;orb;backfills;help;help'= {
+        }
+        &'segrelay;orb;help'= {
+            cand backfills 'List, show, close or revert Orb backfills'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'segrelay;orb;help;backfills'= {
+            cand list 'List the account''s backfills, newest last'
+            cand show 'Print one backfill as JSON'
+            cand close 'Close a backfill: Orb then reflects its events'
+            cand revert 'Revert a backfill: Orb removes its events (and restores what it replaced)'
+        }
+        &'segrelay;orb;help;backfills;list'= {
+        }
+        &'segrelay;orb;help;backfills;show'= {
+        }
+        &'segrelay;orb;help;backfills;close'= {
+        }
+        &'segrelay;orb;help;backfills;revert'= {
+        }
+        &'segrelay;orb;help;help'= {
+        }
         &'segrelay;man'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -100,6 +186,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand check 'Validate the settings and the input, and count what would happen; nothing is written'
             cand destinations 'List the destination types, the calls each takes and their settings'
             cand completions 'Print a shell completion script'
+            cand orb 'Manage Orb backfills by hand'
             cand man 'Print the manual page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -110,6 +197,23 @@ set edit:completion:arg-completer[segrelay] = {|@words|
         &'segrelay;help;destinations'= {
         }
         &'segrelay;help;completions'= {
+        }
+        &'segrelay;help;orb'= {
+            cand backfills 'List, show, close or revert Orb backfills'
+        }
+        &'segrelay;help;orb;backfills'= {
+            cand list 'List the account''s backfills, newest last'
+            cand show 'Print one backfill as JSON'
+            cand close 'Close a backfill: Orb then reflects its events'
+            cand revert 'Revert a backfill: Orb removes its events (and restores what it replaced)'
+        }
+        &'segrelay;help;orb;backfills;list'= {
+        }
+        &'segrelay;help;orb;backfills;show'= {
+        }
+        &'segrelay;help;orb;backfills;close'= {
+        }
+        &'segrelay;help;orb;backfills;revert'= {
         }
         &'segrelay;help;man'= {
         }

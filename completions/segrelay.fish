@@ -30,6 +30,7 @@ complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "send" -d 'Transla
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "orb" -d 'Manage Orb backfills by hand'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "man" -d 'Print the manual page (roff)'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
@@ -51,6 +52,9 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retries -
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l concurrency -d 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l checkpoint -d 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill-window -d 'Orb: the longest backfill window, in days (Orb allows 31)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-poll-interval -d 'Orb: how often --orb-wait asks' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait-timeout -d 'Orb: how long --orb-wait waits for one backfill' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l rate -d 'At most N requests per second (retries included)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l fail-fast -d 'Stop at the first rejected event instead of going on'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s q -l quiet -d 'Print nothing but errors on standard error'
@@ -58,6 +62,10 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s v -l verbose 
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l show-secrets -d 'Write API keys in dry-run output instead of *** or $VAR'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l restart -d 'Ignore the checkpoint there is and start over'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill -d 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb\'s grace period (file inputs only)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-replace-existing -d 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-no-close -d 'Orb: leave each backfill open instead of closing it once filled'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait -d 'Orb: after closing a backfill, wait until Orb has reflected it before the next'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
@@ -75,10 +83,26 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s h -l help -d
 complete -c segrelay -n "__fish_segrelay_using_subcommand destinations" -l json -d 'Print as JSON'
 complete -c segrelay -n "__fish_segrelay_using_subcommand destinations" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -f -a "backfills" -d 'List, show, close or revert Orb backfills'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -l timeout -d 'Connect and read timeout for each request' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "list" -d 'List the account\'s backfills, newest last'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "show" -d 'Print one backfill as JSON'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "close" -d 'Close a backfill: Orb then reflects its events'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "revert" -d 'Revert a backfill: Orb removes its events (and restores what it replaced)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from help" -f -a "backfills" -d 'List, show, close or revert Orb backfills'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand man" -s h -l help -d 'Print help'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "send" -d 'Translate events and send them to a destination, or write the requests (--dry-run)'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "man" -d 'Print the manual page (roff)'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions orb man help" -f -a "send" -d 'Translate events and send them to a destination, or write the requests (--dry-run)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions orb man help" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions orb man help" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions orb man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions orb man help" -f -a "orb" -d 'Manage Orb backfills by hand'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions orb man help" -f -a "man" -d 'Print the manual page (roff)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check destinations completions orb man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and __fish_seen_subcommand_from orb" -f -a "backfills" -d 'List, show, close or revert Orb backfills'

@@ -26,6 +26,13 @@ pub struct State {
     pub totals: Totals,
     /// The length of the rejects file that goes with the settled events.
     pub rejects_length: Option<u64>,
+    /// The pass over the inputs that `inputs` describes (an Orb backfill makes
+    /// one per window).
+    #[serde(default)]
+    pub pass: usize,
+    /// The Orb backfill windows, once planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orb_backfill: Option<Vec<crate::backfill::Window>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +77,8 @@ impl Checkpoint {
             inputs: current.clone(),
             totals: Totals::default(),
             rejects_length: None,
+            pass: 0,
+            orb_backfill: None,
         };
         let saved = match std::fs::read_to_string(path) {
             Ok(text) if !restart => text,
@@ -140,6 +149,11 @@ impl Checkpoint {
         &self.state
     }
 
+    /// Every input of the last pass is settled.
+    pub fn finished(&self) -> bool {
+        self.state.inputs.iter().all(|i| i.done)
+    }
+
     /// Lines to read past in each input.
     pub fn settled_lines(&self) -> Vec<u64> {
         self.state
@@ -168,6 +182,21 @@ impl Checkpoint {
         }
         self.state.totals = totals;
         self.state.rejects_length = rejects_length;
+        self.write()
+    }
+
+    /// The pass is done: the next one reads every input from the start.
+    pub fn next_pass(&mut self) -> anyhow::Result<()> {
+        self.state.pass += 1;
+        for input in &mut self.state.inputs {
+            input.settled_lines = 0;
+            input.done = false;
+        }
+        self.write()
+    }
+
+    pub fn set_windows(&mut self, windows: &[crate::backfill::Window]) -> anyhow::Result<()> {
+        self.state.orb_backfill = Some(windows.to_vec());
         self.write()
     }
 

@@ -36,8 +36,45 @@ pub enum Command {
         /// The shell to complete for
         shell: clap_complete::Shell,
     },
+    /// Manage Orb backfills by hand
+    Orb {
+        #[command(subcommand)]
+        command: OrbCommand,
+    },
     /// Print the manual page (roff)
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrbCommand {
+    /// List, show, close or revert Orb backfills
+    Backfills {
+        #[command(flatten)]
+        settings: SettingsArgs,
+
+        /// Connect and read timeout for each request
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, global = true)]
+        timeout: Duration,
+
+        #[command(subcommand)]
+        action: BackfillAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillAction {
+    /// List the account's backfills, newest last
+    List {
+        /// Print Orb's JSON objects, one per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one backfill as JSON
+    Show { id: String },
+    /// Close a backfill: Orb then reflects its events
+    Close { id: String },
+    /// Revert a backfill: Orb removes its events (and restores what it replaced)
+    Revert { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +192,41 @@ pub struct SendArgs {
     /// Ignore the checkpoint there is and start over
     #[arg(long, requires = "checkpoint")]
     pub restart: bool,
+
+    /// Orb: send through backfills, one per window of at most --orb-backfill-window
+    /// days, for events older than Orb's grace period (file inputs only)
+    #[arg(long, help_heading = "Orb backfills")]
+    pub orb_backfill: bool,
+
+    /// Orb: the longest backfill window, in days (Orb allows 31)
+    #[arg(long, value_name = "DAYS", default_value_t = 31, value_parser = clap::value_parser!(u32).range(1..=31), requires = "orb_backfill", help_heading = "Orb backfills")]
+    pub orb_backfill_window: u32,
+
+    /// Orb: make each backfill replace every event of its window (all customers,
+    /// live events included) with the events sent. Destructive
+    #[arg(long, requires = "orb_backfill", help_heading = "Orb backfills")]
+    pub orb_replace_existing: bool,
+
+    /// Orb: leave each backfill open instead of closing it once filled
+    #[arg(
+        long,
+        requires = "orb_backfill",
+        conflicts_with = "orb_wait",
+        help_heading = "Orb backfills"
+    )]
+    pub orb_no_close: bool,
+
+    /// Orb: after closing a backfill, wait until Orb has reflected it before the next
+    #[arg(long, requires = "orb_backfill", help_heading = "Orb backfills")]
+    pub orb_wait: bool,
+
+    /// Orb: how often --orb-wait asks
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Orb backfills")]
+    pub orb_poll_interval: Duration,
+
+    /// Orb: how long --orb-wait waits for one backfill
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration, help_heading = "Orb backfills")]
+    pub orb_wait_timeout: Duration,
 
     /// At most N requests per second (retries included)
     #[arg(long, value_name = "N", value_parser = parse_rate)]

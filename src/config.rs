@@ -45,6 +45,10 @@ pub struct Config {
     /// `--rate`: requests per second.
     pub rate: Option<f64>,
     pub max_events_per_minute: Option<u64>,
+    /// `--orb-backfill` and its options.
+    pub orb_backfill: Option<crate::backfill::Plan>,
+    /// The chosen destination's settings table.
+    pub settings: crate::settings::DestinationSettings,
     /// `--checkpoint`, and `--restart` to ignore the one there is.
     pub checkpoint: Option<PathBuf>,
     pub restart: bool,
@@ -82,6 +86,29 @@ impl Config {
         config.rate = args.rate;
         config.checkpoint = args.checkpoint;
         config.restart = args.restart;
+        if args.orb_backfill {
+            if config.destination.kind() != crate::destination::Kind::Orb {
+                return Err(SettingsError(format!(
+                    "--orb-backfill is for Orb destinations; {} is {}",
+                    config.destination.name(),
+                    config.destination.kind().name()
+                )));
+            }
+            if config.sources.contains(&Source::Stdin) {
+                return Err(SettingsError(
+                    "--orb-backfill needs files: it reads them once to plan the windows, then once per window".into(),
+                ));
+            }
+            config.orb_backfill = Some(crate::backfill::Plan {
+                window_days: args.orb_backfill_window,
+                replace_existing: args.orb_replace_existing,
+                close: !args.orb_no_close,
+                wait: args.orb_wait,
+                poll_interval: args.orb_poll_interval,
+                wait_timeout: args.orb_wait_timeout,
+                dry_run: args.dry_run,
+            });
+        }
         Ok(config)
     }
 
@@ -174,6 +201,8 @@ impl Config {
             max_events_per_minute: chosen.max_events_per_minute,
             checkpoint: None,
             restart: false,
+            orb_backfill: None,
+            settings: chosen.clone(),
             secret: chosen.api_key.clone(),
             warnings,
         })

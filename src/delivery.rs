@@ -5,17 +5,17 @@
 //! delivered on several threads and settled in input order.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::destination::{Destination, Payload, Stream, Verdict};
+use crate::destination::{Destination, Payload, Request, Stream, Verdict, common_verdict};
 use crate::event::{Event, Origin};
 use crate::interrupt;
 use crate::report::{Console, Reason, Verbosity};
 use crate::retry::RetryPolicy;
 use crate::settings::Secret;
 use crate::throttle::Throttle;
-use crate::transport::{Reply, Transport};
+use crate::transport::{Reply, Response, Transport};
 
 /// A translated event in a batch, with the event kept for the rejects file and
 /// its place in the run.
@@ -49,6 +49,21 @@ pub struct Courier {
     pub secret: Option<Secret>,
     /// Why the destination stopped the run; every later batch fails with it.
     pub aborted: Mutex<Option<String>>,
+    /// Added to every usage request's URL (Orb's `?backfill_id=`).
+    pub usage_query: RwLock<Option<String>>,
+}
+
+/// What a single request without events came to.
+#[derive(Debug)]
+pub enum Call {
+    /// A dry run wrote it.
+    Written,
+    /// A 2xx answer.
+    Answered(Response),
+    /// A 4xx answer that is not about the key.
+    Refused { message: String, response: Response },
+    /// No usable answer after the retries, or the run was stopped; the run is aborted.
+    Failed(String),
 }
 
 impl Courier {
@@ -56,7 +71,7 @@ impl Courier {
         self.aborted.lock().expect("abort lock").clone()
     }
 
-    fn abort(&self, reason: &str) {
+    pub fn abort(&self, reason: &str) {
         let mut aborted = self.aborted.lock().expect("abort lock");
         if aborted.is_none() {
             self.console.say(&format!(
@@ -133,8 +148,8 @@ impl Courier {
         Ok(done)
     }
 
-    /// Sends one request, trying again while the answer says so and retries
-    /// remain. A `Retry` verdict coming back means they ran out.
+    /// Sends one batch's request, trying again while the answer says so and
+    /// retries remain. A `Retry` verdict coming back means they ran out.
     fn send_with_retries(
         &self,
         transport: &mut dyn Transport,
@@ -145,18 +160,63 @@ impl Courier {
         let bodies: Vec<&str> = batch.iter().map(|r| r.payload.json.as_str()).collect();
         let keys: Vec<&str> = batch.iter().map(|r| r.payload.key.as_str()).collect();
         let origins: Vec<&Origin> = batch.iter().map(|r| &r.event.origin).collect();
-        let request = self.destination.request(stream, &bodies);
+        let mut request = self.destination.request(stream, &bodies);
+        if stream == Stream::Usage
+            && let Some(query) = self.usage_query.read().expect("query lock").as_deref()
+        {
+            request.url.push_str(query);
+        }
+        let judge = |response: &Response| self.destination.verdict(response, &keys);
+        let (verdict, _) = self.exchange(transport, &request, &origins, &judge, done)?;
+        Ok(verdict)
+    }
+
+    /// One request that carries no events (a backfill to create, a customer to
+    /// look up), with the same retries, rate limit and abort rules as batches.
+    pub fn call(
+        &self,
+        transport: &mut dyn Transport,
+        request: &Request,
+        done: &mut Delivered,
+    ) -> anyhow::Result<Call> {
+        let kind = self.destination.kind();
+        let judge = |response: &Response| common_verdict(kind, response);
+        let (verdict, response) = self.exchange(transport, request, &[], &judge, done)?;
+        Ok(match (verdict, response) {
+            (Verdict::Accepted, Some(response)) => Call::Answered(response),
+            (Verdict::Accepted, None) => Call::Written,
+            (Verdict::Split(message), Some(response)) => Call::Refused { message, response },
+            (Verdict::Abort(message), _) if message == INTERRUPTED => Call::Failed(message),
+            (Verdict::Retry { message, .. } | Verdict::Abort(message), _) => {
+                let message = self.redact(&message);
+                self.abort(&message);
+                Call::Failed(message)
+            }
+            (Verdict::Refused(_) | Verdict::Split(_), _) => Call::Failed("refused".to_owned()),
+        })
+    }
+
+    /// Sends a request until the verdict is not `Retry` or the retries run out;
+    /// returns the last verdict and, when there was one, the last answer.
+    fn exchange(
+        &self,
+        transport: &mut dyn Transport,
+        request: &Request,
+        origins: &[&Origin],
+        judge: &dyn Fn(&Response) -> Verdict,
+        done: &mut Delivered,
+    ) -> anyhow::Result<(Verdict, Option<Response>)> {
         let mut retries = 0;
         loop {
             done.backoff += self
                 .throttle
                 .lock()
                 .expect("throttle lock")
-                .wait(batch.len());
-            let reply = transport.deliver(self.destination.name(), &request, &origins)?;
+                .wait(origins.len());
+            let reply = transport.deliver(self.destination.name(), request, origins)?;
             done.requests += 1;
-            let verdict = match reply {
-                Reply::Written => Verdict::Accepted,
+            let (verdict, response) = match reply {
+                Reply::Written => (Verdict::Accepted, None),
                 Reply::Response(response) => {
                     done.server += response.elapsed;
                     if self.console.verbosity() == Verbosity::Verbose {
@@ -166,27 +226,30 @@ impl Courier {
                             request.url,
                             response.status,
                             response.elapsed.as_millis(),
-                            batch.len(),
+                            origins.len(),
                             response
                                 .request_id()
                                 .map(|id| format!(", request id {id}"))
                                 .unwrap_or_default()
                         ));
                     }
-                    let verdict = self.destination.verdict(&response, &keys);
-                    match response.request_id() {
-                        Some(id) => with_request_id(verdict, id),
-                        None => verdict,
-                    }
+                    let verdict = match response.request_id() {
+                        Some(id) => with_request_id(judge(&response), id),
+                        None => judge(&response),
+                    };
+                    (verdict, Some(response))
                 }
-                Reply::Failed(error) if error.retryable => Verdict::Retry {
-                    after: None,
-                    message: error.message,
-                },
-                Reply::Failed(error) => Verdict::Abort(error.message),
+                Reply::Failed(error) if error.retryable => (
+                    Verdict::Retry {
+                        after: None,
+                        message: error.message,
+                    },
+                    None,
+                ),
+                Reply::Failed(error) => (Verdict::Abort(error.message), None),
             };
             let Verdict::Retry { after, message } = verdict else {
-                return Ok(verdict);
+                return Ok((verdict, response));
             };
             if retries >= self.retry.max_retries {
                 let message = if retries == 0 {
@@ -194,7 +257,7 @@ impl Courier {
                 } else {
                     format!("{message} (gave up after {retries} retries)")
                 };
-                return Ok(Verdict::Retry { after, message });
+                return Ok((Verdict::Retry { after, message }, response));
             }
             retries += 1;
             let wait = self.retry.delay(retries, after);
@@ -211,7 +274,7 @@ impl Courier {
             done.backoff += wait;
             self.console.retried();
             if !interrupt::sleep(wait) {
-                return Ok(Verdict::Abort(INTERRUPTED.to_owned()));
+                return Ok((Verdict::Abort(INTERRUPTED.to_owned()), None));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! segrelay: replays Segment events into usage-billing systems.
 
+pub mod backfill;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
@@ -20,7 +21,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use clap::CommandFactory;
@@ -29,15 +30,16 @@ use crate::checkpoint::Checkpoint;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Mode};
 use crate::delivery::Courier;
+use crate::destination::orb::BackfillApi;
 use crate::destination::{Kind, calls, settings_keys};
 use crate::input::Source;
-use crate::pipeline::Dispatch;
+use crate::pipeline::{Dispatch, Pass};
 use crate::report::{Console, Report, Verbosity};
 use crate::settings::SettingsError;
 use crate::throttle::Throttle;
+use crate::transport::Discard;
 use crate::transport::dry_run::DryRun;
 use crate::transport::http::HttpSender;
-use crate::transport::{Discard, Transport};
 
 /// How a run ended, as the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,25 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             );
             Ok(Status::Clean)
         }
+        Command::Orb {
+            command:
+                cli::OrbCommand::Backfills {
+                    settings,
+                    timeout,
+                    action,
+                },
+        } => {
+            let loaded = settings::Settings::load(&settings::locate(settings.config.as_deref()))?;
+            let chosen = loaded.select(settings.destination.as_deref())?;
+            if chosen.kind != Kind::Orb {
+                return Err(SettingsError(format!(
+                    "{} is not an Orb destination (choose one with -d NAME)",
+                    chosen.name
+                ))
+                .into());
+            }
+            backfill::manage(chosen, timeout, &action)
+        }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut io::stdout().lock())?;
             Ok(Status::Clean)
@@ -144,7 +165,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         }
         report.resumed(state.totals);
     }
-    let (dispatch, title) = match &config.mode {
+    let (mut dispatch, title) = match &config.mode {
         Mode::DryRun {
             format,
             output,
@@ -182,11 +203,12 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
             let dispatch = if *concurrency <= 1 {
                 Dispatch::Inline(Box::new(sender))
             } else {
-                Dispatch::Pool(
-                    (0..*concurrency)
-                        .map(|_| Box::new(sender.clone()) as Box<dyn Transport + Send>)
-                        .collect(),
-                )
+                let make = sender.clone();
+                Dispatch::Pool {
+                    size: *concurrency,
+                    make: Box::new(move || Box::new(make.clone())),
+                    control: Box::new(sender),
+                }
             };
             (dispatch, config.destination.name().to_owned())
         }
@@ -199,6 +221,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         console,
         secret: Some(config.secret.clone()),
         aborted: Mutex::new(None),
+        usage_query: RwLock::new(None),
     });
     let options = pipeline::Options {
         sources: &config.sources,
@@ -208,13 +231,37 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         filter: config.filter.clone(),
         bytes_read,
     };
-    let aborted = pipeline::run(
-        options,
-        courier,
-        dispatch,
-        &mut report,
-        checkpoint.as_mut().map(|(c, _)| c),
-    )?;
+    let checkpoint = checkpoint.as_mut().map(|(c, _)| c);
+    let end = match &config.orb_backfill {
+        Some(plan) => {
+            let api = BackfillApi::new(&config.settings);
+            backfill::run(
+                &options,
+                plan,
+                &api,
+                &courier,
+                &mut dispatch,
+                &mut report,
+                checkpoint,
+            )?
+        }
+        None => {
+            let pass = Pass {
+                window: None,
+                settles_unsent: true,
+            };
+            pipeline::run(
+                &options,
+                pass,
+                &courier,
+                &mut dispatch,
+                &mut report,
+                checkpoint,
+            )?
+        }
+    };
+    dispatch.finish()?;
+    let aborted = end.aborted;
     if let Some(reason) = aborted.clone() {
         report.aborted(reason);
     }

@@ -5,14 +5,17 @@
 //! come back in: the report, the rejects file and the checkpoint always
 //! describe a prefix of the input, which is what makes a resume exact.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, mpsc};
 
+use jiff::Timestamp;
+
 use crate::checkpoint::Checkpoint;
 use crate::delivery::{Courier, Delivered, Record};
-use crate::destination::{Stream, Translation};
+use crate::destination::{Destination, Stream, Translation};
+use crate::event::time::event_time;
 use crate::event::{BadLine, Event, Origin, parse_line};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
@@ -30,6 +33,25 @@ pub struct Options<'a> {
     pub bytes_read: Arc<AtomicU64>,
 }
 
+/// One pass over the input. A plain run is one pass; an Orb backfill makes a
+/// pass per time window, each sending only its window's events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pass {
+    /// Only events translated with a time in [start, end) are sent in this pass.
+    pub window: Option<(Timestamp, Timestamp)>,
+    /// This pass settles the events no window sends (skipped and rejected ones).
+    pub settles_unsent: bool,
+}
+
+/// How a pass ended.
+#[derive(Debug)]
+pub struct PassEnd {
+    /// Why the destination stopped the run, if it did.
+    pub aborted: Option<String>,
+    /// Every event of the pass is settled and none failed: the pass need not run again.
+    pub complete: bool,
+}
+
 /// Outcomes waiting behind an earlier event still in a batch are held at most
 /// this long before the batches are sent to let them through.
 const LEDGER_LIMIT: usize = 50_000;
@@ -37,7 +59,26 @@ const LEDGER_LIMIT: usize = 50_000;
 /// Where batches go: delivered on this thread, or by a pool of threads.
 pub enum Dispatch {
     Inline(Box<dyn Transport>),
-    Pool(Vec<Box<dyn Transport + Send>>),
+    Pool {
+        size: usize,
+        make: Box<dyn Fn() -> Box<dyn Transport + Send>>,
+        /// For requests outside the pool (backfills, lookups).
+        control: Box<dyn Transport>,
+    },
+}
+
+impl Dispatch {
+    /// The transport for single requests made between batches.
+    pub fn control(&mut self) -> &mut dyn Transport {
+        match self {
+            Dispatch::Inline(transport) => transport.as_mut(),
+            Dispatch::Pool { control, .. } => control.as_mut(),
+        }
+    }
+
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.control().finish()
+    }
 }
 
 /// An event's place in the ledger.
@@ -57,17 +98,19 @@ struct Pipeline<'a> {
     batch_size: usize,
     fail_fast: bool,
     filter: Filter,
+    pass: Pass,
     /// Batches being filled, one per stream, in the order streams first appeared.
     batches: Vec<(Stream, Vec<Record>)>,
     ledger: VecDeque<Slot>,
     /// The sequence number of the ledger's first slot.
     first_seq: u64,
-    /// The last fully settled line, and whether the checkpoint may still move
-    /// (it stops before the first failed event, so a resume retries it).
+    /// The last fully settled line. The checkpoint stops moving before the
+    /// first failed event (`frozen`), so a resume tries it again.
     settled_at: Option<Position>,
     frozen: bool,
+    stopped_early: bool,
     workers: Option<Workers>,
-    inline: Option<Box<dyn Transport>>,
+    inline: Option<&'a mut (dyn Transport + 'static)>,
 }
 
 /// Threads delivering batches, each with its own transport.
@@ -79,35 +122,43 @@ struct Workers {
     handles: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// Runs the whole input through the destination. Returns the reason when the
-/// destination aborted the run.
+/// Runs one pass over the whole input.
 pub fn run(
-    options: Options,
-    courier: Arc<Courier>,
-    dispatch: Dispatch,
+    options: &Options,
+    pass: Pass,
+    courier: &Arc<Courier>,
+    dispatch: &mut Dispatch,
     report: &mut Report,
     checkpoint: Option<&mut Checkpoint>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<PassEnd> {
     let settled = checkpoint
         .as_ref()
         .map(|c| c.settled_lines())
         .unwrap_or_default();
     let (workers, inline) = match dispatch {
-        Dispatch::Inline(transport) => (None, Some(transport)),
-        Dispatch::Pool(transports) => (Some(Workers::start(&courier, transports)), None),
+        Dispatch::Inline(transport) => (None, Some(transport.as_mut())),
+        Dispatch::Pool { size, make, .. } => (
+            Some(Workers::start(
+                courier,
+                (0..*size).map(|_| make()).collect(),
+            )),
+            None,
+        ),
     };
     let mut pipeline = Pipeline {
-        courier,
+        courier: courier.clone(),
         report,
         checkpoint,
         batch_size: options.batch_size,
         fail_fast: options.fail_fast,
-        filter: options.filter,
+        filter: options.filter.clone(),
+        pass,
         batches: Vec::new(),
         ledger: VecDeque::new(),
         first_seq: 0,
         settled_at: None,
         frozen: false,
+        stopped_early: false,
         workers,
         inline,
     };
@@ -119,9 +170,10 @@ pub fn run(
         &options.bytes_read,
         |item| {
             if interrupt::requested() {
+                pipeline.stopped_early = true;
                 return Ok(ControlFlow::Break(()));
             }
-            match item {
+            let flow = match item {
                 Item::Line { origin, at, bytes } => {
                     parse_line(bytes, origin, |result| parsed.push(result));
                     let last = parsed.len().saturating_sub(1);
@@ -137,30 +189,81 @@ pub fn run(
                             flow = step;
                         }
                     }
-                    pipeline.after_line()?;
-                    Ok(flow)
+                    flow
                 }
                 Item::Broken {
                     origin,
                     at,
                     reason,
                     raw,
-                } => {
-                    let flow = pipeline.bad_line(origin, at, true, reason, raw);
-                    pipeline.after_line()?;
-                    Ok(flow)
-                }
+                } => pipeline.bad_line(origin, at, true, reason, raw),
+            };
+            pipeline.after_line()?;
+            if flow.is_break() {
+                pipeline.stopped_early = true;
             }
+            Ok(flow)
         },
     );
     // Whatever stopped the reading, what was read is settled before returning.
     let finished = pipeline.finish();
     read?;
-    finished?;
-    if let Some(transport) = &mut pipeline.inline {
-        transport.finish()?;
-    }
-    Ok(pipeline.courier.aborted())
+    let complete = finished?;
+    Ok(PassEnd {
+        aborted: pipeline.courier.aborted(),
+        complete,
+    })
+}
+
+/// The events each UTC day holds for a destination: what an Orb backfill
+/// needs to cut its windows. Reads the whole input once, sends nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaySpan {
+    pub first: Timestamp,
+    pub last: Timestamp,
+    pub events: u64,
+}
+
+pub fn scan_days(
+    options: &Options,
+    destination: &dyn Destination,
+) -> anyhow::Result<BTreeMap<i64, DaySpan>> {
+    let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
+    let mut parsed = Vec::new();
+    input::read_all(
+        options.sources,
+        &[],
+        options.max_line_bytes,
+        &Arc::default(),
+        |item| {
+            if interrupt::requested() {
+                return Ok(ControlFlow::Break(()));
+            }
+            if let Item::Line { origin, bytes, .. } = item {
+                parse_line(bytes, origin, |result| parsed.push(result));
+                for event in parsed.drain(..).flatten() {
+                    if options.filter.skip_reason(&event).is_some() {
+                        continue;
+                    }
+                    if let Translation::Record(_) = destination.translate(&event) {
+                        let time =
+                            event_time(&event.fields).expect("a translated event has a time");
+                        let day = time.as_second().div_euclid(86_400);
+                        let span = days.entry(day).or_insert(DaySpan {
+                            first: time,
+                            last: time,
+                            events: 0,
+                        });
+                        span.first = span.first.min(time);
+                        span.last = span.last.max(time);
+                        span.events += 1;
+                    }
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
+    Ok(days)
 }
 
 impl Pipeline<'_> {
@@ -171,6 +274,7 @@ impl Pipeline<'_> {
         ends_line: bool,
         outcome: Option<Outcome>,
     ) -> u64 {
+        self.report.read();
         let seq = self.first_seq + self.ledger.len() as u64;
         self.ledger.push_back(Slot {
             origin,
@@ -187,18 +291,27 @@ impl Pipeline<'_> {
         at: Position,
         ends_line: bool,
     ) -> anyhow::Result<ControlFlow<()>> {
-        self.report.read();
+        let settles_unsent = self.pass.settles_unsent;
         if let Some(reason) = self.filter.skip_reason(&event) {
-            self.push(
-                event.origin.clone(),
-                at,
-                ends_line,
-                Some(Outcome::Skipped(reason)),
-            );
+            if settles_unsent {
+                self.push(
+                    event.origin.clone(),
+                    at,
+                    ends_line,
+                    Some(Outcome::Skipped(reason)),
+                );
+            }
             return Ok(ControlFlow::Continue(()));
         }
         match self.courier.destination.translate(&event) {
             Translation::Record(payload) => {
+                if let Some((start, end)) = self.pass.window {
+                    // Another window's pass sends it.
+                    let time = event_time(&event.fields).expect("a translated event has a time");
+                    if time < start || time >= end {
+                        return Ok(ControlFlow::Continue(()));
+                    }
+                }
                 let stream = payload.stream;
                 let seq = self.push(event.origin.clone(), at, ends_line, None);
                 let limit = self
@@ -217,15 +330,20 @@ impl Pipeline<'_> {
                 Ok(ControlFlow::Continue(()))
             }
             Translation::Skip(reason) => {
-                self.push(
-                    event.origin.clone(),
-                    at,
-                    ends_line,
-                    Some(Outcome::Skipped(reason)),
-                );
+                if settles_unsent {
+                    self.push(
+                        event.origin.clone(),
+                        at,
+                        ends_line,
+                        Some(Outcome::Skipped(reason)),
+                    );
+                }
                 Ok(ControlFlow::Continue(()))
             }
             Translation::Reject(reason) => {
+                if !settles_unsent {
+                    return Ok(ControlFlow::Continue(()));
+                }
                 let origin = event.origin.clone();
                 self.push(
                     origin,
@@ -246,7 +364,9 @@ impl Pipeline<'_> {
         reason: Reason,
         raw: String,
     ) -> ControlFlow<()> {
-        self.report.read();
+        if !self.pass.settles_unsent {
+            return ControlFlow::Continue(());
+        }
         self.push(
             origin,
             at,
@@ -294,7 +414,7 @@ impl Pipeline<'_> {
             return Ok(());
         }
         if let Some(transport) = &mut self.inline {
-            let delivered = self.courier.deliver(transport.as_mut(), stream, records)?;
+            let delivered = self.courier.deliver(&mut **transport, stream, records)?;
             return self.record(delivered);
         }
         let workers = self.workers.as_mut().expect("a pool when not inline");
@@ -392,19 +512,18 @@ impl Pipeline<'_> {
         let Some(checkpoint) = &mut self.checkpoint else {
             return Ok(());
         };
-        // The rejects file must hold every settled rejection before the checkpoint says so.
-        let rejects_length = self.report.sync_rejects()?;
         let position = if complete { None } else { self.settled_at };
         if position.is_none() && !complete {
             return Ok(());
         }
+        // The rejects file must hold every settled rejection before the checkpoint says so.
+        let rejects_length = self.report.sync_rejects()?;
         checkpoint.advance(position, self.report.totals(), rejects_length)
     }
 
-    /// Sends what is left in the batches (or fails it, after an abort or a stop)
-    /// and settles everything.
-    fn finish(&mut self) -> anyhow::Result<()> {
-        let stopped = interrupt::requested();
+    /// Sends what is left in the batches (or fails it, after an abort or a
+    /// stop), settles everything, and says whether the pass is complete.
+    fn finish(&mut self) -> anyhow::Result<bool> {
         self.flush_all()?;
         self.collect(true)?;
         if let Some(workers) = &mut self.workers {
@@ -412,15 +531,11 @@ impl Pipeline<'_> {
         }
         self.drain()?;
         debug_assert!(self.ledger.is_empty(), "every event read is settled");
-        if !stopped && !self.frozen && !self.fail_fast_stopped() {
+        let complete = !self.stopped_early && !self.frozen;
+        if complete {
             self.save_checkpoint(true)?;
         }
-        Ok(())
-    }
-
-    /// A `--fail-fast` stop leaves the rest of the input unread: not complete.
-    fn fail_fast_stopped(&self) -> bool {
-        self.fail_fast && self.report.summary().rejected > 0
+        Ok(complete)
     }
 }
 

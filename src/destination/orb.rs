@@ -235,6 +235,87 @@ fn named_failures(body: &Value) -> Option<Vec<(String, String)>> {
     Some(failed)
 }
 
+/// Orb's backfill endpoints, as requests: a backfill lets events older than
+/// the grace period in, for one time window at a time.
+pub struct BackfillApi {
+    endpoint: String,
+    api_key: Secret,
+}
+
+impl BackfillApi {
+    pub fn new(settings: &DestinationSettings) -> BackfillApi {
+        BackfillApi {
+            endpoint: settings
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            api_key: settings.api_key.clone(),
+        }
+    }
+
+    fn request(&self, method: &'static str, path: &str, body: Vec<u8>) -> Request {
+        let mut headers = vec![Header::secret("Authorization", "Bearer ", &self.api_key)];
+        if !body.is_empty() {
+            headers.push(Header::plain("Content-Type", "application/json"));
+        }
+        Request {
+            method,
+            url: format!("{}{path}", self.endpoint),
+            headers,
+            body,
+        }
+    }
+
+    /// `replace_existing_events` is always sent: true replaces every event of the window.
+    pub fn create(&self, start: &str, end: &str, replace_existing_events: bool) -> Request {
+        let body = serde_json::json!({
+            "timeframe_start": start,
+            "timeframe_end": end,
+            "replace_existing_events": replace_existing_events,
+        });
+        self.request("POST", "/events/backfills", body.to_string().into_bytes())
+    }
+
+    pub fn show(&self, id: &str) -> Request {
+        self.request(
+            "GET",
+            &format!("/events/backfills/{}", path_segment(id)),
+            Vec::new(),
+        )
+    }
+
+    pub fn list(&self, cursor: Option<&str>) -> Request {
+        let mut path = "/events/backfills?limit=100".to_owned();
+        if let Some(cursor) = cursor {
+            path.push_str("&cursor=");
+            path.push_str(&path_segment(cursor));
+        }
+        self.request("GET", &path, Vec::new())
+    }
+
+    /// `close` or `revert`.
+    pub fn act(&self, id: &str, action: &str) -> Request {
+        self.request(
+            "POST",
+            &format!("/events/backfills/{}/{action}", path_segment(id)),
+            Vec::new(),
+        )
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for ids in paths and queries.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,11 @@ impl DryRun {
             push_json_string(line, &shown(&header.value, self.show_secrets));
         }
         line.extend_from_slice(b"},\"body\":");
-        line.extend_from_slice(&request.body);
+        if request.body.is_empty() {
+            line.extend_from_slice(b"null");
+        } else {
+            line.extend_from_slice(&request.body);
+        }
         line.extend_from_slice(b",\"events\":[");
         for (i, origin) in events.iter().enumerate() {
             if i > 0 {
@@ -101,8 +105,10 @@ impl DryRun {
             };
             text.push_str(&format!(" \\\n  --header {value}"));
         }
-        text.push_str(" \\\n  --data-binary ");
-        text.push_str(&single_quoted(&String::from_utf8_lossy(&request.body)));
+        if !request.body.is_empty() {
+            text.push_str(" \\\n  --data-binary ");
+            text.push_str(&single_quoted(&String::from_utf8_lossy(&request.body)));
+        }
         text.push('\n');
         self.line.extend_from_slice(text.as_bytes());
     }

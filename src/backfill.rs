@@ -1,0 +1,537 @@
+//! Orb backfills. Orb's ordinary ingest refuses events older than its grace
+//! period (12 h by default); older ones go through backfills, one time window
+//! of at most 31 days at a time. A first pass over the inputs finds the days
+//! that hold events; they are cut into windows; then for each window segrelay
+//! creates a backfill, sends that window's events with its id, closes it, and
+//! (with --orb-wait) waits until Orb has reflected it before the next one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::checkpoint::Checkpoint;
+use crate::delivery::{Call, Courier, Delivered};
+use crate::destination::orb::{BackfillApi, path_segment};
+use crate::event::time::utc_millis_text;
+use crate::interrupt;
+use crate::pipeline::{self, DaySpan, Dispatch, Options, Pass, PassEnd};
+use crate::report::Report;
+
+/// What `send --orb-backfill` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub window_days: u32,
+    pub replace_existing: bool,
+    pub close: bool,
+    pub wait: bool,
+    pub poll_interval: Duration,
+    pub wait_timeout: Duration,
+    pub dry_run: bool,
+}
+
+/// One backfill window, as kept in the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Inclusive.
+    pub start: Timestamp,
+    /// Exclusive.
+    pub end: Timestamp,
+    pub events: u64,
+    pub id: Option<String>,
+    pub closed: bool,
+    pub reflected: bool,
+}
+
+/// Cuts the days that hold events into windows of at most `window_days` days,
+/// each from its first event to just after its last: a window never starts on
+/// an empty day, and a gap of empty days costs no backfill.
+pub fn windows(days: &BTreeMap<i64, DaySpan>, window_days: u32) -> Vec<Window> {
+    let mut windows: Vec<Window> = Vec::new();
+    let mut window_first_day = i64::MIN;
+    for (&day, span) in days {
+        match windows.last_mut() {
+            Some(window) if day < window_first_day + i64::from(window_days) => {
+                window.end = window.end.max(after(span.last));
+                window.events += span.events;
+            }
+            _ => {
+                window_first_day = day;
+                windows.push(Window {
+                    start: span.first,
+                    end: after(span.last),
+                    events: span.events,
+                    id: None,
+                    closed: false,
+                    reflected: false,
+                });
+            }
+        }
+    }
+    windows
+}
+
+/// The end of a window holding `last`: the next millisecond (ends are exclusive).
+fn after(last: Timestamp) -> Timestamp {
+    let millis = last.as_millisecond();
+    Timestamp::from_millisecond(millis + 1).expect("a time before 9999 has a successor")
+}
+
+/// Runs every window not yet done, resuming where the checkpoint says.
+pub fn run(
+    options: &Options,
+    plan: &Plan,
+    api: &BackfillApi,
+    courier: &Arc<Courier>,
+    dispatch: &mut Dispatch,
+    report: &mut Report,
+    mut checkpoint: Option<&mut Checkpoint>,
+) -> anyhow::Result<PassEnd> {
+    let console = courier.console.clone();
+    let saved = checkpoint
+        .as_ref()
+        .and_then(|c| c.state().orb_backfill.clone());
+    let mut windows = match saved {
+        Some(windows) => windows,
+        None => {
+            let days = pipeline::scan_days(options, courier.destination.as_ref())?;
+            let windows = windows(&days, plan.window_days);
+            if let Some(checkpoint) = checkpoint.as_deref_mut() {
+                checkpoint.set_windows(&windows)?;
+            }
+            windows
+        }
+    };
+    let first = checkpoint.as_ref().map_or(0, |c| c.state().pass);
+    console.say(&describe(&windows, plan));
+    if windows.is_empty() {
+        // Nothing for Orb, but the skipped and rejected events still need settling.
+        let nothing = Some((Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH));
+        let pass = Pass {
+            window: nothing,
+            settles_unsent: true,
+        };
+        return pipeline::run(options, pass, courier, dispatch, report, checkpoint);
+    }
+    let mut end = PassEnd {
+        aborted: None,
+        complete: true,
+    };
+    for index in first..windows.len() {
+        let window = windows[index].clone();
+        let label = format!(
+            "window {} of {} ({} to {})",
+            index + 1,
+            windows.len(),
+            utc_millis_text(window.start),
+            utc_millis_text(window.end)
+        );
+        let id = match window.id.clone() {
+            Some(id) => id,
+            None => {
+                let Some(id) = create(api, courier, dispatch, report, plan, &window, index)? else {
+                    return Ok(PassEnd {
+                        aborted: courier.aborted(),
+                        complete: false,
+                    });
+                };
+                windows[index].id = Some(id.clone());
+                save(&mut checkpoint, &windows)?;
+                id
+            }
+        };
+        console.say(&format!(
+            "segrelay: orb backfill {label}: backfill {id}, {} events",
+            window.events
+        ));
+        *courier.usage_query.write().expect("query lock") =
+            Some(format!("?backfill_id={}", path_segment(&id)));
+        let pass = Pass {
+            window: Some((window.start, window.end)),
+            settles_unsent: index == 0,
+        };
+        end = pipeline::run(
+            options,
+            pass,
+            courier,
+            dispatch,
+            report,
+            checkpoint.as_deref_mut(),
+        )?;
+        *courier.usage_query.write().expect("query lock") = None;
+        if !end.complete || end.aborted.is_some() {
+            console.say(&format!(
+                "segrelay: orb backfill {id} stays open: run the same command again to go on filling it"
+            ));
+            return Ok(end);
+        }
+        if plan.close && !window.closed {
+            if !act(api, courier, dispatch, report, &id, "close")? {
+                return Ok(PassEnd {
+                    aborted: courier.aborted(),
+                    complete: false,
+                });
+            }
+            windows[index].closed = true;
+            save(&mut checkpoint, &windows)?;
+        }
+        if plan.wait && plan.close && !plan.dry_run && !window.reflected {
+            if !wait_reflected(api, courier, dispatch, report, plan, &id)? {
+                return Ok(PassEnd {
+                    aborted: courier.aborted(),
+                    complete: false,
+                });
+            }
+            windows[index].reflected = true;
+            save(&mut checkpoint, &windows)?;
+        }
+        if index + 1 < windows.len()
+            && let Some(checkpoint) = checkpoint.as_deref_mut()
+        {
+            checkpoint.next_pass()?;
+        }
+    }
+    Ok(end)
+}
+
+fn describe(windows: &[Window], plan: &Plan) -> String {
+    let events: u64 = windows.iter().map(|w| w.events).sum();
+    let mut text = format!(
+        "segrelay: orb backfill: {events} events in {} window{} of at most {} days",
+        windows.len(),
+        if windows.len() == 1 { "" } else { "s" },
+        plan.window_days
+    );
+    if plan.replace_existing {
+        for window in windows {
+            text.push_str(&format!(
+                "\nsegrelay: WARNING: --orb-replace-existing: Orb will DELETE every event of every customer from {} to {} and keep only the {} events this run sends",
+                utc_millis_text(window.start),
+                utc_millis_text(window.end),
+                window.events
+            ));
+        }
+    }
+    text
+}
+
+fn save(checkpoint: &mut Option<&mut Checkpoint>, windows: &[Window]) -> anyhow::Result<()> {
+    match checkpoint {
+        Some(checkpoint) => checkpoint.set_windows(windows),
+        None => Ok(()),
+    }
+}
+
+/// Creates the window's backfill, or adopts the pending one Orb already has for
+/// exactly this window (a run stopped between creating it and saving its id).
+fn create(
+    api: &BackfillApi,
+    courier: &Courier,
+    dispatch: &mut Dispatch,
+    report: &mut Report,
+    plan: &Plan,
+    window: &Window,
+    index: usize,
+) -> anyhow::Result<Option<String>> {
+    let start = utc_millis_text(window.start);
+    let end = utc_millis_text(window.end);
+    let request = api.create(&start, &end, plan.replace_existing);
+    match call(courier, dispatch, report, &request)? {
+        Call::Written => Ok(Some(format!("dry-run-backfill-{}", index + 1))),
+        Call::Answered(response) => match json_field(&response.body, "id") {
+            Some(id) => Ok(Some(id)),
+            None => fail(
+                courier,
+                format!(
+                    "Orb created a backfill but its answer has no id: {}",
+                    response.body_excerpt()
+                ),
+            ),
+        },
+        Call::Refused { message, .. } => {
+            if let Some(id) = find_pending(api, courier, dispatch, report, window)? {
+                courier.console.say(&format!("segrelay: orb backfill: going on with the pending backfill {id} for this window"));
+                return Ok(Some(id));
+            }
+            fail(
+                courier,
+                format!("Orb refused the backfill for {start} to {end}: {message}"),
+            )
+        }
+        Call::Failed(_) => Ok(None),
+    }
+}
+
+fn find_pending(
+    api: &BackfillApi,
+    courier: &Courier,
+    dispatch: &mut Dispatch,
+    report: &mut Report,
+    window: &Window,
+) -> anyhow::Result<Option<String>> {
+    let mut cursor: Option<String> = None;
+    // Bounded: a hundred pages of a hundred backfills.
+    for _ in 0..100 {
+        let Call::Answered(response) =
+            call(courier, dispatch, report, &api.list(cursor.as_deref()))?
+        else {
+            return Ok(None);
+        };
+        let Ok(page) = serde_json::from_slice::<Value>(&response.body) else {
+            return Ok(None);
+        };
+        for backfill in page["data"].as_array().into_iter().flatten() {
+            let time = |key: &str| {
+                backfill[key]
+                    .as_str()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+            };
+            if backfill["status"] == "pending"
+                && time("timeframe_start") == Some(window.start)
+                && time("timeframe_end") == Some(window.end)
+            {
+                return Ok(backfill["id"].as_str().map(str::to_owned));
+            }
+        }
+        match page["pagination_metadata"]["next_cursor"].as_str() {
+            Some(next) if page["pagination_metadata"]["has_more"] == true => {
+                cursor = Some(next.to_owned())
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Closes or reverts a backfill; false when it could not be done.
+fn act(
+    api: &BackfillApi,
+    courier: &Courier,
+    dispatch: &mut Dispatch,
+    report: &mut Report,
+    id: &str,
+    action: &str,
+) -> anyhow::Result<bool> {
+    match call(courier, dispatch, report, &api.act(id, action))? {
+        Call::Written | Call::Answered(_) => Ok(true),
+        Call::Refused { message, .. } => fail(
+            courier,
+            format!("Orb refused to {action} backfill {id}: {message}"),
+        )
+        .map(|_: Option<()>| false),
+        Call::Failed(_) => Ok(false),
+    }
+}
+
+fn wait_reflected(
+    api: &BackfillApi,
+    courier: &Courier,
+    dispatch: &mut Dispatch,
+    report: &mut Report,
+    plan: &Plan,
+    id: &str,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    courier.console.say(&format!(
+        "segrelay: orb backfill {id}: waiting until Orb has reflected it"
+    ));
+    loop {
+        match call(courier, dispatch, report, &api.show(id))? {
+            Call::Answered(response) => {
+                let status = json_field(&response.body, "status").unwrap_or_default();
+                if status == "reflected" {
+                    return Ok(true);
+                }
+                if !matches!(status.as_str(), "pending" | "reflecting" | "pending_revert") {
+                    return fail(
+                        courier,
+                        format!("backfill {id} is {status:?}, not reflected"),
+                    )
+                    .map(|_: Option<()>| false);
+                }
+            }
+            Call::Refused { message, .. } => {
+                return fail(courier, format!("cannot read backfill {id}: {message}"))
+                    .map(|_: Option<()>| false);
+            }
+            Call::Written | Call::Failed(_) => return Ok(false),
+        }
+        if started.elapsed() >= plan.wait_timeout {
+            return fail(
+                courier,
+                format!(
+                    "backfill {id} was not reflected after {} s (--orb-wait-timeout)",
+                    plan.wait_timeout.as_secs()
+                ),
+            )
+            .map(|_: Option<()>| false);
+        }
+        if !interrupt::sleep(plan.poll_interval) {
+            return Ok(false);
+        }
+    }
+}
+
+fn call(
+    courier: &Courier,
+    dispatch: &mut Dispatch,
+    report: &mut Report,
+    request: &crate::destination::Request,
+) -> anyhow::Result<Call> {
+    let mut done = Delivered::default();
+    let result = courier.call(dispatch.control(), request, &mut done);
+    report.delivery(done.requests, done.retries, done.server, done.backoff);
+    result
+}
+
+/// Stops the run with a message.
+fn fail<T>(courier: &Courier, message: String) -> anyhow::Result<Option<T>> {
+    courier.abort(&message);
+    Ok(None)
+}
+
+fn json_field(body: &[u8], key: &str) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get(key)?.as_str().map(str::to_owned)
+}
+
+/// `segrelay orb backfills ...`: the backfill endpoints by hand.
+pub fn manage(
+    settings: &crate::settings::DestinationSettings,
+    timeout: Duration,
+    action: &crate::cli::BackfillAction,
+) -> anyhow::Result<crate::Status> {
+    use crate::cli::BackfillAction;
+    use std::io::Write;
+
+    let api = BackfillApi::new(settings);
+    settings.api_key.require()?;
+    let courier = Courier {
+        destination: Arc::from(crate::destination::build(settings)?),
+        retry: crate::retry::RetryPolicy::for_kind(settings.kind, 3, Duration::from_secs(30)),
+        throttle: std::sync::Mutex::new(crate::throttle::Throttle::new(None, None)),
+        console: crate::report::Console::new(crate::report::Verbosity::Normal, None),
+        secret: Some(settings.api_key.clone()),
+        aborted: std::sync::Mutex::new(None),
+        usage_query: std::sync::RwLock::new(None),
+    };
+    let mut transport = crate::transport::http::HttpSender::new(timeout);
+    let mut done = Delivered::default();
+    let mut out = std::io::stdout().lock();
+    let mut answer = |request: crate::destination::Request| -> anyhow::Result<Option<Value>> {
+        match courier.call(&mut transport, &request, &mut done)? {
+            Call::Answered(response) => Ok(Some(
+                serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+            )),
+            Call::Refused { message, .. } => {
+                eprintln!("segrelay: Orb refused: {message}");
+                Ok(None)
+            }
+            Call::Written | Call::Failed(_) => Ok(None),
+        }
+    };
+    let single = match action {
+        BackfillAction::List { json } => {
+            let mut cursor: Option<String> = None;
+            let mut rows = Vec::new();
+            for _ in 0..1000 {
+                let Some(page) = answer(api.list(cursor.as_deref()))? else {
+                    return Ok(status_after(&courier));
+                };
+                rows.extend(page["data"].as_array().cloned().unwrap_or_default());
+                match page["pagination_metadata"]["next_cursor"].as_str() {
+                    Some(next) if page["pagination_metadata"]["has_more"] == true => {
+                        cursor = Some(next.to_owned())
+                    }
+                    _ => break,
+                }
+            }
+            for row in &rows {
+                if *json {
+                    writeln!(out, "{row}")?;
+                } else {
+                    let text = |k: &str| row[k].as_str().unwrap_or("-").to_owned();
+                    writeln!(
+                        out,
+                        "{:<24} {:<14} {} to {}  events: {}  replace: {}",
+                        text("id"),
+                        text("status"),
+                        text("timeframe_start"),
+                        text("timeframe_end"),
+                        row["events_ingested"],
+                        row["replace_existing_events"]
+                    )?;
+                }
+            }
+            return Ok(status_after(&courier));
+        }
+        BackfillAction::Show { id } => answer(api.show(id))?,
+        BackfillAction::Close { id } => answer(api.act(id, "close"))?,
+        BackfillAction::Revert { id } => answer(api.act(id, "revert"))?,
+    };
+    match single {
+        Some(value) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            Ok(status_after(&courier))
+        }
+        None => Ok(if courier.aborted().is_some() {
+            crate::Status::Aborted
+        } else {
+            crate::Status::Problems
+        }),
+    }
+}
+
+fn status_after(courier: &Courier) -> crate::Status {
+    if courier.aborted().is_some() {
+        crate::Status::Aborted
+    } else {
+        crate::Status::Clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(day: i64, first_hour: i64, last_hour: i64, events: u64) -> (i64, DaySpan) {
+        let at = |h: i64| Timestamp::from_second(day * 86_400 + h * 3600).unwrap();
+        (
+            day,
+            DaySpan {
+                first: at(first_hour),
+                last: at(last_hour),
+                events,
+            },
+        )
+    }
+
+    #[test]
+    fn windows_cover_every_event_day_within_the_limit() {
+        // Days 0..=40 hold events, then a gap, then day 100.
+        let mut days: BTreeMap<i64, DaySpan> =
+            (0..=40).map(|d| span(20_000 + d, 1, 23, 2)).collect();
+        days.extend([span(20_100, 5, 6, 1)]);
+        let w = windows(&days, 31);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0].start, days[&20_000].first);
+        assert_eq!(w[0].end, after(days[&20_030].last));
+        assert_eq!(w[0].events, 62);
+        assert_eq!(w[1].start, days[&20_031].first);
+        assert_eq!(w[1].end, after(days[&20_040].last));
+        assert_eq!(w[2].start, days[&20_100].first);
+        assert_eq!(w[2].events, 1);
+        for pair in w.windows(2) {
+            assert!(pair[0].end <= pair[1].start, "windows overlap");
+        }
+        for window in &w {
+            assert!(
+                window.end.duration_since(window.start)
+                    <= jiff::SignedDuration::from_hours(31 * 24)
+            );
+        }
+    }
+}
