@@ -67,6 +67,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)')
             [CompletionResult]::new('--show-secrets', '--show-secrets', [CompletionResultType]::ParameterName, 'Write API keys in dry-run output instead of *** or $VAR')
             [CompletionResult]::new('--restart', '--restart', [CompletionResultType]::ParameterName, 'Ignore the checkpoint there is and start over')
+            [CompletionResult]::new('--ensure-customers', '--ensure-customers', [CompletionResultType]::ParameterName, 'Amberflo: before the first meter record of each customer, look it up and create it when missing (as `ensure_customers = true` in the settings)')
             [CompletionResult]::new('--orb-backfill', '--orb-backfill', [CompletionResultType]::ParameterName, 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb''s grace period (file inputs only)')
             [CompletionResult]::new('--orb-replace-existing', '--orb-replace-existing', [CompletionResultType]::ParameterName, 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive')
             [CompletionResult]::new('--orb-no-close', '--orb-no-close', [CompletionResultType]::ParameterName, 'Orb: leave each backfill open instead of closing it once filled')

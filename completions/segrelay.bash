@@ -732,7 +732,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -q -v -o -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
+            opts="-c -d -q -v -o -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

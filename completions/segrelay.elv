@@ -63,6 +63,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --dry-run 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
             cand --show-secrets 'Write API keys in dry-run output instead of *** or $VAR'
             cand --restart 'Ignore the checkpoint there is and start over'
+            cand --ensure-customers 'Amberflo: before the first meter record of each customer, look it up and create it when missing (as `ensure_customers = true` in the settings)'
             cand --orb-backfill 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb''s grace period (file inputs only)'
             cand --orb-replace-existing 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
             cand --orb-no-close 'Orb: leave each backfill open instead of closing it once filled'

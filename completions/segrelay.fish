@@ -62,6 +62,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s v -l verbose 
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l show-secrets -d 'Write API keys in dry-run output instead of *** or $VAR'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l restart -d 'Ignore the checkpoint there is and start over'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l ensure-customers -d 'Amberflo: before the first meter record of each customer, look it up and create it when missing (as `ensure_customers = true` in the settings)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill -d 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb\'s grace period (file inputs only)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-replace-existing -d 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-no-close -d 'Orb: leave each backfill open instead of closing it once filled'

@@ -114,7 +114,7 @@ pub fn run(
             window: nothing,
             settles_unsent: true,
         };
-        return pipeline::run(options, pass, courier, dispatch, report, checkpoint);
+        return pipeline::run(options, pass, courier, dispatch, report, checkpoint, None);
     }
     let mut end = PassEnd {
         aborted: None,
@@ -160,6 +160,7 @@ pub fn run(
             dispatch,
             report,
             checkpoint.as_deref_mut(),
+            None,
         )?;
         *courier.usage_query.write().expect("query lock") = None;
         if !end.complete || end.aborted.is_some() {

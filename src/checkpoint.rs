@@ -26,6 +26,9 @@ pub struct State {
     pub totals: Totals,
     /// The length of the rejects file that goes with the settled events.
     pub rejects_length: Option<u64>,
+    /// The length of the file of customers known to exist (`--ensure-customers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers_length: Option<u64>,
     /// The pass over the inputs that `inputs` describes (an Orb backfill makes
     /// one per window).
     #[serde(default)]
@@ -77,6 +80,7 @@ impl Checkpoint {
             inputs: current.clone(),
             totals: Totals::default(),
             rejects_length: None,
+            customers_length: None,
             pass: 0,
             orb_backfill: None,
         };
@@ -149,6 +153,13 @@ impl Checkpoint {
         &self.state
     }
 
+    /// Where `--ensure-customers` keeps the customers known to exist.
+    pub fn customers_path(&self) -> PathBuf {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".customers");
+        PathBuf::from(path)
+    }
+
     /// Every input of the last pass is settled.
     pub fn finished(&self) -> bool {
         self.state.inputs.iter().all(|i| i.done)
@@ -169,6 +180,7 @@ impl Checkpoint {
         position: Option<Position>,
         totals: Totals,
         rejects_length: Option<u64>,
+        customers_length: Option<u64>,
     ) -> anyhow::Result<()> {
         for (index, input) in self.state.inputs.iter_mut().enumerate() {
             match position {
@@ -182,6 +194,7 @@ impl Checkpoint {
         }
         self.state.totals = totals;
         self.state.rejects_length = rejects_length;
+        self.state.customers_length = customers_length;
         self.write()
     }
 

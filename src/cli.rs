@@ -193,6 +193,11 @@ pub struct SendArgs {
     #[arg(long, requires = "checkpoint")]
     pub restart: bool,
 
+    /// Amberflo: before the first meter record of each customer, look it up and
+    /// create it when missing (as `ensure_customers = true` in the settings)
+    #[arg(long)]
+    pub ensure_customers: bool,
+
     /// Orb: send through backfills, one per window of at most --orb-backfill-window
     /// days, for events older than Orb's grace period (file inputs only)
     #[arg(long, help_heading = "Orb backfills")]

@@ -45,6 +45,8 @@ pub struct Config {
     /// `--rate`: requests per second.
     pub rate: Option<f64>,
     pub max_events_per_minute: Option<u64>,
+    /// `--ensure-customers`, or `ensure_customers` in the settings (Amberflo).
+    pub ensure_customers: bool,
     /// `--orb-backfill` and its options.
     pub orb_backfill: Option<crate::backfill::Plan>,
     /// The chosen destination's settings table.
@@ -86,6 +88,16 @@ impl Config {
         config.rate = args.rate;
         config.checkpoint = args.checkpoint;
         config.restart = args.restart;
+        if args.ensure_customers {
+            if config.destination.kind() != crate::destination::Kind::Amberflo {
+                return Err(SettingsError(format!(
+                    "--ensure-customers is for Amberflo destinations; {} is {}",
+                    config.destination.name(),
+                    config.destination.kind().name()
+                )));
+            }
+            config.ensure_customers = true;
+        }
         if args.orb_backfill {
             if config.destination.kind() != crate::destination::Kind::Orb {
                 return Err(SettingsError(format!(
@@ -125,7 +137,7 @@ impl Config {
     ) -> Result<Config, SettingsError> {
         let settings = Settings::load(&settings::locate(settings_args.config.as_deref()))?;
         let chosen = settings.select(settings_args.destination.as_deref())?;
-        let destination = Arc::from(destination::build(chosen)?);
+        let destination: Arc<dyn Destination> = Arc::from(destination::build(chosen)?);
         let mut warnings = Vec::new();
         match mode {
             // A real send needs the key before anything is read.
@@ -181,6 +193,7 @@ impl Config {
             Verbosity::Normal
         };
         Ok(Config {
+            ensure_customers: destination.ensures_customers(),
             destination,
             sources,
             max_line_bytes: input.max_line_bytes,

@@ -4,6 +4,7 @@ pub mod backfill;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod customers;
 pub mod delivery;
 pub mod destination;
 pub mod event;
@@ -29,7 +30,9 @@ use clap::CommandFactory;
 use crate::checkpoint::Checkpoint;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Mode};
+use crate::customers::EnsureCustomers;
 use crate::delivery::Courier;
+use crate::destination::amberflo::CustomersApi;
 use crate::destination::orb::BackfillApi;
 use crate::destination::{Kind, calls, settings_keys};
 use crate::input::Source;
@@ -150,6 +153,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         .as_ref()
         .filter(|(_, resumed)| *resumed)
         .map(|(c, _)| c.state().clone());
+    let resumed_customers = resumed.as_ref().and_then(|state| state.customers_length);
     let rejects_length = resumed
         .as_ref()
         .map(|state| state.rejects_length.unwrap_or(0));
@@ -250,6 +254,15 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
                 window: None,
                 settles_unsent: true,
             };
+            let mut customers = match config.ensure_customers {
+                true => {
+                    let known = checkpoint.as_ref().map(|c| c.customers_path());
+                    let length = resumed_customers;
+                    let api = CustomersApi::new(&config.settings);
+                    Some(EnsureCustomers::new(api, known.as_deref(), length)?)
+                }
+                false => None,
+            };
             pipeline::run(
                 &options,
                 pass,
@@ -257,6 +270,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
                 &mut dispatch,
                 &mut report,
                 checkpoint,
+                customers.as_mut(),
             )?
         }
     };

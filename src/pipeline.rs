@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use jiff::Timestamp;
 
 use crate::checkpoint::Checkpoint;
+use crate::customers::EnsureCustomers;
 use crate::delivery::{Courier, Delivered, Record};
 use crate::destination::{Destination, Stream, Translation};
 use crate::event::time::event_time;
@@ -110,7 +111,8 @@ struct Pipeline<'a> {
     frozen: bool,
     stopped_early: bool,
     workers: Option<Workers>,
-    inline: Option<&'a mut (dyn Transport + 'static)>,
+    dispatch: &'a mut Dispatch,
+    customers: Option<&'a mut EnsureCustomers>,
 }
 
 /// Threads delivering batches, each with its own transport.
@@ -130,20 +132,18 @@ pub fn run(
     dispatch: &mut Dispatch,
     report: &mut Report,
     checkpoint: Option<&mut Checkpoint>,
+    customers: Option<&mut EnsureCustomers>,
 ) -> anyhow::Result<PassEnd> {
     let settled = checkpoint
         .as_ref()
         .map(|c| c.settled_lines())
         .unwrap_or_default();
-    let (workers, inline) = match dispatch {
-        Dispatch::Inline(transport) => (None, Some(transport.as_mut())),
-        Dispatch::Pool { size, make, .. } => (
-            Some(Workers::start(
-                courier,
-                (0..*size).map(|_| make()).collect(),
-            )),
-            None,
-        ),
+    let workers = match dispatch {
+        Dispatch::Inline(_) => None,
+        Dispatch::Pool { size, make, .. } => Some(Workers::start(
+            courier,
+            (0..*size).map(|_| make()).collect(),
+        )),
     };
     let mut pipeline = Pipeline {
         courier: courier.clone(),
@@ -160,7 +160,8 @@ pub fn run(
         frozen: false,
         stopped_early: false,
         workers,
-        inline,
+        dispatch,
+        customers,
     };
     let mut parsed: Vec<Result<Event, BadLine>> = Vec::new();
     let read = input::read_all(
@@ -313,6 +314,31 @@ impl Pipeline<'_> {
                     }
                 }
                 let stream = payload.stream;
+                if let Some(customers) = self.customers.as_deref_mut() {
+                    if let Some(customer) = &payload.customer {
+                        match stream {
+                            Stream::Customer => customers.named(&payload.json),
+                            Stream::Usage => {
+                                let control = self.dispatch.control();
+                                if let Err(reason) = customers.ensure(
+                                    customer,
+                                    &self.courier,
+                                    control,
+                                    self.report,
+                                )? {
+                                    let origin = event.origin.clone();
+                                    self.push(
+                                        origin,
+                                        at,
+                                        ends_line,
+                                        Some(Outcome::Rejected(reason, Content::Event(event))),
+                                    );
+                                    return Ok(ControlFlow::Continue(()));
+                                }
+                            }
+                        }
+                    }
+                }
                 let seq = self.push(event.origin.clone(), at, ends_line, None);
                 let limit = self
                     .courier
@@ -413,8 +439,10 @@ impl Pipeline<'_> {
         if records.is_empty() {
             return Ok(());
         }
-        if let Some(transport) = &mut self.inline {
-            let delivered = self.courier.deliver(&mut **transport, stream, records)?;
+        if self.workers.is_none() {
+            let delivered = self
+                .courier
+                .deliver(self.dispatch.control(), stream, records)?;
             return self.record(delivered);
         }
         let workers = self.workers.as_mut().expect("a pool when not inline");
@@ -516,9 +544,18 @@ impl Pipeline<'_> {
         if position.is_none() && !complete {
             return Ok(());
         }
-        // The rejects file must hold every settled rejection before the checkpoint says so.
+        // The files must hold what the checkpoint says they hold before it says so.
         let rejects_length = self.report.sync_rejects()?;
-        checkpoint.advance(position, self.report.totals(), rejects_length)
+        let customers_length = match self.customers.as_deref_mut() {
+            Some(customers) => customers.sync()?,
+            None => None,
+        };
+        checkpoint.advance(
+            position,
+            self.report.totals(),
+            rejects_length,
+            customers_length,
+        )
     }
 
     /// Sends what is left in the batches (or fails it, after an abort or a

@@ -723,21 +723,29 @@ fn orb_grace_period() {
         2,
     );
 
-    // A backfill takes old events; the query is recorded.
+    // The refusal says to use a backfill.
+    let answer = send(&server, &batch_of(Api::Orb, vec![old.clone()]));
+    let errors = answer.json()["validation_failed"][0]["validation_errors"].to_string();
+    assert!(errors.contains("backfill"), "{errors}");
+
+    // A backfill takes old events (no grace-period check); the query is recorded.
+    let bf = create_backfill(&server, "2021-04-26T00:00:00Z", "2021-04-27T00:00:00Z");
     let mut backfilled = old;
     backfilled["idempotency_key"] = json!("old2");
     let answer = send_with(
         &agent(),
         &server,
         KEY,
-        "?backfill_id=bf_1",
+        &format!("?backfill_id={bf}"),
         &batch_of(Api::Orb, vec![backfilled]),
     )
     .unwrap();
     assert_eq!(answer.status, 200);
     let last = server.received().pop().unwrap();
-    assert_eq!(last.query, "backfill_id=bf_1");
-    assert_eq!(last.query_param("backfill_id").as_deref(), Some("bf_1"));
+    assert_eq!(last.query, format!("backfill_id={bf}"));
+    assert_eq!(last.query_param("backfill_id"), Some(bf.clone()));
+    assert_eq!(server.backfill_of("old2"), Some(bf));
+    assert_eq!(server.backfill_of("recent"), None);
 
     server.orb_grace_period(None);
     assert_eq!(send(&server, &batch(Api::Orb, &["old3"])).status, 200);
@@ -1061,4 +1069,926 @@ fn dropping_the_server_stops_it() {
         TcpStream::connect(&addr).is_err(),
         "nothing listens any more"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orb backfills and event search
+
+/// An Orb API call with the right key: (status, JSON body).
+fn orb_call(server: &TestServer, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let auth = format!("Bearer {KEY}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let url = format!("{}{path}", server.endpoint());
+    let answer = call(&agent(), method, &url, &headers, &body.to_string()).unwrap();
+    (answer.status, answer.json())
+}
+
+fn backfill_body(start: &str, end: &str) -> Value {
+    json!({"timeframe_start": start, "timeframe_end": end, "replace_existing_events": false})
+}
+
+/// Create a backfill (no customer, no replacement) and return its id.
+fn create_backfill(server: &TestServer, start: &str, end: &str) -> String {
+    let (status, body) = orb_call(
+        server,
+        "POST",
+        "/events/backfills",
+        &backfill_body(start, end),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+fn get_backfill(server: &TestServer, id: &str) -> (u16, Value) {
+    orb_call(
+        server,
+        "GET",
+        &format!("/events/backfills/{id}"),
+        &Value::Null,
+    )
+}
+
+fn status_of(server: &TestServer, id: &str) -> String {
+    let (code, body) = get_backfill(server, id);
+    assert_eq!(code, 200, "{body}");
+    body["status"].as_str().unwrap().to_string()
+}
+
+/// An Orb event for this customer at this time.
+fn orb_event(key: &str, customer: &str, ts: &str) -> Value {
+    let mut e = event(Api::Orb, key);
+    e["external_customer_id"] = json!(customer);
+    e["timestamp"] = json!(ts);
+    e
+}
+
+fn send_to_backfill(server: &TestServer, backfill: &str, events: Vec<Value>) -> Answer {
+    send_with(
+        &agent(),
+        server,
+        KEY,
+        &format!("?backfill_id={backfill}"),
+        &batch_of(Api::Orb, events),
+    )
+    .unwrap()
+}
+
+fn failed_keys(answer: &Answer) -> Vec<String> {
+    answer.json()["validation_failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["idempotency_key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_rfc7807(status: u16, body: &Value, expected: u16) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["status"], expected, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://docs.withorb.com/reference/error-responses#"),
+        "{body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+}
+
+#[test]
+fn orb_backfill_create_validation_and_overlap() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let (status, bf) = orb_call(
+        &server,
+        "POST",
+        "/events/backfills",
+        &json!({
+            "timeframe_start": "2021-04-01T00:00:00Z", "timeframe_end": "2021-05-02T00:00:00Z",
+            "external_customer_id": "cust_1", "replace_existing_events": false,
+            "close_time": "2030-01-01T00:00:00.500Z"
+        }),
+    );
+    assert_eq!(status, 200, "{bf}");
+    let created_at = bf["created_at"].as_str().unwrap();
+    assert!(created_at.parse::<jiff::Timestamp>().is_ok(), "{bf}");
+    assert_eq!(
+        bf,
+        json!({
+            "id": bf["id"], "status": "pending", "created_at": created_at,
+            "timeframe_start": "2021-04-01T00:00:00Z", "timeframe_end": "2021-05-02T00:00:00Z",
+            "close_time": "2030-01-01T00:00:00.5Z", "reverted_at": null, "events_ingested": 0,
+            "replace_existing_events": false, "customer_id": null, "external_customer_id": "cust_1"
+        })
+    );
+    let id = bf["id"].as_str().unwrap();
+    assert_eq!(get_backfill(&server, id), (200, bf.clone()));
+    assert_eq!(server.orb_backfills(), std::slice::from_ref(&bf));
+
+    // Default close_time: one day after creation.
+    create_backfill(&server, "2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z");
+    let other = &server.orb_backfills()[1];
+    let created: jiff::Timestamp = other["created_at"].as_str().unwrap().parse().unwrap();
+    let close: jiff::Timestamp = other["close_time"].as_str().unwrap().parse().unwrap();
+    assert_eq!((close - created).as_hours(), 24, "{other}");
+
+    // 400s (RFC 7807), nothing created.
+    let mut bodies = Vec::new();
+    let mut without_replace = backfill_body("2019-01-01T00:00:00Z", "2019-01-02T00:00:00Z");
+    without_replace
+        .as_object_mut()
+        .unwrap()
+        .remove("replace_existing_events");
+    bodies.push(without_replace);
+    let mut replace_text = backfill_body("2019-01-01T00:00:00Z", "2019-01-02T00:00:00Z");
+    replace_text["replace_existing_events"] = json!("false");
+    bodies.push(replace_text);
+    bodies.push(backfill_body(
+        "2019-01-02T00:00:00Z",
+        "2019-01-02T00:00:00Z",
+    ));
+    bodies.push(backfill_body(
+        "2019-01-03T00:00:00Z",
+        "2019-01-02T00:00:00Z",
+    ));
+    bodies.push(backfill_body(
+        "2019-01-01T00:00:00Z",
+        "2019-02-01T00:00:00.001Z",
+    ));
+    bodies.push(backfill_body(
+        "2019-01-01T00:00:00+00:00",
+        "2019-01-02T00:00:00Z",
+    ));
+    bodies
+        .push(json!({"timeframe_start": "2019-01-01T00:00:00Z", "replace_existing_events": true}));
+    let mut both = backfill_body("2019-01-01T00:00:00Z", "2019-01-02T00:00:00Z");
+    both["customer_id"] = json!("orb_1");
+    both["external_customer_id"] = json!("cust_1");
+    bodies.push(both);
+    bodies.push(json!([1]));
+    for body in &bodies {
+        let (status, answer) = orb_call(&server, "POST", "/events/backfills", body);
+        assert_rfc7807(status, &answer, 400);
+    }
+    let (status, answer) = orb_call(
+        &server,
+        "POST",
+        "/events/backfills",
+        &backfill_body("2019-01-01T00:00:00Z", "2019-02-01T00:00:00.001Z"),
+    );
+    assert_rfc7807(status, &answer, 400);
+    assert!(answer["detail"].as_str().unwrap().contains("31 days"));
+    assert_eq!(server.orb_backfills().len(), 2);
+
+    // Exactly 31 days is fine (2019-01-01 to 2019-02-01).
+    create_backfill(&server, "2019-01-01T00:00:00Z", "2019-02-01T00:00:00Z");
+
+    // Overlap with a pending backfill (whatever its customer): 409 naming it.
+    for (start, end) in [
+        ("2021-04-30T00:00:00Z", "2021-05-05T00:00:00Z"),
+        ("2021-03-25T00:00:00Z", "2021-04-01T00:00:00.001Z"),
+        ("2021-04-10T00:00:00Z", "2021-04-11T00:00:00Z"),
+    ] {
+        let (status, answer) = orb_call(
+            &server,
+            "POST",
+            "/events/backfills",
+            &backfill_body(start, end),
+        );
+        assert_rfc7807(status, &answer, 409);
+        assert!(answer["detail"].as_str().unwrap().contains(id), "{answer}");
+    }
+    // End is exclusive: touching timeframes do not overlap.
+    let touching = create_backfill(&server, "2021-03-25T00:00:00Z", "2021-04-01T00:00:00Z");
+    // Once closed, a backfill no longer blocks.
+    let (status, _) = orb_call(
+        &server,
+        "POST",
+        &format!("/events/backfills/{id}/close"),
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    create_backfill(&server, "2021-04-10T00:00:00Z", "2021-04-11T00:00:00Z");
+    let ids: Vec<Value> = server
+        .orb_backfills()
+        .iter()
+        .map(|b| b["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(ids[3], json!(touching));
+
+    // Unknown id: 404; wrong key: 401.
+    let (status, answer) = get_backfill(&server, "bf_nope");
+    assert_rfc7807(status, &answer, 404);
+    let unauthorized = call(
+        &agent(),
+        "GET",
+        &format!("{}/events/backfills", server.endpoint()),
+        &[("Authorization", "Bearer wrong")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(unauthorized.status, 401);
+}
+
+#[test]
+fn orb_backfill_ingest_checks_the_window() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.orb_grace_period(Some(Duration::from_secs(3600)));
+    let bf = create_backfill(&server, "2021-04-26T00:00:00Z", "2021-04-27T00:00:00Z");
+    let inside = orb_event("in", "cust_1", "2021-04-26T00:00:00Z");
+    let last = orb_event("last", "cust_2", "2021-04-26T23:59:59.999Z");
+    let before = orb_event("before", "cust_1", "2021-04-25T23:59:59.999Z");
+    let at_end = orb_event("at_end", "cust_1", "2021-04-27T00:00:00Z");
+
+    let answer = send_to_backfill(
+        &server,
+        &bf,
+        vec![inside.clone(), before, at_end, last.clone()],
+    );
+    assert_eq!(answer.status, 400);
+    assert_eq!(failed_keys(&answer), ["before", "at_end"]);
+    let why = answer.json()["validation_failed"][0]["validation_errors"].to_string();
+    assert!(why.contains("timeframe"), "{why}");
+    assert!(server.ingested().is_empty());
+
+    // Inside the window: accepted despite the grace period; counted; recorded per key.
+    assert_success_body(
+        Api::Orb,
+        &send_to_backfill(&server, &bf, vec![inside.clone(), last]),
+        2,
+    );
+    assert_eq!(ingested_keys(&server), ["in", "last"]);
+    assert_eq!(server.backfill_of("in"), Some(bf.clone()));
+    assert_eq!(server.backfill_of("last"), Some(bf.clone()));
+    assert_eq!(server.backfill_of("unknown"), None);
+    // A re-sent event is deduplicated and not counted twice.
+    assert_success_body(Api::Orb, &send_to_backfill(&server, &bf, vec![inside]), 1);
+    assert_eq!(deliveries(&server), counts(&[("in", 2), ("last", 1)]));
+    assert_eq!(get_backfill(&server, &bf).1["events_ingested"], 2);
+
+    // Unknown backfill: 400 RFC 7807, nothing ingested.
+    let answer = send_to_backfill(
+        &server,
+        "bf_nope",
+        vec![orb_event("x", "cust_1", "2021-04-26T01:00:00Z")],
+    );
+    assert_rfc7807(answer.status, &answer.json(), 400);
+    assert!(
+        answer.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bf_nope")
+    );
+
+    // A backfill scoped to a customer takes only that customer's events.
+    let scoped = server.orb_backfills().len();
+    let (status, body) = orb_call(
+        &server,
+        "POST",
+        "/events/backfills",
+        &json!({"timeframe_start": "2021-05-01T00:00:00Z", "timeframe_end": "2021-05-02T00:00:00Z",
+                "external_customer_id": "cust_1", "replace_existing_events": false}),
+    );
+    assert_eq!(status, 200);
+    let scoped_id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(server.orb_backfills().len(), scoped + 1);
+    let answer = send_to_backfill(
+        &server,
+        &scoped_id,
+        vec![
+            orb_event("mine", "cust_1", "2021-05-01T10:00:00Z"),
+            orb_event("theirs", "cust_2", "2021-05-01T10:00:00Z"),
+        ],
+    );
+    assert_eq!(failed_keys(&answer), ["theirs"]);
+
+    // A closed backfill takes no more events: 400 RFC 7807.
+    let (status, _) = orb_call(
+        &server,
+        "POST",
+        &format!("/events/backfills/{bf}/close"),
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    let answer = send_to_backfill(
+        &server,
+        &bf,
+        vec![orb_event("late", "cust_1", "2021-04-26T01:00:00Z")],
+    );
+    assert_rfc7807(answer.status, &answer.json(), 400);
+    assert!(
+        answer.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reflected")
+    );
+    assert_eq!(ingested_keys(&server), ["in", "last"]);
+
+    // Ordinary ingest of the same old event still fails the grace period.
+    let answer = send(
+        &server,
+        &batch_of(
+            Api::Orb,
+            vec![orb_event("live", "cust_1", "2021-04-26T01:00:00Z")],
+        ),
+    );
+    assert_eq!(failed_keys(&answer), ["live"]);
+}
+
+#[test]
+fn orb_backfill_close_then_reflected_after_polls() {
+    let server = TestServer::start(Api::Orb, KEY);
+    // Default: reflected at once.
+    let a = create_backfill(&server, "2021-01-01T00:00:00Z", "2021-01-02T00:00:00Z");
+    let close = |id: &str| {
+        orb_call(
+            &server,
+            "POST",
+            &format!("/events/backfills/{id}/close"),
+            &json!({}),
+        )
+    };
+    let (status, body) = close(&a);
+    assert_eq!((status, body["status"].as_str()), (200, Some("reflected")));
+    assert_eq!(status_of(&server, &a), "reflected");
+    let (status, body) = close(&a);
+    assert_rfc7807(status, &body, 409);
+
+    // Two polls show "reflecting", the third "reflected"; orb_backfills() does not poll.
+    server.orb_backfill_reflect_after_polls(2);
+    let b = create_backfill(&server, "2021-02-01T00:00:00Z", "2021-02-02T00:00:00Z");
+    let (status, body) = close(&b);
+    assert_eq!((status, body["status"].as_str()), (200, Some("reflecting")));
+    assert_eq!(server.orb_backfills()[1]["status"], "reflecting");
+    assert_eq!(status_of(&server, &b), "reflecting");
+    assert_eq!(server.orb_backfills()[1]["status"], "reflecting");
+    // A list page holding it counts as a read too.
+    let (_, page) = orb_call(&server, "GET", "/events/backfills", &Value::Null);
+    assert_eq!(page["data"][1]["status"], "reflecting");
+    assert_eq!(status_of(&server, &b), "reflected");
+    assert_eq!(status_of(&server, &b), "reflected");
+    // Closing a reflecting or reflected backfill: 409.
+    let c = create_backfill(&server, "2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z");
+    close(&c);
+    assert_eq!(close(&c).0, 409);
+    assert_eq!(close(&b).0, 409);
+    // Unknown: 404.
+    assert_eq!(close("bf_nope").0, 404);
+
+    // A close_time in the past closes the backfill by itself.
+    server.orb_backfill_reflect_after_polls(0);
+    let (status, body) = orb_call(
+        &server,
+        "POST",
+        "/events/backfills",
+        &json!({"timeframe_start": "2021-04-01T00:00:00Z", "timeframe_end": "2021-04-02T00:00:00Z",
+                "replace_existing_events": false, "close_time": "2021-05-01T00:00:00Z"}),
+    );
+    assert_eq!((status, body["status"].as_str()), (200, Some("pending")));
+    assert_eq!(
+        status_of(&server, body["id"].as_str().unwrap()),
+        "reflected"
+    );
+}
+
+#[test]
+fn orb_backfill_revert_removes_its_events() {
+    let server = TestServer::start(Api::Orb, KEY);
+    send(
+        &server,
+        &batch_of(
+            Api::Orb,
+            vec![orb_event("live", "cust_1", "2021-04-26T05:00:00Z")],
+        ),
+    );
+    let bf = create_backfill(&server, "2021-04-26T00:00:00Z", "2021-04-27T00:00:00Z");
+    let events = vec![
+        orb_event("b1", "cust_1", "2021-04-26T01:00:00Z"),
+        orb_event("b2", "cust_2", "2021-04-26T02:00:00Z"),
+    ];
+    assert_success_body(Api::Orb, &send_to_backfill(&server, &bf, events), 2);
+    assert_eq!(ingested_keys(&server), ["live", "b1", "b2"]);
+    let revert = |id: &str| {
+        orb_call(
+            &server,
+            "POST",
+            &format!("/events/backfills/{id}/revert"),
+            &json!({}),
+        )
+    };
+    orb_call(
+        &server,
+        "POST",
+        &format!("/events/backfills/{bf}/close"),
+        &json!({}),
+    );
+
+    server.orb_backfill_reflect_after_polls(1);
+    let (status, body) = revert(&bf);
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("pending_revert"))
+    );
+    assert!(
+        body["reverted_at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+    assert_eq!(ingested_keys(&server), ["live"]);
+    assert_eq!(server.backfill_of("b1"), None);
+    assert_eq!(status_of(&server, &bf), "pending_revert");
+    assert_eq!(status_of(&server, &bf), "reverted");
+    assert_eq!(revert(&bf).0, 409);
+    // The history stays: events_ingested and deliveries are unchanged.
+    assert_eq!(server.orb_backfills()[0]["events_ingested"], 2);
+    assert_eq!(
+        deliveries(&server),
+        counts(&[("b1", 1), ("b2", 1), ("live", 1)])
+    );
+
+    // A pending backfill can be reverted too (same poll rule); then it takes no events.
+    server.orb_backfill_reflect_after_polls(0);
+    let other = create_backfill(&server, "2021-04-26T00:00:00Z", "2021-04-27T00:00:00Z");
+    let (status, body) = revert(&other);
+    assert_eq!((status, body["status"].as_str()), (200, Some("reverted")));
+    let answer = send_to_backfill(
+        &server,
+        &other,
+        vec![orb_event("b3", "cust_1", "2021-04-26T01:00:00Z")],
+    );
+    assert_eq!(answer.status, 400);
+    // The reverted keys can be sent again.
+    assert_success_body(
+        Api::Orb,
+        &send(
+            &server,
+            &batch_of(
+                Api::Orb,
+                vec![orb_event("b1", "cust_1", "2021-04-26T01:00:00Z")],
+            ),
+        ),
+        1,
+    );
+    assert_eq!(ingested_keys(&server), ["live", "b1"]);
+}
+
+#[test]
+fn orb_backfill_replace_existing_events() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let live = vec![
+        orb_event("a_in", "cust_a", "2021-04-26T01:00:00Z"),
+        orb_event("a_resent", "cust_a", "2021-04-26T02:00:00Z"),
+        orb_event("a_out", "cust_a", "2021-04-27T01:00:00Z"),
+        orb_event("b_in", "cust_b", "2021-04-26T01:00:00Z"),
+    ];
+    send(&server, &batch_of(Api::Orb, live));
+    let (status, body) = orb_call(
+        &server,
+        "POST",
+        "/events/backfills",
+        &json!({"timeframe_start": "2021-04-26T00:00:00Z", "timeframe_end": "2021-04-27T00:00:00Z",
+                "external_customer_id": "cust_a", "replace_existing_events": true}),
+    );
+    assert_eq!(status, 200);
+    let bf = body["id"].as_str().unwrap().to_string();
+    // A key that exists live in the window and scope is taken over by the backfill.
+    let mut resent = orb_event("a_resent", "cust_a", "2021-04-26T03:00:00Z");
+    resent["properties"]["value"] = json!(7);
+    assert_success_body(
+        Api::Orb,
+        &send_to_backfill(
+            &server,
+            &bf,
+            vec![
+                resent.clone(),
+                orb_event("a_new", "cust_a", "2021-04-26T04:00:00Z"),
+            ],
+        ),
+        2,
+    );
+    assert_eq!(server.backfill_of("a_resent"), Some(bf.clone()));
+    assert_eq!(
+        ingested_keys(&server),
+        ["a_in", "a_out", "b_in", "a_resent", "a_new"]
+    );
+    // Closing replaces the other events of cust_a in the window; cust_b and other days stay.
+    orb_call(
+        &server,
+        "POST",
+        &format!("/events/backfills/{bf}/close"),
+        &json!({}),
+    );
+    assert_eq!(
+        ingested_keys(&server),
+        ["a_out", "b_in", "a_resent", "a_new"]
+    );
+    assert_eq!(server.ingested()[2], resent);
+    // Reverting removes the backfill's events and brings the replaced ones back.
+    orb_call(
+        &server,
+        "POST",
+        &format!("/events/backfills/{bf}/revert"),
+        &json!({}),
+    );
+    assert_eq!(
+        ingested_keys(&server),
+        ["a_out", "b_in", "a_resent", "a_in"]
+    );
+    assert_eq!(server.ingested()[2]["timestamp"], "2021-04-26T02:00:00Z");
+    assert_eq!(server.backfill_of("a_resent"), None);
+}
+
+#[test]
+fn orb_backfill_list_pagination() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let empty = orb_call(&server, "GET", "/events/backfills", &Value::Null);
+    assert_eq!(
+        empty,
+        (
+            200,
+            json!({"data": [], "pagination_metadata": {"has_more": false, "next_cursor": null}})
+        )
+    );
+    let ids: Vec<String> = (1..=25)
+        .map(|d| {
+            create_backfill(
+                &server,
+                &format!("2020-01-{d:02}T00:00:00Z"),
+                &format!("2020-01-{:02}T00:00:00Z", d + 1),
+            )
+        })
+        .collect();
+    let page_ids = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Default limit 20.
+    let (status, first) = orb_call(&server, "GET", "/events/backfills", &Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(page_ids(&first), ids[..20]);
+    assert_eq!(first["pagination_metadata"]["has_more"], true);
+    // Walk with limit=10.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let query = match &cursor {
+            Some(c) => format!("?limit=10&cursor={c}"),
+            None => "?limit=10".to_string(),
+        };
+        let (status, page) = orb_call(
+            &server,
+            "GET",
+            &format!("/events/backfills{query}"),
+            &Value::Null,
+        );
+        assert_eq!(status, 200, "{page}");
+        seen.extend(page_ids(&page));
+        let meta = &page["pagination_metadata"];
+        if meta["has_more"] == false {
+            assert!(meta["next_cursor"].is_null());
+            break;
+        }
+        cursor = Some(meta["next_cursor"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, ids);
+    // limit 100 is the maximum; 0, 101 and a bad cursor get 400.
+    let (status, all) = orb_call(&server, "GET", "/events/backfills?limit=100", &Value::Null);
+    assert_eq!((status, page_ids(&all).len()), (200, 25));
+    for query in ["limit=0", "limit=101", "limit=x", "cursor=nonsense"] {
+        let (status, body) = orb_call(
+            &server,
+            "GET",
+            &format!("/events/backfills?{query}"),
+            &Value::Null,
+        );
+        assert_rfc7807(status, &body, 400);
+    }
+    let listed: Vec<Value> = server
+        .orb_backfills()
+        .iter()
+        .map(|b| b["id"].clone())
+        .collect();
+    assert_eq!(listed, ids.iter().map(|i| json!(i)).collect::<Vec<_>>());
+}
+
+#[test]
+fn orb_event_search() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let mut by_orb_id = orb_event("k3", "", "2021-04-28T00:00:00Z");
+    by_orb_id
+        .as_object_mut()
+        .unwrap()
+        .remove("external_customer_id");
+    by_orb_id["customer_id"] = json!("orb_9");
+    send(
+        &server,
+        &batch_of(
+            Api::Orb,
+            vec![
+                orb_event("k1", "cust_1", "2021-04-26T00:00:00Z"),
+                orb_event("k2", "cust_2", "2021-04-27T00:00:00Z"),
+                by_orb_id,
+            ],
+        ),
+    );
+    let search = |body: Value| orb_call(&server, "POST", "/events/search", &body);
+    let (status, found) = search(json!({"event_ids": ["k2", "missing", "k1", "k3"]}));
+    assert_eq!(status, 200);
+    assert_eq!(
+        found,
+        json!({"data": [
+            {"id": "k1", "customer_id": null, "external_customer_id": "cust_1", "event_name": "ApiCalls",
+             "properties": {"region": "us-west-2", "value": 2.5}, "timestamp": "2021-04-26T00:00:00Z", "deprecated": false},
+            {"id": "k2", "customer_id": null, "external_customer_id": "cust_2", "event_name": "ApiCalls",
+             "properties": {"region": "us-west-2", "value": 2.5}, "timestamp": "2021-04-27T00:00:00Z", "deprecated": false},
+            {"id": "k3", "customer_id": "orb_9", "external_customer_id": null, "event_name": "ApiCalls",
+             "properties": {"region": "us-west-2", "value": 2.5}, "timestamp": "2021-04-28T00:00:00Z", "deprecated": false}
+        ], "pagination_metadata": {"has_more": false, "next_cursor": null}})
+    );
+    let ids = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Timeframe: start inclusive, end exclusive.
+    let (_, window) = search(json!({"event_ids": ["k1", "k2", "k3"],
+        "timeframe_start": "2021-04-27T00:00:00Z", "timeframe_end": "2021-04-28T00:00:00Z"}));
+    assert_eq!(ids(&window), ["k2"]);
+    let (_, open_end) =
+        search(json!({"event_ids": ["k1", "k2", "k3"], "timeframe_start": "2021-04-27T00:00:00Z"}));
+    assert_eq!(ids(&open_end), ["k2", "k3"]);
+    // orb_forget plants a missing key.
+    server.orb_forget("k2");
+    let (_, after) = search(json!({"event_ids": ["k1", "k2"]}));
+    assert_eq!(ids(&after), ["k1"]);
+    assert_eq!(ingested_keys(&server), ["k1", "k3"]);
+    // ...which can be sent again.
+    assert_success_body(
+        Api::Orb,
+        &send(
+            &server,
+            &batch_of(
+                Api::Orb,
+                vec![orb_event("k2", "cust_2", "2021-04-27T00:00:00Z")],
+            ),
+        ),
+        1,
+    );
+    assert_eq!(ingested_keys(&server), ["k1", "k3", "k2"]);
+    // At most 500 ids.
+    let many: Vec<String> = (0..500).map(|i| format!("id{i}")).collect();
+    assert_eq!(search(json!({"event_ids": many})).0, 200);
+    let too_many: Vec<String> = (0..501).map(|i| format!("id{i}")).collect();
+    let (status, body) = search(json!({"event_ids": too_many}));
+    assert_rfc7807(status, &body, 400);
+    assert!(body["detail"].as_str().unwrap().contains("500"));
+    for bad in [
+        json!({}),
+        json!({"event_ids": "k1"}),
+        json!({"event_ids": [1]}),
+        json!({"event_ids": ["k1"], "timeframe_start": "yesterday"}),
+    ] {
+        let (status, body) = search(bad);
+        assert_rfc7807(status, &body, 400);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Amberflo usage and customers
+
+fn amberflo_call(server: &TestServer, method: &str, path: &str, body: &str) -> Answer {
+    let url = format!("{}{path}", server.endpoint());
+    call(
+        &agent(),
+        method,
+        &url,
+        &[("X-API-KEY", KEY), ("Content-Type", "application/json")],
+        body,
+    )
+    .unwrap()
+}
+
+fn record(key: &str, customer: &str, meter: &str, value: f64, ms: i64) -> Value {
+    json!({"uniqueId": key, "customerId": customer, "meterApiName": meter, "meterValue": value,
+           "meterTimeInMillis": ms, "dimensions": {"region": if value > 5.0 { "eu" } else { "us" }}})
+}
+
+#[test]
+fn amberflo_usage_sums_per_customer_and_day() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let day = 86_400i64; // seconds
+    let d0 = 1_619_395_200i64; // 2021-04-26T00:00:00Z
+    let ms = |s: i64| s * 1000;
+    let records = json!([
+        record("r1", "cust_a", "ApiCalls", 1.0, ms(d0)),
+        record("r2", "cust_a", "ApiCalls", 2.5, ms(d0 + day - 1)),
+        record("r3", "cust_a", "ApiCalls", 10.0, ms(d0 + 2 * day + 5)),
+        record("r4", "cust_b", "ApiCalls", 4.0, ms(d0 + day)),
+        record("r5", "cust_b", "Other", 100.0, ms(d0 + day)),
+        record("r6", "cust_c", "ApiCalls", 1.0, ms(d0 + 3 * day)),
+    ]);
+    assert_success_body(Api::Amberflo, &send(&server, &records), 6);
+    let query = |start: i64, end: i64, filter: Option<Value>| {
+        let mut q = json!({"meterApiName": "ApiCalls", "aggregation": "SUM", "timeGroupingInterval": "DAY",
+                           "timeRange": {"startTimeInSeconds": start, "endTimeInSeconds": end},
+                           "groupBy": ["customerId"]});
+        if let Some(f) = filter {
+            q["filter"] = f;
+        }
+        let answer = amberflo_call(&server, "POST", "/usage", &q.to_string());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()["clientMeters"].clone()
+    };
+    let meter = |customer: &str, total: f64, days: &[(i64, f64)]| {
+        json!({"group": {"groupInfo": {"customerId": customer}}, "groupValue": total,
+               "values": days.iter().map(|(d, v)| json!({"secondsSinceEpochUtc": d, "value": v})).collect::<Vec<_>>()})
+    };
+    // The end is exclusive: cust_c's record at d0 + 3 days is out; day d0 + day has no cust_a
+    // record and is left out.
+    assert_eq!(
+        query(d0, d0 + 3 * day, None),
+        json!([
+            meter("cust_a", 13.5, &[(d0, 3.5), (d0 + 2 * day, 10.0)]),
+            meter("cust_b", 4.0, &[(d0 + day, 4.0)]),
+        ])
+    );
+    // The start is inclusive (on milliseconds).
+    assert_eq!(
+        query(d0 + day - 1, d0 + day + 1, None),
+        json!([
+            meter("cust_a", 2.5, &[(d0, 2.5)]),
+            meter("cust_b", 4.0, &[(d0 + day, 4.0)])
+        ])
+    );
+    // Filter on customers, and on a dimension.
+    assert_eq!(
+        query(
+            d0,
+            d0 + 10 * day,
+            Some(json!({"customerId": ["cust_c", "cust_b", "nobody"]}))
+        ),
+        json!([
+            meter("cust_b", 4.0, &[(d0 + day, 4.0)]),
+            meter("cust_c", 1.0, &[(d0 + 3 * day, 1.0)])
+        ])
+    );
+    assert_eq!(
+        query(d0, d0 + 10 * day, Some(json!({"region": ["eu"]}))),
+        json!([meter("cust_a", 10.0, &[(d0 + 2 * day, 10.0)])])
+    );
+    assert_eq!(query(0, d0, None), json!([]));
+
+    // A planted missing day (any second of the day names it).
+    server.amberflo_forget_day("cust_a", "ApiCalls", d0 + 3600);
+    server.amberflo_forget_day("cust_b", "Other", d0 + day);
+    assert_eq!(
+        query(d0, d0 + 3 * day, None),
+        json!([
+            meter("cust_a", 10.0, &[(d0 + 2 * day, 10.0)]),
+            meter("cust_b", 4.0, &[(d0 + day, 4.0)]),
+        ])
+    );
+    assert_eq!(ingested_keys(&server), ["r3", "r4", "r6"]);
+    // Forgotten records can be sent again.
+    assert_success_body(
+        Api::Amberflo,
+        &send(&server, &json!([records[0].clone()])),
+        1,
+    );
+    assert_eq!(ingested_keys(&server), ["r3", "r4", "r6", "r1"]);
+
+    // Validation: 400 (Amberflo's text body).
+    let good = json!({"meterApiName": "ApiCalls", "aggregation": "SUM", "timeGroupingInterval": "DAY",
+                      "timeRange": {"startTimeInSeconds": 0, "endTimeInSeconds": 10}, "groupBy": ["customerId"]});
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut q = good.clone();
+        f(&mut q);
+        q
+    };
+    for bad in [
+        with(&|q| q["aggregation"] = json!("MAX")),
+        with(&|q| q["timeGroupingInterval"] = json!("HOUR")),
+        with(&|q| {
+            q.as_object_mut().unwrap().remove("meterApiName");
+        }),
+        with(&|q| {
+            q.as_object_mut().unwrap().remove("timeRange");
+        }),
+        with(&|q| {
+            q["timeRange"]
+                .as_object_mut()
+                .unwrap()
+                .remove("endTimeInSeconds");
+        }),
+        with(&|q| q["timeRange"]["startTimeInSeconds"] = json!("0")),
+        with(&|q| q["timeRange"]["startTimeInSeconds"] = json!(10)),
+        with(&|q| q["groupBy"] = json!(["region"])),
+        with(&|q| {
+            q.as_object_mut().unwrap().remove("groupBy");
+        }),
+        with(&|q| q["filter"] = json!({"customerId": "cust_a"})),
+        with(&|q| q["filter"] = json!({"customerId": []})),
+        json!([]),
+    ] {
+        let answer = amberflo_call(&server, "POST", "/usage", &bad.to_string());
+        assert_eq!(answer.status, 400, "{bad}");
+        assert!(answer.header("content-type").unwrap().starts_with("text/"));
+    }
+    assert_eq!(
+        amberflo_call(&server, "POST", "/usage", &good.to_string()).status,
+        200
+    );
+    let unauthorized = call(
+        &agent(),
+        "POST",
+        &format!("{}/usage", server.endpoint()),
+        &[],
+        &good.to_string(),
+    )
+    .unwrap();
+    assert_eq!(unauthorized.status, 401);
+}
+
+#[test]
+fn amberflo_customer_get_post_order() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let absent = amberflo_call(&server, "GET", "/customers?customerId=cust_1", "");
+    assert_eq!((absent.status, absent.json()), (200, json!({})));
+    let customer = json!({"customerId": "cust_1", "customerName": "Ada", "customerEmail": "ada@example.com",
+                          "lifecycleStage": "active", "traits": {"plan": "pro"}});
+    let created = amberflo_call(&server, "POST", "/customers", &customer.to_string());
+    assert_eq!((created.status, created.json()), (200, customer.clone()));
+    let present = amberflo_call(&server, "GET", "/customers?customerId=cust_1", "");
+    assert_eq!((present.status, present.json()), (200, customer.clone()));
+    assert_eq!(
+        amberflo_call(&server, "POST", "/customers", &customer.to_string()).status,
+        409
+    );
+    let minimal = json!({"customerId": "cust_2", "customerName": "Bo"});
+    assert_eq!(
+        amberflo_call(&server, "POST", "/customers", &minimal.to_string()).status,
+        200
+    );
+    let bad_stage = json!({"customerId": "cust_3", "customerName": "C", "lifecycleStage": 3});
+    assert_eq!(
+        amberflo_call(&server, "POST", "/customers", &bad_stage.to_string()).status,
+        400
+    );
+    assert_eq!(
+        amberflo_call(&server, "PUT", "/customers", &minimal.to_string()).status,
+        200
+    );
+    assert_eq!(server.customers(), [customer, minimal]);
+
+    assert_success_body(
+        Api::Amberflo,
+        &send(
+            &server,
+            &json!([record("m1", "cust_1", "ApiCalls", 1.0, 1_619_395_200_000)]),
+        ),
+        1,
+    );
+    assert_eq!(
+        server.customer_requests(),
+        [
+            ("GET", "cust_1"),
+            ("POST", "cust_1"),
+            ("GET", "cust_1"),
+            ("POST", "cust_1"),
+            ("POST", "cust_2"),
+            ("POST", "cust_3"),
+            ("PUT", "cust_2")
+        ]
+        .map(|(m, c)| (m.to_string(), c.to_string()))
+    );
+    // The customer was created (handled) before the first meter record naming it arrived.
+    let received = server.received();
+    let create = received
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/customers" && r.status == 200)
+        .unwrap();
+    let ingest = received.iter().find(|r| r.path == "/ingest").unwrap();
+    assert!(create.handled_before(ingest));
+    assert!(!ingest.handled_before(create));
+    assert!(
+        received
+            .windows(2)
+            .all(|w| w[0].arrived_seq < w[1].arrived_seq)
+    );
+    assert!(received.iter().all(|r| r.arrived_seq < r.handled_seq));
 }

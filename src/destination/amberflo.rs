@@ -18,18 +18,24 @@ pub const MAX_BATCH: usize = 1000;
 /// Amberflo's limit on a dimension or trait value.
 const MAX_VALUE_CHARS: usize = 200;
 
-pub const SETTINGS: &[SettingDoc] = &[];
+pub const SETTINGS: &[SettingDoc] = &[SettingDoc {
+    key: "ensure_customers",
+    default: Some("false"),
+    required: false,
+    help: "make sure each customer exists before its first meter record (as --ensure-customers)",
+}];
 
 pub struct Amberflo {
     name: String,
     api_key: Secret,
     endpoint: String,
+    ensure_customers: bool,
 }
 
 impl Amberflo {
     pub fn new(
         settings: &DestinationSettings,
-        _table: &mut TableReader,
+        table: &mut TableReader,
     ) -> Result<Amberflo, SettingsError> {
         Ok(Amberflo {
             name: settings.name.clone(),
@@ -38,6 +44,7 @@ impl Amberflo {
                 .endpoint
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            ensure_customers: table.optional_bool("ensure_customers")?.unwrap_or(false),
         })
     }
 }
@@ -70,6 +77,10 @@ impl Destination for Amberflo {
 
     fn kind(&self) -> Kind {
         Kind::Amberflo
+    }
+
+    fn ensures_customers(&self) -> bool {
+        self.ensure_customers
     }
 
     fn translate(&self, event: &Event) -> Translation {
@@ -126,6 +137,7 @@ impl Destination for Amberflo {
             stream: Stream::Usage,
             json: serde_json::to_string(&record).expect("a meter record always serialises"),
             key: unique_id,
+            customer: Some(customer_id),
         })
     }
 
@@ -175,6 +187,7 @@ impl Amberflo {
             stream: Stream::Customer,
             json: serde_json::to_string(&customer).expect("a customer always serialises"),
             key: customer_id.clone(),
+            customer: Some(customer_id.clone()),
         })
     }
 }
@@ -256,6 +269,61 @@ pub fn sanitise(text: &str) -> String {
 
 fn allowed(c: char) -> bool {
     c.is_ascii_alphanumeric() || " -_!.*'()&$@=;:+,?".contains(c)
+}
+
+/// Amberflo's customer endpoints, as requests: make sure a customer exists
+/// before its meter records arrive (records for unknown customers are not billed).
+pub struct CustomersApi {
+    endpoint: String,
+    api_key: Secret,
+}
+
+impl CustomersApi {
+    pub fn new(settings: &DestinationSettings) -> CustomersApi {
+        CustomersApi {
+            endpoint: settings
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            api_key: settings.api_key.clone(),
+        }
+    }
+
+    /// `GET /customers?customerId=ID`: `{}` when there is no such customer.
+    pub fn lookup(&self, customer_id: &str) -> Request {
+        Request {
+            method: "GET",
+            url: format!(
+                "{}/customers?customerId={}",
+                self.endpoint,
+                crate::destination::orb::path_segment(customer_id)
+            ),
+            headers: vec![
+                Header::secret("X-API-KEY", "", &self.api_key),
+                Header::plain("Accept", "application/json"),
+            ],
+            body: Vec::new(),
+        }
+    }
+
+    /// `POST /customers`, active from now on.
+    pub fn create(&self, customer_id: &str, name: &str) -> Request {
+        let body = serde_json::json!({
+            "customerId": customer_id,
+            "customerName": name,
+            "lifecycleStage": "ACTIVE",
+        });
+        Request {
+            method: "POST",
+            url: format!("{}/customers", self.endpoint),
+            headers: vec![
+                Header::secret("X-API-KEY", "", &self.api_key),
+                Header::plain("Content-Type", "application/json"),
+                Header::plain("Accept", "application/json"),
+            ],
+            body: body.to_string().into_bytes(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -142,6 +142,7 @@ impl Destination for Kable {
             stream: Stream::Usage,
             json: serde_json::to_string(&record).expect("a Kable event always serialises"),
             key: transaction_id,
+            customer: None,
         })
     }
 

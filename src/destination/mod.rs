@@ -145,6 +145,8 @@ pub struct Payload {
     pub json: String,
     /// The idempotency key the destination dedupes on.
     pub key: String,
+    /// Amberflo: the customer the record is for, to make sure it exists first.
+    pub customer: Option<String>,
 }
 
 /// What a destination makes of an event.
@@ -204,6 +206,11 @@ pub trait Destination: Send + Sync {
     fn name(&self) -> &str;
 
     fn kind(&self) -> Kind;
+
+    /// `ensure_customers` in the settings: make sure each customer exists first.
+    fn ensures_customers(&self) -> bool {
+        false
+    }
 
     /// Translates one event; never fails, never panics: an event it cannot use is a reason.
     fn translate(&self, event: &Event) -> Translation;

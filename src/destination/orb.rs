@@ -146,6 +146,7 @@ impl Destination for Orb {
             stream: Stream::Usage,
             json: serde_json::to_string(&record).expect("an Orb event always serialises"),
             key,
+            customer: None,
         })
     }
 

@@ -9,6 +9,10 @@
 //! keep-alive, `Content-Length` and chunked bodies, gzip request bodies) so that faults such as
 //! "close the connection without an answer" have full control of the socket. Only loopback is used.
 //! The server stops when the [`TestServer`] is dropped.
+//!
+//! Besides ingestion it imitates Orb backfills (`/v1/events/backfills...`, `?backfill_id=`) and
+//! event search (`/v1/events/search`), and Amberflo customers (`/customers`) and usage queries
+//! (`/usage`). Where `destinations.md` is silent, the choice made is written next to the code.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -35,6 +39,16 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 const MAX_DECODED: u64 = 256 * 1024 * 1024;
 /// Orb: how far in the future an event may be when a grace period is set.
 const ORB_FUTURE_LIMIT_MS: i64 = 5 * 60 * 1000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// Orb: one backfill spans at most 31 days (destinations.md, "Backfill limits").
+const ORB_BACKFILL_MAX_SPAN_MS: i64 = 31 * DAY_MS;
+/// Orb: a backfill closes itself at `close_time`, by default one day after creation.
+const ORB_BACKFILL_DEFAULT_CLOSE_MS: i64 = DAY_MS;
+/// Orb backfill list: default and maximum page size.
+const ORB_LIST_DEFAULT_LIMIT: usize = 20;
+const ORB_LIST_MAX_LIMIT: usize = 100;
+/// Orb event search: at most this many `event_ids` per request.
+pub const ORB_SEARCH_MAX_IDS: usize = 500;
 
 /// Which API the server imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +98,12 @@ pub struct Received {
     pub body: Vec<u8>,
     /// The status answered; 0 for [`Fault::Close`] (and while the answer is still pending).
     pub status: u16,
+    /// When the request arrived (was fully read), on the server's clock: a counter shared with
+    /// `handled_seq` and increased by every arrival and every end of handling.
+    pub arrived_seq: u64,
+    /// When handling ended (the request's effects, such as a created customer, are in place), on
+    /// the same clock as `arrived_seq`; 0 while pending and for [`Fault::Close`].
+    pub handled_seq: u64,
 }
 
 impl Received {
@@ -93,6 +113,13 @@ impl Received {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this request was fully handled before `other` arrived, e.g. "the customer was
+    /// created before the first meter record naming it arrived". Arrival order alone
+    /// ([`TestServer::received`] order) does not prove that when a client sends concurrently.
+    pub fn handled_before(&self, other: &Received) -> bool {
+        self.handled_seq != 0 && self.handled_seq < other.arrived_seq
     }
 
     /// The body as text (lossy).
@@ -140,6 +167,15 @@ struct State {
     ingested: Vec<Value>,
     ingested_keys: HashSet<String>,
     customers: Vec<Value>,
+    /// The clock of [`Received::arrived_seq`] and [`Received::handled_seq`].
+    clock: u64,
+    /// Orb backfills in creation order.
+    backfills: Vec<Backfill>,
+    /// Orb: idempotency key of an ingested event → the backfill it went to.
+    event_backfill: HashMap<String, String>,
+    /// Orb: reads of a closed (reverted) backfill that still show `reflecting`
+    /// (`pending_revert`).
+    backfill_reflect_after: usize,
     /// Open connections (a clone of each socket) by id, to shut them down on drop.
     connections: HashMap<u64, TcpStream>,
     next_connection: u64,
@@ -195,6 +231,10 @@ impl TestServer {
                 ingested: Vec::new(),
                 ingested_keys: HashSet::new(),
                 customers: Vec::new(),
+                clock: 0,
+                backfills: Vec::new(),
+                event_backfill: HashMap::new(),
+                backfill_reflect_after: 0,
                 connections: HashMap::new(),
                 next_connection: 0,
             }),
@@ -270,9 +310,10 @@ impl TestServer {
         self.shared.lock().max_batch = Some(n);
     }
 
-    /// Orb: when `Some(d)`, events older than now − d (or more than 5 minutes in the future) fail
-    /// validation like Orb's ordinary ingest. Requests with a `backfill_id` query parameter are
-    /// not checked (they go to a backfill). Default `None` (off).
+    /// Orb: when `Some(d)`, events older than now − d (the message says to ingest them through a
+    /// backfill) or more than 5 minutes in the future fail validation like Orb's ordinary ingest.
+    /// Requests with a `backfill_id` query parameter are not checked (they go to a backfill, whose
+    /// timeframe is checked instead). Default `None` (off).
     pub fn orb_grace_period(&self, d: Option<Duration>) {
         self.shared.lock().orb_grace = d;
     }
@@ -291,7 +332,10 @@ impl TestServer {
 
     /// The accepted events (first copy per key), in order. Amberflo records lose unknown top-level
     /// keys (as Amberflo drops them); a record without `uniqueId` is deduplicated by its content,
-    /// a Kable event without `transactionId` is never deduplicated.
+    /// a Kable event without `transactionId` is never deduplicated. Events leave it through
+    /// [`TestServer::orb_forget`], [`TestServer::amberflo_forget_day`], an Orb backfill revert
+    /// (its events) and an Orb backfill with `replace_existing_events: true` (the events it
+    /// replaces; a revert puts them back at the end).
     pub fn ingested(&self) -> Vec<Value> {
         self.shared.lock().ingested.clone()
     }
@@ -300,6 +344,80 @@ impl TestServer {
     /// `customerId`, in order of first creation.
     pub fn customers(&self) -> Vec<Value> {
         self.shared.lock().customers.clone()
+    }
+
+    /// (method, customerId) of every `GET`, `POST` and `PUT` request to `/customers`, in arrival
+    /// order, whatever it was answered: `GET` takes the `customerId` query parameter, `POST` and
+    /// `PUT` the body's `customerId`; "" when there is none. With [`Received::handled_before`] on
+    /// [`TestServer::received`] a test can check that a customer existed before a meter record
+    /// naming it arrived.
+    pub fn customer_requests(&self) -> Vec<(String, String)> {
+        let st = self.shared.lock();
+        st.received
+            .iter()
+            .filter(|r| {
+                r.path == "/customers" && matches!(r.method.as_str(), "GET" | "POST" | "PUT")
+            })
+            .map(|r| {
+                let id = if r.method == "GET" {
+                    r.query_param("customerId")
+                } else {
+                    r.json()
+                        .get("customerId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                (r.method.clone(), id.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Amberflo: remove the ingested records of `customer` and `meter` whose `meterTimeInMillis`
+    /// falls on the UTC day holding `day_start_seconds` (snapped down to midnight), so that a test
+    /// can plant a "missing day". Their dedupe keys are freed (re-sending them ingests them again);
+    /// [`TestServer::deliveries`] is not changed.
+    pub fn amberflo_forget_day(&self, customer: &str, meter: &str, day_start_seconds: i64) {
+        let day_ms = day_start_seconds.div_euclid(86_400).saturating_mul(DAY_MS);
+        let mut st = self.shared.lock();
+        forget_where(&mut st, |e| {
+            e["customerId"].as_str() == Some(customer)
+                && e["meterApiName"].as_str() == Some(meter)
+                && amberflo_time_ms(e).is_some_and(|t| t >= day_ms && t - day_ms < DAY_MS)
+        });
+    }
+
+    /// Orb: remove the ingested event with this idempotency key (so that a test can plant a
+    /// "missing key" for event search); its key is freed and it no longer belongs to a backfill.
+    /// [`TestServer::deliveries`] and the backfill's `events_ingested` are not changed.
+    pub fn orb_forget(&self, key: &str) {
+        let mut st = self.shared.lock();
+        forget_where(&mut st, |e| e["idempotency_key"].as_str() == Some(key));
+    }
+
+    /// Orb: every backfill object, in creation order, as `GET /v1/events/backfills/ID` shows it
+    /// (reading them here does not count as a poll). Backfills whose `close_time` has passed are
+    /// closed first, as Orb closes them by itself.
+    pub fn orb_backfills(&self) -> Vec<Value> {
+        let mut st = self.shared.lock();
+        orb_settle_backfills(&mut st, now_ms());
+        st.backfills.iter().map(Backfill::to_json).collect()
+    }
+
+    /// Orb: the id of the backfill through which the ingested event with this idempotency key was
+    /// accepted; `None` when it came through ordinary ingest or is not ingested (any more: a
+    /// reverted backfill's events are gone).
+    pub fn backfill_of(&self, key: &str) -> Option<String> {
+        self.shared.lock().event_backfill.get(key).cloned()
+    }
+
+    /// Orb: after `POST .../close`, the next `n` reads of that backfill (`GET
+    /// /v1/events/backfills/ID`, or a list page that holds it) show status `reflecting`; the read
+    /// after them shows `reflected`. With `n` = 0 (the default) it is `reflected` at once,
+    /// including in the close answer. The same rule takes a reverted backfill through
+    /// `pending_revert` to `reverted`. The `n` in force when a backfill is closed (reverted)
+    /// applies to it.
+    pub fn orb_backfill_reflect_after_polls(&self, n: usize) {
+        self.shared.lock().backfill_reflect_after = n;
     }
 }
 
@@ -477,6 +595,8 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
             st.requests += 1;
             let n = st.requests;
             let fault = st.faults_at.remove(&n).or_else(|| st.faults.pop_front());
+            st.clock += 1;
+            let arrived_seq = st.clock;
             st.received.push(Received {
                 method: request.method.clone(),
                 path: request.path.clone(),
@@ -484,6 +604,8 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
                 headers: request.headers.clone(),
                 body: request.body.clone(),
                 status: 0,
+                arrived_seq,
+                handled_seq: 0,
             });
             (n, fault, st.latency)
         };
@@ -507,8 +629,11 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
         };
         {
             let mut st = shared.lock();
+            st.clock += 1;
+            let handled_seq = st.clock;
             if let Some(r) = st.received.get_mut(n - 1) {
                 r.status = response.status;
+                r.handled_seq = handled_seq;
             }
         }
         thread::sleep(latency);
@@ -857,14 +982,15 @@ fn not_found(api: Api, req: &Request) -> Response {
 }
 
 /// Count a delivery (when asked) and ingest the event unless its key was ingested before.
-/// Without a key, `dedupe_unkeyed` drops an event identical to one already ingested.
+/// Without a key, `dedupe_unkeyed` drops an event identical to one already ingested. Returns
+/// whether the event was ingested (false for a duplicate).
 fn record_acceptance(
     st: &mut State,
     key: Option<&str>,
     count_delivery: bool,
     dedupe_unkeyed: bool,
     event: Value,
-) {
+) -> bool {
     let dedupe_key = match key {
         Some(k) => {
             if count_delivery {
@@ -879,10 +1005,45 @@ fn record_acceptance(
         Some(d) => {
             if st.ingested_keys.insert(d) {
                 st.ingested.push(event);
+                return true;
             }
+            false
         }
-        None => st.ingested.push(event),
+        None => {
+            st.ingested.push(event);
+            true
+        }
     }
+}
+
+/// The key of an ingested event: Amberflo `uniqueId`, Orb `idempotency_key`, Kable
+/// `transactionId`.
+fn event_key(e: &Value) -> Option<&str> {
+    ["uniqueId", "idempotency_key", "transactionId"]
+        .iter()
+        .find_map(|k| e.get(*k).and_then(Value::as_str))
+}
+
+/// Remove the ingested events that match, free their dedupe keys (as `record_acceptance` made
+/// them) and forget which backfill they went to. Returns them with that backfill, in order.
+fn forget_where(st: &mut State, matches: impl Fn(&Value) -> bool) -> Vec<(Value, Option<String>)> {
+    let (gone, kept): (Vec<Value>, Vec<Value>) = std::mem::take(&mut st.ingested)
+        .into_iter()
+        .partition(|e| matches(e));
+    st.ingested = kept;
+    gone.into_iter()
+        .map(|e| {
+            st.ingested_keys.remove(&format!("content:{e}"));
+            let backfill = match event_key(&e) {
+                Some(k) => {
+                    st.ingested_keys.remove(&format!("key:{k}"));
+                    st.event_backfill.remove(k)
+                }
+                None => None,
+            };
+            (e, backfill)
+        })
+        .collect()
 }
 
 fn parse_json(api: Api, req: &Request) -> Result<Value, Response> {
@@ -953,6 +1114,7 @@ fn amberflo(shared: &Shared, req: &Request) -> Response {
             | ("PUT", "/customers")
             | ("POST", "/customers")
             | ("GET", "/customers")
+            | ("POST", "/usage")
     );
     if !known {
         return not_found(api, req);
@@ -962,6 +1124,7 @@ fn amberflo(shared: &Shared, req: &Request) -> Response {
     }
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/ingest") => amberflo_ingest(shared, req),
+        ("POST", "/usage") => amberflo_usage(shared, req),
         ("GET", "/customers") => {
             if let Some((status, why)) = &req.body_error {
                 return error_response(api, *status, why);
@@ -1071,11 +1234,171 @@ fn validate_amberflo_record(record: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `meterTimeInMillis` of a stored record.
+fn amberflo_time_ms(record: &Value) -> Option<i64> {
+    record.get("meterTimeInMillis").and_then(Value::as_i64)
+}
+
+/// A checked `POST /usage` body.
+struct UsageQuery {
+    meter: String,
+    start_ms: i64,
+    end_ms: i64,
+    /// Filter key (`customerId` or a dimension name) → the values it may take.
+    filter: Vec<(String, Vec<String>)>,
+}
+
+fn parse_usage_query(v: &Value) -> Result<UsageQuery, String> {
+    let o = v
+        .as_object()
+        .ok_or("the usage query must be a JSON object")?;
+    let meter = non_empty_str(o, "meterApiName")?.to_string();
+    // Only what destinations.md documents is imitated: SUM per DAY, grouped by customerId.
+    match non_empty_str(o, "aggregation")? {
+        "SUM" => {}
+        other => {
+            return Err(format!(
+                "aggregation {other:?} is not supported; use \"SUM\""
+            ));
+        }
+    }
+    match non_empty_str(o, "timeGroupingInterval")? {
+        "DAY" => {}
+        other => {
+            return Err(format!(
+                "timeGroupingInterval {other:?} is not supported; use \"DAY\""
+            ));
+        }
+    }
+    // groupBy is required here (Amberflo would answer one ungrouped total without it, which this
+    // server does not imitate): it must be exactly ["customerId"].
+    if o.get("groupBy") != Some(&json!(["customerId"])) {
+        return Err("groupBy must be [\"customerId\"]".into());
+    }
+    let range = match o.get("timeRange") {
+        Some(Value::Object(r)) => r,
+        Some(_) => return Err("timeRange must be an object".into()),
+        None => return Err("timeRange is required".into()),
+    };
+    let seconds = |key: &str| match range.get(key) {
+        Some(v) => v
+            .as_i64()
+            .filter(|s| *s >= 0)
+            .ok_or_else(|| format!("timeRange.{key} must be an integer >= 0")),
+        None => Err(format!("timeRange.{key} is required")),
+    };
+    let start = seconds("startTimeInSeconds")?;
+    let end = seconds("endTimeInSeconds")?;
+    // An empty or reversed range is refused rather than answered with nothing.
+    if start >= end {
+        return Err("timeRange.startTimeInSeconds must be before endTimeInSeconds".into());
+    }
+    let mut filter = Vec::new();
+    match o.get("filter") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(f)) => {
+            // Keys other than customerId filter on dimensions (Amberflo's filter does both).
+            // An empty value list is refused: it would match nothing and is most likely a bug.
+            for (k, vals) in f {
+                let vals: Vec<String> = match vals {
+                    Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
+                    _ => return Err(format!("filter.{k} must be a non-empty array of strings")),
+                };
+                filter.push((k.clone(), vals));
+            }
+        }
+        Some(_) => return Err("filter must be an object".into()),
+    }
+    Ok(UsageQuery {
+        meter,
+        start_ms: start.saturating_mul(1000),
+        end_ms: end.saturating_mul(1000),
+        filter,
+    })
+}
+
+/// `POST /usage`: SUM of `meterValue` of the ingested records of one meter with
+/// `start <= meterTimeInMillis < end`, grouped by customerId and by UTC day. One `clientMeters`
+/// entry per customer that has records (customers in ascending id order); days in ascending
+/// order, and days without records are left out (not listed with 0).
+fn amberflo_usage(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Amberflo;
+    let body = match parse_json(api, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let q = match parse_usage_query(&body) {
+        Ok(q) => q,
+        Err(why) => return error_response(api, 400, &why),
+    };
+    let st = shared.lock();
+    let mut groups: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for r in &st.ingested {
+        let (Some(customer), Some(t), Some(value)) = (
+            r["customerId"].as_str(),
+            amberflo_time_ms(r),
+            r["meterValue"].as_f64(),
+        ) else {
+            continue;
+        };
+        if r["meterApiName"].as_str() != Some(q.meter.as_str()) || t < q.start_ms || t >= q.end_ms {
+            continue;
+        }
+        let passes = q.filter.iter().all(|(k, vals)| {
+            let v = if k == "customerId" {
+                Some(customer)
+            } else {
+                r["dimensions"][k.as_str()].as_str()
+            };
+            v.is_some_and(|v| vals.iter().any(|x| x == v))
+        });
+        if passes {
+            let day = t.div_euclid(DAY_MS) * (DAY_MS / 1000);
+            *groups
+                .entry(customer.to_string())
+                .or_default()
+                .entry(day)
+                .or_insert(0.0) += value;
+        }
+    }
+    let client_meters: Vec<Value> = groups
+        .into_iter()
+        .map(|(customer, days)| {
+            json!({
+                "group": {"groupInfo": {"customerId": customer}},
+                "groupValue": days.values().sum::<f64>(),
+                "values": days
+                    .into_iter()
+                    .map(|(day, value)| json!({"secondsSinceEpochUtc": day, "value": value}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Response::json(
+        200,
+        &json!({
+            "metadata": {
+                "meterApiName": q.meter,
+                "aggregation": "SUM",
+                "timeGroupingInterval": "DAY",
+                "timeRange": body["timeRange"],
+            },
+            "clientMeters": client_meters,
+        }),
+    )
+}
+
 fn validate_customer(v: &Value) -> Result<String, String> {
     let o = v.as_object().ok_or("the customer must be a JSON object")?;
     let id = non_empty_str(o, "customerId")?;
     non_empty_str(o, "customerName")?;
     optional_str(o, "customerEmail")?;
+    // `lifecycleStage` is optional; destinations.md names no values, so any string is accepted.
+    optional_str(o, "lifecycleStage")?;
     match o.get("traits") {
         None => {}
         Some(Value::Object(traits)) => {
@@ -1123,9 +1446,23 @@ fn amberflo_customer_write(shared: &Shared, req: &Request, put: bool) -> Respons
 
 fn orb(shared: &Shared, req: &Request) -> Response {
     let api = Api::Orb;
-    if !(req.method == "POST" && req.path == "/v1/ingest") {
-        return not_found(api, req);
-    }
+    let segments: Vec<&str> = req.path.split('/').collect();
+    let route = match (req.method.as_str(), segments.as_slice()) {
+        ("POST", ["", "v1", "ingest"]) => OrbRoute::Ingest,
+        ("POST", ["", "v1", "events", "search"]) => OrbRoute::Search,
+        ("POST", ["", "v1", "events", "backfills"]) => OrbRoute::CreateBackfill,
+        ("GET", ["", "v1", "events", "backfills"]) => OrbRoute::ListBackfills,
+        ("GET", ["", "v1", "events", "backfills", id]) if !id.is_empty() => {
+            OrbRoute::GetBackfill(percent_decode(id))
+        }
+        ("POST", ["", "v1", "events", "backfills", id, "close"]) if !id.is_empty() => {
+            OrbRoute::CloseBackfill(percent_decode(id))
+        }
+        ("POST", ["", "v1", "events", "backfills", id, "revert"]) if !id.is_empty() => {
+            OrbRoute::RevertBackfill(percent_decode(id))
+        }
+        _ => return not_found(api, req),
+    };
     let authorized = req
         .header("authorization")
         .and_then(|v| v.split_once(' '))
@@ -1135,6 +1472,36 @@ fn orb(shared: &Shared, req: &Request) -> Response {
     if !authorized {
         return error_response(api, 401, "Missing or invalid API key");
     }
+    match route {
+        OrbRoute::Ingest => orb_ingest(shared, req),
+        OrbRoute::Search => orb_search(shared, req),
+        OrbRoute::CreateBackfill => orb_create_backfill(shared, req),
+        OrbRoute::ListBackfills => orb_list_backfills(shared, req),
+        OrbRoute::GetBackfill(id) => {
+            let mut st = shared.lock();
+            orb_settle_backfills(&mut st, now_ms());
+            match backfill_index(&st, &id) {
+                Some(i) => Response::json(200, &read_backfill(&mut st.backfills[i])),
+                None => no_backfill(&id),
+            }
+        }
+        OrbRoute::CloseBackfill(id) => orb_close_or_revert(shared, &id, false),
+        OrbRoute::RevertBackfill(id) => orb_close_or_revert(shared, &id, true),
+    }
+}
+
+enum OrbRoute {
+    Ingest,
+    Search,
+    CreateBackfill,
+    ListBackfills,
+    GetBackfill(String),
+    CloseBackfill(String),
+    RevertBackfill(String),
+}
+
+fn orb_ingest(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Orb;
     let body = match parse_json(api, req) {
         Ok(v) => v,
         Err(r) => return r,
@@ -1163,12 +1530,37 @@ fn orb(shared: &Shared, req: &Request) -> Response {
             ),
         );
     }
-    // Events sent to a backfill skip the grace-period check.
-    let grace = match query_param(&req.query, "backfill_id") {
-        Some(_) => None,
-        None => st.orb_grace,
-    };
     let now = now_ms();
+    // A request with `backfill_id` goes to that backfill, which must exist and be pending: the
+    // whole request is refused with 400 (RFC 7807) otherwise. Its events skip the grace-period
+    // check (past and future) and must fall inside the backfill's timeframe instead.
+    let backfill = match query_param(&req.query, "backfill_id") {
+        None => None,
+        Some(id) => {
+            orb_settle_backfills(&mut st, now);
+            match backfill_index(&st, &id) {
+                Some(i) if st.backfills[i].status == BackfillStatus::Pending => Some(i),
+                Some(i) => {
+                    return error_response(
+                        api,
+                        400,
+                        &format!(
+                            "backfill {id} is {}; events can only be ingested into a pending backfill",
+                            st.backfills[i].status.name()
+                        ),
+                    );
+                }
+                None => {
+                    return error_response(api, 400, &format!("backfill {id} does not exist"));
+                }
+            }
+        }
+    };
+    let grace = if backfill.is_some() {
+        None
+    } else {
+        st.orb_grace
+    };
     let mut failures = Vec::new();
     let mut valid = Vec::new();
     for event in events {
@@ -1191,6 +1583,27 @@ fn orb(shared: &Shared, req: &Request) -> Response {
                 errors.push("Event timestamp is more than 5 minutes in the future".into());
             }
         }
+        if let Some(i) = backfill {
+            let bf = &st.backfills[i];
+            if let Some(ts) = ts
+                && !(bf.start_ms <= ts && ts < bf.end_ms)
+            {
+                errors.push(format!(
+                    "Event timestamp is outside the timeframe of backfill {} ({} inclusive to {} exclusive)",
+                    bf.id,
+                    fmt_ms(bf.start_ms),
+                    fmt_ms(bf.end_ms)
+                ));
+            }
+            // destinations.md is silent on events of other customers than a scoped backfill's:
+            // they fail validation here (the stricter choice).
+            if !bf.customer_in_scope(event) {
+                errors.push(format!(
+                    "Event customer is outside the scope of backfill {}",
+                    bf.id
+                ));
+            }
+        }
         if errors.is_empty() {
             valid.push(event);
         } else {
@@ -1202,8 +1615,7 @@ fn orb(shared: &Shared, req: &Request) -> Response {
     }
     if failures.is_empty() {
         for event in events {
-            let key = event["idempotency_key"].as_str().map(str::to_string);
-            record_acceptance(&mut st, key.as_deref(), true, false, event.clone());
+            orb_accept(&mut st, backfill, true, event);
         }
         return Response::json(200, &json!({ "validation_failed": [] }));
     }
@@ -1211,8 +1623,7 @@ fn orb(shared: &Shared, req: &Request) -> Response {
     // `orb_reject_keys(.., ingest_valid)`, default not ingested.
     if st.orb_ingest_valid {
         for event in valid {
-            let key = event["idempotency_key"].as_str().map(str::to_string);
-            record_acceptance(&mut st, key.as_deref(), false, false, event.clone());
+            orb_accept(&mut st, backfill, false, event);
         }
     }
     match st.orb_shape {
@@ -1233,6 +1644,483 @@ fn orb(shared: &Shared, req: &Request) -> Response {
             )
         }
     }
+}
+
+/// Ingest one valid Orb event, through ordinary ingest or into the backfill at `backfill`.
+///
+/// Into a backfill, an event whose key is already ingested is a duplicate (dropped) when that copy
+/// went to the same backfill, or when the backfill does not replace existing events. When it does
+/// (`replace_existing_events: true`) and the existing copy lies in the backfill's timeframe and
+/// scope, the new event replaces it at once (the old copy is kept to be restored by a revert):
+/// it would be replaced at close anyway. `events_ingested` counts the events actually ingested.
+fn orb_accept(st: &mut State, backfill: Option<usize>, count_delivery: bool, event: &Value) {
+    let key = event["idempotency_key"].as_str().map(str::to_string);
+    let (Some(i), Some(key)) = (backfill, key.as_deref()) else {
+        record_acceptance(st, key.as_deref(), count_delivery, false, event.clone());
+        return;
+    };
+    let id = st.backfills[i].id.clone();
+    if st.backfills[i].replace && st.event_backfill.get(key) != Some(&id) {
+        let bf = &st.backfills[i];
+        let replaceable = st
+            .ingested
+            .iter()
+            .find(|e| e["idempotency_key"].as_str() == Some(key))
+            .is_some_and(|e| bf.replaces(e));
+        if replaceable {
+            let old = forget_where(st, |e| e["idempotency_key"].as_str() == Some(key));
+            st.backfills[i].replaced.extend(old);
+        }
+    }
+    if record_acceptance(st, Some(key), count_delivery, false, event.clone()) {
+        st.event_backfill.insert(key.to_string(), id);
+        st.backfills[i].events_ingested += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orb backfills
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BackfillStatus {
+    Pending,
+    /// Closed; this many more reads show `reflecting` (see `orb_backfill_reflect_after_polls`).
+    Reflecting(usize),
+    Reflected,
+    /// Reverted; this many more reads show `pending_revert`.
+    PendingRevert(usize),
+    Reverted,
+}
+
+impl BackfillStatus {
+    fn name(self) -> &'static str {
+        match self {
+            BackfillStatus::Pending => "pending",
+            BackfillStatus::Reflecting(_) => "reflecting",
+            BackfillStatus::Reflected => "reflected",
+            BackfillStatus::PendingRevert(_) => "pending_revert",
+            BackfillStatus::Reverted => "reverted",
+        }
+    }
+}
+
+struct Backfill {
+    id: String,
+    status: BackfillStatus,
+    created_at_ms: i64,
+    start_ms: i64,
+    end_ms: i64,
+    close_ms: i64,
+    reverted_at_ms: Option<i64>,
+    events_ingested: usize,
+    replace: bool,
+    customer_id: Option<String>,
+    external_customer_id: Option<String>,
+    /// Events this backfill replaced (with the backfill each had gone to), restored by a revert.
+    replaced: Vec<(Value, Option<String>)>,
+}
+
+impl Backfill {
+    fn to_json(&self) -> Value {
+        // `customer_id` would be Orb's id of the customer named by `external_customer_id`; this
+        // server knows no Orb customers, so it is null unless the backfill was created with one.
+        json!({
+            "id": self.id,
+            "status": self.status.name(),
+            "created_at": fmt_ms(self.created_at_ms),
+            "timeframe_start": fmt_ms(self.start_ms),
+            "timeframe_end": fmt_ms(self.end_ms),
+            "close_time": fmt_ms(self.close_ms),
+            "reverted_at": self.reverted_at_ms.map(fmt_ms),
+            "events_ingested": self.events_ingested,
+            "replace_existing_events": self.replace,
+            "customer_id": self.customer_id,
+            "external_customer_id": self.external_customer_id,
+        })
+    }
+
+    /// Whether the event's customer is in this backfill's scope (no customer: all customers).
+    fn customer_in_scope(&self, event: &Value) -> bool {
+        match (&self.customer_id, &self.external_customer_id) {
+            (Some(c), _) => event["customer_id"].as_str() == Some(c.as_str()),
+            (None, Some(x)) => event["external_customer_id"].as_str() == Some(x.as_str()),
+            (None, None) => true,
+        }
+    }
+
+    /// Whether `replace_existing_events` replaces this (ingested, not ours) event: inside the
+    /// timeframe and the scope.
+    fn replaces(&self, event: &Value) -> bool {
+        let ts = event["timestamp"]
+            .as_str()
+            .and_then(|s| orb_timestamp_ms(s).ok());
+        self.replace
+            && ts.is_some_and(|t| self.start_ms <= t && t < self.end_ms)
+            && self.customer_in_scope(event)
+    }
+}
+
+fn fmt_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn backfill_index(st: &State, id: &str) -> Option<usize> {
+    st.backfills.iter().position(|b| b.id == id)
+}
+
+fn no_backfill(id: &str) -> Response {
+    error_response(Api::Orb, 404, &format!("backfill {id} does not exist"))
+}
+
+/// The backfill as a read shows it; the read counts as one poll (see
+/// `orb_backfill_reflect_after_polls`).
+fn read_backfill(bf: &mut Backfill) -> Value {
+    let shown = bf.to_json();
+    bf.status = match bf.status {
+        BackfillStatus::Reflecting(n) if n > 1 => BackfillStatus::Reflecting(n - 1),
+        BackfillStatus::Reflecting(_) => BackfillStatus::Reflected,
+        BackfillStatus::PendingRevert(n) if n > 1 => BackfillStatus::PendingRevert(n - 1),
+        BackfillStatus::PendingRevert(_) => BackfillStatus::Reverted,
+        other => other,
+    };
+    shown
+}
+
+/// Orb closes a pending backfill by itself at its `close_time`. Done lazily, whenever backfills
+/// are looked at, so that no timer thread is needed.
+fn orb_settle_backfills(st: &mut State, now: i64) {
+    for i in 0..st.backfills.len() {
+        if st.backfills[i].status == BackfillStatus::Pending && st.backfills[i].close_ms <= now {
+            close_backfill(st, i);
+        }
+    }
+}
+
+/// Close: `replace_existing_events` takes effect (the other events of the timeframe and scope
+/// leave `ingested()`, kept for a revert), and the status goes to `reflecting`/`reflected`.
+fn close_backfill(st: &mut State, i: usize) {
+    let polls = st.backfill_reflect_after;
+    let id = st.backfills[i].id.clone();
+    if st.backfills[i].replace {
+        let bf = &st.backfills[i];
+        let others: HashSet<String> = st
+            .ingested
+            .iter()
+            .filter(|e| {
+                let key = e["idempotency_key"].as_str().unwrap_or("");
+                st.event_backfill.get(key) != Some(&id) && bf.replaces(e)
+            })
+            .filter_map(|e| e["idempotency_key"].as_str().map(str::to_string))
+            .collect();
+        let old = forget_where(st, |e| {
+            e["idempotency_key"]
+                .as_str()
+                .is_some_and(|k| others.contains(k))
+        });
+        st.backfills[i].replaced.extend(old);
+    }
+    st.backfills[i].status = match polls {
+        0 => BackfillStatus::Reflected,
+        n => BackfillStatus::Reflecting(n),
+    };
+}
+
+/// Revert: the backfill's events leave `ingested()`, the events it replaced come back (at the
+/// end, unless their key was ingested again meanwhile), and the status goes to
+/// `pending_revert`/`reverted`.
+fn revert_backfill(st: &mut State, i: usize, now: i64) {
+    let polls = st.backfill_reflect_after;
+    let id = st.backfills[i].id.clone();
+    let ours: HashSet<String> = st
+        .event_backfill
+        .iter()
+        .filter(|(_, b)| **b == id)
+        .map(|(k, _)| k.clone())
+        .collect();
+    forget_where(st, |e| {
+        e["idempotency_key"]
+            .as_str()
+            .is_some_and(|k| ours.contains(k))
+    });
+    for (event, backfill) in std::mem::take(&mut st.backfills[i].replaced) {
+        let key = event["idempotency_key"].as_str().map(str::to_string);
+        if record_acceptance(st, key.as_deref(), false, false, event)
+            && let (Some(k), Some(b)) = (key, backfill)
+        {
+            st.event_backfill.insert(k, b);
+        }
+    }
+    let bf = &mut st.backfills[i];
+    bf.reverted_at_ms = Some(now);
+    bf.status = match polls {
+        0 => BackfillStatus::Reverted,
+        n => BackfillStatus::PendingRevert(n),
+    };
+}
+
+/// A required Orb timestamp field, or an optional one (`None` when absent or null).
+fn orb_time_field(
+    o: &Map<String, Value>,
+    key: &str,
+    required: bool,
+) -> Result<Option<i64>, String> {
+    match o.get(key) {
+        None | Some(Value::Null) if required => Err(format!("{key} is required")),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => orb_timestamp_ms(s)
+            .map(Some)
+            .map_err(|e| format!("{key}: {e}")),
+        Some(_) => Err(format!("{key} must be an ISO 8601 string")),
+    }
+}
+
+/// An optional non-empty string field (`None` when absent or null).
+fn optional_id(o: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{key} must be a non-empty string")),
+    }
+}
+
+/// `POST /v1/events/backfills`. Timestamps use the same format as event timestamps (UTC with
+/// `Z`, at most millisecond precision) and are shown normalised (`2021-04-26T00:00:00Z`).
+/// Unknown keys (such as Orb's `deprecation_filter`) are ignored. The answer is 200 (Orb's
+/// status for a create is not in destinations.md; a client should accept any 2xx).
+fn orb_create_backfill(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Orb;
+    let body = match parse_json(api, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let checked = (|| -> Result<_, String> {
+        let o = body.as_object().ok_or("the body must be a JSON object")?;
+        let start = orb_time_field(o, "timeframe_start", true)?.unwrap_or(0);
+        let end = orb_time_field(o, "timeframe_end", true)?.unwrap_or(0);
+        if start >= end {
+            return Err("timeframe_start must be before timeframe_end".into());
+        }
+        if end - start > ORB_BACKFILL_MAX_SPAN_MS {
+            return Err("a backfill may span at most 31 days".into());
+        }
+        let customer_id = optional_id(o, "customer_id")?;
+        let external_customer_id = optional_id(o, "external_customer_id")?;
+        if customer_id.is_some() && external_customer_id.is_some() {
+            return Err("at most one of customer_id and external_customer_id may be set".into());
+        }
+        // Orb defaults replace_existing_events to false; this server requires it, since
+        // segrelay must always send it explicitly.
+        let replace = match o.get("replace_existing_events") {
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err("replace_existing_events must be a boolean".into()),
+            None => return Err("replace_existing_events is required by this test server".into()),
+        };
+        // A close_time in the past is accepted: the backfill closes at the next look.
+        let close = orb_time_field(o, "close_time", false)?;
+        Ok((
+            start,
+            end,
+            customer_id,
+            external_customer_id,
+            replace,
+            close,
+        ))
+    })();
+    let (start, end, customer_id, external_customer_id, replace, close) = match checked {
+        Ok(c) => c,
+        Err(why) => return error_response(api, 400, &why),
+    };
+    let now = now_ms();
+    let mut st = shared.lock();
+    orb_settle_backfills(&mut st, now);
+    // Only pending backfills conflict, whatever their customer scope (destinations.md: "must not
+    // overlap in time").
+    let overlapping = st
+        .backfills
+        .iter()
+        .find(|b| b.status == BackfillStatus::Pending && b.start_ms < end && start < b.end_ms);
+    if let Some(b) = overlapping {
+        return error_response(
+            api,
+            409,
+            &format!(
+                "the timeframe overlaps pending backfill {} ({} to {}); close it or wait until it is reflected",
+                b.id,
+                fmt_ms(b.start_ms),
+                fmt_ms(b.end_ms)
+            ),
+        );
+    }
+    let bf = Backfill {
+        id: format!("bf_{}", st.backfills.len() + 1),
+        status: BackfillStatus::Pending,
+        created_at_ms: now,
+        start_ms: start,
+        end_ms: end,
+        close_ms: close.unwrap_or(now + ORB_BACKFILL_DEFAULT_CLOSE_MS),
+        reverted_at_ms: None,
+        events_ingested: 0,
+        replace,
+        customer_id,
+        external_customer_id,
+        replaced: Vec::new(),
+    };
+    let shown = bf.to_json();
+    st.backfills.push(bf);
+    Response::json(200, &shown)
+}
+
+/// `GET /v1/events/backfills?limit=&cursor=`, in creation order. `limit` must be 1 to 100
+/// (400 otherwise, rather than clamped); the cursor is opaque (the next position) and an
+/// unknown one gets 400. Each backfill on the page counts as read once (a poll).
+fn orb_list_backfills(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Orb;
+    let limit = match query_param(&req.query, "limit") {
+        None => ORB_LIST_DEFAULT_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=ORB_LIST_MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return error_response(
+                    api,
+                    400,
+                    &format!("limit must be an integer from 1 to {ORB_LIST_MAX_LIMIT}"),
+                );
+            }
+        },
+    };
+    let mut st = shared.lock();
+    orb_settle_backfills(&mut st, now_ms());
+    let from = match query_param(&req.query, "cursor").filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => match c.strip_prefix("pos_").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if n <= st.backfills.len() => n,
+            _ => return error_response(api, 400, &format!("invalid cursor {c:?}")),
+        },
+    };
+    let to = (from + limit).min(st.backfills.len());
+    let data: Vec<Value> = st.backfills[from..to]
+        .iter_mut()
+        .map(read_backfill)
+        .collect();
+    let has_more = to < st.backfills.len();
+    Response::json(
+        200,
+        &json!({
+            "data": data,
+            "pagination_metadata": {
+                "has_more": has_more,
+                "next_cursor": has_more.then(|| format!("pos_{to}")),
+            },
+        }),
+    )
+}
+
+/// `POST .../close` (only a pending backfill; 409 otherwise) and `POST .../revert` (a pending,
+/// reflecting or reflected one; 409 when already reverted or reverting). A pending backfill that
+/// is reverted goes through `pending_revert` like the others (the same poll rule).
+fn orb_close_or_revert(shared: &Shared, id: &str, revert: bool) -> Response {
+    let now = now_ms();
+    let mut st = shared.lock();
+    orb_settle_backfills(&mut st, now);
+    let Some(i) = backfill_index(&st, id) else {
+        return no_backfill(id);
+    };
+    let status = st.backfills[i].status;
+    let allowed = match (revert, status) {
+        (false, BackfillStatus::Pending) => true,
+        (false, _) => false,
+        (true, BackfillStatus::PendingRevert(_) | BackfillStatus::Reverted) => false,
+        (true, _) => true,
+    };
+    if !allowed {
+        let what = if revert { "reverted" } else { "closed" };
+        return error_response(
+            Api::Orb,
+            409,
+            &format!("backfill {id} is {} and cannot be {what}", status.name()),
+        );
+    }
+    if revert {
+        revert_backfill(&mut st, i, now);
+    } else {
+        close_backfill(&mut st, i);
+    }
+    Response::json(200, &st.backfills[i].to_json())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orb event search
+
+/// `POST /v1/events/search`: the ingested events whose idempotency key is in `event_ids` (at most
+/// 500) and, when given, whose timestamp is in `[timeframe_start, timeframe_end)`; there is no
+/// default timeframe. Events are listed in ingestion order, in one page.
+fn orb_search(shared: &Shared, req: &Request) -> Response {
+    let api = Api::Orb;
+    let body = match parse_json(api, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let checked = (|| -> Result<_, String> {
+        let o = body.as_object().ok_or("the body must be a JSON object")?;
+        let ids: HashSet<&str> = match o.get("event_ids") {
+            Some(Value::Array(a)) => {
+                if a.len() > ORB_SEARCH_MAX_IDS {
+                    return Err(format!(
+                        "{} event_ids; at most {ORB_SEARCH_MAX_IDS} are allowed",
+                        a.len()
+                    ));
+                }
+                a.iter()
+                    .map(|v| v.as_str().ok_or("event_ids must be strings"))
+                    .collect::<Result<_, _>>()?
+            }
+            Some(_) => return Err("event_ids must be an array of strings".into()),
+            None => return Err("event_ids is required".into()),
+        };
+        let start = orb_time_field(o, "timeframe_start", false)?;
+        let end = orb_time_field(o, "timeframe_end", false)?;
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            return Err("timeframe_start must be before timeframe_end".into());
+        }
+        Ok((ids, start, end))
+    })();
+    let (ids, start, end) = match checked {
+        Ok(c) => c,
+        Err(why) => return error_response(api, 400, &why),
+    };
+    let st = shared.lock();
+    let data: Vec<Value> = st
+        .ingested
+        .iter()
+        .filter(|e| e["idempotency_key"].as_str().is_some_and(|k| ids.contains(k)))
+        .filter(|e| {
+            let ts = e["timestamp"].as_str().and_then(|s| orb_timestamp_ms(s).ok());
+            ts.is_some_and(|t| start.is_none_or(|s| s <= t) && end.is_none_or(|x| t < x))
+        })
+        .map(|e| {
+            // `customer_id` is Orb's own id: null unless the event was sent with one.
+            json!({
+                "id": e["idempotency_key"],
+                "customer_id": e.get("customer_id").cloned().unwrap_or(Value::Null),
+                "external_customer_id": e.get("external_customer_id").cloned().unwrap_or(Value::Null),
+                "event_name": e["event_name"],
+                "properties": e["properties"],
+                "timestamp": e["timestamp"],
+                "deprecated": false,
+            })
+        })
+        .collect();
+    Response::json(
+        200,
+        &json!({
+            "data": data,
+            "pagination_metadata": {"has_more": false, "next_cursor": null},
+        }),
+    )
 }
 
 /// The validation errors of one Orb event, and its time in epoch ms when it is valid.
