@@ -68,13 +68,13 @@ impl EnsureCustomers {
 
     /// Remembers the name an identify call gives, for customers created later.
     pub fn named(&mut self, customer_json: &str) {
-        if let Ok(customer) = serde_json::from_str::<Value>(customer_json) {
-            if let (Some(id), Some(name)) = (
+        if let Ok(customer) = serde_json::from_str::<Value>(customer_json)
+            && let (Some(id), Some(name)) = (
                 customer["customerId"].as_str(),
                 customer["customerName"].as_str(),
-            ) {
-                self.names.insert(id.to_owned(), name.to_owned());
-            }
+            )
+        {
+            self.names.insert(id.to_owned(), name.to_owned());
         }
     }
 

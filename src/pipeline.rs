@@ -314,27 +314,24 @@ impl Pipeline<'_> {
                     }
                 }
                 let stream = payload.stream;
-                if let Some(customers) = self.customers.as_deref_mut() {
-                    if let Some(customer) = &payload.customer {
-                        match stream {
-                            Stream::Customer => customers.named(&payload.json),
-                            Stream::Usage => {
-                                let control = self.dispatch.control();
-                                if let Err(reason) = customers.ensure(
-                                    customer,
-                                    &self.courier,
-                                    control,
-                                    self.report,
-                                )? {
-                                    let origin = event.origin.clone();
-                                    self.push(
-                                        origin,
-                                        at,
-                                        ends_line,
-                                        Some(Outcome::Rejected(reason, Content::Event(event))),
-                                    );
-                                    return Ok(ControlFlow::Continue(()));
-                                }
+                if let Some(customers) = self.customers.as_deref_mut()
+                    && let Some(customer) = &payload.customer
+                {
+                    match stream {
+                        Stream::Customer => customers.named(&payload.json),
+                        Stream::Usage => {
+                            let control = self.dispatch.control();
+                            if let Err(reason) =
+                                customers.ensure(customer, &self.courier, control, self.report)?
+                            {
+                                let origin = event.origin.clone();
+                                self.push(
+                                    origin,
+                                    at,
+                                    ends_line,
+                                    Some(Outcome::Rejected(reason, Content::Event(event))),
+                                );
+                                return Ok(ControlFlow::Continue(()));
                             }
                         }
                     }
