@@ -289,7 +289,12 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         Status::Interrupted
     } else if aborted.is_some() {
         Status::Aborted
-    } else if s.rejected + s.failed > 0 {
+    } else if s.rejected + s.failed > 0
+        || s.already_done
+            .as_ref()
+            .is_some_and(|done| done.rejected + done.failed > 0)
+    {
+        // A resumed job answers for what earlier runs of it rejected too.
         Status::Problems
     } else {
         Status::Clean

@@ -1,0 +1,401 @@
+//! Orb backfills end to end against the loopback server, which applies Orb's
+//! grace period to ordinary ingest and its rules to backfills.
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use server::{Api, TestServer};
+
+const KEY: &str = "sk_test_backfill_key_77";
+
+struct Job {
+    dir: tempfile::TempDir,
+    settings: PathBuf,
+    input: PathBuf,
+}
+
+/// Events every 6 hours from `start` for `days` days: far older than the grace period.
+fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)>) {
+    let start: Timestamp = start.parse().unwrap();
+    let mut text = String::new();
+    let mut keys = Vec::new();
+    for i in 0..days * 4 {
+        let time = start
+            .checked_add(jiff::SignedDuration::from_hours(6 * i))
+            .unwrap();
+        let key = format!("bf-{i}");
+        let event = json!({"type":"track","event":"api_call","userId":format!("c{}", i % 3),"messageId":key,
+            "timestamp": time.to_string(), "properties":{"n": i}});
+        text.push_str(&format!("{event}\n"));
+        keys.push((key, time));
+    }
+    // A page (skipped) and a broken line (rejected) are settled once, not once per window.
+    text.push_str(
+        "{\"type\":\"page\",\"userId\":\"c1\",\"timestamp\":\"2026-01-05T00:00:00Z\"}\n{\"oops\"\n",
+    );
+    (text, keys)
+}
+
+impl Job {
+    fn new(server: &TestServer, text: &str) -> Job {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join("segrelay.toml");
+        std::fs::write(
+            &settings,
+            format!(
+                "[destinations.orb]\napi_key = \"${{SEGRELAY_TEST_KEY}}\"\nexternal_customer_id_field = \"userId\"\nendpoint = \"{}\"\n",
+                server.endpoint()
+            ),
+        )
+        .unwrap();
+        let input = dir.path().join("events.ndjson");
+        std::fs::write(&input, text).unwrap();
+        Job {
+            dir,
+            settings,
+            input,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::cargo_bin("segrelay").unwrap();
+        command
+            .args(args)
+            .arg("-c")
+            .arg(&self.settings)
+            .env("SEGRELAY_TEST_KEY", KEY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn send(&self, extra: &[&str]) -> Output {
+        let output = self
+            .command(&[
+                "send",
+                "--orb-backfill",
+                "--orb-wait",
+                "--orb-poll-interval",
+                "10ms",
+                "--max-retry-wait",
+                "10ms",
+            ])
+            .arg("--summary")
+            .arg(self.path("summary.json"))
+            .arg("--rejects")
+            .arg(self.path("rejects.ndjson"))
+            .args(extra)
+            .arg(&self.input)
+            .output()
+            .unwrap();
+        for text in [&output.stdout, &output.stderr] {
+            assert!(
+                !String::from_utf8_lossy(text).contains(KEY),
+                "the key leaked"
+            );
+        }
+        output
+    }
+
+    fn summary(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("summary.json")).unwrap()).unwrap()
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn time(value: &Value) -> Timestamp {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_backfill_over_three_windows_puts_every_event_in_its_window() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
+    server.orb_backfill_reflect_after_polls(2);
+    let (text, keys) = events("2026-01-01T03:00:00Z", 70);
+    let job = Job::new(&server, &text);
+
+    let output = job.send(&["--batch-size", "50"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "one broken line: {}",
+        stderr(&output)
+    );
+
+    let backfills = server.orb_backfills();
+    assert_eq!(backfills.len(), 3, "{backfills:#?}");
+    for pair in backfills.windows(2) {
+        assert!(
+            time(&pair[0]["timeframe_end"]) <= time(&pair[1]["timeframe_start"]),
+            "windows overlap"
+        );
+    }
+    for backfill in &backfills {
+        assert_eq!(backfill["status"], "reflected");
+        assert_eq!(backfill["replace_existing_events"], false);
+        let span =
+            time(&backfill["timeframe_end"]).duration_since(time(&backfill["timeframe_start"]));
+        assert!(span <= jiff::SignedDuration::from_hours(31 * 24));
+    }
+    assert_eq!(
+        server.ingested().len(),
+        keys.len(),
+        "each event ingested once"
+    );
+    for (key, at) in &keys {
+        let id = server
+            .backfill_of(key)
+            .unwrap_or_else(|| panic!("{key} did not go through a backfill"));
+        let backfill = backfills.iter().find(|b| b["id"] == id.as_str()).unwrap();
+        assert!(
+            time(&backfill["timeframe_start"]) <= *at && *at < time(&backfill["timeframe_end"]),
+            "{key} outside its window"
+        );
+    }
+    // One backfill at a time: each was reflected before the next was created.
+    let paths: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let creates: Vec<usize> = paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| *p == "POST /v1/events/backfills")
+        .map(|(i, _)| i)
+        .collect();
+    let closes: Vec<usize> = paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.ends_with("/close"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(creates.len(), 3);
+    assert!(
+        closes[0] < creates[1] && closes[1] < creates[2],
+        "{paths:#?}"
+    );
+
+    let summary = job.summary();
+    assert_eq!(summary["sent"], keys.len());
+    assert_eq!(summary["skipped"], 1);
+    assert_eq!(summary["rejected"], 1);
+    assert_eq!(summary["read"], keys.len() + 2);
+}
+
+#[test]
+fn without_a_backfill_orb_refuses_old_events() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
+    let (text, keys) = events("2026-01-01T03:00:00Z", 2);
+    let job = Job::new(&server, &text);
+    let output = job
+        .command(&["send"])
+        .args(["--max-retry-wait", "10ms", "--summary"])
+        .arg(job.path("summary.json"))
+        .arg(&job.input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        job.summary()["rejected_by_reason"]["refused by orb"],
+        keys.len()
+    );
+    assert!(stderr(&output).contains("backfill"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_dry_run_writes_the_backfill_requests_too() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let (text, keys) = events("2026-01-01T03:00:00Z", 40);
+    let job = Job::new(&server, &text);
+    let output = job
+        .command(&[
+            "send",
+            "--dry-run",
+            "--orb-backfill",
+            "--orb-replace-existing",
+        ])
+        .arg(&job.input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(server.received().is_empty(), "a dry run sends nothing");
+    assert!(
+        stderr(&output).contains("WARNING: --orb-replace-existing"),
+        "{}",
+        stderr(&output)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let creates: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["url"].as_str().unwrap().ends_with("/events/backfills"))
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[0]["body"]["replace_existing_events"], true);
+    let ingested: usize = lines
+        .iter()
+        .filter(|l| l["url"].as_str().unwrap().contains("/ingest?backfill_id="))
+        .map(|l| l["body"]["events"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(ingested, keys.len());
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["url"].as_str().unwrap().ends_with("/close"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_resumed_backfill_goes_on_with_the_same_backfills() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.latency(Duration::from_millis(15));
+    let (text, keys) = events("2026-01-01T03:00:00Z", 70);
+    let job = Job::new(&server, &text);
+    let args = ["--batch-size", "10", "--checkpoint"];
+    let checkpoint = job.path("checkpoint.json");
+    let mut child = job
+        .command(&[
+            "send",
+            "--orb-backfill",
+            "--orb-poll-interval",
+            "10ms",
+            "-q",
+        ])
+        .args(args)
+        .arg(&checkpoint)
+        .arg(&job.input)
+        .spawn()
+        .unwrap();
+    // Kill it in the middle of the second window.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.orb_backfills().len() < 2 || server.ingested().len() < 140 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not get to the second window"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(server.ingested().len() < keys.len());
+
+    let output = job
+        .command(&["send", "--orb-backfill", "--orb-poll-interval", "10ms"])
+        .args(args)
+        .arg(&checkpoint)
+        .arg(&job.input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let backfills = server.orb_backfills();
+    assert_eq!(
+        backfills.len(),
+        3,
+        "the resume made no new backfill for a window it had: {backfills:#?}"
+    );
+    assert_eq!(server.ingested().len(), keys.len());
+    for (key, _) in &keys {
+        assert!(server.backfill_of(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn a_pending_backfill_for_the_same_window_is_taken_over() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let (text, keys) = events("2026-03-01T00:00:00Z", 3);
+    let job = Job::new(&server, &text);
+    // As if a run had created it and died before recording its id.
+    let first = keys.first().unwrap().1;
+    let last = keys.last().unwrap().1;
+    let end = Timestamp::from_millisecond(last.as_millisecond() + 1).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .post(&format!("{}/events/backfills", server.endpoint()))
+        .header("Authorization", &format!("Bearer {KEY}"))
+        .header("Content-Type", "application/json")
+        .send(json!({"timeframe_start": first.to_string(), "timeframe_end": end.to_string(), "replace_existing_events": false}).to_string())
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let output = job.send(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let backfills = server.orb_backfills();
+    assert_eq!(backfills.len(), 1, "{backfills:#?}");
+    assert_eq!(backfills[0]["status"], "reflected");
+    assert_eq!(server.ingested().len(), keys.len());
+}
+
+#[test]
+fn backfills_can_be_managed_by_hand() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let (text, _) = events("2026-01-01T03:00:00Z", 40);
+    let job = Job::new(&server, &text);
+    let output = job
+        .command(&["send", "--orb-backfill", "--orb-no-close"])
+        .arg(&job.input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let backfills = server.orb_backfills();
+    assert!(
+        backfills.iter().all(|b| b["status"] == "pending"),
+        "--orb-no-close leaves them open"
+    );
+    let id = backfills[0]["id"].as_str().unwrap().to_owned();
+
+    let run = |args: &[&str]| {
+        job.command(&["orb", "backfills"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let list = run(&["list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 2);
+    let json_list = run(&["list", "--json"]);
+    let rows: Vec<Value> = String::from_utf8_lossy(&json_list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["id"], id.as_str());
+
+    let closed = run(&["close", &id]);
+    assert_eq!(closed.status.code(), Some(0), "{}", stderr(&closed));
+    let shown: Value = serde_json::from_slice(&run(&["show", &id]).stdout).unwrap();
+    assert_eq!(shown["status"], "reflected");
+    let reverted = run(&["revert", &id]);
+    assert_eq!(reverted.status.code(), Some(0));
+    assert!(
+        server.orb_backfills()[0]["status"]
+            .as_str()
+            .unwrap()
+            .contains("revert")
+    );
+    let unknown = run(&["show", "bf_nope"]);
+    assert_ne!(unknown.status.code(), Some(0));
+}
