@@ -377,6 +377,12 @@ fn common_settings() -> &'static [destination::SettingDoc] {
             help: "base URL, for proxies, tests and failover hosts",
         },
         SettingDoc {
+            key: "allow_insecure",
+            default: Some("false"),
+            required: false,
+            help: "allow a plain http:// endpoint that is not on this machine",
+        },
+        SettingDoc {
             key: "max_events_per_minute",
             default: Some("no limit"),
             required: false,

@@ -179,7 +179,32 @@ impl Settings {
                 path.display()
             ))
         })?;
-        Settings::parse(&text, path, &from_env)
+        let settings = Settings::parse(&text, path, &from_env)?;
+        settings.warn_if_readable_by_others();
+        Ok(settings)
+    }
+
+    /// A key written in the settings file is only as safe as the file.
+    fn warn_if_readable_by_others(&self) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let literal_key = self
+                .destinations
+                .iter()
+                .any(|d| !d.api_key.template.contains("${"));
+            let mode = std::fs::metadata(&self.path)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            if literal_key && mode & 0o077 != 0 {
+                eprintln!(
+                    "segrelay: warning: settings file {} holds an API key and is readable by others (mode {:o}): \
+                     chmod 600 it, or read the key from the environment with \"${{VAR}}\"",
+                    self.path.display(),
+                    mode & 0o777
+                );
+            }
+        }
     }
 
     pub fn parse(
@@ -281,6 +306,24 @@ impl SettingsError {
     }
 }
 
+/// `http://127.0.0.1:8080/v1`, `http://localhost`, `http://[::1]`: traffic that never leaves the machine.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = host.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl DestinationSettings {
     fn parse(name: String, mut table: TableReader) -> Result<DestinationSettings, SettingsError> {
         let kind = match table.optional_string("type")? {
@@ -306,6 +349,17 @@ impl DestinationSettings {
         {
             return Err(table.error(format!(
                 "key \"endpoint\": \"{endpoint}\" is not an http:// or https:// URL"
+            )));
+        }
+        let allow_insecure = table.optional_bool("allow_insecure")?.unwrap_or(false);
+        if let Some(endpoint) = &endpoint
+            && endpoint.starts_with("http://")
+            && !is_loopback(endpoint)
+            && !allow_insecure
+        {
+            return Err(table.error(format!(
+                "key \"endpoint\": \"{endpoint}\" is plain http, which would send the API key unencrypted; \
+                 use https, or set allow_insecure = true"
             )));
         }
         let max_events_per_minute = table.optional_positive("max_events_per_minute")?;
@@ -602,6 +656,29 @@ mod tests {
         );
         assert!(error("").contains("names no destination"));
         assert!(error("[destinations.orb]\napi_key='k'\nexternal_customer_id_field='u'\n[destinations.orb.properties_mapping]\na=1").contains("key \"properties_mapping.a\" must be a string"));
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        for url in [
+            "http://127.0.0.1:9/v1",
+            "http://localhost:8080",
+            "http://[::1]:80",
+            "http://127.9.9.9",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1",
+            "http://example.com",
+            "http://127.0.0.1.example.com",
+            "http://user@evil.com",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+        let text = "[destinations.orb]\napi_key='k'\nexternal_customer_id_field='u'\nendpoint='http://proxy.internal/v1'\n";
+        assert!(error(text).contains("plain http"));
+        assert!(parse_with(&format!("{text}allow_insecure = true\n"), &[]).is_ok());
     }
 
     #[test]

@@ -241,7 +241,13 @@ pub fn build(settings: &DestinationSettings) -> Result<Box<dyn Destination>, Set
         Kind::Orb => Box::new(orb::Orb::new(settings, &mut table)?),
         Kind::Kable => Box::new(kable::Kable::new(settings, &mut table)?),
     };
-    let mut known = vec!["type", "api_key", "endpoint", "max_events_per_minute"];
+    let mut known = vec![
+        "type",
+        "api_key",
+        "endpoint",
+        "allow_insecure",
+        "max_events_per_minute",
+    ];
     known.extend(settings_keys(settings.kind).iter().map(|s| s.key));
     table.finish(&known)?;
     Ok(destination)
