@@ -27,6 +27,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Translate events and send them to a destination, or write the requests (--dry-run)')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the settings and the input, and count what would happen; nothing is written')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Compare what the destination holds with what the input says it should')
             [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
@@ -39,12 +40,12 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
-            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Events per request [default: Amberflo 100, Orb 500, Kable 500]')
             [CompletionResult]::new('--max-line-bytes', '--max-line-bytes', [CompletionResultType]::ParameterName, 'Reject input lines longer than this many bytes (suffixes K, M)')
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)')
             [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only events before TIME (RFC 3339, or a date: midnight UTC)')
             [CompletionResult]::new('--types', '--types', [CompletionResultType]::ParameterName, 'Only these call types (comma-separated: track,page,screen,identify)')
             [CompletionResult]::new('--events', '--events', [CompletionResultType]::ParameterName, 'Only track events with these names (comma-separated); other call types pass')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Events per request [default: Amberflo 100, Orb 500, Kable 500]')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'How a dry run writes requests')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where a dry run writes [default: standard output]')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where a dry run writes [default: standard output]')
@@ -59,11 +60,11 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--orb-poll-interval', '--orb-poll-interval', [CompletionResultType]::ParameterName, 'Orb: how often --orb-wait asks')
             [CompletionResult]::new('--orb-wait-timeout', '--orb-wait-timeout', [CompletionResultType]::ParameterName, 'Orb: how long --orb-wait waits for one backfill')
             [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'At most N requests per second (retries included)')
-            [CompletionResult]::new('--fail-fast', '--fail-fast', [CompletionResultType]::ParameterName, 'Stop at the first rejected event instead of going on')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but errors on standard error')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but errors on standard error')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more: every rejected event, and each request')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more: every rejected event, and each request')
+            [CompletionResult]::new('--fail-fast', '--fail-fast', [CompletionResultType]::ParameterName, 'Stop at the first rejected event instead of going on')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)')
             [CompletionResult]::new('--show-secrets', '--show-secrets', [CompletionResultType]::ParameterName, 'Write API keys in dry-run output instead of *** or $VAR')
             [CompletionResult]::new('--restart', '--restart', [CompletionResultType]::ParameterName, 'Ignore the checkpoint there is and start over')
@@ -81,18 +82,40 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
-            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Events per request [default: Amberflo 100, Orb 500, Kable 500]')
             [CompletionResult]::new('--max-line-bytes', '--max-line-bytes', [CompletionResultType]::ParameterName, 'Reject input lines longer than this many bytes (suffixes K, M)')
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)')
             [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only events before TIME (RFC 3339, or a date: midnight UTC)')
             [CompletionResult]::new('--types', '--types', [CompletionResultType]::ParameterName, 'Only these call types (comma-separated: track,page,screen,identify)')
             [CompletionResult]::new('--events', '--events', [CompletionResultType]::ParameterName, 'Only track events with these names (comma-separated); other call types pass')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Events per request [default: Amberflo 100, Orb 500, Kable 500]')
             [CompletionResult]::new('--summary', '--summary', [CompletionResultType]::ParameterName, 'Write the summary as JSON to PATH')
-            [CompletionResult]::new('--fail-fast', '--fail-fast', [CompletionResultType]::ParameterName, 'Stop at the first rejected event instead of going on')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but errors on standard error')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but errors on standard error')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more: every rejected event, and each request')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more: every rejected event, and each request')
+            [CompletionResult]::new('--fail-fast', '--fail-fast', [CompletionResultType]::ParameterName, 'Stop at the first rejected event instead of going on')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'segrelay;verify' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--max-line-bytes', '--max-line-bytes', [CompletionResultType]::ParameterName, 'Reject input lines longer than this many bytes (suffixes K, M)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only events before TIME (RFC 3339, or a date: midnight UTC)')
+            [CompletionResult]::new('--types', '--types', [CompletionResultType]::ParameterName, 'Only these call types (comma-separated: track,page,screen,identify)')
+            [CompletionResult]::new('--events', '--events', [CompletionResultType]::ParameterName, 'Only track events with these names (comma-separated); other call types pass')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
+            [CompletionResult]::new('--max-retries', '--max-retries', [CompletionResultType]::ParameterName, 'Retries of a query that failed in a way worth retrying')
+            [CompletionResult]::new('--max-retry-wait', '--max-retry-wait', [CompletionResultType]::ParameterName, 'The longest segrelay waits before one retry, whatever Retry-After asks')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but errors on standard error')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but errors on standard error')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more: every rejected event, and each request')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more: every rejected event, and each request')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the comparison as JSON')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -213,6 +236,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
         'segrelay;help' {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Translate events and send them to a destination, or write the requests (--dry-run)')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the settings and the input, and count what would happen; nothing is written')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Compare what the destination holds with what the input says it should')
             [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
@@ -224,6 +248,9 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;help;check' {
+            break
+        }
+        'segrelay;help;verify' {
             break
         }
         'segrelay;help;destinations' {

@@ -37,6 +37,9 @@ _segrelay() {
             segrelay,send)
                 cmd="segrelay__subcmd__send"
                 ;;
+            segrelay,verify)
+                cmd="segrelay__subcmd__verify"
+                ;;
             segrelay__subcmd__help,check)
                 cmd="segrelay__subcmd__help__subcmd__check"
                 ;;
@@ -57,6 +60,9 @@ _segrelay() {
                 ;;
             segrelay__subcmd__help,send)
                 cmd="segrelay__subcmd__help__subcmd__send"
+                ;;
+            segrelay__subcmd__help,verify)
+                cmd="segrelay__subcmd__help__subcmd__verify"
                 ;;
             segrelay__subcmd__help__subcmd__orb,backfills)
                 cmd="segrelay__subcmd__help__subcmd__orb__subcmd__backfills"
@@ -134,7 +140,7 @@ _segrelay() {
 
     case "${cmd}" in
         segrelay)
-            opts="-h -V --help --version send check destinations completions orb man help"
+            opts="-h -V --help --version send check verify destinations completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -148,7 +154,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__check)
-            opts="-c -d -q -v -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --summary --help"
+            opts="-c -d -q -v -h --config --destination --max-line-bytes --since --until --types --events --quiet --verbose --batch-size --fail-fast --summary --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -170,10 +176,6 @@ _segrelay() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --batch-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --max-line-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -191,6 +193,10 @@ _segrelay() {
                     return 0
                     ;;
                 --events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -234,7 +240,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__help)
-            opts="send check destinations completions orb man help"
+            opts="send check verify destinations completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -402,6 +408,20 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__help__subcmd__send)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -732,7 +752,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -q -v -o -h --config --destination --batch-size --max-line-bytes --fail-fast --since --until --types --events --quiet --verbose --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
+            opts="-c -d -q -v -o -h --config --destination --max-line-bytes --since --until --types --events --quiet --verbose --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -754,10 +774,6 @@ _segrelay() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --batch-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --max-line-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -775,6 +791,10 @@ _segrelay() {
                     return 0
                     ;;
                 --events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -831,6 +851,68 @@ _segrelay() {
                     return 0
                     ;;
                 --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__verify)
+            opts="-c -d -q -v -h --config --destination --max-line-bytes --since --until --types --events --quiet --verbose --json --timeout --max-retries --max-retry-wait --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-line-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --types)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-retry-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

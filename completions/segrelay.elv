@@ -24,6 +24,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --version 'Print version'
             cand send 'Translate events and send them to a destination, or write the requests (--dry-run)'
             cand check 'Validate the settings and the input, and count what would happen; nothing is written'
+            cand verify 'Compare what the destination holds with what the input says it should'
             cand destinations 'List the destination types, the calls each takes and their settings'
             cand completions 'Print a shell completion script'
             cand orb 'Manage Orb backfills by hand'
@@ -35,12 +36,12 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
-            cand --batch-size 'Events per request [default: Amberflo 100, Orb 500, Kable 500]'
             cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
             cand --since 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)'
             cand --until 'Only events before TIME (RFC 3339, or a date: midnight UTC)'
             cand --types 'Only these call types (comma-separated: track,page,screen,identify)'
             cand --events 'Only track events with these names (comma-separated); other call types pass'
+            cand --batch-size 'Events per request [default: Amberflo 100, Orb 500, Kable 500]'
             cand --format 'How a dry run writes requests'
             cand -o 'Where a dry run writes [default: standard output]'
             cand --output 'Where a dry run writes [default: standard output]'
@@ -55,11 +56,11 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --orb-poll-interval 'Orb: how often --orb-wait asks'
             cand --orb-wait-timeout 'Orb: how long --orb-wait waits for one backfill'
             cand --rate 'At most N requests per second (retries included)'
-            cand --fail-fast 'Stop at the first rejected event instead of going on'
             cand -q 'Print nothing but errors on standard error'
             cand --quiet 'Print nothing but errors on standard error'
             cand -v 'Say more: every rejected event, and each request'
             cand --verbose 'Say more: every rejected event, and each request'
+            cand --fail-fast 'Stop at the first rejected event instead of going on'
             cand --dry-run 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
             cand --show-secrets 'Write API keys in dry-run output instead of *** or $VAR'
             cand --restart 'Ignore the checkpoint there is and start over'
@@ -76,18 +77,39 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
-            cand --batch-size 'Events per request [default: Amberflo 100, Orb 500, Kable 500]'
             cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
             cand --since 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)'
             cand --until 'Only events before TIME (RFC 3339, or a date: midnight UTC)'
             cand --types 'Only these call types (comma-separated: track,page,screen,identify)'
             cand --events 'Only track events with these names (comma-separated); other call types pass'
+            cand --batch-size 'Events per request [default: Amberflo 100, Orb 500, Kable 500]'
             cand --summary 'Write the summary as JSON to PATH'
-            cand --fail-fast 'Stop at the first rejected event instead of going on'
             cand -q 'Print nothing but errors on standard error'
             cand --quiet 'Print nothing but errors on standard error'
             cand -v 'Say more: every rejected event, and each request'
             cand --verbose 'Say more: every rejected event, and each request'
+            cand --fail-fast 'Stop at the first rejected event instead of going on'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;verify'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
+            cand --since 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)'
+            cand --until 'Only events before TIME (RFC 3339, or a date: midnight UTC)'
+            cand --types 'Only these call types (comma-separated: track,page,screen,identify)'
+            cand --events 'Only track events with these names (comma-separated); other call types pass'
+            cand --timeout 'Connect and read timeout for each request'
+            cand --max-retries 'Retries of a query that failed in a way worth retrying'
+            cand --max-retry-wait 'The longest segrelay waits before one retry, whatever Retry-After asks'
+            cand -q 'Print nothing but errors on standard error'
+            cand --quiet 'Print nothing but errors on standard error'
+            cand -v 'Say more: every rejected event, and each request'
+            cand --verbose 'Say more: every rejected event, and each request'
+            cand --json 'Print the comparison as JSON'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -185,6 +207,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
         &'segrelay;help'= {
             cand send 'Translate events and send them to a destination, or write the requests (--dry-run)'
             cand check 'Validate the settings and the input, and count what would happen; nothing is written'
+            cand verify 'Compare what the destination holds with what the input says it should'
             cand destinations 'List the destination types, the calls each takes and their settings'
             cand completions 'Print a shell completion script'
             cand orb 'Manage Orb backfills by hand'
@@ -194,6 +217,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
         &'segrelay;help;send'= {
         }
         &'segrelay;help;check'= {
+        }
+        &'segrelay;help;verify'= {
         }
         &'segrelay;help;destinations'= {
         }

@@ -12,6 +12,13 @@ Exit codes:
   2  usage or settings error: nothing was sent
   3  run aborted by the destination (authentication refused, or unreachable after retries)";
 
+const VERIFY_EXIT_CODES: &str = "\
+Exit codes:
+  0  the destination holds what the input says it should
+  1  there are differences
+  2  usage or settings error, or a destination segrelay cannot read back (Kable)
+  3  the destination refused the key, or stayed unreachable";
+
 /// Replay Segment events (NDJSON, gzip or not) into usage-billing systems:
 /// Amberflo, Orb and Kable.
 #[derive(Debug, Parser)]
@@ -29,6 +36,9 @@ pub enum Command {
     /// Validate the settings and the input, and count what would happen; nothing is written
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
+    /// Compare what the destination holds with what the input says it should
+    #[command(after_help = VERIFY_EXIT_CODES)]
+    Verify(VerifyArgs),
     /// List the destination types, the calls each takes and their settings
     Destinations(DestinationsArgs),
     /// Print a shell completion script
@@ -96,17 +106,9 @@ pub struct InputArgs {
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// Events per request [default: Amberflo 100, Orb 500, Kable 500]
-    #[arg(long, value_name = "N")]
-    pub batch_size: Option<usize>,
-
     /// Reject input lines longer than this many bytes (suffixes K, M)
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
     pub max_line_bytes: usize,
-
-    /// Stop at the first rejected event instead of going on
-    #[arg(long)]
-    pub fail_fast: bool,
 
     /// Only events at or after TIME (RFC 3339, or a date: midnight UTC)
     #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound)]
@@ -134,12 +136,26 @@ pub struct InputArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Events per request [default: Amberflo 100, Orb 500, Kable 500]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    /// Stop at the first rejected event instead of going on
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct SendArgs {
     #[command(flatten)]
     pub settings: SettingsArgs,
 
     #[command(flatten)]
     pub input: InputArgs,
+
+    #[command(flatten)]
+    pub batch: BatchArgs,
 
     /// Translate and batch, then write the requests instead of sending them (no network, no keys needed)
     #[arg(long)]
@@ -246,9 +262,37 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
+    #[command(flatten)]
+    pub batch: BatchArgs,
+
     /// Write the summary as JSON to PATH
     #[arg(long, value_name = "PATH")]
     pub summary: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Print the comparison as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Connect and read timeout for each request
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Retries of a query that failed in a way worth retrying
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub max_retries: u32,
+
+    /// The longest segrelay waits before one retry, whatever Retry-After asks
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub max_retry_wait: Duration,
 }
 
 #[derive(Debug, Args)]

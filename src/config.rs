@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{self, InputArgs, SettingsArgs};
+use crate::cli::{self, BatchArgs, InputArgs, SettingsArgs};
 use crate::destination::{self, Destination};
 use crate::filter::{self, Filter};
 use crate::input::Source;
@@ -28,6 +28,8 @@ pub enum Mode {
     },
     /// Translate and count; write nothing.
     Check,
+    /// Compare what the destination holds with the input.
+    Verify { timeout: Duration, json: bool },
 }
 
 pub struct Config {
@@ -78,8 +80,14 @@ impl Config {
                 concurrency: usize::from(args.concurrency),
             }
         };
-        let mut config =
-            Config::build(args.settings, args.input, mode, args.rejects, args.summary)?;
+        let mut config = Config::build(
+            args.settings,
+            args.input,
+            Some(args.batch),
+            mode,
+            args.rejects,
+            args.summary,
+        )?;
         config.retry = RetryPolicy::for_kind(
             config.destination.kind(),
             args.max_retries,
@@ -125,12 +133,34 @@ impl Config {
     }
 
     pub fn for_check(args: cli::CheckArgs) -> Result<Config, SettingsError> {
-        Config::build(args.settings, args.input, Mode::Check, None, args.summary)
+        Config::build(
+            args.settings,
+            args.input,
+            Some(args.batch),
+            Mode::Check,
+            None,
+            args.summary,
+        )
+    }
+
+    pub fn for_verify(args: cli::VerifyArgs) -> Result<Config, SettingsError> {
+        let mode = Mode::Verify {
+            timeout: args.timeout,
+            json: args.json,
+        };
+        let mut config = Config::build(args.settings, args.input, None, mode, None, None)?;
+        config.retry = RetryPolicy::for_kind(
+            config.destination.kind(),
+            args.max_retries,
+            args.max_retry_wait,
+        );
+        Ok(config)
     }
 
     fn build(
         settings_args: SettingsArgs,
         input: InputArgs,
+        batch: Option<BatchArgs>,
         mode: Mode,
         rejects: Option<PathBuf>,
         summary: Option<PathBuf>,
@@ -141,7 +171,7 @@ impl Config {
         let mut warnings = Vec::new();
         match mode {
             // A real send needs the key before anything is read.
-            Mode::Send { .. } => {
+            Mode::Send { .. } | Mode::Verify { .. } => {
                 chosen.api_key.require()?;
             }
             Mode::Check => {
@@ -153,7 +183,8 @@ impl Config {
         }
 
         let (default_batch, max_batch) = chosen.kind.batch_sizes();
-        let batch_size = match input.batch_size {
+        let fail_fast = batch.as_ref().is_some_and(|b| b.fail_fast);
+        let batch_size = match batch.and_then(|b| b.batch_size) {
             None => default_batch,
             Some(0) => return Err(SettingsError("--batch-size must be at least 1".into())),
             Some(n) if n > max_batch => {
@@ -176,7 +207,7 @@ impl Config {
                 "--output",
                 match &mode {
                     Mode::DryRun { output, .. } => output.as_deref(),
-                    Mode::Send { .. } | Mode::Check => None,
+                    Mode::Send { .. } | Mode::Check | Mode::Verify { .. } => None,
                 },
             ),
         ]
@@ -198,7 +229,7 @@ impl Config {
             sources,
             max_line_bytes: input.max_line_bytes,
             batch_size,
-            fail_fast: input.fail_fast,
+            fail_fast,
             filter: Filter {
                 since: input.since,
                 until: input.until,

@@ -17,6 +17,7 @@ pub mod retry;
 pub mod settings;
 pub mod throttle;
 pub mod transport;
+pub mod verify;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -87,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             let summary = args.summary.clone();
             process(Config::for_check(args)?, summary.as_deref())
         }
+        Command::Verify(args) => verify::run(Config::for_verify(args)?),
         Command::Destinations(args) => {
             print_destinations(args.json)?;
             Ok(Status::Clean)
@@ -195,6 +197,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
                 format!("{} (dry run)", config.destination.name()),
             )
         }
+        Mode::Verify { .. } => unreachable!("verify has a path of its own"),
         Mode::Check => (
             Dispatch::Inline(Box::new(Discard)),
             format!("{} (check)", config.destination.name()),

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use crate::checkpoint::Checkpoint;
 use crate::customers::EnsureCustomers;
 use crate::delivery::{Courier, Delivered, Record};
-use crate::destination::{Destination, Stream, Translation};
+use crate::destination::{Destination, Payload, Stream, Translation};
 use crate::event::time::event_time;
 use crate::event::{BadLine, Event, Origin, parse_line};
 use crate::filter::Filter;
@@ -230,12 +230,34 @@ pub fn scan_days(
     destination: &dyn Destination,
 ) -> anyhow::Result<BTreeMap<i64, DaySpan>> {
     let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
+    scan(options, destination, |event, _| {
+        let time = event_time(&event.fields).expect("a translated event has a time");
+        let day = time.as_second().div_euclid(86_400);
+        let span = days.entry(day).or_insert(DaySpan {
+            first: time,
+            last: time,
+            events: 0,
+        });
+        span.first = span.first.min(time);
+        span.last = span.last.max(time);
+        span.events += 1;
+    })?;
+    Ok(days)
+}
+
+/// Reads the whole input and hands on each event the destination would
+/// receive (after the filters), with its translation. Sends nothing.
+pub fn scan(
+    options: &Options,
+    destination: &dyn Destination,
+    mut each: impl FnMut(&Event, Payload),
+) -> anyhow::Result<()> {
     let mut parsed = Vec::new();
     input::read_all(
         options.sources,
         &[],
         options.max_line_bytes,
-        &Arc::default(),
+        &options.bytes_read,
         |item| {
             if interrupt::requested() {
                 return Ok(ControlFlow::Break(()));
@@ -246,25 +268,14 @@ pub fn scan_days(
                     if options.filter.skip_reason(&event).is_some() {
                         continue;
                     }
-                    if let Translation::Record(_) = destination.translate(&event) {
-                        let time =
-                            event_time(&event.fields).expect("a translated event has a time");
-                        let day = time.as_second().div_euclid(86_400);
-                        let span = days.entry(day).or_insert(DaySpan {
-                            first: time,
-                            last: time,
-                            events: 0,
-                        });
-                        span.first = span.first.min(time);
-                        span.last = span.last.max(time);
-                        span.events += 1;
+                    if let Translation::Record(payload) = destination.translate(&event) {
+                        each(&event, payload);
                     }
                 }
             }
             Ok(ControlFlow::Continue(()))
         },
-    )?;
-    Ok(days)
+    )
 }
 
 impl Pipeline<'_> {

@@ -1,0 +1,512 @@
+//! `segrelay verify`: what the destination should hold after a send of this
+//! input, against what it says it holds.
+//!
+//! Amberflo: per meter, customer and UTC day, the sum of the meter values,
+//! against its usage query. Orb: every idempotency key, looked up with its
+//! event search. Kable documents no way to read events back.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, RwLock};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::Status;
+use crate::config::{Config, Mode};
+use crate::delivery::{Call, Courier, Delivered};
+use crate::destination::{Header, Kind, Request, Stream};
+use crate::pipeline::{self, Options};
+use crate::report::Console;
+use crate::settings::SettingsError;
+use crate::throttle::Throttle;
+use crate::transport::Transport;
+use crate::transport::http::HttpSender;
+
+/// Customers per Amberflo usage query, and keys per Orb search (Orb's limit).
+const CUSTOMERS_PER_QUERY: usize = 50;
+const KEYS_PER_SEARCH: usize = 500;
+const DAY: i64 = 86_400;
+
+/// One (customer, meter, day) total that differs.
+#[derive(Debug, Serialize)]
+struct UsageDifference {
+    customer: String,
+    meter: String,
+    day: String,
+    expected: f64,
+    found: f64,
+    difference: f64,
+}
+
+/// An Orb event the destination does not have.
+#[derive(Debug, Serialize)]
+struct MissingEvent {
+    idempotency_key: String,
+    external_customer_id: String,
+    event_name: String,
+    timestamp: String,
+    source: String,
+    line: u64,
+}
+
+pub fn run(config: Config) -> anyhow::Result<Status> {
+    let Mode::Verify { timeout, json } = config.mode else {
+        unreachable!("verify runs with a verify configuration")
+    };
+    let kind = config.destination.kind();
+    if kind == Kind::Kable {
+        return Err(SettingsError(
+            "Kable documents no API to read events back, so segrelay cannot verify what it holds; \
+             check Kable's dashboard instead"
+                .into(),
+        )
+        .into());
+    }
+    let console = Console::new(config.verbosity, None);
+    let courier = Courier {
+        destination: config.destination.clone(),
+        retry: config.retry.clone(),
+        throttle: Mutex::new(Throttle::new(None, None)),
+        console: console.clone(),
+        secret: Some(config.secret.clone()),
+        aborted: Mutex::new(None),
+        usage_query: RwLock::new(None),
+    };
+    let options = Options {
+        sources: &config.sources,
+        max_line_bytes: config.max_line_bytes,
+        batch_size: config.batch_size,
+        fail_fast: false,
+        filter: config.filter.clone(),
+        bytes_read: Arc::default(),
+    };
+    let mut transport = HttpSender::new(timeout);
+    let endpoint = config.settings.endpoint.clone();
+    let api_key = config.settings.api_key.clone();
+    let headers = |auth: Header| {
+        vec![
+            auth,
+            Header::plain("Content-Type", "application/json"),
+            Header::plain("Accept", "application/json"),
+        ]
+    };
+    let comparison = match kind {
+        Kind::Amberflo => {
+            let base = endpoint
+                .unwrap_or_else(|| crate::destination::amberflo::DEFAULT_ENDPOINT.to_owned());
+            let auth = Header::secret("X-API-KEY", "", &api_key);
+            let make = |body: Value| Request {
+                method: "POST",
+                url: format!("{base}/usage"),
+                headers: headers(auth.clone()),
+                body: body.to_string().into_bytes(),
+            };
+            amberflo(&options, &config, &courier, &mut transport, &make)?
+        }
+        Kind::Orb => {
+            let base =
+                endpoint.unwrap_or_else(|| crate::destination::orb::DEFAULT_ENDPOINT.to_owned());
+            let auth = Header::secret("Authorization", "Bearer ", &api_key);
+            let make = |body: Value| Request {
+                method: "POST",
+                url: format!("{base}/events/search"),
+                headers: headers(auth.clone()),
+                body: body.to_string().into_bytes(),
+            };
+            orb(&options, &config, &courier, &mut transport, &make)?
+        }
+        Kind::Kable => unreachable!("refused above"),
+    };
+    if let Some(reason) = courier.aborted() {
+        console.say(&format!("segrelay: verify stopped: {reason}"));
+        return Ok(Status::Aborted);
+    }
+    let mut out = std::io::stdout().lock();
+    let count = comparison.rows.len();
+    if json {
+        let report = json!({
+            "destination": config.destination.name(),
+            "checked": comparison.checked,
+            "differences": comparison.json,
+            "notes": comparison.notes,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", table(comparison.columns, &comparison.rows))?;
+        for note in &comparison.notes {
+            console.say(&format!("segrelay: note: {note}"));
+        }
+        console.say(&format!(
+            "segrelay: verify {}: {} checked, {count} difference{}",
+            config.destination.name(),
+            comparison.checked,
+            if count == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(if count == 0 {
+        Status::Clean
+    } else {
+        Status::Problems
+    })
+}
+
+type Make<'a> = dyn Fn(Value) -> Request + 'a;
+
+/// What a comparison found: the differences, as a table and as JSON.
+struct Comparison {
+    columns: &'static [&'static str],
+    rows: Vec<Vec<String>>,
+    json: Value,
+    checked: usize,
+    notes: Vec<String>,
+}
+
+impl Comparison {
+    fn stopped() -> Comparison {
+        Comparison {
+            columns: &[],
+            rows: Vec::new(),
+            json: Value::Array(Vec::new()),
+            checked: 0,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Sends a query with the courier's retries; the answer's JSON, or None after an abort.
+fn ask(
+    courier: &Courier,
+    transport: &mut dyn Transport,
+    request: &Request,
+) -> anyhow::Result<Option<Value>> {
+    let mut done = Delivered::default();
+    match courier.call(transport, request, &mut done)? {
+        Call::Answered(response) => match serde_json::from_slice(&response.body) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                courier.abort(&format!(
+                    "{} answered with something that is not JSON ({e})",
+                    request.url
+                ));
+                Ok(None)
+            }
+        },
+        Call::Refused { message, .. } => {
+            courier.abort(&format!("{} refused the query: {message}", request.url));
+            Ok(None)
+        }
+        Call::Written | Call::Failed(_) => Ok(None),
+    }
+}
+
+fn amberflo(
+    options: &Options,
+    config: &Config,
+    courier: &Courier,
+    transport: &mut dyn Transport,
+    make: &Make,
+) -> anyhow::Result<Comparison> {
+    // (meter, customer, day) -> sum; Amberflo drops a record it already has.
+    let mut expected: BTreeMap<(String, String, i64), f64> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    let mut oldest: Option<i64> = None;
+    pipeline::scan(options, config.destination.as_ref(), |_, payload| {
+        if payload.stream != Stream::Usage || !seen.insert(payload.key.clone()) {
+            return;
+        }
+        let Ok(record) = serde_json::from_str::<Value>(&payload.json) else {
+            return;
+        };
+        let millis = record["meterTimeInMillis"].as_i64().unwrap_or_default();
+        let key = (
+            record["meterApiName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            record["customerId"].as_str().unwrap_or_default().to_owned(),
+            (millis / 1000).div_euclid(DAY),
+        );
+        *expected.entry(key).or_default() += record["meterValue"].as_f64().unwrap_or_default();
+        oldest = Some(oldest.map_or(millis, |o| o.min(millis)));
+    })?;
+    let mut notes = Vec::new();
+    if oldest.is_some_and(|o| o < Timestamp::now().as_millisecond() - DAY * 1000) {
+        notes.push(
+            "the input holds records older than 24 hours, which Amberflo may take up to 24 hours to show in usage: \
+             a difference now may only be that delay"
+                .to_owned(),
+        );
+    }
+    let meters: BTreeMap<&str, BTreeSet<&str>> =
+        expected
+            .keys()
+            .fold(BTreeMap::new(), |mut meters, (meter, customer, _)| {
+                meters
+                    .entry(meter.as_str())
+                    .or_default()
+                    .insert(customer.as_str());
+                meters
+            });
+    let first_day = expected.keys().map(|k| k.2).min().unwrap_or(0);
+    let last_day = expected.keys().map(|k| k.2).max().unwrap_or(0);
+    let queries: usize = meters
+        .values()
+        .map(|c| c.len().div_ceil(CUSTOMERS_PER_QUERY))
+        .sum();
+    let bar = progress(config, queries as u64, "usage queries");
+    let mut found: BTreeMap<(String, String, i64), f64> = BTreeMap::new();
+    for (meter, customers) in &meters {
+        let customers: Vec<&str> = customers.iter().copied().collect();
+        for chunk in customers.chunks(CUSTOMERS_PER_QUERY) {
+            let body = json!({
+                "meterApiName": meter,
+                "aggregation": "SUM",
+                "timeGroupingInterval": "DAY",
+                "timeRange": {"startTimeInSeconds": first_day * DAY, "endTimeInSeconds": (last_day + 1) * DAY},
+                "groupBy": ["customerId"],
+                "filter": {"customerId": chunk},
+            });
+            let Some(answer) = ask(courier, transport, &make(body))? else {
+                return Ok(Comparison::stopped());
+            };
+            for group in answer["clientMeters"].as_array().into_iter().flatten() {
+                let customer = group["group"]["groupInfo"]["customerId"]
+                    .as_str()
+                    .unwrap_or_default();
+                for value in group["values"].as_array().into_iter().flatten() {
+                    let day = value["secondsSinceEpochUtc"]
+                        .as_i64()
+                        .unwrap_or_default()
+                        .div_euclid(DAY);
+                    let amount = value["value"].as_f64().unwrap_or_default();
+                    if amount != 0.0 {
+                        *found
+                            .entry(((*meter).to_owned(), customer.to_owned(), day))
+                            .or_default() += amount;
+                    }
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let keys: BTreeSet<&(String, String, i64)> = expected.keys().chain(found.keys()).collect();
+    let mut differences = Vec::new();
+    for key in &keys {
+        let want = expected.get(key).copied().unwrap_or(0.0);
+        let got = found.get(key).copied().unwrap_or(0.0);
+        if (want - got).abs() > 1e-9 * want.abs().max(1.0) {
+            let (meter, customer, day) = key;
+            differences.push(UsageDifference {
+                customer: customer.clone(),
+                meter: meter.clone(),
+                day: day_text(*day),
+                expected: want,
+                found: got,
+                difference: got - want,
+            });
+        }
+    }
+    let rows = differences
+        .iter()
+        .map(|d| {
+            vec![
+                d.customer.clone(),
+                d.meter.clone(),
+                d.day.clone(),
+                number(d.expected),
+                number(d.found),
+                number(d.difference),
+            ]
+        })
+        .collect();
+    Ok(Comparison {
+        columns: &[
+            "customer",
+            "meter",
+            "day",
+            "expected",
+            "found",
+            "difference",
+        ],
+        rows,
+        json: serde_json::to_value(differences)?,
+        checked: keys.len(),
+        notes,
+    })
+}
+
+fn orb(
+    options: &Options,
+    config: &Config,
+    courier: &Courier,
+    transport: &mut dyn Transport,
+    make: &Make,
+) -> anyhow::Result<Comparison> {
+    let mut events: BTreeMap<String, MissingEvent> = BTreeMap::new();
+    let mut order = Vec::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    pipeline::scan(options, config.destination.as_ref(), |event, payload| {
+        if events.contains_key(&payload.key) {
+            return;
+        }
+        let Ok(record) = serde_json::from_str::<Value>(&payload.json) else {
+            return;
+        };
+        let timestamp = record["timestamp"].as_str().unwrap_or_default().to_owned();
+        if let Ok(time) = timestamp.parse::<Timestamp>() {
+            first = first.min(time.as_millisecond());
+            last = last.max(time.as_millisecond());
+        }
+        order.push(payload.key.clone());
+        events.insert(
+            payload.key,
+            MissingEvent {
+                idempotency_key: record["idempotency_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                external_customer_id: record["external_customer_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                event_name: record["event_name"].as_str().unwrap_or_default().to_owned(),
+                timestamp,
+                source: event.origin.source.to_string(),
+                line: event.origin.line,
+            },
+        );
+    })?;
+    let bar = progress(
+        config,
+        order.len().div_ceil(KEYS_PER_SEARCH) as u64,
+        "searches",
+    );
+    let mut found = HashSet::new();
+    for chunk in order.chunks(KEYS_PER_SEARCH) {
+        let millis = |ms: i64| {
+            crate::event::time::utc_millis_text(
+                Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH),
+            )
+        };
+        let body = json!({
+            "event_ids": chunk,
+            "timeframe_start": millis(first),
+            "timeframe_end": millis(last + 1),
+        });
+        let Some(answer) = ask(courier, transport, &make(body))? else {
+            return Ok(Comparison::stopped());
+        };
+        for event in answer["data"].as_array().into_iter().flatten() {
+            if let Some(id) = event["id"]
+                .as_str()
+                .or_else(|| event["idempotency_key"].as_str())
+            {
+                found.insert(id.to_owned());
+            }
+        }
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let checked = order.len();
+    let missing: Vec<MissingEvent> = order
+        .into_iter()
+        .filter(|key| !found.contains(key))
+        .filter_map(|key| events.remove(&key))
+        .collect();
+    let rows = missing
+        .iter()
+        .map(|m| {
+            vec![
+                m.idempotency_key.clone(),
+                m.external_customer_id.clone(),
+                m.event_name.clone(),
+                m.timestamp.clone(),
+                format!("{}:{}", m.source, m.line),
+            ]
+        })
+        .collect();
+    Ok(Comparison {
+        columns: &[
+            "missing idempotency_key",
+            "customer",
+            "event",
+            "timestamp",
+            "from",
+        ],
+        rows,
+        json: serde_json::to_value(missing)?,
+        checked,
+        notes: Vec::new(),
+    })
+}
+
+fn day_text(day: i64) -> String {
+    Timestamp::from_second(day * DAY)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn progress(config: &Config, total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    let show = config.verbosity != crate::report::Verbosity::Quiet
+        && std::io::stderr().is_terminal()
+        && total > 1;
+    show.then(|| {
+        let style = indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} {what} ({{elapsed}}, eta {{eta}})"
+        ))
+        .expect("the template is valid");
+        indicatif::ProgressBar::new(total).with_style(style)
+    })
+}
+
+/// A number without float noise: `12`, `0.5`.
+fn number(value: f64) -> String {
+    let rounded = (value * 1e9).round() / 1e9;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.0}")
+    } else {
+        rounded.to_string()
+    }
+}
+
+/// Rows as an aligned table with a header, for people.
+fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |values: Vec<&str>| {
+        let cells: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        format!("{}\n", cells.join("  ").trim_end())
+    };
+    let mut out = line(columns.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
