@@ -224,7 +224,11 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
     let courier = Arc::new(Courier {
         destination: config.destination.clone(),
         retry: config.retry.clone(),
-        throttle: Mutex::new(Throttle::new(config.rate, config.max_events_per_minute)),
+        // Rate limits are the destination's: a dry run or a check has none.
+        throttle: Mutex::new(match config.mode {
+            Mode::Send { .. } => Throttle::new(config.rate, config.max_events_per_minute),
+            _ => Throttle::new(None, None),
+        }),
         console,
         secret: Some(config.secret.clone()),
         aborted: Mutex::new(None),

@@ -442,3 +442,21 @@ fn a_dry_run_writes_what_a_send_sends() {
         .collect();
     assert_eq!(written, sent);
 }
+
+#[test]
+fn rate_limits_are_for_sending_not_for_dry_runs() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "max_events_per_minute = 60\n");
+    let r = run(
+        &s,
+        &track_events(30, "dry"),
+        &["--dry-run", "--batch-size", "10"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["requests"], 3);
+    assert_eq!(
+        r.summary["backoff_seconds"], 0.0,
+        "a dry run waited for a rate limit"
+    );
+    assert!(server.received().is_empty());
+}
