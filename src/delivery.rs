@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::destination::{Destination, Payload, Request, Stream, Verdict, common_verdict};
-use crate::event::{Event, Origin};
+use crate::event::Origin;
 use crate::interrupt;
 use crate::report::{Console, Reason, Verbosity};
 use crate::retry::RetryPolicy;
@@ -17,12 +17,13 @@ use crate::settings::Secret;
 use crate::throttle::Throttle;
 use crate::transport::{Reply, Response, Transport};
 
-/// A translated event in a batch, with the event kept for the rejects file and
-/// its place in the run.
+/// A translated event in a batch, with its place in the run and its JSON text
+/// for the rejects file (the event itself is dropped once translated).
 #[derive(Debug)]
 pub struct Record {
     pub payload: Payload,
-    pub event: Event,
+    pub origin: Origin,
+    pub original: Box<[u8]>,
     /// The event's number in this run, to settle it in input order.
     pub seq: u64,
 }
@@ -159,7 +160,7 @@ impl Courier {
     ) -> anyhow::Result<Verdict> {
         let bodies: Vec<&str> = batch.iter().map(|r| r.payload.json.as_str()).collect();
         let keys: Vec<&str> = batch.iter().map(|r| r.payload.key.as_str()).collect();
-        let origins: Vec<&Origin> = batch.iter().map(|r| &r.event.origin).collect();
+        let origins: Vec<&Origin> = batch.iter().map(|r| &r.origin).collect();
         let mut request = self.destination.request(stream, &bodies);
         if stream == Stream::Usage
             && let Some(query) = self.usage_query.read().expect("query lock").as_deref()

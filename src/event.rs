@@ -43,7 +43,12 @@ pub struct BadLine {
 
 /// Turns one input line into events: a single event, or the items of a
 /// `{"batch":[...]}` envelope. Every item yields exactly one `Ok` or `Err`.
-pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Event, BadLine>)) {
+/// Returns true when the line is one event as it is (so its text can stand for it).
+pub fn parse_line(
+    line: &[u8],
+    origin: &Origin,
+    mut each: impl FnMut(Result<Event, BadLine>),
+) -> bool {
     let bad = |reason: Reason| BadLine {
         origin: origin.clone(),
         reason,
@@ -51,35 +56,42 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
     };
     let value: Value = match serde_json::from_slice(line) {
         Ok(value) => value,
-        Err(e) => return each(Err(bad(Reason::new("invalid JSON", e.to_string())))),
+        Err(e) => {
+            each(Err(bad(Reason::new("invalid JSON", e.to_string()))));
+            return false;
+        }
     };
     let Value::Object(mut fields) = value else {
         let kind = json_kind(&value);
-        return each(Err(bad(Reason::new(
+        each(Err(bad(Reason::new(
             "not a JSON object",
             format!("the line is {kind}"),
         ))));
+        return false;
     };
     if let Some(Value::Object(note)) = fields.remove(REJECT_NOTE_KEY) {
         // A line from a rejects file that held no JSON object: replay its raw text.
         if fields.is_empty()
             && let Some(Value::String(raw)) = note.get("raw")
         {
-            return parse_line(raw.as_bytes(), origin, each);
+            parse_line(raw.as_bytes(), origin, each);
+            return false;
         }
     }
     let Some(batch) = fields.remove("batch") else {
-        return each(Ok(Event {
+        each(Ok(Event {
             fields,
             origin: origin.clone(),
         }));
+        return true;
     };
     let Value::Array(items) = batch else {
         let kind = json_kind(&batch);
-        return each(Err(bad(Reason::new(
+        each(Err(bad(Reason::new(
             "invalid batch",
             format!("\"batch\" is {kind}, not an array"),
         ))));
+        return false;
     };
     let envelope_context = fields.get("context");
     let envelope_integrations = fields.get("integrations");
@@ -108,6 +120,7 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
             origin: origin.clone(),
         }));
     }
+    false
 }
 
 impl Event {

@@ -176,12 +176,14 @@ pub fn run(
             }
             let flow = match item {
                 Item::Line { origin, at, bytes } => {
-                    parse_line(bytes, origin, |result| parsed.push(result));
+                    let whole = parse_line(bytes, origin, |result| parsed.push(result));
+                    // The line's own text stands for its event in the rejects file.
+                    let text = whole.then_some(bytes);
                     let last = parsed.len().saturating_sub(1);
                     let mut flow = ControlFlow::Continue(());
                     for (i, result) in parsed.drain(..).enumerate() {
                         let step = match result {
-                            Ok(event) => pipeline.event(event, at, i == last)?,
+                            Ok(event) => pipeline.event(event, text, at, i == last)?,
                             Err(bad) => {
                                 pipeline.bad_line(bad.origin, at, i == last, bad.reason, bad.raw)
                             }
@@ -300,6 +302,7 @@ impl Pipeline<'_> {
     fn event(
         &mut self,
         event: Event,
+        text: Option<&[u8]>,
         at: Position,
         ends_line: bool,
     ) -> anyhow::Result<ControlFlow<()>> {
@@ -352,10 +355,17 @@ impl Pipeline<'_> {
                     .courier
                     .destination
                     .batch_limit(stream, self.batch_size);
+                let original = match text {
+                    Some(text) => text.into(),
+                    None => event.to_json().into_bytes().into_boxed_slice(),
+                };
+                let origin = event.origin.clone();
+                drop(event);
                 let batch = self.batch(stream);
                 batch.push(Record {
                     payload,
-                    event,
+                    origin,
+                    original,
                     seq,
                 });
                 if batch.len() >= limit {
@@ -504,16 +514,12 @@ impl Pipeline<'_> {
                 .sent
                 .into_iter()
                 .map(|r| (r.seq, Outcome::Sent))
-                .chain(
-                    delivered.rejected.into_iter().map(|(r, reason)| {
-                        (r.seq, Outcome::Rejected(reason, Content::Event(r.event)))
-                    }),
-                )
-                .chain(
-                    delivered.failed.into_iter().map(|(r, reason)| {
-                        (r.seq, Outcome::Failed(reason, Content::Event(r.event)))
-                    }),
-                );
+                .chain(delivered.rejected.into_iter().map(|(r, reason)| {
+                    (r.seq, Outcome::Rejected(reason, Content::Json(r.original)))
+                }))
+                .chain(delivered.failed.into_iter().map(|(r, reason)| {
+                    (r.seq, Outcome::Failed(reason, Content::Json(r.original)))
+                }));
         for (seq, outcome) in outcomes {
             let slot = &mut self.ledger[(seq - self.first_seq) as usize];
             debug_assert!(slot.outcome.is_none(), "an event settled twice");

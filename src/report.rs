@@ -132,10 +132,12 @@ impl Console {
     }
 }
 
-/// What a rejected or failed event was: an event, or text that never became one.
+/// What a rejected or failed event was: an event, an event's JSON text, or
+/// text that never became one.
 #[derive(Debug)]
 pub enum Content {
     Event(Event),
+    Json(Box<[u8]>),
     Raw(String),
 }
 
@@ -300,11 +302,7 @@ impl Report {
             Outcome::Skipped(reason) => {
                 self.summary.skipped += 1;
                 self.settled.skipped += 1;
-                *self
-                    .summary
-                    .skipped_by_reason
-                    .entry(reason.kind.to_string())
-                    .or_default() += 1;
+                count(&mut self.summary.skipped_by_reason, &reason.kind);
                 if self.console.verbosity == Verbosity::Verbose {
                     self.console
                         .say(&format!("segrelay: {origin}: skipped: {reason}"));
@@ -313,21 +311,13 @@ impl Report {
             Outcome::Rejected(reason, content) => {
                 self.summary.rejected += 1;
                 self.settled.rejected += 1;
-                *self
-                    .summary
-                    .rejected_by_reason
-                    .entry(reason.kind.to_string())
-                    .or_default() += 1;
+                count(&mut self.summary.rejected_by_reason, &reason.kind);
                 self.problem("rejected", origin, &reason, content)?;
             }
             Outcome::Failed(reason, content) => {
                 self.summary.failed += 1;
                 self.settled.failed += 1;
-                *self
-                    .summary
-                    .failed_by_reason
-                    .entry(reason.kind.to_string())
-                    .or_default() += 1;
+                count(&mut self.summary.failed_by_reason, &reason.kind);
                 self.problem("failed", origin, &reason, content)?;
             }
         }
@@ -391,6 +381,20 @@ impl Report {
         if !reason.detail.is_empty() {
             note["detail"] = Value::String(reason.detail.clone());
         }
+        let content = match content {
+            // Read back only now, for the few events that come to this.
+            Content::Json(text) => match serde_json::from_slice::<Map<String, Value>>(&text) {
+                Ok(mut fields) => {
+                    fields.remove(REJECT_NOTE_KEY);
+                    Content::Event(Event {
+                        fields,
+                        origin: origin.clone(),
+                    })
+                }
+                Err(_) => Content::Raw(String::from_utf8_lossy(&text).into_owned()),
+            },
+            other => other,
+        };
         let line = match content {
             Content::Event(event) => {
                 // The original event, with segrelay's note beside its own keys.
@@ -404,6 +408,10 @@ impl Report {
                     line.push_str(&original[1..]);
                 }
                 line
+            }
+            Content::Json(text) => {
+                note["raw"] = Value::String(String::from_utf8_lossy(&text).into_owned());
+                json!({ REJECT_NOTE_KEY: note }).to_string()
             }
             Content::Raw(raw) => {
                 note["raw"] = Value::String(raw);
@@ -501,6 +509,16 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// Counts a reason without allocating its name again and again.
+fn count(reasons: &mut BTreeMap<String, u64>, kind: &str) {
+    match reasons.get_mut(kind) {
+        Some(n) => *n += 1,
+        None => {
+            reasons.insert(kind.to_owned(), 1);
+        }
     }
 }
 

@@ -51,17 +51,6 @@ impl Amberflo {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct MeterRecord<'a> {
-    unique_id: &'a str,
-    customer_id: &'a str,
-    meter_api_name: &'a str,
-    meter_value: Number,
-    meter_time_in_millis: i64,
-    dimensions: BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Customer<'a> {
     customer_id: &'a str,
     customer_name: &'a str,
@@ -103,39 +92,34 @@ impl Destination for Amberflo {
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
         let properties = event.properties();
-        let mut dimensions = BTreeMap::new();
-        let (meter_api_name, meter_value) = match call {
+        let (meter_api_name, meter_value, name) = match call {
             "track" => {
                 let Some(name) = event.id_at("event") else {
                     return super::missing("event name", "event");
                 };
-                for (key, value) in properties.iter().filter(|(k, _)| *k != "value") {
-                    flatten_into(&mut dimensions, key, value);
-                }
-                (name, meter_value(properties.get("value")))
+                (name, meter_value(properties.get("value")), None)
             }
-            _ => {
-                if let Some(name) = event.fields.get("name") {
-                    flatten_into(&mut dimensions, "name", name);
-                }
-                for (key, value) in properties {
-                    flatten_into(&mut dimensions, key, value);
-                }
-                (call.to_owned(), Number::from(1))
-            }
+            _ => (call.to_owned(), Number::from(1), event.fields.get("name")),
         };
+        let skip = if call == "track" { Some("value") } else { None };
         let unique_id = event.message_id();
-        let record = MeterRecord {
-            unique_id: &unique_id,
-            customer_id: &customer_id,
-            meter_api_name: &meter_api_name,
-            meter_value,
-            meter_time_in_millis: time.as_millisecond(),
-            dimensions,
-        };
+        let mut json = Vec::with_capacity(256);
+        json.extend_from_slice(b"{\"uniqueId\":");
+        write_json_str(&mut json, &unique_id);
+        json.extend_from_slice(b",\"customerId\":");
+        write_json_str(&mut json, &customer_id);
+        json.extend_from_slice(b",\"meterApiName\":");
+        write_json_str(&mut json, &meter_api_name);
+        json.extend_from_slice(b",\"meterValue\":");
+        json.extend_from_slice(meter_value.to_string().as_bytes());
+        json.extend_from_slice(b",\"meterTimeInMillis\":");
+        json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
+        json.extend_from_slice(b",\"dimensions\":");
+        write_dimensions(&mut json, name, properties, skip);
+        json.push(b'}');
         Translation::Record(Payload {
             stream: Stream::Usage,
-            json: serde_json::to_string(&record).expect("a meter record always serialises"),
+            json: String::from_utf8(json).expect("JSON written from strings is UTF-8"),
             key: unique_id,
             customer: Some(customer_id),
         })
@@ -208,6 +192,170 @@ fn meter_value(value: Option<&Value>) -> Number {
     parsed.unwrap_or_else(|| Number::from(1))
 }
 
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+}
+
+/// Writes the dimensions object: `name` (page, screen) and the properties but
+/// `skip` (track's `value`), made into what Amberflo takes. Written straight into
+/// the record, value by value, since this runs for every event; the map-based
+/// path below gives the same object, and is taken when keys contain dots (a
+/// flattened key could then collide with a literal one, and the later must win).
+fn write_dimensions(
+    out: &mut Vec<u8>,
+    name: Option<&Value>,
+    properties: &Map<String, Value>,
+    skip: Option<&str>,
+) {
+    if has_dotted_key(properties) {
+        let mut dimensions = BTreeMap::new();
+        if let Some(name) = name {
+            flatten_into(&mut dimensions, "name", name);
+        }
+        for (key, value) in properties.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
+            flatten_into(&mut dimensions, key, value);
+        }
+        serde_json::to_writer(&mut *out, &dimensions).expect("writing to a Vec cannot fail");
+        return;
+    }
+    let mut writer = DimensionWriter {
+        out,
+        first: true,
+        path: String::new(),
+        text: String::new(),
+    };
+    writer.out.push(b'{');
+    // A property called `name` that gives a value wins over the call's own name.
+    let overridden = properties
+        .get("name")
+        .is_some_and(|v| !matches!(v, Value::Object(_)) && gives_text(v));
+    if let Some(name) = name.filter(|_| !overridden) {
+        writer.value("name", name);
+    }
+    for (key, value) in properties.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
+        writer.value(key, value);
+    }
+    writer.out.push(b'}');
+}
+
+/// Whether a scalar or an array of scalars turns into a non-empty dimension value.
+fn gives_text(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
+            items.iter().filter_map(scalar_text).any(|t| !t.is_empty())
+                || items.iter().filter(|v| !v.is_null()).count() > 1
+        }
+        Value::Array(_) | Value::Object(_) => false,
+        Value::Number(_) | Value::Bool(_) => true,
+    }
+}
+
+fn has_dotted_key(map: &Map<String, Value>) -> bool {
+    fn nested(value: &Value) -> bool {
+        match value {
+            Value::Object(map) => has_dotted_key(map),
+            Value::Array(items) => items.iter().any(nested),
+            _ => false,
+        }
+    }
+    map.iter()
+        .any(|(key, value)| key.contains('.') || nested(value))
+}
+
+struct DimensionWriter<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    /// The dotted key of the value being written.
+    path: String,
+    /// A joined array's text before it is sanitised.
+    text: String,
+}
+
+impl DimensionWriter<'_> {
+    fn value(&mut self, key: &str, value: &Value) {
+        let depth = self.path.len();
+        if !self.path.is_empty() {
+            self.path.push('.');
+        }
+        self.path.push_str(key);
+        match value {
+            Value::Null => {}
+            Value::Object(map) => {
+                for (key, value) in map {
+                    self.value(key, value);
+                }
+            }
+            Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
+                let mut text = std::mem::take(&mut self.text);
+                text.clear();
+                for (i, item) in items.iter().filter(|v| !v.is_null()).enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    push_scalar(&mut text, item);
+                }
+                self.scalar(&text);
+                self.text = text;
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.value(&i.to_string(), item);
+                }
+            }
+            Value::String(s) => self.scalar(s),
+            scalar => {
+                let mut text = std::mem::take(&mut self.text);
+                text.clear();
+                push_scalar(&mut text, scalar);
+                self.scalar(&text);
+                self.text = text;
+            }
+        }
+        self.path.truncate(depth);
+    }
+
+    /// `"path":"value"`, sanitised and cut; nothing for an empty value.
+    fn scalar(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_json_str(self.out, &self.path);
+        self.out.extend_from_slice(b":\"");
+        // Sanitised text is plain ASCII with nothing JSON must escape.
+        if text.is_ascii() {
+            let bytes = &text.as_bytes()[..text.len().min(MAX_VALUE_CHARS)];
+            self.out.extend(
+                bytes
+                    .iter()
+                    .map(|&b| if ALLOWED[b as usize] { b } else { b'_' }),
+            );
+        } else {
+            for c in text.chars().take(MAX_VALUE_CHARS) {
+                self.out.push(if allowed(c) { c as u8 } else { b'_' });
+            }
+        }
+        self.out.push(b'"');
+    }
+}
+
+fn push_scalar(text: &mut String, value: &Value) {
+    use std::fmt::Write;
+    match value {
+        Value::String(s) => text.push_str(s),
+        Value::Number(n) => {
+            let _ = write!(text, "{n}");
+        }
+        Value::Bool(b) => text.push_str(if *b { "true" } else { "false" }),
+        _ => {}
+    }
+}
+
 /// A scalar as text: strings as they are, numbers and booleans as text.
 fn scalar_text(value: &Value) -> Option<String> {
     match value {
@@ -268,9 +416,26 @@ pub fn sanitise(text: &str) -> String {
 }
 
 fn allowed(c: char) -> bool {
-    c.is_ascii_alphanumeric() || " -_!.*'()&$@=;:+,?".contains(c)
+    c.is_ascii() && ALLOWED[c as usize]
 }
 
+/// Amberflo's dimension characters, by ASCII code.
+const ALLOWED: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b" -_!.*'()&$@=;:+,?";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 /// Amberflo's customer endpoints, as requests: make sure a customer exists
 /// before its meter records arrive (records for unknown customers are not billed).
 pub struct CustomersApi {
@@ -367,6 +532,48 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         assert_eq!(d, expected);
+    }
+
+    /// The direct writer and the map give the same object.
+    #[test]
+    fn written_dimensions_match_the_map() {
+        let cases = [
+            (
+                None,
+                json!({"url": "https://google.com", "n": 2.5, "b": true, "m": {"x": {"y": [1, null, "a|b"]}}, "e": "", "z": null}),
+            ),
+            (
+                Some(json!("Home")),
+                json!({"title": "Welcome | Initech", "name": "Other"}),
+            ),
+            (
+                Some(json!("Home")),
+                json!({"name": null, "k": [[1], {"a": 2}]}),
+            ),
+            (Some(json!("Home")), json!({"name": {"first": "x"}})),
+            (Some(json!("Home")), json!({"name": ["", ""]})),
+            (Some(json!("Home")), json!({"name": [""]})),
+            (
+                Some(json!(12)),
+                json!({"items": [{"sku": "é"}], "long": "x".repeat(300)}),
+            ),
+            (None, json!({"a": {"b": 1}, "a.b": 2, "value": 3})),
+            (None, json!({})),
+        ];
+        for (name, properties) in cases {
+            let map = properties.as_object().unwrap();
+            let mut expected = BTreeMap::new();
+            if let Some(name) = &name {
+                flatten_into(&mut expected, "name", name);
+            }
+            for (k, v) in map.iter().filter(|(k, _)| *k != "value") {
+                flatten_into(&mut expected, k, v);
+            }
+            let mut out = Vec::new();
+            write_dimensions(&mut out, name.as_ref(), map, Some("value"));
+            let written: BTreeMap<String, String> = serde_json::from_slice(&out).unwrap();
+            assert_eq!(written, expected, "{name:?} {properties}");
+        }
     }
 
     #[test]

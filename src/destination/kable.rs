@@ -93,7 +93,38 @@ struct KableEvent<'a> {
     client_id: &'a str,
     timestamp: &'a str,
     transaction_id: &'a str,
-    data: Map<String, Value>,
+    data: Data<'a>,
+}
+
+/// The properties with the mapped keys renamed, written without copying them.
+struct Data<'a> {
+    properties: &'a Map<String, Value>,
+    mapping: &'a [(String, String)],
+    /// Parents of nested sources, with those sources taken out.
+    trimmed: &'a [(&'a str, Value)],
+    renamed: &'a [(&'a str, &'a Value)],
+}
+
+impl Serialize for Data<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.properties {
+            let moved = self.mapping.iter().any(|(from, _)| from == key);
+            let replaced = self.renamed.iter().any(|(to, _)| to == key);
+            if moved || replaced {
+                continue;
+            }
+            match self.trimmed.iter().find(|(parent, _)| parent == key) {
+                Some((_, trimmed)) => map.serialize_entry(key, trimmed)?,
+                None => map.serialize_entry(key, value)?,
+            }
+        }
+        for (to, value) in self.renamed {
+            map.serialize_entry(to, value)?;
+        }
+        map.end()
+    }
 }
 
 impl Destination for Kable {
@@ -117,19 +148,39 @@ impl Destination for Kable {
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
         let properties = event.properties();
-        let mut data = properties.clone();
-        // Remove every mapped source before inserting, so that chained renames
-        // (a to b, b to c) read the original properties.
-        let mut renamed = Vec::new();
+        // Renames read the original properties, so chained ones (a to b, b to c)
+        // work; a renamed key replaces a property of the same name.
+        let mut renamed: Vec<(&str, &Value)> = Vec::new();
+        let mut trimmed: Vec<(&str, Value)> = Vec::new();
         for (from, to) in &self.mapping {
-            if let Some(value) = lookup(properties, from) {
-                remove_path(&mut data, from);
-                renamed.push((to, value));
+            let Some(value) = lookup(properties, from) else {
+                continue;
+            };
+            renamed.retain(|(target, _)| *target != to.as_str());
+            renamed.push((to, value));
+            if let Some((top, _)) = from.split_once('.') {
+                // A nested source leaves its parent behind, without it.
+                let at = match trimmed.iter().position(|(key, _)| *key == top) {
+                    Some(at) => at,
+                    None => {
+                        let Some((key, parent)) = properties.get_key_value(top) else {
+                            continue;
+                        };
+                        trimmed.push((key, parent.clone()));
+                        trimmed.len() - 1
+                    }
+                };
+                if let Value::Object(parent) = &mut trimmed[at].1 {
+                    remove_path(parent, &from[top.len() + 1..]);
+                }
             }
         }
-        for (to, value) in renamed {
-            data.insert(to.clone(), value.clone());
-        }
+        let data = Data {
+            properties,
+            mapping: &self.mapping,
+            trimmed: &trimmed,
+            renamed: &renamed,
+        };
         let transaction_id = event.message_id();
         let timestamp = utc_millis_text(time);
         let record = KableEvent {
@@ -157,6 +208,77 @@ impl Destination for Kable {
                 Header::plain("Accept", "application/json"),
             ],
             body: super::json_array(records, 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The rename rules, done the plain way: copy, take every source out, put the targets in.
+    fn reference(
+        properties: &Map<String, Value>,
+        mapping: &[(String, String)],
+    ) -> Map<String, Value> {
+        let mut data = properties.clone();
+        let mut renamed = Vec::new();
+        for (from, to) in mapping {
+            if let Some(value) = lookup(properties, from) {
+                remove_path(&mut data, from);
+                renamed.push((to.clone(), value.clone()));
+            }
+        }
+        for (to, value) in renamed {
+            data.insert(to, value);
+        }
+        data
+    }
+
+    #[test]
+    fn renames_match_the_plain_rules() {
+        let properties = json!({"a": 1, "b": 2, "c": 3, "nested": {"field": "x", "keep": true, "deep": {"er": 5}}, "kableX": "old"});
+        let properties = properties.as_object().unwrap();
+        let mappings: Vec<Vec<(&str, &str)>> = vec![
+            vec![],
+            vec![("a", "b"), ("b", "c")],
+            vec![("segmentX", "kableX")],
+            vec![("a", "kableX")],
+            vec![("nested.field", "dimension"), ("nested.deep.er", "er")],
+            vec![("a", "z"), ("b", "z")],
+            vec![("nested", "n"), ("nested.field", "f")],
+            vec![("missing.path", "m")],
+        ];
+        for mapping in mappings {
+            let mapping: Vec<(String, String)> = mapping
+                .iter()
+                .map(|(f, t)| (f.to_string(), t.to_string()))
+                .collect();
+            let kable = Kable {
+                name: "k".into(),
+                api_key: Secret::literal("k"),
+                endpoint: "http://x".into(),
+                kable_client_id: "kci".into(),
+                client_id_field: "userId".into(),
+                mapping: mapping.clone(),
+            };
+            let event = Event {
+                fields: json!({"type": "track", "userId": "u", "messageId": "m", "timestamp": "2026-01-01T00:00:00Z", "properties": properties})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                origin: crate::event::Origin { source: "t".into(), line: 1 },
+            };
+            let Translation::Record(payload) = kable.translate(&event) else {
+                panic!("not translated")
+            };
+            let written: Value = serde_json::from_str(&payload.json).unwrap();
+            assert_eq!(
+                written["data"],
+                Value::Object(reference(properties, &mapping)),
+                "{mapping:?}"
+            );
         }
     }
 }
