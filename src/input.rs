@@ -136,8 +136,8 @@ impl<R: Read> Read for Counting<R> {
 }
 
 fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<Box<dyn BufRead>> {
-    let inner: Box<dyn Read> = match source {
-        Source::Stdin => Box::new(io::stdin().lock()),
+    let inner: Box<dyn Read + Send> = match source {
+        Source::Stdin => Box::new(io::stdin()),
         Source::Path(path) => {
             if path.is_dir() {
                 return Err(io::Error::other("is a directory"));
@@ -162,12 +162,70 @@ fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<Box<dyn BufRead>> 
     let whole = io::Cursor::new(head[..filled].to_vec()).chain(raw);
     if is_gzip {
         let compressed = BufReader::with_capacity(READ_BUFFER, whole);
-        Ok(Box::new(BufReader::with_capacity(
-            READ_BUFFER,
-            MultiGzDecoder::new(compressed),
-        )))
+        let inflated = Prefetch::start(MultiGzDecoder::new(compressed));
+        Ok(Box::new(BufReader::with_capacity(READ_BUFFER, inflated)))
     } else {
         Ok(Box::new(BufReader::with_capacity(READ_BUFFER, whole)))
+    }
+}
+
+/// Reads ahead on a thread of its own, so that decompression runs beside
+/// parsing instead of before it. Blocks go through a short queue.
+struct Prefetch {
+    blocks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl Prefetch {
+    /// Blocks read ahead at most; with `READ_BUFFER`, a few MiB.
+    const QUEUE: usize = 4;
+
+    fn start(mut source: impl Read + Send + 'static) -> Prefetch {
+        let (send, blocks) = std::sync::mpsc::sync_channel(Self::QUEUE);
+        std::thread::spawn(move || {
+            loop {
+                let mut block = vec![0u8; READ_BUFFER];
+                let result = match source.read(&mut block) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        block.truncate(n);
+                        Ok(block)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = result.is_err();
+                // The reader is gone (the run stopped): nothing is left to do.
+                if send.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Prefetch {
+            blocks,
+            current: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.current.len() {
+            match self.blocks.recv() {
+                Ok(block) => {
+                    self.current = block?;
+                    self.at = 0;
+                }
+                // The thread finished: the end of the input.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
