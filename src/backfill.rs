@@ -120,6 +120,10 @@ pub fn run(
         aborted: None,
         complete: true,
     };
+    let rest = Rest {
+        options,
+        starts: windows.iter().map(|w| w.start).collect(),
+    };
     for index in first..windows.len() {
         let window = windows[index].clone();
         let label = format!(
@@ -133,10 +137,7 @@ pub fn run(
             Some(id) => id,
             None => {
                 let Some(id) = create(api, courier, dispatch, report, plan, &window, index)? else {
-                    return Ok(PassEnd {
-                        aborted: courier.aborted(),
-                        complete: false,
-                    });
+                    return rest.settle(index, index == 0, courier, dispatch, report);
                 };
                 windows[index].id = Some(id.clone());
                 save(&mut checkpoint, &windows)?;
@@ -167,24 +168,21 @@ pub fn run(
             console.say(&format!(
                 "segrelay: orb backfill {id} stays open: run the same command again to go on filling it"
             ));
+            if end.aborted.is_some() {
+                rest.settle(index + 1, false, courier, dispatch, report)?;
+            }
             return Ok(end);
         }
         if plan.close && !window.closed {
             if !act(api, courier, dispatch, report, &id, "close")? {
-                return Ok(PassEnd {
-                    aborted: courier.aborted(),
-                    complete: false,
-                });
+                return rest.settle(index + 1, false, courier, dispatch, report);
             }
             windows[index].closed = true;
             save(&mut checkpoint, &windows)?;
         }
         if plan.wait && plan.close && !plan.dry_run && !window.reflected {
             if !wait_reflected(api, courier, dispatch, report, plan, &id)? {
-                return Ok(PassEnd {
-                    aborted: courier.aborted(),
-                    complete: false,
-                });
+                return rest.settle(index + 1, false, courier, dispatch, report);
             }
             windows[index].reflected = true;
             save(&mut checkpoint, &windows)?;
@@ -196,6 +194,43 @@ pub fn run(
         }
     }
     Ok(end)
+}
+
+/// After an abort, the events of the windows not sent still have to be
+/// accounted for: one more pass fails them all (the courier refuses to send).
+struct Rest<'a> {
+    options: &'a Options<'a>,
+    starts: Vec<Timestamp>,
+}
+
+impl Rest<'_> {
+    fn settle(
+        &self,
+        from: usize,
+        settles_unsent: bool,
+        courier: &Arc<Courier>,
+        dispatch: &mut Dispatch,
+        report: &mut Report,
+    ) -> anyhow::Result<PassEnd> {
+        let aborted = courier.aborted();
+        let Some(&start) = self.starts.get(from).filter(|_| aborted.is_some()) else {
+            return Ok(PassEnd {
+                aborted,
+                complete: false,
+            });
+        };
+        let pass = Pass {
+            window: Some((start, Timestamp::MAX)),
+            settles_unsent,
+        };
+        // Without the checkpoint: the lines it calls settled are another pass's, and
+        // this pass fails everything, so it would not move anyway.
+        let end = pipeline::run(self.options, pass, courier, dispatch, report, None, None)?;
+        Ok(PassEnd {
+            aborted: end.aborted,
+            complete: false,
+        })
+    }
 }
 
 fn describe(windows: &[Window], plan: &Plan) -> String {

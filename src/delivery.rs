@@ -73,13 +73,14 @@ impl Courier {
     }
 
     pub fn abort(&self, reason: &str) {
+        let reason = self.redact(reason);
         let mut aborted = self.aborted.lock().expect("abort lock");
         if aborted.is_none() {
             self.console.say(&format!(
                 "segrelay: {}: aborting: {reason}",
                 self.destination.name()
             ));
-            *aborted = Some(reason.to_owned());
+            *aborted = Some(reason);
         }
     }
 
@@ -186,7 +187,10 @@ impl Courier {
         Ok(match (verdict, response) {
             (Verdict::Accepted, Some(response)) => Call::Answered(response),
             (Verdict::Accepted, None) => Call::Written,
-            (Verdict::Split(message), Some(response)) => Call::Refused { message, response },
+            (Verdict::Split(message), Some(response)) => Call::Refused {
+                message: self.redact(&message),
+                response,
+            },
             (Verdict::Abort(message), _) if message == INTERRUPTED => Call::Failed(message),
             (Verdict::Retry { message, .. } | Verdict::Abort(message), _) => {
                 let message = self.redact(&message);

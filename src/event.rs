@@ -69,16 +69,25 @@ pub fn parse_line(
         ))));
         return false;
     };
-    if let Some(Value::Object(note)) = fields.remove(REJECT_NOTE_KEY) {
+    let noted = match fields.remove(REJECT_NOTE_KEY) {
         // A line from a rejects file that held no JSON object: replay its raw text.
-        if fields.is_empty()
-            && let Some(Value::String(raw)) = note.get("raw")
+        Some(Value::Object(note))
+            if fields.is_empty() && note.get("raw").is_some_and(Value::is_string) =>
         {
+            let raw = note.get("raw").and_then(Value::as_str).unwrap_or_default();
             parse_line(raw.as_bytes(), origin, each);
             return false;
         }
-    }
-    let Some(batch) = fields.remove("batch") else {
+        Some(_) => true,
+        None => false,
+    };
+    // A rejects file line is one event, even one with a `batch` key of its own.
+    let batch = if noted { None } else { fields.remove("batch") };
+    let Some(batch) = batch else {
+        if let Some(reason) = inexact_id(&fields) {
+            each(Err(bad(reason)));
+            return false;
+        }
         each(Ok(Event {
             fields,
             origin: origin.clone(),
@@ -105,6 +114,15 @@ pub fn parse_line(
             }));
             continue;
         };
+        item.remove(REJECT_NOTE_KEY);
+        if let Some(reason) = inexact_id(&item) {
+            each(Err(BadLine {
+                origin: origin.clone(),
+                reason,
+                raw: Value::Object(item).to_string(),
+            }));
+            continue;
+        }
         for (key, value) in [
             ("context", envelope_context),
             ("integrations", envelope_integrations),
@@ -233,19 +251,42 @@ pub fn remove_path(object: &mut Map<String, Value>, path: &str) -> Option<Value>
 pub fn id_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(decimal_text(n)),
+        Value::Number(n) => decimal_text(n),
         _ => None,
     }
 }
 
-/// `12345`, `12.5`, and `1e3` as `1000`: never an exponent.
-pub fn decimal_text(n: &serde_json::Number) -> String {
-    match n.as_f64() {
-        _ if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(f) if f.fract() == 0.0 => format!("{f:.0}"),
-        Some(f) => f.to_string(),
-        None => n.to_string(),
+/// `12345`, `12.5`, and `1e3` as `1000`: never an exponent. None for a
+/// whole number too large to have been read exactly (beyond 64 bits, or a
+/// float past 2^53): its last digits may be gone, and two ids could become one.
+pub fn decimal_text(n: &serde_json::Number) -> Option<String> {
+    if n.is_i64() || n.is_u64() {
+        return Some(n.to_string());
     }
+    let f = n.as_f64()?;
+    if f.fract() != 0.0 {
+        return Some(f.to_string());
+    }
+    (f.abs() < MAX_EXACT_FLOAT).then(|| format!("{f:.0}"))
+}
+
+/// 2^53: whole numbers from here on are not all representable as f64.
+const MAX_EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
+
+/// The ids every destination may use, when one is a number segrelay cannot
+/// keep exactly: the event is refused rather than sent under a rounded id.
+fn inexact_id(fields: &Map<String, Value>) -> Option<Reason> {
+    for key in ["userId", "anonymousId", "messageId"] {
+        if let Some(Value::Number(n)) = fields.get(key)
+            && decimal_text(n).is_none()
+        {
+            return Some(Reason::new(
+                "id not exact",
+                format!("{key} {n} is a number too large to keep exactly; send ids as strings"),
+            ));
+        }
+    }
+    None
 }
 
 /// "a string", "an array", ... for messages.
@@ -400,6 +441,37 @@ mod tests {
         );
         let out = parse(r#"{"_segrelay":{"reason":"invalid JSON","raw":"{\"type\":\"page\"}"}}"#);
         assert_eq!(out[0].as_ref().unwrap().call_type(), Some("page"));
+    }
+
+    #[test]
+    fn ids_too_large_to_keep_exactly_are_refused() {
+        let out = parse(r#"{"type":"track","userId":18500000000000000001}"#);
+        assert_eq!(out[0].as_ref().unwrap_err().reason.kind, "id not exact");
+        let out = parse(
+            r#"{"batch":[{"messageId":123456789012345678901234567890},{"userId":18446744073709551615}]}"#,
+        );
+        assert_eq!(out[0].as_ref().unwrap_err().reason.kind, "id not exact");
+        assert_eq!(
+            out[1].as_ref().unwrap().customer_id().as_deref(),
+            Some("18446744073709551615")
+        );
+        // In a configured field it is simply not a usable id.
+        assert_eq!(id_text(&json!(1e300)), None);
+    }
+
+    #[test]
+    fn notes_never_double_and_noted_lines_are_single_events() {
+        let out = parse(r#"{"batch":[{"type":"track","_segrelay":null}]}"#);
+        assert!(
+            !out[0]
+                .as_ref()
+                .unwrap()
+                .fields
+                .contains_key(REJECT_NOTE_KEY)
+        );
+        let out = parse(r#"{"_segrelay":{"reason":"x"},"type":"track","batch":[1,2]}"#);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].as_ref().unwrap().fields["batch"], json!([1, 2]));
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub fn common_verdict(kind: Kind, response: &Response) -> Verdict {
         200..=299 if html => Verdict::Retry {
             after: None,
             message: format!(
-                "{status} with an HTML page, not an answer from {} (a proxy?)",
-                kind.display_name()
+                "{status} with an HTML page, not an answer from {} (a proxy?): {}",
+                kind.display_name(),
+                response.body_excerpt()
             ),
         },
         200..=299 => Verdict::Accepted,

@@ -151,6 +151,13 @@ impl Destination for Orb {
     }
 
     fn verdict(&self, response: &Response, keys: &[&str]) -> Verdict {
+        if response
+            .header("content-type")
+            .is_some_and(|t| t.contains("text/html"))
+        {
+            // A page from a proxy, not Orb: the common rules say so.
+            return common_verdict(Kind::Orb, response);
+        }
         let status = response.status;
         let is_4xx_refusal = matches!(status, 400..=499)
             && !matches!(status, 401 | 403 | 404 | 405 | 408 | 409 | 429);

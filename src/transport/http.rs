@@ -90,18 +90,28 @@ impl Transport for HttpSender {
 /// silence are; a bad certificate, a bad URL or a protocol we cannot speak are not.
 fn classify(error: ureq::Error, elapsed: Duration) -> SendError {
     use ureq::Error as E;
-    let retryable = matches!(
-        error,
-        E::Io(_)
-            | E::Timeout(_)
-            | E::HostNotFound
-            | E::ConnectionFailed
-            | E::Protocol(_)
-            | E::BodyExceedsLimit(_)
-    );
+    // rustls reports a refused certificate as an I/O error carrying invalid
+    // data: that is a verdict on the server, not a passing fault.
+    let tls = match &error {
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) => true,
+        E::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
+    let retryable = !tls
+        && matches!(
+            error,
+            E::Io(_)
+                | E::Timeout(_)
+                | E::HostNotFound
+                | E::ConnectionFailed
+                | E::Protocol(_)
+                | E::BodyExceedsLimit(_)
+        );
     let message = match &error {
         E::Timeout(which) => format!("timed out ({which}) after {} ms", elapsed.as_millis()),
-        E::Tls(_) | E::Rustls(_) | E::Pem(_) => format!("TLS error, refusing to go on: {error}"),
+        _ if tls => format!(
+            "TLS error (the certificate or the connection was refused), not retried: {error}"
+        ),
         _ => error.to_string(),
     };
     SendError { message, retryable }

@@ -73,6 +73,12 @@ pub enum Fault {
     Delay(Duration),
     /// Read the request, then close the connection without any answer.
     Close,
+    /// Answer this status with this body as `Content-Type: text/html; charset=utf-8`, as a proxy
+    /// or a captive portal would (nothing is ingested).
+    Html(u16, String),
+    /// Answer this status (a 3xx) with header `Location: <value>` and an empty body (nothing is
+    /// ingested).
+    Redirect(u16, String),
 }
 
 /// The body shape of Orb's answer when events fail validation (both are documented).
@@ -624,6 +630,12 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
             }
             Some(Fault::Transient(code)) => {
                 fault_response(shared.api, code, "").with_header("Transient-Error", "true")
+            }
+            Some(Fault::Html(code, body)) => {
+                Response::new(code, "text/html; charset=utf-8", body.into_bytes())
+            }
+            Some(Fault::Redirect(code, location)) => {
+                Response::empty(code).with_header("Location", &location)
             }
             None => handle(shared, &request),
         };

@@ -1,0 +1,414 @@
+#!/usr/bin/env bash
+# segrelay's benchmark: one command, `bash benches/run.sh`, prints Markdown tables.
+#
+# What it measures (every ratio side by side, in the same run, on the same files):
+#   - dry-run throughput (--format ndjson -o FILE) for amberflo, orb and kable,
+#     against a serde_json Value round trip of the same file (examples/baseline.rs)
+#     target: >= 0.8x the baseline
+#   - segrelay (orb dry run) against a jq filter doing Orb's translation
+#     (benches/orb.jq, `jq -c`)                     target: >= 30x jq
+#   - gzip input against the same corpus plain      target: <= 1.5x the time
+#   - peak RSS of a large dry run and a large send  target: < 64 MiB for 1 GB
+#   - sending to a loopback server that answers after a fixed latency
+#     (examples/latency_server.rs), events/s against batch x concurrency / latency
+#                                                   target: >= 70%
+#   - start-up: `segrelay --help` and a one-line dry run (hyperfine, else a loop)
+#
+# Settings (environment):
+#   SEGRELAY_BENCH_MB             size of the large corpus (RSS rows, send inputs), MB (10^6 bytes); default 200.
+#                                 The 1 GB check is opt-in: SEGRELAY_BENCH_MB=1000 (takes a few minutes).
+#   SEGRELAY_BENCH_THROUGHPUT_MB  corpus for the throughput and gzip rows; default 50
+#   SEGRELAY_BENCH_JQ_MB          corpus for the jq row (jq is slow); default 10
+#   SEGRELAY_BENCH_RUNS           runs of each timed case, the best is kept; default 3
+#   SEGRELAY_BENCH_LATENCY_MS     the server's latency for the send rows; default 20
+#   SEGRELAY_BENCH_CONCURRENCY    concurrency levels of the send rows; default "1 4"
+#   SEGRELAY_BENCH_ROUNDS         full batches each sending thread sends in a send row; default 40
+#   SEGRELAY_BENCH_LARGE_LATENCY_MS  the server's latency for the large send (RSS row); default 1
+#   SEGRELAY_BENCH_SEED           corpus seed; default 42
+#   SEGRELAY_BENCH_DIR            work directory (corpus, outputs); default a new temp dir, removed at the end
+#   SEGRELAY_BENCH_KEEP=1         keep the work directory
+#   SEGRELAY_BENCH_NO_BUILD=1     use the binaries already built
+#   SEGRELAY_BENCH_OUT           also write the Markdown report to this file
+#   SEGRELAY_BENCH_SKIP           space-separated sections to skip: throughput jq gzip send large startup
+#   CARGO_TARGET_DIR              where cargo builds (binaries in $CARGO_TARGET_DIR/release)
+#
+# Peak RSS comes from /usr/bin/time -v's "Maximum resident set size" (GNU time,
+# Debian package `time`, installed here when missing and possible); without it,
+# from polling VmHWM in /proc/PID/status every 20 ms (the table says which).
+# Exit codes 0 and 1 (some events rejected) of segrelay are both accepted.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+MB=${SEGRELAY_BENCH_MB:-200}
+TMB=${SEGRELAY_BENCH_THROUGHPUT_MB:-50}
+JQMB=${SEGRELAY_BENCH_JQ_MB:-10}
+RUNS=${SEGRELAY_BENCH_RUNS:-3}
+LATENCY_MS=${SEGRELAY_BENCH_LATENCY_MS:-20}
+CONCURRENCY=${SEGRELAY_BENCH_CONCURRENCY:-"1 4"}
+ROUNDS=${SEGRELAY_BENCH_ROUNDS:-40}
+LARGE_LATENCY_MS=${SEGRELAY_BENCH_LARGE_LATENCY_MS:-1}
+SEED=${SEGRELAY_BENCH_SEED:-42}
+SKIP=" ${SEGRELAY_BENCH_SKIP:-} "
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+SEGRELAY=$BIN/segrelay
+
+log() { printf '%s\n' "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+skipped() { [[ $SKIP == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------- tools
+try_install() { # try_install COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing $2 (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1; } || true
+    fi
+    command -v "$1" >/dev/null 2>&1
+}
+if [[ -x /usr/bin/time ]] || { try_install time time && [[ -x /usr/bin/time ]]; }; then
+    RSS_HOW="/usr/bin/time -v, Maximum resident set size"
+    HAVE_GNU_TIME=1
+else
+    RSS_HOW="VmHWM polled in /proc/PID/status every 20 ms"
+    HAVE_GNU_TIME=0
+fi
+HAVE_HYPERFINE=0
+try_install hyperfine hyperfine && HAVE_HYPERFINE=1
+HAVE_JQ=0
+command -v jq >/dev/null 2>&1 && HAVE_JQ=1
+command -v gzip >/dev/null 2>&1 || die "gzip is needed"
+
+# ---------------------------------------------------------------- work dir, cleanup
+if [[ -n ${SEGRELAY_BENCH_DIR:-} ]]; then
+    W=$SEGRELAY_BENCH_DIR
+    mkdir -p "$W"
+    OWN_DIR=0
+else
+    W=$(mktemp -d "${TMPDIR:-/tmp}/segrelay-bench.XXXXXX")
+    OWN_DIR=1
+fi
+case "$W" in "$ROOT"|"$ROOT"/*) [[ $W == "$TARGET_DIR"* ]] || die "the work directory must not be in the repository: $W" ;; esac
+SERVER_PID=""
+cleanup() {
+    if [[ -n $SERVER_PID ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ $OWN_DIR == 1 && ${SEGRELAY_BENCH_KEEP:-0} != 1 ]]; then
+        rm -rf "$W"
+    else
+        log "work directory kept: $W"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$W/out" "$W/samples"
+
+# ---------------------------------------------------------------- build
+if [[ ${SEGRELAY_BENCH_NO_BUILD:-0} != 1 ]]; then
+    log "building (release, CARGO_TARGET_DIR=$TARGET_DIR)"
+    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet --bins --examples ||
+        die "build failed"
+fi
+for b in "$SEGRELAY" "$BIN/examples/gen_corpus" "$BIN/examples/baseline" "$BIN/examples/latency_server"; do
+    [[ -x $b ]] || die "missing $b (build first, or unset SEGRELAY_BENCH_NO_BUILD)"
+done
+
+# ---------------------------------------------------------------- measuring
+# measure NAME [--stdout FILE] CMD...: runs CMD once (stdout to FILE, else
+# /dev/null; stderr to the log), appends "seconds rss_kib exit_code" to $W/samples/NAME.
+measure() {
+    local name=$1 stdout=/dev/null
+    shift
+    if [[ $1 == --stdout ]]; then
+        stdout=$2
+        shift 2
+    fi
+    local t0 t1 rc=0 rss=0
+    t0=$(date +%s%N)
+    if [[ $HAVE_GNU_TIME == 1 ]]; then
+        /usr/bin/time -o "$W/time.out" -f "%M" "$@" >"$stdout" 2>>"$W/stderr.log" || rc=$?
+        t1=$(date +%s%N)
+        rss=$(tail -n 1 "$W/time.out")
+    else
+        "$@" >"$stdout" 2>>"$W/stderr.log" &
+        local pid=$! v
+        while kill -0 "$pid" 2>/dev/null; do
+            v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+            [[ -n $v && $v -gt $rss ]] && rss=$v
+            sleep 0.02
+        done
+        wait "$pid" || rc=$?
+        t1=$(date +%s%N)
+    fi
+    if ((rc > 1)); then
+        log "$name: exit code $rc from: $*"
+        tail -n 20 "$W/stderr.log" >&2
+        exit 1
+    fi
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }') $rss $rc" >>"$W/samples/$name"
+}
+best_time() { awk 'NR == 1 || $1 < m { m = $1 } END { printf "%.6f", m }' "$W/samples/$1"; }
+max_rss() { awk '$2 > m { m = $2 } END { printf "%d", m }' "$W/samples/$1"; }
+mib() { awk -v k="$1" 'BEGIN { if (k > 0) printf "%.1f MiB", k / 1024; else printf "n/a" }'; }
+fmt_rate() { # 1234567.8 -> 1,234,568
+    awk -v x="$1" 'BEGIN { s = sprintf("%.0f", x); out = ""
+        while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+        print s out }'
+}
+
+ROWS=()
+NOTES=()
+# row CASE EVENTS_PER_S MB_PER_S RATIO TARGET VERDICT RSS
+row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"); }
+verdict() { # verdict VALUE OP LIMIT -> pass/FAIL
+    awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
+        ok = (op == ">=") ? (v >= l) : (op == "<=") ? (v <= l) : (v < l);
+        print ok ? "pass" : "**FAIL**" }'
+}
+throughput_row() { # throughput_row CASE SAMPLES EVENTS BYTES RATIO TARGET VERDICT
+    local t
+    t=$(best_time "$2")
+    row "$1" "$(fmt_rate "$(awk -v n="$3" -v t="$t" 'BEGIN { print n / t }')")" \
+        "$(awk -v b="$4" -v t="$t" 'BEGIN { printf "%.1f", b / 1e6 / t }')" \
+        "$5" "$6" "$7" "$(mib "$(max_rss "$2")")"
+}
+
+# The settings: the shipped sample, without Orb's max_events_per_minute (a dry
+# run obeys it too, which would measure the rate limit instead of segrelay).
+grep -v '^[[:space:]]*max_events_per_minute' samples/segrelay.toml >"$W/settings.toml"
+SETTINGS=$W/settings.toml
+dry_run() { # dry_run DEST INPUT OUTPUT: the command, in CMD
+    CMD=("$SEGRELAY" send --dry-run -q --format ndjson -c "$SETTINGS" -d "$1" -o "$3" "$2")
+}
+
+# ---------------------------------------------------------------- corpora
+gen() { "$BIN/examples/gen_corpus" --mb "$1" --seed "$SEED" --out "$2" 2>>"$W/gen.log"; }
+log "generating corpora (seed $SEED): ${TMB} MB, ${JQMB} MB, ${MB} MB"
+gen "$TMB" "$W/corpus.ndjson"
+gen "$JQMB" "$W/corpus-jq.ndjson"
+gen "$MB" "$W/corpus-large.ndjson"
+T_EVENTS=$(wc -l <"$W/corpus.ndjson")
+T_BYTES=$(stat -c %s "$W/corpus.ndjson")
+J_EVENTS=$(wc -l <"$W/corpus-jq.ndjson")
+J_BYTES=$(stat -c %s "$W/corpus-jq.ndjson")
+L_EVENTS=$(wc -l <"$W/corpus-large.ndjson")
+L_BYTES=$(stat -c %s "$W/corpus-large.ndjson")
+TRACK_SHARE=$(awk -v t="$(grep -c '^{"type":"track"' "$W/corpus.ndjson")" -v n="$T_EVENTS" 'BEGIN { print t / n }')
+if ! skipped gzip; then
+    gzip -c "$W/corpus.ndjson" >"$W/corpus.ndjson.gz"
+fi
+log "corpus: $T_EVENTS events, $T_BYTES bytes ($((T_BYTES / T_EVENTS)) bytes an event), track share $TRACK_SHARE"
+
+# ---------------------------------------------------------------- throughput, gzip
+if ! skipped throughput; then
+    log "throughput: ${RUNS} runs of baseline, amberflo, orb, kable$(skipped gzip || echo ', orb gzip'), interleaved"
+    for ((run = 1; run <= RUNS; run++)); do
+        measure baseline "$BIN/examples/baseline" "$W/corpus.ndjson" "$W/out/baseline.ndjson"
+        for dest in amberflo orb kable; do
+            dry_run "$dest" "$W/corpus.ndjson" "$W/out/$dest.ndjson"
+            measure "dry-$dest" "${CMD[@]}"
+        done
+        if ! skipped gzip; then
+            dry_run orb "$W/corpus.ndjson.gz" "$W/out/orb-gz.ndjson"
+            measure dry-orb-gz "${CMD[@]}"
+        fi
+    done
+    base=$(best_time baseline)
+    throughput_row "baseline: serde_json Value round trip" baseline "$T_EVENTS" "$T_BYTES" "1.00" "" "" 
+    for dest in amberflo orb kable; do
+        t=$(best_time "dry-$dest")
+        ratio=$(awk -v b="$base" -v t="$t" 'BEGIN { printf "%.2f", b / t }')
+        throughput_row "$dest dry run" "dry-$dest" "$T_EVENTS" "$T_BYTES" "${ratio}x" ">= 0.80x" "$(verdict "$ratio" ">=" 0.8)"
+    done
+    if ! skipped gzip; then
+        t=$(best_time dry-orb-gz)
+        slow=$(awk -v p="$(best_time dry-orb)" -v t="$t" 'BEGIN { printf "%.2f", t / p }')
+        throughput_row "orb dry run, gzip input (MB/s of uncompressed input)" dry-orb-gz "$T_EVENTS" "$T_BYTES" \
+            "time ${slow}x plain" "<= 1.50x" "$(verdict "$slow" "<=" 1.5)"
+    fi
+fi
+
+# ---------------------------------------------------------------- jq
+if ! skipped jq; then
+    if [[ $HAVE_JQ == 1 ]]; then
+        log "jq: ${RUNS} runs of jq -c -f benches/orb.jq and of the orb dry run on ${JQMB} MB"
+        for ((run = 1; run <= RUNS; run++)); do
+            measure jq-orb --stdout "$W/out/jq.ndjson" jq -c -f "$ROOT/benches/orb.jq" "$W/corpus-jq.ndjson"
+            dry_run orb "$W/corpus-jq.ndjson" "$W/out/orb-jq.ndjson"
+            measure jq-segrelay "${CMD[@]}"
+        done
+        speedup=$(awk -v j="$(best_time jq-orb)" -v s="$(best_time jq-segrelay)" 'BEGIN { printf "%.1f", j / s }')
+        throughput_row "jq -c -f benches/orb.jq (${JQMB} MB)" jq-orb "$J_EVENTS" "$J_BYTES" "1.00" "" ""
+        throughput_row "orb dry run (same ${JQMB} MB), vs jq" jq-segrelay "$J_EVENTS" "$J_BYTES" \
+            "${speedup}x jq" ">= 30x" "$(verdict "$speedup" ">=" 30)"
+    else
+        row "jq" "n/a" "n/a" "jq not installed" "" "" ""
+    fi
+fi
+
+# ---------------------------------------------------------------- the server
+export AMBERFLO_API_KEY=bench-key ORB_API_KEY=bench-key KABLE_API_KEY=bench-key
+start_server() { # start_server LATENCY_MS
+    stop_server
+    : >"$W/server.out"
+    "$BIN/examples/latency_server" --latency-ms "$1" --idle-timeout-s 600 --stats "$W/server.stats" \
+        >"$W/server.out" 2>>"$W/server.log" &
+    SERVER_PID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [[ -s $W/server.out ]] && break
+        sleep 0.05
+    done
+    PORT=$(head -n 1 "$W/server.out")
+    [[ -n $PORT ]] || die "the latency server did not start (see $W/server.log)"
+    # Settings for sending: the sample's, pointed at the server.
+    awk -v base="http://127.0.0.1:$PORT" '
+        /^\[destinations\.[a-z]+\]/ { print; name = $0; gsub(/^\[destinations\.|\]$/, "", name)
+            print "endpoint = \"" base (name == "orb" ? "/v1" : "") "\""; next }
+        /^[[:space:]]*endpoint[[:space:]]*=/ { next }
+        { print }' "$SETTINGS" >"$W/settings-send.toml"
+}
+stop_server() {
+    if [[ -n $SERVER_PID ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+server_stat() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$W/server.stats"; }
+send() { # send DEST CONCURRENCY INPUT SUMMARY [more args]: the command, in CMD
+    local dest=$1 conc=$2 input=$3 summary=$4
+    shift 4
+    CMD=("$SEGRELAY" send -q -c "$W/settings-send.toml" -d "$dest" --concurrency "$conc"
+        --summary "$summary" "$@" "$input")
+}
+summary_field() { tr -d ' \n' <"$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"; }
+
+if ! skipped send; then
+    log "send: latency ${LATENCY_MS} ms, concurrency ${CONCURRENCY}, ${ROUNDS} rounds, track calls only (--types track)"
+    start_server "$LATENCY_MS"
+    for dest in orb kable amberflo; do
+        case $dest in amberflo) batch=100 ;; *) batch=500 ;; esac
+        for conc in $CONCURRENCY; do
+            lines=$(awk -v b="$batch" -v c="$conc" -v r="$ROUNDS" -v s="$TRACK_SHARE" 'BEGIN { n = b * c * r / s; printf "%d", (n == int(n)) ? n : int(n) + 1 }')
+            ((lines > L_EVENTS)) && lines=$L_EVENTS
+            input=$W/send-$dest-$conc.ndjson
+            head -n "$lines" "$W/corpus-large.ndjson" >"$input"
+            name=send-$dest-c$conc
+            conns0=$(server_stat connections)
+            for ((run = 1; run <= RUNS; run++)); do
+                send "$dest" "$conc" "$input" "$W/out/$name-$run.json" --types track
+                measure "$name" "${CMD[@]}"
+                echo "$(summary_field "$W/out/$name-$run.json" sent) $(summary_field "$W/out/$name-$run.json" requests)" >>"$W/samples/$name.sent"
+            done
+            conns=$(($(server_stat connections) - conns0))
+            # The best run, and its events sent.
+            best=$(awk 'NR == 1 || $1 < m { m = $1; i = NR } END { print i }' "$W/samples/$name")
+            t=$(sed -n "${best}p" "$W/samples/$name" | cut -d' ' -f1)
+            sent=$(sed -n "${best}p" "$W/samples/$name.sent" | cut -d' ' -f1)
+            requests=$(sed -n "${best}p" "$W/samples/$name.sent" | cut -d' ' -f2)
+            ideal=$(awk -v b="$batch" -v c="$conc" -v l="$LATENCY_MS" 'BEGIN { print b * c * 1000 / l }')
+            rate=$(awk -v n="$sent" -v t="$t" 'BEGIN { print n / t }')
+            share=$(awk -v r="$rate" -v i="$ideal" 'BEGIN { printf "%.0f", 100 * r / i }')
+            bytes=$(stat -c %s "$input")
+            NOTES+=("$dest send, concurrency $conc: $lines input lines, $sent events sent in $requests requests by the best run; the server saw $conns connections over the $RUNS runs")
+            row "$dest send, concurrency $conc, ${LATENCY_MS} ms" \
+                "$(fmt_rate "$rate")" "$(awk -v b="$bytes" -v t="$t" 'BEGIN { printf "%.1f", b / 1e6 / t }')" \
+                "${share}% of ideal $(fmt_rate "$ideal")/s" ">= 70%" "$(verdict "$share" ">=" 70)" "$(mib "$(max_rss "$name")")"
+        done
+    done
+fi
+
+# ---------------------------------------------------------------- large input: peak RSS
+if ! skipped large; then
+    log "large input: ${MB} MB, amberflo dry run and orb send (concurrency 4, ${LARGE_LATENCY_MS} ms)"
+    dry_run amberflo "$W/corpus-large.ndjson" "$W/out/large-amberflo.ndjson"
+    measure large-dry "${CMD[@]}"
+    rm -f "$W/out/large-amberflo.ndjson"
+    rss=$(max_rss large-dry)
+    throughput_row "amberflo dry run, ${MB} MB (peak RSS)" large-dry "$L_EVENTS" "$L_BYTES" "" "< 64 MiB" \
+        "$(verdict "$rss" "<" 65536)"
+    start_server "$LARGE_LATENCY_MS"
+    send orb 4 "$W/corpus-large.ndjson" "$W/out/large-send.json"
+    measure large-send "${CMD[@]}"
+    rss=$(max_rss large-send)
+    throughput_row "orb send, concurrency 4, ${LARGE_LATENCY_MS} ms, ${MB} MB (peak RSS)" large-send "$L_EVENTS" "$L_BYTES" "" "< 64 MiB" \
+        "$(verdict "$rss" "<" 65536)"
+fi
+stop_server
+
+# ---------------------------------------------------------------- start-up
+STARTUP=()
+if ! skipped startup; then
+    head -n 1 "$W/corpus.ndjson" >"$W/one.ndjson"
+    help_cmd="$SEGRELAY --help"
+    one_cmd="$SEGRELAY send --dry-run -q --format ndjson -c $SETTINGS -d orb -o $W/out/one.ndjson $W/one.ndjson"
+    if [[ $HAVE_HYPERFINE == 1 ]]; then
+        log "start-up: hyperfine"
+        hyperfine -N --warmup 5 --runs 50 --export-json "$W/startup.json" "$help_cmd" "$one_cmd" >/dev/null 2>&1 ||
+            hyperfine --warmup 5 --runs 50 --export-json "$W/startup.json" "$help_cmd" "$one_cmd" >/dev/null
+        how="hyperfine, 50 runs"
+        while read -r mean sd min max; do
+            STARTUP+=("$mean $sd $min $max")
+        done < <(awk '
+            /"mean":/ { gsub(/[^0-9.e-]/, "", $2); mean = $2 }
+            /"stddev":/ { gsub(/[^0-9.e-]/, "", $2); sd = $2 }
+            /"min":/ { gsub(/[^0-9.e-]/, "", $2); min = $2 }
+            /"max":/ { gsub(/[^0-9.e-]/, "", $2); max = $2; printf "%.2f %.2f %.2f %.2f\n", mean * 1000, sd * 1000, min * 1000, max * 1000 }' "$W/startup.json")
+    else
+        log "start-up: a loop of 50 runs (no hyperfine)"
+        how="a loop of 50 runs"
+        for cmd in "$help_cmd" "$one_cmd"; do
+            : >"$W/loop.txt"
+            for ((i = 0; i < 50; i++)); do
+                t0=$(date +%s%N)
+                $cmd >/dev/null 2>&1 || true
+                t1=$(date +%s%N)
+                echo $(((t1 - t0) / 1000)) >>"$W/loop.txt"
+            done
+            STARTUP+=("$(awk '{ s += $1; ss += $1 * $1; if (NR == 1 || $1 < mn) mn = $1; if ($1 > mx) mx = $1 }
+                END { m = s / NR; printf "%.2f %.2f %.2f %.2f", m / 1000, sqrt(ss / NR - m * m) / 1000, mn / 1000, mx / 1000 }' "$W/loop.txt")")
+        done
+    fi
+fi
+
+# ---------------------------------------------------------------- report
+report() {
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=$(git --no-optional-locks -C "$ROOT" status --porcelain -- src 2>/dev/null | wc -l)
+    echo
+    echo "## segrelay benchmark"
+    echo
+    echo "commit $rev$( ((dirty > 0)) && echo " + uncommitted changes in src/"); $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "corpus: seed $SEED, $T_EVENTS events / $((T_BYTES / 1000000)) MB (throughput), $J_EVENTS / $((J_BYTES / 1000000)) MB (jq), $L_EVENTS / $((L_BYTES / 1000000)) MB (large); $((T_BYTES / T_EVENTS)) bytes an event"
+    echo "best of $RUNS runs per case (large: 1 run); events/s counts input events read (send rows: events sent); MB = 10^6 bytes of input; peak RSS: $RSS_HOW"
+    echo "settings: samples/segrelay.toml without max_events_per_minute (a dry run obeys it too); send rows: the same, endpoints on the loopback server, --types track"
+    echo
+    echo "| case | events/s | MB/s | ratio | target | verdict | peak RSS |"
+    echo "|---|---:|---:|---|---|---|---:|"
+    printf '%s\n' "${ROWS[@]}"
+    if ((${#STARTUP[@]} == 2)); then
+        echo
+        echo "start-up ($how)"
+        echo
+        echo "| command | mean ms | ± ms | min ms | max ms |"
+        echo "|---|---:|---:|---:|---:|"
+        read -r m s mn mx <<<"${STARTUP[0]}"
+        echo "| segrelay --help | $m | $s | $mn | $mx |"
+        read -r m s mn mx <<<"${STARTUP[1]}"
+        echo "| one-line orb dry run | $m | $s | $mn | $mx |"
+    fi
+    if ((${#NOTES[@]} > 0)); then
+        echo
+        printf -- '- %s\n' "${NOTES[@]}"
+    fi
+}
+report | tee "$W/results.md"
+if [[ -n ${SEGRELAY_BENCH_OUT:-} ]]; then
+    cp "$W/results.md" "$SEGRELAY_BENCH_OUT"
+fi

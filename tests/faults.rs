@@ -1,0 +1,852 @@
+//! The fault matrix, against the loopback server: for every destination, every
+//! failure mode at the first, a middle and the last batch. Each event ends up
+//! delivered exactly once (by its key) or in the rejects file with the right reason,
+//! the exit code says what happened, and `read = sent + skipped + rejected + failed`.
+//! Then the answers a destination should not give (a 200 that is not the API's, an
+//! HTML page from a proxy, a redirect) and a TLS endpoint with a bad certificate.
+
+mod common;
+#[path = "support/server.rs"]
+mod server;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use server::{Api, Fault, OrbFailureShape, TestServer};
+
+const KEY: &str = "sk_test_faults_0123456789";
+const APIS: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];
+/// 18 events in batches of 4: five requests (4, 4, 4, 4, 2).
+const EVENTS: usize = 18;
+const BATCH: usize = 4;
+const BATCHES: usize = EVENTS.div_ceil(BATCH);
+/// The first, a middle and the last batch, as request numbers of a run without retries.
+const POSITIONS: [usize; 3] = [1, 3, BATCHES];
+
+fn name(api: Api) -> &'static str {
+    match api {
+        Api::Amberflo => "amberflo",
+        Api::Orb => "orb",
+        Api::Kable => "kable",
+    }
+}
+
+/// A settings file for `api` at `endpoint`, the key from `$SEGRELAY_FAULTS_KEY`.
+fn write_settings(dir: &Path, api: Api, endpoint: &str) -> PathBuf {
+    let text = match api {
+        Api::Amberflo => format!(
+            "[destinations.amberflo]\napi_key = \"${{SEGRELAY_FAULTS_KEY}}\"\nendpoint = \"{endpoint}\"\n"
+        ),
+        Api::Orb => format!(
+            "[destinations.orb]\napi_key = \"${{SEGRELAY_FAULTS_KEY}}\"\nendpoint = \"{endpoint}\"\n\
+             external_customer_id_field = \"userId\"\n[destinations.orb.properties_mapping]\nvalue = \"value\"\n"
+        ),
+        Api::Kable => format!(
+            "[destinations.kable]\napi_key = \"${{SEGRELAY_FAULTS_KEY}}\"\nendpoint = \"{endpoint}\"\n\
+             kable_client_id = \"{}\"\n",
+            server::KABLE_CLIENT_ID
+        ),
+    };
+    let path = dir.join("segrelay.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn key(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i}")
+}
+
+fn keys(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| key(prefix, i)).collect()
+}
+
+/// The keys of batch `n` (1-based).
+fn batch_keys(prefix: &str, n: usize) -> Vec<String> {
+    keys(prefix, (n - 1) * BATCH..(n * BATCH).min(EVENTS))
+}
+
+fn events(prefix: &str) -> String {
+    (0..EVENTS)
+        .map(|i| {
+            json!({
+                "type": "track",
+                "event": "api_call",
+                "userId": format!("cust_{}", i % 3),
+                "messageId": key(prefix, i),
+                "timestamp": "2026-11-23T10:00:00.000Z",
+                "properties": {"value": i + 1},
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+    summary: Value,
+    /// Rejects by messageId: (outcome, reason, detail).
+    rejects: BTreeMap<String, (String, String, String)>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn n(&self, key: &str) -> u64 {
+        self.summary[key].as_u64().expect("a count")
+    }
+}
+
+/// `segrelay send` with the summary and the rejects file, retries waiting 20 ms
+/// unless `args` say otherwise.
+fn send(dir: &Path, settings: &Path, input: &str, args: &[&str]) -> Run {
+    let input_path = dir.join("events.ndjson");
+    std::fs::write(&input_path, input).unwrap();
+    let summary = dir.join("summary.json");
+    let rejects = dir.join("rejects.ndjson");
+    let _ = std::fs::remove_file(&summary);
+    let _ = std::fs::remove_file(&rejects);
+    let mut cmd = common::segrelay();
+    cmd.arg("send")
+        .arg("-c")
+        .arg(settings)
+        .arg("--summary")
+        .arg(&summary)
+        .arg("--rejects")
+        .arg(&rejects)
+        .args(["--batch-size", &BATCH.to_string()]);
+    if !args.contains(&"--max-retry-wait") {
+        cmd.args(["--max-retry-wait", "20ms"]);
+    }
+    cmd.args(args)
+        .arg(&input_path)
+        .env("SEGRELAY_FAULTS_KEY", KEY)
+        .timeout(Duration::from_secs(90));
+    let started = Instant::now();
+    let output = cmd.output().expect("segrelay runs");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "segrelay panicked:\n{stderr}");
+    assert!(!stderr.contains(KEY), "the key leaked:\n{stderr}");
+    let summary_text = std::fs::read_to_string(&summary)
+        .unwrap_or_else(|_| panic!("no summary; stderr:\n{stderr}"));
+    let summary: Value = serde_json::from_str(&summary_text).unwrap();
+    common::assert_accounting(&summary);
+    let mut by_key = BTreeMap::new();
+    for line in std::fs::read_to_string(&rejects)
+        .unwrap_or_default()
+        .lines()
+    {
+        let reject: Value = serde_json::from_str(line).expect("a rejects line is JSON");
+        let note = &reject["_segrelay"];
+        let text = |k: &str| note[k].as_str().unwrap_or_default().to_owned();
+        let id = reject["messageId"]
+            .as_str()
+            .expect("the event is kept")
+            .to_owned();
+        let previous = by_key.insert(
+            id.clone(),
+            (text("outcome"), text("reason"), text("detail")),
+        );
+        assert!(previous.is_none(), "{id} is in the rejects file twice");
+    }
+    let n = |k: &str| summary[k].as_u64().unwrap();
+    assert_eq!(
+        by_key.len() as u64,
+        n("rejected") + n("failed"),
+        "every rejected or failed event is in the rejects file: {summary}"
+    );
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stderr,
+        summary,
+        rejects: by_key,
+        elapsed,
+    }
+}
+
+/// Each key was accepted (at least once, or exactly once when `exact`) and the
+/// destination holds it exactly once; it holds nothing else.
+fn assert_delivered(server: &TestServer, expected: &[String], exact: bool, context: &str) {
+    let deliveries = server.deliveries();
+    for k in expected {
+        let n = deliveries.get(k).copied().unwrap_or(0);
+        if exact {
+            assert_eq!(n, 1, "{context}: {k} accepted {n} times");
+        } else {
+            assert!(n >= 1, "{context}: {k} never accepted");
+        }
+    }
+    let held = common::tally(&common::record_keys(&server.ingested()));
+    let wanted = common::tally(expected);
+    assert_eq!(
+        held, wanted,
+        "{context}: the destination holds each event once"
+    );
+}
+
+/// The keys of every event not in `but`.
+fn all_but(prefix: &str, but: &[String]) -> Vec<String> {
+    keys(prefix, 0..EVENTS)
+        .into_iter()
+        .filter(|k| !but.contains(k))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retried faults: everything is delivered once, exit 0.
+
+fn retried_fault(fault: impl Fn(usize) -> Fault, args: &[&str], exact: bool, what: &str) {
+    for api in APIS {
+        for position in POSITIONS {
+            let context = format!("{what} at batch {position} for {}", name(api));
+            let server = TestServer::start(api, KEY);
+            server.fault_on_request(position, fault(position));
+            let dir = tempfile::tempdir().unwrap();
+            let settings = write_settings(dir.path(), api, &server.endpoint());
+            let prefix = format!("{}{position}", name(api));
+            let run = send(dir.path(), &settings, &events(&prefix), args);
+            assert_eq!(run.code, 0, "{context}\n{}", run.stderr);
+            assert_eq!(run.n("sent"), EVENTS as u64, "{context}");
+            assert_eq!(run.n("retries"), 1, "{context}: {}", run.summary);
+            assert_eq!(
+                run.n("requests"),
+                BATCHES as u64 + 1,
+                "{context}: {}",
+                run.summary
+            );
+            assert!(run.rejects.is_empty(), "{context}");
+            assert_delivered(&server, &keys(&prefix, 0..EVENTS), exact, &context);
+        }
+    }
+}
+
+#[test]
+fn a_500_is_retried_at_any_batch() {
+    retried_fault(|_| Fault::Status(500, String::new()), &[], true, "500");
+}
+
+#[test]
+fn a_503_is_retried_at_any_batch() {
+    retried_fault(
+        |_| Fault::Status(503, "<html>down for maintenance</html>".into()),
+        &[],
+        true,
+        "503",
+    );
+}
+
+#[test]
+fn a_429_waits_for_retry_after_at_any_batch() {
+    // Retry-After: 1 at the middle batch is waited for in full (capped by
+    // --max-retry-wait 5s); Retry-After: 0 at the others means no wait at all.
+    for api in APIS {
+        for position in POSITIONS {
+            let context = format!("429 at batch {position} for {}", name(api));
+            let after = if position == POSITIONS[1] { "1" } else { "0" };
+            let server = TestServer::start(api, KEY);
+            server.fault_on_request(position, Fault::RetryAfter(429, after.into()));
+            let dir = tempfile::tempdir().unwrap();
+            let settings = write_settings(dir.path(), api, &server.endpoint());
+            let prefix = format!("{}{position}", name(api));
+            let run = send(
+                dir.path(),
+                &settings,
+                &events(&prefix),
+                &["--max-retry-wait", "5s"],
+            );
+            assert_eq!(run.code, 0, "{context}\n{}", run.stderr);
+            assert_eq!(run.n("retries"), 1, "{context}");
+            let backoff = run.summary["backoff_seconds"].as_f64().unwrap();
+            if after == "1" {
+                assert!(
+                    (1.0..1.1).contains(&backoff) && run.elapsed >= Duration::from_secs(1),
+                    "{context}: waited {backoff} s for Retry-After: 1"
+                );
+            } else {
+                assert!(
+                    backoff < 0.05,
+                    "{context}: waited {backoff} s for Retry-After: 0"
+                );
+            }
+            assert_delivered(&server, &keys(&prefix, 0..EVENTS), true, &context);
+        }
+    }
+}
+
+#[test]
+fn a_slow_answer_past_the_timeout_is_retried_at_any_batch() {
+    // The slow request is still handled after the client gave up: the destination
+    // dedupes it by key, so each event is held once, though accepted twice.
+    retried_fault(
+        |_| Fault::Delay(Duration::from_millis(700)),
+        &["--timeout", "200ms"],
+        false,
+        "a slow answer",
+    );
+}
+
+#[test]
+fn a_closed_connection_is_retried_at_any_batch() {
+    retried_fault(|_| Fault::Close, &[], true, "a closed connection");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A refused key: exit 3, nothing after it is sent, everything after it failed.
+
+#[test]
+fn a_401_aborts_at_any_batch_and_loses_nothing() {
+    for api in APIS {
+        for position in POSITIONS {
+            let context = format!("401 at batch {position} for {}", name(api));
+            let server = TestServer::start(api, KEY);
+            server.fault_on_request(position, Fault::Status(401, String::new()));
+            let dir = tempfile::tempdir().unwrap();
+            let settings = write_settings(dir.path(), api, &server.endpoint());
+            let prefix = format!("{}{position}", name(api));
+            let run = send(dir.path(), &settings, &events(&prefix), &[]);
+            assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
+            assert_eq!(
+                server.received().len(),
+                position,
+                "{context}: no request after the 401"
+            );
+            let sent: Vec<String> = (1..position).flat_map(|b| batch_keys(&prefix, b)).collect();
+            assert_delivered(&server, &sent, true, &context);
+            let failed = all_but(&prefix, &sent);
+            assert_eq!(run.n("sent"), sent.len() as u64, "{context}");
+            assert_eq!(run.n("failed"), failed.len() as u64, "{context}");
+            for k in &failed {
+                let (outcome, reason, detail) = &run.rejects[k];
+                assert_eq!(outcome, "failed", "{context}: {k}");
+                assert_eq!(reason, "run aborted", "{context}: {k}");
+                assert!(detail.contains("401"), "{context}: {detail}");
+            }
+            assert!(
+                run.stderr.contains("api_key"),
+                "{context}: names the setting\n{}",
+                run.stderr
+            );
+            assert!(run.summary["aborted"].as_str().unwrap().contains("401"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A refused event: rejected with the destination's message, the rest delivered once.
+
+#[test]
+fn a_refused_event_is_rejected_alone_at_any_batch() {
+    for api in APIS {
+        for (i, position) in POSITIONS.into_iter().enumerate() {
+            let context = format!("a refused event in batch {position} for {}", name(api));
+            let server = TestServer::start(api, KEY);
+            let prefix = format!("{}{position}", name(api));
+            let batch = batch_keys(&prefix, position);
+            // The middle event of the batch (the last one of a batch of two).
+            let poisoned = batch[batch.len() / 2].clone();
+            match api {
+                Api::Orb => {
+                    let shape =
+                        [OrbFailureShape::ValidationFailed, OrbFailureShape::Rfc7807][i % 2];
+                    server.orb_reject_keys(&[poisoned.as_str()], shape, i == 1);
+                }
+                // Amberflo and Kable refuse the whole batch without naming the event.
+                _ => server.poison(&poisoned),
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let settings = write_settings(dir.path(), api, &server.endpoint());
+            let run = send(dir.path(), &settings, &events(&prefix), &[]);
+            assert_eq!(run.code, 1, "{context}\n{}", run.stderr);
+            assert_eq!(run.n("rejected"), 1, "{context}: {}", run.summary);
+            assert_eq!(run.n("sent"), EVENTS as u64 - 1, "{context}");
+            let (outcome, reason, detail) = &run.rejects[&poisoned];
+            assert_eq!(outcome, "rejected", "{context}");
+            assert_eq!(reason, &format!("refused by {}", name(api)), "{context}");
+            assert!(
+                !detail.is_empty(),
+                "{context}: the destination's message is kept"
+            );
+            assert!(
+                run.stderr
+                    .contains(&format!("events.ndjson:{}", key_line(&poisoned))),
+                "{context}: the refused event is named\n{}",
+                run.stderr
+            );
+            assert_delivered(&server, &all_but(&prefix, &[poisoned]), true, &context);
+        }
+    }
+}
+
+/// The input line of a key (`prefix-i` is on line i + 1).
+fn key_line(key: &str) -> usize {
+    key.rsplit('-').next().unwrap().parse::<usize>().unwrap() + 1
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers a destination should not give.
+
+/// Faults pushed for the first request and every retry of it (`--max-retries 2`).
+fn persistent(fault: Fault) -> Vec<Fault> {
+    vec![fault; 3]
+}
+
+/// A 2xx that is not the destination's answer: never counted as sent. Retried, and
+/// when it persists the run aborts (exit 3) with every event failed.
+fn assert_not_taken_as_sent(api: Api, fault: Fault, said: &[&str]) {
+    let context = format!("{fault:?} for {}", name(api));
+    // Persistent: retried, then the run aborts and nothing counts as sent.
+    let server = TestServer::start(api, KEY);
+    server.push_faults(persistent(fault.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = write_settings(dir.path(), api, &server.endpoint());
+    let prefix = format!("{}-bad", name(api));
+    let run = send(
+        dir.path(),
+        &settings,
+        &events(&prefix),
+        &["--max-retries", "2"],
+    );
+    assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
+    assert_eq!(run.n("sent"), 0, "{context}: {}", run.summary);
+    assert_eq!(run.n("failed"), EVENTS as u64, "{context}");
+    assert_eq!(run.n("retries"), 2, "{context}");
+    assert_eq!(
+        server.received().len(),
+        3,
+        "{context}: no request after the abort"
+    );
+    assert!(server.deliveries().is_empty());
+    for k in keys(&prefix, 0..EVENTS) {
+        assert_eq!(run.rejects[&k].1, "run aborted", "{context}");
+    }
+    for words in said {
+        assert!(
+            run.stderr.contains(words),
+            "{context}: standard error does not say {words:?}\n{}",
+            run.stderr
+        );
+    }
+    // Once: the retry is answered properly and everything is delivered once.
+    let server = TestServer::start(api, KEY);
+    server.fault_on_request(3, fault);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = write_settings(dir.path(), api, &server.endpoint());
+    let prefix = format!("{}-once", name(api));
+    let run = send(dir.path(), &settings, &events(&prefix), &[]);
+    assert_eq!(run.code, 0, "{context} once\n{}", run.stderr);
+    assert_eq!(run.n("retries"), 1, "{context} once");
+    assert_delivered(&server, &keys(&prefix, 0..EVENTS), true, &context);
+}
+
+#[test]
+fn orb_200_without_validation_failed_is_not_sent() {
+    for body in [
+        "{}",
+        "{\"debug\":{}}",
+        "",
+        "ok",
+        "[]",
+        "{\"validation_failed\":null}",
+    ] {
+        assert_not_taken_as_sent(
+            Api::Orb,
+            Fault::Status(200, body.into()),
+            &["validation_failed"],
+        );
+    }
+}
+
+#[test]
+fn orb_200_naming_failed_events_rejects_them() {
+    // Orb may answer 200 and still list events that failed validation.
+    let server = TestServer::start(Api::Orb, KEY);
+    let prefix = "orb200";
+    let named = key(prefix, 5);
+    let body = json!({"validation_failed": [
+        {"idempotency_key": named, "validation_errors": ["property value must be a number"]}
+    ]});
+    server.fault_on_request(2, Fault::Status(200, body.to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = write_settings(dir.path(), Api::Orb, &server.endpoint());
+    let run = send(dir.path(), &settings, &events(prefix), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.n("rejected"), 1);
+    let (_, reason, detail) = &run.rejects[&named];
+    assert_eq!(reason, "refused by orb");
+    assert!(detail.contains("must be a number"), "{detail}");
+    assert_delivered(
+        &server,
+        &all_but(prefix, &[named]),
+        true,
+        "orb 200 naming events",
+    );
+}
+
+#[test]
+fn an_html_page_from_a_proxy_is_not_sent() {
+    let page = "<!DOCTYPE html><html><head><title>Sign in</title></head>\
+                <body><h1>Corporate proxy</h1><p>Please log in to continue.</p></body></html>";
+    for api in APIS {
+        // What matters: not counted as sent, retried, then the run aborts. The words
+        // differ: Orb's own verdict speaks first (see the ignored test below).
+        let said: &[&str] = match api {
+            Api::Orb => &["200", "Corporate proxy"],
+            _ => &["HTML", "proxy"],
+        };
+        assert_not_taken_as_sent(api, Fault::Html(200, page.into()), said);
+    }
+}
+
+#[test]
+fn orb_names_an_html_page_as_a_proxy() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.push_faults(persistent(Fault::Html(
+        200,
+        "<html><body>Sign in</body></html>".into(),
+    )));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = write_settings(dir.path(), Api::Orb, &server.endpoint());
+    let run = send(
+        dir.path(),
+        &settings,
+        &events("orb-html"),
+        &["--max-retries", "2"],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    for words in ["HTML", "proxy"] {
+        assert!(
+            run.stderr.contains(words),
+            "does not say {words:?}:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    for api in APIS {
+        for status in [301, 302, 303, 307, 308] {
+            let context = format!("{status} for {}", name(api));
+            let server = TestServer::start(api, KEY);
+            let elsewhere = TestServer::start(api, KEY);
+            let location = match api {
+                Api::Amberflo => format!("{}/ingest", elsewhere.endpoint()),
+                Api::Orb => format!("{}/ingest", elsewhere.endpoint()),
+                Api::Kable => format!("{}/api/v1/events/create", elsewhere.endpoint()),
+            };
+            server.fault_on_request(2, Fault::Redirect(status, location.clone()));
+            let dir = tempfile::tempdir().unwrap();
+            let settings = write_settings(dir.path(), api, &server.endpoint());
+            let prefix = format!("{}{status}", name(api));
+            let run = send(dir.path(), &settings, &events(&prefix), &[]);
+            assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
+            assert!(
+                elsewhere.received().is_empty(),
+                "{context}: the other host got a request (and the key)"
+            );
+            assert_eq!(
+                server.received().len(),
+                2,
+                "{context}: nothing after the redirect"
+            );
+            assert!(run.stderr.contains("redirect"), "{context}\n{}", run.stderr);
+            assert!(
+                run.stderr.contains(&location),
+                "{context}: names where it points"
+            );
+            let sent = batch_keys(&prefix, 1);
+            assert_delivered(&server, &sent, true, &context);
+            assert_eq!(run.n("failed"), (EVENTS - BATCH) as u64, "{context}");
+            for k in all_but(&prefix, &sent) {
+                assert_eq!(run.rejects[&k].1, "run aborted", "{context}");
+            }
+        }
+    }
+    // A redirect to a path on the same host is not followed either.
+    let server = TestServer::start(Api::Kable, KEY);
+    server.push_faults(vec![Fault::Redirect(307, "/api/v2/events/create".into())]);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = write_settings(dir.path(), Api::Kable, &server.endpoint());
+    let run = send(dir.path(), &settings, &events("same"), &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(server.received().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS with a certificate nobody vouches for.
+
+/// What a TLS test server saw.
+#[derive(Debug, Default)]
+struct TlsSeen {
+    connections: usize,
+    /// Bytes of connections that did not start with a TLS handshake record.
+    plaintext: Vec<u8>,
+    handshakes_completed: usize,
+    /// Decrypted application data (a request sent despite the bad certificate).
+    application_data: Vec<u8>,
+    errors: Vec<String>,
+}
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate, made by `openssl`.
+struct TlsServer {
+    port: u16,
+    seen: Arc<Mutex<TlsSeen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TlsServer {
+    /// None (with a message) when the openssl binary is missing.
+    fn start(dir: &Path) -> Option<TlsServer> {
+        let openssl = ["/usr/bin/openssl", "openssl"].into_iter().find(|o| {
+            std::process::Command::new(o)
+                .arg("version")
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })?;
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(openssl)
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "keyUsage=critical,digitalSignature",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ]);
+        run(&[
+            "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
+        ]);
+        run(&[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out", "key.der",
+        ]);
+        let cert =
+            rustls::pki_types::CertificateDer::from(std::fs::read(dir.join("cert.der")).unwrap());
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            std::fs::read(dir.join("key.der")).unwrap().into(),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("a usable certificate");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(TlsSeen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let seen = seen.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => serve_tls(stream, config.clone(), &seen),
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        Some(TlsServer {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve_tls(mut stream: TcpStream, config: Arc<rustls::ServerConfig>, seen: &Mutex<TlsSeen>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    seen.lock().unwrap().connections += 1;
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first) {
+        Ok(1) if first[0] == 0x16 => {}
+        Ok(1) => {
+            // Not a TLS handshake: a request in clear.
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            seen.lock().unwrap().plaintext.extend_from_slice(&buf[..n]);
+            return;
+        }
+        _ => return,
+    }
+    let mut conn = match rustls::ServerConnection::new(config) {
+        Ok(conn) => conn,
+        Err(e) => {
+            seen.lock().unwrap().errors.push(e.to_string());
+            return;
+        }
+    };
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut stream) {
+            seen.lock().unwrap().errors.push(e.to_string());
+            return;
+        }
+    }
+    seen.lock().unwrap().handshakes_completed += 1;
+    let mut tls = rustls::Stream::new(&mut conn, &mut stream);
+    let mut buf = vec![0u8; 64 * 1024];
+    if let Ok(n) = tls.read(&mut buf) {
+        seen.lock()
+            .unwrap()
+            .application_data
+            .extend_from_slice(&buf[..n]);
+        let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+}
+
+/// Sends to the TLS server for every destination and host name, checks that the
+/// run aborts and that nothing was sent, in clear or otherwise, then runs `check`.
+fn send_to_bad_tls(check: impl Fn(&str, &Run, usize)) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tls) = TlsServer::start(dir.path()) else {
+        eprintln!("skipped: the openssl binary is missing, so no certificate can be made");
+        return;
+    };
+    for api in APIS {
+        for host in ["127.0.0.1", "localhost"] {
+            let context = format!("TLS at {host} for {}", name(api));
+            let endpoint = match api {
+                Api::Orb => format!("https://{host}:{}/v1", tls.port),
+                _ => format!("https://{host}:{}", tls.port),
+            };
+            let work = tempfile::tempdir().unwrap();
+            let settings = write_settings(work.path(), api, &endpoint);
+            let before = tls.seen.lock().unwrap().connections;
+            let run = send(
+                work.path(),
+                &settings,
+                &events("tls"),
+                &["--max-retries", "2"],
+            );
+            assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
+            assert_eq!(run.n("sent"), 0, "{context}");
+            assert_eq!(run.n("failed"), EVENTS as u64, "{context}");
+            assert!(run.summary["aborted"].is_string(), "{context}");
+            let seen = tls.seen.lock().unwrap();
+            let connections = seen.connections - before;
+            assert!(connections > 0, "{context}: segrelay never connected");
+            assert!(
+                seen.plaintext.is_empty(),
+                "{context}: a request in clear: {:?}",
+                String::from_utf8_lossy(&seen.plaintext)
+            );
+            assert_eq!(
+                seen.handshakes_completed, 0,
+                "{context}: the handshake completed"
+            );
+            assert!(
+                seen.application_data.is_empty(),
+                "{context}: a request was sent"
+            );
+            drop(seen);
+            check(&context, &run, connections);
+        }
+    }
+}
+
+#[test]
+fn a_self_signed_certificate_is_refused_and_nothing_is_sent() {
+    send_to_bad_tls(|context, run, _| {
+        assert!(
+            run.stderr.contains("certificate"),
+            "{context}: the message names the certificate\n{}",
+            run.stderr
+        );
+    });
+}
+
+#[test]
+fn a_self_signed_certificate_aborts_at_once_saying_tls() {
+    send_to_bad_tls(|context, run, connections| {
+        assert!(
+            run.stderr.contains("TLS"),
+            "{context}: the message says TLS\n{}",
+            run.stderr
+        );
+        assert_eq!(
+            run.n("retries"),
+            0,
+            "{context}: a bad certificate is not worth a retry ({connections} connections)"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orb backfills: an abort before the first window still accounts for every event.
+
+#[test]
+fn an_abort_while_creating_an_orb_backfill_accounts_for_every_event() {
+    for fault in [
+        Fault::Status(401, String::new()),
+        Fault::Status(500, String::new()),
+    ] {
+        let context = format!("{fault:?} on the backfill creation");
+        let server = TestServer::start(Api::Orb, KEY);
+        server.push_faults(persistent(fault));
+        let dir = tempfile::tempdir().unwrap();
+        let settings = write_settings(dir.path(), Api::Orb, &server.endpoint());
+        let run = send(
+            dir.path(),
+            &settings,
+            &events("bf"),
+            &["--orb-backfill", "--max-retries", "2"],
+        );
+        assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
+        assert!(server.deliveries().is_empty());
+        assert_eq!(run.n("read"), EVENTS as u64, "{context}: {}", run.summary);
+        assert_eq!(run.n("failed"), EVENTS as u64, "{context}: {}", run.summary);
+        for k in keys("bf", 0..EVENTS) {
+            assert_eq!(run.rejects[&k].1, "run aborted", "{context}: {k}");
+        }
+    }
+}
