@@ -454,7 +454,7 @@ pub fn manage(
         aborted: std::sync::Mutex::new(None),
         usage_query: std::sync::RwLock::new(None),
     };
-    let mut transport = crate::transport::http::HttpSender::new(timeout);
+    let mut transport = crate::transport::http::HttpSender::new(timeout, 1);
     let mut done = Delivered::default();
     let mut out = std::io::stdout().lock();
     let mut answer = |request: crate::destination::Request| -> anyhow::Result<Option<Value>> {

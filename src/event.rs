@@ -141,6 +141,142 @@ pub fn parse_line(
     false
 }
 
+/// The top-level keys translation may read. Parsing only these, and skipping
+/// the rest (`context` above all) without building it, is most of segrelay's speed.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    keys: Vec<String>,
+}
+
+/// What every destination and filter reads.
+const ALWAYS_WANTED: [&str; 12] = [
+    "type",
+    "event",
+    "userId",
+    "anonymousId",
+    "messageId",
+    "timestamp",
+    "originalTimestamp",
+    "receivedAt",
+    "properties",
+    "traits",
+    "integrations",
+    "name",
+];
+
+impl Wanted {
+    /// The usual keys, and the first key of each dot path the settings name.
+    pub fn with_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Wanted {
+        let mut keys: Vec<String> = ALWAYS_WANTED.iter().map(|k| (*k).to_owned()).collect();
+        for path in paths {
+            let first = path.split('.').next().unwrap_or(path);
+            if !keys.iter().any(|k| k == first) {
+                keys.push(first.to_owned());
+            }
+        }
+        Wanted { keys }
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
+    }
+}
+
+/// Like `parse_line`, but builds only the wanted keys of a plain event. Whatever
+/// needs the whole event goes the full way: envelopes, rejects-file lines, an
+/// event without a usable `messageId` (its fallback id hashes all of it), and
+/// any line that is not a valid JSON object (for the full parser's message).
+pub fn parse_line_wanted(
+    line: &[u8],
+    origin: &Origin,
+    wanted: &Wanted,
+    mut each: impl FnMut(Result<Event, BadLine>),
+) -> bool {
+    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    let parsed = serde::de::DeserializeSeed::deserialize(Partial { wanted }, &mut deserializer)
+        .ok()
+        .filter(|_| deserializer.end().is_ok());
+    match parsed {
+        Some(Some(fields))
+            if fields.get("messageId").and_then(id_text).is_some()
+                && inexact_id(&fields).is_none() =>
+        {
+            each(Ok(Event {
+                fields,
+                origin: origin.clone(),
+            }));
+            true
+        }
+        _ => parse_line(line, origin, each),
+    }
+}
+
+/// A top-level object with only the wanted keys built; None when it is one
+/// the full parser must see (a `batch` or `_segrelay` key).
+struct Partial<'w> {
+    wanted: &'w Wanted,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Partial<'_> {
+    type Value = Option<Map<String, Value>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Partial<'_> {
+    type Value = Option<Map<String, Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if key == "batch" || key == REJECT_NOTE_KEY {
+                return Ok(None);
+            }
+            if self.wanted.contains(&key) {
+                let value: Value = map.next_value()?;
+                fields.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Some(fields))
+    }
+}
+
+/// An object key, borrowed from the line when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 impl Event {
     /// The call type: `track`, `page`, `screen`, `identify`, ...
     pub fn call_type(&self) -> Option<&str> {
@@ -472,6 +608,44 @@ mod tests {
         let out = parse(r#"{"_segrelay":{"reason":"x"},"type":"track","batch":[1,2]}"#);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].as_ref().unwrap().fields["batch"], json!([1, 2]));
+    }
+
+    /// A partly parsed event translates as the whole one does.
+    #[test]
+    fn wanted_keys_give_the_same_events() {
+        let wanted = Wanted::with_paths(["context.groupId"]);
+        let lines = [
+            r#"{"type":"track","event":"e","userId":"u","messageId":"m","timestamp":"2021-01-01T00:00:00Z","context":{"groupId":"g","ip":"1.2.3.4"},"properties":{"a":1},"sentAt":null}"#,
+            r#"{"type":"page","messageId":7,"name":"Home","context":{"x":[1,{"y":2}]},"userId":"u","userId":"v"}"#,
+            r#"{"type":"track","userId":"u"}"#,
+            r#"{"batch":[{"type":"track","messageId":"a"}],"context":{"c":1}}"#,
+            r#"{"_segrelay":{"reason":"x"},"type":"track","messageId":"m"}"#,
+            r#"{"type":"track","messageId":"m"} trailing"#,
+            r#"{"type":"track","messageId":"m","context":{"bad":tru}}"#,
+            r#"[1,2]"#,
+            r#"{"type":"track","messageId":18500000000000000001}"#,
+        ];
+        for line in lines {
+            let mut full = Vec::new();
+            let whole = parse_line(line.as_bytes(), &origin(), |r| full.push(r));
+            let mut part = Vec::new();
+            let part_whole =
+                parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| part.push(r));
+            assert_eq!(whole, part_whole, "{line}");
+            assert_eq!(full.len(), part.len(), "{line}");
+            for (f, p) in full.iter().zip(&part) {
+                match (f, p) {
+                    (Ok(f), Ok(p)) => {
+                        for key in ALWAYS_WANTED.iter().chain(["context"].iter()) {
+                            assert_eq!(f.fields.get(*key), p.fields.get(*key), "{line}: {key}");
+                        }
+                        assert_eq!(f.message_id(), p.message_id(), "{line}");
+                    }
+                    (Err(f), Err(p)) => assert_eq!(f.reason, p.reason, "{line}"),
+                    _ => panic!("{line}: one parsed, the other not"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -206,16 +206,15 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
             timeout,
             concurrency,
         } => {
-            let sender = HttpSender::new(*timeout);
-            let dispatch = if *concurrency <= 1 {
-                Dispatch::Inline(Box::new(sender))
-            } else {
-                let make = sender.clone();
-                Dispatch::Pool {
-                    size: *concurrency,
-                    make: Box::new(move || Box::new(make.clone())),
-                    control: Box::new(sender),
-                }
+            // One more connection for lookups and backfills between batches.
+            let sender = HttpSender::new(*timeout, *concurrency + 1);
+            let make = sender.clone();
+            // Even one request in flight goes through a sending thread, so that the
+            // next batch is read and translated while the destination answers.
+            let dispatch = Dispatch::Pool {
+                size: *concurrency,
+                make: Box::new(move || Box::new(make.clone())),
+                control: Box::new(sender),
             };
             (dispatch, config.destination.name().to_owned())
         }

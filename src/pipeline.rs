@@ -17,7 +17,7 @@ use crate::customers::EnsureCustomers;
 use crate::delivery::{Courier, Delivered, Record};
 use crate::destination::{Destination, Payload, Stream, Translation};
 use crate::event::time::event_time;
-use crate::event::{BadLine, Event, Origin, parse_line};
+use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
 use crate::interrupt;
@@ -163,6 +163,7 @@ pub fn run(
         dispatch,
         customers,
     };
+    let wanted = Wanted::with_paths(courier.destination.paths());
     let mut parsed: Vec<Result<Event, BadLine>> = Vec::new();
     let read = input::read_all(
         options.sources,
@@ -176,7 +177,8 @@ pub fn run(
             }
             let flow = match item {
                 Item::Line { origin, at, bytes } => {
-                    let whole = parse_line(bytes, origin, |result| parsed.push(result));
+                    let whole =
+                        parse_line_wanted(bytes, origin, &wanted, |result| parsed.push(result));
                     // The line's own text stands for its event in the rejects file.
                     let text = whole.then_some(bytes);
                     let last = parsed.len().saturating_sub(1);
@@ -254,6 +256,7 @@ pub fn scan(
     destination: &dyn Destination,
     mut each: impl FnMut(&Event, Payload),
 ) -> anyhow::Result<()> {
+    let wanted = Wanted::with_paths(destination.paths());
     let mut parsed = Vec::new();
     input::read_all(
         options.sources,
@@ -265,7 +268,7 @@ pub fn scan(
                 return Ok(ControlFlow::Break(()));
             }
             if let Item::Line { origin, bytes, .. } = item {
-                parse_line(bytes, origin, |result| parsed.push(result));
+                parse_line_wanted(bytes, origin, &wanted, |result| parsed.push(result));
                 for event in parsed.drain(..).flatten() {
                     if options.filter.skip_reason(&event).is_some() {
                         continue;
@@ -389,11 +392,16 @@ impl Pipeline<'_> {
                     return Ok(ControlFlow::Continue(()));
                 }
                 let origin = event.origin.clone();
+                // The line's text is the whole event; the parsed one may hold only part of it.
+                let content = match text {
+                    Some(text) => Content::Json(text.into()),
+                    None => Content::Event(event),
+                };
                 self.push(
                     origin,
                     at,
                     ends_line,
-                    Some(Outcome::Rejected(reason, Content::Event(event))),
+                    Some(Outcome::Rejected(reason, content)),
                 );
                 Ok(self.stop_if_fail_fast())
             }

@@ -82,7 +82,7 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
         filter: config.filter.clone(),
         bytes_read: Arc::default(),
     };
-    let mut transport = HttpSender::new(timeout);
+    let mut transport = HttpSender::new(timeout, 1);
     let endpoint = config.settings.endpoint.clone();
     let api_key = config.settings.api_key.clone();
     let headers = |auth: Header| {

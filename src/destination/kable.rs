@@ -136,6 +136,10 @@ impl Destination for Kable {
         Kind::Kable
     }
 
+    fn paths(&self) -> Vec<&str> {
+        vec![&self.client_id_field]
+    }
+
     fn translate(&self, event: &Event) -> Translation {
         if let Err(skip_or_reject) = super::screen(event, Kind::Kable, &["track"]) {
             return skip_or_reject;

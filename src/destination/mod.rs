@@ -208,6 +208,11 @@ pub trait Destination: Send + Sync {
 
     fn kind(&self) -> Kind;
 
+    /// The dot paths into the event its settings name (the usual fields aside).
+    fn paths(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
     /// `ensure_customers` in the settings: make sure each customer exists first.
     fn ensures_customers(&self) -> bool {
         false

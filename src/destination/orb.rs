@@ -93,6 +93,14 @@ impl Destination for Orb {
         Kind::Orb
     }
 
+    fn paths(&self) -> Vec<&str> {
+        vec![
+            &self.customer_field,
+            &self.event_name_field,
+            &self.idempotency_key_field,
+        ]
+    }
+
     fn translate(&self, event: &Event) -> Translation {
         if let Err(skip_or_reject) = super::screen(event, Kind::Orb, &["track"]) {
             return skip_or_reject;

@@ -15,8 +15,12 @@ pub struct HttpSender {
 }
 
 impl HttpSender {
-    pub fn new(timeout: Duration) -> HttpSender {
+    /// `connections`: requests that may be in flight at once, each kept on a
+    /// connection of its own between requests.
+    pub fn new(timeout: Duration, connections: usize) -> HttpSender {
         let config = ureq::Agent::config_builder()
+            .max_idle_connections_per_host(connections.max(1))
+            .max_idle_connections(connections.max(1).max(3))
             .http_status_as_error(false)
             .user_agent(USER_AGENT)
             // A redirect is reported, never followed: credentials stay with the configured host.
