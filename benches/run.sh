@@ -178,8 +178,8 @@ throughput_row() { # throughput_row CASE SAMPLES EVENTS BYTES RATIO TARGET VERDI
         "$5" "$6" "$7" "$(mib "$(max_rss "$2")")"
 }
 
-# The settings: the shipped sample, without Orb's max_events_per_minute (a dry
-# run obeys it too, which would measure the rate limit instead of segrelay).
+# The settings: the shipped sample, without Orb's max_events_per_minute (the
+# send rows would otherwise measure the rate limit instead of segrelay).
 grep -v '^[[:space:]]*max_events_per_minute' samples/segrelay.toml >"$W/settings.toml"
 SETTINGS=$W/settings.toml
 dry_run() { # dry_run DEST INPUT OUTPUT: the command, in CMD
@@ -387,7 +387,7 @@ report() {
     echo "commit $rev$( ((dirty > 0)) && echo " + uncommitted changes in src/"); $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "corpus: seed $SEED, $T_EVENTS events / $((T_BYTES / 1000000)) MB (throughput), $J_EVENTS / $((J_BYTES / 1000000)) MB (jq), $L_EVENTS / $((L_BYTES / 1000000)) MB (large); $((T_BYTES / T_EVENTS)) bytes an event"
     echo "best of $RUNS runs per case (large: 1 run); events/s counts input events read (send rows: events sent); MB = 10^6 bytes of input; peak RSS: $RSS_HOW"
-    echo "settings: samples/segrelay.toml without max_events_per_minute (a dry run obeys it too); send rows: the same, endpoints on the loopback server, --types track"
+    echo "settings: samples/segrelay.toml without max_events_per_minute; send rows: the same, endpoints on the loopback server, --types track"
     echo
     echo "| case | events/s | MB/s | ratio | target | verdict | peak RSS |"
     echo "|---|---:|---:|---|---|---|---:|"
