@@ -89,8 +89,8 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l since -d 'O
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l types -d 'Only these call types (comma-separated: track,page,screen,identify)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l timeout -d 'Connect and read timeout for each request' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retries -d 'Retries of a query that failed in a way worth retrying' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l timeout -d 'Connect and read timeout for each request (e.g. 30s, 500ms, 2m)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s q -l quiet -d 'Print nothing but errors on standard error'
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s v -l verbose -d 'Say more: every rejected event, and each request'

@@ -182,18 +182,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "PATH")]
     pub summary: Option<PathBuf>,
 
-    /// Connect and read timeout for each request (e.g. 30s, 500ms, 2m)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
-
-    /// Retries of a request that failed in a way worth retrying (timeouts,
-    /// connection errors, 408, 429, 5xx except 501; Orb also 409)
-    #[arg(long, value_name = "N", default_value_t = 6)]
-    pub max_retries: u32,
-
-    /// The longest segrelay waits before one retry, whatever Retry-After asks
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
-    pub max_retry_wait: Duration,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 
     /// Requests in flight at once (threads); the checkpoint still only moves past
     /// a batch once every earlier one is settled
@@ -282,11 +272,19 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Connect and read timeout for each request
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+/// How requests are timed out and retried.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Connect and read timeout for each request (e.g. 30s, 500ms, 2m)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Retries of a query that failed in a way worth retrying
+    /// Retries of a request that failed in a way worth retrying (timeouts,
+    /// connection errors, 408, 429, 5xx except 501; Orb also 409)
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub max_retries: u32,
 

@@ -76,7 +76,7 @@ impl Config {
             }
         } else {
             Mode::Send {
-                timeout: args.timeout,
+                timeout: args.retry.timeout,
                 concurrency: usize::from(args.concurrency),
             }
         };
@@ -90,8 +90,8 @@ impl Config {
         )?;
         config.retry = RetryPolicy::for_kind(
             config.destination.kind(),
-            args.max_retries,
-            args.max_retry_wait,
+            args.retry.max_retries,
+            args.retry.max_retry_wait,
         );
         config.rate = args.rate;
         config.checkpoint = args.checkpoint;
@@ -145,14 +145,14 @@ impl Config {
 
     pub fn for_verify(args: cli::VerifyArgs) -> Result<Config, SettingsError> {
         let mode = Mode::Verify {
-            timeout: args.timeout,
+            timeout: args.retry.timeout,
             json: args.json,
         };
         let mut config = Config::build(args.settings, args.input, None, mode, None, None)?;
         config.retry = RetryPolicy::for_kind(
             config.destination.kind(),
-            args.max_retries,
-            args.max_retry_wait,
+            args.retry.max_retries,
+            args.retry.max_retry_wait,
         );
         Ok(config)
     }
