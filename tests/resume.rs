@@ -174,11 +174,33 @@ fn assert_checkpoint_not_ahead(job: &Job, server: &TestServer, text: &str) {
 }
 
 fn interrupt(child: &Child) {
+    signal(child, "-INT");
+}
+
+fn signal(child: &Child, which: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([which, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn sigterm_stops_as_cleanly_as_ctrl_c() {
+    let server = TestServer::start(Api::Kable, KEY);
+    server.latency(Duration::from_millis(20));
+    let (text, keys) = input(300, 0);
+    let job = Job::new(&server, &text);
+    let child = job.spawn(&["--batch-size", "10"]);
+    wait_for(|| server.received().len() >= 3);
+    signal(&child, "-TERM");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(job.summary()["interrupted"], json!(true));
+    assert_checkpoint_not_ahead(&job, &server, &text);
+    let (code, stderr) = job.run(&["--batch-size", "10"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_each_key_once(&server, &keys);
 }
 
 #[test]
