@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::checkpoint::Checkpoint;
 use crate::delivery::{Call, Courier, Delivered};
-use crate::destination::orb::{BackfillApi, path_segment};
+use crate::destination::orb::{Api, path_segment};
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Dispatch, Options, Pass, PassEnd};
@@ -84,7 +84,7 @@ fn after(last: Timestamp) -> Timestamp {
 pub fn run(
     options: &Options,
     plan: &Plan,
-    api: &BackfillApi,
+    api: &Api,
     courier: &Arc<Courier>,
     dispatch: &mut Dispatch,
     report: &mut Report,
@@ -264,7 +264,7 @@ fn save(checkpoint: &mut Option<&mut Checkpoint>, windows: &[Window]) -> anyhow:
 /// Creates the window's backfill, or adopts the pending one Orb already has for
 /// exactly this window (a run stopped between creating it and saving its id).
 fn create(
-    api: &BackfillApi,
+    api: &Api,
     courier: &Courier,
     dispatch: &mut Dispatch,
     report: &mut Report,
@@ -302,7 +302,7 @@ fn create(
 }
 
 fn find_pending(
-    api: &BackfillApi,
+    api: &Api,
     courier: &Courier,
     dispatch: &mut Dispatch,
     report: &mut Report,
@@ -344,7 +344,7 @@ fn find_pending(
 
 /// Closes or reverts a backfill; false when it could not be done.
 fn act(
-    api: &BackfillApi,
+    api: &Api,
     courier: &Courier,
     dispatch: &mut Dispatch,
     report: &mut Report,
@@ -363,7 +363,7 @@ fn act(
 }
 
 fn wait_reflected(
-    api: &BackfillApi,
+    api: &Api,
     courier: &Courier,
     dispatch: &mut Dispatch,
     report: &mut Report,
@@ -443,7 +443,7 @@ pub fn manage(
     use crate::cli::BackfillAction;
     use std::io::Write;
 
-    let api = BackfillApi::new(settings);
+    let api = Api::new(settings);
     settings.api_key.require()?;
     let courier = Courier {
         destination: Arc::from(crate::destination::build(settings)?),

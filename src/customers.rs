@@ -11,12 +11,12 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::delivery::{Call, Courier, Delivered};
-use crate::destination::amberflo::CustomersApi;
+use crate::destination::amberflo::Api;
 use crate::report::{Reason, Report};
 use crate::transport::Transport;
 
 pub struct EnsureCustomers {
-    api: CustomersApi,
+    api: Api,
     /// Customers known to exist: looked up or created in this run or a resumed one.
     known: HashSet<String>,
     /// Customers that could not be created, with why; their records are rejected.
@@ -30,7 +30,7 @@ pub struct EnsureCustomers {
 impl EnsureCustomers {
     /// `known_length`: on a resume, how much of the customers file the checkpoint covers.
     pub fn new(
-        api: CustomersApi,
+        api: Api,
         file: Option<&Path>,
         known_length: Option<u64>,
     ) -> anyhow::Result<EnsureCustomers> {

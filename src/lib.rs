@@ -33,9 +33,8 @@ use crate::cli::{Cli, Command};
 use crate::config::{Config, Mode};
 use crate::customers::EnsureCustomers;
 use crate::delivery::Courier;
-use crate::destination::amberflo::CustomersApi;
-use crate::destination::orb::BackfillApi;
 use crate::destination::{Kind, calls, settings_keys};
+use crate::destination::{amberflo, orb};
 use crate::input::Source;
 use crate::pipeline::{Dispatch, Pass};
 use crate::report::{Console, Report, Verbosity};
@@ -244,7 +243,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
     let checkpoint = checkpoint.as_mut().map(|(c, _)| c);
     let end = match &config.orb_backfill {
         Some(plan) => {
-            let api = BackfillApi::new(&config.settings);
+            let api = orb::Api::new(&config.settings);
             backfill::run(
                 &options,
                 plan,
@@ -264,7 +263,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
                 true => {
                     let known = checkpoint.as_ref().map(|c| c.customers_path());
                     let length = resumed_customers;
-                    let api = CustomersApi::new(&config.settings);
+                    let api = amberflo::Api::new(&config.settings);
                     Some(EnsureCustomers::new(api, known.as_deref(), length)?)
                 }
                 false => None,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::Status;
 use crate::config::{Config, Mode};
 use crate::delivery::{Call, Courier, Delivered};
-use crate::destination::{Header, Kind, Request, Stream};
+use crate::destination::{Kind, Request, Stream, amberflo, orb};
 use crate::pipeline::{self, Options};
 use crate::report::Console;
 use crate::settings::SettingsError;
@@ -83,39 +83,18 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
         bytes_read: Arc::default(),
     };
     let mut transport = HttpSender::new(timeout, 1);
-    let endpoint = config.settings.endpoint.clone();
-    let api_key = config.settings.api_key.clone();
-    let headers = |auth: Header| {
-        vec![
-            auth,
-            Header::plain("Content-Type", "application/json"),
-            Header::plain("Accept", "application/json"),
-        ]
-    };
     let comparison = match kind {
         Kind::Amberflo => {
-            let base = endpoint
-                .unwrap_or_else(|| crate::destination::amberflo::DEFAULT_ENDPOINT.to_owned());
-            let auth = Header::secret("X-API-KEY", "", &api_key);
-            let make = |body: Value| Request {
-                method: "POST",
-                url: format!("{base}/usage"),
-                headers: headers(auth.clone()),
-                body: body.to_string().into_bytes(),
-            };
-            amberflo(&options, &config, &courier, &mut transport, &make)?
+            let api = amberflo::Api::new(&config.settings);
+            compare_amberflo(&options, &config, &courier, &mut transport, &|query| {
+                api.usage(&query)
+            })?
         }
         Kind::Orb => {
-            let base =
-                endpoint.unwrap_or_else(|| crate::destination::orb::DEFAULT_ENDPOINT.to_owned());
-            let auth = Header::secret("Authorization", "Bearer ", &api_key);
-            let make = |body: Value| Request {
-                method: "POST",
-                url: format!("{base}/events/search"),
-                headers: headers(auth.clone()),
-                body: body.to_string().into_bytes(),
-            };
-            orb(&options, &config, &courier, &mut transport, &make)?
+            let api = orb::Api::new(&config.settings);
+            compare_orb(&options, &config, &courier, &mut transport, &|query| {
+                api.search(&query)
+            })?
         }
         Kind::Kable => unreachable!("refused above"),
     };
@@ -201,7 +180,7 @@ fn ask(
     }
 }
 
-fn amberflo(
+fn compare_amberflo(
     options: &Options,
     config: &Config,
     courier: &Courier,
@@ -342,7 +321,7 @@ fn amberflo(
     })
 }
 
-fn orb(
+fn compare_orb(
     options: &Options,
     config: &Config,
     courier: &Courier,

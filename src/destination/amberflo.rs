@@ -436,16 +436,18 @@ const ALLOWED: [bool; 128] = {
     }
     table
 };
-/// Amberflo's customer endpoints, as requests: make sure a customer exists
-/// before its meter records arrive (records for unknown customers are not billed).
-pub struct CustomersApi {
+
+/// Amberflo's endpoints besides ingest, as requests: customers (make sure one
+/// exists before its meter records arrive, or they are not billed) and usage
+/// (what `verify` compares with the input).
+pub struct Api {
     endpoint: String,
     api_key: Secret,
 }
 
-impl CustomersApi {
-    pub fn new(settings: &DestinationSettings) -> CustomersApi {
-        CustomersApi {
+impl Api {
+    pub fn new(settings: &DestinationSettings) -> Api {
+        Api {
             endpoint: settings
                 .endpoint
                 .clone()
@@ -468,6 +470,20 @@ impl CustomersApi {
                 Header::plain("Accept", "application/json"),
             ],
             body: Vec::new(),
+        }
+    }
+
+    /// `POST /usage` with a usage query.
+    pub fn usage(&self, query: &Value) -> Request {
+        Request {
+            method: "POST",
+            url: format!("{}/usage", self.endpoint),
+            headers: vec![
+                Header::secret("X-API-KEY", "", &self.api_key),
+                Header::plain("Content-Type", "application/json"),
+                Header::plain("Accept", "application/json"),
+            ],
+            body: query.to_string().into_bytes(),
         }
     }
 

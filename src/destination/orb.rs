@@ -251,16 +251,17 @@ fn named_failures(body: &Value) -> Option<Vec<(String, String)>> {
     Some(failed)
 }
 
-/// Orb's backfill endpoints, as requests: a backfill lets events older than
-/// the grace period in, for one time window at a time.
-pub struct BackfillApi {
+/// Orb's endpoints besides ingest, as requests: backfills (which let events
+/// older than the grace period in, one time window at a time) and the event
+/// search `verify` uses.
+pub struct Api {
     endpoint: String,
     api_key: Secret,
 }
 
-impl BackfillApi {
-    pub fn new(settings: &DestinationSettings) -> BackfillApi {
-        BackfillApi {
+impl Api {
+    pub fn new(settings: &DestinationSettings) -> Api {
+        Api {
             endpoint: settings
                 .endpoint
                 .clone()
@@ -290,6 +291,11 @@ impl BackfillApi {
             "replace_existing_events": replace_existing_events,
         });
         self.request("POST", "/events/backfills", body.to_string().into_bytes())
+    }
+
+    /// `POST /events/search` with a query (at most 500 `event_ids`).
+    pub fn search(&self, query: &Value) -> Request {
+        self.request("POST", "/events/search", query.to_string().into_bytes())
     }
 
     pub fn show(&self, id: &str) -> Request {
