@@ -94,45 +94,11 @@ impl EnsureCustomers {
             return Ok(Err(reason.clone()));
         }
         let mut done = Delivered::default();
-        let exists = match courier.call(transport, &self.api.lookup(customer_id), &mut done)? {
-            Call::Answered(response) => serde_json::from_slice::<Value>(&response.body)
-                .ok()
-                .is_some_and(|body| body.get("customerId").is_some()),
-            // A dry run cannot know: it shows the creation that may follow.
-            Call::Written => false,
-            Call::Refused { message, .. } => {
-                report.delivery(done.requests, done.retries, done.server, done.backoff);
-                return Ok(Err(
-                    self.refuse(customer_id, format!("looking it up: {message}"))
-                ));
-            }
-            Call::Failed(message) => {
-                report.delivery(done.requests, done.retries, done.server, done.backoff);
-                return Ok(Err(Reason::new("run aborted", message)));
-            }
-        };
-        if !exists {
-            let name = self
-                .names
-                .get(customer_id)
-                .map_or(customer_id, String::as_str);
-            match courier.call(transport, &self.api.create(customer_id, name), &mut done)? {
-                Call::Answered(_) | Call::Written => {}
-                // Created meanwhile by someone else: it exists.
-                Call::Refused { response, .. } if response.status == 409 => {}
-                Call::Refused { message, .. } => {
-                    report.delivery(done.requests, done.retries, done.server, done.backoff);
-                    return Ok(Err(
-                        self.refuse(customer_id, format!("creating it: {message}"))
-                    ));
-                }
-                Call::Failed(message) => {
-                    report.delivery(done.requests, done.retries, done.server, done.backoff);
-                    return Ok(Err(Reason::new("run aborted", message)));
-                }
-            }
-        }
+        let made_sure = self.look_up_or_create(customer_id, courier, transport, &mut done);
         report.delivery(done.requests, done.retries, done.server, done.backoff);
+        if let Err(reason) = made_sure? {
+            return Ok(Err(reason));
+        }
         self.known.insert(customer_id.to_owned());
         if let Some((path, file)) = &mut self.file {
             // As a JSON string, so that no id can break the one-a-line format.
@@ -140,6 +106,47 @@ impl EnsureCustomers {
             writeln!(file, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(Ok(()))
+    }
+
+    /// The lookup, then the creation when the customer is missing.
+    fn look_up_or_create(
+        &mut self,
+        customer_id: &str,
+        courier: &Courier,
+        transport: &mut dyn Transport,
+        done: &mut Delivered,
+    ) -> anyhow::Result<Result<(), Reason>> {
+        let exists = match courier.call(transport, &self.api.lookup(customer_id), done)? {
+            Call::Answered(response) => serde_json::from_slice::<Value>(&response.body)
+                .ok()
+                .is_some_and(|body| body.get("customerId").is_some()),
+            // A dry run cannot know: it shows the creation that may follow.
+            Call::Written => false,
+            Call::Refused { message, .. } => {
+                return Ok(Err(
+                    self.refuse(customer_id, format!("looking it up: {message}"))
+                ));
+            }
+            Call::Failed(message) => return Ok(Err(Reason::new("run aborted", message))),
+        };
+        if exists {
+            return Ok(Ok(()));
+        }
+        let name = self
+            .names
+            .get(customer_id)
+            .map_or(customer_id, String::as_str);
+        Ok(
+            match courier.call(transport, &self.api.create(customer_id, name), done)? {
+                Call::Answered(_) | Call::Written => Ok(()),
+                // Created meanwhile by someone else: it exists.
+                Call::Refused { response, .. } if response.status == 409 => Ok(()),
+                Call::Refused { message, .. } => {
+                    Err(self.refuse(customer_id, format!("creating it: {message}")))
+                }
+                Call::Failed(message) => Err(Reason::new("run aborted", message)),
+            },
+        )
     }
 
     fn refuse(&mut self, customer_id: &str, message: String) -> Reason {
