@@ -55,7 +55,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--max-retries', '--max-retries', [CompletionResultType]::ParameterName, 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)')
             [CompletionResult]::new('--max-retry-wait', '--max-retry-wait', [CompletionResultType]::ParameterName, 'The longest segrelay waits before one retry, whatever Retry-After asks')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled')
-            [CompletionResult]::new('--checkpoint', '--checkpoint', [CompletionResultType]::ParameterName, 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists')
+            [CompletionResult]::new('--checkpoint', '--checkpoint', [CompletionResultType]::ParameterName, 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists (a dry run is simply run again)')
             [CompletionResult]::new('--orb-backfill-window', '--orb-backfill-window', [CompletionResultType]::ParameterName, 'Orb: the longest backfill window, in days (Orb allows 31)')
             [CompletionResult]::new('--orb-poll-interval', '--orb-poll-interval', [CompletionResultType]::ParameterName, 'Orb: how often --orb-wait asks')
             [CompletionResult]::new('--orb-wait-timeout', '--orb-wait-timeout', [CompletionResultType]::ParameterName, 'Orb: how long --orb-wait waits for one backfill')

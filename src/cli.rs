@@ -191,8 +191,8 @@ pub struct SendArgs {
     pub concurrency: u16,
 
     /// Record after every batch how far the input is settled, in PATH, and
-    /// resume from it when PATH exists
-    #[arg(long, value_name = "PATH")]
+    /// resume from it when PATH exists (a dry run is simply run again)
+    #[arg(long, value_name = "PATH", conflicts_with = "dry_run")]
     pub checkpoint: Option<PathBuf>,
 
     /// Ignore the checkpoint there is and start over
