@@ -146,16 +146,21 @@ fn amberflo_full_cycle_ensure_send_verify_then_a_missing_day() {
             .count();
         assert_eq!(lookups, 1, "{customer} looked up once: {requests:?}");
     }
-    let created: Vec<&str> = requests
-        .iter()
-        .filter(|(m, _)| m == "POST")
-        .map(|(_, c)| c.as_str())
-        .collect();
+    let posts = |customer: &str| {
+        requests
+            .iter()
+            .filter(|(m, c)| m == "POST" && c == customer)
+            .count()
+    };
     assert_eq!(
-        created,
-        ["cust_c", "cust_a"],
-        "cust_c by this test, cust_a by segrelay; cust_b by its identify's PUT"
+        posts("cust_c"),
+        1,
+        "cust_c exists already: only this test created it"
     );
+    assert_eq!(posts("cust_a"), 1, "cust_a is created once");
+    // cust_b's identify (a PUT, sent by the sending thread) may or may not have
+    // landed before the lookup: created by one or the other, never twice by segrelay.
+    assert!(posts("cust_b") <= 1, "{requests:?}");
     let customers = server.customers();
     let name = |id: &str| {
         customers.iter().find(|c| c["customerId"] == id).unwrap()["customerName"].clone()
