@@ -10,7 +10,8 @@ Exit codes:
   0  every event was sent (or translated, in a dry run) or skipped
   1  some events were rejected or failed (see --rejects)
   2  usage or settings error: nothing was sent
-  3  run aborted by the destination (authentication refused, or unreachable after retries)";
+  3  run aborted by the destination (authentication refused, or unreachable after retries)
+  130  interrupted (Ctrl-C or SIGTERM): run the same command again to go on";
 
 const VERIFY_EXIT_CODES: &str = "\
 Exit codes:
