@@ -342,11 +342,12 @@ impl Pipeline<'_> {
                                 customers.ensure(customer, &self.courier, control, self.report)?
                             {
                                 let origin = event.origin.clone();
+                                let content = whole_event(event, text);
                                 self.push(
                                     origin,
                                     at,
                                     ends_line,
-                                    Some(Outcome::Rejected(reason, Content::Event(event))),
+                                    Some(Outcome::Rejected(reason, content)),
                                 );
                                 return Ok(ControlFlow::Continue(()));
                             }
@@ -392,11 +393,7 @@ impl Pipeline<'_> {
                     return Ok(ControlFlow::Continue(()));
                 }
                 let origin = event.origin.clone();
-                // The line's text is the whole event; the parsed one may hold only part of it.
-                let content = match text {
-                    Some(text) => Content::Json(text.into()),
-                    None => Content::Event(event),
-                };
+                let content = whole_event(event, text);
                 self.push(
                     origin,
                     at,
@@ -595,6 +592,15 @@ impl Pipeline<'_> {
             self.save_checkpoint(true)?;
         }
         Ok(complete)
+    }
+}
+
+/// What the rejects file keeps of an event: the line's text when the event is
+/// the whole line (the parsed event may hold only the keys translation reads).
+fn whole_event(event: Event, text: Option<&[u8]>) -> Content {
+    match text {
+        Some(text) => Content::Json(text.into()),
+        None => Content::Event(event),
     }
 }
 

@@ -349,3 +349,29 @@ fn a_dry_run_shows_the_customer_lookups_and_a_resume_does_not_ask_again() {
         "18 tokens and a page, each once"
     );
 }
+
+#[test]
+fn a_customer_amberflo_refuses_has_its_records_rejected_whole() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    server.push_faults(vec![server::Fault::Status(400, "bad customer id".into())]);
+    let line = json!({"type":"track","event":"tokens","userId":"bad id","messageId":"r-1","timestamp":"2026-11-22T01:00:00Z",
+        "properties":{"value":2},"context":{"ip":"203.0.113.9","library":{"name":"analytics.js"}}});
+    let job = Job::new(&server, AMBERFLO, &format!("{line}\n"));
+    let rejects = job.path("rejects.ndjson");
+    let output = job.run(&[
+        "send",
+        "--ensure-customers",
+        "--rejects",
+        rejects.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let rejected: Value =
+        serde_json::from_str(std::fs::read_to_string(&rejects).unwrap().trim()).unwrap();
+    assert_eq!(rejected["_segrelay"]["reason"], "customer not created");
+    // The whole event, not only the keys the translation read.
+    assert_eq!(rejected["context"], line["context"]);
+    assert!(
+        !server.received().iter().any(|r| r.path == "/ingest"),
+        "its record was not sent"
+    );
+}
