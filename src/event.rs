@@ -38,7 +38,8 @@ pub struct Event {
 pub struct BadLine {
     pub origin: Origin,
     pub reason: Reason,
-    pub raw: String,
+    /// The line's bytes as read (they may not be UTF-8).
+    pub raw: Vec<u8>,
 }
 
 /// Turns one input line into events: a single event, or the items of a
@@ -52,7 +53,7 @@ pub fn parse_line(
     let bad = |reason: Reason| BadLine {
         origin: origin.clone(),
         reason,
-        raw: String::from_utf8_lossy(line).into_owned(),
+        raw: line.to_vec(),
     };
     let value: Value = match serde_json::from_slice(line) {
         Ok(value) => value,
@@ -70,12 +71,10 @@ pub fn parse_line(
         return false;
     };
     let noted = match fields.remove(REJECT_NOTE_KEY) {
-        // A line from a rejects file that held no JSON object: replay its raw text.
-        Some(Value::Object(note))
-            if fields.is_empty() && note.get("raw").is_some_and(Value::is_string) =>
-        {
-            let raw = note.get("raw").and_then(Value::as_str).unwrap_or_default();
-            parse_line(raw.as_bytes(), origin, each);
+        // A line from a rejects file that held no JSON object: replay its raw bytes.
+        Some(Value::Object(note)) if fields.is_empty() && raw_of(&note).is_some() => {
+            let raw = raw_of(&note).unwrap_or_default();
+            parse_line(&raw, origin, each);
             return false;
         }
         Some(_) => true,
@@ -110,7 +109,7 @@ pub fn parse_line(
             each(Err(BadLine {
                 origin: origin.clone(),
                 reason: Reason::new("not a JSON object", format!("batch item {index} is {kind}")),
-                raw: item.to_string(),
+                raw: item.to_string().into_bytes(),
             }));
             continue;
         };
@@ -119,7 +118,7 @@ pub fn parse_line(
             each(Err(BadLine {
                 origin: origin.clone(),
                 reason,
-                raw: Value::Object(item).to_string(),
+                raw: Value::Object(item).to_string().into_bytes(),
             }));
             continue;
         }
@@ -423,6 +422,30 @@ fn inexact_id(fields: &Map<String, Value>) -> Option<Reason> {
         }
     }
     None
+}
+
+/// The bytes a rejects-file note keeps of a line that was no event: `raw` (text)
+/// or `raw_bytes` (numbers, for bytes that are not UTF-8).
+fn raw_of(note: &Map<String, Value>) -> Option<Vec<u8>> {
+    if let Some(Value::String(text)) = note.get("raw") {
+        return Some(text.clone().into_bytes());
+    }
+    let Some(Value::Array(bytes)) = note.get("raw_bytes") else {
+        return None;
+    };
+    bytes
+        .iter()
+        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+        .collect()
+}
+
+/// Puts a line's bytes in a rejects-file note, exactly: as text when they are
+/// UTF-8, else as numbers (a JSON string cannot hold them).
+pub fn note_raw(note: &mut Value, raw: &[u8]) {
+    match std::str::from_utf8(raw) {
+        Ok(text) => note["raw"] = Value::String(text.to_owned()),
+        Err(_) => note["raw_bytes"] = Value::Array(raw.iter().map(|&b| Value::from(b)).collect()),
+    }
 }
 
 /// "a string", "an array", ... for messages.

@@ -63,7 +63,7 @@ pub enum Item<'a> {
         origin: Origin,
         at: Position,
         reason: Reason,
-        raw: String,
+        raw: Vec<u8>,
     },
 }
 
@@ -97,7 +97,7 @@ pub fn read_all(
                 },
                 at: Position { input, end_line: 0 },
                 reason: Reason::new("unreadable input", e.to_string()),
-                raw: String::new(),
+                raw: Vec::new(),
             })?,
         };
         if flow.is_break() {
@@ -338,7 +338,7 @@ impl Lines {
         line: u64,
         end_line: u64,
         reason: Reason,
-        raw: String,
+        raw: Vec<u8>,
     ) -> anyhow::Result<Flow> {
         each(Item::Broken {
             origin: self.origin(line),
@@ -386,7 +386,7 @@ impl Lines {
                         return Ok(Break(()));
                     }
                     let reason = Reason::new("unreadable input", read_error_text(&e));
-                    return self.broken(each, self.number + 1, self.number, reason, String::new());
+                    return self.broken(each, self.number + 1, self.number, reason, Vec::new());
                 }
             };
             if matches!(line, Line::End) {
@@ -411,7 +411,7 @@ impl Lines {
                         detail.push_str(&format!("; only its first {} bytes are kept", buf.len()));
                     }
                     let reason = Reason::new("line too long", detail);
-                    let raw = String::from_utf8_lossy(&buf).into_owned();
+                    let raw = buf.clone();
                     if self.broken(each, number, number, reason, raw)?.is_break() {
                         return Ok(Break(()));
                     }
@@ -439,8 +439,7 @@ impl Lines {
                                 self.max_line
                             ),
                         );
-                        let raw = String::from_utf8_lossy(&doc[..doc.len().min(KEPT_OF_LONG_LINE)])
-                            .into_owned();
+                        let raw = doc[..doc.len().min(KEPT_OF_LONG_LINE)].to_vec();
                         self.document = None;
                         if self.broken(each, start, number, reason, raw)?.is_break() {
                             return Ok(Break(()));

@@ -411,7 +411,7 @@ impl Pipeline<'_> {
         at: Position,
         ends_line: bool,
         reason: Reason,
-        raw: String,
+        raw: Vec<u8>,
     ) -> ControlFlow<()> {
         if !self.pass.settles_unsent {
             return ControlFlow::Continue(());

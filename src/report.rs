@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::event::{Event, Origin, REJECT_NOTE_KEY};
+use crate::event::{Event, Origin, REJECT_NOTE_KEY, note_raw};
 
 /// Why an event was skipped, rejected or failed. `kind` groups events in the
 /// summary; `detail` says what exactly was wrong with this one.
@@ -138,7 +138,7 @@ impl Console {
 pub enum Content {
     Event(Event),
     Json(Box<[u8]>),
-    Raw(String),
+    Raw(Vec<u8>),
 }
 
 /// How an event ended.
@@ -391,7 +391,7 @@ impl Report {
                         origin: origin.clone(),
                     })
                 }
-                Err(_) => Content::Raw(String::from_utf8_lossy(&text).into_owned()),
+                Err(_) => Content::Raw(text.into_vec()),
             },
             other => other,
         };
@@ -409,12 +409,12 @@ impl Report {
                 }
                 line
             }
-            Content::Json(text) => {
-                note["raw"] = Value::String(String::from_utf8_lossy(&text).into_owned());
+            Content::Json(raw) => {
+                note_raw(&mut note, &raw);
                 json!({ REJECT_NOTE_KEY: note }).to_string()
             }
             Content::Raw(raw) => {
-                note["raw"] = Value::String(raw);
+                note_raw(&mut note, &raw);
                 json!({ REJECT_NOTE_KEY: note }).to_string()
             }
         };

@@ -189,13 +189,15 @@ fn invalid_utf8_is_rejected_with_its_line() {
     for (name, line) in cases {
         let file = format!("{name}.ndjson");
         for out in assert_line_rejected(&file, line, "invalid JSON") {
-            // The rejects file is UTF-8 JSON: the line is kept as text, the bad bytes
-            // replaced (U+FFFD), so that it can be read back.
-            let raw = out.reject_at(&file, 2)["_segrelay"]["raw"]
-                .as_str()
-                .expect("the line is kept as text")
-                .to_owned();
-            assert!(raw.contains('\u{FFFD}'), "{name}: {raw}");
+            // The rejects file is UTF-8 JSON: a line that is not keeps its exact
+            // bytes as numbers, so that reading it back gives the same line.
+            let kept: Vec<u8> = out.reject_at(&file, 2)["_segrelay"]["raw_bytes"]
+                .as_array()
+                .expect("the line is kept byte for byte")
+                .iter()
+                .map(|b| b.as_u64().unwrap() as u8)
+                .collect();
+            assert_eq!(kept, line, "{name}");
         }
     }
 }
@@ -814,5 +816,62 @@ fn an_unreadable_file_is_reported() {
         "locked.ndjson",
         "unreadable input",
         "Permission denied",
+    );
+}
+
+/// An envelope whose only fault is a byte that is not UTF-8 must come back from
+/// the rejects file as the same single bad line, not as its events with the byte
+/// replaced (found by tests/fuzz.rs).
+#[test]
+fn a_line_that_is_not_utf8_reads_back_from_the_rejects_file_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.toml"),
+        "[destinations.amberflo]\napi_key = \"k\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("e.ndjson"),
+        b"{\"batch\":[{\"type\":\"track\",\"event\":\"a\",\"userId\":\"u\",\"timestamp\":\"2024-05-01T10:00:00Z\"},{\"type\":\"page\",\"userId\":\"u\",\"timestamp\":\"2024-05-01T10:00:00Z\"}],\"x\":\"\xff\"}\n",
+    )
+    .unwrap();
+    let run = |input: &str, summary: &str| {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_segrelay"))
+            .current_dir(dir.path())
+            .args([
+                "send",
+                "--dry-run",
+                "-q",
+                "-c",
+                "s.toml",
+                "--rejects",
+                &format!("{summary}.rejects"),
+                "--summary",
+                summary,
+                input,
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(1));
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(summary)).unwrap()).unwrap();
+        (
+            summary["read"].as_u64().unwrap(),
+            summary["rejected"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(run("e.ndjson", "first.json"), (1, 1));
+    assert_eq!(run("first.json.rejects", "again.json"), (1, 1));
+    let kept = |file: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        serde_json::from_str::<serde_json::Value>(text.trim()).unwrap()["_segrelay"]["raw_bytes"]
+            .clone()
+    };
+    assert!(kept("first.json.rejects").is_array());
+    assert_eq!(
+        kept("first.json.rejects"),
+        kept("again.json.rejects"),
+        "the same bytes both times"
     );
 }
