@@ -234,11 +234,11 @@ enum Line {
     Complete,
     /// Longer than the limit: only the start was kept, the rest was read and dropped.
     TooLong(usize),
-    End,
 }
 
-/// Reads one line into `buf` (without its newline), keeping at most `max` bytes.
-fn next_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Line> {
+/// Reads one line into `buf` (without its newline), keeping at most `max` bytes;
+/// None at the end of the input.
+fn next_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<Line>> {
     buf.clear();
     let mut total = 0usize;
     let mut read_any = false;
@@ -269,16 +269,16 @@ fn next_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Res
         }
     }
     if !read_any {
-        return Ok(Line::End);
+        return Ok(None);
     }
     if buf.last() == Some(&b'\r') && buf.len() == total {
         buf.pop();
         total -= 1;
     }
     if total > max {
-        return Ok(Line::TooLong(total));
+        return Ok(Some(Line::TooLong(total)));
     }
-    Ok(Line::Complete)
+    Ok(Some(Line::Complete))
 }
 
 fn is_blank(bytes: &[u8]) -> bool {
@@ -380,7 +380,8 @@ impl Lines {
         let mut buf = Vec::with_capacity(4096);
         loop {
             let line = match next_line(&mut *self.reader, &mut buf, self.max_line) {
-                Ok(line) => line,
+                Ok(Some(line)) => line,
+                Ok(None) => return self.close_document(each, self.number),
                 Err(e) => {
                     if self.close_document(each, self.number)?.is_break() {
                         return Ok(Break(()));
@@ -389,16 +390,14 @@ impl Lines {
                     return self.broken(each, self.number + 1, self.number, reason, Vec::new());
                 }
             };
-            if matches!(line, Line::End) {
-                return self.close_document(each, self.number);
-            }
             self.number += 1;
             let number = self.number;
             if number <= self.skip {
                 continue;
             }
             let bytes: &[u8] = match line {
-                Line::End => unreachable!("handled above"),
+                Line::Complete if number == 1 && buf.starts_with(BOM) => &buf[BOM.len()..],
+                Line::Complete => &buf,
                 Line::TooLong(length) => {
                     if self.close_document(each, number - 1)?.is_break() {
                         return Ok(Break(()));
@@ -417,8 +416,6 @@ impl Lines {
                     }
                     continue;
                 }
-                Line::Complete if number == 1 && buf.starts_with(BOM) => &buf[BOM.len()..],
-                Line::Complete => &buf,
             };
             if let Some((start, doc)) = &mut self.document {
                 if bytes == b"}" {

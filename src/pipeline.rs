@@ -309,16 +309,8 @@ impl Pipeline<'_> {
         at: Position,
         ends_line: bool,
     ) -> anyhow::Result<ControlFlow<()>> {
-        let settles_unsent = self.pass.settles_unsent;
         if let Some(reason) = self.filter.skip_reason(&event) {
-            if settles_unsent {
-                self.push(
-                    event.origin.clone(),
-                    at,
-                    ends_line,
-                    Some(Outcome::Skipped(reason)),
-                );
-            }
+            self.skip(&event, at, ends_line, reason);
             return Ok(ControlFlow::Continue(()));
         }
         match self.courier.destination.translate(&event) {
@@ -341,15 +333,7 @@ impl Pipeline<'_> {
                             if let Err(reason) =
                                 customers.ensure(customer, &self.courier, control, self.report)?
                             {
-                                let origin = event.origin.clone();
-                                let content = whole_event(event, text);
-                                self.push(
-                                    origin,
-                                    at,
-                                    ends_line,
-                                    Some(Outcome::Rejected(reason, content)),
-                                );
-                                return Ok(ControlFlow::Continue(()));
+                                return Ok(self.reject(event, text, at, ends_line, reason));
                             }
                         }
                     }
@@ -378,31 +362,45 @@ impl Pipeline<'_> {
                 Ok(ControlFlow::Continue(()))
             }
             Translation::Skip(reason) => {
-                if settles_unsent {
-                    self.push(
-                        event.origin.clone(),
-                        at,
-                        ends_line,
-                        Some(Outcome::Skipped(reason)),
-                    );
-                }
+                self.skip(&event, at, ends_line, reason);
                 Ok(ControlFlow::Continue(()))
             }
-            Translation::Reject(reason) => {
-                if !settles_unsent {
-                    return Ok(ControlFlow::Continue(()));
-                }
-                let origin = event.origin.clone();
-                let content = whole_event(event, text);
-                self.push(
-                    origin,
-                    at,
-                    ends_line,
-                    Some(Outcome::Rejected(reason, content)),
-                );
-                Ok(self.stop_if_fail_fast())
-            }
+            // Settled by the pass that settles what no window sends.
+            Translation::Reject(_) if !self.pass.settles_unsent => Ok(ControlFlow::Continue(())),
+            Translation::Reject(reason) => Ok(self.reject(event, text, at, ends_line, reason)),
         }
+    }
+
+    /// Settles a skipped event, in the pass that settles what no window sends.
+    fn skip(&mut self, event: &Event, at: Position, ends_line: bool, reason: Reason) {
+        if self.pass.settles_unsent {
+            self.push(
+                event.origin.clone(),
+                at,
+                ends_line,
+                Some(Outcome::Skipped(reason)),
+            );
+        }
+    }
+
+    /// Settles a rejected event, kept whole for the rejects file.
+    fn reject(
+        &mut self,
+        event: Event,
+        text: Option<&[u8]>,
+        at: Position,
+        ends_line: bool,
+        reason: Reason,
+    ) -> ControlFlow<()> {
+        let origin = event.origin.clone();
+        let content = whole_event(event, text);
+        self.push(
+            origin,
+            at,
+            ends_line,
+            Some(Outcome::Rejected(reason, content)),
+        );
+        self.stop_if_fail_fast()
     }
 
     fn bad_line(

@@ -130,16 +130,28 @@ impl Destination for Amberflo {
             Stream::Usage => ("POST", "/ingest", super::json_array(records, 0)),
             Stream::Customer => ("PUT", "/customers", records.concat().into_bytes()),
         };
-        Request {
-            method,
-            url: format!("{}{path}", self.endpoint),
-            headers: vec![
-                Header::secret("X-API-KEY", "", &self.api_key),
-                Header::plain("Content-Type", "application/json"),
-                Header::plain("Accept", "application/json"),
-            ],
-            body,
-        }
+        request(&self.endpoint, &self.api_key, method, path, body)
+    }
+}
+
+/// Every Amberflo request: the key in `X-API-KEY`, JSON both ways.
+fn request(
+    endpoint: &str,
+    api_key: &Secret,
+    method: &'static str,
+    path: &str,
+    body: Vec<u8>,
+) -> Request {
+    let mut headers = vec![Header::secret("X-API-KEY", "", api_key)];
+    if !body.is_empty() {
+        headers.push(Header::plain("Content-Type", "application/json"));
+    }
+    headers.push(Header::plain("Accept", "application/json"));
+    Request {
+        method,
+        url: format!("{endpoint}{path}"),
+        headers,
+        body,
     }
 }
 
@@ -458,33 +470,22 @@ impl Api {
 
     /// `GET /customers?customerId=ID`: `{}` when there is no such customer.
     pub fn lookup(&self, customer_id: &str) -> Request {
-        Request {
-            method: "GET",
-            url: format!(
-                "{}/customers?customerId={}",
-                self.endpoint,
-                crate::destination::orb::path_segment(customer_id)
-            ),
-            headers: vec![
-                Header::secret("X-API-KEY", "", &self.api_key),
-                Header::plain("Accept", "application/json"),
-            ],
-            body: Vec::new(),
-        }
+        let path = format!(
+            "/customers?customerId={}",
+            crate::destination::orb::path_segment(customer_id)
+        );
+        request(&self.endpoint, &self.api_key, "GET", &path, Vec::new())
     }
 
     /// `POST /usage` with a usage query.
     pub fn usage(&self, query: &Value) -> Request {
-        Request {
-            method: "POST",
-            url: format!("{}/usage", self.endpoint),
-            headers: vec![
-                Header::secret("X-API-KEY", "", &self.api_key),
-                Header::plain("Content-Type", "application/json"),
-                Header::plain("Accept", "application/json"),
-            ],
-            body: query.to_string().into_bytes(),
-        }
+        request(
+            &self.endpoint,
+            &self.api_key,
+            "POST",
+            "/usage",
+            query.to_string().into_bytes(),
+        )
     }
 
     /// `POST /customers`, active from now on.
@@ -494,16 +495,13 @@ impl Api {
             "customerName": name,
             "lifecycleStage": "ACTIVE",
         });
-        Request {
-            method: "POST",
-            url: format!("{}/customers", self.endpoint),
-            headers: vec![
-                Header::secret("X-API-KEY", "", &self.api_key),
-                Header::plain("Content-Type", "application/json"),
-                Header::plain("Accept", "application/json"),
-            ],
-            body: body.to_string().into_bytes(),
-        }
+        request(
+            &self.endpoint,
+            &self.api_key,
+            "POST",
+            "/customers",
+            body.to_string().into_bytes(),
+        )
     }
 }
 
