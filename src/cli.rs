@@ -127,6 +127,11 @@ pub struct InputArgs {
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub events: Option<Vec<String>>,
 
+    /// Threads that parse and translate, beside the one that batches and sends
+    /// [default: the number of CPUs]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
+
     /// Print nothing but errors on standard error
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,

@@ -36,6 +36,8 @@ pub struct Config {
     pub destination: Arc<dyn Destination>,
     pub sources: Vec<Source>,
     pub max_line_bytes: usize,
+    /// Threads that parse and translate.
+    pub threads: usize,
     pub batch_size: usize,
     pub fail_fast: bool,
     pub filter: Filter,
@@ -228,6 +230,10 @@ impl Config {
             destination,
             sources,
             max_line_bytes: input.max_line_bytes,
+            threads: match input.threads {
+                Some(threads) => usize::from(threads),
+                None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            },
             batch_size,
             fail_fast,
             filter: Filter {

@@ -2,7 +2,6 @@
 
 pub mod time;
 
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -10,10 +9,24 @@ use sha2::{Digest, Sha256};
 use crate::report::Reason;
 
 /// Where an event came from: the input as the user named it, and the 1-based line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It is copied for every event on several threads, so the label is an interned
+/// `&'static str`: a shared reference count would be touched by all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
-    pub source: Arc<str>,
+    pub source: &'static str,
     pub line: u64,
+}
+
+/// An input's label for the rest of the process: one copy per distinct label.
+pub fn intern(label: &str) -> &'static str {
+    static LABELS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut labels = LABELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = labels.iter().find(|known| **known == label) {
+        return known;
+    }
+    let label: &'static str = Box::leak(label.into());
+    labels.push(label);
+    label
 }
 
 impl std::fmt::Display for Origin {

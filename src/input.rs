@@ -87,7 +87,7 @@ pub fn read_all(
         if skip == WHOLE_INPUT {
             continue;
         }
-        let label: Arc<str> = source.label().into();
+        let label = crate::event::intern(&source.label());
         let flow = match open(source, bytes_read.clone()) {
             Ok(reader) => Lines::new(reader, label, input, skip, max_line).run(&mut each)?,
             Err(e) => each(Item::Broken {
@@ -288,7 +288,7 @@ fn is_blank(bytes: &[u8]) -> bool {
 /// One input's lines, with the state a pretty-printed document needs.
 struct Lines {
     reader: Box<dyn BufRead>,
-    source: Arc<str>,
+    source: &'static str,
     input: usize,
     skip: u64,
     max_line: usize,
@@ -302,7 +302,7 @@ struct Lines {
 impl Lines {
     fn new(
         reader: Box<dyn BufRead>,
-        source: Arc<str>,
+        source: &'static str,
         input: usize,
         skip: u64,
         max_line: usize,
@@ -320,7 +320,7 @@ impl Lines {
 
     fn origin(&self, line: u64) -> Origin {
         Origin {
-            source: self.source.clone(),
+            source: self.source,
             line,
         }
     }

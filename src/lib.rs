@@ -12,6 +12,7 @@ pub mod filter;
 pub mod input;
 pub mod interrupt;
 pub mod pipeline;
+pub mod prepare;
 pub mod report;
 pub mod retry;
 pub mod settings;
@@ -235,6 +236,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
     let options = pipeline::Options {
         sources: &config.sources,
         max_line_bytes: config.max_line_bytes,
+        threads: config.threads,
         batch_size: config.batch_size,
         fail_fast: config.fail_fast,
         filter: config.filter.clone(),

@@ -17,10 +17,11 @@ use crate::customers::EnsureCustomers;
 use crate::delivery::{Courier, Delivered, Record};
 use crate::destination::{Destination, Payload, Stream, Translation};
 use crate::event::time::event_time;
-use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
+use crate::event::{Event, Origin, Wanted, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
 use crate::interrupt;
+use crate::prepare::{self, Prepared, Preparer, Reading, Ready};
 use crate::report::{Content, Outcome, Reason, Report};
 use crate::transport::Transport;
 
@@ -32,6 +33,8 @@ pub struct Options<'a> {
     pub filter: Filter,
     /// Counts input bytes as they are read, for the progress bar.
     pub bytes_read: Arc<AtomicU64>,
+    /// Threads that parse and translate.
+    pub threads: usize,
 }
 
 /// One pass over the input. A plain run is one pass; an Orb backfill makes a
@@ -98,7 +101,6 @@ struct Pipeline<'a> {
     checkpoint: Option<&'a mut Checkpoint>,
     batch_size: usize,
     fail_fast: bool,
-    filter: Filter,
     pass: Pass,
     /// Batches being filled, one per stream, in the order streams first appeared.
     batches: Vec<(Stream, Vec<Record>)>,
@@ -151,7 +153,6 @@ pub fn run(
         checkpoint,
         batch_size: options.batch_size,
         fail_fast: options.fail_fast,
-        filter: options.filter.clone(),
         pass,
         batches: Vec::new(),
         ledger: VecDeque::new(),
@@ -163,53 +164,36 @@ pub fn run(
         dispatch,
         customers,
     };
-    let wanted = Wanted::with_paths(courier.destination.paths());
-    let mut parsed: Vec<Result<Event, BadLine>> = Vec::new();
-    let read = input::read_all(
-        options.sources,
-        &settled,
-        options.max_line_bytes,
-        &options.bytes_read,
-        |item| {
-            if interrupt::requested() {
-                pipeline.stopped_early = true;
-                return Ok(ControlFlow::Break(()));
+    let preparer = Preparer {
+        destination: courier.destination.as_ref(),
+        filter: &options.filter,
+        window: pass.window,
+        wanted: Wanted::with_paths(courier.destination.paths()),
+    };
+    let reading = Reading {
+        sources: options.sources,
+        settled: &settled,
+        max_line_bytes: options.max_line_bytes,
+        bytes_read: &options.bytes_read,
+        threads: options.threads,
+    };
+    let read = prepare::read_all(&reading, &preparer, |line| {
+        if interrupt::requested() {
+            pipeline.stopped_early = true;
+            return Ok(ControlFlow::Break(()));
+        }
+        let mut flow = ControlFlow::Continue(());
+        for prepared in line {
+            if pipeline.settle_prepared(prepared)?.is_break() {
+                flow = ControlFlow::Break(());
             }
-            let flow = match item {
-                Item::Line { origin, at, bytes } => {
-                    let whole =
-                        parse_line_wanted(bytes, origin, &wanted, |result| parsed.push(result));
-                    // The line's own text stands for its event in the rejects file.
-                    let text = whole.then_some(bytes);
-                    let last = parsed.len().saturating_sub(1);
-                    let mut flow = ControlFlow::Continue(());
-                    for (i, result) in parsed.drain(..).enumerate() {
-                        let step = match result {
-                            Ok(event) => pipeline.event(event, text, at, i == last)?,
-                            Err(bad) => {
-                                pipeline.bad_line(bad.origin, at, i == last, bad.reason, bad.raw)
-                            }
-                        };
-                        if step.is_break() {
-                            flow = step;
-                        }
-                    }
-                    flow
-                }
-                Item::Broken {
-                    origin,
-                    at,
-                    reason,
-                    raw,
-                } => pipeline.bad_line(origin, at, true, reason, raw),
-            };
-            pipeline.after_line()?;
-            if flow.is_break() {
-                pipeline.stopped_early = true;
-            }
-            Ok(flow)
-        },
-    );
+        }
+        pipeline.after_line()?;
+        if flow.is_break() {
+            pipeline.stopped_early = true;
+        }
+        Ok(flow)
+    });
     // Whatever stopped the reading, what was read is settled before returning.
     let finished = pipeline.finish();
     read?;
@@ -302,123 +286,77 @@ impl Pipeline<'_> {
         seq
     }
 
-    fn event(
-        &mut self,
-        event: Event,
-        text: Option<&[u8]>,
-        at: Position,
-        ends_line: bool,
-    ) -> anyhow::Result<ControlFlow<()>> {
-        if let Some(reason) = self.filter.skip_reason(&event) {
-            self.skip(&event, at, ends_line, reason);
-            return Ok(ControlFlow::Continue(()));
-        }
-        match self.courier.destination.translate(&event) {
-            Translation::Record(payload) => {
-                if let Some((start, end)) = self.pass.window {
-                    // Another window's pass sends it.
-                    let time = event_time(&event.fields).expect("a translated event has a time");
-                    if time < start || time >= end {
-                        return Ok(ControlFlow::Continue(()));
-                    }
-                }
-                let stream = payload.stream;
-                if let Some(customers) = self.customers.as_deref_mut()
-                    && let Some(customer) = &payload.customer
-                {
-                    match stream {
-                        Stream::Customer => customers.named(&payload.json),
-                        Stream::Usage => {
-                            let control = self.dispatch.control();
-                            if let Err(reason) =
-                                customers.ensure(customer, &self.courier, control, self.report)?
-                            {
-                                return Ok(self.reject(event, text, at, ends_line, reason));
-                            }
-                        }
-                    }
-                }
-                let seq = self.push(event.origin.clone(), at, ends_line, None);
-                let limit = self
-                    .courier
-                    .destination
-                    .batch_limit(stream, self.batch_size);
-                let original = match text {
-                    Some(text) => text.into(),
-                    None => event.to_json().into_bytes().into_boxed_slice(),
-                };
-                let origin = event.origin.clone();
-                drop(event);
-                let batch = self.batch(stream);
-                batch.push(Record {
-                    payload,
-                    origin,
-                    original,
-                    seq,
-                });
-                if batch.len() >= limit {
-                    self.flush(stream)?;
-                }
-                Ok(ControlFlow::Continue(()))
-            }
-            Translation::Skip(reason) => {
-                self.skip(&event, at, ends_line, reason);
-                Ok(ControlFlow::Continue(()))
-            }
+    fn settle_prepared(&mut self, prepared: Prepared) -> anyhow::Result<ControlFlow<()>> {
+        let Prepared {
+            origin,
+            at,
+            ends_line,
+            ready,
+        } = prepared;
+        let (payload, original) = match ready {
+            Ready::Record { payload, original } => (payload, original),
+            Ready::OtherWindow => return Ok(ControlFlow::Continue(())),
             // Settled by the pass that settles what no window sends.
-            Translation::Reject(_) if !self.pass.settles_unsent => Ok(ControlFlow::Continue(())),
-            Translation::Reject(reason) => Ok(self.reject(event, text, at, ends_line, reason)),
+            Ready::Skipped(_) | Ready::Rejected(..) if !self.pass.settles_unsent => {
+                return Ok(ControlFlow::Continue(()));
+            }
+            Ready::Skipped(reason) => {
+                self.push(origin, at, ends_line, Some(Outcome::Skipped(reason)));
+                return Ok(ControlFlow::Continue(()));
+            }
+            Ready::Rejected(reason, content) => {
+                return Ok(self.reject(origin, at, ends_line, reason, content));
+            }
+        };
+        let stream = payload.stream;
+        if let Some(customers) = self.customers.as_deref_mut()
+            && let Some(customer) = &payload.customer
+        {
+            match stream {
+                Stream::Customer => customers.named(&payload.json),
+                Stream::Usage => {
+                    let control = self.dispatch.control();
+                    if let Err(reason) =
+                        customers.ensure(customer, &self.courier, control, self.report)?
+                    {
+                        let content = Content::Json(original);
+                        return Ok(self.reject(origin, at, ends_line, reason, content));
+                    }
+                }
+            }
         }
-    }
-
-    /// Settles a skipped event, in the pass that settles what no window sends.
-    fn skip(&mut self, event: &Event, at: Position, ends_line: bool, reason: Reason) {
-        if self.pass.settles_unsent {
-            self.push(
-                event.origin.clone(),
-                at,
-                ends_line,
-                Some(Outcome::Skipped(reason)),
-            );
+        let seq = self.push(origin.clone(), at, ends_line, None);
+        let limit = self
+            .courier
+            .destination
+            .batch_limit(stream, self.batch_size);
+        let batch = self.batch(stream);
+        batch.push(Record {
+            payload,
+            origin,
+            original,
+            seq,
+        });
+        if batch.len() >= limit {
+            self.flush(stream)?;
         }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Settles a rejected event, kept whole for the rejects file.
     fn reject(
         &mut self,
-        event: Event,
-        text: Option<&[u8]>,
+        origin: Origin,
         at: Position,
         ends_line: bool,
         reason: Reason,
+        content: Content,
     ) -> ControlFlow<()> {
-        let origin = event.origin.clone();
-        let content = whole_event(event, text);
         self.push(
             origin,
             at,
             ends_line,
             Some(Outcome::Rejected(reason, content)),
-        );
-        self.stop_if_fail_fast()
-    }
-
-    fn bad_line(
-        &mut self,
-        origin: Origin,
-        at: Position,
-        ends_line: bool,
-        reason: Reason,
-        raw: Vec<u8>,
-    ) -> ControlFlow<()> {
-        if !self.pass.settles_unsent {
-            return ControlFlow::Continue(());
-        }
-        self.push(
-            origin,
-            at,
-            ends_line,
-            Some(Outcome::Rejected(reason, Content::Raw(raw))),
         );
         self.stop_if_fail_fast()
     }
@@ -590,15 +528,6 @@ impl Pipeline<'_> {
             self.save_checkpoint(true)?;
         }
         Ok(complete)
-    }
-}
-
-/// What the rejects file keeps of an event: the line's text when the event is
-/// the whole line (the parsed event may hold only the keys translation reads).
-fn whole_event(event: Event, text: Option<&[u8]>) -> Content {
-    match text {
-        Some(text) => Content::Json(text.into()),
-        None => Content::Event(event),
     }
 }
 

@@ -77,6 +77,7 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
     let options = Options {
         sources: &config.sources,
         max_line_bytes: config.max_line_bytes,
+        threads: config.threads,
         batch_size: config.batch_size,
         fail_fast: false,
         filter: config.filter.clone(),

@@ -1,0 +1,356 @@
+//! Parsing, filtering and translating: the costly part of a run, done on threads
+//! beside the one that batches, sends and settles, and handed back in input order.
+//!
+//! Lines are copied into chunks; each chunk goes to whichever thread is free, and
+//! the chunks come back in the order they were read, so everything after this
+//! stage sees the same sequence a single thread would have produced.
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::sync::{Mutex, mpsc};
+
+use jiff::Timestamp;
+
+use crate::destination::{Destination, Payload, Translation};
+use crate::event::time::event_time;
+use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
+use crate::filter::Filter;
+use crate::input::{self, Item, Position, Source};
+use crate::report::{Content, Reason};
+
+/// One event, ready for the ledger.
+#[derive(Debug)]
+pub struct Prepared {
+    pub origin: Origin,
+    pub at: Position,
+    /// The last event of its line: only then may a checkpoint pass the line.
+    pub ends_line: bool,
+    pub ready: Ready,
+}
+
+/// What became of an event before anything was sent.
+#[derive(Debug)]
+pub enum Ready {
+    /// Translated, for a batch. `original` is the event's JSON, kept for the
+    /// rejects file should the destination refuse it.
+    Record {
+        payload: Payload,
+        original: Box<[u8]>,
+    },
+    /// Translated, but its time is outside this pass's window: another pass sends it.
+    OtherWindow,
+    Skipped(Reason),
+    Rejected(Reason, Content),
+}
+
+/// What each thread needs to prepare lines: pure functions of the line.
+pub struct Preparer<'a> {
+    pub destination: &'a dyn Destination,
+    pub filter: &'a Filter,
+    /// Only events with a time in [start, end) go in this pass's batches.
+    pub window: Option<(Timestamp, Timestamp)>,
+    pub wanted: Wanted,
+}
+
+/// Where the lines come from.
+pub struct Reading<'a> {
+    pub sources: &'a [Source],
+    /// Lines of each input a checkpoint says are settled.
+    pub settled: &'a [u64],
+    pub max_line_bytes: usize,
+    pub bytes_read: &'a std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Threads that prepare lines (at least 1).
+    pub threads: usize,
+}
+
+/// A chunk is handed on once it holds this many lines or bytes.
+const CHUNK_LINES: usize = 256;
+const CHUNK_BYTES: usize = 192 * 1024;
+
+/// Reads every line, prepares it on `reading.threads` threads, and hands each
+/// line's events to `each` in input order. `each` returning `Break` (or an
+/// error) stops the reading; lines read past that point are dropped unseen, as
+/// if never read.
+pub fn read_all(
+    reading: &Reading,
+    preparer: &Preparer,
+    mut each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<()>>,
+) -> anyhow::Result<()> {
+    let threads = reading.threads.max(1);
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Mutex::new(queue);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let queue = &queue;
+            scope.spawn(move || work(queue, preparer));
+        }
+        let mut feeder = Feeder {
+            jobs,
+            pending: VecDeque::new(),
+            spare: Vec::new(),
+            current: Chunk::default(),
+            in_flight: 2 * threads + 1,
+        };
+        let mut stopped = false;
+        input::read_all(
+            reading.sources,
+            reading.settled,
+            reading.max_line_bytes,
+            reading.bytes_read,
+            |item| {
+                feeder.current.push(item);
+                if feeder.current.is_full() {
+                    feeder.submit();
+                    while feeder.pending.len() > feeder.in_flight {
+                        if feeder.hand_on(&mut each)?.is_break() {
+                            stopped = true;
+                            return Ok(ControlFlow::Break(()));
+                        }
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
+        if !stopped {
+            feeder.submit();
+            while !feeder.pending.is_empty() {
+                if feeder.hand_on(&mut each)?.is_break() {
+                    break;
+                }
+            }
+        }
+        // Dropping the feeder closes the queue: the threads end, and the scope joins them.
+        Ok(())
+    })
+}
+
+/// Copied lines, and what reading them found.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+enum Entry {
+    Line {
+        origin: Origin,
+        at: Position,
+        start: usize,
+        end: usize,
+    },
+    Broken {
+        origin: Origin,
+        at: Position,
+        reason: Reason,
+        raw: Vec<u8>,
+    },
+}
+
+impl Chunk {
+    fn push(&mut self, item: Item) {
+        match item {
+            Item::Line { origin, at, bytes } => {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(bytes);
+                self.entries.push(Entry::Line {
+                    origin: origin.clone(),
+                    at,
+                    start,
+                    end: self.bytes.len(),
+                });
+            }
+            Item::Broken {
+                origin,
+                at,
+                reason,
+                raw,
+            } => self.entries.push(Entry::Broken {
+                origin,
+                at,
+                reason,
+                raw,
+            }),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() >= CHUNK_LINES || self.bytes.len() >= CHUNK_BYTES
+    }
+}
+
+struct Job {
+    chunk: Chunk,
+    reply: mpsc::SyncSender<Done>,
+}
+
+/// A prepared chunk: its events, where each line's events end, and the
+/// chunk's buffers back for reuse.
+struct Done {
+    prepared: Vec<Prepared>,
+    line_ends: Vec<usize>,
+    chunk: Chunk,
+}
+
+struct Feeder {
+    jobs: mpsc::Sender<Job>,
+    /// Replies, in the order the chunks were read.
+    pending: VecDeque<mpsc::Receiver<Done>>,
+    spare: Vec<Chunk>,
+    current: Chunk,
+    /// Chunks out at once at most, which bounds the memory a run holds.
+    in_flight: usize,
+}
+
+impl Feeder {
+    fn submit(&mut self) {
+        if self.current.entries.is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.current, self.spare.pop().unwrap_or_default());
+        let (reply, done) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Job { chunk, reply })
+            .expect("the preparing threads outlive the feeder");
+        self.pending.push_back(done);
+    }
+
+    /// Hands the oldest chunk's lines on, one line at a time.
+    fn hand_on(
+        &mut self,
+        each: &mut impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<()>>,
+    ) -> anyhow::Result<ControlFlow<()>> {
+        let done = self.pending.pop_front().expect("a chunk in flight");
+        let Done {
+            prepared,
+            line_ends,
+            mut chunk,
+        } = done.recv().expect("a preparing thread answers every chunk");
+        chunk.bytes.clear();
+        chunk.entries.clear();
+        self.spare.push(chunk);
+        let mut events = prepared.into_iter();
+        let mut start = 0;
+        for end in line_ends {
+            let mut line = events.by_ref().take(end - start);
+            start = end;
+            if each(&mut line)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+fn work(queue: &Mutex<mpsc::Receiver<Job>>, preparer: &Preparer) {
+    let mut parsed = Vec::new();
+    loop {
+        let job = queue.lock().expect("the job queue").recv();
+        let Ok(Job { chunk, reply }) = job else {
+            return;
+        };
+        let Chunk { bytes, mut entries } = chunk;
+        let mut prepared = Vec::with_capacity(entries.len());
+        let mut line_ends = Vec::with_capacity(entries.len());
+        for entry in entries.drain(..) {
+            match entry {
+                Entry::Line {
+                    origin,
+                    at,
+                    start,
+                    end,
+                } => preparer.line(
+                    &bytes[start..end],
+                    &origin,
+                    at,
+                    &mut parsed,
+                    &mut prepared,
+                ),
+                Entry::Broken {
+                    origin,
+                    at,
+                    reason,
+                    raw,
+                } => prepared.push(Prepared {
+                    origin,
+                    at,
+                    ends_line: true,
+                    ready: Ready::Rejected(reason, Content::Raw(raw)),
+                }),
+            }
+            line_ends.push(prepared.len());
+        }
+        let chunk = Chunk { bytes, entries };
+        // The reader is gone (the run stopped): nothing is left to do.
+        if reply
+            .send(Done {
+                prepared,
+                line_ends,
+                chunk,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+impl Preparer<'_> {
+    /// Prepares one line's events (one, or an envelope's items).
+    fn line(
+        &self,
+        bytes: &[u8],
+        origin: &Origin,
+        at: Position,
+        parsed: &mut Vec<Result<Event, BadLine>>,
+        out: &mut Vec<Prepared>,
+    ) {
+        let whole = parse_line_wanted(bytes, origin, &self.wanted, |result| parsed.push(result));
+        // The line's own text stands for its event in the rejects file.
+        let text = whole.then_some(bytes);
+        let last = parsed.len().saturating_sub(1);
+        for (i, result) in parsed.drain(..).enumerate() {
+            let (origin, ready) = match result {
+                Ok(event) => (event.origin.clone(), self.event(event, text)),
+                Err(bad) => (bad.origin, Ready::Rejected(bad.reason, Content::Raw(bad.raw))),
+            };
+            out.push(Prepared {
+                origin,
+                at,
+                ends_line: i == last,
+                ready,
+            });
+        }
+    }
+
+    fn event(&self, event: Event, text: Option<&[u8]>) -> Ready {
+        if let Some(reason) = self.filter.skip_reason(&event) {
+            return Ready::Skipped(reason);
+        }
+        match self.destination.translate(&event) {
+            Translation::Record(payload) => {
+                if let Some((start, end)) = self.window {
+                    let time = event_time(&event.fields).expect("a translated event has a time");
+                    if time < start || time >= end {
+                        return Ready::OtherWindow;
+                    }
+                }
+                let original = match text {
+                    Some(text) => text.into(),
+                    None => event.to_json().into_bytes().into_boxed_slice(),
+                };
+                Ready::Record { payload, original }
+            }
+            Translation::Skip(reason) => Ready::Skipped(reason),
+            Translation::Reject(reason) => Ready::Rejected(reason, whole_event(event, text)),
+        }
+    }
+}
+
+/// What the rejects file keeps of an event: the line's text when the event is
+/// the whole line (the parsed event may hold only the keys translation reads).
+fn whole_event(event: Event, text: Option<&[u8]>) -> Content {
+    match text {
+        Some(text) => Content::Json(text.into()),
+        None => Content::Event(event),
+    }
+}
