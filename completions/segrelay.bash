@@ -154,7 +154,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__check)
-            opts="-c -d -q -v -h --config --destination --max-line-bytes --since --until --types --events --quiet --verbose --batch-size --fail-fast --summary --help"
+            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --summary --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -193,6 +193,14 @@ _segrelay() {
                     return 0
                     ;;
                 --events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -752,7 +760,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -q -v -o -h --config --destination --max-line-bytes --since --until --types --events --quiet --verbose --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
+            opts="-c -d -j -q -v -o -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -791,6 +799,14 @@ _segrelay() {
                     return 0
                     ;;
                 --events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -862,7 +878,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__verify)
-            opts="-c -d -q -v -h --config --destination --max-line-bytes --since --until --types --events --quiet --verbose --json --timeout --max-retries --max-retry-wait --help"
+            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --json --timeout --max-retries --max-retry-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -901,6 +917,14 @@ _segrelay() {
                     return 0
                     ;;
                 --events)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

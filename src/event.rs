@@ -2,6 +2,8 @@
 
 pub mod time;
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -20,7 +22,9 @@ pub struct Origin {
 /// An input's label for the rest of the process: one copy per distinct label.
 pub fn intern(label: &str) -> &'static str {
     static LABELS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut labels = LABELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut labels = LABELS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(known) = labels.iter().find(|known| **known == label) {
         return known;
     }
@@ -42,8 +46,29 @@ pub const REJECT_NOTE_KEY: &str = "_segrelay";
 /// One Segment message, with a batch envelope's context already filled in.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub fields: Map<String, Value>,
     pub origin: Origin,
+    body: Body,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    /// Parsed whole: envelope items, rejects-file lines, events without an id.
+    Map(Map<String, Value>),
+    /// A plain line, kept as text with where each wanted top-level value lies in
+    /// it. A value is parsed only when asked for: most events need a handful of
+    /// small ones, and building every value was most of the time a run took.
+    Line(Line),
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    text: Box<str>,
+    /// Where the usual keys' values are (`ALWAYS_WANTED` order; (0, 0) when absent).
+    usual: [(u32, u32); ALWAYS_WANTED.len()],
+    /// The other wanted keys in line order (key, value); of a repeated key, the last counts.
+    others: Vec<((u32, u32), (u32, u32))>,
+    /// The wanted keys as a map, built the first time something needs it.
+    fields: OnceLock<Map<String, Value>>,
 }
 
 /// What a line could not become, with the text to keep in the rejects file.
@@ -57,12 +82,7 @@ pub struct BadLine {
 
 /// Turns one input line into events: a single event, or the items of a
 /// `{"batch":[...]}` envelope. Every item yields exactly one `Ok` or `Err`.
-/// Returns true when the line is one event as it is (so its text can stand for it).
-pub fn parse_line(
-    line: &[u8],
-    origin: &Origin,
-    mut each: impl FnMut(Result<Event, BadLine>),
-) -> bool {
+pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Event, BadLine>)) {
     let bad = |reason: Reason| BadLine {
         origin: origin.clone(),
         reason,
@@ -72,7 +92,7 @@ pub fn parse_line(
         Ok(value) => value,
         Err(e) => {
             each(Err(bad(Reason::new("invalid JSON", e.to_string()))));
-            return false;
+            return;
         }
     };
     let Value::Object(mut fields) = value else {
@@ -81,14 +101,14 @@ pub fn parse_line(
             "not a JSON object",
             format!("the line is {kind}"),
         ))));
-        return false;
+        return;
     };
     let noted = match fields.remove(REJECT_NOTE_KEY) {
         // A line from a rejects file that held no JSON object: replay its raw bytes.
         Some(Value::Object(note)) if fields.is_empty() && raw_of(&note).is_some() => {
             let raw = raw_of(&note).unwrap_or_default();
             parse_line(&raw, origin, each);
-            return false;
+            return;
         }
         Some(_) => true,
         None => false,
@@ -96,15 +116,13 @@ pub fn parse_line(
     // A rejects file line is one event, even one with a `batch` key of its own.
     let batch = if noted { None } else { fields.remove("batch") };
     let Some(batch) = batch else {
-        if let Some(reason) = inexact_id(&fields) {
+        let event = Event::from_map(fields, *origin);
+        if let Some(reason) = inexact_id(&event) {
             each(Err(bad(reason)));
-            return false;
+            return;
         }
-        each(Ok(Event {
-            fields,
-            origin: origin.clone(),
-        }));
-        return true;
+        each(Ok(event));
+        return;
     };
     let Value::Array(items) = batch else {
         let kind = json_kind(&batch);
@@ -112,7 +130,7 @@ pub fn parse_line(
             "invalid batch",
             format!("\"batch\" is {kind}, not an array"),
         ))));
-        return false;
+        return;
     };
     let envelope_context = fields.get("context");
     let envelope_integrations = fields.get("integrations");
@@ -127,9 +145,9 @@ pub fn parse_line(
             continue;
         };
         item.remove(REJECT_NOTE_KEY);
-        if let Some(reason) = inexact_id(&item) {
+        if let Some(reason) = inexact_id(&Event::from_map(item.clone(), *origin)) {
             each(Err(BadLine {
-                origin: origin.clone(),
+                origin: *origin,
                 reason,
                 raw: Value::Object(item).to_string().into_bytes(),
             }));
@@ -145,12 +163,8 @@ pub fn parse_line(
                 item.insert(key.to_owned(), value.clone());
             }
         }
-        each(Ok(Event {
-            fields: item,
-            origin: origin.clone(),
-        }));
+        each(Ok(Event::from_map(item, *origin)));
     }
-    false
 }
 
 /// The top-level keys translation may read. Parsing only these, and skipping
@@ -189,48 +203,103 @@ impl Wanted {
         Wanted { keys }
     }
 
-    fn contains(&self, key: &str) -> bool {
-        self.keys.iter().any(|k| k == key)
+    fn contains_other(&self, key: &str) -> bool {
+        self.keys[ALWAYS_WANTED.len()..].iter().any(|k| k == key)
     }
 }
 
-/// Like `parse_line`, but builds only the wanted keys of a plain event. Whatever
-/// needs the whole event goes the full way: envelopes, rejects-file lines, an
-/// event without a usable `messageId` (its fallback id hashes all of it), and
-/// any line that is not a valid JSON object (for the full parser's message).
+/// A usual key's place in `ALWAYS_WANTED`, by a match (a jump on length, then
+/// one comparison): this runs for every key of every line.
+fn usual_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "type" => 0,
+        "event" => 1,
+        "userId" => 2,
+        "anonymousId" => 3,
+        "messageId" => 4,
+        "timestamp" => 5,
+        "originalTimestamp" => 6,
+        "receivedAt" => 7,
+        "properties" => 8,
+        "traits" => 9,
+        "integrations" => 10,
+        "name" => 11,
+        _ => return None,
+    })
+}
+
+/// Like `parse_line`, but keeps a plain event as its line's text, with only the
+/// wanted keys' places noted. Whatever needs the whole event goes the full way:
+/// envelopes, rejects-file lines, an event without a usable `messageId` (its
+/// fallback id hashes all of it), a wanted key written with escapes, and any
+/// line that is not a valid JSON object (for the full parser's message).
 pub fn parse_line_wanted(
     line: &[u8],
     origin: &Origin,
     wanted: &Wanted,
     mut each: impl FnMut(Result<Event, BadLine>),
-) -> bool {
-    let mut deserializer = serde_json::Deserializer::from_slice(line);
-    let parsed = serde::de::DeserializeSeed::deserialize(Partial { wanted }, &mut deserializer)
-        .ok()
-        .filter(|_| deserializer.end().is_ok());
-    match parsed {
-        Some(Some(fields))
-            if fields.get("messageId").and_then(id_text).is_some()
-                && inexact_id(&fields).is_none() =>
-        {
-            each(Ok(Event {
-                fields,
-                origin: origin.clone(),
-            }));
-            true
-        }
-        _ => parse_line(line, origin, each),
+) {
+    if let Some(event) = partial(line, origin, wanted)
+        && event
+            .get("messageId")
+            .is_some_and(|id| id_text(&id).is_some())
+        && inexact_id(&event).is_none()
+    {
+        each(Ok(event));
+        return;
+    }
+    parse_line(line, origin, each);
+}
+
+fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
+    let text = std::str::from_utf8(line).ok()?;
+    // Offsets are kept in 32 bits; a line this long is refused by the reader anyway.
+    u32::try_from(text.len()).ok()?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let (usual, others) = serde::de::DeserializeSeed::deserialize(
+        Partial {
+            wanted,
+            base: text.as_ptr() as usize,
+        },
+        &mut deserializer,
+    )
+    .ok()??;
+    deserializer.end().ok()?;
+    Some(Event {
+        origin: *origin,
+        body: Body::Line(Line {
+            text: text.into(),
+            usual,
+            others,
+            fields: OnceLock::new(),
+        }),
+    })
+}
+
+/// A top-level object's wanted members; None when it is one the full parser
+/// must see (a `batch` or `_segrelay` key, or a wanted key with escapes).
+struct Partial<'w> {
+    wanted: &'w Wanted,
+    /// The address of the line's first byte, to turn borrowed slices into offsets.
+    base: usize,
+}
+
+impl Partial<'_> {
+    fn span(&self, text: &str) -> (u32, u32) {
+        let start = text.as_ptr() as usize - self.base;
+        // Lines are shorter than 4 GiB (checked before parsing).
+        (start as u32, (start + text.len()) as u32)
     }
 }
 
-/// A top-level object with only the wanted keys built; None when it is one
-/// the full parser must see (a `batch` or `_segrelay` key).
-struct Partial<'w> {
-    wanted: &'w Wanted,
-}
+/// The usual keys' value spans, and the other wanted members.
+type Members = (
+    [(u32, u32); ALWAYS_WANTED.len()],
+    Vec<((u32, u32), (u32, u32))>,
+);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Partial<'_> {
-    type Value = Option<Map<String, Value>>;
+    type Value = Option<Members>;
 
     fn deserialize<D: serde::Deserializer<'de>>(
         self,
@@ -241,26 +310,100 @@ impl<'de> serde::de::DeserializeSeed<'de> for Partial<'_> {
 }
 
 impl<'de> serde::de::Visitor<'de> for Partial<'_> {
-    type Value = Option<Map<String, Value>>;
+    type Value = Option<Members>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Map::new();
+        let mut usual = [(0, 0); ALWAYS_WANTED.len()];
+        let mut others = Vec::new();
         while let Some(Key(key)) = map.next_key::<Key>()? {
             if key == "batch" || key == REJECT_NOTE_KEY {
                 return Ok(None);
             }
-            if self.wanted.contains(&key) {
-                let value: Value = map.next_value()?;
-                fields.insert(key.into_owned(), value);
-            } else {
+            let index = usual_index(&key);
+            if index.is_none() && !self.wanted.contains_other(&key) {
                 map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let value: &serde_json::value::RawValue = map.next_value()?;
+            // Skipping a value checks less than parsing it would: a wanted value must parse.
+            if may_not_parse(value.get()) && serde_json::from_str::<Valid>(value.get()).is_err() {
+                return Ok(None);
+            }
+            let value = self.span(value.get());
+            match (index, key) {
+                (Some(index), _) => usual[index] = value,
+                (None, std::borrow::Cow::Borrowed(key)) => others.push((self.span(key), value)),
+                // An escaped key has no span of its own in the line.
+                (None, std::borrow::Cow::Owned(_)) => return Ok(None),
             }
         }
-        Ok(Some(fields))
+        Ok(Some((usual, others)))
+    }
+}
+
+/// Whether a value that was skipped might still be refused by a parse: only
+/// an escape (a lone surrogate), an exponent or a long value (a number out of
+/// range, nesting too deep) can make the difference; the line is known UTF-8.
+fn may_not_parse(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.len() >= 256
+        || memchr::memchr(b'\\', bytes).is_some()
+        || memchr::memchr2_iter(b'e', b'E', bytes).any(|i| i > 0 && bytes[i - 1].is_ascii_digit())
+}
+
+/// Any JSON value a `serde_json::Value` can hold, checked the way parsing one
+/// checks it, without building it.
+struct Valid;
+
+impl<'de> serde::Deserialize<'de> for Valid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Valid)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Valid {
+    type Value = Valid;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_unit<E>(self) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
+        while map.next_entry::<Key, Valid>()?.is_some() {}
+        Ok(Valid)
     }
 }
 
@@ -290,20 +433,149 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 }
 
 impl Event {
+    pub fn from_map(fields: Map<String, Value>, origin: Origin) -> Event {
+        Event {
+            origin,
+            body: Body::Map(fields),
+        }
+    }
+
+    /// The event's keys as a map: all of them when it was parsed whole, else the wanted ones.
+    pub fn fields(&self) -> &Map<String, Value> {
+        match &self.body {
+            Body::Map(fields) => fields,
+            Body::Line(line) => line.fields.get_or_init(|| {
+                let parse = |span| {
+                    serde_json::from_str(line.slice(span)).expect("a value the line's parse took")
+                };
+                let mut fields = Map::new();
+                for (key, span) in ALWAYS_WANTED.iter().zip(line.usual) {
+                    if span != (0, 0) {
+                        fields.insert((*key).to_owned(), parse(span));
+                    }
+                }
+                for (key, span) in &line.others {
+                    fields.insert(line.slice(*key).to_owned(), parse(*span));
+                }
+                fields
+            }),
+        }
+    }
+
+    /// The JSON text of a top-level value, for an event kept as its line.
+    fn raw(&self, key: &str) -> Option<&str> {
+        let Body::Line(line) = &self.body else {
+            return None;
+        };
+        let span = match usual_index(key) {
+            Some(index) => line.usual[index],
+            None => {
+                line.others
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| line.slice(*k) == key)?
+                    .1
+            }
+        };
+        (span != (0, 0)).then(|| line.slice(span))
+    }
+
     /// The call type: `track`, `page`, `screen`, `identify`, ...
-    pub fn call_type(&self) -> Option<&str> {
-        self.fields.get("type").and_then(Value::as_str)
+    pub fn call_type(&self) -> Option<Cow<'_, str>> {
+        self.str_at("type")
+    }
+
+    /// A top-level string, borrowed from the line when it has no escapes.
+    pub fn str_at(&self, key: &str) -> Option<Cow<'_, str>> {
+        match &self.body {
+            Body::Map(fields) => fields.get(key)?.as_str().map(Cow::Borrowed),
+            Body::Line(_) => {
+                let raw = self.raw(key)?;
+                match plain_string(raw) {
+                    Some(text) => Some(Cow::Borrowed(text)),
+                    None => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+                }
+            }
+        }
     }
 
     /// A value by dot path into the whole event (`properties.customerId`).
-    pub fn get(&self, path: &str) -> Option<&Value> {
-        lookup(&self.fields, path)
+    pub fn get(&self, path: &str) -> Option<Cow<'_, Value>> {
+        match path.split_once('.') {
+            Some((key, rest)) => self.get_in(key, Some(rest)),
+            None => self.get_in(path, None),
+        }
+    }
+
+    /// A top-level value, or a value by dot path inside it.
+    pub fn get_in(&self, key: &str, path: Option<&str>) -> Option<Cow<'_, Value>> {
+        let segments = path.into_iter().flat_map(|path| path.split('.'));
+        let parsed = match &self.body {
+            Body::Map(fields) => Some(fields),
+            Body::Line(line) => line.fields.get(),
+        };
+        if let Some(fields) = parsed {
+            return descend(fields.get(key)?, segments).map(Cow::Borrowed);
+        }
+        let mut raw = self.raw(key)?;
+        for segment in segments {
+            raw = member_of(raw, segment)?;
+        }
+        serde_json::from_str(raw).ok().map(Cow::Owned)
+    }
+
+    /// Values by dot path inside a top-level object (`properties`), several at
+    /// once: a line's text of the object is read once for all of them.
+    pub fn get_all_in(&self, key: &str, paths: &[impl AsRef<str>]) -> Vec<Option<Cow<'_, Value>>> {
+        let paths: Vec<&str> = paths.iter().map(AsRef::as_ref).collect();
+        let raw = match &self.body {
+            Body::Line(line) if line.fields.get().is_none() => self.raw(key),
+            _ => None,
+        };
+        let Some(raw) = raw.filter(|raw| raw.starts_with('{')) else {
+            return paths
+                .iter()
+                .map(|path| self.get_in(key, Some(path)))
+                .collect();
+        };
+        let firsts: Vec<&str> = paths
+            .iter()
+            .map(|path| path.split('.').next().unwrap_or(path))
+            .collect();
+        let mut deserializer = serde_json::Deserializer::from_str(raw);
+        let found = serde::de::DeserializeSeed::deserialize(Pick(&firsts), &mut deserializer)
+            .expect("a value the line's parse took");
+        paths
+            .iter()
+            .zip(found)
+            .map(|(path, found)| {
+                let mut raw = found?;
+                for segment in path.split('.').skip(1) {
+                    raw = member_of(raw, segment)?;
+                }
+                serde_json::from_str(raw).ok().map(Cow::Owned)
+            })
+            .collect()
+    }
+
+    /// Whether a top-level value is a JSON object.
+    pub fn is_object(&self, key: &str) -> bool {
+        match &self.body {
+            Body::Map(fields) => matches!(fields.get(key), Some(Value::Object(_))),
+            Body::Line(_) => self.raw(key).is_some_and(|raw| raw.starts_with('{')),
+        }
     }
 
     /// An id by dot path, as text: strings as they are, numbers as decimal text;
     /// empty strings and other types count as absent.
     pub fn id_at(&self, path: &str) -> Option<String> {
-        self.get(path).and_then(id_text)
+        if !path.contains('.')
+            && let Some(raw) = self.raw(path)
+            && let Some(text) = plain_string(raw)
+        {
+            return (!text.is_empty()).then(|| text.to_owned());
+        }
+        self.get(path).and_then(|value| id_text(&value))
     }
 
     /// `userId`, else `anonymousId`.
@@ -320,7 +592,7 @@ impl Event {
     /// `preserve_order` feature is off), so the same event always serialises the
     /// same way, whatever the key order of the input line.
     pub fn content_id(&self) -> String {
-        let bytes = serde_json::to_vec(&self.fields).expect("a JSON map always serialises");
+        let bytes = serde_json::to_vec(self.fields()).expect("a JSON map always serialises");
         let digest = Sha256::digest(&bytes);
         let mut id = String::with_capacity(9 + 32);
         id.push_str("segrelay-");
@@ -333,7 +605,8 @@ impl Event {
     /// Segment's integrations selector: a destination's own key wins; otherwise
     /// `All` decides, and it defaults to true.
     pub fn enabled_for(&self, display_name: &str) -> bool {
-        let Some(Value::Object(integrations)) = self.fields.get("integrations") else {
+        let integrations = self.get("integrations");
+        let Some(Value::Object(integrations)) = integrations.as_deref() else {
             return true;
         };
         match integrations.get(display_name) {
@@ -344,17 +617,147 @@ impl Event {
 
     /// The event's `properties` object (empty when absent or not an object).
     pub fn properties(&self) -> &Map<String, Value> {
-        object_or_empty(self.fields.get("properties"))
+        object_or_empty(self.fields().get("properties"))
     }
 
     /// The event's `traits` object (empty when absent or not an object).
     pub fn traits(&self) -> &Map<String, Value> {
-        object_or_empty(self.fields.get("traits"))
+        object_or_empty(self.fields().get("traits"))
     }
 
     /// The event as a JSON line, for the rejects file.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.fields).expect("a JSON map always serialises")
+        serde_json::to_string(self.fields()).expect("a JSON map always serialises")
+    }
+
+    /// The line the event was read from, when it is the whole event as it is.
+    pub fn into_line(self) -> Result<Box<str>, Event> {
+        match self.body {
+            Body::Line(line) => Ok(line.text),
+            Body::Map(_) => Err(self),
+        }
+    }
+}
+
+impl Line {
+    fn slice(&self, (start, end): (u32, u32)) -> &str {
+        &self.text[start as usize..end as usize]
+    }
+}
+
+/// A JSON string's text when it has no escapes, which is what it means as it is.
+fn plain_string(raw: &str) -> Option<&str> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// The JSON text of an object's member, or of an array's item by its index.
+fn member_of<'a>(raw: &'a str, segment: &str) -> Option<&'a str> {
+    let mut deserializer = serde_json::Deserializer::from_str(raw);
+    let found = match raw.as_bytes().first()? {
+        b'{' => serde::de::DeserializeSeed::deserialize(Find::Key(segment), &mut deserializer),
+        b'[' => serde::de::DeserializeSeed::deserialize(
+            Find::Index(segment.parse().ok()?),
+            &mut deserializer,
+        ),
+        _ => return None,
+    };
+    found.ok()?
+}
+
+/// An object's members with the given keys, in one pass (the last of a repeated key).
+struct Pick<'k>(&'k [&'k str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pick<'_> {
+    type Value = Vec<Option<&'de str>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pick<'_> {
+    type Value = Vec<Option<&'de str>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = vec![None; self.0.len()];
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if !self.0.contains(&&*key) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let value: &'de serde_json::value::RawValue = map.next_value()?;
+            for (wanted, slot) in self.0.iter().zip(&mut found) {
+                if *wanted == key {
+                    *slot = Some(value.get());
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// What `member_of` looks for.
+enum Find<'k> {
+    Key(&'k str),
+    Index(usize),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Find<'_> {
+    type Value = Option<&'de str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Find<'_> {
+    type Value = Option<&'de str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object or an array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Find::Key(wanted) = self else {
+            return Ok(None);
+        };
+        // As in a parsed map, the last of a repeated key counts.
+        let mut found = None;
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if key == wanted {
+                let value: &'de serde_json::value::RawValue = map.next_value()?;
+                found = Some(value.get());
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Find::Index(wanted) = self else {
+            return Ok(None);
+        };
+        let mut found = None;
+        let mut index = 0;
+        while let Some(item) = seq.next_element::<&'de serde_json::value::RawValue>()? {
+            if index == wanted {
+                found = Some(item.get());
+            }
+            index += 1;
+        }
+        Ok(found)
     }
 }
 
@@ -369,7 +772,13 @@ fn object_or_empty(value: Option<&Value>) -> &Map<String, Value> {
 /// Looks a dot path up in an object; a numeric segment indexes an array.
 pub fn lookup<'a>(object: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut segments = path.split('.');
-    let mut current = object.get(segments.next()?)?;
+    descend(object.get(segments.next()?)?, segments)
+}
+
+fn descend<'a, 's>(
+    mut current: &'a Value,
+    segments: impl Iterator<Item = &'s str>,
+) -> Option<&'a Value> {
     for segment in segments {
         current = match current {
             Value::Object(map) => map.get(segment)?,
@@ -423,9 +832,14 @@ const MAX_EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
 
 /// The ids every destination may use, when one is a number segrelay cannot
 /// keep exactly: the event is refused rather than sent under a rounded id.
-fn inexact_id(fields: &Map<String, Value>) -> Option<Reason> {
+fn inexact_id(event: &Event) -> Option<Reason> {
     for key in ["userId", "anonymousId", "messageId"] {
-        if let Some(Value::Number(n)) = fields.get(key)
+        // Only a number can be inexact; a line's string needs no parsing to tell.
+        if event.raw(key).is_some_and(|raw| raw.starts_with('"')) {
+            continue;
+        }
+        if let Some(value) = event.get(key)
+            && let Value::Number(n) = &*value
             && decimal_text(n).is_none()
         {
             return Some(Reason::new(
@@ -503,10 +917,7 @@ mod tests {
         let Value::Object(fields) = value else {
             panic!("not an object")
         };
-        Event {
-            fields,
-            origin: origin(),
-        }
+        Event::from_map(fields, origin())
     }
 
     fn parse(line: &str) -> Vec<Result<Event, BadLine>> {
@@ -568,10 +979,10 @@ mod tests {
         );
         assert_eq!(out.len(), 3);
         let first = out[0].as_ref().unwrap();
-        assert_eq!(first.fields["context"], json!({"env": 1}));
-        assert_eq!(first.fields["integrations"], json!({"All": false}));
+        assert_eq!(first.fields()["context"], json!({"env": 1}));
+        assert_eq!(first.fields()["integrations"], json!({"All": false}));
         assert_eq!(
-            out[1].as_ref().unwrap().fields["context"],
+            out[1].as_ref().unwrap().fields()["context"],
             json!({"own": 1})
         );
         assert_eq!(
@@ -608,11 +1019,14 @@ mod tests {
             !out[0]
                 .as_ref()
                 .unwrap()
-                .fields
+                .fields()
                 .contains_key(REJECT_NOTE_KEY)
         );
         let out = parse(r#"{"_segrelay":{"reason":"invalid JSON","raw":"{\"type\":\"page\"}"}}"#);
-        assert_eq!(out[0].as_ref().unwrap().call_type(), Some("page"));
+        assert_eq!(
+            out[0].as_ref().unwrap().call_type().as_deref(),
+            Some("page")
+        );
     }
 
     #[test]
@@ -638,12 +1052,12 @@ mod tests {
             !out[0]
                 .as_ref()
                 .unwrap()
-                .fields
+                .fields()
                 .contains_key(REJECT_NOTE_KEY)
         );
         let out = parse(r#"{"_segrelay":{"reason":"x"},"type":"track","batch":[1,2]}"#);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].as_ref().unwrap().fields["batch"], json!([1, 2]));
+        assert_eq!(out[0].as_ref().unwrap().fields()["batch"], json!([1, 2]));
     }
 
     /// A partly parsed event translates as the whole one does.
@@ -661,27 +1075,106 @@ mod tests {
             r#"[1,2]"#,
             r#"{"type":"track","messageId":18500000000000000001}"#,
         ];
-        for line in lines {
+        // The first two are plain events, kept as their lines.
+        for (i, line) in lines.into_iter().enumerate() {
             let mut full = Vec::new();
-            let whole = parse_line(line.as_bytes(), &origin(), |r| full.push(r));
+            parse_line(line.as_bytes(), &origin(), |r| full.push(r));
             let mut part = Vec::new();
-            let part_whole =
-                parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| part.push(r));
-            assert_eq!(whole, part_whole, "{line}");
+            parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| part.push(r));
             assert_eq!(full.len(), part.len(), "{line}");
             for (f, p) in full.iter().zip(&part) {
                 match (f, p) {
                     (Ok(f), Ok(p)) => {
-                        for key in ALWAYS_WANTED.iter().chain(["context"].iter()) {
-                            assert_eq!(f.fields.get(*key), p.fields.get(*key), "{line}: {key}");
+                        let paths = ALWAYS_WANTED.iter().chain(&["context", "context.groupId"]);
+                        for path in paths {
+                            assert_eq!(f.get(path), p.get(path), "{line}: {path}");
+                        }
+                        for key in ALWAYS_WANTED.iter().chain(&["context"]) {
+                            assert_eq!(f.fields().get(*key), p.fields().get(*key), "{line}: {key}");
                         }
                         assert_eq!(f.message_id(), p.message_id(), "{line}");
+                        let kept = p.clone().into_line().ok();
+                        assert_eq!(kept.as_deref(), (i < 2).then_some(line), "{line}");
                     }
                     (Err(f), Err(p)) => assert_eq!(f.reason, p.reason, "{line}"),
                     _ => panic!("{line}: one parsed, the other not"),
                 }
             }
         }
+    }
+
+    /// What a skip lets through and a parse refuses goes the full way, to be refused.
+    #[test]
+    fn wanted_values_that_would_not_parse_are_refused() {
+        let wanted = Wanted::with_paths([]);
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let long = "9".repeat(400);
+        let lines = [
+            r#"{"type":"track","messageId":"m","event":"\ud800"}"#.to_owned(),
+            r#"{"type":"track","messageId":"m","properties":{"value":1e400}}"#.to_owned(),
+            format!(r#"{{"type":"track","messageId":"m","properties":{{"n":{long}}}}}"#),
+            format!(r#"{{"type":"track","messageId":"m","properties":{{"d":{deep}}}}}"#),
+        ];
+        for line in &lines {
+            let mut out = Vec::new();
+            parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| out.push(r));
+            assert_eq!(out.len(), 1, "{line}");
+            let Err(bad) = &out[0] else {
+                panic!("{line}: taken")
+            };
+            assert_eq!(bad.reason.kind, "invalid JSON", "{line}");
+        }
+        // A number with an exponent that does parse is kept.
+        let line = r#"{"type":"track","messageId":"m","properties":{"value":1.5e3,"s":"2e"}}"#;
+        let mut out = Vec::new();
+        parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| out.push(r));
+        let event = out.pop().unwrap().unwrap();
+        assert_eq!(
+            event.get("properties.value").as_deref(),
+            Some(&json!(1500.0))
+        );
+    }
+
+    /// An event kept as its line answers paths as a parsed one does.
+    #[test]
+    fn lines_answer_paths_like_maps() {
+        let wanted = Wanted::with_paths(["context.groupId"]);
+        let line = r#"{"messageId":"m","type":"tr\u0061ck","properties":{"a":{"b":[10,{"c":3}]},"a":{"b":[1]},"s":"x\"y","n":null},"context":{"groupId":7},"traits":[1,2],"\u0065vent":"e"}"#;
+        let mut kept = Vec::new();
+        parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| kept.push(r));
+        let kept = kept.pop().unwrap().unwrap();
+        let parsed = event(serde_json::from_str(line).unwrap());
+        assert!(kept.clone().into_line().is_ok(), "kept as a line");
+        for path in [
+            "type",
+            "event",
+            "properties.a.b.0",
+            "properties.a.b.1.c",
+            "properties.s",
+            "properties.n",
+            "properties.missing",
+            "context.groupId",
+            "traits.1",
+            "traits.x",
+            "messageId.0",
+        ] {
+            assert_eq!(kept.get(path), parsed.get(path), "{path}");
+        }
+        assert_eq!(kept.call_type().as_deref(), Some("track"));
+        assert_eq!(kept.str_at("event").as_deref(), Some("e"));
+        let paths = ["a.b.0", "s", "missing", "a"];
+        let all: Vec<_> = kept
+            .get_all_in("properties", &paths)
+            .into_iter()
+            .map(|v| v.map(Cow::into_owned))
+            .collect();
+        let each: Vec<_> = paths
+            .iter()
+            .map(|p| parsed.get_in("properties", Some(p)).map(Cow::into_owned))
+            .collect();
+        assert_eq!(all, each);
+        assert_eq!(kept.properties(), parsed.properties());
+        assert!(kept.is_object("properties") && !kept.is_object("traits"));
     }
 
     #[test]
@@ -700,7 +1193,7 @@ mod tests {
     #[test]
     fn paths_reach_into_objects_and_arrays() {
         let e = event(json!({"properties": {"a": {"b": [10, {"c": 3}]}}}));
-        assert_eq!(e.get("properties.a.b.1.c"), Some(&json!(3)));
+        assert_eq!(e.get("properties.a.b.1.c").as_deref(), Some(&json!(3)));
         assert_eq!(e.get("properties.a.x"), None);
         let mut props = e.properties().clone();
         assert_eq!(remove_path(&mut props, "a.b"), Some(json!([10, {"c": 3}])));

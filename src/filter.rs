@@ -30,6 +30,7 @@ impl Filter {
     /// usable time passes the time filters: translation rejects it with the reason.
     pub fn skip_reason(&self, event: &Event) -> Option<Reason> {
         let call = event.call_type();
+        let call = call.as_deref();
         if let Some(types) = &self.types
             && !call.is_some_and(|c| types.iter().any(|t| t == c))
         {
@@ -38,13 +39,14 @@ impl Filter {
         if let Some(names) = &self.events
             && call == Some("track")
         {
-            let name = event.fields.get("event").and_then(|v| v.as_str());
+            let name = event.str_at("event");
+            let name = name.as_deref();
             if !name.is_some_and(|n| names.iter().any(|wanted| wanted == n)) {
                 return Some(Reason::plain("filtered by --events"));
             }
         }
         if (self.since.is_some() || self.until.is_some())
-            && let Ok(time) = event_time(&event.fields)
+            && let Ok(time) = event_time(&event)
         {
             if self.since.is_some_and(|since| time < since) {
                 return Some(Reason::plain("filtered by --since"));
@@ -84,13 +86,11 @@ mod tests {
     use serde_json::json;
 
     fn event(value: serde_json::Value) -> Event {
-        Event {
-            fields: value.as_object().unwrap().clone(),
-            origin: Origin {
-                source: "t".into(),
-                line: 1,
-            },
-        }
+        let origin = Origin {
+            source: "t",
+            line: 1,
+        };
+        Event::from_map(value.as_object().unwrap().clone(), origin)
     }
 
     #[test]

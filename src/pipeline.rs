@@ -219,7 +219,7 @@ pub fn scan_days(
 ) -> anyhow::Result<BTreeMap<i64, DaySpan>> {
     let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
     scan(options, destination, |event, _| {
-        let time = event_time(&event.fields).expect("a translated event has a time");
+        let time = event_time(&event).expect("a translated event has a time");
         let day = time.as_second().div_euclid(86_400);
         let span = days.entry(day).or_insert(DaySpan {
             first: time,

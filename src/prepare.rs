@@ -258,13 +258,7 @@ fn work(queue: &Mutex<mpsc::Receiver<Job>>, preparer: &Preparer) {
                     at,
                     start,
                     end,
-                } => preparer.line(
-                    &bytes[start..end],
-                    &origin,
-                    at,
-                    &mut parsed,
-                    &mut prepared,
-                ),
+                } => preparer.line(&bytes[start..end], &origin, at, &mut parsed, &mut prepared),
                 Entry::Broken {
                     origin,
                     at,
@@ -304,14 +298,15 @@ impl Preparer<'_> {
         parsed: &mut Vec<Result<Event, BadLine>>,
         out: &mut Vec<Prepared>,
     ) {
-        let whole = parse_line_wanted(bytes, origin, &self.wanted, |result| parsed.push(result));
-        // The line's own text stands for its event in the rejects file.
-        let text = whole.then_some(bytes);
+        parse_line_wanted(bytes, origin, &self.wanted, |result| parsed.push(result));
         let last = parsed.len().saturating_sub(1);
         for (i, result) in parsed.drain(..).enumerate() {
             let (origin, ready) = match result {
-                Ok(event) => (event.origin.clone(), self.event(event, text)),
-                Err(bad) => (bad.origin, Ready::Rejected(bad.reason, Content::Raw(bad.raw))),
+                Ok(event) => (event.origin, self.event(event)),
+                Err(bad) => (
+                    bad.origin,
+                    Ready::Rejected(bad.reason, Content::Raw(bad.raw)),
+                ),
             };
             out.push(Prepared {
                 origin,
@@ -322,35 +317,35 @@ impl Preparer<'_> {
         }
     }
 
-    fn event(&self, event: Event, text: Option<&[u8]>) -> Ready {
+    fn event(&self, event: Event) -> Ready {
         if let Some(reason) = self.filter.skip_reason(&event) {
             return Ready::Skipped(reason);
         }
         match self.destination.translate(&event) {
             Translation::Record(payload) => {
                 if let Some((start, end)) = self.window {
-                    let time = event_time(&event.fields).expect("a translated event has a time");
+                    let time = event_time(&event).expect("a translated event has a time");
                     if time < start || time >= end {
                         return Ready::OtherWindow;
                     }
                 }
-                let original = match text {
-                    Some(text) => text.into(),
-                    None => event.to_json().into_bytes().into_boxed_slice(),
+                let original = match event.into_line() {
+                    Ok(line) => line.into_boxed_bytes(),
+                    Err(event) => event.to_json().into_bytes().into_boxed_slice(),
                 };
                 Ready::Record { payload, original }
             }
             Translation::Skip(reason) => Ready::Skipped(reason),
-            Translation::Reject(reason) => Ready::Rejected(reason, whole_event(event, text)),
+            Translation::Reject(reason) => Ready::Rejected(reason, whole_event(event)),
         }
     }
 }
 
 /// What the rejects file keeps of an event: the line's text when the event is
-/// the whole line (the parsed event may hold only the keys translation reads).
-fn whole_event(event: Event, text: Option<&[u8]>) -> Content {
-    match text {
-        Some(text) => Content::Json(text.into()),
-        None => Content::Event(event),
+/// the whole line (its parsed keys may be only those translation reads).
+fn whole_event(event: Event) -> Content {
+    match event.into_line() {
+        Ok(line) => Content::Json(line.into_boxed_bytes()),
+        Err(event) => Content::Event(event),
     }
 }

@@ -386,10 +386,7 @@ impl Report {
             Content::Json(text) => match serde_json::from_slice::<Map<String, Value>>(&text) {
                 Ok(mut fields) => {
                     fields.remove(REJECT_NOTE_KEY);
-                    Content::Event(Event {
-                        fields,
-                        origin: origin.clone(),
-                    })
+                    Content::Event(Event::from_map(fields, *origin))
                 }
                 Err(_) => Content::Raw(text.into_vec()),
             },

@@ -81,13 +81,14 @@ impl Destination for Amberflo {
             return skip_or_reject;
         }
         let call = event.call_type().unwrap_or_default();
+        let call = call.as_ref();
         if call == "identify" {
             return self.customer(event);
         }
         let Some(customer_id) = event.customer_id() else {
             return super::missing("customer id", "userId or anonymousId");
         };
-        let time = match event_time(&event.fields) {
+        let time = match event_time(&event) {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
@@ -99,7 +100,7 @@ impl Destination for Amberflo {
                 };
                 (name, meter_value(properties.get("value")), None)
             }
-            _ => (call.to_owned(), Number::from(1), event.fields.get("name")),
+            _ => (call.to_owned(), Number::from(1), event.fields().get("name")),
         };
         let skip = if call == "track" { Some("value") } else { None };
         let unique_id = event.message_id();

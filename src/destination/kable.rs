@@ -147,7 +147,7 @@ impl Destination for Kable {
         let Some(client_id) = event.id_at(&self.client_id_field) else {
             return super::missing("client id", &self.client_id_field);
         };
-        let time = match event_time(&event.fields) {
+        let time = match event_time(&event) {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
@@ -267,13 +267,13 @@ mod tests {
                 client_id_field: "userId".into(),
                 mapping: mapping.clone(),
             };
-            let event = Event {
-                fields: json!({"type": "track", "userId": "u", "messageId": "m", "timestamp": "2026-01-01T00:00:00Z", "properties": properties})
+            let event = Event::from_map(
+                json!({"type": "track", "userId": "u", "messageId": "m", "timestamp": "2026-01-01T00:00:00Z", "properties": properties})
                     .as_object()
                     .unwrap()
                     .clone(),
-                origin: crate::event::Origin { source: "t".into(), line: 1 },
-            };
+                crate::event::Origin { source: "t", line: 1 },
+            );
             let Translation::Record(payload) = kable.translate(&event) else {
                 panic!("not translated")
             };

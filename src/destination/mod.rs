@@ -296,7 +296,7 @@ pub fn calls(kind: Kind) -> &'static [(&'static str, &'static str)] {
 /// events the integrations object turns off. Everything else must have a type.
 pub fn screen(event: &Event, kind: Kind, takes: &[&str]) -> Result<(), Translation> {
     let Some(call) = event.call_type() else {
-        let reason = match event.fields.get("type") {
+        let reason = match event.get("type").as_deref() {
             None => Reason::plain("missing type"),
             Some(other) => Reason::new(
                 "missing type",
@@ -305,7 +305,7 @@ pub fn screen(event: &Event, kind: Kind, takes: &[&str]) -> Result<(), Translati
         };
         return Err(Translation::Reject(reason));
     };
-    if !takes.contains(&call) {
+    if !takes.contains(&call.as_ref()) {
         return Err(Translation::Skip(Reason::plain(format!(
             "type not taken: {call}"
         ))));

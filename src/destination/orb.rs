@@ -8,7 +8,7 @@ use super::{
     common_verdict,
 };
 use crate::event::time::{event_time, utc_millis_text};
-use crate::event::{Event, json_kind, lookup};
+use crate::event::{Event, json_kind};
 use crate::report::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 use crate::transport::Response;
@@ -53,6 +53,8 @@ pub struct Orb {
     event_name_field: String,
     idempotency_key_field: String,
     mapping: Vec<(String, String)>,
+    /// The mapping's Segment paths, in its order.
+    mapped_paths: Vec<String>,
 }
 
 impl Orb {
@@ -60,6 +62,8 @@ impl Orb {
         settings: &DestinationSettings,
         table: &mut TableReader,
     ) -> Result<Orb, SettingsError> {
+        let mapping = table.mapping("properties_mapping")?;
+        let mapped_paths = mapping.iter().map(|(from, _)| from.clone()).collect();
         Ok(Orb {
             name: settings.name.clone(),
             api_key: settings.api_key.clone(),
@@ -70,7 +74,8 @@ impl Orb {
             customer_field: table.required_field("external_customer_id_field")?,
             event_name_field: table.field("event_name_field", "event")?,
             idempotency_key_field: table.field("idempotency_key_field", "messageId")?,
-            mapping: table.mapping("properties_mapping")?,
+            mapping,
+            mapped_paths,
         })
     }
 }
@@ -119,14 +124,18 @@ impl Destination for Orb {
                 None => return super::missing("idempotency key", &self.idempotency_key_field),
             }
         };
-        let time = match event_time(&event.fields) {
+        let time = match event_time(&event) {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
-        let source = event.properties();
         let mut properties = Map::new();
-        for (from, to) in &self.mapping {
-            match lookup(source, from) {
+        // Only the mapped properties are read (most are not mapped), and only from an object.
+        let values = match event.is_object("properties") {
+            true => event.get_all_in("properties", &self.mapped_paths),
+            false => Vec::new(),
+        };
+        for ((from, to), value) in self.mapping.iter().zip(values) {
+            match value.as_deref() {
                 None | Some(Value::Null) => {}
                 Some(nested @ (Value::Object(_) | Value::Array(_))) => {
                     return Translation::Reject(Reason::new(
@@ -137,8 +146,8 @@ impl Destination for Orb {
                         ),
                     ));
                 }
-                Some(value) => {
-                    properties.insert(to.clone(), value.clone());
+                Some(_) => {
+                    properties.insert(to.clone(), value.expect("a value").into_owned());
                 }
             }
         }

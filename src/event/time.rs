@@ -31,11 +31,16 @@ pub const TIME_FIELDS: [&str; 3] = ["timestamp", "originalTimestamp", "receivedA
 
 /// The first time field that is present (null and "" count as absent), parsed.
 /// A present but unparsable field rejects the event rather than falling back silently.
-pub fn event_time(event: &serde_json::Map<String, Value>) -> Result<Timestamp, TimeError> {
+pub fn event_time(event: &crate::event::Event) -> Result<Timestamp, TimeError> {
     for field in TIME_FIELDS {
-        match event.get(field) {
+        // Strings first: read from the line as they are, without a Value.
+        match event.str_at(field) {
+            Some(text) if text.is_empty() => continue,
+            Some(text) => return checked(field, parse_iso(&text), || quoted(&text)),
+            None => {}
+        }
+        match event.get(field).as_deref() {
             None | Some(Value::Null) => continue,
-            Some(Value::String(s)) if s.is_empty() => continue,
             Some(value) => return parse_time(field, value),
         }
     }
@@ -48,9 +53,22 @@ fn parse_time(field: &'static str, value: &Value) -> Result<Timestamp, TimeError
         Value::Number(n) => n.as_f64().and_then(from_epoch_number),
         _ => None,
     };
+    checked(field, parsed, || crate::event::short_text(value))
+}
+
+fn quoted(text: &str) -> String {
+    crate::event::short_text(&Value::String(text.to_owned()))
+}
+
+/// A parsed time within the range segrelay takes, or why not.
+fn checked(
+    field: &'static str,
+    parsed: Option<Timestamp>,
+    shown: impl FnOnce() -> String,
+) -> Result<Timestamp, TimeError> {
     let invalid = || TimeError::Invalid {
         field,
-        text: crate::event::short_text(value),
+        text: shown(),
     };
     let time = parsed.ok_or_else(invalid)?;
     if time < Timestamp::UNIX_EPOCH || time.as_second() >= 253_402_300_800 {
@@ -173,11 +191,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn millis(v: Value) -> Result<i64, TimeError> {
-        let Value::Object(map) = json!({ "timestamp": v }) else {
+    fn event(value: Value) -> crate::event::Event {
+        let Value::Object(map) = value else {
             unreachable!()
         };
-        event_time(&map).map(|t| t.as_millisecond())
+        let origin = crate::event::Origin {
+            source: "t",
+            line: 1,
+        };
+        crate::event::Event::from_map(map, origin)
+    }
+
+    fn millis(v: Value) -> Result<i64, TimeError> {
+        event_time(&event(json!({ "timestamp": v }))).map(|t| t.as_millisecond())
     }
 
     #[test]
@@ -209,27 +235,19 @@ mod tests {
 
     #[test]
     fn falls_back_only_when_a_field_is_absent() {
-        let Value::Object(event) = json!({"timestamp": null, "originalTimestamp": "", "receivedAt": "2021-04-26T14:01:46.909Z"})
-        else {
-            unreachable!()
-        };
-        assert_eq!(
-            event_time(&event).unwrap().as_millisecond(),
-            1_619_445_706_909
+        let e = event(
+            json!({"timestamp": null, "originalTimestamp": "", "receivedAt": "2021-04-26T14:01:46.909Z"}),
         );
-        let Value::Object(event) =
-            json!({"timestamp": "yesterday", "receivedAt": "2021-04-26T14:01:46.909Z"})
-        else {
-            unreachable!()
-        };
+        assert_eq!(event_time(&e).unwrap().as_millisecond(), 1_619_445_706_909);
+        let e = event(json!({"timestamp": "yesterday", "receivedAt": "2021-04-26T14:01:46.909Z"}));
         assert!(matches!(
-            event_time(&event),
+            event_time(&e),
             Err(TimeError::Invalid {
                 field: "timestamp",
                 ..
             })
         ));
-        assert_eq!(event_time(&serde_json::Map::new()), Err(TimeError::Missing));
+        assert_eq!(event_time(&event(json!({}))), Err(TimeError::Missing));
     }
 
     #[test]
