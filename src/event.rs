@@ -52,8 +52,12 @@ pub struct Event {
 
 #[derive(Debug, Clone)]
 enum Body {
-    /// Parsed whole: envelope items, rejects-file lines, events without an id.
-    Map(Map<String, Value>),
+    /// Parsed: whole (envelope items, rejects-file lines, events without an id),
+    /// or the wanted keys of a plain line, with the line.
+    Map {
+        fields: Map<String, Value>,
+        line: Option<Box<str>>,
+    },
     /// A plain line, kept as text with where each wanted top-level value lies in
     /// it. A value is parsed only when asked for: most events need a handful of
     /// small ones, and building every value was most of the time a run took.
@@ -84,7 +88,7 @@ pub struct BadLine {
 /// `{"batch":[...]}` envelope. Every item yields exactly one `Ok` or `Err`.
 pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Event, BadLine>)) {
     let bad = |reason: Reason| BadLine {
-        origin: origin.clone(),
+        origin: *origin,
         reason,
         raw: line.to_vec(),
     };
@@ -138,7 +142,7 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
         let Value::Object(mut item) = item else {
             let kind = json_kind(&item);
             each(Err(BadLine {
-                origin: origin.clone(),
+                origin: *origin,
                 reason: Reason::new("not a JSON object", format!("batch item {index} is {kind}")),
                 raw: item.to_string().into_bytes(),
             }));
@@ -172,6 +176,9 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
 #[derive(Debug, Clone)]
 pub struct Wanted {
     keys: Vec<String>,
+    /// Build the wanted values at once, for a destination that reads whole
+    /// objects (every property); else each is parsed when asked for.
+    at_once: bool,
 }
 
 /// What every destination and filter reads.
@@ -200,7 +207,27 @@ impl Wanted {
                 keys.push(first.to_owned());
             }
         }
-        Wanted { keys }
+        Wanted {
+            keys,
+            at_once: false,
+        }
+    }
+
+    /// What a destination reads: its paths, and whole objects or a few values.
+    pub fn of(destination: &dyn crate::destination::Destination) -> Wanted {
+        Wanted {
+            at_once: destination.reads_whole_objects(),
+            ..Wanted::with_paths(destination.paths())
+        }
+    }
+
+    /// The same keys, built at once.
+    #[cfg(test)]
+    fn at_once(self) -> Wanted {
+        Wanted {
+            at_once: true,
+            ..self
+        }
     }
 
     fn contains_other(&self, key: &str) -> bool {
@@ -253,6 +280,20 @@ pub fn parse_line_wanted(
 
 fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
     let text = std::str::from_utf8(line).ok()?;
+    if wanted.at_once {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let fields =
+            serde::de::DeserializeSeed::deserialize(PartialMap { wanted }, &mut deserializer)
+                .ok()??;
+        deserializer.end().ok()?;
+        return Some(Event {
+            origin: *origin,
+            body: Body::Map {
+                fields,
+                line: Some(text.into()),
+            },
+        });
+    }
     // Offsets are kept in 32 bits; a line this long is refused by the reader anyway.
     u32::try_from(text.len()).ok()?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -342,6 +383,46 @@ impl<'de> serde::de::Visitor<'de> for Partial<'_> {
             }
         }
         Ok(Some((usual, others)))
+    }
+}
+
+/// A top-level object with only the wanted keys built; None as for `Partial`.
+struct PartialMap<'w> {
+    wanted: &'w Wanted,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PartialMap<'_> {
+    type Value = Option<Map<String, Value>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PartialMap<'_> {
+    type Value = Option<Map<String, Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if key == "batch" || key == REJECT_NOTE_KEY {
+                return Ok(None);
+            }
+            if usual_index(&key).is_some() || self.wanted.contains_other(&key) {
+                let value: Value = map.next_value()?;
+                fields.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Some(fields))
     }
 }
 
@@ -436,14 +517,14 @@ impl Event {
     pub fn from_map(fields: Map<String, Value>, origin: Origin) -> Event {
         Event {
             origin,
-            body: Body::Map(fields),
+            body: Body::Map { fields, line: None },
         }
     }
 
     /// The event's keys as a map: all of them when it was parsed whole, else the wanted ones.
     pub fn fields(&self) -> &Map<String, Value> {
         match &self.body {
-            Body::Map(fields) => fields,
+            Body::Map { fields, .. } => fields,
             Body::Line(line) => line.fields.get_or_init(|| {
                 let parse = |span| {
                     serde_json::from_str(line.slice(span)).expect("a value the line's parse took")
@@ -488,7 +569,7 @@ impl Event {
     /// A top-level string, borrowed from the line when it has no escapes.
     pub fn str_at(&self, key: &str) -> Option<Cow<'_, str>> {
         match &self.body {
-            Body::Map(fields) => fields.get(key)?.as_str().map(Cow::Borrowed),
+            Body::Map { fields, .. } => fields.get(key)?.as_str().map(Cow::Borrowed),
             Body::Line(_) => {
                 let raw = self.raw(key)?;
                 match plain_string(raw) {
@@ -511,7 +592,7 @@ impl Event {
     pub fn get_in(&self, key: &str, path: Option<&str>) -> Option<Cow<'_, Value>> {
         let segments = path.into_iter().flat_map(|path| path.split('.'));
         let parsed = match &self.body {
-            Body::Map(fields) => Some(fields),
+            Body::Map { fields, .. } => Some(fields),
             Body::Line(line) => line.fields.get(),
         };
         if let Some(fields) = parsed {
@@ -561,7 +642,7 @@ impl Event {
     /// Whether a top-level value is a JSON object.
     pub fn is_object(&self, key: &str) -> bool {
         match &self.body {
-            Body::Map(fields) => matches!(fields.get(key), Some(Value::Object(_))),
+            Body::Map { fields, .. } => matches!(fields.get(key), Some(Value::Object(_))),
             Body::Line(_) => self.raw(key).is_some_and(|raw| raw.starts_with('{')),
         }
     }
@@ -631,10 +712,14 @@ impl Event {
     }
 
     /// The line the event was read from, when it is the whole event as it is.
-    pub fn into_line(self) -> Result<Box<str>, Event> {
+    /// (Boxed otherwise: events without a line are few, and an event is large.)
+    pub fn into_line(self) -> Result<Box<str>, Box<Event>> {
         match self.body {
             Body::Line(line) => Ok(line.text),
-            Body::Map(_) => Err(self),
+            Body::Map {
+                line: Some(text), ..
+            } => Ok(text),
+            Body::Map { line: None, .. } => Err(Box::new(self)),
         }
     }
 }
@@ -908,7 +993,7 @@ mod tests {
 
     fn origin() -> Origin {
         Origin {
-            source: "t.ndjson".into(),
+            source: "t.ndjson",
             line: 7,
         }
     }
@@ -1063,7 +1148,7 @@ mod tests {
     /// A partly parsed event translates as the whole one does.
     #[test]
     fn wanted_keys_give_the_same_events() {
-        let wanted = Wanted::with_paths(["context.groupId"]);
+        let lazy = Wanted::with_paths(["context.groupId"]);
         let lines = [
             r#"{"type":"track","event":"e","userId":"u","messageId":"m","timestamp":"2021-01-01T00:00:00Z","context":{"groupId":"g","ip":"1.2.3.4"},"properties":{"a":1},"sentAt":null}"#,
             r#"{"type":"page","messageId":7,"name":"Home","context":{"x":[1,{"y":2}]},"userId":"u","userId":"v"}"#,
@@ -1076,11 +1161,14 @@ mod tests {
             r#"{"type":"track","messageId":18500000000000000001}"#,
         ];
         // The first two are plain events, kept as their lines.
-        for (i, line) in lines.into_iter().enumerate() {
+        for (wanted, (i, line)) in [lazy.clone(), lazy.at_once()]
+            .iter()
+            .flat_map(|wanted| std::iter::repeat(wanted).zip(lines.into_iter().enumerate()))
+        {
             let mut full = Vec::new();
             parse_line(line.as_bytes(), &origin(), |r| full.push(r));
             let mut part = Vec::new();
-            parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| part.push(r));
+            parse_line_wanted(line.as_bytes(), &origin(), wanted, |r| part.push(r));
             assert_eq!(full.len(), part.len(), "{line}");
             for (f, p) in full.iter().zip(&part) {
                 match (f, p) {

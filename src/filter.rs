@@ -46,7 +46,7 @@ impl Filter {
             }
         }
         if (self.since.is_some() || self.until.is_some())
-            && let Ok(time) = event_time(&event)
+            && let Ok(time) = event_time(event)
         {
             if self.since.is_some_and(|since| time < since) {
                 return Some(Reason::plain("filtered by --since"));

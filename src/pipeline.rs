@@ -168,7 +168,7 @@ pub fn run(
         destination: courier.destination.as_ref(),
         filter: &options.filter,
         window: pass.window,
-        wanted: Wanted::with_paths(courier.destination.paths()),
+        wanted: Wanted::of(courier.destination.as_ref()),
     };
     let reading = Reading {
         sources: options.sources,
@@ -219,7 +219,7 @@ pub fn scan_days(
 ) -> anyhow::Result<BTreeMap<i64, DaySpan>> {
     let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
     scan(options, destination, |event, _| {
-        let time = event_time(&event).expect("a translated event has a time");
+        let time = event_time(event).expect("a translated event has a time");
         let day = time.as_second().div_euclid(86_400);
         let span = days.entry(day).or_insert(DaySpan {
             first: time,
@@ -240,7 +240,7 @@ pub fn scan(
     destination: &dyn Destination,
     mut each: impl FnMut(&Event, Payload),
 ) -> anyhow::Result<()> {
-    let wanted = Wanted::with_paths(destination.paths());
+    let wanted = Wanted::of(destination);
     let mut parsed = Vec::new();
     input::read_all(
         options.sources,
@@ -325,7 +325,7 @@ impl Pipeline<'_> {
                 }
             }
         }
-        let seq = self.push(origin.clone(), at, ends_line, None);
+        let seq = self.push(origin, at, ends_line, None);
         let limit = self
             .courier
             .destination

@@ -153,7 +153,7 @@ impl Chunk {
                 let start = self.bytes.len();
                 self.bytes.extend_from_slice(bytes);
                 self.entries.push(Entry::Line {
-                    origin: origin.clone(),
+                    origin: *origin,
                     at,
                     start,
                     end: self.bytes.len(),
@@ -346,6 +346,6 @@ impl Preparer<'_> {
 fn whole_event(event: Event) -> Content {
     match event.into_line() {
         Ok(line) => Content::Json(line.into_boxed_bytes()),
-        Err(event) => Content::Event(event),
+        Err(event) => Content::Event(*event),
     }
 }

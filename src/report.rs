@@ -375,7 +375,7 @@ impl Report {
         let mut note = json!({
             "outcome": outcome,
             "reason": reason.kind,
-            "source": &*origin.source,
+            "source": origin.source,
             "line": origin.line,
         });
         if !reason.detail.is_empty() {

@@ -1247,7 +1247,7 @@ proptest! {
 
     #[test]
     fn lib_parse_line_gives_one_outcome_per_item(bytes in arbitrary_bytes()) {
-        let origin = Origin { source: "fuzz".into(), line: 1 };
+        let origin = Origin { source: "fuzz", line: 1 };
         let mut n = 0;
         parse_line(&bytes, &origin, |_| n += 1);
         prop_assert_eq!(n, expected_outcomes(&bytes));
@@ -1256,7 +1256,7 @@ proptest! {
     #[test]
     fn lib_parse_and_translate_hostile_lines(text in line()) {
         let dests = destinations();
-        let origin = Origin { source: "fuzz".into(), line: 1 };
+        let origin = Origin { source: "fuzz", line: 1 };
         let mut results = Vec::new();
         parse_line(text.as_bytes(), &origin, |r| results.push(r));
         prop_assert_eq!(results.len(), expected_outcomes(text.as_bytes()));
@@ -1327,7 +1327,7 @@ fn ids_of_numeric_event(digits: &str) -> Vec<(String, String, String)> {
         r#"{{"type":"track","event":"e","userId":{digits},"messageId":{digits},"timestamp":"2024-05-01T10:00:00Z"}}"#
     );
     let origin = Origin {
-        source: "fuzz".into(),
+        source: "fuzz",
         line: 1,
     };
     let mut events = Vec::new();

@@ -88,7 +88,7 @@ impl Destination for Amberflo {
         let Some(customer_id) = event.customer_id() else {
             return super::missing("customer id", "userId or anonymousId");
         };
-        let time = match event_time(&event) {
+        let time = match event_time(event) {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };

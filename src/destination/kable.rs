@@ -147,7 +147,7 @@ impl Destination for Kable {
         let Some(client_id) = event.id_at(&self.client_id_field) else {
             return super::missing("client id", &self.client_id_field);
         };
-        let time = match event_time(&event) {
+        let time = match event_time(event) {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };

@@ -213,6 +213,12 @@ pub trait Destination: Send + Sync {
         Vec::new()
     }
 
+    /// Whether translation reads whole objects (every property), which are then
+    /// best built at once, rather than a few values, best read one by one.
+    fn reads_whole_objects(&self) -> bool {
+        true
+    }
+
     /// `ensure_customers` in the settings: make sure each customer exists first.
     fn ensures_customers(&self) -> bool {
         false

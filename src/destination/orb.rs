@@ -62,6 +62,9 @@ impl Orb {
         settings: &DestinationSettings,
         table: &mut TableReader,
     ) -> Result<Orb, SettingsError> {
+        let customer_field = table.required_field("external_customer_id_field")?;
+        let event_name_field = table.field("event_name_field", "event")?;
+        let idempotency_key_field = table.field("idempotency_key_field", "messageId")?;
         let mapping = table.mapping("properties_mapping")?;
         let mapped_paths = mapping.iter().map(|(from, _)| from.clone()).collect();
         Ok(Orb {
@@ -71,9 +74,9 @@ impl Orb {
                 .endpoint
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
-            customer_field: table.required_field("external_customer_id_field")?,
-            event_name_field: table.field("event_name_field", "event")?,
-            idempotency_key_field: table.field("idempotency_key_field", "messageId")?,
+            customer_field,
+            event_name_field,
+            idempotency_key_field,
             mapping,
             mapped_paths,
         })
@@ -106,6 +109,11 @@ impl Destination for Orb {
         ]
     }
 
+    /// Orb reads only the mapped properties.
+    fn reads_whole_objects(&self) -> bool {
+        false
+    }
+
     fn translate(&self, event: &Event) -> Translation {
         if let Err(skip_or_reject) = super::screen(event, Kind::Orb, &["track"]) {
             return skip_or_reject;
@@ -124,7 +132,7 @@ impl Destination for Orb {
                 None => return super::missing("idempotency key", &self.idempotency_key_field),
             }
         };
-        let time = match event_time(&event) {
+        let time = match event_time(event) {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };

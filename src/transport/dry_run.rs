@@ -66,7 +66,7 @@ impl DryRun {
                 line.push(b',');
             }
             line.extend_from_slice(b"{\"source\":");
-            push_json_string(line, &origin.source);
+            push_json_string(line, origin.source);
             line.extend_from_slice(b",\"line\":");
             line.extend_from_slice(origin.line.to_string().as_bytes());
             line.push(b'}');
