@@ -535,3 +535,62 @@ fn batch_size_above_the_maximum_is_refused() {
     out.expect_code(2);
     assert!(out.stdout.is_empty());
 }
+
+/// Lines prepared on several threads come back in input order: the requests,
+/// the rejects file and the summary are those of one thread, for every destination.
+#[test]
+fn threads_change_nothing_but_the_speed() {
+    let dir = workspace(SETTINGS);
+    let mut lines = Vec::new();
+    for i in 0..1500 {
+        let line = match i % 10 {
+            0 => mixed_file(),
+            1 => json!({"batch": [track(&format!("b{i}")), {"type": "identify", "userId": format!("u{i}"),
+                        "traits": {"name": "N"}, "messageId": format!("i{i}"), "timestamp": TS}]})
+            .to_string(),
+            2 => json!({"type": "screen", "userId": "u", "name": "S", "messageId": format!("s{i}"),
+                        "timestamp": TS, "properties": {"usage": {"tokens": i}}})
+            .to_string(),
+            _ => track(&format!("m{i}")).to_string(),
+        };
+        lines.push(line.trim_end().to_owned());
+    }
+    write(dir.path(), "a.ndjson", lines[..700].join("\n") + "\n");
+    write(dir.path(), "b.ndjson", lines[700..].join("\n") + "\n");
+    for dest in ["amberflo", "orb", "kable"] {
+        let outputs: Vec<(String, String, Value)> = ["1", "3"]
+            .iter()
+            .map(|threads| {
+                let rejects = format!("rejects-{dest}-{threads}.ndjson");
+                let summary = format!("summary-{dest}-{threads}.json");
+                let extra = ["-j", threads, "--rejects", &rejects, "--summary", &summary];
+                let run = dry_run(
+                    dir.path(),
+                    "segrelay.toml",
+                    dest,
+                    &extra,
+                    &["a.ndjson", "b.ndjson"],
+                );
+                run.expect_code(1);
+                let mut summary = read_json(&dir.path().join(&summary));
+                summary
+                    .as_object_mut()
+                    .unwrap()
+                    .retain(|key, _| !key.contains("seconds"));
+                let rejects = std::fs::read_to_string(dir.path().join(&rejects)).unwrap();
+                (run.stdout, rejects, summary)
+            })
+            .collect();
+        assert!(
+            outputs[0].0.lines().count() >= 2,
+            "{dest}: requests written"
+        );
+        assert!(
+            outputs[0].1.lines().count() > 100,
+            "{dest}: events rejected"
+        );
+        assert_eq!(outputs[0].0, outputs[1].0, "{dest}: requests");
+        assert_eq!(outputs[0].1, outputs[1].1, "{dest}: rejects file");
+        assert_eq!(outputs[0].2, outputs[1].2, "{dest}: summary");
+    }
+}
