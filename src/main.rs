@@ -13,6 +13,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
