@@ -230,9 +230,28 @@ impl Wanted {
         }
     }
 
-    fn contains_other(&self, key: &str) -> bool {
-        self.keys[ALWAYS_WANTED.len()..].iter().any(|k| k == key)
+    /// What a top-level key of a plain line is to a partial parse.
+    fn place(&self, key: &str) -> Place {
+        if key == "batch" || key == REJECT_NOTE_KEY {
+            return Place::NeedsFullParse;
+        }
+        match usual_index(key) {
+            Some(index) => Place::Usual(index),
+            None if self.keys[ALWAYS_WANTED.len()..].iter().any(|k| k == key) => Place::Other,
+            None => Place::Unread,
+        }
     }
+}
+
+enum Place {
+    /// An envelope or a rejects-file line: the full parser must see it.
+    NeedsFullParse,
+    /// One of `ALWAYS_WANTED`, at this index.
+    Usual(usize),
+    /// A key a settings path names.
+    Other,
+    /// Read past without building it.
+    Unread,
 }
 
 /// A usual key's place in `ALWAYS_WANTED`, by a match (a jump on length, then
@@ -361,13 +380,14 @@ impl<'de> serde::de::Visitor<'de> for Partial<'_> {
         let mut usual = [(0, 0); ALWAYS_WANTED.len()];
         let mut others = Vec::new();
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            if key == "batch" || key == REJECT_NOTE_KEY {
-                return Ok(None);
-            }
-            let index = usual_index(&key);
-            if index.is_none() && !self.wanted.contains_other(&key) {
-                map.next_value::<serde::de::IgnoredAny>()?;
-                continue;
+            let place = self.wanted.place(&key);
+            match place {
+                Place::NeedsFullParse => return Ok(None),
+                Place::Unread => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                Place::Usual(_) | Place::Other => {}
             }
             let value: &serde_json::value::RawValue = map.next_value()?;
             // Skipping a value checks less than parsing it would: a wanted value must parse.
@@ -375,11 +395,11 @@ impl<'de> serde::de::Visitor<'de> for Partial<'_> {
                 return Ok(None);
             }
             let value = self.span(value.get());
-            match (index, key) {
-                (Some(index), _) => usual[index] = value,
-                (None, std::borrow::Cow::Borrowed(key)) => others.push((self.span(key), value)),
+            match (place, key) {
+                (Place::Usual(index), _) => usual[index] = value,
+                (_, std::borrow::Cow::Borrowed(key)) => others.push((self.span(key), value)),
                 // An escaped key has no span of its own in the line.
-                (None, std::borrow::Cow::Owned(_)) => return Ok(None),
+                (_, std::borrow::Cow::Owned(_)) => return Ok(None),
             }
         }
         Ok(Some((usual, others)))
@@ -412,14 +432,15 @@ impl<'de> serde::de::Visitor<'de> for PartialMap<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Map::new();
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            if key == "batch" || key == REJECT_NOTE_KEY {
-                return Ok(None);
-            }
-            if usual_index(&key).is_some() || self.wanted.contains_other(&key) {
-                let value: Value = map.next_value()?;
-                fields.insert(key.into_owned(), value);
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
+            match self.wanted.place(&key) {
+                Place::NeedsFullParse => return Ok(None),
+                Place::Unread => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Place::Usual(_) | Place::Other => {
+                    let value: Value = map.next_value()?;
+                    fields.insert(key.into_owned(), value);
+                }
             }
         }
         Ok(Some(fields))
@@ -650,11 +671,11 @@ impl Event {
     /// An id by dot path, as text: strings as they are, numbers as decimal text;
     /// empty strings and other types count as absent.
     pub fn id_at(&self, path: &str) -> Option<String> {
+        // A top-level string needs no Value (`str_at` borrows it from the line).
         if !path.contains('.')
-            && let Some(raw) = self.raw(path)
-            && let Some(text) = plain_string(raw)
+            && let Some(text) = self.str_at(path)
         {
-            return (!text.is_empty()).then(|| text.to_owned());
+            return (!text.is_empty()).then(|| text.into_owned());
         }
         self.get(path).and_then(|value| id_text(&value))
     }
@@ -739,15 +760,17 @@ fn plain_string(raw: &str) -> Option<&str> {
 /// The JSON text of an object's member, or of an array's item by its index.
 fn member_of<'a>(raw: &'a str, segment: &str) -> Option<&'a str> {
     let mut deserializer = serde_json::Deserializer::from_str(raw);
-    let found = match raw.as_bytes().first()? {
-        b'{' => serde::de::DeserializeSeed::deserialize(Find::Key(segment), &mut deserializer),
+    match raw.as_bytes().first()? {
+        b'{' => serde::de::DeserializeSeed::deserialize(Pick(&[segment]), &mut deserializer)
+            .ok()?
+            .pop()?,
         b'[' => serde::de::DeserializeSeed::deserialize(
-            Find::Index(segment.parse().ok()?),
+            ItemAt(segment.parse().ok()?),
             &mut deserializer,
-        ),
-        _ => return None,
-    };
-    found.ok()?
+        )
+        .ok()?,
+        _ => None,
+    }
 }
 
 /// An object's members with the given keys, in one pass (the last of a repeated key).
@@ -789,55 +812,32 @@ impl<'de> serde::de::Visitor<'de> for Pick<'_> {
     }
 }
 
-/// What `member_of` looks for.
-enum Find<'k> {
-    Key(&'k str),
-    Index(usize),
-}
+/// An array's item by its index, for `member_of`.
+struct ItemAt(usize);
 
-impl<'de> serde::de::DeserializeSeed<'de> for Find<'_> {
+impl<'de> serde::de::DeserializeSeed<'de> for ItemAt {
     type Value = Option<&'de str>;
 
     fn deserialize<D: serde::Deserializer<'de>>(
         self,
         deserializer: D,
     ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
+        deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Find<'_> {
+impl<'de> serde::de::Visitor<'de> for ItemAt {
     type Value = Option<&'de str>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object or an array")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let Find::Key(wanted) = self else {
-            return Ok(None);
-        };
-        // As in a parsed map, the last of a repeated key counts.
-        let mut found = None;
-        while let Some(Key(key)) = map.next_key::<Key>()? {
-            if key == wanted {
-                let value: &'de serde_json::value::RawValue = map.next_value()?;
-                found = Some(value.get());
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(found)
+        f.write_str("an array")
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Find::Index(wanted) = self else {
-            return Ok(None);
-        };
         let mut found = None;
         let mut index = 0;
         while let Some(item) = seq.next_element::<&'de serde_json::value::RawValue>()? {
-            if index == wanted {
+            if index == self.0 {
                 found = Some(item.get());
             }
             index += 1;

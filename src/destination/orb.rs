@@ -138,9 +138,10 @@ impl Destination for Orb {
         };
         let mut properties = Map::new();
         // Only the mapped properties are read (most are not mapped), and only from an object.
-        let values = match event.is_object("properties") {
-            true => event.get_all_in("properties", &self.mapped_paths),
-            false => Vec::new(),
+        let values = if event.is_object("properties") {
+            event.get_all_in("properties", &self.mapped_paths)
+        } else {
+            Vec::new()
         };
         for ((from, to), value) in self.mapping.iter().zip(values) {
             match value.as_deref() {
