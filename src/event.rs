@@ -70,10 +70,16 @@ struct Line {
     /// Where the usual keys' values are (`ALWAYS_WANTED` order; (0, 0) when absent).
     usual: [(u32, u32); ALWAYS_WANTED.len()],
     /// The other wanted keys in line order (key, value); of a repeated key, the last counts.
-    others: Vec<((u32, u32), (u32, u32))>,
+    others: Vec<Member>,
+    /// The members of `properties` in line order (key, value), noted as the line was
+    /// read: translations read a few of them, and reading the object again cost more.
+    properties: Vec<Member>,
     /// The wanted keys as a map, built the first time something needs it.
     fields: OnceLock<Map<String, Value>>,
 }
+
+/// Where an object member's key (without quotes) and value lie in a line.
+type Member = ((u32, u32), (u32, u32));
 
 /// What a line could not become, with the text to keep in the rejects file.
 #[derive(Debug)]
@@ -254,6 +260,9 @@ enum Place {
     Unread,
 }
 
+/// `properties`' place in `ALWAYS_WANTED`.
+const PROPERTIES: usize = 8;
+
 /// A usual key's place in `ALWAYS_WANTED`, by a match (a jump on length, then
 /// one comparison): this runs for every key of every line.
 fn usual_index(key: &str) -> Option<usize> {
@@ -266,7 +275,7 @@ fn usual_index(key: &str) -> Option<usize> {
         "timestamp" => 5,
         "originalTimestamp" => 6,
         "receivedAt" => 7,
-        "properties" => 8,
+        "properties" => PROPERTIES,
         "traits" => 9,
         "integrations" => 10,
         "name" => 11,
@@ -316,14 +325,9 @@ fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
     // Offsets are kept in 32 bits; a line this long is refused by the reader anyway.
     u32::try_from(text.len()).ok()?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let (usual, others) = serde::de::DeserializeSeed::deserialize(
-        Partial {
-            wanted,
-            base: text.as_ptr() as usize,
-        },
-        &mut deserializer,
-    )
-    .ok()??;
+    let (usual, others, properties) =
+        serde::de::DeserializeSeed::deserialize(Partial { wanted, text }, &mut deserializer)
+            .ok()??;
     deserializer.end().ok()?;
     Some(Event {
         origin: *origin,
@@ -331,32 +335,57 @@ fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
             text: text.into(),
             usual,
             others,
+            properties,
             fields: OnceLock::new(),
         }),
     })
 }
 
 /// A top-level object's wanted members; None when it is one the full parser
-/// must see (a `batch` or `_segrelay` key, or a wanted key with escapes).
+/// must see (a `batch` or `_segrelay` key, a wanted key with escapes, a
+/// `properties` that is not an object or has a key with escapes).
 struct Partial<'w> {
     wanted: &'w Wanted,
-    /// The address of the line's first byte, to turn borrowed slices into offsets.
-    base: usize,
+    /// The line being parsed, to turn borrowed slices into offsets.
+    text: &'w str,
 }
 
-impl Partial<'_> {
-    fn span(&self, text: &str) -> (u32, u32) {
-        let start = text.as_ptr() as usize - self.base;
-        // Lines are shorter than 4 GiB (checked before parsing).
-        (start as u32, (start + text.len()) as u32)
+/// Where a borrowed slice of `text` lies in it.
+fn span(text: &str, part: &str) -> (u32, u32) {
+    let start = part.as_ptr() as usize - text.as_ptr() as usize;
+    // Lines are shorter than 4 GiB (checked before parsing).
+    (start as u32, (start + part.len()) as u32)
+}
+
+/// The first byte at or after `at` that is not JSON white space.
+fn skip_white_space(bytes: &[u8], mut at: usize) -> usize {
+    while bytes
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
     }
+    at
 }
 
-/// The usual keys' value spans, and the other wanted members.
-type Members = (
-    [(u32, u32); ALWAYS_WANTED.len()],
-    Vec<((u32, u32), (u32, u32))>,
-);
+/// Where an object value lies, from its key (borrowed from `text`) and where its
+/// last member's value ends: the grammar allows only white space, `:` and `{`
+/// between the two, and white space and `}` after the last member. None if the
+/// bytes are not what that says (they always are for a line that parsed).
+fn object_span(text: &str, key: &str, last_value_end: Option<usize>) -> Option<(u32, u32)> {
+    let bytes = text.as_bytes();
+    let (_, key_end) = span(text, key);
+    let colon = skip_white_space(bytes, key_end as usize + 1);
+    (bytes.get(colon) == Some(&b':')).then_some(())?;
+    let start = skip_white_space(bytes, colon + 1);
+    (bytes.get(start) == Some(&b'{')).then_some(())?;
+    let close = skip_white_space(bytes, last_value_end.unwrap_or(start + 1));
+    (bytes.get(close) == Some(&b'}')).then_some(())?;
+    Some((start as u32, close as u32 + 1))
+}
+
+/// The usual keys' value spans, the other wanted members, and `properties`' members.
+type Members = ([(u32, u32); ALWAYS_WANTED.len()], Vec<Member>, Vec<Member>);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Partial<'_> {
     type Value = Option<Members>;
@@ -377,8 +406,10 @@ impl<'de> serde::de::Visitor<'de> for Partial<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let text = self.text;
         let mut usual = [(0, 0); ALWAYS_WANTED.len()];
         let mut others = Vec::new();
+        let mut properties = Vec::new();
         while let Some(Key(key)) = map.next_key::<Key>()? {
             let place = self.wanted.place(&key);
             match place {
@@ -389,20 +420,74 @@ impl<'de> serde::de::Visitor<'de> for Partial<'_> {
                 }
                 Place::Usual(_) | Place::Other => {}
             }
-            let value: &serde_json::value::RawValue = map.next_value()?;
+            let value = if let Place::Usual(PROPERTIES) = place {
+                let (members, last_end) = map.next_value_seed(MemberPlaces { text })?;
+                let Cow::Borrowed(key) = key else {
+                    return Ok(None);
+                };
+                let Some(value) = object_span(text, key, last_end) else {
+                    return Ok(None);
+                };
+                properties = members;
+                &text[value.0 as usize..value.1 as usize]
+            } else {
+                map.next_value::<&serde_json::value::RawValue>()?.get()
+            };
             // Skipping a value checks less than parsing it would: a wanted value must parse.
-            if may_not_parse(value.get()) && serde_json::from_str::<Valid>(value.get()).is_err() {
+            if may_not_parse(value) && serde_json::from_str::<Valid>(value).is_err() {
                 return Ok(None);
             }
-            let value = self.span(value.get());
+            let value = span(text, value);
             match (place, key) {
                 (Place::Usual(index), _) => usual[index] = value,
-                (_, std::borrow::Cow::Borrowed(key)) => others.push((self.span(key), value)),
+                (_, Cow::Borrowed(key)) => others.push((span(text, key), value)),
                 // An escaped key has no span of its own in the line.
-                (_, std::borrow::Cow::Owned(_)) => return Ok(None),
+                (_, Cow::Owned(_)) => return Ok(None),
             }
         }
-        Ok(Some((usual, others)))
+        Ok(Some((usual, others, properties)))
+    }
+}
+
+/// An object's members (key, value) and where its last value ends. Anything but
+/// an object, or a key with escapes (it has no span of its own in the line), is
+/// an error: the full parser reads the line.
+struct MemberPlaces<'t> {
+    text: &'t str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for MemberPlaces<'_> {
+    type Value = (Vec<Member>, Option<usize>);
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MemberPlaces<'_> {
+    type Value = (Vec<Member>, Option<usize>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Most events' properties fit, so the list is not grown member by member.
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        let mut last_end = None;
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            let value: &serde_json::value::RawValue = map.next_value()?;
+            let Cow::Borrowed(key) = key else {
+                return Err(serde::de::Error::custom("a key with escapes"));
+            };
+            let value = span(self.text, value.get());
+            last_end = Some(value.1 as usize);
+            members.push((span(self.text, key), value));
+        }
+        Ok((members, last_end))
     }
 }
 
@@ -450,10 +535,15 @@ impl<'de> serde::de::Visitor<'de> for PartialMap<'_> {
 /// Whether a value that was skipped might still be refused by a parse: only
 /// an escape (a lone surrogate), an exponent or a long value (a number out of
 /// range, nesting too deep) can make the difference; the line is known UTF-8.
+/// A string can differ only by an escape (ids such as `3e0f...` look like exponents).
 fn may_not_parse(raw: &str) -> bool {
     let bytes = raw.as_bytes();
-    bytes.len() >= 256
-        || memchr::memchr(b'\\', bytes).is_some()
+    let has_escape = memchr::memchr(b'\\', bytes).is_some();
+    if bytes.first() == Some(&b'"') {
+        return has_escape;
+    }
+    has_escape
+        || bytes.len() >= 256
         || memchr::memchr2_iter(b'e', b'E', bytes).any(|i| i > 0 && bytes[i - 1].is_ascii_digit())
 }
 
@@ -523,11 +613,11 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
             }
 
             fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(key)))
+                Ok(Key(Cow::Borrowed(key)))
             }
 
             fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(key.to_owned())))
+                Ok(Key(Cow::Owned(key.to_owned())))
             }
         }
         deserializer.deserialize_str(KeyVisitor)
@@ -620,44 +710,15 @@ impl Event {
             return descend(fields.get(key)?, segments).map(Cow::Borrowed);
         }
         let mut raw = self.raw(key)?;
+        let mut segments = segments.peekable();
+        if let (Body::Line(line), "properties", Some(first)) = (&self.body, key, segments.peek()) {
+            raw = line.property(first)?;
+            segments.next();
+        }
         for segment in segments {
             raw = member_of(raw, segment)?;
         }
-        serde_json::from_str(raw).ok().map(Cow::Owned)
-    }
-
-    /// Values by dot path inside a top-level object (`properties`), several at
-    /// once: a line's text of the object is read once for all of them.
-    pub fn get_all_in(&self, key: &str, paths: &[impl AsRef<str>]) -> Vec<Option<Cow<'_, Value>>> {
-        let paths: Vec<&str> = paths.iter().map(AsRef::as_ref).collect();
-        let raw = match &self.body {
-            Body::Line(line) if line.fields.get().is_none() => self.raw(key),
-            _ => None,
-        };
-        let Some(raw) = raw.filter(|raw| raw.starts_with('{')) else {
-            return paths
-                .iter()
-                .map(|path| self.get_in(key, Some(path)))
-                .collect();
-        };
-        let firsts: Vec<&str> = paths
-            .iter()
-            .map(|path| path.split('.').next().unwrap_or(path))
-            .collect();
-        let mut deserializer = serde_json::Deserializer::from_str(raw);
-        let found = serde::de::DeserializeSeed::deserialize(Pick(&firsts), &mut deserializer)
-            .expect("a value the line's parse took");
-        paths
-            .iter()
-            .zip(found)
-            .map(|(path, found)| {
-                let mut raw = found?;
-                for segment in path.split('.').skip(1) {
-                    raw = member_of(raw, segment)?;
-                }
-                serde_json::from_str(raw).ok().map(Cow::Owned)
-            })
-            .collect()
+        value_of(raw).map(Cow::Owned)
     }
 
     /// Whether a top-level value is a JSON object.
@@ -749,6 +810,16 @@ impl Line {
     fn slice(&self, (start, end): (u32, u32)) -> &str {
         &self.text[start as usize..end as usize]
     }
+
+    /// The JSON text of a member of `properties` (the last of a repeated key).
+    fn property(&self, name: &str) -> Option<&str> {
+        let (_, value) = self
+            .properties
+            .iter()
+            .rev()
+            .find(|(key, _)| self.slice(*key) == name)?;
+        Some(self.slice(*value))
+    }
 }
 
 /// A JSON string's text when it has no escapes, which is what it means as it is.
@@ -757,13 +828,21 @@ fn plain_string(raw: &str) -> Option<&str> {
     (!inner.contains('\\')).then_some(inner)
 }
 
+/// A value from its JSON text; a string without escapes needs no parser.
+fn value_of(raw: &str) -> Option<Value> {
+    match plain_string(raw) {
+        Some(text) => Some(Value::String(text.to_owned())),
+        None => serde_json::from_str(raw).ok(),
+    }
+}
+
 /// The JSON text of an object's member, or of an array's item by its index.
 fn member_of<'a>(raw: &'a str, segment: &str) -> Option<&'a str> {
     let mut deserializer = serde_json::Deserializer::from_str(raw);
     match raw.as_bytes().first()? {
-        b'{' => serde::de::DeserializeSeed::deserialize(Pick(&[segment]), &mut deserializer)
-            .ok()?
-            .pop()?,
+        b'{' => {
+            serde::de::DeserializeSeed::deserialize(MemberNamed(segment), &mut deserializer).ok()?
+        }
         b'[' => serde::de::DeserializeSeed::deserialize(
             ItemAt(segment.parse().ok()?),
             &mut deserializer,
@@ -773,11 +852,11 @@ fn member_of<'a>(raw: &'a str, segment: &str) -> Option<&'a str> {
     }
 }
 
-/// An object's members with the given keys, in one pass (the last of a repeated key).
-struct Pick<'k>(&'k [&'k str]);
+/// An object's member by its key (the last of a repeated key), for `member_of`.
+struct MemberNamed<'k>(&'k str);
 
-impl<'de> serde::de::DeserializeSeed<'de> for Pick<'_> {
-    type Value = Vec<Option<&'de str>>;
+impl<'de> serde::de::DeserializeSeed<'de> for MemberNamed<'_> {
+    type Value = Option<&'de str>;
 
     fn deserialize<D: serde::Deserializer<'de>>(
         self,
@@ -787,25 +866,20 @@ impl<'de> serde::de::DeserializeSeed<'de> for Pick<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Pick<'_> {
-    type Value = Vec<Option<&'de str>>;
+impl<'de> serde::de::Visitor<'de> for MemberNamed<'_> {
+    type Value = Option<&'de str>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an object")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = vec![None; self.0.len()];
+        let mut found = None;
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            if !self.0.contains(&&*key) {
+            if key == self.0 {
+                found = Some(map.next_value::<&'de serde_json::value::RawValue>()?.get());
+            } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
-                continue;
-            }
-            let value: &'de serde_json::value::RawValue = map.next_value()?;
-            for (wanted, slot) in self.0.iter().zip(&mut found) {
-                if *wanted == key {
-                    *slot = Some(value.get());
-                }
             }
         }
         Ok(found)
@@ -1250,19 +1324,67 @@ mod tests {
         }
         assert_eq!(kept.call_type().as_deref(), Some("track"));
         assert_eq!(kept.str_at("event").as_deref(), Some("e"));
-        let paths = ["a.b.0", "s", "missing", "a"];
-        let all: Vec<_> = kept
-            .get_all_in("properties", &paths)
-            .into_iter()
-            .map(|v| v.map(Cow::into_owned))
-            .collect();
-        let each: Vec<_> = paths
-            .iter()
-            .map(|p| parsed.get_in("properties", Some(p)).map(Cow::into_owned))
-            .collect();
-        assert_eq!(all, each);
+        for path in ["a.b.0", "s", "missing", "a"] {
+            let in_properties = |e: &Event| e.get_in("properties", Some(path)).map(Cow::into_owned);
+            assert_eq!(in_properties(&kept), in_properties(&parsed), "{path}");
+        }
         assert_eq!(kept.properties(), parsed.properties());
         assert!(kept.is_object("properties") && !kept.is_object("traits"));
+    }
+
+    /// `properties` is read in the line's one pass, member by member: odd
+    /// spacing, empty or repeated objects, and what the full parser must see
+    /// (escaped keys, a `properties` that is not an object) answer alike.
+    #[test]
+    fn properties_read_in_one_pass_answer_like_maps() {
+        let wanted = Wanted::with_paths([]);
+        let lines = [
+            (
+                r#"{"messageId":"m","properties" : { "a" : 1 , "b":{"c":[2]} } ,"type":"track"}"#,
+                true,
+            ),
+            (r#"{"messageId":"m","properties":{},"type":"track"}"#, true),
+            (r#"{"messageId":"m","properties":{ },"type":"track"}"#, true),
+            (
+                "{\"messageId\":\"m\",\"properties\":\t{\"a\":\"x\"}\n}",
+                true,
+            ),
+            (
+                r#"{"messageId":"m","properties":{"a":1},"properties":{"a":2,"a":3}}"#,
+                true,
+            ),
+            (
+                r#"{"messageId":"m","properties":{"\u0061":1,"b":2}}"#,
+                false,
+            ),
+            (r#"{"messageId":"m","propertie\u0073":{"a":1}}"#, false),
+            (r#"{"messageId":"m","properties":null}"#, false),
+            (r#"{"messageId":"m","properties":"a"}"#, false),
+            (r#"{"messageId":"m","properties":[{"a":1}]}"#, false),
+        ];
+        for (line, kept_as_line) in lines {
+            let mut kept = Vec::new();
+            parse_line_wanted(line.as_bytes(), &origin(), &wanted, |r| kept.push(r));
+            let kept = kept.pop().unwrap().unwrap();
+            let parsed = event(serde_json::from_str(line).unwrap());
+            assert_eq!(kept.clone().into_line().is_ok(), kept_as_line, "{line}");
+            for path in ["a", "b", "b.c.0", "0", "0.a", "missing"] {
+                let in_properties =
+                    |e: &Event| e.get_in("properties", Some(path)).map(Cow::into_owned);
+                assert_eq!(
+                    in_properties(&kept),
+                    in_properties(&parsed),
+                    "{line}: {path}"
+                );
+            }
+            assert_eq!(kept.get("properties"), parsed.get("properties"), "{line}");
+            assert_eq!(
+                kept.is_object("properties"),
+                parsed.is_object("properties"),
+                "{line}"
+            );
+            assert_eq!(kept.fields(), parsed.fields(), "{line}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use super::{Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation};
+use super::{
+    Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation, write_json_str,
+};
 use crate::event::Event;
 use crate::event::time::event_time;
 use crate::report::Reason;
@@ -203,10 +205,6 @@ fn meter_value(value: Option<&Value>) -> Number {
         _ => None,
     };
     parsed.unwrap_or_else(|| Number::from(1))
-}
-
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
 }
 
 /// Writes the dimensions object: `name` (page, screen) and the properties but

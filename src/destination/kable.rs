@@ -195,7 +195,7 @@ impl Destination for Kable {
         };
         Translation::Record(Payload {
             stream: Stream::Usage,
-            json: serde_json::to_string(&record).expect("a Kable event always serialises"),
+            json: super::record_json(&record),
             key: transaction_id,
             customer: None,
         })

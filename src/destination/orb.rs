@@ -1,11 +1,10 @@
 //! Orb: track becomes a usage event, `POST /v1/ingest` with `{"events":[...]}`.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{
     Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation, Verdict,
-    common_verdict,
+    common_verdict, write_json_str, write_json_value,
 };
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind};
@@ -53,8 +52,6 @@ pub struct Orb {
     event_name_field: String,
     idempotency_key_field: String,
     mapping: Vec<(String, String)>,
-    /// The mapping's Segment paths, in its order.
-    mapped_paths: Vec<String>,
 }
 
 impl Orb {
@@ -66,7 +63,6 @@ impl Orb {
         let event_name_field = table.field("event_name_field", "event")?;
         let idempotency_key_field = table.field("idempotency_key_field", "messageId")?;
         let mapping = table.mapping("properties_mapping")?;
-        let mapped_paths = mapping.iter().map(|(from, _)| from.clone()).collect();
         Ok(Orb {
             name: settings.name.clone(),
             api_key: settings.api_key.clone(),
@@ -78,18 +74,8 @@ impl Orb {
             event_name_field,
             idempotency_key_field,
             mapping,
-            mapped_paths,
         })
     }
-}
-
-#[derive(Serialize)]
-struct UsageEvent<'a> {
-    idempotency_key: &'a str,
-    external_customer_id: &'a str,
-    event_name: &'a str,
-    timestamp: &'a str,
-    properties: Map<String, Value>,
 }
 
 impl Destination for Orb {
@@ -138,12 +124,13 @@ impl Destination for Orb {
         };
         let mut properties = Map::new();
         // Only the mapped properties are read (most are not mapped), and only from an object.
-        let values = if event.is_object("properties") {
-            event.get_all_in("properties", &self.mapped_paths)
-        } else {
-            Vec::new()
-        };
-        for ((from, to), value) in self.mapping.iter().zip(values) {
+        let is_object = event.is_object("properties");
+        for (from, to) in &self.mapping {
+            let value = if is_object {
+                event.get_in("properties", Some(from))
+            } else {
+                None
+            };
             match value.as_deref() {
                 None | Some(Value::Null) => {}
                 Some(nested @ (Value::Object(_) | Value::Array(_))) => {
@@ -160,17 +147,29 @@ impl Destination for Orb {
                 }
             }
         }
-        let timestamp = utc_millis_text(time);
-        let record = UsageEvent {
-            idempotency_key: &key,
-            external_customer_id: &customer,
-            event_name: &event_name,
-            timestamp: &timestamp,
-            properties,
-        };
+        // Written field by field: a serialiser escapes strings byte by byte.
+        let mut json = Vec::with_capacity(256);
+        json.extend_from_slice(b"{\"idempotency_key\":");
+        write_json_str(&mut json, &key);
+        json.extend_from_slice(b",\"external_customer_id\":");
+        write_json_str(&mut json, &customer);
+        json.extend_from_slice(b",\"event_name\":");
+        write_json_str(&mut json, &event_name);
+        json.extend_from_slice(b",\"timestamp\":");
+        write_json_str(&mut json, &utc_millis_text(time));
+        json.extend_from_slice(b",\"properties\":{");
+        for (i, (name, value)) in properties.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            write_json_str(&mut json, name);
+            json.push(b':');
+            write_json_value(&mut json, value);
+        }
+        json.extend_from_slice(b"}}");
         Translation::Record(Payload {
             stream: Stream::Usage,
-            json: serde_json::to_string(&record).expect("an Orb event always serialises"),
+            json: String::from_utf8(json).expect("JSON written from strings is UTF-8"),
             key,
             customer: None,
         })
