@@ -18,7 +18,7 @@
 #   SEGRELAY_BENCH_MB             size of the large corpus (RSS rows, send inputs), MB (10^6 bytes); default 200.
 #                                 The 1 GB check is opt-in: SEGRELAY_BENCH_MB=1000 (takes a few minutes).
 #   SEGRELAY_BENCH_THROUGHPUT_MB  corpus for the throughput and gzip rows; default 50
-#   SEGRELAY_BENCH_JQ_MB          corpus for the jq row (jq is slow); default 10
+#   SEGRELAY_BENCH_JQ_MB          corpus for the jq row (jq is slow: about 3 s a run); default 20
 #   SEGRELAY_BENCH_RUNS           runs of each timed case, the best is kept; default 3
 #   SEGRELAY_BENCH_LATENCY_MS     the server's latency for the send rows; default 20
 #   SEGRELAY_BENCH_CONCURRENCY    concurrency levels of the send rows; default "1 4"
@@ -43,7 +43,7 @@ cd "$ROOT"
 
 MB=${SEGRELAY_BENCH_MB:-200}
 TMB=${SEGRELAY_BENCH_THROUGHPUT_MB:-50}
-JQMB=${SEGRELAY_BENCH_JQ_MB:-10}
+JQMB=${SEGRELAY_BENCH_JQ_MB:-20}
 RUNS=${SEGRELAY_BENCH_RUNS:-3}
 LATENCY_MS=${SEGRELAY_BENCH_LATENCY_MS:-20}
 CONCURRENCY=${SEGRELAY_BENCH_CONCURRENCY:-"1 4"}

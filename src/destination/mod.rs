@@ -359,7 +359,7 @@ pub fn write_json_value(out: &mut Vec<u8>, value: &Value) {
 }
 
 /// A record's JSON, written into a buffer sized for a usual record at once
-/// (growing it from empty was a tenth of a translation's time).
+/// rather than grown (and copied) from empty.
 pub fn record_json(record: &impl serde::Serialize) -> String {
     let mut json = Vec::with_capacity(512);
     serde_json::to_writer(&mut json, record).expect("a record always serialises");
