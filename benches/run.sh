@@ -284,10 +284,44 @@ server_stat() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$W/server.stats"; }
 send() { # send DEST CONCURRENCY INPUT SUMMARY [more args]: the command, in CMD
     local dest=$1 conc=$2 input=$3 summary=$4
     shift 4
-    CMD=("$SEGRELAY" send -q -c "$W/settings-send.toml" -d "$dest" --concurrency "$conc"
+    CMD=("$SEGRELAY" send -q -c "${SEND_SETTINGS:-$W/settings-send.toml}" -d "$dest" --concurrency "$conc"
         --summary "$summary" "$@" "$input")
 }
 summary_field() { tr -d ' \n' <"$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"; }
+
+# send_case DEST CONCURRENCY BATCH LABEL: RUNS sends of enough track events for
+# ROUNDS full batches per sending thread; a row, a note, and the request bytes
+# the server received in one run (as sent: gzipped when they were), in WIRE_BYTES.
+send_case() {
+    local dest=$1 conc=$2 batch=$3 label=$4
+    lines=$(awk -v b="$batch" -v c="$conc" -v r="$ROUNDS" -v s="$TRACK_SHARE" 'BEGIN { n = b * c * r / s; printf "%d", (n == int(n)) ? n : int(n) + 1 }')
+    ((lines > L_EVENTS)) && lines=$L_EVENTS
+    input=$W/send-$dest-$conc.ndjson
+    head -n "$lines" "$W/corpus-large.ndjson" >"$input"
+    name=send-$dest-c$conc${SEND_SETTINGS:+-$(basename "$SEND_SETTINGS" .toml)}
+    conns0=$(server_stat connections)
+    bytes0=$(server_stat bytes)
+    for ((run = 1; run <= RUNS; run++)); do
+        send "$dest" "$conc" "$input" "$W/out/$name-$run.json" --types track
+        measure "$name" "${CMD[@]}"
+        echo "$(summary_field "$W/out/$name-$run.json" sent) $(summary_field "$W/out/$name-$run.json" requests)" >>"$W/samples/$name.sent"
+    done
+    conns=$(($(server_stat connections) - conns0))
+    WIRE_BYTES=$((($(server_stat bytes) - bytes0) / RUNS))
+    # The best run, and its events sent.
+    best=$(awk 'NR == 1 || $1 < m { m = $1; i = NR } END { print i }' "$W/samples/$name")
+    t=$(sed -n "${best}p" "$W/samples/$name" | cut -d' ' -f1)
+    sent=$(sed -n "${best}p" "$W/samples/$name.sent" | cut -d' ' -f1)
+    requests=$(sed -n "${best}p" "$W/samples/$name.sent" | cut -d' ' -f2)
+    ideal=$(awk -v b="$batch" -v c="$conc" -v l="$LATENCY_MS" 'BEGIN { print b * c * 1000 / l }')
+    rate=$(awk -v n="$sent" -v t="$t" 'BEGIN { print n / t }')
+    share=$(awk -v r="$rate" -v i="$ideal" 'BEGIN { printf "%.0f", 100 * r / i }')
+    bytes=$(stat -c %s "$input")
+    NOTES+=("$label: $lines input lines, $sent events sent in $requests requests by the best run, $WIRE_BYTES request body bytes a run; the server saw $conns connections over the $RUNS runs")
+    row "$label, ${LATENCY_MS} ms" \
+        "$(fmt_rate "$rate")" "$(awk -v b="$bytes" -v t="$t" 'BEGIN { printf "%.1f", b / 1e6 / t }')" \
+        "${share}% of ideal $(fmt_rate "$ideal")/s" ">= 70%" "$(verdict "$share" ">=" 70)" "$(mib "$(max_rss "$name")")"
+}
 
 if ! skipped send; then
     log "send: latency ${LATENCY_MS} ms, concurrency ${CONCURRENCY}, ${ROUNDS} rounds, track calls only (--types track)"
@@ -295,33 +329,16 @@ if ! skipped send; then
     for dest in orb kable amberflo; do
         case $dest in amberflo) batch=100 ;; *) batch=500 ;; esac
         for conc in $CONCURRENCY; do
-            lines=$(awk -v b="$batch" -v c="$conc" -v r="$ROUNDS" -v s="$TRACK_SHARE" 'BEGIN { n = b * c * r / s; printf "%d", (n == int(n)) ? n : int(n) + 1 }')
-            ((lines > L_EVENTS)) && lines=$L_EVENTS
-            input=$W/send-$dest-$conc.ndjson
-            head -n "$lines" "$W/corpus-large.ndjson" >"$input"
-            name=send-$dest-c$conc
-            conns0=$(server_stat connections)
-            for ((run = 1; run <= RUNS; run++)); do
-                send "$dest" "$conc" "$input" "$W/out/$name-$run.json" --types track
-                measure "$name" "${CMD[@]}"
-                echo "$(summary_field "$W/out/$name-$run.json" sent) $(summary_field "$W/out/$name-$run.json" requests)" >>"$W/samples/$name.sent"
-            done
-            conns=$(($(server_stat connections) - conns0))
-            # The best run, and its events sent.
-            best=$(awk 'NR == 1 || $1 < m { m = $1; i = NR } END { print i }' "$W/samples/$name")
-            t=$(sed -n "${best}p" "$W/samples/$name" | cut -d' ' -f1)
-            sent=$(sed -n "${best}p" "$W/samples/$name.sent" | cut -d' ' -f1)
-            requests=$(sed -n "${best}p" "$W/samples/$name.sent" | cut -d' ' -f2)
-            ideal=$(awk -v b="$batch" -v c="$conc" -v l="$LATENCY_MS" 'BEGIN { print b * c * 1000 / l }')
-            rate=$(awk -v n="$sent" -v t="$t" 'BEGIN { print n / t }')
-            share=$(awk -v r="$rate" -v i="$ideal" 'BEGIN { printf "%.0f", 100 * r / i }')
-            bytes=$(stat -c %s "$input")
-            NOTES+=("$dest send, concurrency $conc: $lines input lines, $sent events sent in $requests requests by the best run; the server saw $conns connections over the $RUNS runs")
-            row "$dest send, concurrency $conc, ${LATENCY_MS} ms" \
-                "$(fmt_rate "$rate")" "$(awk -v b="$bytes" -v t="$t" 'BEGIN { printf "%.1f", b / 1e6 / t }')" \
-                "${share}% of ideal $(fmt_rate "$ideal")/s" ">= 70%" "$(verdict "$share" ">=" 70)" "$(mib "$(max_rss "$name")")"
+            send_case "$dest" "$conc" "$batch" "$dest send, concurrency $conc"
         done
     done
+    # Amberflo's optional gzip bodies (gzip_requests), against the same input.
+    plain_bytes=$WIRE_BYTES
+    awk '{ print } /^\[destinations\.amberflo\]/ { print "gzip_requests = true" }' \
+        "$W/settings-send.toml" >"$W/settings-send-gzip.toml"
+    SEND_SETTINGS=$W/settings-send-gzip.toml send_case amberflo "$conc" 100 \
+        "amberflo send, concurrency $conc, gzip bodies"
+    NOTES+=("amberflo request bodies, concurrency $conc: $plain_bytes bytes plain, $WIRE_BYTES gzipped ($(awk -v p="$plain_bytes" -v g="$WIRE_BYTES" 'BEGIN { printf "%.1f", p / g }')x smaller)")
 fi
 
 # ---------------------------------------------------------------- large input: peak RSS

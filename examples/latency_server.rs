@@ -1,6 +1,7 @@
 //! A loopback HTTP/1.1 server that answers every request after a fixed
 //! latency, like Amberflo, Orb or Kable would when all goes well. For the send
-//! benchmarks in `benches/run.sh`; std only, a thread per connection, keep-alive.
+//! benchmarks in `benches/run.sh`; std and flate2 only (gzip request bodies), a
+//! thread per connection, keep-alive.
 //!
 //! ```sh
 //! cargo run --release --example latency_server -- --latency-ms 20 --idle-timeout-s 60
@@ -13,7 +14,8 @@
 //! were ingested`, Amberflo `/customers` gets its body back, Kable
 //! (`.../events/create`) an empty body. The latency is counted from the end of
 //! the request body to the start of the answer. With `--stats PATH` the counts
-//! (`connections requests events bytes`) are written to PATH after each request.
+//! (`connections requests events bytes`, bytes as they came on the wire) are
+//! written to PATH after each request.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -82,7 +84,10 @@ impl Shared {
 struct Request {
     method: String,
     path: String,
+    /// The body, gunzipped when it came with `Content-Encoding: gzip`.
     body: Vec<u8>,
+    /// The body's size as it came.
+    wire_bytes: usize,
     close: bool,
 }
 
@@ -108,6 +113,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
     let mut chunked = false;
     let mut close = http10;
     let mut expect_continue = false;
+    let mut gzipped = false;
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -134,6 +140,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
             "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
             "connection" => close = value.eq_ignore_ascii_case("close"),
             "expect" => expect_continue = value.eq_ignore_ascii_case("100-continue"),
+            "content-encoding" => gzipped = value.eq_ignore_ascii_case("gzip"),
             _ => {}
         }
     }
@@ -171,10 +178,17 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
     }
+    let wire_bytes = body.len();
+    if gzipped {
+        let mut json = Vec::new();
+        flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut json)?;
+        body = json;
+    }
     Ok(Some(Request {
         method,
         path,
         body,
+        wire_bytes,
         close,
     }))
 }
@@ -230,7 +244,7 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.events.fetch_add(events, Ordering::Relaxed);
         c.bytes
-            .fetch_add(request.body.len() as u64, Ordering::Relaxed);
+            .fetch_add(request.wire_bytes as u64, Ordering::Relaxed);
         shared.write_stats();
         let due = received + shared.options.latency;
         let now = Instant::now();

@@ -1095,3 +1095,91 @@ fn help_documents_the_exit_codes() {
         }
     }
 }
+
+/// Amberflo's `gzip_requests`: the curl script pipes the JSON through gzip, the
+/// http format holds the gzipped bytes; both carry the ndjson format's body.
+#[test]
+fn gzipped_bodies_in_curl_and_http_formats() {
+    use std::io::Read;
+    let dir = workspace(
+        "[destinations.amberflo]\napi_key = \"${AMBERFLO_API_KEY}\"\ngzip_requests = true\n",
+    );
+    events_file(dir.path());
+    let expected = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "amberflo",
+        &["--batch-size", "1"],
+        &["events.ndjson"],
+    );
+    expected.expect_code(0);
+    let expected = expected.requests();
+    assert_eq!(expected.len(), 2);
+    let gunzip = |bytes: &[u8]| {
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut json)
+            .expect("a gzip body");
+        serde_json::from_slice::<Value>(&json).expect("JSON inside")
+    };
+
+    let output = segrelay()
+        .current_dir(dir.path())
+        .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", "amberflo"])
+        .args(["--format", "http", "--batch-size", "1", "events.ndjson"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let requests = parse_http(&output.stdout);
+    assert_eq!(requests.len(), 2);
+    for ((_, headers, body), want) in requests.iter().zip(&expected) {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("content-encoding"), Some("gzip"));
+        assert_eq!(get("content-length"), Some(body.len().to_string().as_str()));
+        assert_eq!(gunzip(body), want["body"]);
+    }
+
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "amberflo",
+        &["--format", "curl", "--batch-size", "1"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    let has_gzip = StdCommand::new("gzip").arg("--version").output().is_ok();
+    if !has_sh() || !has_gzip {
+        eprintln!("sh or gzip not found: the shell checks are skipped");
+        return;
+    }
+    // A stub curl that writes its arguments, then what it reads from stdin (@-).
+    let script = write(dir.path(), "gz.sh", &out.stdout);
+    let output = StdCommand::new("sh")
+        .arg("-c")
+        .arg(r#"curl() { printf '%s\n' "$@" | grep -c -x -e '--data-binary' -e '@-' >&2; gzip -dc; echo; }; . "$1""#)
+        .arg("sh")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "2\n2\n",
+        "--data-binary @- each time"
+    );
+    let bodies: Vec<Value> = parse_ndjson(&String::from_utf8(output.stdout).unwrap());
+    let want: Vec<Value> = expected.iter().map(|r| r["body"].clone()).collect();
+    assert_eq!(
+        bodies, want,
+        "the shell passes the JSON unchanged through gzip"
+    );
+}

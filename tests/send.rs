@@ -443,6 +443,40 @@ fn a_dry_run_writes_what_a_send_sends() {
     assert_eq!(written, sent);
 }
 
+/// `gzip_requests`: Amberflo's bodies travel gzipped, the server reads the same
+/// records (identify's customers too), and the dry run shows the header and the JSON.
+#[test]
+fn amberflo_bodies_can_travel_gzipped() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "gzip_requests = true\n");
+    let mut input = track_events(250, "gz");
+    input.push_str(r#"{"type":"identify","userId":"cust_1","messageId":"i1","timestamp":"2026-11-23T10:00:00Z","traits":{"name":"Ada"}}"#);
+    let r = run(&s, &input, &["--batch-size", "100"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_all_delivered(&server, &keys(250, "gz"));
+    assert_eq!(server.customers()[0]["customerName"], "Ada");
+    let received = server.received();
+    assert_eq!(received.len(), 4, "3 batches of usage and 1 customer");
+    for request in &received {
+        assert_eq!(request.header("content-encoding"), Some("gzip"));
+        assert_eq!(request.status, 200);
+    }
+
+    let dry = run(&s, &input, &["--batch-size", "100", "--dry-run"]);
+    let written: Vec<Value> = dry
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (line, request) in written.iter().zip(&received) {
+        assert_eq!(line["headers"]["content-encoding"], "gzip");
+        assert_eq!(
+            line["body"],
+            serde_json::from_slice::<Value>(&request.body).unwrap()
+        );
+    }
+}
+
 #[test]
 fn rate_limits_are_for_sending_not_for_dry_runs() {
     let server = TestServer::start(Api::Orb, KEY);

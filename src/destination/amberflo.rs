@@ -20,18 +20,27 @@ pub const MAX_BATCH: usize = 1000;
 /// Amberflo's limit on a dimension or trait value.
 const MAX_VALUE_CHARS: usize = 200;
 
-pub const SETTINGS: &[SettingDoc] = &[SettingDoc {
-    key: "ensure_customers",
-    default: Some("false"),
-    required: false,
-    help: "make sure each customer exists before its first meter record (as --ensure-customers)",
-}];
+pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc {
+        key: "ensure_customers",
+        default: Some("false"),
+        required: false,
+        help: "make sure each customer exists before its first meter record (as --ensure-customers)",
+    },
+    SettingDoc {
+        key: "gzip_requests",
+        default: Some("false"),
+        required: false,
+        help: "send request bodies gzipped (Content-Encoding: gzip), as Amberflo's SDKs do",
+    },
+];
 
 pub struct Amberflo {
     name: String,
     api_key: Secret,
     endpoint: String,
     ensure_customers: bool,
+    gzip_requests: bool,
 }
 
 impl Amberflo {
@@ -47,6 +56,7 @@ impl Amberflo {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
             ensure_customers: table.optional_bool("ensure_customers")?.unwrap_or(false),
+            gzip_requests: table.optional_bool("gzip_requests")?.unwrap_or(false),
         })
     }
 }
@@ -133,7 +143,13 @@ impl Destination for Amberflo {
             Stream::Usage => ("POST", "/ingest", super::json_array(records, 0)),
             Stream::Customer => ("PUT", "/customers", records.concat().into_bytes()),
         };
-        request(&self.endpoint, &self.api_key, method, path, body)
+        let mut request = request(&self.endpoint, &self.api_key, method, path, body);
+        if self.gzip_requests {
+            request
+                .headers
+                .push(Header::plain("Content-Encoding", "gzip"));
+        }
+        request
     }
 }
 

@@ -84,6 +84,15 @@ impl DryRun {
             self.requests,
             span(events)
         ));
+        let gzipped = request.gzips_body();
+        if gzipped {
+            // curl sends what it is given: the JSON goes through gzip on its way in.
+            let json = String::from_utf8_lossy(&request.body);
+            text.push_str(&format!(
+                "printf '%s' {} | gzip -c |\n  ",
+                single_quoted(&json)
+            ));
+        }
         text.push_str(&format!(
             "curl --request {} \\\n  --url {}",
             request.method,
@@ -105,7 +114,9 @@ impl DryRun {
             };
             text.push_str(&format!(" \\\n  --header {value}"));
         }
-        if !request.body.is_empty() {
+        if gzipped {
+            text.push_str(" \\\n  --data-binary @-");
+        } else if !request.body.is_empty() {
             text.push_str(" \\\n  --data-binary ");
             text.push_str(&single_quoted(&String::from_utf8_lossy(&request.body)));
         }
@@ -123,12 +134,13 @@ impl DryRun {
                 shown(&header.value, self.show_secrets)
             ));
         }
+        let body = request.wire_body();
         text.push_str(&format!(
             "User-Agent: {USER_AGENT}\r\nContent-Length: {}\r\n\r\n",
-            request.body.len()
+            body.len()
         ));
         self.line.extend_from_slice(text.as_bytes());
-        self.line.extend_from_slice(&request.body);
+        self.line.extend_from_slice(&body);
         self.line.extend_from_slice(b"\n\n");
     }
 }

@@ -54,7 +54,8 @@ impl Transport for HttpSender {
             };
             builder = builder.header(header.name, value);
         }
-        let http_request = builder.body(request.body.as_slice())?;
+        let body = request.wire_body();
+        let http_request = builder.body(body.as_ref())?;
         let started = Instant::now();
         let mut response = match self.agent.run(http_request) {
             Ok(response) => response,
