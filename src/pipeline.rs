@@ -15,11 +15,10 @@ use jiff::Timestamp;
 use crate::checkpoint::Checkpoint;
 use crate::customers::EnsureCustomers;
 use crate::delivery::{Courier, Delivered, Record};
-use crate::destination::{Destination, Payload, Stream, Translation};
-use crate::event::time::event_time;
-use crate::event::{Event, Origin, Wanted, parse_line_wanted};
+use crate::destination::{Destination, Payload, Stream};
+use crate::event::{Origin, Wanted};
 use crate::filter::Filter;
-use crate::input::{self, Item, Position, Source};
+use crate::input::{Position, Source};
 use crate::interrupt;
 use crate::prepare::{self, Prepared, Preparer, Reading, Ready};
 use crate::report::{Content, Outcome, Reason, Report};
@@ -218,8 +217,8 @@ pub fn scan_days(
     destination: &dyn Destination,
 ) -> anyhow::Result<BTreeMap<i64, DaySpan>> {
     let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
-    scan(options, destination, |event, _| {
-        let time = event_time(event).expect("a translated event has a time");
+    scan(options, destination, |_, payload| {
+        let time = payload.time.expect("a usage record has a time");
         let day = time.as_second().div_euclid(86_400);
         let span = days.entry(day).or_insert(DaySpan {
             first: time,
@@ -233,38 +232,38 @@ pub fn scan_days(
     Ok(days)
 }
 
-/// Reads the whole input and hands on each event the destination would
-/// receive (after the filters), with its translation. Sends nothing.
+/// Reads the whole input, prepared as a run prepares it (on `options.threads`
+/// threads), and hands on each event the destination would receive (after the
+/// filters): where it came from, and its translation. Sends nothing.
 pub fn scan(
     options: &Options,
     destination: &dyn Destination,
-    mut each: impl FnMut(&Event, Payload),
+    mut each: impl FnMut(Origin, Payload),
 ) -> anyhow::Result<()> {
-    let wanted = Wanted::of(destination);
-    let mut parsed = Vec::new();
-    input::read_all(
-        options.sources,
-        &[],
-        options.max_line_bytes,
-        &options.bytes_read,
-        |item| {
-            if interrupt::requested() {
-                return Ok(ControlFlow::Break(()));
+    let preparer = Preparer {
+        destination,
+        filter: &options.filter,
+        window: None,
+        wanted: Wanted::of(destination),
+    };
+    let reading = Reading {
+        sources: options.sources,
+        settled: &[],
+        max_line_bytes: options.max_line_bytes,
+        bytes_read: &options.bytes_read,
+        threads: options.threads,
+    };
+    prepare::read_all(&reading, &preparer, |line| {
+        if interrupt::requested() {
+            return Ok(ControlFlow::Break(()));
+        }
+        for prepared in line {
+            if let Ready::Record { payload, .. } = prepared.ready {
+                each(prepared.origin, payload);
             }
-            if let Item::Line { origin, bytes, .. } = item {
-                parse_line_wanted(bytes, origin, &wanted, |result| parsed.push(result));
-                for event in parsed.drain(..).flatten() {
-                    if options.filter.skip_reason(&event).is_some() {
-                        continue;
-                    }
-                    if let Translation::Record(payload) = destination.translate(&event) {
-                        each(&event, payload);
-                    }
-                }
-            }
-            Ok(ControlFlow::Continue(()))
-        },
-    )
+        }
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 impl Pipeline<'_> {

@@ -12,7 +12,6 @@ use std::sync::{Mutex, mpsc};
 use jiff::Timestamp;
 
 use crate::destination::{Destination, Payload, Translation};
-use crate::event::time::event_time;
 use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
@@ -324,7 +323,7 @@ impl Preparer<'_> {
         match self.destination.translate(&event) {
             Translation::Record(payload) => {
                 if let Some((start, end)) = self.window {
-                    let time = event_time(&event).expect("a translated event has a time");
+                    let time = payload.time.expect("a usage record has a time");
                     if time < start || time >= end {
                         return Ready::OtherWindow;
                     }

@@ -332,7 +332,7 @@ fn compare_orb(
     let mut events: BTreeMap<String, MissingEvent> = BTreeMap::new();
     let mut order = Vec::new();
     let (mut first, mut last) = (i64::MAX, i64::MIN);
-    pipeline::scan(options, config.destination.as_ref(), |event, payload| {
+    pipeline::scan(options, config.destination.as_ref(), |origin, payload| {
         if events.contains_key(&payload.key) {
             return;
         }
@@ -358,8 +358,8 @@ fn compare_orb(
                     .to_owned(),
                 event_name: record["event_name"].as_str().unwrap_or_default().to_owned(),
                 timestamp,
-                source: event.origin.source.to_string(),
-                line: event.origin.line,
+                source: origin.source.to_string(),
+                line: origin.line,
             },
         );
     })?;

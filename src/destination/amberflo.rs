@@ -135,6 +135,7 @@ impl Destination for Amberflo {
             json: String::from_utf8(json).expect("JSON written from strings is UTF-8"),
             key: unique_id,
             customer: Some(customer_id),
+            time: Some(time),
         })
     }
 
@@ -203,6 +204,7 @@ impl Amberflo {
             json: serde_json::to_string(&customer).expect("a customer always serialises"),
             key: customer_id.clone(),
             customer: Some(customer_id.clone()),
+            time: None,
         })
     }
 }

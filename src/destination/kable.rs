@@ -198,6 +198,7 @@ impl Destination for Kable {
             json: super::record_json(&record),
             key: transaction_id,
             customer: None,
+            time: Some(time),
         })
     }
 

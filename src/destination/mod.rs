@@ -150,6 +150,9 @@ pub struct Payload {
     pub key: String,
     /// Amberflo: the customer the record is for, to make sure it exists first.
     pub customer: Option<String>,
+    /// The event's time, as translated (usage records; not Amberflo's customers):
+    /// what backfill windows and day spans go by.
+    pub time: Option<jiff::Timestamp>,
 }
 
 /// What a destination makes of an event.

@@ -172,6 +172,7 @@ impl Destination for Orb {
             json: String::from_utf8(json).expect("JSON written from strings is UTF-8"),
             key,
             customer: None,
+            time: Some(time),
         })
     }
 
