@@ -1,25 +1,21 @@
 //! Orb backfills end to end against the loopback server, which applies Orb's
 //! grace period to ordinary ingest and its rules to backfills.
 
+#[path = "support/job.rs"]
+mod job;
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use jiff::Timestamp;
+use job::Job;
 use serde_json::{Value, json};
 use server::{Api, TestServer};
 
 const KEY: &str = "sk_test_backfill_key_77";
-
-struct Job {
-    dir: tempfile::TempDir,
-    settings: PathBuf,
-    input: PathBuf,
-}
 
 /// Events every 6 hours from `start` for `days` days: far older than the grace period.
 fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)>) {
@@ -44,28 +40,9 @@ fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)>) {
 }
 
 impl Job {
-    fn new(server: &TestServer, text: &str) -> Job {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = dir.path().join("segrelay.toml");
-        std::fs::write(
-            &settings,
-            format!(
-                "[destinations.orb]\napi_key = \"${{SEGRELAY_TEST_KEY}}\"\nexternal_customer_id_field = \"userId\"\nendpoint = \"{}\"\n",
-                server.endpoint()
-            ),
-        )
-        .unwrap();
-        let input = dir.path().join("events.ndjson");
-        std::fs::write(&input, text).unwrap();
-        Job {
-            dir,
-            settings,
-            input,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+    fn orb(server: &TestServer, text: &str) -> Job {
+        let table = "[destinations.orb]\nexternal_customer_id_field = \"userId\"\n";
+        Job::new(table, &server.endpoint(), text)
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
@@ -128,7 +105,7 @@ fn a_backfill_over_three_windows_puts_every_event_in_its_window() {
     server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
     server.orb_backfill_reflect_after_polls(2);
     let (text, keys) = events("2026-01-01T03:00:00Z", 70);
-    let job = Job::new(&server, &text);
+    let job = Job::orb(&server, &text);
 
     let output = job.send(&["--batch-size", "50"]);
     assert_eq!(
@@ -204,7 +181,7 @@ fn without_a_backfill_orb_refuses_old_events() {
     let server = TestServer::start(Api::Orb, KEY);
     server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
     let (text, keys) = events("2026-01-01T03:00:00Z", 2);
-    let job = Job::new(&server, &text);
+    let job = Job::orb(&server, &text);
     let output = job
         .command(&["send"])
         .args(["--max-retry-wait", "10ms", "--summary"])
@@ -224,7 +201,7 @@ fn without_a_backfill_orb_refuses_old_events() {
 fn a_dry_run_writes_the_backfill_requests_too() {
     let server = TestServer::start(Api::Orb, KEY);
     let (text, keys) = events("2026-01-01T03:00:00Z", 40);
-    let job = Job::new(&server, &text);
+    let job = Job::orb(&server, &text);
     let output = job
         .command(&[
             "send",
@@ -273,7 +250,7 @@ fn a_resumed_backfill_goes_on_with_the_same_backfills() {
     let server = TestServer::start(Api::Orb, KEY);
     server.latency(Duration::from_millis(15));
     let (text, keys) = events("2026-01-01T03:00:00Z", 70);
-    let job = Job::new(&server, &text);
+    let job = Job::orb(&server, &text);
     let args = ["--batch-size", "10", "--checkpoint"];
     let checkpoint = job.path("checkpoint.json");
     let mut child = job
@@ -326,7 +303,7 @@ fn a_resumed_backfill_goes_on_with_the_same_backfills() {
 fn a_pending_backfill_for_the_same_window_is_taken_over() {
     let server = TestServer::start(Api::Orb, KEY);
     let (text, keys) = events("2026-03-01T00:00:00Z", 3);
-    let job = Job::new(&server, &text);
+    let job = Job::orb(&server, &text);
     // As if a run had created it and died before recording its id.
     let first = keys.first().unwrap().1;
     let last = keys.last().unwrap().1;
@@ -354,7 +331,7 @@ fn a_pending_backfill_for_the_same_window_is_taken_over() {
 fn backfills_can_be_managed_by_hand() {
     let server = TestServer::start(Api::Orb, KEY);
     let (text, _) = events("2026-01-01T03:00:00Z", 40);
-    let job = Job::new(&server, &text);
+    let job = Job::orb(&server, &text);
     let output = job
         .command(&["send", "--orb-backfill", "--orb-no-close"])
         .arg(&job.input)

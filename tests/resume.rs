@@ -1,49 +1,26 @@
 //! Backfills that survive: checkpoints, resume after a kill or Ctrl-C,
 //! concurrency that keeps the checkpoint honest, and filters.
 
+#[path = "support/job.rs"]
+mod job;
 #[path = "support/server.rs"]
 mod server;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
+use job::Job;
 use serde_json::{Value, json};
 use server::{Api, Fault, TestServer};
 
 const KEY: &str = "sk_test_resume_key_0042";
 
-struct Job {
-    dir: tempfile::TempDir,
-    settings: PathBuf,
-    input: PathBuf,
-}
-
 impl Job {
-    fn new(server: &TestServer, lines: &str) -> Job {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = dir.path().join("segrelay.toml");
-        std::fs::write(
-            &settings,
-            format!(
-                "[destinations.kable]\napi_key = \"${{SEGRELAY_TEST_KEY}}\"\nkable_client_id = \"kci_test\"\nendpoint = \"{}\"\n",
-                server.endpoint()
-            ),
-        )
-        .unwrap();
-        let input = dir.path().join("events.ndjson");
-        std::fs::write(&input, lines).unwrap();
-        Job {
-            dir,
-            settings,
-            input,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+    fn kable(server: &TestServer, lines: &str) -> Job {
+        let table = "[destinations.kable]\nkable_client_id = \"kci_test\"\n";
+        Job::new(table, &server.endpoint(), lines)
     }
 
     fn command(&self, extra: &[&str]) -> std::process::Command {
@@ -190,7 +167,7 @@ fn sigterm_stops_as_cleanly_as_ctrl_c() {
     let server = TestServer::start(Api::Kable, KEY);
     server.latency(Duration::from_millis(20));
     let (text, keys) = input(300, 0);
-    let job = Job::new(&server, &text);
+    let job = Job::kable(&server, &text);
     let child = job.spawn(&["--batch-size", "10"]);
     wait_for(|| server.received().len() >= 3);
     signal(&child, "-TERM");
@@ -208,7 +185,7 @@ fn resume_after_a_kill_delivers_everything_once() {
     let server = TestServer::start(Api::Kable, KEY);
     server.latency(Duration::from_millis(15));
     let (text, keys) = input(600, 37);
-    let job = Job::new(&server, &text);
+    let job = Job::kable(&server, &text);
     let mut child = job.spawn(&["--batch-size", "10"]);
     wait_for(|| server.received().len() >= 8);
     child.kill().unwrap();
@@ -246,7 +223,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     let server = TestServer::start(Api::Kable, KEY);
     server.latency(Duration::from_millis(20));
     let (text, keys) = input(400, 0);
-    let job = Job::new(&server, &text);
+    let job = Job::kable(&server, &text);
     let child = job.spawn(&["--batch-size", "10"]);
     wait_for(|| server.received().len() >= 5);
     interrupt(&child);
@@ -281,7 +258,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
 fn a_changed_input_is_refused_unless_restarting() {
     let server = TestServer::start(Api::Kable, KEY);
     let (text, keys) = input(30, 0);
-    let job = Job::new(&server, &text);
+    let job = Job::kable(&server, &text);
     assert_eq!(job.run(&[]).0, 0);
     std::fs::write(&job.input, format!("{text}{}\n", event(999))).unwrap();
     let (code, stderr) = job.run(&[]);
@@ -298,7 +275,7 @@ fn a_changed_input_is_refused_unless_restarting() {
 #[test]
 fn standard_input_cannot_be_checkpointed() {
     let server = TestServer::start(Api::Kable, KEY);
-    let job = Job::new(&server, "");
+    let job = Job::kable(&server, "");
     let output = std::process::Command::cargo_bin("segrelay")
         .unwrap()
         .args(["send", "-c"])
@@ -322,7 +299,7 @@ fn concurrency_delivers_everything_and_keeps_the_checkpoint_in_order() {
         server.fault_on_request(n, Fault::Status(503, String::new()));
     }
     let (text, keys) = input(1000, 0);
-    let job = Job::new(&server, &text);
+    let job = Job::kable(&server, &text);
     let (code, stderr) = job.run(&["--batch-size", "20", "--concurrency", "4"]);
     assert_eq!(code, 0, "{stderr}");
     assert_each_key_once(&server, &keys);
@@ -334,7 +311,7 @@ fn concurrency_delivers_everything_and_keeps_the_checkpoint_in_order() {
     // Killed mid-run with four requests in flight, the checkpoint is never ahead.
     let server = TestServer::start(Api::Kable, KEY);
     server.latency(Duration::from_millis(30));
-    let job = Job::new(&server, &text);
+    let job = Job::kable(&server, &text);
     let mut child = job.spawn(&["--batch-size", "10", "--concurrency", "4"]);
     wait_for(|| server.received().len() >= 12);
     child.kill().unwrap();

@@ -1,45 +1,21 @@
 //! Closing the loop: customers made sure of before their usage, and `verify`
 //! comparing what the destination holds with the input.
 
+#[path = "support/job.rs"]
+mod job;
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
+use job::Job;
 use serde_json::{Value, json};
 use server::{Api, TestServer};
 
 const KEY: &str = "sk_test_verify_key_31";
 
-struct Job {
-    dir: tempfile::TempDir,
-    settings: PathBuf,
-    input: PathBuf,
-}
-
 impl Job {
-    fn new(server: &TestServer, table: &str, text: &str) -> Job {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = dir.path().join("segrelay.toml");
-        std::fs::write(
-            &settings,
-            format!(
-                "{table}api_key = \"${{SEGRELAY_TEST_KEY}}\"\nendpoint = \"{}\"\n",
-                server.endpoint()
-            ),
-        )
-        .unwrap();
-        let input = dir.path().join("events.ndjson");
-        std::fs::write(&input, text).unwrap();
-        Job {
-            dir,
-            settings,
-            input,
-        }
-    }
-
     fn run(&self, args: &[&str]) -> Output {
         let output = std::process::Command::cargo_bin("segrelay")
             .unwrap()
@@ -59,10 +35,6 @@ impl Job {
             );
         }
         output
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 }
 
@@ -110,7 +82,7 @@ fn amberflo_full_cycle_ensure_send_verify_then_a_missing_day() {
         .header("Content-Type", "application/json")
         .send(json!({"customerId":"cust_c","customerName":"Sea Corp"}).to_string())
         .unwrap();
-    let job = Job::new(&server, AMBERFLO, &amberflo_input());
+    let job = Job::new(AMBERFLO, &server.endpoint(), &amberflo_input());
 
     let sent = job.run(&["send", "--ensure-customers", "--batch-size", "5"]);
     assert_eq!(sent.status.code(), Some(0), "{}", text(&sent));
@@ -220,7 +192,7 @@ fn orb_verify_finds_a_missing_key() {
             )
         })
         .collect();
-    let job = Job::new(&server, ORB, &lines);
+    let job = Job::new(ORB, &server.endpoint(), &lines);
     let sent = job.run(&["send"]);
     assert_eq!(sent.status.code(), Some(0), "{}", text(&sent));
     let verified = job.run(&["verify"]);
@@ -251,8 +223,8 @@ fn orb_verify_finds_a_missing_key() {
 fn kable_cannot_be_verified_and_says_so() {
     let server = TestServer::start(Api::Kable, KEY);
     let job = Job::new(
-        &server,
         "[destinations.kable]\nkable_client_id = \"kci_test\"\n",
+        &server.endpoint(),
         "",
     );
     let output = job.run(&["verify"]);
@@ -269,8 +241,8 @@ fn kable_cannot_be_verified_and_says_so() {
 fn a_dry_run_shows_the_customer_lookups_and_a_resume_does_not_ask_again() {
     let server = TestServer::start(Api::Amberflo, KEY);
     let job = Job::new(
-        &server,
         &format!("{AMBERFLO}ensure_customers = true\n"),
+        &server.endpoint(),
         &amberflo_input(),
     );
     let dry = job.run(&["send", "--dry-run"]);
@@ -356,7 +328,7 @@ fn a_customer_amberflo_refuses_has_its_records_rejected_whole() {
     server.push_faults(vec![server::Fault::Status(400, "bad customer id".into())]);
     let line = json!({"type":"track","event":"tokens","userId":"bad id","messageId":"r-1","timestamp":"2026-11-22T01:00:00Z",
         "properties":{"value":2},"context":{"ip":"203.0.113.9","library":{"name":"analytics.js"}}});
-    let job = Job::new(&server, AMBERFLO, &format!("{line}\n"));
+    let job = Job::new(AMBERFLO, &server.endpoint(), &format!("{line}\n"));
     let rejects = job.path("rejects.ndjson");
     let output = job.run(&[
         "send",
