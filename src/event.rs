@@ -475,8 +475,8 @@ impl<'de> serde::de::Visitor<'de> for MemberPlaces<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // Most events' properties fit, so the list is not grown member by member.
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        // Room for 16 members (serde_json gives no size hint): most properties fit at once.
+        let mut members = Vec::with_capacity(16);
         let mut last_end = None;
         while let Some(Key(key)) = map.next_key::<Key>()? {
             let value: &serde_json::value::RawValue = map.next_value()?;
