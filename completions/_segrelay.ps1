@@ -31,7 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
-            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff)')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), or write every command''s page to a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -235,6 +235,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;man' {
+            [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Write segrelay.1 and a page for each command (segrelay-send.1, ...) into DIR')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -246,7 +247,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
-            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff)')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), or write every command''s page to a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }

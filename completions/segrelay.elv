@@ -28,7 +28,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand destinations 'List the destination types, the calls each takes and their settings'
             cand completions 'Print a shell completion script'
             cand orb 'Manage Orb backfills by hand'
-            cand man 'Print the manual page (roff)'
+            cand man 'Print the manual page (roff), or write every command''s page to a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;send'= {
@@ -207,6 +207,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
         &'segrelay;orb;help;help'= {
         }
         &'segrelay;man'= {
+            cand --out-dir 'Write segrelay.1 and a page for each command (segrelay-send.1, ...) into DIR'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -217,7 +218,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand destinations 'List the destination types, the calls each takes and their settings'
             cand completions 'Print a shell completion script'
             cand orb 'Manage Orb backfills by hand'
-            cand man 'Print the manual page (roff)'
+            cand man 'Print the manual page (roff), or write every command''s page to a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;help;send'= {

@@ -32,7 +32,7 @@ complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "verify" -d 'Compa
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "orb" -d 'Manage Orb backfills by hand'
-complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "man" -d 'Print the manual page (roff)'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "man" -d 'Print the manual page (roff), or write every command\'s page to a folder'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
@@ -116,6 +116,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_s
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from help" -f -a "backfills" -d 'List, show, close or revert Orb backfills'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand man" -l out-dir -d 'Write segrelay.1 and a page for each command (segrelay-send.1, ...) into DIR' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand man" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "send" -d 'Translate events and send them to a destination, or write the requests (--dry-run)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
@@ -123,6 +124,6 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_s
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "completions" -d 'Print a shell completion script'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "orb" -d 'Manage Orb backfills by hand'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "man" -d 'Print the manual page (roff)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "man" -d 'Print the manual page (roff), or write every command\'s page to a folder'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and __fish_seen_subcommand_from orb" -f -a "backfills" -d 'List, show, close or revert Orb backfills'

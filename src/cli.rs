@@ -52,8 +52,12 @@ pub enum Command {
         #[command(subcommand)]
         command: OrbCommand,
     },
-    /// Print the manual page (roff)
-    Man,
+    /// Print the manual page (roff), or write every command's page to a folder
+    Man {
+        /// Write segrelay.1 and a page for each command (segrelay-send.1, ...) into DIR
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -121,8 +121,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             }
             backfill::manage(chosen, timeout, &action)
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut io::stdout().lock())?;
+        Command::Man { out_dir } => {
+            // `help` has no page of its own: the pages are the help.
+            let command = Cli::command().disable_help_subcommand(true);
+            match out_dir {
+                None => clap_mangen::Man::new(command).render(&mut io::stdout().lock())?,
+                Some(dir) => clap_mangen::generate_to(command, &dir).with_context(|| {
+                    format!("cannot write the manual pages to {}", dir.display())
+                })?,
+            }
             Ok(Status::Clean)
         }
     }

@@ -37,10 +37,37 @@ fn completions_match_the_binary() {
 }
 
 #[test]
-fn man_page_matches_the_binary() {
+fn man_pages_match_the_binary() {
     assert_eq!(
         generated(&["man"]),
         shipped("doc/segrelay.1"),
-        "doc/segrelay.1 is stale: regenerate it with `segrelay man > doc/segrelay.1`"
+        "doc/segrelay.1 is stale: regenerate the pages with `segrelay man --out-dir doc`"
     );
+    let dir = tempfile::tempdir().unwrap();
+    generated(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    let pages = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let written = pages(dir.path());
+    assert!(
+        written.contains(&"segrelay-send.1".to_owned()),
+        "{written:?}"
+    );
+    assert_eq!(
+        written,
+        pages(&Path::new(env!("CARGO_MANIFEST_DIR")).join("doc")),
+        "doc/ is stale: regenerate it with `rm doc/*.1; segrelay man --out-dir doc`"
+    );
+    for page in &written {
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(page)).unwrap(),
+            shipped(&format!("doc/{page}")),
+            "doc/{page} is stale: regenerate the pages with `segrelay man --out-dir doc`"
+        );
+    }
 }
