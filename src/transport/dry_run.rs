@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::{Reply, Transport, USER_AGENT};
-use crate::destination::{HeaderValue, Request};
+use crate::destination::{HeaderValue, Request, write_json_str};
 use crate::event::Origin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,19 +40,19 @@ impl DryRun {
     fn ndjson(&mut self, destination: &str, request: &Request, events: &[&Origin]) {
         let line = &mut self.line;
         line.extend_from_slice(b"{\"destination\":");
-        push_json_string(line, destination);
+        write_json_str(line, destination);
         line.extend_from_slice(b",\"method\":");
-        push_json_string(line, request.method);
+        write_json_str(line, request.method);
         line.extend_from_slice(b",\"url\":");
-        push_json_string(line, &request.url);
+        write_json_str(line, &request.url);
         line.extend_from_slice(b",\"headers\":{");
         for (i, header) in request.headers.iter().enumerate() {
             if i > 0 {
                 line.push(b',');
             }
-            push_json_string(line, &header.name.to_ascii_lowercase());
+            write_json_str(line, &header.name.to_ascii_lowercase());
             line.push(b':');
-            push_json_string(line, &shown(&header.value, self.show_secrets));
+            write_json_str(line, &shown(&header.value, self.show_secrets));
         }
         line.extend_from_slice(b"},\"body\":");
         if request.body.is_empty() {
@@ -66,7 +66,7 @@ impl DryRun {
                 line.push(b',');
             }
             line.extend_from_slice(b"{\"source\":");
-            push_json_string(line, origin.source);
+            write_json_str(line, origin.source);
             line.extend_from_slice(b",\"line\":");
             line.extend_from_slice(origin.line.to_string().as_bytes());
             line.push(b'}');
@@ -181,10 +181,6 @@ fn shown(value: &HeaderValue, show_secrets: bool) -> String {
             _ => format!("{prefix}***"),
         },
     }
-}
-
-fn push_json_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
 }
 
 /// `'text'` for a POSIX shell, with single quotes spelled `'\''`.
