@@ -325,6 +325,11 @@ fn is_loopback(url: &str) -> bool {
 }
 
 impl DestinationSettings {
+    /// The configured base URL, else the service's own.
+    pub fn endpoint_or(&self, default: &str) -> String {
+        self.endpoint.clone().unwrap_or_else(|| default.to_owned())
+    }
+
     fn parse(name: String, mut table: TableReader) -> Result<DestinationSettings, SettingsError> {
         let kind = match table.optional_string("type")? {
             Some(kind) => Kind::from_name(&kind).ok_or_else(|| {

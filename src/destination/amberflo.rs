@@ -51,10 +51,7 @@ impl Amberflo {
         Ok(Amberflo {
             name: settings.name.clone(),
             api_key: settings.api_key.clone(),
-            endpoint: settings
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
             ensure_customers: table.optional_bool("ensure_customers")?.unwrap_or(false),
             gzip_requests: table.optional_bool("gzip_requests")?.unwrap_or(false),
         })
@@ -477,10 +474,7 @@ pub struct Api {
 impl Api {
     pub fn new(settings: &DestinationSettings) -> Api {
         Api {
-            endpoint: settings
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
             api_key: settings.api_key.clone(),
         }
     }

@@ -76,10 +76,7 @@ impl Kable {
         Ok(Kable {
             name: settings.name.clone(),
             api_key: settings.api_key.clone(),
-            endpoint: settings
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| default_endpoint.to_owned()),
+            endpoint: settings.endpoint_or(default_endpoint),
             kable_client_id,
             client_id_field,
             mapping: table.mapping("properties_mapping")?,

@@ -66,10 +66,7 @@ impl Orb {
         Ok(Orb {
             name: settings.name.clone(),
             api_key: settings.api_key.clone(),
-            endpoint: settings
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
             customer_field,
             event_name_field,
             idempotency_key_field,
@@ -280,10 +277,7 @@ pub struct Api {
 impl Api {
     pub fn new(settings: &DestinationSettings) -> Api {
         Api {
-            endpoint: settings
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
             api_key: settings.api_key.clone(),
         }
     }
