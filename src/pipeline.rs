@@ -36,6 +36,33 @@ pub struct Options<'a> {
     pub threads: usize,
 }
 
+impl<'a> Options<'a> {
+    /// What the preparing threads need: the destination, the filters and a pass's window.
+    fn preparer<'d>(
+        &'d self,
+        destination: &'d dyn Destination,
+        window: Option<(Timestamp, Timestamp)>,
+    ) -> Preparer<'d> {
+        Preparer {
+            destination,
+            filter: &self.filter,
+            window,
+            wanted: Wanted::of(destination),
+        }
+    }
+
+    /// The input to read, past the lines a checkpoint says are `settled`.
+    fn reading<'r>(&'r self, settled: &'r [u64]) -> Reading<'r> {
+        Reading {
+            sources: self.sources,
+            settled,
+            max_line_bytes: self.max_line_bytes,
+            bytes_read: &self.bytes_read,
+            threads: self.threads,
+        }
+    }
+}
+
 /// One pass over the input. A plain run is one pass; an Orb backfill makes a
 /// pass per time window, each sending only its window's events.
 #[derive(Debug, Clone, Copy, Default)]
@@ -163,20 +190,8 @@ pub fn run(
         dispatch,
         customers,
     };
-    let preparer = Preparer {
-        destination: courier.destination.as_ref(),
-        filter: &options.filter,
-        window: pass.window,
-        wanted: Wanted::of(courier.destination.as_ref()),
-    };
-    let reading = Reading {
-        sources: options.sources,
-        settled: &settled,
-        max_line_bytes: options.max_line_bytes,
-        bytes_read: &options.bytes_read,
-        threads: options.threads,
-    };
-    let read = prepare::read_all(&reading, &preparer, |line| {
+    let preparer = options.preparer(courier.destination.as_ref(), pass.window);
+    let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
         if interrupt::requested() {
             pipeline.stopped_early = true;
             return Ok(ControlFlow::Break(()));
@@ -240,20 +255,8 @@ pub fn scan(
     destination: &dyn Destination,
     mut each: impl FnMut(Origin, Payload),
 ) -> anyhow::Result<()> {
-    let preparer = Preparer {
-        destination,
-        filter: &options.filter,
-        window: None,
-        wanted: Wanted::of(destination),
-    };
-    let reading = Reading {
-        sources: options.sources,
-        settled: &[],
-        max_line_bytes: options.max_line_bytes,
-        bytes_read: &options.bytes_read,
-        threads: options.threads,
-    };
-    prepare::read_all(&reading, &preparer, |line| {
+    let preparer = options.preparer(destination, None);
+    prepare::read_all(&options.reading(&[]), &preparer, |line| {
         if interrupt::requested() {
             return Ok(ControlFlow::Break(()));
         }
