@@ -170,7 +170,7 @@ impl Config {
         let settings = Settings::load(&settings::locate(settings_args.config.as_deref()))?;
         let chosen = settings.select(settings_args.destination.as_deref())?;
         let destination: Arc<dyn Destination> = Arc::from(destination::build(chosen)?);
-        let mut warnings = Vec::new();
+        let mut warnings = destination.warnings();
         match mode {
             // A real send needs the key before anything is read.
             Mode::Send { .. } | Mode::Verify { .. } => {

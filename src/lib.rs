@@ -137,9 +137,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
 
 fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Result<Status> {
     if config.verbosity > Verbosity::Quiet {
-        for warning in &config.warnings {
-            eprintln!("segrelay: warning: {warning}");
-        }
         if config.sources.contains(&Source::Stdin) && io::stdin().is_terminal() {
             eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
         }
@@ -172,6 +169,9 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         rejects_length,
         bytes_read.clone(),
     )?;
+    for warning in &config.warnings {
+        report.warn(warning.as_str());
+    }
     if let Some(state) = resumed {
         if state.inputs.iter().all(|i| i.done) {
             console.say("segrelay: the checkpoint says every input is already settled: nothing to do (--restart starts over)");

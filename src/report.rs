@@ -185,6 +185,8 @@ pub struct Summary {
     pub skipped_by_reason: BTreeMap<String, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub failed_by_reason: BTreeMap<String, u64>,
+    /// What the user should act on though nothing failed, one sentence each.
+    pub warnings: Vec<String>,
 }
 
 /// The rejects file: appended to, and cut back to a checkpoint's length on resume.
@@ -265,6 +267,19 @@ impl Report {
 
     pub fn interrupted(&mut self) {
         self.summary.interrupted = true;
+    }
+
+    /// Something the user should act on though nothing failed: said once on
+    /// standard error (unless quiet) and kept in the summary's `warnings`.
+    pub fn warn(&mut self, warning: impl Into<String>) {
+        let warning = warning.into();
+        if self.summary.warnings.contains(&warning) {
+            return;
+        }
+        if self.console.verbosity > Verbosity::Quiet {
+            self.console.say(&format!("segrelay: warning: {warning}"));
+        }
+        self.summary.warnings.push(warning);
     }
 
     /// An event was read; its outcome comes later, through `settle`.

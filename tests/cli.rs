@@ -1183,3 +1183,103 @@ fn gzipped_bodies_in_curl_and_http_formats() {
         "the shell passes the JSON unchanged through gzip"
     );
 }
+
+/// Kable's host follows the key (`sk_live` → live) unless `environment` says:
+/// a dry run without the key says plainly that the host is unknown, and a
+/// key that disagrees with `environment` is pointed out.
+#[test]
+fn kable_dry_run_says_which_host_the_key_decides() {
+    let settings =
+        "[destinations.kable]\napi_key = \"${KABLE_API_KEY}\"\nkable_client_id = \"kci_x\"\n";
+    let dir = workspace(settings);
+    write(
+        dir.path(),
+        "events.ndjson",
+        ndjson(&[track("k1", json!(1))]),
+    );
+    let summary_path = dir.path().join("summary.json");
+    let summary_arg = summary_path.to_str().unwrap();
+    let host = |out: &Run| out.requests()[0]["url"].as_str().unwrap().to_owned();
+
+    // No key: the host a test key would use, and a plain word that a live key goes elsewhere.
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "kable",
+        &["--summary", summary_arg],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert!(
+        host(&out).starts_with("https://test.kable.io/"),
+        "{}",
+        host(&out)
+    );
+    assert!(
+        out.stderr.contains("the Kable host is unknown"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("https://live.kable.io"),
+        "{}",
+        out.stderr
+    );
+    let warnings = summary(&summary_path)["warnings"].clone();
+    assert_eq!(warnings.as_array().unwrap().len(), 1, "{warnings}");
+    assert!(warnings[0].as_str().unwrap().contains("host is unknown"));
+
+    // A live key in the environment: the live host, and nothing to warn about.
+    let mut cmd = segrelay();
+    cmd.current_dir(dir.path())
+        .env("KABLE_API_KEY", "sk_live_abc123")
+        .args([
+            "send",
+            "--dry-run",
+            "-d",
+            "kable",
+            "--summary",
+            summary_arg,
+            "events.ndjson",
+        ]);
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    assert!(
+        host(&out).starts_with("https://live.kable.io/"),
+        "{}",
+        host(&out)
+    );
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    assert_eq!(summary(&summary_path)["warnings"], json!([]));
+
+    // `environment` decides, the same way with or without the key; a live key sent to the
+    // test host is pointed out.
+    let dir = workspace(&format!("{settings}environment = \"test\"\n"));
+    write(
+        dir.path(),
+        "events.ndjson",
+        ndjson(&[track("k1", json!(1))]),
+    );
+    for key in [None, Some("sk_live_abc123")] {
+        let mut cmd = segrelay();
+        cmd.current_dir(dir.path())
+            .args(["send", "--dry-run", "-d", "kable", "events.ndjson"]);
+        if let Some(key) = key {
+            cmd.env("KABLE_API_KEY", key);
+        }
+        let out = run(&mut cmd);
+        out.expect_code(0);
+        assert!(
+            host(&out).starts_with("https://test.kable.io/"),
+            "{}",
+            host(&out)
+        );
+        assert_eq!(
+            out.stderr.contains("Kable will refuse it there"),
+            key.is_some(),
+            "{key:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("host is unknown"), "{}", out.stderr);
+    }
+}

@@ -1,5 +1,5 @@
 //! Translation: golden requests for the seed examples, and the translation
-//! rules of contract.md across the three destinations.
+//! rules in the README across the three destinations.
 
 mod common;
 
@@ -10,7 +10,7 @@ use common::*;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
-// Golden tests of the seed examples (corrected as destinations.md says)
+// Golden tests of the seed examples (corrected where the pages are known to be wrong)
 // ---------------------------------------------------------------------------
 
 /// Runs one seed fixture and compares every request with the golden file.

@@ -49,6 +49,8 @@ pub struct Kable {
     kable_client_id: String,
     client_id_field: String,
     mapping: Vec<(String, String)>,
+    /// What the settings leave uncertain about where events go.
+    warnings: Vec<String>,
 }
 
 impl Kable {
@@ -58,19 +60,36 @@ impl Kable {
     ) -> Result<Kable, SettingsError> {
         let kable_client_id = table.required_string("kable_client_id")?;
         let client_id_field = table.field("client_id_field", "userId")?;
+        let key = settings.api_key.value();
+        let live_key = key.is_some_and(|k| k.starts_with("sk_live"));
+        let mut warnings = Vec::new();
         let live = match table.optional_string("environment")?.as_deref() {
-            Some("live") => true,
-            Some("test") => false,
+            Some(chosen @ ("live" | "test")) => {
+                let live = chosen == "live";
+                if key.is_some() && live != live_key {
+                    warnings.push(format!(
+                        "environment = \"{chosen}\" sends to {}, but the api_key is {} key: Kable will refuse it there",
+                        if live { LIVE_ENDPOINT } else { TEST_ENDPOINT },
+                        if live_key { "a live (sk_live)" } else { "not a live (sk_live)" }
+                    ));
+                }
+                live
+            }
             Some(other) => {
                 return Err(table.error(format!(
                     "key \"environment\" must be \"live\" or \"test\", not \"{other}\""
                 )));
             }
-            // Kable's SDK rule; a key not yet set in a dry run counts as test.
-            None => settings
-                .api_key
-                .value()
-                .is_some_and(|k| k.starts_with("sk_live")),
+            // Kable's SDK rule: the key decides. Without it (a dry run), the host is unknown.
+            None => {
+                if key.is_none() && settings.endpoint.is_none() {
+                    warnings.push(format!(
+                        "the api_key is not set, so the Kable host is unknown: a live key (sk_live...) sends to {LIVE_ENDPOINT}, \
+                         any other to {TEST_ENDPOINT} (shown here); set environment = \"live\" or \"test\" to decide"
+                    ));
+                }
+                live_key
+            }
         };
         let default_endpoint = if live { LIVE_ENDPOINT } else { TEST_ENDPOINT };
         Ok(Kable {
@@ -80,6 +99,7 @@ impl Kable {
             kable_client_id,
             client_id_field,
             mapping: table.mapping("properties_mapping")?,
+            warnings,
         })
     }
 }
@@ -135,6 +155,10 @@ impl Destination for Kable {
 
     fn paths(&self) -> Vec<&str> {
         vec![&self.client_id_field]
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 
     fn translate(&self, event: &Event) -> Translation {
@@ -264,6 +288,7 @@ mod tests {
                 kable_client_id: "kci".into(),
                 client_id_field: "userId".into(),
                 mapping: mapping.clone(),
+                warnings: Vec::new(),
             };
             let event = Event::from_map(
                 json!({"type": "track", "userId": "u", "messageId": "m", "timestamp": "2026-01-01T00:00:00Z", "properties": properties})

@@ -252,6 +252,12 @@ pub trait Destination: Send + Sync {
         true
     }
 
+    /// What the user should know about these settings before a run (said on
+    /// standard error and kept in the summary's warnings).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// `ensure_customers` in the settings: make sure each customer exists first.
     fn ensures_customers(&self) -> bool {
         false

@@ -91,17 +91,9 @@ pub fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// The analytics-go fixtures shipped beside the repository (CI has them).
+/// Segment's analytics-go fixtures, vendored with their licence (see ORIGIN.md there).
 pub fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus/segmentio-analytics-go-fixtures");
-    assert!(
-        dir.is_dir(),
-        "the Segment corpus is missing: expected the directory {} \
-         (../shared/corpus/segmentio-analytics-go-fixtures next to the crate)",
-        dir.display()
-    );
-    dir
+    fixtures().join("analytics-go")
 }
 
 pub fn read_json(path: &Path) -> Value {

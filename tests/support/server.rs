@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 //! A test-only HTTP/1.1 server that behaves like the Amberflo, Orb and Kable APIs as described in
-//! `reference/destinations.md`, with injectable faults.
+//! their public API references and SDKs, with injectable faults.
 //!
 //! Include it from an integration test with
 //! `#[path = "support/server.rs"] mod server;`.
@@ -12,7 +12,7 @@
 //!
 //! Besides ingestion it imitates Orb backfills (`/v1/events/backfills...`, `?backfill_id=`) and
 //! event search (`/v1/events/search`), and Amberflo customers (`/customers`) and usage queries
-//! (`/usage`). Where `destinations.md` is silent, the choice made is written next to the code.
+//! (`/usage`). Where the references are silent, the choice made is written next to the code.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -40,7 +40,7 @@ const MAX_DECODED: u64 = 256 * 1024 * 1024;
 /// Orb: how far in the future an event may be when a grace period is set.
 const ORB_FUTURE_LIMIT_MS: i64 = 5 * 60 * 1000;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-/// Orb: one backfill spans at most 31 days (destinations.md, "Backfill limits").
+/// Orb: one backfill spans at most 31 days (Orb's backfill limits).
 const ORB_BACKFILL_MAX_SPAN_MS: i64 = 31 * DAY_MS;
 /// Orb: a backfill closes itself at `close_time`, by default one day after creation.
 const ORB_BACKFILL_DEFAULT_CLOSE_MS: i64 = DAY_MS;
@@ -927,7 +927,7 @@ fn percent_decode(s: &str) -> String {
 /// The API's usual error answer for a status, with a human detail.
 fn error_response(api: Api, status: u16, detail: &str) -> Response {
     match api {
-        // Amberflo error bodies are opaque text (unconfirmed in destinations.md).
+        // Amberflo error bodies are opaque text (not documented).
         Api::Amberflo => Response::text(status, &format!("{}: {detail}", reason(status))),
         Api::Orb => {
             let (slug, title) = orb_error_type(status);
@@ -1265,7 +1265,7 @@ fn parse_usage_query(v: &Value) -> Result<UsageQuery, String> {
         .as_object()
         .ok_or("the usage query must be a JSON object")?;
     let meter = non_empty_str(o, "meterApiName")?.to_string();
-    // Only what destinations.md documents is imitated: SUM per DAY, grouped by customerId.
+    // Only what the API reference documents is imitated: SUM per DAY, grouped by customerId.
     match non_empty_str(o, "aggregation")? {
         "SUM" => {}
         other => {
@@ -1409,7 +1409,7 @@ fn validate_customer(v: &Value) -> Result<String, String> {
     let id = non_empty_str(o, "customerId")?;
     non_empty_str(o, "customerName")?;
     optional_str(o, "customerEmail")?;
-    // `lifecycleStage` is optional; destinations.md names no values, so any string is accepted.
+    // `lifecycleStage` is optional; the API reference names no values, so any string is accepted.
     optional_str(o, "lifecycleStage")?;
     match o.get("traits") {
         None => {}
@@ -1607,7 +1607,7 @@ fn orb_ingest(shared: &Shared, req: &Request) -> Response {
                     fmt_ms(bf.end_ms)
                 ));
             }
-            // destinations.md is silent on events of other customers than a scoped backfill's:
+            // The API reference is silent on events of other customers than a scoped backfill's:
             // they fail validation here (the stricter choice).
             if !bf.customer_in_scope(event) {
                 errors.push(format!(
@@ -1900,7 +1900,7 @@ fn optional_id(o: &Map<String, Value>, key: &str) -> Result<Option<String>, Stri
 /// `POST /v1/events/backfills`. Timestamps use the same format as event timestamps (UTC with
 /// `Z`, at most millisecond precision) and are shown normalised (`2021-04-26T00:00:00Z`).
 /// Unknown keys (such as Orb's `deprecation_filter`) are ignored. The answer is 200 (Orb's
-/// status for a create is not in destinations.md; a client should accept any 2xx).
+/// status for a create is not documented; a client should accept any 2xx).
 fn orb_create_backfill(shared: &Shared, req: &Request) -> Response {
     let api = Api::Orb;
     let body = match parse_json(api, req) {
@@ -1947,7 +1947,7 @@ fn orb_create_backfill(shared: &Shared, req: &Request) -> Response {
     let now = now_ms();
     let mut st = shared.lock();
     orb_settle_backfills(&mut st, now);
-    // Only pending backfills conflict, whatever their customer scope (destinations.md: "must not
+    // Only pending backfills conflict, whatever their customer scope (Orb: "must not
     // overlap in time").
     let overlapping = st
         .backfills
