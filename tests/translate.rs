@@ -748,24 +748,72 @@ fn amberflo_identify_needs_a_user_id() {
     );
 }
 
+/// Checks that each event of `rejected` (messageId, what the detail must hold)
+/// is rejected with `kind`, in the summary, the rejects file and on stderr.
+fn assert_rejected(o: &Outcome, kind: &str, rejected: &[(&str, &str)]) {
+    assert_eq!(
+        o.summary["rejected_by_reason"][kind].as_u64(),
+        Some(rejected.len() as u64),
+        "{}",
+        o.summary
+    );
+    for (id, detail) in rejected {
+        let reject = o
+            .rejects
+            .iter()
+            .find(|r| r["messageId"] == json!(id))
+            .unwrap_or_else(|| panic!("{id} is not in the rejects file: {:?}", o.rejects));
+        assert_eq!(reject["_segrelay"]["reason"], json!(kind), "{id}: {reject}");
+        let note = reject["_segrelay"]["detail"].as_str().unwrap_or_default();
+        assert!(
+            note.contains(detail),
+            "{id}: the detail must hold {detail}: {note}"
+        );
+        let line = reject["_segrelay"]["line"].as_u64().unwrap();
+        let message = o
+            .run
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("events.ndjson:{line}:")))
+            .unwrap_or_else(|| panic!("no message for line {line}: {}", o.run.stderr));
+        assert!(
+            message.contains(detail),
+            "{id}: stderr must hold {detail}: {message}"
+        );
+    }
+}
+
 #[test]
 fn amberflo_meter_value_rules() {
     let events = [
-        track("number", json!({"properties": {"value": 0.5}})),
-        track("numeric-string", json!({"properties": {"value": "3"}})),
-        track("decimal-string", json!({"properties": {"value": "2.5"}})),
-        track("text", json!({"properties": {"value": "abc", "k": "v"}})),
+        track("number", json!({"properties": {"value": 2}})),
+        track("fraction", json!({"properties": {"value": 0.5}})),
+        track("numeric-text", json!({"properties": {"value": "2"}})),
+        track("negative-text", json!({"properties": {"value": "-3.5"}})),
+        track("exponent-text", json!({"properties": {"value": "2e3"}})),
+        track("null", json!({"properties": {"value": null, "k": "v"}})),
         track("absent", json!({"properties": {"k": "v"}})),
         track("no-properties", json!({})),
+        track("comma", json!({"properties": {"value": "1,250"}})),
+        track("text", json!({"properties": {"value": "abc", "k": "v"}})),
+        track("empty", json!({"properties": {"value": ""}})),
+        track("spaces", json!({"properties": {"value": " 3 "}})),
+        track("boolean", json!({"properties": {"value": true}})),
+        track("object", json!({"properties": {"value": {}}})),
+        track("array", json!({"properties": {"value": []}})),
+        track("nan", json!({"properties": {"value": "NaN"}})),
+        track("infinite", json!({"properties": {"value": "1e400"}})),
     ];
     let o = translate(SETTINGS, "amberflo", &events);
-    o.run.expect_code(0);
+    o.run.expect_code(1);
     let got = by_key(&o.records);
     for (id, value) in [
-        ("number", 0.5),
-        ("numeric-string", 3.0),
-        ("decimal-string", 2.5),
-        ("text", 1.0),
+        ("number", 2.0),
+        ("fraction", 0.5),
+        ("numeric-text", 2.0),
+        ("negative-text", -3.5),
+        ("exponent-text", 2000.0),
+        ("null", 1.0),
         ("absent", 1.0),
         ("no-properties", 1.0),
     ] {
@@ -783,7 +831,232 @@ fn amberflo_meter_value_rules() {
         assert_eq!(got[id]["meterApiName"], json!("ApiCalls"));
     }
     assert_eq!(got["absent"]["dimensions"], json!({"k": "v"}));
+    assert_eq!(got["null"]["dimensions"], json!({"k": "v"}));
     assert_eq!(got["no-properties"]["dimensions"], json!({}));
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert_rejected(
+        &o,
+        "meter value not a number",
+        &[
+            ("comma", r#"properties.value is "1,250""#),
+            ("text", r#"properties.value is "abc""#),
+            ("empty", r#"properties.value is """#),
+            ("spaces", r#"properties.value is " 3 ""#),
+            ("boolean", "properties.value is true"),
+            ("object", "properties.value is {}"),
+            ("array", "properties.value is []"),
+            ("nan", r#"properties.value is "NaN""#),
+            ("infinite", r#"properties.value is "1e400""#),
+        ],
+    );
+}
+
+#[test]
+fn amberflo_dimension_keys_are_cleaned_and_may_not_collide() {
+    let events = [
+        track(
+            "clean",
+            json!({"properties": {"a/b": "x", "": "dropped", "m": {"": 1, "k|l": 2}, "model.name": "gpt", "ok": 1}}),
+        ),
+        track("collide", json!({"properties": {"a/b": 1, "a|b": 2}})),
+        track(
+            "collide-nested",
+            json!({"properties": {"a": {"b": 1}, "a.b": 2}}),
+        ),
+        json!({"type": "page", "userId": "u", "name": "Home", "messageId": "page", "timestamp": "2021-04-26T14:01:46.909Z",
+               "properties": {"p/q": "1", "p_q": "2"}}),
+    ];
+    let o = translate(SETTINGS, "amberflo", &events);
+    o.run.expect_code(1);
+    assert_eq!(record_keys(&o.records), ["clean"]);
+    assert_eq!(
+        o.records[0]["dimensions"],
+        json!({"a_b": "x", "m.k_l": "2", "model.name": "gpt", "ok": "1"})
+    );
+    assert_rejected(
+        &o,
+        "dimension keys collide",
+        &[
+            (
+                "collide",
+                r#"properties["a/b"] and properties["a|b"] both become dimension "a_b""#,
+            ),
+            (
+                "collide-nested",
+                r#"properties.a.b and properties["a.b"] both become dimension "a.b""#,
+            ),
+            (
+                "page",
+                r#"properties["p/q"] and properties.p_q both become dimension "p_q""#,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn amberflo_trait_keys_are_cleaned_and_may_not_collide() {
+    let identify = |id: &str, traits: Value| json!({"type": "identify", "userId": id, "messageId": id, "timestamp": "2021-04-26T14:01:46.909Z", "traits": traits});
+    let events = [
+        identify(
+            "clean",
+            json!({"name": "N", "a/b": "x", "": "dropped", "model": {"name": "m", "": 1}}),
+        ),
+        identify("collide", json!({"a/b": 1, "a|b": 2})),
+    ];
+    let o = translate(SETTINGS, "amberflo", &events);
+    o.run.expect_code(1);
+    assert_eq!(o.records.len(), 1, "{:?}", o.records);
+    assert_eq!(o.records[0]["customerId"], json!("clean"));
+    assert_eq!(
+        o.records[0]["traits"],
+        json!({"a_b": "x", "model.name": "m"})
+    );
+    assert_rejected(
+        &o,
+        "trait keys collide",
+        &[(
+            "collide",
+            r#"traits["a/b"] and traits["a|b"] both become trait "a_b""#,
+        )],
+    );
+}
+
+#[test]
+fn blank_ids_count_as_absent() {
+    let events = [
+        track(
+            "blank-user",
+            json!({"userId": "  ", "anonymousId": "anon-1"}),
+        ),
+        track("blank-both", json!({"userId": "  ", "anonymousId": "\t"})),
+        track("kept", json!({"userId": " u 1 "})),
+        track("  ", json!({})),
+    ];
+    let o = translate(SETTINGS, "amberflo", &events);
+    o.run.expect_code(1);
+    let got = by_key(&o.records);
+    assert_eq!(got["blank-user"]["customerId"], json!("anon-1"));
+    assert_eq!(
+        got["kept"]["customerId"],
+        json!(" u 1 "),
+        "non-blank ids are kept as they are"
+    );
+    let content_ids: Vec<&String> = got.keys().filter(|k| k.starts_with("segrelay-")).collect();
+    assert_eq!(
+        content_ids.len(),
+        1,
+        "a blank messageId gets the content id: {got:?}"
+    );
+    assert_rejected(
+        &o,
+        "missing customer id",
+        &[("blank-both", "userId or anonymousId")],
+    );
+
+    // Identify needs a userId that is not blank.
+    let identify = json!({"type": "identify", "userId": " ", "messageId": "i", "timestamp": "2021-04-26T14:01:46.909Z"});
+    let o = translate(SETTINGS, "amberflo", &[identify]);
+    o.run.expect_code(0);
+    assert_eq!(
+        reason_count(&o.summary, "skipped_by_reason", "userId"),
+        1,
+        "{}",
+        o.summary
+    );
+
+    for (dest, kind) in [
+        ("orb", "missing external customer id"),
+        ("kable", "missing client id"),
+    ] {
+        let events = [
+            track(
+                "blank-user",
+                json!({"userId": " ", "anonymousId": "anon-1"}),
+            ),
+            track(" ", json!({})),
+        ];
+        let o = translate(SETTINGS, dest, &events);
+        o.run.expect_code(1);
+        assert_rejected(&o, kind, &[("blank-user", "userId")]);
+        let keys = record_keys(&o.records);
+        assert_eq!(keys.len(), 1, "{dest}: {keys:?}");
+        assert!(
+            keys[0].starts_with("segrelay-"),
+            "{dest}: a blank messageId gets the content id: {keys:?}"
+        );
+    }
+    // Orb's configured fields too.
+    let settings = r#"
+[destinations.orb]
+api_key = "${ORB_API_KEY}"
+external_customer_id_field = "properties.account"
+idempotency_key_field = "properties.requestId"
+"#;
+    let events = [
+        track(
+            "blank-event",
+            json!({"event": " ", "properties": {"account": "a", "requestId": "r1"}}),
+        ),
+        track(
+            "blank-key",
+            json!({"properties": {"account": "a", "requestId": " "}}),
+        ),
+        track(
+            "blank-account",
+            json!({"properties": {"account": "\n", "requestId": "r3"}}),
+        ),
+        track(
+            "ok",
+            json!({"properties": {"account": "a", "requestId": "r4"}}),
+        ),
+    ];
+    let o = translate(settings, "orb", &events);
+    o.run.expect_code(1);
+    assert_eq!(record_keys(&o.records), ["r4"]);
+    assert_rejected(&o, "missing event name", &[("blank-event", "event")]);
+    assert_rejected(
+        &o,
+        "missing idempotency key",
+        &[("blank-key", "properties.requestId")],
+    );
+    assert_rejected(
+        &o,
+        "missing external customer id",
+        &[("blank-account", "properties.account")],
+    );
+}
+
+#[test]
+fn times_at_or_before_the_epoch_are_rejected() {
+    for (dest, _) in DESTINATIONS {
+        let events = [
+            track("zero", json!({"timestamp": 0})),
+            track("epoch-text", json!({"timestamp": "1970-01-01T00:00:00Z"})),
+            track("before", json!({"timestamp": "1969-12-31T23:59:59Z"})),
+            track(
+                "one-ms-after",
+                json!({"timestamp": "1970-01-01T00:00:00.001Z"}),
+            ),
+        ];
+        let o = translate(SETTINGS, dest, &events);
+        o.run.expect_code(1);
+        assert_eq!(record_keys(&o.records), ["one-ms-after"], "{dest}");
+        assert_rejected(
+            &o,
+            "no usable time",
+            &[
+                ("zero", "timestamp 0 is at or before 1970-01-01T00:00:00Z"),
+                (
+                    "epoch-text",
+                    r#"timestamp "1970-01-01T00:00:00Z" is at or before 1970-01-01T00:00:00Z"#,
+                ),
+                ("before", "is at or before 1970-01-01T00:00:00Z"),
+            ],
+        );
+        if dest == "amberflo" {
+            assert_eq!(o.records[0]["meterTimeInMillis"], json!(1));
+        }
+    }
 }
 
 const ORB_MAPPING: &str = r#"
