@@ -765,6 +765,8 @@ fn amberflo_validation() {
         with(&|e| e["dimensions"]["empty"] = json!("")),
         with(&|e| e["dimensions"]["long"] = json!("x".repeat(201))),
         with(&|e| e["dimensions"]["n"] = json!(5)),
+        with(&|e| e["dimensions"]["a/b"] = json!("x")),
+        with(&|e| e["dimensions"][""] = json!("x")),
         with(&|e| e["meterTimeInMillis"] = json!(1619445706909.5)),
         with(&|e| e["meterTimeInMillis"] = json!(0)),
         with(&|e| e["meterValue"] = json!("2")),

@@ -1321,3 +1321,226 @@ fn the_seed_settings_file_is_a_valid_check() {
     }
     assert!(Path::new(&fixtures().join("seeds.toml")).is_file());
 }
+
+const ORB_NUMERIC: &str = r#"
+[destinations.orb]
+api_key = "${ORB_API_KEY}"
+external_customer_id_field = "userId"
+numeric_properties = ["amount", "units"]
+
+[destinations.orb.properties_mapping]
+amount = "amount"
+"usage.count" = "units"
+currency = "currency_code"
+"#;
+
+#[test]
+fn orb_numeric_properties_are_sent_as_numbers() {
+    let events = [
+        track(
+            "number",
+            json!({"properties": {"amount": 10, "usage": {"count": 2.5}}}),
+        ),
+        track(
+            "text",
+            json!({"properties": {"amount": "1250", "usage": {"count": "-3"}}}),
+        ),
+        track(
+            "exponent",
+            json!({"properties": {"amount": "2e3", "usage": {"count": "12.5"}}}),
+        ),
+        track(
+            "null",
+            json!({"properties": {"amount": null, "currency": "EUR"}}),
+        ),
+        track("absent", json!({"properties": {}})),
+        track("comma", json!({"properties": {"amount": "1,250"}})),
+        track("spaces", json!({"properties": {"amount": " 3 "}})),
+        track("boolean", json!({"properties": {"usage": {"count": true}}})),
+        track("empty", json!({"properties": {"amount": ""}})),
+    ];
+    let o = translate(ORB_NUMERIC, "orb", &events);
+    o.run.expect_code(1);
+    let got = by_key(&o.records);
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(
+        got["number"]["properties"],
+        json!({"amount": 10, "units": 2.5})
+    );
+    assert_eq!(
+        got["text"]["properties"],
+        json!({"amount": 1250, "units": -3})
+    );
+    assert!(
+        got["text"]["properties"]["amount"].is_u64(),
+        "a number, not text"
+    );
+    assert_eq!(
+        got["exponent"]["properties"],
+        json!({"amount": 2000.0, "units": 12.5})
+    );
+    assert_eq!(got["null"]["properties"], json!({"currency_code": "EUR"}));
+    assert_eq!(got["absent"]["properties"], json!({}));
+    assert_rejected(
+        &o,
+        "property not a number",
+        &[
+            (
+                "comma",
+                r#"properties.amount (Orb "amount") is "1,250"; numeric_properties asks for a number"#,
+            ),
+            ("spaces", r#"properties.amount (Orb "amount") is " 3 ""#),
+            ("boolean", r#"properties.usage.count (Orb "units") is true"#),
+            ("empty", r#"properties.amount (Orb "amount") is """#),
+        ],
+    );
+    // Every property is listed or holds no numeric text: no advice.
+    assert_eq!(o.summary["warnings"], json!([]), "{}", o.summary);
+    assert!(!o.run.stderr.contains("numeric text"), "{}", o.run.stderr);
+}
+
+#[test]
+fn numeric_properties_must_be_mapping_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "e.ndjson", ndjson(&[track("x", json!({}))]));
+    let base = "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"userId\"\n";
+    let mapping = "[destinations.orb.properties_mapping]\namount = \"orb_amount\"\n";
+    for (numeric, needles) in [
+        // The Segment name is not the Orb name.
+        (
+            r#"numeric_properties = ["amount"]"#,
+            &["numeric_properties", "\"amount\"", "\"orb_amount\""][..],
+        ),
+        (
+            r#"numeric_properties = "orb_amount""#,
+            &["numeric_properties", "a list of strings"][..],
+        ),
+        (
+            r#"numeric_properties = [1]"#,
+            &["numeric_properties", "only strings"][..],
+        ),
+    ] {
+        write(
+            dir.path(),
+            "bad.toml",
+            format!("{base}{numeric}\n{mapping}"),
+        );
+        let out = run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-c", "bad.toml", "e.ndjson"]));
+        out.expect_code(2);
+        for needle in needles {
+            assert!(
+                out.stderr.contains(needle),
+                "{numeric}: should name {needle}: {}",
+                out.stderr
+            );
+        }
+        assert!(
+            out.stderr.contains("bad.toml") && out.stderr.contains("destinations.orb"),
+            "{}",
+            out.stderr
+        );
+    }
+    write(
+        dir.path(),
+        "good.toml",
+        format!("{base}numeric_properties = [\"orb_amount\"]\n{mapping}"),
+    );
+    let out =
+        run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-c", "good.toml", "e.ndjson"]));
+    out.expect_code(0);
+}
+
+/// Events with Orb properties mapped but not listed in numeric_properties.
+fn numeric_text_events() -> Vec<Value> {
+    vec![
+        track(
+            "a",
+            json!({"properties": {"amount": "1250", "currency": "EUR"}}),
+        ),
+        track(
+            "b",
+            json!({"properties": {"amount": "7", "currency": "100"}}),
+        ),
+        track("c", json!({"properties": {"amount": 3}})),
+        track("d", json!({"properties": {"amount": "12.5"}})),
+        track("e", json!({"properties": {"amount": "1,250"}})),
+    ]
+}
+
+const AMOUNT_ADVICE: &str = r#"3 events carried Orb property "amount" as numeric text (such as "1250"), which Orb does not sum: list it in numeric_properties"#;
+const CURRENCY_ADVICE: &str = r#"1 event carried Orb property "currency" as numeric text (such as "100"), which Orb does not sum: list it in numeric_properties"#;
+
+#[test]
+fn numeric_text_in_an_unlisted_orb_property_is_advised() {
+    // A dry run (the common settings map amount and currency, and list nothing).
+    let o = translate(SETTINGS, "orb", &numeric_text_events());
+    o.run.expect_code(0);
+    assert_eq!(
+        by_key(&o.records)["a"]["properties"],
+        json!({"amount": "1250", "currency": "EUR"}),
+        "an unlisted property is sent as it came"
+    );
+    assert_eq!(
+        o.summary["warnings"],
+        json!([AMOUNT_ADVICE, CURRENCY_ADVICE]),
+        "{}",
+        o.summary
+    );
+    for advice in [AMOUNT_ADVICE, CURRENCY_ADVICE] {
+        assert_eq!(
+            o.run.stderr.matches(advice).count(),
+            1,
+            "once on stderr: {}",
+            o.run.stderr
+        );
+    }
+
+    // A check says the same.
+    let dir = workspace(SETTINGS);
+    write(dir.path(), "events.ndjson", ndjson(&numeric_text_events()));
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .env("ORB_API_KEY", "k")
+        .args([
+            "check",
+            "-c",
+            "segrelay.toml",
+            "-d",
+            "orb",
+            "--summary",
+            "summary.json",
+            "events.ndjson",
+        ]));
+    out.expect_code(0);
+    let s = summary(&dir.path().join("summary.json"));
+    assert_eq!(
+        s["warnings"],
+        json!([AMOUNT_ADVICE, CURRENCY_ADVICE]),
+        "{s}"
+    );
+    assert_eq!(
+        out.stderr.matches(AMOUNT_ADVICE).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+
+    // Listed, the text is sent as a number, and there is nothing to advise.
+    let listed = SETTINGS.replace(
+        "external_customer_id_field = \"userId\"\n",
+        "external_customer_id_field = \"userId\"\nnumeric_properties = [\"amount\", \"currency\"]\n",
+    );
+    let events = &numeric_text_events()[1..4];
+    let o = translate(&listed, "orb", events);
+    o.run.expect_code(0);
+    assert_eq!(
+        by_key(&o.records)["b"]["properties"],
+        json!({"amount": 7, "currency": 100})
+    );
+    assert_eq!(o.summary["warnings"], json!([]), "{}", o.summary);
+    assert!(!o.run.stderr.contains("numeric text"), "{}", o.run.stderr);
+}
