@@ -85,9 +85,13 @@ impl Orb {
             .find(|name| !mapping.iter().any(|(_, to)| to == *name))
         {
             let targets: Vec<String> = mapping.iter().map(|(_, to)| format!("\"{to}\"")).collect();
+            let targets = match targets.is_empty() {
+                true => "it maps none".to_owned(),
+                false => format!("it maps to {}", targets.join(", ")),
+            };
             return Err(table.error(format!(
-                "key \"numeric_properties\": \"{unmapped}\" is not an Orb property that properties_mapping maps to ({})",
-                if targets.is_empty() { "it maps none".to_owned() } else { format!("it maps to {}", targets.join(", ")) }
+                "key \"numeric_properties\": \"{unmapped}\" is not an Orb property that \
+                 properties_mapping maps to ({targets})"
             )));
         }
         let mapping = mapping
