@@ -730,13 +730,13 @@ impl Event {
     }
 
     /// An id by dot path, as text: strings as they are, numbers as decimal text;
-    /// empty strings and other types count as absent.
+    /// blank strings (empty or white space only) and other types count as absent.
     pub fn id_at(&self, path: &str) -> Option<String> {
         // A top-level string needs no Value (`str_at` borrows it from the line).
         if !path.contains('.')
             && let Some(text) = self.str_at(path)
         {
-            return (!text.is_empty()).then(|| text.into_owned());
+            return (!is_blank(&text)).then(|| text.into_owned());
         }
         self.get(path).and_then(|value| id_text(&value))
     }
@@ -963,13 +963,36 @@ pub fn remove_path(object: &mut Map<String, Value>, path: &str) -> Option<Value>
     }
 }
 
-/// An id as text: a non-empty string, or a number's decimal text.
+/// An id as text: a string that is not blank, as it is, or a number's decimal text.
 pub fn id_text(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::String(s) if !is_blank(s) => Some(s.clone()),
         Value::Number(n) => decimal_text(n),
         _ => None,
     }
+}
+
+/// Empty or white space only: no id, though a string. An id of spaces would
+/// bill a customer nobody can name.
+fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
+/// A number written as text exactly as JSON writes one (`"12.5"`, `"-3"`,
+/// `"2e3"`), and finite; None for anything else: white space around it, `+1`,
+/// `01`, `1.`, `.5`, `NaN`, `inf`, `1,250`, `1e400`. What Amberflo's meter value
+/// and Orb's `numeric_properties` take as a number.
+pub fn numeric_text(text: &str) -> Option<serde_json::Number> {
+    let bytes = text.as_bytes();
+    // serde_json checks the grammar and the range, but takes white space around the number.
+    let starts = bytes
+        .first()
+        .is_some_and(|b| *b == b'-' || b.is_ascii_digit());
+    let ends = bytes.last().is_some_and(u8::is_ascii_digit);
+    if !(starts && ends) {
+        return None;
+    }
+    serde_json::from_str(text).ok()
 }
 
 /// `12345`, `12.5`, and `1e3` as `1000`: never an exponent. None for a
@@ -1384,6 +1407,41 @@ mod tests {
                 "{line}"
             );
             assert_eq!(kept.fields(), parsed.fields(), "{line}");
+        }
+    }
+
+    #[test]
+    fn blank_ids_are_absent_and_others_kept_as_they_are() {
+        let e = event(json!({"userId": "  ", "anonymousId": " a 1 ", "messageId": "\t\n"}));
+        assert_eq!(e.id_at("userId"), None);
+        assert_eq!(e.customer_id().as_deref(), Some(" a 1 "));
+        assert!(e.message_id().starts_with("segrelay-"));
+        assert_eq!(id_text(&json!(" ")), None);
+        assert_eq!(id_text(&json!(" x")).as_deref(), Some(" x"));
+    }
+
+    #[test]
+    fn numeric_text_is_a_json_number_written_as_text() {
+        for (text, number) in [
+            ("12.5", 12.5),
+            ("-3", -3.0),
+            ("2e3", 2000.0),
+            ("-0", 0.0),
+            ("1.5E+3", 1500.0),
+            ("0", 0.0),
+            ("0.25", 0.25),
+            ("1e-400", 0.0),
+            ("123456789012345678901234567890", 1.2345678901234568e29),
+        ] {
+            let parsed = numeric_text(text).unwrap_or_else(|| panic!("{text:?} refused"));
+            assert_eq!(parsed.as_f64(), Some(number), "{text:?}");
+        }
+        assert_eq!(numeric_text("-3").unwrap().to_string(), "-3");
+        for text in [
+            "", " 3 ", "3 ", " 3", "+1", "01", "-01", "1.", ".5", "-", "1e", "1e+", "NaN", "inf",
+            "-inf", "Infinity", "1,250", "1_000", "abc", "0x10", "1e400", "-1e400", "١", "3\n",
+        ] {
+            assert_eq!(numeric_text(text), None, "{text:?}");
         }
     }
 

@@ -136,10 +136,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
 }
 
 fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Result<Status> {
-    if config.verbosity > Verbosity::Quiet {
-        if config.sources.contains(&Source::Stdin) && io::stdin().is_terminal() {
-            eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
-        }
+    if config.verbosity > Verbosity::Quiet
+        && config.sources.contains(&Source::Stdin)
+        && io::stdin().is_terminal()
+    {
+        eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
     }
     let mut checkpoint = match &config.checkpoint {
         Some(path) => {

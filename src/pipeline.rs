@@ -311,6 +311,9 @@ impl Pipeline<'_> {
             }
         };
         let stream = payload.stream;
+        for (property, text) in &payload.numeric_text {
+            self.report.numeric_text(property, text);
+        }
         if let Some(customers) = self.customers.as_deref_mut()
             && let Some(customer) = &payload.customer
         {

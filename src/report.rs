@@ -203,6 +203,9 @@ pub struct Report {
     bytes: Arc<AtomicU64>,
     /// Events settled, for the checkpoint.
     settled: Totals,
+    /// Orb properties sent as numeric text though not listed in `numeric_properties`:
+    /// how many events, and the first text, for the advice at the end.
+    numeric_text: BTreeMap<String, (u64, String)>,
 }
 
 impl Report {
@@ -246,6 +249,7 @@ impl Report {
             problems: 0,
             bytes,
             settled: Totals::default(),
+            numeric_text: BTreeMap::new(),
         })
     }
 
@@ -280,6 +284,18 @@ impl Report {
             self.console.say(&format!("segrelay: warning: {warning}"));
         }
         self.summary.warnings.push(warning);
+    }
+
+    /// An event carried an Orb property as numeric text (`text`) that is not listed
+    /// in `numeric_properties`; `finish` advises listing it.
+    pub fn numeric_text(&mut self, property: &str, text: &str) {
+        match self.numeric_text.get_mut(property) {
+            Some((events, _)) => *events += 1,
+            None => {
+                self.numeric_text
+                    .insert(property.to_owned(), (1, text.to_owned()));
+            }
+        }
     }
 
     /// An event was read; its outcome comes later, through `settle`.
@@ -437,6 +453,11 @@ impl Report {
     /// Flushes the rejects file and writes the summary, as JSON and for people.
     pub fn finish(&mut self, title: &str, summary_path: Option<&Path>) -> anyhow::Result<()> {
         self.console.clear();
+        for (property, (events, example)) in std::mem::take(&mut self.numeric_text) {
+            self.warn(crate::destination::orb::numeric_text_advice(
+                &property, events, &example,
+            ));
+        }
         if let Some(rejects) = &mut self.rejects {
             rejects
                 .writer

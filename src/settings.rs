@@ -522,6 +522,25 @@ impl TableReader {
         Ok(pairs)
     }
 
+    /// A list of strings, such as `numeric_properties`; empty when absent.
+    pub fn string_list(&mut self, key: &str) -> Result<Vec<String>, SettingsError> {
+        let items = match self.take(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => return Err(self.wrong_type(key, "a list of strings", &other)),
+        };
+        items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(text) => self.expand(key, &text),
+                other => Err(self.error(format!(
+                    "key \"{key}\" must hold only strings, not {}",
+                    article(other.type_str())
+                ))),
+            })
+            .collect()
+    }
+
     /// An API key: a missing variable is kept, so a dry run works without keys.
     fn secret(&mut self, key: &str) -> Result<Secret, SettingsError> {
         let template = match self.take(key) {

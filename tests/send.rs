@@ -494,3 +494,44 @@ fn rate_limits_are_for_sending_not_for_dry_runs() {
     );
     assert!(server.received().is_empty());
 }
+
+/// Numeric text in a mapped Orb property: sent as it came, with advice to list it
+/// in numeric_properties; listed, it reaches Orb as a number.
+#[test]
+fn orb_numeric_text_is_advised_or_sent_as_numbers() {
+    let input: String = (0..3)
+        .map(|i| {
+            let event = json!({"type": "track", "event": "api_call", "userId": "cust_1",
+                "messageId": format!("text-{i}"), "timestamp": "2026-11-23T10:00:00.000Z",
+                "properties": {"value": format!("{}", 1250 + i)}});
+            format!("{event}\n")
+        })
+        .collect();
+    let advice = "3 events carried Orb property \"value\" as numeric text (such as \"1250\"), \
+                  which Orb does not sum: list it in numeric_properties";
+
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "");
+    let r = run(&s, &input, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let values: Vec<Value> = server
+        .ingested()
+        .iter()
+        .map(|e| e["properties"]["value"].clone())
+        .collect();
+    assert_eq!(values, [json!("1250"), json!("1251"), json!("1252")]);
+    assert_eq!(r.summary["warnings"], json!([advice]), "{}", r.summary);
+    assert_eq!(r.stderr.matches(advice).count(), 1, "{}", r.stderr);
+
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "numeric_properties = [\"value\"]\n");
+    let r = run(&s, &input, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let values: Vec<Value> = server
+        .ingested()
+        .iter()
+        .map(|e| e["properties"]["value"].clone())
+        .collect();
+    assert_eq!(values, [json!(1250), json!(1251), json!(1252)]);
+    assert_eq!(r.summary["warnings"], json!([]), "{}", r.summary);
+}

@@ -276,7 +276,7 @@ fn segrelay_dry_run_bodies_are_accepted() {
     let orb = TestServer::start(Api::Orb, KEY);
     let body = json!({"events":[
         {"idempotency_key":"msg-track-1","external_customer_id":"some_user_id","event_name":"ApiCalls","timestamp":"2021-04-26T14:01:46.909Z","properties":{"region":"us-west-2","value":2.0}},
-        {"idempotency_key":"msg-track-2","external_customer_id":"cust_42","event_name":"tokens_used","timestamp":"2021-04-26T14:05:00.500Z","properties":{"model":"gpt-4o","tokens":1250,"value":"1250"}},
+        {"idempotency_key":"msg-track-2","external_customer_id":"cust_42","event_name":"tokens_used","timestamp":"2021-04-26T14:05:00.500Z","properties":{"model":"gpt-4o","tokens":1250,"value":1250}},
         {"idempotency_key":"msg-batch-1","external_customer_id":"cust_7","event_name":"ApiCalls","timestamp":"2021-04-27T09:00:00.000Z","properties":{"value":10}}
     ]});
     assert_success_body(Api::Orb, &send(&orb, &body), 3);
@@ -765,6 +765,8 @@ fn amberflo_validation() {
         with(&|e| e["dimensions"]["empty"] = json!("")),
         with(&|e| e["dimensions"]["long"] = json!("x".repeat(201))),
         with(&|e| e["dimensions"]["n"] = json!(5)),
+        with(&|e| e["dimensions"]["a/b"] = json!("x")),
+        with(&|e| e["dimensions"][""] = json!("x")),
         with(&|e| e["meterTimeInMillis"] = json!(1619445706909.5)),
         with(&|e| e["meterTimeInMillis"] = json!(0)),
         with(&|e| e["meterValue"] = json!("2")),

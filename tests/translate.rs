@@ -748,24 +748,72 @@ fn amberflo_identify_needs_a_user_id() {
     );
 }
 
+/// Checks that each event of `rejected` (messageId, what the detail must hold)
+/// is rejected with `kind`, in the summary, the rejects file and on stderr.
+fn assert_rejected(o: &Outcome, kind: &str, rejected: &[(&str, &str)]) {
+    assert_eq!(
+        o.summary["rejected_by_reason"][kind].as_u64(),
+        Some(rejected.len() as u64),
+        "{}",
+        o.summary
+    );
+    for (id, detail) in rejected {
+        let reject = o
+            .rejects
+            .iter()
+            .find(|r| r["messageId"] == json!(id))
+            .unwrap_or_else(|| panic!("{id} is not in the rejects file: {:?}", o.rejects));
+        assert_eq!(reject["_segrelay"]["reason"], json!(kind), "{id}: {reject}");
+        let note = reject["_segrelay"]["detail"].as_str().unwrap_or_default();
+        assert!(
+            note.contains(detail),
+            "{id}: the detail must hold {detail}: {note}"
+        );
+        let line = reject["_segrelay"]["line"].as_u64().unwrap();
+        let message = o
+            .run
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("events.ndjson:{line}:")))
+            .unwrap_or_else(|| panic!("no message for line {line}: {}", o.run.stderr));
+        assert!(
+            message.contains(detail),
+            "{id}: stderr must hold {detail}: {message}"
+        );
+    }
+}
+
 #[test]
 fn amberflo_meter_value_rules() {
     let events = [
-        track("number", json!({"properties": {"value": 0.5}})),
-        track("numeric-string", json!({"properties": {"value": "3"}})),
-        track("decimal-string", json!({"properties": {"value": "2.5"}})),
-        track("text", json!({"properties": {"value": "abc", "k": "v"}})),
+        track("number", json!({"properties": {"value": 2}})),
+        track("fraction", json!({"properties": {"value": 0.5}})),
+        track("numeric-text", json!({"properties": {"value": "2"}})),
+        track("negative-text", json!({"properties": {"value": "-3.5"}})),
+        track("exponent-text", json!({"properties": {"value": "2e3"}})),
+        track("null", json!({"properties": {"value": null, "k": "v"}})),
         track("absent", json!({"properties": {"k": "v"}})),
         track("no-properties", json!({})),
+        track("comma", json!({"properties": {"value": "1,250"}})),
+        track("text", json!({"properties": {"value": "abc", "k": "v"}})),
+        track("empty", json!({"properties": {"value": ""}})),
+        track("spaces", json!({"properties": {"value": " 3 "}})),
+        track("boolean", json!({"properties": {"value": true}})),
+        track("object", json!({"properties": {"value": {}}})),
+        track("array", json!({"properties": {"value": []}})),
+        track("nan", json!({"properties": {"value": "NaN"}})),
+        track("infinite", json!({"properties": {"value": "1e400"}})),
     ];
     let o = translate(SETTINGS, "amberflo", &events);
-    o.run.expect_code(0);
+    o.run.expect_code(1);
     let got = by_key(&o.records);
     for (id, value) in [
-        ("number", 0.5),
-        ("numeric-string", 3.0),
-        ("decimal-string", 2.5),
-        ("text", 1.0),
+        ("number", 2.0),
+        ("fraction", 0.5),
+        ("numeric-text", 2.0),
+        ("negative-text", -3.5),
+        ("exponent-text", 2000.0),
+        ("null", 1.0),
         ("absent", 1.0),
         ("no-properties", 1.0),
     ] {
@@ -783,7 +831,232 @@ fn amberflo_meter_value_rules() {
         assert_eq!(got[id]["meterApiName"], json!("ApiCalls"));
     }
     assert_eq!(got["absent"]["dimensions"], json!({"k": "v"}));
+    assert_eq!(got["null"]["dimensions"], json!({"k": "v"}));
     assert_eq!(got["no-properties"]["dimensions"], json!({}));
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert_rejected(
+        &o,
+        "meter value not a number",
+        &[
+            ("comma", r#"properties.value is "1,250""#),
+            ("text", r#"properties.value is "abc""#),
+            ("empty", r#"properties.value is """#),
+            ("spaces", r#"properties.value is " 3 ""#),
+            ("boolean", "properties.value is true"),
+            ("object", "properties.value is {}"),
+            ("array", "properties.value is []"),
+            ("nan", r#"properties.value is "NaN""#),
+            ("infinite", r#"properties.value is "1e400""#),
+        ],
+    );
+}
+
+#[test]
+fn amberflo_dimension_keys_are_cleaned_and_may_not_collide() {
+    let events = [
+        track(
+            "clean",
+            json!({"properties": {"a/b": "x", "": "dropped", "m": {"": 1, "k|l": 2}, "model.name": "gpt", "ok": 1}}),
+        ),
+        track("collide", json!({"properties": {"a/b": 1, "a|b": 2}})),
+        track(
+            "collide-nested",
+            json!({"properties": {"a": {"b": 1}, "a.b": 2}}),
+        ),
+        json!({"type": "page", "userId": "u", "name": "Home", "messageId": "page", "timestamp": "2021-04-26T14:01:46.909Z",
+               "properties": {"p/q": "1", "p_q": "2"}}),
+    ];
+    let o = translate(SETTINGS, "amberflo", &events);
+    o.run.expect_code(1);
+    assert_eq!(record_keys(&o.records), ["clean"]);
+    assert_eq!(
+        o.records[0]["dimensions"],
+        json!({"a_b": "x", "m.k_l": "2", "model.name": "gpt", "ok": "1"})
+    );
+    assert_rejected(
+        &o,
+        "dimension keys collide",
+        &[
+            (
+                "collide",
+                r#"properties["a/b"] and properties["a|b"] both become dimension "a_b""#,
+            ),
+            (
+                "collide-nested",
+                r#"properties.a.b and properties["a.b"] both become dimension "a.b""#,
+            ),
+            (
+                "page",
+                r#"properties["p/q"] and properties.p_q both become dimension "p_q""#,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn amberflo_trait_keys_are_cleaned_and_may_not_collide() {
+    let identify = |id: &str, traits: Value| json!({"type": "identify", "userId": id, "messageId": id, "timestamp": "2021-04-26T14:01:46.909Z", "traits": traits});
+    let events = [
+        identify(
+            "clean",
+            json!({"name": "N", "a/b": "x", "": "dropped", "model": {"name": "m", "": 1}}),
+        ),
+        identify("collide", json!({"a/b": 1, "a|b": 2})),
+    ];
+    let o = translate(SETTINGS, "amberflo", &events);
+    o.run.expect_code(1);
+    assert_eq!(o.records.len(), 1, "{:?}", o.records);
+    assert_eq!(o.records[0]["customerId"], json!("clean"));
+    assert_eq!(
+        o.records[0]["traits"],
+        json!({"a_b": "x", "model.name": "m"})
+    );
+    assert_rejected(
+        &o,
+        "trait keys collide",
+        &[(
+            "collide",
+            r#"traits["a/b"] and traits["a|b"] both become trait "a_b""#,
+        )],
+    );
+}
+
+#[test]
+fn blank_ids_count_as_absent() {
+    let events = [
+        track(
+            "blank-user",
+            json!({"userId": "  ", "anonymousId": "anon-1"}),
+        ),
+        track("blank-both", json!({"userId": "  ", "anonymousId": "\t"})),
+        track("kept", json!({"userId": " u 1 "})),
+        track("  ", json!({})),
+    ];
+    let o = translate(SETTINGS, "amberflo", &events);
+    o.run.expect_code(1);
+    let got = by_key(&o.records);
+    assert_eq!(got["blank-user"]["customerId"], json!("anon-1"));
+    assert_eq!(
+        got["kept"]["customerId"],
+        json!(" u 1 "),
+        "non-blank ids are kept as they are"
+    );
+    let content_ids: Vec<&String> = got.keys().filter(|k| k.starts_with("segrelay-")).collect();
+    assert_eq!(
+        content_ids.len(),
+        1,
+        "a blank messageId gets the content id: {got:?}"
+    );
+    assert_rejected(
+        &o,
+        "missing customer id",
+        &[("blank-both", "userId or anonymousId")],
+    );
+
+    // Identify needs a userId that is not blank.
+    let identify = json!({"type": "identify", "userId": " ", "messageId": "i", "timestamp": "2021-04-26T14:01:46.909Z"});
+    let o = translate(SETTINGS, "amberflo", &[identify]);
+    o.run.expect_code(0);
+    assert_eq!(
+        reason_count(&o.summary, "skipped_by_reason", "userId"),
+        1,
+        "{}",
+        o.summary
+    );
+
+    for (dest, kind) in [
+        ("orb", "missing external customer id"),
+        ("kable", "missing client id"),
+    ] {
+        let events = [
+            track(
+                "blank-user",
+                json!({"userId": " ", "anonymousId": "anon-1"}),
+            ),
+            track(" ", json!({})),
+        ];
+        let o = translate(SETTINGS, dest, &events);
+        o.run.expect_code(1);
+        assert_rejected(&o, kind, &[("blank-user", "userId")]);
+        let keys = record_keys(&o.records);
+        assert_eq!(keys.len(), 1, "{dest}: {keys:?}");
+        assert!(
+            keys[0].starts_with("segrelay-"),
+            "{dest}: a blank messageId gets the content id: {keys:?}"
+        );
+    }
+    // Orb's configured fields too.
+    let settings = r#"
+[destinations.orb]
+api_key = "${ORB_API_KEY}"
+external_customer_id_field = "properties.account"
+idempotency_key_field = "properties.requestId"
+"#;
+    let events = [
+        track(
+            "blank-event",
+            json!({"event": " ", "properties": {"account": "a", "requestId": "r1"}}),
+        ),
+        track(
+            "blank-key",
+            json!({"properties": {"account": "a", "requestId": " "}}),
+        ),
+        track(
+            "blank-account",
+            json!({"properties": {"account": "\n", "requestId": "r3"}}),
+        ),
+        track(
+            "ok",
+            json!({"properties": {"account": "a", "requestId": "r4"}}),
+        ),
+    ];
+    let o = translate(settings, "orb", &events);
+    o.run.expect_code(1);
+    assert_eq!(record_keys(&o.records), ["r4"]);
+    assert_rejected(&o, "missing event name", &[("blank-event", "event")]);
+    assert_rejected(
+        &o,
+        "missing idempotency key",
+        &[("blank-key", "properties.requestId")],
+    );
+    assert_rejected(
+        &o,
+        "missing external customer id",
+        &[("blank-account", "properties.account")],
+    );
+}
+
+#[test]
+fn times_at_or_before_the_epoch_are_rejected() {
+    for (dest, _) in DESTINATIONS {
+        let events = [
+            track("zero", json!({"timestamp": 0})),
+            track("epoch-text", json!({"timestamp": "1970-01-01T00:00:00Z"})),
+            track("before", json!({"timestamp": "1969-12-31T23:59:59Z"})),
+            track(
+                "one-ms-after",
+                json!({"timestamp": "1970-01-01T00:00:00.001Z"}),
+            ),
+        ];
+        let o = translate(SETTINGS, dest, &events);
+        o.run.expect_code(1);
+        assert_eq!(record_keys(&o.records), ["one-ms-after"], "{dest}");
+        assert_rejected(
+            &o,
+            "no usable time",
+            &[
+                ("zero", "timestamp 0 is at or before 1970-01-01T00:00:00Z"),
+                (
+                    "epoch-text",
+                    r#"timestamp "1970-01-01T00:00:00Z" is at or before 1970-01-01T00:00:00Z"#,
+                ),
+                ("before", "is at or before 1970-01-01T00:00:00Z"),
+            ],
+        );
+        if dest == "amberflo" {
+            assert_eq!(o.records[0]["meterTimeInMillis"], json!(1));
+        }
+    }
 }
 
 const ORB_MAPPING: &str = r#"
@@ -1047,4 +1320,227 @@ fn the_seed_settings_file_is_a_valid_check() {
         );
     }
     assert!(Path::new(&fixtures().join("seeds.toml")).is_file());
+}
+
+const ORB_NUMERIC: &str = r#"
+[destinations.orb]
+api_key = "${ORB_API_KEY}"
+external_customer_id_field = "userId"
+numeric_properties = ["amount", "units"]
+
+[destinations.orb.properties_mapping]
+amount = "amount"
+"usage.count" = "units"
+currency = "currency_code"
+"#;
+
+#[test]
+fn orb_numeric_properties_are_sent_as_numbers() {
+    let events = [
+        track(
+            "number",
+            json!({"properties": {"amount": 10, "usage": {"count": 2.5}}}),
+        ),
+        track(
+            "text",
+            json!({"properties": {"amount": "1250", "usage": {"count": "-3"}}}),
+        ),
+        track(
+            "exponent",
+            json!({"properties": {"amount": "2e3", "usage": {"count": "12.5"}}}),
+        ),
+        track(
+            "null",
+            json!({"properties": {"amount": null, "currency": "EUR"}}),
+        ),
+        track("absent", json!({"properties": {}})),
+        track("comma", json!({"properties": {"amount": "1,250"}})),
+        track("spaces", json!({"properties": {"amount": " 3 "}})),
+        track("boolean", json!({"properties": {"usage": {"count": true}}})),
+        track("empty", json!({"properties": {"amount": ""}})),
+    ];
+    let o = translate(ORB_NUMERIC, "orb", &events);
+    o.run.expect_code(1);
+    let got = by_key(&o.records);
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(
+        got["number"]["properties"],
+        json!({"amount": 10, "units": 2.5})
+    );
+    assert_eq!(
+        got["text"]["properties"],
+        json!({"amount": 1250, "units": -3})
+    );
+    assert!(
+        got["text"]["properties"]["amount"].is_u64(),
+        "a number, not text"
+    );
+    assert_eq!(
+        got["exponent"]["properties"],
+        json!({"amount": 2000.0, "units": 12.5})
+    );
+    assert_eq!(got["null"]["properties"], json!({"currency_code": "EUR"}));
+    assert_eq!(got["absent"]["properties"], json!({}));
+    assert_rejected(
+        &o,
+        "property not a number",
+        &[
+            (
+                "comma",
+                r#"properties.amount (Orb "amount") is "1,250"; numeric_properties asks for a number"#,
+            ),
+            ("spaces", r#"properties.amount (Orb "amount") is " 3 ""#),
+            ("boolean", r#"properties.usage.count (Orb "units") is true"#),
+            ("empty", r#"properties.amount (Orb "amount") is """#),
+        ],
+    );
+    // Every property is listed or holds no numeric text: no advice.
+    assert_eq!(o.summary["warnings"], json!([]), "{}", o.summary);
+    assert!(!o.run.stderr.contains("numeric text"), "{}", o.run.stderr);
+}
+
+#[test]
+fn numeric_properties_must_be_mapping_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "e.ndjson", ndjson(&[track("x", json!({}))]));
+    let base = "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"userId\"\n";
+    let mapping = "[destinations.orb.properties_mapping]\namount = \"orb_amount\"\n";
+    for (numeric, needles) in [
+        // The Segment name is not the Orb name.
+        (
+            r#"numeric_properties = ["amount"]"#,
+            &["numeric_properties", "\"amount\"", "\"orb_amount\""][..],
+        ),
+        (
+            r#"numeric_properties = "orb_amount""#,
+            &["numeric_properties", "a list of strings"][..],
+        ),
+        (
+            r#"numeric_properties = [1]"#,
+            &["numeric_properties", "only strings"][..],
+        ),
+    ] {
+        write(
+            dir.path(),
+            "bad.toml",
+            format!("{base}{numeric}\n{mapping}"),
+        );
+        let out = run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-c", "bad.toml", "e.ndjson"]));
+        out.expect_code(2);
+        for needle in needles {
+            assert!(
+                out.stderr.contains(needle),
+                "{numeric}: should name {needle}: {}",
+                out.stderr
+            );
+        }
+        assert!(
+            out.stderr.contains("bad.toml") && out.stderr.contains("destinations.orb"),
+            "{}",
+            out.stderr
+        );
+    }
+    write(
+        dir.path(),
+        "good.toml",
+        format!("{base}numeric_properties = [\"orb_amount\"]\n{mapping}"),
+    );
+    let out =
+        run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-c", "good.toml", "e.ndjson"]));
+    out.expect_code(0);
+}
+
+/// Events with Orb properties mapped but not listed in numeric_properties.
+fn numeric_text_events() -> Vec<Value> {
+    vec![
+        track(
+            "a",
+            json!({"properties": {"amount": "1250", "currency": "EUR"}}),
+        ),
+        track(
+            "b",
+            json!({"properties": {"amount": "7", "currency": "100"}}),
+        ),
+        track("c", json!({"properties": {"amount": 3}})),
+        track("d", json!({"properties": {"amount": "12.5"}})),
+        track("e", json!({"properties": {"amount": "1,250"}})),
+    ]
+}
+
+const AMOUNT_ADVICE: &str = r#"3 events carried Orb property "amount" as numeric text (such as "1250"), which Orb does not sum: list it in numeric_properties"#;
+const CURRENCY_ADVICE: &str = r#"1 event carried Orb property "currency" as numeric text (such as "100"), which Orb does not sum: list it in numeric_properties"#;
+
+#[test]
+fn numeric_text_in_an_unlisted_orb_property_is_advised() {
+    // A dry run (the common settings map amount and currency, and list nothing).
+    let o = translate(SETTINGS, "orb", &numeric_text_events());
+    o.run.expect_code(0);
+    assert_eq!(
+        by_key(&o.records)["a"]["properties"],
+        json!({"amount": "1250", "currency": "EUR"}),
+        "an unlisted property is sent as it came"
+    );
+    assert_eq!(
+        o.summary["warnings"],
+        json!([AMOUNT_ADVICE, CURRENCY_ADVICE]),
+        "{}",
+        o.summary
+    );
+    for advice in [AMOUNT_ADVICE, CURRENCY_ADVICE] {
+        assert_eq!(
+            o.run.stderr.matches(advice).count(),
+            1,
+            "once on stderr: {}",
+            o.run.stderr
+        );
+    }
+
+    // A check says the same.
+    let dir = workspace(SETTINGS);
+    write(dir.path(), "events.ndjson", ndjson(&numeric_text_events()));
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .env("ORB_API_KEY", "k")
+        .args([
+            "check",
+            "-c",
+            "segrelay.toml",
+            "-d",
+            "orb",
+            "--summary",
+            "summary.json",
+            "events.ndjson",
+        ]));
+    out.expect_code(0);
+    let s = summary(&dir.path().join("summary.json"));
+    assert_eq!(
+        s["warnings"],
+        json!([AMOUNT_ADVICE, CURRENCY_ADVICE]),
+        "{s}"
+    );
+    assert_eq!(
+        out.stderr.matches(AMOUNT_ADVICE).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+
+    // Listed, the text is sent as a number, and there is nothing to advise.
+    let listed = SETTINGS.replace(
+        "external_customer_id_field = \"userId\"\n",
+        "external_customer_id_field = \"userId\"\nnumeric_properties = [\"amount\", \"currency\"]\n",
+    );
+    let events = &numeric_text_events()[1..4];
+    let o = translate(&listed, "orb", events);
+    o.run.expect_code(0);
+    assert_eq!(
+        by_key(&o.records)["b"]["properties"],
+        json!({"amount": 7, "currency": 100})
+    );
+    assert_eq!(o.summary["warnings"], json!([]), "{}", o.summary);
+    assert!(!o.run.stderr.contains("numeric text"), "{}", o.run.stderr);
 }

@@ -9,8 +9,8 @@ use serde_json::{Map, Number, Value};
 use super::{
     Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation, write_json_str,
 };
-use crate::event::Event;
 use crate::event::time::event_time;
+use crate::event::{Event, numeric_text, short_text};
 use crate::report::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 
@@ -107,7 +107,10 @@ impl Destination for Amberflo {
                 let Some(name) = event.id_at("event") else {
                     return super::missing("event name", "event");
                 };
-                (name, meter_value(properties.get("value")), None)
+                match meter_value(properties.get("value")) {
+                    Ok(value) => (name, value, None),
+                    Err(reason) => return Translation::Reject(reason),
+                }
             }
             _ => (call.to_owned(), Number::from(1), event.fields().get("name")),
         };
@@ -125,7 +128,9 @@ impl Destination for Amberflo {
         json.extend_from_slice(b",\"meterTimeInMillis\":");
         json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
         json.extend_from_slice(b",\"dimensions\":");
-        write_dimensions(&mut json, name, properties, skip);
+        if let Err(reason) = write_dimensions(&mut json, name, properties, skip) {
+            return Translation::Reject(reason);
+        }
         json.push(b'}');
         Translation::Record(Payload {
             stream: Stream::Usage,
@@ -133,6 +138,7 @@ impl Destination for Amberflo {
             key: unique_id,
             customer: Some(customer_id),
             time: Some(time),
+            numeric_text: Box::default(),
         })
     }
 
@@ -186,15 +192,17 @@ impl Amberflo {
             .get("email")
             .and_then(scalar_text)
             .filter(|e| !e.is_empty());
-        let mut kept = BTreeMap::new();
+        let mut kept = Flat::default();
         for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
-            flatten_into(&mut kept, key, value);
+            if let Err(collision) = flatten_into(&mut kept, key, value) {
+                return Translation::Reject(collision.reason("traits", "trait"));
+            }
         }
         let customer = Customer {
             customer_id: &customer_id,
             customer_name: name.as_deref().unwrap_or(&customer_id),
             customer_email: email.as_deref(),
-            traits: kept,
+            traits: kept.into_values(),
         };
         Translation::Record(Payload {
             stream: Stream::Customer,
@@ -202,47 +210,49 @@ impl Amberflo {
             key: customer_id.clone(),
             customer: Some(customer_id.clone()),
             time: None,
+            numeric_text: Box::default(),
         })
     }
 }
 
-/// `properties.value` when it is a finite number or a numeric string, else 1.
-fn meter_value(value: Option<&Value>) -> Number {
-    let parsed = match value {
-        Some(Value::Number(n)) => Some(n.clone()),
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            match s.parse::<i64>() {
-                Ok(i) => Some(Number::from(i)),
-                Err(_) => s.parse::<f64>().ok().and_then(Number::from_f64),
-            }
-        }
-        _ => None,
+/// `properties.value`: a JSON number, or numeric text (`"12.5"`) read as one; 1
+/// when it is absent or null. Anything else rejects the event: billing it as 1
+/// would bill what nobody measured.
+fn meter_value(value: Option<&Value>) -> Result<Number, Reason> {
+    let not_a_number = |value: &Value| {
+        Reason::new(
+            "meter value not a number",
+            format!(
+                "properties.value is {}; Amberflo meters a number (or numeric text such as \"12.5\")",
+                short_text(value)
+            ),
+        )
     };
-    parsed.unwrap_or_else(|| Number::from(1))
+    match value {
+        None | Some(Value::Null) => Ok(Number::from(1)),
+        Some(Value::Number(n)) => Ok(n.clone()),
+        Some(text @ Value::String(s)) => numeric_text(s).ok_or_else(|| not_a_number(text)),
+        Some(other) => Err(not_a_number(other)),
+    }
 }
 
 /// Writes the dimensions object: `name` (page, screen) and the properties but
 /// `skip` (track's `value`), made into what Amberflo takes. Written straight into
 /// the record, value by value, since this runs for every event; the map-based
-/// path below gives the same object, and is taken when keys contain dots (a
-/// flattened key could then collide with a literal one, and the later must win).
+/// path below gives the same object, and is taken when some key is not already
+/// what Amberflo takes (empty, with a dot or a character to clean): two keys
+/// could then become one, which rejects the event.
 fn write_dimensions(
     out: &mut Vec<u8>,
     name: Option<&Value>,
     properties: &Map<String, Value>,
     skip: Option<&str>,
-) {
-    if has_dotted_key(properties) {
-        let mut dimensions = BTreeMap::new();
-        if let Some(name) = name {
-            flatten_into(&mut dimensions, "name", name);
-        }
-        for (key, value) in properties.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
-            flatten_into(&mut dimensions, key, value);
-        }
-        serde_json::to_writer(&mut *out, &dimensions).expect("writing to a Vec cannot fail");
-        return;
+) -> Result<(), Reason> {
+    let nested_name = name.is_some_and(|n| n.is_object() || n.is_array());
+    if nested_name || has_unusual_key(properties) {
+        let dimensions = dimension_map(name, properties, skip)?;
+        write_flat(out, &dimensions);
+        return Ok(());
     }
     let mut writer = DimensionWriter {
         out,
@@ -262,6 +272,44 @@ fn write_dimensions(
         writer.value(key, value);
     }
     writer.out.push(b'}');
+    Ok(())
+}
+
+/// The dimensions as a map: the properties but `skip`, then what of the call's
+/// `name` no property gave (a property called `name` wins over it).
+fn dimension_map(
+    name: Option<&Value>,
+    properties: &Map<String, Value>,
+    skip: Option<&str>,
+) -> Result<Flat, Reason> {
+    let mut dimensions = Flat::default();
+    for (key, value) in properties.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
+        flatten_into(&mut dimensions, key, value)
+            .map_err(|collision| collision.reason("properties", "dimension"))?;
+    }
+    if let Some(name) = name {
+        let mut own = Flat::default();
+        flatten_into(&mut own, "name", name)
+            .map_err(|collision| collision.reason("", "dimension"))?;
+        for (key, entry) in own.0 {
+            dimensions.0.entry(key).or_insert(entry);
+        }
+    }
+    Ok(dimensions)
+}
+
+/// `{"key":"value",...}`; keys and values are already clean.
+fn write_flat(out: &mut Vec<u8>, flat: &Flat) {
+    out.push(b'{');
+    for (i, (key, (value, _))) in flat.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(out, key);
+        out.push(b':');
+        write_json_str(out, value);
+    }
+    out.push(b'}');
 }
 
 /// Whether a scalar or an array of scalars turns into a non-empty dimension value.
@@ -278,16 +326,26 @@ fn gives_text(value: &Value) -> bool {
     }
 }
 
-fn has_dotted_key(map: &Map<String, Value>) -> bool {
+/// Whether some key, at any depth, is not a plain key (see `plain_key`).
+fn has_unusual_key(map: &Map<String, Value>) -> bool {
     fn nested(value: &Value) -> bool {
         match value {
-            Value::Object(map) => has_dotted_key(map),
+            Value::Object(map) => has_unusual_key(map),
             Value::Array(items) => items.iter().any(nested),
             _ => false,
         }
     }
     map.iter()
-        .any(|(key, value)| key.contains('.') || nested(value))
+        .any(|(key, value)| !plain_key(key) || nested(value))
+}
+
+/// A key that is a dimension key as it is: not empty, no dot (a nested key's
+/// path could then meet it), and only characters Amberflo takes.
+fn plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b != b'.' && b.is_ascii() && ALLOWED[b as usize])
 }
 
 struct DimensionWriter<'a> {
@@ -392,44 +450,129 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// Dimensions or traits as Amberflo takes them: each clean key with its value,
+/// and where in the event it came from (to name both keys when two meet).
+#[derive(Default)]
+struct Flat(BTreeMap<String, (String, String)>);
+
+impl Flat {
+    fn into_values(self) -> BTreeMap<String, String> {
+        self.0
+            .into_iter()
+            .map(|(key, (value, _))| (key, value))
+            .collect()
+    }
+
+    /// Adds a value, sanitised and cut; nothing for an empty one.
+    fn insert(&mut self, key: String, shown: String, text: &str) -> Result<(), Collision> {
+        let value = sanitise(text);
+        if value.is_empty() {
+            return Ok(());
+        }
+        match self.0.entry(key) {
+            std::collections::btree_map::Entry::Occupied(taken) => Err(Collision {
+                first: taken.get().1.clone(),
+                second: shown,
+                key: taken.key().clone(),
+            }),
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert((value, shown));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Two keys of an event that would become the same Amberflo key: one value
+/// would be lost, so the event is rejected instead.
+struct Collision {
+    /// Where each came from, as `shown_key` writes it.
+    first: String,
+    second: String,
+    /// The key both become.
+    key: String,
+}
+
+impl Collision {
+    /// `within`: the object the keys are in (`properties`, `traits`); `what`:
+    /// the kind of key they become (`dimension`, `trait`).
+    fn reason(&self, within: &str, what: &str) -> Reason {
+        let place = |shown: &str| {
+            if within.is_empty() {
+                shown.trim_start_matches('.').to_owned()
+            } else {
+                format!("{within}{shown}")
+            }
+        };
+        Reason::new(
+            format!("{what} keys collide"),
+            format!(
+                "{} and {} both become {what} \"{}\"; rename one",
+                place(&self.first),
+                place(&self.second),
+                self.key
+            ),
+        )
+    }
+}
+
+/// A key as it is written in the event, unmistakably: `.key` when it is plain,
+/// `["a/b"]` (JSON) when it has a dot or a character Amberflo does not take.
+fn shown_key(key: &str) -> String {
+    if plain_key(key) {
+        format!(".{key}")
+    } else {
+        format!("[{}]", Value::String(key.to_owned()))
+    }
+}
+
+/// A key made into what Amberflo takes: every other character becomes `_`.
+fn clean_key(key: &str) -> String {
+    key.chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .collect()
+}
+
 /// Adds a property as Amberflo dimensions: objects flattened to dotted keys,
-/// arrays of scalars joined with `,` (other arrays flattened by index), values
-/// sanitised and cut; nulls and empty values dropped.
-fn flatten_into(out: &mut BTreeMap<String, String>, key: &str, value: &Value) {
+/// arrays of scalars joined with `,` (other arrays flattened by index), keys and
+/// values sanitised, values cut; nulls, empty values and empty keys dropped.
+/// Two keys that become one are a collision.
+fn flatten_into(out: &mut Flat, key: &str, value: &Value) -> Result<(), Collision> {
+    if key.is_empty() {
+        return Ok(());
+    }
+    flatten(out, clean_key(key), shown_key(key), value)
+}
+
+fn flatten(out: &mut Flat, key: String, shown: String, value: &Value) -> Result<(), Collision> {
     match value {
-        Value::Null => {}
-        Value::Object(map) => flatten_object(out, key, map),
+        Value::Null => Ok(()),
+        Value::Object(map) => {
+            for (member, value) in map.iter().filter(|(member, _)| !member.is_empty()) {
+                let nested_key = format!("{key}.{}", clean_key(member));
+                let nested_shown = format!("{shown}{}", shown_key(member));
+                flatten(out, nested_key, nested_shown, value)?;
+            }
+            Ok(())
+        }
         Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
             let joined = items
                 .iter()
                 .filter_map(scalar_text)
                 .collect::<Vec<_>>()
                 .join(",");
-            insert_sanitised(out, key, &joined);
+            out.insert(key, shown, &joined)
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                flatten_into(out, &format!("{key}.{i}"), item);
+                flatten(out, format!("{key}.{i}"), format!("{shown}.{i}"), item)?;
             }
+            Ok(())
         }
-        scalar => {
-            if let Some(text) = scalar_text(scalar) {
-                insert_sanitised(out, key, &text);
-            }
-        }
-    }
-}
-
-fn flatten_object(out: &mut BTreeMap<String, String>, prefix: &str, map: &Map<String, Value>) {
-    for (key, value) in map {
-        flatten_into(out, &format!("{prefix}.{key}"), value);
-    }
-}
-
-fn insert_sanitised(out: &mut BTreeMap<String, String>, key: &str, text: &str) {
-    let value = sanitise(text);
-    if !value.is_empty() {
-        out.insert(key.to_owned(), value);
+        scalar => match scalar_text(scalar) {
+            Some(text) => out.insert(key, shown, &text),
+            None => Ok(()),
+        },
     }
 }
 
@@ -522,11 +665,9 @@ mod tests {
     use serde_json::json;
 
     fn dims(properties: Value) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for (k, v) in properties.as_object().unwrap() {
-            flatten_into(&mut out, k, v);
-        }
-        out
+        dimension_map(None, properties.as_object().unwrap(), None)
+            .unwrap_or_else(|reason| panic!("{reason:?}"))
+            .into_values()
     }
 
     #[test]
@@ -559,6 +700,39 @@ mod tests {
         assert_eq!(d, expected);
     }
 
+    #[test]
+    fn dimension_keys_are_cleaned_and_colliding_keys_named() {
+        let d = dims(json!({"a/b": 1, "": 2, "m": {"": 3, "x|y": {"z": 4}}, "model.name": "gpt"}));
+        let expected: BTreeMap<String, String> =
+            [("a_b", "1"), ("m.x_y.z", "4"), ("model.name", "gpt")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        assert_eq!(d, expected);
+        for (properties, detail) in [
+            (
+                json!({"a/b": 1, "a|b": 2}),
+                r#"properties["a/b"] and properties["a|b"] both become dimension "a_b"; rename one"#,
+            ),
+            (
+                json!({"a_b": 1, "a|b": 2}),
+                r#"properties.a_b and properties["a|b"] both become dimension "a_b"; rename one"#,
+            ),
+            (
+                json!({"a": {"b": 1}, "a.b": 2}),
+                r#"properties.a.b and properties["a.b"] both become dimension "a.b"; rename one"#,
+            ),
+        ] {
+            let reason = dimension_map(None, properties.as_object().unwrap(), None)
+                .err()
+                .unwrap_or_else(|| panic!("{properties} taken"));
+            assert_eq!(reason.kind, "dimension keys collide");
+            assert_eq!(reason.detail, detail, "{properties}");
+        }
+        // An empty value does not take its key.
+        assert_eq!(dims(json!({"a/b": "", "a|b": "x"}))["a_b"], "x");
+    }
+
     /// The direct writer and the map give the same object.
     #[test]
     fn written_dimensions_match_the_map() {
@@ -583,42 +757,63 @@ mod tests {
                 json!({"items": [{"sku": "é"}], "long": "x".repeat(300)}),
             ),
             (None, json!({"a": {"b": 1}, "a.b": 2, "value": 3})),
+            (None, json!({"a": {"b": 1}, "a_c": 2, "value": "x/y"})),
+            (Some(json!("Home")), json!({"": 1, "x|y": 2, "x_y": 3})),
+            (Some(json!("Home")), json!({"n": {"": 1, "é": 2}})),
+            (Some(json!({"a/b": 1, "a|b": 2})), json!({})),
+            (Some(json!(["x", 1])), json!({"name": {"first": "f"}})),
             (None, json!({})),
         ];
         for (name, properties) in cases {
             let map = properties.as_object().unwrap();
-            let mut expected = BTreeMap::new();
-            if let Some(name) = &name {
-                flatten_into(&mut expected, "name", name);
-            }
-            for (k, v) in map.iter().filter(|(k, _)| *k != "value") {
-                flatten_into(&mut expected, k, v);
-            }
+            // The writer, forced on the map path (as it chooses it itself) or not.
+            let mapped = dimension_map(name.as_ref(), map, Some("value")).map(|flat| {
+                let mut out = Vec::new();
+                write_flat(&mut out, &flat);
+                out
+            });
             let mut out = Vec::new();
-            write_dimensions(&mut out, name.as_ref(), map, Some("value"));
-            let written: BTreeMap<String, String> = serde_json::from_slice(&out).unwrap();
-            assert_eq!(written, expected, "{name:?} {properties}");
+            let written =
+                write_dimensions(&mut out, name.as_ref(), map, Some("value")).map(|()| out);
+            match (written, mapped) {
+                (Ok(written), Ok(mapped)) => {
+                    let written: BTreeMap<String, String> =
+                        serde_json::from_slice(&written).unwrap();
+                    let mapped: BTreeMap<String, String> = serde_json::from_slice(&mapped).unwrap();
+                    assert_eq!(written, mapped, "{name:?} {properties}");
+                }
+                (Err(written), Err(mapped)) => assert_eq!(written, mapped, "{name:?} {properties}"),
+                (written, mapped) => panic!("{name:?} {properties}: {written:?} but {mapped:?}"),
+            }
         }
     }
 
     #[test]
-    fn meter_value_takes_numbers_and_numeric_strings() {
-        assert_eq!(meter_value(Some(&json!(2.0))).to_string(), "2.0");
-        assert_eq!(meter_value(Some(&json!(" 3 "))).to_string(), "3");
-        assert_eq!(meter_value(Some(&json!("1.5e1"))).to_string(), "15.0");
+    fn meter_value_takes_numbers_and_numeric_text_only() {
+        let value = |v: Value| meter_value(Some(&v)).map(|n| n.to_string());
+        assert_eq!(value(json!(2.0)), Ok("2.0".to_owned()));
+        assert_eq!(value(json!("3")), Ok("3".to_owned()));
+        assert_eq!(value(json!("1.5e1")), Ok("15.0".to_owned()));
+        assert_eq!(value(json!(null)), Ok("1".to_owned()));
+        assert_eq!(meter_value(None).map(|n| n.to_string()), Ok("1".to_owned()));
         for not_a_number in [
+            json!(" 3 "),
             json!("NaN"),
             json!("inf"),
             json!("abc"),
+            json!("1,250"),
+            json!(""),
             json!(true),
-            json!(null),
+            json!({}),
+            json!([]),
         ] {
-            assert_eq!(
-                meter_value(Some(&not_a_number)).to_string(),
-                "1",
-                "{not_a_number}"
+            let reason = meter_value(Some(&not_a_number)).unwrap_err();
+            assert_eq!(reason.kind, "meter value not a number");
+            let detail = reason.detail;
+            assert!(
+                detail.starts_with(&format!("properties.value is {not_a_number};")),
+                "{detail}"
             );
         }
-        assert_eq!(meter_value(None).to_string(), "1");
     }
 }

@@ -153,6 +153,10 @@ pub struct Payload {
     /// The event's time, as translated (usage records; not Amberflo's customers):
     /// what backfill windows and day spans go by.
     pub time: Option<jiff::Timestamp>,
+    /// Orb: the mapped properties that carried numeric text though not listed in
+    /// `numeric_properties` (Orb's name, the text), for the run's advice. Empty,
+    /// without allocating, for nearly every event.
+    pub numeric_text: Box<[(String, String)]>,
 }
 
 /// What a destination makes of an event.

@@ -7,7 +7,7 @@ use super::{
     common_verdict, write_json_str, write_json_value,
 };
 use crate::event::time::{event_time, utc_millis_text};
-use crate::event::{Event, json_kind};
+use crate::event::{Event, json_kind, numeric_text, short_text};
 use crate::report::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 use crate::transport::Response;
@@ -42,6 +42,12 @@ pub const SETTINGS: &[SettingDoc] = &[
         required: false,
         help: "table: Segment property (dot path) = Orb property; unmapped properties are dropped",
     },
+    SettingDoc {
+        key: "numeric_properties",
+        default: Some("[]"),
+        required: false,
+        help: "Orb properties (mapping targets) sent as numbers: numeric text converted, other values rejected",
+    },
 ];
 
 pub struct Orb {
@@ -51,7 +57,17 @@ pub struct Orb {
     customer_field: String,
     event_name_field: String,
     idempotency_key_field: String,
-    mapping: Vec<(String, String)>,
+    mapping: Vec<Mapped>,
+}
+
+/// A `properties_mapping` entry.
+struct Mapped {
+    /// The Segment property (dot path).
+    from: String,
+    /// The Orb property.
+    to: String,
+    /// Listed in `numeric_properties`: sent as a number, or the event is rejected.
+    numeric: bool,
 }
 
 impl Orb {
@@ -63,6 +79,29 @@ impl Orb {
         let event_name_field = table.field("event_name_field", "event")?;
         let idempotency_key_field = table.field("idempotency_key_field", "messageId")?;
         let mapping = table.mapping("properties_mapping")?;
+        let numeric = table.string_list("numeric_properties")?;
+        if let Some(unmapped) = numeric
+            .iter()
+            .find(|name| !mapping.iter().any(|(_, to)| to == *name))
+        {
+            let targets: Vec<String> = mapping.iter().map(|(_, to)| format!("\"{to}\"")).collect();
+            let targets = match targets.is_empty() {
+                true => "it maps none".to_owned(),
+                false => format!("it maps to {}", targets.join(", ")),
+            };
+            return Err(table.error(format!(
+                "key \"numeric_properties\": \"{unmapped}\" is not an Orb property that \
+                 properties_mapping maps to ({targets})"
+            )));
+        }
+        let mapping = mapping
+            .into_iter()
+            .map(|(from, to)| Mapped {
+                numeric: numeric.contains(&to),
+                from,
+                to,
+            })
+            .collect();
         Ok(Orb {
             name: settings.name.clone(),
             api_key: settings.api_key.clone(),
@@ -120,27 +159,49 @@ impl Destination for Orb {
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
         let mut properties = Map::new();
+        let mut found_numeric_text = Vec::new();
         // Only the mapped properties are read (most are not mapped), and only from an object.
         let is_object = event.is_object("properties");
-        for (from, to) in &self.mapping {
+        for Mapped { from, to, numeric } in &self.mapping {
             let value = if is_object {
                 event.get_in("properties", Some(from))
             } else {
                 None
             };
-            match value.as_deref() {
-                None | Some(Value::Null) => {}
-                Some(nested @ (Value::Object(_) | Value::Array(_))) => {
+            let value = match value {
+                None => continue,
+                Some(value) => value.into_owned(),
+            };
+            match value {
+                Value::Null => {}
+                Value::Object(_) | Value::Array(_) => {
                     return Translation::Reject(Reason::new(
                         "property not flat",
                         format!(
                             "properties.{from} is {}; Orb takes only strings, numbers and booleans",
-                            json_kind(nested)
+                            json_kind(&value)
                         ),
                     ));
                 }
-                Some(_) => {
-                    properties.insert(to.clone(), value.expect("a value").into_owned());
+                Value::Number(_) => {
+                    properties.insert(to.clone(), value);
+                }
+                Value::String(ref text) if *numeric => match numeric_text(text) {
+                    Some(number) => {
+                        properties.insert(to.clone(), Value::Number(number));
+                    }
+                    None => return not_a_number(from, to, &value),
+                },
+                _ if *numeric => return not_a_number(from, to, &value),
+                Value::String(text) => {
+                    // Orb sums only numbers: the run says which properties to list.
+                    if numeric_text(&text).is_some() {
+                        found_numeric_text.push((to.clone(), text.clone()));
+                    }
+                    properties.insert(to.clone(), Value::String(text));
+                }
+                Value::Bool(_) => {
+                    properties.insert(to.clone(), value);
                 }
             }
         }
@@ -170,6 +231,7 @@ impl Destination for Orb {
             key,
             customer: None,
             time: Some(time),
+            numeric_text: found_numeric_text.into_boxed_slice(),
         })
     }
 
@@ -232,6 +294,28 @@ impl Destination for Orb {
             body,
         }
     }
+}
+
+/// A property `numeric_properties` lists that holds no number.
+fn not_a_number(from: &str, to: &str, value: &Value) -> Translation {
+    Translation::Reject(Reason::new(
+        "property not a number",
+        format!(
+            "properties.{from} (Orb \"{to}\") is {}; numeric_properties asks for a number",
+            short_text(value)
+        ),
+    ))
+}
+
+/// The advice for a mapped property that carried numeric text in `events`
+/// events while not listed in `numeric_properties`.
+pub fn numeric_text_advice(property: &str, events: u64, example: &str) -> String {
+    format!(
+        "{events} event{} carried Orb property \"{property}\" as numeric text (such as {}), \
+         which Orb does not sum: list it in numeric_properties",
+        if events == 1 { "" } else { "s" },
+        short_text(&Value::String(example.to_owned()))
+    )
 }
 
 /// The events an Orb answer names as failed, from either documented shape:

@@ -12,8 +12,20 @@ const EPOCH_SECONDS_LIMIT: f64 = 31_557_600_000.0;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimeError {
     Missing,
-    Invalid { field: &'static str, text: String },
-    OutOfRange { field: &'static str },
+    Invalid {
+        field: &'static str,
+        text: String,
+    },
+    /// Amberflo needs `meterTimeInMillis` of at least 1; the epoch itself is what
+    /// a zeroed or missing clock writes, not a time anything happened.
+    NotAfterEpoch {
+        field: &'static str,
+        text: String,
+    },
+    TooLate {
+        field: &'static str,
+        text: String,
+    },
 }
 
 impl std::fmt::Display for TimeError {
@@ -21,7 +33,10 @@ impl std::fmt::Display for TimeError {
         match self {
             TimeError::Missing => f.write_str("no timestamp, originalTimestamp or receivedAt"),
             TimeError::Invalid { field, text } => write!(f, "{field} {text} is not a valid time"),
-            TimeError::OutOfRange { field } => write!(f, "{field} is before 1970 or after 9999"),
+            TimeError::NotAfterEpoch { field, text } => {
+                write!(f, "{field} {text} is at or before 1970-01-01T00:00:00Z")
+            }
+            TimeError::TooLate { field, text } => write!(f, "{field} {text} is after 9999"),
         }
     }
 }
@@ -66,13 +81,23 @@ fn checked(
     parsed: Option<Timestamp>,
     shown: impl FnOnce() -> String,
 ) -> Result<Timestamp, TimeError> {
-    let invalid = || TimeError::Invalid {
-        field,
-        text: shown(),
+    let Some(time) = parsed else {
+        return Err(TimeError::Invalid {
+            field,
+            text: shown(),
+        });
     };
-    let time = parsed.ok_or_else(invalid)?;
-    if time < Timestamp::UNIX_EPOCH || time.as_second() >= 253_402_300_800 {
-        return Err(TimeError::OutOfRange { field });
+    if time <= Timestamp::UNIX_EPOCH {
+        return Err(TimeError::NotAfterEpoch {
+            field,
+            text: shown(),
+        });
+    }
+    if time.as_second() >= 253_402_300_800 {
+        return Err(TimeError::TooLate {
+            field,
+            text: shown(),
+        });
     }
     Ok(time)
 }
@@ -262,6 +287,34 @@ mod tests {
         ] {
             assert!(millis(bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_epoch_and_before_are_no_time() {
+        for bad in [
+            json!(0),
+            json!(-0.0),
+            json!("1970-01-01T00:00:00Z"),
+            json!("1969-12-31T23:59:59.999Z"),
+        ] {
+            let error = millis(bad.clone()).unwrap_err();
+            assert!(
+                matches!(error, TimeError::NotAfterEpoch { .. }),
+                "{bad}: {error:?}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains("at or before 1970-01-01T00:00:00Z"),
+                "{error}"
+            );
+        }
+        assert_eq!(millis(json!("1970-01-01T00:00:00.001Z")), Ok(1));
+        assert_eq!(millis(json!(0.001)), Ok(1));
+        assert_eq!(
+            millis(json!("10000-01-01T00:00:00Z")).map_err(|e| e.to_string()),
+            Err("timestamp \"10000-01-01T00:00:00Z\" is not a valid time".to_owned())
+        );
     }
 
     #[test]

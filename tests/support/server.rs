@@ -1227,6 +1227,11 @@ fn validate_amberflo_record(record: &Value) -> Result<(), String> {
         None => {}
         Some(Value::Object(dims)) => {
             for (k, v) in dims {
+                if k.is_empty() || !k.chars().all(amberflo_allowed_char) {
+                    return Err(format!(
+                        "dimension name {k:?} must be 1 or more allowed characters"
+                    ));
+                }
                 let s = v
                     .as_str()
                     .ok_or_else(|| format!("dimension {k} must be a string"))?;
