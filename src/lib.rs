@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod destination;
 pub mod event;
 pub mod filter;
+pub mod grace;
 pub mod input;
 pub mod interrupt;
 pub mod pipeline;
@@ -136,10 +137,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
 }
 
 fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Result<Status> {
-    if config.verbosity > Verbosity::Quiet {
-        if config.sources.contains(&Source::Stdin) && io::stdin().is_terminal() {
-            eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
-        }
+    if config.verbosity > Verbosity::Quiet
+        && config.sources.contains(&Source::Stdin)
+        && io::stdin().is_terminal()
+    {
+        eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
     }
     let mut checkpoint = match &config.checkpoint {
         Some(path) => {
@@ -267,6 +269,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
             let pass = Pass {
                 window: None,
                 settles_unsent: true,
+                rejects_after: None,
             };
             let mut customers = match config.ensure_customers {
                 true => {
