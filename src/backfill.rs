@@ -101,17 +101,16 @@ fn after(last: Timestamp) -> Timestamp {
 /// ordinary ingest, while they still are within it), then the backfill
 /// windows, which all end before the grace period begins. Events after
 /// `latest` go in neither: the first pass rejects them.
-pub fn plan_passes(
+fn plan_passes(
     options: &Options,
     courier: &Courier,
     window_days: u32,
-    now: Timestamp,
 ) -> anyhow::Result<(Vec<Window>, Timestamp)> {
     let ingest = courier
         .destination
         .ingest_window()
         .expect("an Orb destination says what its ingest takes");
-    let (oldest, latest) = ingest.bounds(now);
+    let (oldest, latest) = ingest.bounds(Timestamp::now());
     let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
     let mut recent: Option<DaySpan> = None;
     pipeline::scan(options, courier.destination.as_ref(), |_, payload| {
@@ -156,8 +155,7 @@ pub fn run(
     let (mut windows, latest) = match saved {
         Some(saved) => saved,
         None => {
-            let (windows, latest) =
-                plan_passes(options, courier, plan.window_days, Timestamp::now())?;
+            let (windows, latest) = plan_passes(options, courier, plan.window_days)?;
             if let Some(checkpoint) = checkpoint.as_deref_mut() {
                 checkpoint.set_backfill_plan(&windows, latest)?;
             }

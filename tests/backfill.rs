@@ -521,6 +521,18 @@ fn each_backfill_gets_a_close_time_and_orb_closes_an_unclosed_one_by_itself() {
     }
     assert_eq!(server.orb_backfills()[0]["status"], "reflected");
     assert_eq!(server.ingested().len(), 8);
+
+    let zero = job
+        .command(&["send", "--orb-backfill", "--orb-close-after", "0s"])
+        .arg(&job.input)
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(
+        stderr(&zero).contains("--orb-close-after"),
+        "{}",
+        stderr(&zero)
+    );
 }
 
 #[test]
