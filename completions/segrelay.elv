@@ -68,7 +68,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --show-secrets 'Write API keys in dry-run output instead of *** or $VAR'
             cand --restart 'Ignore the checkpoint there is and start over'
             cand --ensure-customers 'Amberflo: before the first meter record of each customer, look it up and create it when missing (as `ensure_customers = true` in the settings)'
-            cand --orb-backfill 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb''s grace period (file inputs only)'
+            cand --orb-backfill 'Orb: send the events older than Orb''s grace period through backfills, one per window of at most --orb-backfill-window days, the others through ordinary ingest, and reject those more than 5 minutes ahead (file inputs only)'
             cand --orb-replace-existing 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
             cand --orb-no-close 'Orb: do not close each backfill once filled; Orb then closes it by itself at its close time (see --orb-close-after), and reflects it'
             cand --orb-wait 'Orb: after closing a backfill, wait until Orb has reflected it before the next'

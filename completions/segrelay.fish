@@ -66,7 +66,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'T
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l show-secrets -d 'Write API keys in dry-run output instead of *** or $VAR'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l restart -d 'Ignore the checkpoint there is and start over'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l ensure-customers -d 'Amberflo: before the first meter record of each customer, look it up and create it when missing (as `ensure_customers = true` in the settings)'
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill -d 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb\'s grace period (file inputs only)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill -d 'Orb: send the events older than Orb\'s grace period through backfills, one per window of at most --orb-backfill-window days, the others through ordinary ingest, and reject those more than 5 minutes ahead (file inputs only)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-replace-existing -d 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-no-close -d 'Orb: do not close each backfill once filled; Orb then closes it by itself at its close time (see --orb-close-after), and reflects it'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait -d 'Orb: after closing a backfill, wait until Orb has reflected it before the next'

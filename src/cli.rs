@@ -214,8 +214,9 @@ pub struct SendArgs {
     #[arg(long)]
     pub ensure_customers: bool,
 
-    /// Orb: send through backfills, one per window of at most --orb-backfill-window
-    /// days, for events older than Orb's grace period (file inputs only)
+    /// Orb: send the events older than Orb's grace period through backfills, one per
+    /// window of at most --orb-backfill-window days, the others through ordinary
+    /// ingest, and reject those more than 5 minutes ahead (file inputs only)
     #[arg(long, help_heading = "Orb backfills")]
     pub orb_backfill: bool,
 
