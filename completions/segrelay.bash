@@ -764,7 +764,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -j -q -v -o -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
+            opts="-c -d -j -q -v -o -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-close-after --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -859,6 +859,10 @@ _segrelay() {
                     return 0
                     ;;
                 --orb-backfill-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --orb-close-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -55,6 +55,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retry-wai
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l concurrency -d 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l checkpoint -d 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists (a dry run is simply run again)' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill-window -d 'Orb: the longest backfill window, in days (Orb allows 31)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-close-after -d 'Orb: each backfill\'s close time, sent when it is created: Orb closes it by itself this long after its creation, closed by segrelay or not (Orb\'s own default is one day)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-poll-interval -d 'Orb: how often --orb-wait asks' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait-timeout -d 'Orb: how long --orb-wait waits for one backfill' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l rate -d 'At most N requests per second (retries included)' -r
@@ -65,9 +66,9 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'T
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l show-secrets -d 'Write API keys in dry-run output instead of *** or $VAR'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l restart -d 'Ignore the checkpoint there is and start over'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l ensure-customers -d 'Amberflo: before the first meter record of each customer, look it up and create it when missing (as `ensure_customers = true` in the settings)'
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill -d 'Orb: send through backfills, one per window of at most --orb-backfill-window days, for events older than Orb\'s grace period (file inputs only)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill -d 'Orb: send the events older than Orb\'s grace period through backfills, one per window of at most --orb-backfill-window days, the others through ordinary ingest, and reject those more than 5 minutes ahead (file inputs only)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-replace-existing -d 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-no-close -d 'Orb: leave each backfill open instead of closing it once filled'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-no-close -d 'Orb: do not close each backfill once filled; Orb then closes it by itself at its close time (see --orb-close-after), and reflects it'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait -d 'Orb: after closing a backfill, wait until Orb has reflected it before the next'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F

@@ -1,15 +1,18 @@
 //! Orb backfills. Orb's ordinary ingest refuses events older than its grace
-//! period (12 h by default); older ones go through backfills, one time window
-//! of at most 31 days at a time. A first pass over the inputs finds the days
-//! that hold events; they are cut into windows; then for each window segrelay
-//! creates a backfill, sends that window's events with its id, closes it, and
-//! (with --orb-wait) waits until Orb has reflected it before the next one.
+//! period (12 h by default) and more than 5 minutes in the future; older ones
+//! go through backfills, one time window of at most 31 days at a time. A first
+//! pass over the inputs finds the days that hold events older than the grace
+//! period; they are cut into windows. The events within the grace period go
+//! first, through ordinary ingest, while they are still within it; later ones
+//! are rejected. Then for each window segrelay creates a backfill (closing by
+//! itself at --orb-close-after), sends that window's events with its id, closes
+//! it, and (with --orb-wait) waits until Orb has reflected it before the next.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,6 +30,9 @@ pub struct Plan {
     pub window_days: u32,
     pub replace_existing: bool,
     pub close: bool,
+    /// Each backfill's `close_time` is its creation plus this: Orb closes it
+    /// then by itself, whether segrelay closed it or not.
+    pub close_after: Duration,
     pub wait: bool,
     pub poll_interval: Duration,
     pub wait_timeout: Duration,
@@ -44,6 +50,10 @@ pub struct Window {
     pub id: Option<String>,
     pub closed: bool,
     pub reflected: bool,
+    /// The events within the grace period: sent through ordinary ingest, not
+    /// a backfill.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recent: bool,
 }
 
 /// Cuts the days that hold events into windows of at most `window_days` days,
@@ -60,18 +70,25 @@ pub fn windows(days: &BTreeMap<i64, DaySpan>, window_days: u32) -> Vec<Window> {
             }
             _ => {
                 window_first_day = day;
-                windows.push(Window {
-                    start: span.first,
-                    end: after(span.last),
-                    events: span.events,
-                    id: None,
-                    closed: false,
-                    reflected: false,
-                });
+                windows.push(Window::of(span, false));
             }
         }
     }
     windows
+}
+
+impl Window {
+    fn of(span: &DaySpan, recent: bool) -> Window {
+        Window {
+            start: span.first,
+            end: after(span.last),
+            events: span.events,
+            id: None,
+            closed: false,
+            reflected: false,
+            recent,
+        }
+    }
 }
 
 /// The end of a window holding `last`: the next millisecond (ends are exclusive).
@@ -80,7 +97,47 @@ fn after(last: Timestamp) -> Timestamp {
     Timestamp::from_millisecond(millis + 1).expect("a time before 9999 has a successor")
 }
 
-/// Runs every window not yet done, resuming where the checkpoint says.
+/// The passes to make: first the events within the grace period (through
+/// ordinary ingest, while they still are within it), then the backfill
+/// windows, which all end before the grace period begins. Events after
+/// `latest` go in neither: the first pass rejects them.
+fn plan_passes(
+    options: &Options,
+    courier: &Courier,
+    window_days: u32,
+) -> anyhow::Result<(Vec<Window>, Timestamp)> {
+    let ingest = courier
+        .destination
+        .ingest_window()
+        .expect("an Orb destination says what its ingest takes");
+    let (oldest, latest) = ingest.bounds(Timestamp::now());
+    let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
+    let mut recent: Option<DaySpan> = None;
+    pipeline::scan(options, courier.destination.as_ref(), |_, payload| {
+        let time = payload.time.expect("a usage record has a time");
+        let empty = DaySpan {
+            first: time,
+            last: time,
+            events: 0,
+        };
+        let span = if time > latest {
+            return;
+        } else if time >= oldest {
+            recent.get_or_insert(empty)
+        } else {
+            days.entry(time.as_second().div_euclid(86_400))
+                .or_insert(empty)
+        };
+        span.first = span.first.min(time);
+        span.last = span.last.max(time);
+        span.events += 1;
+    })?;
+    let mut passes: Vec<Window> = recent.iter().map(|span| Window::of(span, true)).collect();
+    passes.extend(windows(&days, window_days));
+    Ok((passes, latest))
+}
+
+/// Runs every pass not yet done, resuming where the checkpoint says.
 pub fn run(
     options: &Options,
     plan: &Plan,
@@ -91,18 +148,18 @@ pub fn run(
     mut checkpoint: Option<&mut Checkpoint>,
 ) -> anyhow::Result<PassEnd> {
     let console = courier.console.clone();
-    let saved = checkpoint
-        .as_ref()
-        .and_then(|c| c.state().orb_backfill.clone());
-    let mut windows = match saved {
-        Some(windows) => windows,
+    let saved = checkpoint.as_ref().and_then(|c| {
+        let state = c.state();
+        state.orb_backfill.clone().map(|w| (w, state.orb_latest))
+    });
+    let (mut windows, latest) = match saved {
+        Some(saved) => saved,
         None => {
-            let days = pipeline::scan_days(options, courier.destination.as_ref())?;
-            let windows = windows(&days, plan.window_days);
+            let (windows, latest) = plan_passes(options, courier, plan.window_days)?;
             if let Some(checkpoint) = checkpoint.as_deref_mut() {
-                checkpoint.set_windows(&windows)?;
+                checkpoint.set_backfill_plan(&windows, latest)?;
             }
-            windows
+            (windows, Some(latest))
         }
     };
     let first = checkpoint.as_ref().map_or(0, |c| c.state().pass);
@@ -113,6 +170,7 @@ pub fn run(
         let pass = Pass {
             window: nothing,
             settles_unsent: true,
+            rejects_after: latest,
         };
         return pipeline::run(options, pass, courier, dispatch, report, checkpoint, None);
     }
@@ -122,37 +180,49 @@ pub fn run(
     };
     let rest = Rest {
         options,
-        starts: windows.iter().map(|w| w.start).collect(),
+        spans: windows.iter().map(|w| (w.start, w.end)).collect(),
+        latest,
     };
     for index in first..windows.len() {
         let window = windows[index].clone();
-        let label = format!(
-            "window {} of {} ({} to {})",
-            index + 1,
-            windows.len(),
+        let span = format!(
+            "{} to {}",
             utc_millis_text(window.start),
             utc_millis_text(window.end)
         );
-        let id = match window.id.clone() {
-            Some(id) => id,
-            None => {
-                let Some(id) = create(api, courier, dispatch, report, plan, &window, index)? else {
-                    return rest.settle(index, index == 0, courier, dispatch, report);
-                };
-                windows[index].id = Some(id.clone());
-                save(&mut checkpoint, &windows)?;
-                id
-            }
+        let id = if window.recent {
+            console.say(&format!(
+                "segrelay: orb: {} events within the grace period ({span}) go through ordinary ingest",
+                window.events
+            ));
+            None
+        } else {
+            let label = format!("window {} of {} ({span})", index + 1, windows.len());
+            let id = match window.id.clone() {
+                Some(id) => id,
+                None => {
+                    let Some(id) = create(api, courier, dispatch, report, plan, &window, index)?
+                    else {
+                        return rest.settle(index, index == 0, courier, dispatch, report);
+                    };
+                    windows[index].id = Some(id.clone());
+                    save(&mut checkpoint, &windows)?;
+                    id
+                }
+            };
+            console.say(&format!(
+                "segrelay: orb backfill {label}: backfill {id}, {} events",
+                window.events
+            ));
+            Some(id)
         };
-        console.say(&format!(
-            "segrelay: orb backfill {label}: backfill {id}, {} events",
-            window.events
-        ));
-        *courier.usage_query.write().expect("query lock") =
-            Some(format!("?backfill_id={}", path_segment(&id)));
+        *courier.usage_query.write().expect("query lock") = id
+            .as_ref()
+            .map(|id| format!("?backfill_id={}", path_segment(id)));
         let pass = Pass {
             window: Some((window.start, window.end)),
             settles_unsent: index == 0,
+            rejects_after: latest,
         };
         end = pipeline::run(
             options,
@@ -165,27 +235,31 @@ pub fn run(
         )?;
         *courier.usage_query.write().expect("query lock") = None;
         if !end.complete || end.aborted.is_some() {
-            console.say(&format!(
-                "segrelay: orb backfill {id} stays open: run the same command again to go on filling it"
-            ));
+            if let Some(id) = &id {
+                console.say(&format!(
+                    "segrelay: orb backfill {id} stays open until its close time: run the same command again to go on filling it"
+                ));
+            }
             if end.aborted.is_some() {
                 rest.settle(index + 1, false, courier, dispatch, report)?;
             }
             return Ok(end);
         }
-        if plan.close && !window.closed {
-            if !act(api, courier, dispatch, report, &id, "close")? {
-                return rest.settle(index + 1, false, courier, dispatch, report);
+        if let Some(id) = id {
+            if plan.close && !window.closed {
+                if !act(api, courier, dispatch, report, &id, "close")? {
+                    return rest.settle(index + 1, false, courier, dispatch, report);
+                }
+                windows[index].closed = true;
+                save(&mut checkpoint, &windows)?;
             }
-            windows[index].closed = true;
-            save(&mut checkpoint, &windows)?;
-        }
-        if plan.wait && plan.close && !plan.dry_run && !window.reflected {
-            if !wait_reflected(api, courier, dispatch, report, plan, &id)? {
-                return rest.settle(index + 1, false, courier, dispatch, report);
+            if plan.wait && plan.close && !plan.dry_run && !window.reflected {
+                if !wait_reflected(api, courier, dispatch, report, plan, &id)? {
+                    return rest.settle(index + 1, false, courier, dispatch, report);
+                }
+                windows[index].reflected = true;
+                save(&mut checkpoint, &windows)?;
             }
-            windows[index].reflected = true;
-            save(&mut checkpoint, &windows)?;
         }
         if index + 1 < windows.len()
             && let Some(checkpoint) = checkpoint.as_deref_mut()
@@ -196,11 +270,13 @@ pub fn run(
     Ok(end)
 }
 
-/// After an abort, the events of the windows not sent still have to be
+/// After an abort, the events of the passes not made still have to be
 /// accounted for: one more pass fails them all (the courier refuses to send).
 struct Rest<'a> {
     options: &'a Options<'a>,
-    starts: Vec<Timestamp>,
+    /// Each pass's [start, end).
+    spans: Vec<(Timestamp, Timestamp)>,
+    latest: Option<Timestamp>,
 }
 
 impl Rest<'_> {
@@ -213,15 +289,27 @@ impl Rest<'_> {
         report: &mut Report,
     ) -> anyhow::Result<PassEnd> {
         let aborted = courier.aborted();
-        let Some(&start) = self.starts.get(from).filter(|_| aborted.is_some()) else {
-            return Ok(PassEnd {
-                aborted,
-                complete: false,
-            });
+        let left = match self.spans.get(from..) {
+            Some(left) if aborted.is_some() && !left.is_empty() => left,
+            _ => {
+                return Ok(PassEnd {
+                    aborted,
+                    complete: false,
+                });
+            }
         };
+        // What is left is one stretch of time: the windows are in time order,
+        // and the recent events' pass (always the first) comes after them all.
+        let start = left
+            .iter()
+            .map(|(start, _)| *start)
+            .min()
+            .expect("a pass left");
+        let end = left.iter().map(|(_, end)| *end).max().expect("a pass left");
         let pass = Pass {
-            window: Some((start, Timestamp::MAX)),
+            window: Some((start, end)),
             settles_unsent,
+            rejects_after: self.latest,
         };
         // Without the checkpoint: the lines it calls settled are another pass's, and
         // this pass fails everything, so it would not move anyway.
@@ -234,15 +322,16 @@ impl Rest<'_> {
 }
 
 fn describe(windows: &[Window], plan: &Plan) -> String {
-    let events: u64 = windows.iter().map(|w| w.events).sum();
+    let backfills: Vec<&Window> = windows.iter().filter(|w| !w.recent).collect();
+    let events: u64 = backfills.iter().map(|w| w.events).sum();
     let mut text = format!(
         "segrelay: orb backfill: {events} events in {} window{} of at most {} days",
-        windows.len(),
-        if windows.len() == 1 { "" } else { "s" },
+        backfills.len(),
+        if backfills.len() == 1 { "" } else { "s" },
         plan.window_days
     );
     if plan.replace_existing {
-        for window in windows {
+        for window in backfills {
             text.push_str(&format!(
                 "\nsegrelay: WARNING: --orb-replace-existing: Orb will DELETE every event of every customer from {} to {} and keep only the {} events this run sends",
                 utc_millis_text(window.start),
@@ -274,7 +363,8 @@ fn create(
 ) -> anyhow::Result<Option<String>> {
     let start = utc_millis_text(window.start);
     let end = utc_millis_text(window.end);
-    let request = api.create(&start, &end, plan.replace_existing);
+    let close_time = close_time(Timestamp::now(), plan.close_after);
+    let request = api.create(&start, &end, plan.replace_existing, &close_time);
     match call(courier, dispatch, report, &request)? {
         Call::Written => Ok(Some(format!("dry-run-backfill-{}", index + 1))),
         Call::Answered(response) => match json_field(&response.body, "id") {
@@ -299,6 +389,13 @@ fn create(
         }
         Call::Failed(_) => Ok(None),
     }
+}
+
+/// When Orb is to close a backfill created at `created` by itself, sent
+/// always, so that a dry run shows it.
+fn close_time(created: Timestamp, close_after: Duration) -> String {
+    let after = SignedDuration::try_from(close_after).unwrap_or(SignedDuration::MAX);
+    utc_millis_text(created.checked_add(after).unwrap_or(Timestamp::MAX))
 }
 
 fn find_pending(

@@ -36,6 +36,10 @@ pub struct State {
     /// The Orb backfill windows, once planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orb_backfill: Option<Vec<crate::backfill::Window>>,
+    /// The latest event time Orb's ingest took when the backfill was planned:
+    /// a resume rejects later events as the first run did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orb_latest: Option<jiff::Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +87,7 @@ impl Checkpoint {
             customers_length: None,
             pass: 0,
             orb_backfill: None,
+            orb_latest: None,
         };
         let saved = match std::fs::read_to_string(path) {
             Ok(text) if !restart => text,
@@ -211,6 +216,16 @@ impl Checkpoint {
     pub fn set_windows(&mut self, windows: &[crate::backfill::Window]) -> anyhow::Result<()> {
         self.state.orb_backfill = Some(windows.to_vec());
         self.write()
+    }
+
+    /// The backfill's windows as planned, and the latest event time it takes.
+    pub fn set_backfill_plan(
+        &mut self,
+        windows: &[crate::backfill::Window],
+        latest: jiff::Timestamp,
+    ) -> anyhow::Result<()> {
+        self.state.orb_latest = Some(latest);
+        self.set_windows(windows)
     }
 
     /// Temporary file, fsync, rename, fsync of the folder: a crash leaves the

@@ -214,8 +214,9 @@ pub struct SendArgs {
     #[arg(long)]
     pub ensure_customers: bool,
 
-    /// Orb: send through backfills, one per window of at most --orb-backfill-window
-    /// days, for events older than Orb's grace period (file inputs only)
+    /// Orb: send the events older than Orb's grace period through backfills, one per
+    /// window of at most --orb-backfill-window days, the others through ordinary
+    /// ingest, and reject those more than 5 minutes ahead (file inputs only)
     #[arg(long, help_heading = "Orb backfills")]
     pub orb_backfill: bool,
 
@@ -228,7 +229,8 @@ pub struct SendArgs {
     #[arg(long, requires = "orb_backfill", help_heading = "Orb backfills")]
     pub orb_replace_existing: bool,
 
-    /// Orb: leave each backfill open instead of closing it once filled
+    /// Orb: do not close each backfill once filled; Orb then closes it by itself
+    /// at its close time (see --orb-close-after), and reflects it
     #[arg(
         long,
         requires = "orb_backfill",
@@ -236,6 +238,12 @@ pub struct SendArgs {
         help_heading = "Orb backfills"
     )]
     pub orb_no_close: bool,
+
+    /// Orb: each backfill's close time, sent when it is created: Orb closes it by
+    /// itself this long after its creation, closed by segrelay or not (Orb's own
+    /// default is one day)
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, requires = "orb_backfill", help_heading = "Orb backfills")]
+    pub orb_close_after: Duration,
 
     /// Orb: after closing a backfill, wait until Orb has reflected it before the next
     #[arg(long, requires = "orb_backfill", help_heading = "Orb backfills")]

@@ -121,10 +121,16 @@ impl Config {
                     "--orb-backfill needs files: it reads them once to plan the windows, then once per window".into(),
                 ));
             }
+            if args.orb_close_after.is_zero() {
+                return Err(SettingsError(
+                    "--orb-close-after must be more than 0: Orb would close each backfill before anything was sent to it".into(),
+                ));
+            }
             config.orb_backfill = Some(crate::backfill::Plan {
                 window_days: args.orb_backfill_window,
                 replace_existing: args.orb_replace_existing,
                 close: !args.orb_no_close,
+                close_after: args.orb_close_after,
                 wait: args.orb_wait,
                 poll_interval: args.orb_poll_interval,
                 wait_timeout: args.orb_wait_timeout,

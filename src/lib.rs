@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod destination;
 pub mod event;
 pub mod filter;
+pub mod grace;
 pub mod input;
 pub mod interrupt;
 pub mod pipeline;
@@ -268,6 +269,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
             let pass = Pass {
                 window: None,
                 settles_unsent: true,
+                rejects_after: None,
             };
             let mut customers = match config.ensure_customers {
                 true => {

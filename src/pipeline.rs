@@ -5,7 +5,7 @@
 //! come back in: the report, the rejects file and the checkpoint always
 //! describe a prefix of the input, which is what makes a resume exact.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, mpsc};
@@ -18,6 +18,7 @@ use crate::delivery::{Courier, Delivered, Record};
 use crate::destination::{Destination, Payload, Stream};
 use crate::event::{Origin, Wanted};
 use crate::filter::Filter;
+use crate::grace;
 use crate::input::{Position, Source};
 use crate::interrupt;
 use crate::prepare::{self, Prepared, Preparer, Reading, Ready};
@@ -38,15 +39,12 @@ pub struct Options<'a> {
 
 impl<'a> Options<'a> {
     /// What the preparing threads need: the destination, the filters and a pass's window.
-    fn preparer<'d>(
-        &'d self,
-        destination: &'d dyn Destination,
-        window: Option<(Timestamp, Timestamp)>,
-    ) -> Preparer<'d> {
+    fn preparer<'d>(&'d self, destination: &'d dyn Destination, pass: Pass) -> Preparer<'d> {
         Preparer {
             destination,
             filter: &self.filter,
-            window,
+            window: pass.window,
+            rejects_after: pass.rejects_after,
             wanted: Wanted::of(destination),
         }
     }
@@ -71,6 +69,9 @@ pub struct Pass {
     pub window: Option<(Timestamp, Timestamp)>,
     /// This pass settles the events no window sends (skipped and rejected ones).
     pub settles_unsent: bool,
+    /// Records timed after this are rejected: too far in the future for the
+    /// destination, in a backfill or not.
+    pub rejects_after: Option<Timestamp>,
 }
 
 /// How a pass ended.
@@ -141,6 +142,11 @@ struct Pipeline<'a> {
     workers: Option<Workers>,
     dispatch: &'a mut Dispatch,
     customers: Option<&'a mut EnsureCustomers>,
+    /// Where each key of a batch being filled sits in it, when the destination
+    /// refuses a batch in which one key has two bodies.
+    batch_keys: Option<HashMap<(Stream, String), usize>>,
+    /// A plain run to a destination whose ingest refuses some times: counts them.
+    timing: Option<grace::Count>,
 }
 
 /// Threads delivering batches, each with its own transport.
@@ -189,8 +195,17 @@ pub fn run(
         workers,
         dispatch,
         customers,
+        batch_keys: courier
+            .destination
+            .refuses_conflicting_keys()
+            .then(HashMap::new),
+        // A backfill's passes send each event where its time belongs.
+        timing: match pass.window {
+            None => grace::Count::start(courier.destination.as_ref()),
+            Some(_) => None,
+        },
     };
-    let preparer = options.preparer(courier.destination.as_ref(), pass.window);
+    let preparer = options.preparer(courier.destination.as_ref(), pass);
     let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
         if interrupt::requested() {
             pipeline.stopped_early = true;
@@ -218,33 +233,13 @@ pub fn run(
     })
 }
 
-/// The events each UTC day holds for a destination: what an Orb backfill
-/// needs to cut its windows. Reads the whole input once, sends nothing.
+/// The events of one UTC day (or of another stretch of time): what an Orb
+/// backfill cuts its windows from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DaySpan {
     pub first: Timestamp,
     pub last: Timestamp,
     pub events: u64,
-}
-
-pub fn scan_days(
-    options: &Options,
-    destination: &dyn Destination,
-) -> anyhow::Result<BTreeMap<i64, DaySpan>> {
-    let mut days: BTreeMap<i64, DaySpan> = BTreeMap::new();
-    scan(options, destination, |_, payload| {
-        let time = payload.time.expect("a usage record has a time");
-        let day = time.as_second().div_euclid(86_400);
-        let span = days.entry(day).or_insert(DaySpan {
-            first: time,
-            last: time,
-            events: 0,
-        });
-        span.first = span.first.min(time);
-        span.last = span.last.max(time);
-        span.events += 1;
-    })?;
-    Ok(days)
 }
 
 /// Reads the whole input, prepared as a run prepares it (on `options.threads`
@@ -255,7 +250,7 @@ pub fn scan(
     destination: &dyn Destination,
     mut each: impl FnMut(Origin, Payload),
 ) -> anyhow::Result<()> {
-    let preparer = options.preparer(destination, None);
+    let preparer = options.preparer(destination, Pass::default());
     prepare::read_all(&options.reading(&[]), &preparer, |line| {
         if interrupt::requested() {
             return Ok(ControlFlow::Break(()));
@@ -330,6 +325,13 @@ impl Pipeline<'_> {
                 }
             }
         }
+        if let Some(reason) = self.conflicting_key(stream, &payload, &origin) {
+            let content = Content::Json(original);
+            return Ok(self.reject(origin, at, ends_line, reason, content));
+        }
+        if let (Some(timing), Some(time)) = (&mut self.timing, payload.time) {
+            timing.count(time, &origin, self.report.console());
+        }
         let seq = self.push(origin, at, ends_line, None);
         let limit = self
             .courier
@@ -346,6 +348,41 @@ impl Pipeline<'_> {
             self.flush(stream)?;
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// A reason to hold the record back when its batch already has its key with
+    /// another body: the destination would refuse the whole batch. The same
+    /// key with the same body is harmless (the destination keeps one).
+    fn conflicting_key(
+        &mut self,
+        stream: Stream,
+        payload: &Payload,
+        origin: &Origin,
+    ) -> Option<Reason> {
+        let keys = self.batch_keys.as_mut()?;
+        let index = self
+            .batches
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map_or(0, |(_, batch)| batch.len());
+        let earlier = *keys.entry((stream, payload.key.clone())).or_insert(index);
+        if earlier == index {
+            return None;
+        }
+        let (_, batch) = self.batches.iter().find(|(s, _)| *s == stream)?;
+        let batch = &batch[earlier];
+        if batch.payload.json == payload.json {
+            return None;
+        }
+        Some(Reason::new(
+            "conflicting idempotency key",
+            format!(
+                "idempotency key {:?} is also the key of the event at {} in the same batch, with a different body; {} would refuse the whole batch ({origin} is held back)",
+                payload.key,
+                batch.origin,
+                self.courier.destination.kind().display_name()
+            ),
+        ))
     }
 
     /// Settles a rejected event, kept whole for the rejects file.
@@ -399,6 +436,9 @@ impl Pipeline<'_> {
     }
 
     fn flush(&mut self, stream: Stream) -> anyhow::Result<()> {
+        if let Some(keys) = &mut self.batch_keys {
+            keys.retain(|(s, _), _| *s != stream);
+        }
         let records = std::mem::take(self.batch(stream));
         if records.is_empty() {
             return Ok(());
@@ -528,6 +568,11 @@ impl Pipeline<'_> {
         }
         self.drain()?;
         debug_assert!(self.ledger.is_empty(), "every event read is settled");
+        if let Some(timing) = &self.timing {
+            for warning in timing.warnings() {
+                self.report.warn(warning);
+            }
+        }
         let complete = !self.stopped_early && !self.frozen;
         if complete {
             self.save_checkpoint(true)?;

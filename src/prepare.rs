@@ -12,6 +12,7 @@ use std::sync::{Mutex, mpsc};
 use jiff::Timestamp;
 
 use crate::destination::{Destination, Payload, Translation};
+use crate::event::time::utc_millis_text;
 use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
@@ -48,6 +49,8 @@ pub struct Preparer<'a> {
     pub filter: &'a Filter,
     /// Only events with a time in [start, end) go in this pass's batches.
     pub window: Option<(Timestamp, Timestamp)>,
+    /// Events timed after this are rejected: too far in the future.
+    pub rejects_after: Option<Timestamp>,
     pub wanted: Wanted,
 }
 
@@ -322,6 +325,11 @@ impl Preparer<'_> {
         }
         match self.destination.translate(&event) {
             Translation::Record(payload) => {
+                if let (Some(limit), Some(time)) = (self.rejects_after, payload.time)
+                    && time > limit
+                {
+                    return Ready::Rejected(self.in_the_future(time, limit), whole_event(event));
+                }
                 if let Some((start, end)) = self.window {
                     let time = payload.time.expect("a usage record has a time");
                     if time < start || time >= end {
@@ -337,6 +345,25 @@ impl Preparer<'_> {
             Translation::Skip(reason) => Ready::Skipped(reason),
             Translation::Reject(reason) => Ready::Rejected(reason, whole_event(event)),
         }
+    }
+}
+
+impl Preparer<'_> {
+    fn in_the_future(&self, time: Timestamp, limit: Timestamp) -> Reason {
+        let ahead = self
+            .destination
+            .ingest_window()
+            .map_or(jiff::SignedDuration::ZERO, |window| window.ahead);
+        Reason::new(
+            "time in the future",
+            format!(
+                "timestamp {} is later than {}: {} refuses events more than {} after the time it receives them",
+                utc_millis_text(time),
+                utc_millis_text(limit),
+                self.destination.kind().display_name(),
+                crate::grace::span_text(ahead)
+            ),
+        )
     }
 }
 

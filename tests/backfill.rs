@@ -230,6 +230,11 @@ fn a_dry_run_writes_the_backfill_requests_too() {
         .collect();
     assert_eq!(creates.len(), 2);
     assert_eq!(creates[0]["body"]["replace_existing_events"], true);
+    assert!(
+        creates[0]["body"]["close_time"].is_string(),
+        "{}",
+        creates[0]
+    );
     let ingested: usize = lines
         .iter()
         .filter(|l| l["url"].as_str().unwrap().contains("/ingest?backfill_id="))
@@ -375,4 +380,198 @@ fn backfills_can_be_managed_by_hand() {
     );
     let unknown = run(&["show", "bf_nope"]);
     assert_ne!(unknown.status.code(), Some(0));
+}
+
+/// A track event `hours_ago` hours before now (negative: ahead).
+fn event_at(key: &str, hours_ago: i64) -> (String, Timestamp) {
+    let at = Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago);
+    let event = json!({"type":"track","event":"api_call","userId":"c1","messageId":key,
+        "timestamp": at.to_string(), "properties":{}});
+    (format!("{event}\n"), at)
+}
+
+fn requests(server: &TestServer) -> Vec<String> {
+    server
+        .received()
+        .iter()
+        .map(|r| {
+            let query = if r.query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", r.query)
+            };
+            format!("{} {}{query}", r.method, r.path)
+        })
+        .collect()
+}
+
+#[test]
+fn recent_events_go_through_plain_ingest_and_future_ones_are_rejected() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
+    let (mut text, old) = events("2026-01-01T03:00:00Z", 2);
+    let mut recent = Vec::new();
+    for (key, hours_ago) in [("just-old", 13), ("recent-11h", 11), ("recent-1h", 1)] {
+        let (line, _) = event_at(key, hours_ago);
+        text.push_str(&line);
+        if hours_ago < 12 {
+            recent.push(key);
+        }
+    }
+    let (line, ahead) = event_at("ahead", -2);
+    text.push_str(&line);
+    let job = Job::orb(&server, &text);
+    let output = job.send(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let started_grace = Timestamp::now() - jiff::SignedDuration::from_hours(12);
+
+    for key in &recent {
+        assert!(
+            server.backfill_of(key).is_none(),
+            "{key} went to a backfill"
+        );
+        assert_eq!(server.deliveries().get(*key), Some(&1), "{key}");
+    }
+    for (key, _) in old.iter().map(|(k, t)| (k.as_str(), t)) {
+        assert!(server.backfill_of(key).is_some(), "{key}");
+    }
+    assert!(server.backfill_of("just-old").is_some());
+    let backfills = server.orb_backfills();
+    assert_eq!(backfills.len(), 2, "{backfills:#?}");
+    for backfill in &backfills {
+        assert!(
+            time(&backfill["timeframe_end"]) <= started_grace,
+            "a window reaches into the grace period: {backfill}"
+        );
+    }
+    // The recent events go first, while they are still within the grace period.
+    let paths = requests(&server);
+    assert_eq!(paths[0], "POST /v1/ingest", "{paths:#?}");
+    assert!(
+        paths[1..].iter().all(|p| p != "POST /v1/ingest"),
+        "{paths:#?}"
+    );
+
+    let summary = job.summary();
+    assert_eq!(summary["sent"], old.len() + 3);
+    assert_eq!(summary["rejected_by_reason"]["time in the future"], 1);
+    assert_eq!(summary["warnings"], json!([]), "no grace-period warning");
+    let rejects = std::fs::read_to_string(job.path("rejects.ndjson")).unwrap();
+    let future: Value = rejects
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["messageId"] == "ahead")
+        .expect("the future event is in the rejects file");
+    let detail = future["_segrelay"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&ahead.to_string()[..16]) && detail.contains("5 minutes"),
+        "{detail}"
+    );
+    assert!(!server.deliveries().contains_key("ahead"));
+}
+
+#[test]
+fn each_backfill_gets_a_close_time_and_orb_closes_an_unclosed_one_by_itself() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let (text, _) = events("2026-01-01T03:00:00Z", 2);
+    let job = Job::orb(&server, &text);
+    let before = Timestamp::now();
+    let output = job.send(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let create = server
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/v1/events/backfills" && r.method == "POST")
+        .unwrap();
+    let body: Value = serde_json::from_slice(&create.body).unwrap();
+    let close = time(&body["close_time"]);
+    let day = jiff::SignedDuration::from_hours(24);
+    assert!(
+        before + day <= close && close <= Timestamp::now() + day,
+        "by default one day after creation, as Orb would: {body}"
+    );
+
+    // --orb-no-close: segrelay leaves it to Orb, which closes it at its close time.
+    let server = TestServer::start(Api::Orb, KEY);
+    let job = Job::orb(&server, &text);
+    let output = job
+        .command(&[
+            "send",
+            "--orb-backfill",
+            "--orb-no-close",
+            "--orb-close-after",
+            "3s",
+        ])
+        .arg(&job.input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        requests(&server).iter().all(|p| !p.ends_with("/close")),
+        "segrelay closed it"
+    );
+    let backfill = &server.orb_backfills()[0];
+    assert_eq!(backfill["status"], "pending", "{backfill}");
+    let created = time(&backfill["created_at"]);
+    let close = time(&backfill["close_time"]);
+    let off = close.duration_since(created) - jiff::SignedDuration::from_secs(3);
+    assert!(off.abs() < jiff::SignedDuration::from_secs(2), "{backfill}");
+    while Timestamp::now() <= close {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.orb_backfills()[0]["status"], "reflected");
+    assert_eq!(server.ingested().len(), 8);
+
+    let zero = job
+        .command(&["send", "--orb-backfill", "--orb-close-after", "0s"])
+        .arg(&job.input)
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(
+        stderr(&zero).contains("--orb-close-after"),
+        "{}",
+        stderr(&zero)
+    );
+}
+
+#[test]
+fn a_resumed_backfill_sends_recent_events_once_and_rejects_future_ones_once() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
+    let (mut text, old) = events("2026-01-01T03:00:00Z", 40);
+    for (key, hours_ago) in [("recent-a", 2), ("recent-b", 3), ("ahead", -3)] {
+        text.push_str(&event_at(key, hours_ago).0);
+    }
+    let job = Job::orb(&server, &text);
+    // The plain ingest of the recent events, the first backfill's creation, then its events: refused.
+    server.fault_on_request(3, server::Fault::Status(500, String::new()));
+    let checkpoint = job.path("checkpoint.json");
+    let checkpoint = checkpoint.to_str().unwrap();
+    let args = ["--max-retries", "0", "--checkpoint", checkpoint];
+    let stopped = job.send(&args);
+    assert_eq!(stopped.status.code(), Some(3), "{}", stderr(&stopped));
+    assert_eq!(server.orb_backfills().len(), 1);
+
+    let resumed = job.send(&args);
+    assert_eq!(resumed.status.code(), Some(1), "{}", stderr(&resumed));
+    assert_eq!(server.orb_backfills().len(), 2);
+    for key in ["recent-a", "recent-b"] {
+        assert_eq!(server.deliveries().get(key), Some(&1), "{key}");
+        assert!(server.backfill_of(key).is_none(), "{key}");
+    }
+    for (key, _) in &old {
+        assert!(server.backfill_of(key).is_some(), "{key}");
+    }
+    assert_eq!(server.ingested().len(), old.len() + 2);
+    let summary = job.summary();
+    let done = &summary["already_done"];
+    let total = |k: &str| summary[k].as_u64().unwrap() + done[k].as_u64().unwrap_or(0);
+    assert_eq!(total("sent"), old.len() as u64 + 2, "{summary}");
+    assert_eq!(
+        total("rejected"),
+        2,
+        "the broken line and the future event: {summary}"
+    );
+    assert_eq!(total("read"), old.len() as u64 + 5, "{summary}");
 }

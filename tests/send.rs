@@ -499,10 +499,12 @@ fn rate_limits_are_for_sending_not_for_dry_runs() {
 /// in numeric_properties; listed, it reaches Orb as a number.
 #[test]
 fn orb_numeric_text_is_advised_or_sent_as_numbers() {
+    // Within Orb's grace period, so that the advice is the only warning.
+    let recent = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).to_string();
     let input: String = (0..3)
         .map(|i| {
             let event = json!({"type": "track", "event": "api_call", "userId": "cust_1",
-                "messageId": format!("text-{i}"), "timestamp": "2026-11-23T10:00:00.000Z",
+                "messageId": format!("text-{i}"), "timestamp": recent,
                 "properties": {"value": format!("{}", 1250 + i)}});
             format!("{event}\n")
         })
@@ -534,4 +536,181 @@ fn orb_numeric_text_is_advised_or_sent_as_numbers() {
         .collect();
     assert_eq!(values, [json!(1250), json!(1251), json!(1252)]);
     assert_eq!(r.summary["warnings"], json!([]), "{}", r.summary);
+}
+
+/// An Orb track event with this key, `hours_ago` hours before now (negative: ahead).
+fn orb_event_at(key: &str, hours_ago: f64, value: i64) -> String {
+    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs_f64(hours_ago * 3600.0);
+    let event = json!({"type": "track", "event": "api_call", "userId": "cust_1", "messageId": key,
+        "timestamp": at.to_string(), "properties": {"value": value}});
+    format!("{event}\n")
+}
+
+fn check(setup: &Setup, input: &str) -> (Value, String) {
+    let input_path = setup.dir.path().join("events.ndjson");
+    std::fs::write(&input_path, input).unwrap();
+    let summary = setup.dir.path().join("check-summary.json");
+    let output = Command::cargo_bin("segrelay")
+        .unwrap()
+        .args(["check", "-c"])
+        .arg(&setup.settings)
+        .arg("--summary")
+        .arg(&summary)
+        .arg(&input_path)
+        .env("SEGRELAY_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    let summary = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    (
+        summary,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn orb_says_how_many_events_its_grace_period_and_future_limit_refuse() {
+    let server = TestServer::start(Api::Orb, KEY);
+    server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
+    let s = setup(&Api::Orb, &server, "");
+    let mut input = String::new();
+    for (i, hours_ago) in [400.0, 30.0, 13.0].iter().enumerate() {
+        input.push_str(&orb_event_at(&format!("old-{i}"), *hours_ago, 1));
+    }
+    input.push_str(&orb_event_at("recent-0", 1.0, 1));
+    input.push_str(&orb_event_at("recent-1", 11.0, 1));
+    input.push_str(&orb_event_at("ahead", -2.0, 1));
+    // Neither counted: skipped, and filtered out.
+    input.push_str(r#"{"type":"page","userId":"cust_1","timestamp":"2021-01-01T00:00:00Z"}"#);
+    input.push('\n');
+    let too_old = "3 events are older than Orb's grace period (12 hours): Orb's ingest refuses such events; send them with --orb-backfill";
+    let ahead = "1 event is more than 5 minutes in the future: Orb's ingest refuses such events (check the clock that stamped them)";
+    let expected = json!([too_old, ahead]);
+
+    let sent = run(&s, &input, &[]);
+    assert_eq!(sent.summary["warnings"], expected, "{}", sent.stderr);
+    assert_eq!(sent.summary["rejected_by_reason"]["refused by orb"], 4);
+    let dry = run(&s, &input, &["--dry-run"]);
+    assert_eq!(dry.summary["warnings"], expected);
+    let (checked, check_stderr) = check(&s, &input);
+    assert_eq!(checked["warnings"], expected);
+    for stderr in [&sent.stderr, &dry.stderr, &check_stderr] {
+        assert_eq!(
+            stderr.matches(&format!("warning: {too_old}")).count(),
+            1,
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches(ahead).count(), 1, "{stderr}");
+        // Said early too, at the first old event, before the summary.
+        let early = stderr
+            .find("events.ndjson:1: this event")
+            .expect("an early warning");
+        assert!(early < stderr.find(too_old).unwrap(), "{stderr}");
+    }
+
+    // Filters come first: an event filtered out is not counted.
+    let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(20);
+    let filtered = run(&s, &input, &["--dry-run", "--since", &since.to_string()]);
+    assert_eq!(
+        filtered.summary["warnings"][0],
+        "1 event is older than Orb's grace period (12 hours): Orb's ingest refuses such events; send them with --orb-backfill"
+    );
+}
+
+#[test]
+fn grace_period_hours_sets_what_counts_as_old() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let mut input = String::new();
+    for (i, hours_ago) in [2.0, 5.0, 30.0].iter().enumerate() {
+        input.push_str(&orb_event_at(&format!("e-{i}"), *hours_ago, 1));
+    }
+    for (setting, expected) in [
+        (
+            "",
+            json!([
+                "1 event is older than Orb's grace period (12 hours): Orb's ingest refuses such events; send them with --orb-backfill"
+            ]),
+        ),
+        (
+            "grace_period_hours = 3\n",
+            json!([
+                "2 events are older than Orb's grace period (3 hours): Orb's ingest refuses such events; send them with --orb-backfill"
+            ]),
+        ),
+        ("grace_period_hours = 48\n", json!([])),
+    ] {
+        let s = setup(&Api::Orb, &server, setting);
+        let dry = run(&s, &input, &["--dry-run"]);
+        assert_eq!(dry.code, 0, "{}", dry.stderr);
+        assert_eq!(dry.summary["warnings"], expected, "{setting}");
+        if expected == json!([]) {
+            assert!(!dry.stderr.contains("grace"), "{}", dry.stderr);
+        }
+    }
+    for bad in ["grace_period_hours = 0\n", "grace_period_hours = \"12h\"\n"] {
+        let s = setup(&Api::Orb, &server, bad);
+        let output = Command::cargo_bin("segrelay")
+            .unwrap()
+            .args(["check", "-c"])
+            .arg(&s.settings)
+            .write_stdin(input.clone())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("grace_period_hours"), "{stderr}");
+    }
+}
+
+/// One key for two different events in one batch would make Orb refuse the
+/// whole batch: the later one is held back, the rest is sent in one request.
+/// The same event twice is harmless (Orb keeps one) and is sent.
+#[test]
+fn orb_holds_back_an_event_whose_key_has_another_body_in_the_batch() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "");
+    let first = orb_event_at("dup", 1.0, 1);
+    let mut input = first.clone();
+    input.push_str(&orb_event_at("other", 1.0, 1));
+    input.push_str(&orb_event_at("dup", 1.0, 2));
+    input.push_str(&first);
+
+    let r = run(&s, &input, &["--batch-size", "10"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.summary["sent"], 3);
+    assert_eq!(r.summary["rejected"], 1);
+    assert_eq!(
+        r.summary["requests"], 1,
+        "one request, not refused and split"
+    );
+    assert_eq!(
+        r.summary["rejected_by_reason"]["conflicting idempotency key"],
+        1
+    );
+    let note = &r.rejects[0]["_segrelay"];
+    assert_eq!(note["line"], 3);
+    let detail = note["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\"dup\"") && detail.contains("events.ndjson:1"),
+        "{detail}"
+    );
+    assert_eq!(
+        r.rejects[0]["properties"]["value"], 2,
+        "the event itself is kept"
+    );
+    assert!(
+        server
+            .received()
+            .iter()
+            .all(|request| request.status == 200)
+    );
+    let ingested = server.ingested();
+    assert_eq!(ingested.len(), 2);
+    assert_eq!(ingested[0]["properties"]["value"], 1);
+
+    // In separate batches there is nothing to refuse: Orb keeps the first.
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "");
+    let r = run(&s, &input, &["--batch-size", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["sent"], 4);
 }

@@ -682,6 +682,29 @@ fn orb_event_limit_and_validation() {
 }
 
 #[test]
+fn orb_refuses_a_batch_with_one_key_for_two_events() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let mut other = event(Api::Orb, "k1");
+    other["properties"]["value"] = json!(3);
+    let answer = send(
+        &server,
+        &batch_of(
+            Api::Orb,
+            vec![event(Api::Orb, "k1"), event(Api::Orb, "k2"), other],
+        ),
+    );
+    assert_eq!(answer.status, 400);
+    assert!(answer.json()["detail"].as_str().unwrap().contains("k1"));
+    assert!(answer.json().get("validation_failed").is_none());
+    assert!(server.ingested().is_empty(), "the whole batch is refused");
+
+    // The same event twice is one event.
+    let twice = batch_of(Api::Orb, vec![event(Api::Orb, "k1"), event(Api::Orb, "k1")]);
+    assert_success_body(Api::Orb, &send(&server, &twice), 2);
+    assert_eq!(ingested_keys(&server), ["k1"]);
+}
+
+#[test]
 fn orb_grace_period() {
     let server = TestServer::start(Api::Orb, KEY);
     let at = |key: &str, ts: jiff::Timestamp| {

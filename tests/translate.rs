@@ -1395,7 +1395,7 @@ fn orb_numeric_properties_are_sent_as_numbers() {
         ],
     );
     // Every property is listed or holds no numeric text: no advice.
-    assert_eq!(o.summary["warnings"], json!([]), "{}", o.summary);
+    assert_eq!(advice(&o.summary), json!([]), "{}", o.summary);
     assert!(!o.run.stderr.contains("numeric text"), "{}", o.run.stderr);
 }
 
@@ -1454,6 +1454,17 @@ fn numeric_properties_must_be_mapping_targets() {
     out.expect_code(0);
 }
 
+/// The summary's warnings about numeric text (the events' old times bring Orb's
+/// grace-period warning too).
+fn advice(summary: &Value) -> Value {
+    let warnings = summary["warnings"].as_array().expect("a warnings array");
+    warnings
+        .iter()
+        .filter(|w| w.as_str().is_some_and(|w| w.contains("numeric text")))
+        .cloned()
+        .collect()
+}
+
 /// Events with Orb properties mapped but not listed in numeric_properties.
 fn numeric_text_events() -> Vec<Value> {
     vec![
@@ -1485,7 +1496,7 @@ fn numeric_text_in_an_unlisted_orb_property_is_advised() {
         "an unlisted property is sent as it came"
     );
     assert_eq!(
-        o.summary["warnings"],
+        advice(&o.summary),
         json!([AMOUNT_ADVICE, CURRENCY_ADVICE]),
         "{}",
         o.summary
@@ -1517,11 +1528,7 @@ fn numeric_text_in_an_unlisted_orb_property_is_advised() {
         ]));
     out.expect_code(0);
     let s = summary(&dir.path().join("summary.json"));
-    assert_eq!(
-        s["warnings"],
-        json!([AMOUNT_ADVICE, CURRENCY_ADVICE]),
-        "{s}"
-    );
+    assert_eq!(advice(&s), json!([AMOUNT_ADVICE, CURRENCY_ADVICE]), "{s}");
     assert_eq!(
         out.stderr.matches(AMOUNT_ADVICE).count(),
         1,
@@ -1541,6 +1548,6 @@ fn numeric_text_in_an_unlisted_orb_property_is_advised() {
         by_key(&o.records)["b"]["properties"],
         json!({"amount": 7, "currency": 100})
     );
-    assert_eq!(o.summary["warnings"], json!([]), "{}", o.summary);
+    assert_eq!(advice(&o.summary), json!([]), "{}", o.summary);
     assert!(!o.run.stderr.contains("numeric text"), "{}", o.run.stderr);
 }

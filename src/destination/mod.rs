@@ -286,6 +286,44 @@ pub trait Destination: Send + Sync {
             Stream::Customer => 1,
         }
     }
+
+    /// The event times ordinary ingest takes, when it refuses some (Orb).
+    fn ingest_window(&self) -> Option<IngestWindow> {
+        None
+    }
+
+    /// Whether a request holding two records with the same key and different
+    /// bodies is refused whole (Orb): the later one is then rejected before
+    /// it joins a batch.
+    fn refuses_conflicting_keys(&self) -> bool {
+        false
+    }
+}
+
+/// The span around now in which a destination's ordinary ingest takes event
+/// times; older or later events it refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestWindow {
+    /// Events older than now − this are refused: the grace period.
+    pub grace: jiff::SignedDuration,
+    /// Events later than now + this are refused.
+    pub ahead: jiff::SignedDuration,
+    /// What to do with the too old ones, said in the warning.
+    pub remedy: &'static str,
+}
+
+impl IngestWindow {
+    /// The oldest and the latest time ingest takes, as seen at `now`.
+    pub fn bounds(&self, now: jiff::Timestamp) -> (jiff::Timestamp, jiff::Timestamp) {
+        let at = |offset: jiff::SignedDuration| {
+            now.checked_add(offset).unwrap_or(if offset.is_negative() {
+                jiff::Timestamp::MIN
+            } else {
+                jiff::Timestamp::MAX
+            })
+        };
+        (at(-self.grace), at(self.ahead))
+    }
 }
 
 /// Builds the destination a settings table describes, checking its own keys.

@@ -2,9 +2,11 @@
 
 use serde_json::{Map, Value};
 
+use jiff::SignedDuration;
+
 use super::{
-    Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation, Verdict,
-    common_verdict, write_json_str, write_json_value,
+    Destination, Header, IngestWindow, Kind, Payload, Request, SettingDoc, Stream, Translation,
+    Verdict, common_verdict, write_json_str, write_json_value,
 };
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind, numeric_text, short_text};
@@ -16,6 +18,13 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.withorb.com/v1";
 pub const DEFAULT_BATCH: usize = 500;
 /// Orb takes at most 500 events per ingest request.
 pub const MAX_BATCH: usize = 500;
+/// Orb's ingest refuses events older than the account's grace period (12 hours
+/// unless Orb changed it for the account)...
+pub const DEFAULT_GRACE_HOURS: u64 = 12;
+/// ...and events more than 5 minutes in the future.
+pub const FUTURE_LIMIT: SignedDuration = SignedDuration::from_mins(5);
+/// A grace period longer than ten years is a typo (and would overflow times).
+const MAX_GRACE_HOURS: u64 = 87_600;
 
 pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
@@ -48,6 +57,12 @@ pub const SETTINGS: &[SettingDoc] = &[
         required: false,
         help: "Orb properties (mapping targets) sent as numbers: numeric text converted, other values rejected",
     },
+    SettingDoc {
+        key: "grace_period_hours",
+        default: Some("12"),
+        required: false,
+        help: "the account's grace period: older events need --orb-backfill (whole hours)",
+    },
 ];
 
 pub struct Orb {
@@ -58,6 +73,7 @@ pub struct Orb {
     event_name_field: String,
     idempotency_key_field: String,
     mapping: Vec<Mapped>,
+    grace_hours: u64,
 }
 
 /// A `properties_mapping` entry.
@@ -79,6 +95,14 @@ impl Orb {
         let event_name_field = table.field("event_name_field", "event")?;
         let idempotency_key_field = table.field("idempotency_key_field", "messageId")?;
         let mapping = table.mapping("properties_mapping")?;
+        let grace_hours = table
+            .optional_positive("grace_period_hours")?
+            .unwrap_or(DEFAULT_GRACE_HOURS);
+        if grace_hours > MAX_GRACE_HOURS {
+            return Err(table.error(format!(
+                "key \"grace_period_hours\" is {grace_hours}: at most {MAX_GRACE_HOURS} (ten years)"
+            )));
+        }
         let numeric = table.string_list("numeric_properties")?;
         if let Some(unmapped) = numeric
             .iter()
@@ -110,6 +134,7 @@ impl Orb {
             event_name_field,
             idempotency_key_field,
             mapping,
+            grace_hours,
         })
     }
 }
@@ -134,6 +159,20 @@ impl Destination for Orb {
     /// Orb reads only the mapped properties.
     fn reads_whole_objects(&self) -> bool {
         false
+    }
+
+    fn ingest_window(&self) -> Option<IngestWindow> {
+        Some(IngestWindow {
+            grace: SignedDuration::from_hours(self.grace_hours as i64),
+            ahead: FUTURE_LIMIT,
+            remedy: "send them with --orb-backfill",
+        })
+    }
+
+    /// Orb refuses a whole ingest request in which one idempotency key stands
+    /// for two different events.
+    fn refuses_conflicting_keys(&self) -> bool {
+        true
     }
 
     fn translate(&self, event: &Event) -> Translation {
@@ -379,12 +418,21 @@ impl Api {
         }
     }
 
-    /// `replace_existing_events` is always sent: true replaces every event of the window.
-    pub fn create(&self, start: &str, end: &str, replace_existing_events: bool) -> Request {
+    /// `replace_existing_events` is always sent: true replaces every event of
+    /// the window. So is `close_time`, when Orb closes the backfill by itself
+    /// (without it, one day after its creation).
+    pub fn create(
+        &self,
+        start: &str,
+        end: &str,
+        replace_existing_events: bool,
+        close_time: &str,
+    ) -> Request {
         let body = serde_json::json!({
             "timeframe_start": start,
             "timeframe_end": end,
             "replace_existing_events": replace_existing_events,
+            "close_time": close_time,
         });
         self.request("POST", "/events/backfills", body.to_string().into_bytes())
     }

@@ -1547,6 +1547,22 @@ fn orb_ingest(shared: &Shared, req: &Request) -> Response {
             ),
         );
     }
+    // One idempotency key standing for two different events makes Orb refuse the whole request,
+    // naming no event (400); the same event twice is one event.
+    let mut bodies: HashMap<&str, &Value> = HashMap::new();
+    for event in events {
+        if let Some(key) = event.get("idempotency_key").and_then(Value::as_str)
+            && bodies
+                .insert(key, event)
+                .is_some_and(|earlier| earlier != event)
+        {
+            return error_response(
+                api,
+                400,
+                &format!("idempotency key {key} is used by two different events in this request"),
+            );
+        }
+    }
     let now = now_ms();
     // A request with `backfill_id` goes to that backfill, which must exist and be pending: the
     // whole request is refused with 400 (RFC 7807) otherwise. Its events skip the grace-period
