@@ -160,6 +160,14 @@ impl Checkpoint {
         PathBuf::from(path)
     }
 
+    /// Where the identify writes made are journaled (customer and input
+    /// position), so that a resume never writes an older identify over a newer one.
+    pub fn identified_path(&self) -> PathBuf {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".identified");
+        PathBuf::from(path)
+    }
+
     /// Every input of the last pass is settled.
     pub fn finished(&self) -> bool {
         self.state.inputs.iter().all(|i| i.done)

@@ -516,7 +516,7 @@ fn http_format_writes_raw_requests_with_a_matching_content_length() {
         (
             "amberflo",
             "POST /ingest HTTP/1.1",
-            "app.amberflo.io",
+            "ingest.amberflo.io",
             "x-api-key",
             "***",
         ),
@@ -761,10 +761,12 @@ endpoint = "https://proxy.example.com/kable"
         urls.sort();
         urls
     };
+    // A host that is not Amberflo's own serves the customer calls too.
     assert_eq!(
         urls("amberflo"),
         [
             "http://127.0.0.1:8080/customers",
+            "http://127.0.0.1:8080/customers?customerId=u",
             "http://127.0.0.1:8080/ingest"
         ]
     );
