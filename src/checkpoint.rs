@@ -91,13 +91,15 @@ impl Checkpoint {
                     .context(format!("cannot read checkpoint {}", path.display())));
             }
             _ => {
-                return Ok((
-                    Checkpoint {
-                        path: path.to_owned(),
-                        state: fresh,
-                    },
-                    false,
-                ));
+                let checkpoint = Checkpoint {
+                    path: path.to_owned(),
+                    state: fresh,
+                };
+                // Written at once: a run stopped before it settles a line is
+                // still this job when resumed, and what it journaled (identify
+                // writes) is honoured.
+                checkpoint.write()?;
+                return Ok((checkpoint, false));
             }
         };
         let state: State = serde_json::from_str(&saved).map_err(|e| {

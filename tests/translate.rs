@@ -137,11 +137,7 @@ fn golden_amberflo_all_seeds_in_one_run() {
     assert_eq!(requests.len(), 3, "{requests:?}");
     let is_ingest = |r: &&Value| r["url"].as_str().unwrap().ends_with("/ingest");
     let ingest: Vec<&Value> = requests.iter().filter(is_ingest).collect();
-    let customers: Vec<Value> = requests
-        .iter()
-        .filter(|r| !is_ingest(r))
-        .cloned()
-        .collect();
+    let customers: Vec<Value> = requests.iter().filter(|r| !is_ingest(r)).cloned().collect();
     assert_eq!((ingest.len(), customers.len()), (1, 2), "{requests:?}");
 
     let golden = |name: &str| read_json(&golden_dir().join(name))[0].clone();
@@ -716,7 +712,11 @@ fn amberflo_identify_traits_follow_the_dimension_rules() {
     let o = translate(SETTINGS, "amberflo", &[event]);
     o.run.expect_code(0);
     let methods: Vec<&Value> = o.requests.iter().map(|r| &r["method"]).collect();
-    assert_eq!(methods, ["GET", "POST"], "the dry run shows a lookup and a creation");
+    assert_eq!(
+        methods,
+        ["GET", "POST"],
+        "the dry run shows a lookup and a creation"
+    );
     let expected = json!({
         "customerId": "u-1",
         "customerName": "u-1",
