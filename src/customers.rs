@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::amberflo::Api;
+use crate::event::Origin;
 use crate::interrupt;
 use crate::report::{Reason, Report};
 use crate::transport::Transport;
@@ -158,9 +159,9 @@ impl Customers {
         if let Some(reason) = self.refused.get(customer_id) {
             return Ok(Err(reason.clone()));
         }
-        let mut done = Delivered::default();
-        let made_sure = self.look_up_or_create(customer_id, courier, transport, &mut done);
-        report.delivery(done.requests, done.retries, done.server, done.backoff);
+        let mut calls = Calls::new(courier, transport, &[]);
+        let made_sure = self.look_up_or_create(customer_id, &mut calls);
+        calls.count(report);
         made_sure
     }
 
@@ -168,11 +169,9 @@ impl Customers {
     fn look_up_or_create(
         &mut self,
         customer_id: &str,
-        courier: &Courier,
-        transport: &mut dyn Transport,
-        done: &mut Delivered,
+        calls: &mut Calls,
     ) -> anyhow::Result<Result<(), Reason>> {
-        match self.look_up(customer_id, courier, transport, done)? {
+        match self.look_up(customer_id, calls)? {
             Found::Record(record) => return self.remember(customer_id, Some(record)).map(Ok),
             // A dry run cannot know: it shows the creation that may follow.
             Found::Nothing | Found::Unknown => {}
@@ -188,7 +187,7 @@ impl Customers {
             .get(customer_id)
             .map_or(customer_id, String::as_str);
         let (request, record) = self.api.create(customer_id, name);
-        match courier.call(transport, &request, done)? {
+        match calls.call(&request)? {
             Call::Answered(response) => {
                 let record = answered_record(&response.body, customer_id).unwrap_or(record);
                 self.remember(customer_id, Some(record))?;
@@ -220,6 +219,7 @@ impl Customers {
     pub fn identify(
         &mut self,
         changes: &str,
+        origin: &Origin,
         at: EventAt,
         courier: &Courier,
         transport: &mut dyn Transport,
@@ -249,37 +249,27 @@ impl Customers {
                 "not sent: the run was stopped",
             )));
         }
-        let mut done = Delivered::default();
-        let identified = self.merge(
-            &customer_id,
-            &changes,
-            at,
-            courier,
-            transport,
-            report,
-            &mut done,
-        );
-        report.delivery(done.requests, done.retries, done.server, done.backoff);
+        let origins = [origin];
+        let mut calls = Calls::new(courier, transport, &origins);
+        let identified = self.merge(&customer_id, &changes, at, &mut calls, report);
+        calls.count(report);
         identified
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn merge(
         &mut self,
         customer_id: &str,
         changes: &Map<String, Value>,
         at: EventAt,
-        courier: &Courier,
-        transport: &mut dyn Transport,
+        calls: &mut Calls,
         report: &mut Report,
-        done: &mut Delivered,
     ) -> anyhow::Result<Identified> {
         // At most twice: a creation refused because the customer appeared
         // meanwhile (409) is merged into the record then looked up.
         for _ in 0..2 {
             let existing = match self.records.get(customer_id) {
                 Some(record) => Some(record.clone()),
-                None => match self.look_up(customer_id, courier, transport, done)? {
+                None => match self.look_up(customer_id, calls)? {
                     Found::Record(record) => Some(record),
                     Found::Nothing => None,
                     Found::Unknown => {
@@ -307,7 +297,7 @@ impl Customers {
                 }
                 None => ("POST", created(changes, customer_id)),
             };
-            let record = match courier.call(transport, &self.api.write(method, &record), done)? {
+            let record = match calls.call(&self.api.write(method, &record))? {
                 Call::Answered(response) => {
                     answered_record(&response.body, customer_id).unwrap_or(record)
                 }
@@ -331,25 +321,17 @@ impl Customers {
     }
 
     /// `GET /customers?customerId=ID`.
-    fn look_up(
-        &mut self,
-        customer_id: &str,
-        courier: &Courier,
-        transport: &mut dyn Transport,
-        done: &mut Delivered,
-    ) -> anyhow::Result<Found> {
-        Ok(
-            match courier.call(transport, &self.api.lookup(customer_id), done)? {
-                // `{}` when there is no such customer.
-                Call::Answered(response) => match answered_record(&response.body, customer_id) {
-                    Some(record) => Found::Record(record),
-                    None => Found::Nothing,
-                },
-                Call::Written => Found::Unknown,
-                Call::Refused { message, .. } => Found::Refused(message),
-                Call::Failed(message) => Found::Failed(message),
+    fn look_up(&mut self, customer_id: &str, calls: &mut Calls) -> anyhow::Result<Found> {
+        Ok(match calls.call(&self.api.lookup(customer_id))? {
+            // `{}` when there is no such customer.
+            Call::Answered(response) => match answered_record(&response.body, customer_id) {
+                Some(record) => Found::Record(record),
+                None => Found::Nothing,
             },
-        )
+            Call::Written => Found::Unknown,
+            Call::Refused { message, .. } => Found::Refused(message),
+            Call::Failed(message) => Found::Failed(message),
+        })
     }
 
     /// The customer exists; its record, when known, is kept for later identifies.
@@ -401,6 +383,40 @@ impl Customers {
         let context = || format!("cannot write {}", path.display());
         file.sync_data().with_context(context)?;
         Ok(Some(file.stream_position().with_context(context)?))
+    }
+}
+
+/// The requests one customer takes, counted together, and the events they are for.
+struct Calls<'a> {
+    courier: &'a Courier,
+    transport: &'a mut dyn Transport,
+    origins: &'a [&'a Origin],
+    done: Delivered,
+}
+
+impl<'a> Calls<'a> {
+    fn new(
+        courier: &'a Courier,
+        transport: &'a mut dyn Transport,
+        origins: &'a [&'a Origin],
+    ) -> Calls<'a> {
+        Calls {
+            courier,
+            transport,
+            origins,
+            done: Delivered::default(),
+        }
+    }
+
+    fn call(&mut self, request: &crate::destination::Request) -> anyhow::Result<Call> {
+        self.courier
+            .call_for(self.transport, request, self.origins, &mut self.done)
+    }
+
+    /// Adds the requests made to the summary.
+    fn count(self, report: &mut Report) {
+        let done = self.done;
+        report.delivery(done.requests, done.retries, done.server, done.backoff);
     }
 }
 

@@ -330,6 +330,7 @@ impl Pipeline<'_> {
                     let control = self.dispatch.control();
                     let outcome = customers.identify(
                         &payload.json,
+                        &origin,
                         place,
                         &self.courier,
                         control,
