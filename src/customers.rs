@@ -264,8 +264,8 @@ impl Customers {
         calls: &mut Calls,
         report: &mut Report,
     ) -> anyhow::Result<Identified> {
-        // At most twice: a creation refused because the customer appeared
-        // meanwhile (409) is merged into the record then looked up.
+        // At most twice: when a creation is refused because the customer
+        // appeared meanwhile (409), its record is looked up and merged into.
         for _ in 0..2 {
             let existing = match self.records.get(customer_id) {
                 Some(record) => Some(record.clone()),
@@ -303,7 +303,6 @@ impl Customers {
                 }
                 Call::Written => record,
                 Call::Refused { response, .. } if response.status == 409 && method == "POST" => {
-                    self.records.forget(customer_id);
                     continue;
                 }
                 Call::Refused { message, .. } => return Ok(refused(message)),
@@ -529,12 +528,6 @@ impl Records {
             }
         }
     }
-
-    fn forget(&mut self, customer_id: &str) {
-        if self.by_id.remove(customer_id).is_some() {
-            self.order.retain(|id| id != customer_id);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -579,7 +572,6 @@ mod tests {
         assert!(records.get("c0").is_none());
         assert!(records.get("c1").is_some());
         assert_eq!(records.by_id.len(), KEPT_RECORDS);
-        records.forget("c1");
-        assert_eq!(records.order.len(), KEPT_RECORDS - 1);
+        assert_eq!(records.order.len(), KEPT_RECORDS);
     }
 }

@@ -898,3 +898,23 @@ fn amberflo_identify_without_a_usable_time_is_rejected() {
     );
     assert!(server.received().is_empty());
 }
+
+/// A creation refused because the customer appeared meanwhile (409) is
+/// followed by a fresh lookup, and the identify lands on what is there.
+#[test]
+fn amberflo_a_refused_creation_is_looked_up_again() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    server.fault_on_request(
+        2,
+        Fault::Status(409, r#"{"message":"customer exists"}"#.into()),
+    );
+    let s = setup(&Api::Amberflo, &server, "");
+    let r = run(&s, &identify("cust_1", "i1", json!({"name": "Ada"})), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        methods(&server.customer_requests(), "cust_1"),
+        ["GET", "POST", "GET", "POST"]
+    );
+    assert_eq!(r.summary["requests"], 4);
+    assert_eq!(customer(&server, "cust_1")["customerName"], "Ada");
+}

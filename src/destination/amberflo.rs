@@ -50,7 +50,7 @@ pub const SETTINGS: &[SettingDoc] = &[
         key: "gzip_requests",
         default: Some("false"),
         required: false,
-        help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDKs do",
+        help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDK does",
     },
 ];
 
