@@ -96,13 +96,15 @@ impl Checkpoint {
                     .context(format!("cannot read checkpoint {}", path.display())));
             }
             _ => {
-                return Ok((
-                    Checkpoint {
-                        path: path.to_owned(),
-                        state: fresh,
-                    },
-                    false,
-                ));
+                let checkpoint = Checkpoint {
+                    path: path.to_owned(),
+                    state: fresh,
+                };
+                // Written at once: a run stopped before it settles a line is
+                // still this job when resumed, and what it journaled (identify
+                // writes) is honoured.
+                checkpoint.write()?;
+                return Ok((checkpoint, false));
             }
         };
         let state: State = serde_json::from_str(&saved).map_err(|e| {
@@ -162,6 +164,14 @@ impl Checkpoint {
     pub fn customers_path(&self) -> PathBuf {
         let mut path = self.path.clone().into_os_string();
         path.push(".customers");
+        PathBuf::from(path)
+    }
+
+    /// Where the identify writes made are journaled (customer and input
+    /// position), so that a resume never writes an older identify over a newer one.
+    pub fn identified_path(&self) -> PathBuf {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".identified");
         PathBuf::from(path)
     }
 

@@ -181,9 +181,21 @@ impl Courier {
         request: &Request,
         done: &mut Delivered,
     ) -> anyhow::Result<Call> {
+        self.call_for(transport, request, &[], done)
+    }
+
+    /// A single request made for these events (an identify's lookup and
+    /// write), which a dry run names beside it.
+    pub fn call_for(
+        &self,
+        transport: &mut dyn Transport,
+        request: &Request,
+        origins: &[&Origin],
+        done: &mut Delivered,
+    ) -> anyhow::Result<Call> {
         let kind = self.destination.kind();
         let judge = |response: &Response| common_verdict(kind, response);
-        let (verdict, response) = self.exchange(transport, request, &[], &judge, done)?;
+        let (verdict, response) = self.exchange(transport, request, origins, &judge, done)?;
         Ok(match (verdict, response) {
             (Verdict::Accepted, Some(response)) => Call::Answered(response),
             (Verdict::Accepted, None) => Call::Written,

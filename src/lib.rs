@@ -33,7 +33,7 @@ use clap::CommandFactory;
 use crate::checkpoint::Checkpoint;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Mode};
-use crate::customers::EnsureCustomers;
+use crate::customers::{self as customer_files, Customers};
 use crate::delivery::Courier;
 use crate::destination::{Kind, calls, settings_keys};
 use crate::destination::{amberflo, orb};
@@ -162,6 +162,7 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
         .filter(|(_, resumed)| *resumed)
         .map(|(c, _)| c.state().clone());
     let resumed_customers = resumed.as_ref().and_then(|state| state.customers_length);
+    let resumed_state = resumed.is_some();
     let rejects_length = resumed
         .as_ref()
         .map(|state| state.rejects_length.unwrap_or(0));
@@ -271,12 +272,18 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
                 settles_unsent: true,
                 rejects_after: None,
             };
-            let mut customers = match config.ensure_customers {
+            let merges = config.destination.merges_customers();
+            let mut customers = match config.ensure_customers || merges {
                 true => {
-                    let known = checkpoint.as_ref().map(|c| c.customers_path());
-                    let length = resumed_customers;
-                    let api = amberflo::Api::new(&config.settings);
-                    Some(EnsureCustomers::new(api, known.as_deref(), length)?)
+                    let files = checkpoint.as_ref().map(|c| customer_files::Files {
+                        known: c.customers_path(),
+                        known_length: resumed_customers,
+                        journal: c.identified_path(),
+                        resumed: resumed_state,
+                    });
+                    let api = amberflo::Api::new(&config.settings)?;
+                    let ensures = config.ensure_customers;
+                    Some(Customers::new(api, ensures, merges, files.as_ref())?)
                 }
                 false => None,
             };

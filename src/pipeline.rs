@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use jiff::Timestamp;
 
 use crate::checkpoint::Checkpoint;
-use crate::customers::EnsureCustomers;
+use crate::customers::{Customers, EventAt, Identified};
 use crate::delivery::{Courier, Delivered, Record};
 use crate::destination::{Destination, Payload, Stream};
 use crate::event::{Origin, Wanted};
@@ -141,7 +141,7 @@ struct Pipeline<'a> {
     stopped_early: bool,
     workers: Option<Workers>,
     dispatch: &'a mut Dispatch,
-    customers: Option<&'a mut EnsureCustomers>,
+    customers: Option<&'a mut Customers>,
     /// Where each key of a batch being filled sits in it, when the destination
     /// refuses a batch in which one key has two bodies.
     batch_keys: Option<HashMap<(Stream, String), usize>>,
@@ -166,7 +166,7 @@ pub fn run(
     dispatch: &mut Dispatch,
     report: &mut Report,
     checkpoint: Option<&mut Checkpoint>,
-    customers: Option<&mut EnsureCustomers>,
+    customers: Option<&mut Customers>,
 ) -> anyhow::Result<PassEnd> {
     let settled = checkpoint
         .as_ref()
@@ -212,8 +212,8 @@ pub fn run(
             return Ok(ControlFlow::Break(()));
         }
         let mut flow = ControlFlow::Continue(());
-        for prepared in line {
-            if pipeline.settle_prepared(prepared)?.is_break() {
+        for (index, prepared) in line.into_iter().enumerate() {
+            if pipeline.settle_prepared(prepared, index)?.is_break() {
                 flow = ControlFlow::Break(());
             }
         }
@@ -283,7 +283,12 @@ impl Pipeline<'_> {
         seq
     }
 
-    fn settle_prepared(&mut self, prepared: Prepared) -> anyhow::Result<ControlFlow<()>> {
+    /// `index`: the event's place among the events of its line.
+    fn settle_prepared(
+        &mut self,
+        prepared: Prepared,
+        index: usize,
+    ) -> anyhow::Result<ControlFlow<()>> {
         let Prepared {
             origin,
             at,
@@ -313,7 +318,40 @@ impl Pipeline<'_> {
             && let Some(customer) = &payload.customer
         {
             match stream {
+                // In input order, one at a time, each settled with its own outcome.
+                Stream::Customer if customers.merges() => {
+                    let place = EventAt {
+                        input: at.input,
+                        line: at.end_line,
+                        event: index,
+                    };
+                    let control = self.dispatch.control();
+                    let outcome = customers.identify(
+                        &payload.json,
+                        &origin,
+                        place,
+                        &self.courier,
+                        control,
+                        self.report,
+                    )?;
+                    let content = || Content::Json(original);
+                    return Ok(match outcome {
+                        Identified::Sent => {
+                            self.push(origin, at, ends_line, Some(Outcome::Sent));
+                            ControlFlow::Continue(())
+                        }
+                        Identified::Refused(reason) => {
+                            self.reject(origin, at, ends_line, reason, content())
+                        }
+                        Identified::Failed(reason) => {
+                            let outcome = Outcome::Failed(reason, content());
+                            self.push(origin, at, ends_line, Some(outcome));
+                            ControlFlow::Continue(())
+                        }
+                    });
+                }
                 Stream::Customer => customers.named(&payload.json),
+                Stream::Usage if !customers.ensures() => {}
                 Stream::Usage => {
                     let control = self.dispatch.control();
                     if let Err(reason) =

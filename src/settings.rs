@@ -27,6 +27,8 @@ pub struct DestinationSettings {
     pub kind: Kind,
     pub api_key: Secret,
     pub endpoint: Option<String>,
+    /// `allow_insecure`: plain http to a host that is not this machine.
+    pub allow_insecure: bool,
     /// The destination's own rate limit, which segrelay keeps under.
     pub max_events_per_minute: Option<u64>,
     /// The keys only this kind takes, read by the destination's own module.
@@ -306,18 +308,23 @@ impl SettingsError {
     }
 }
 
-/// `http://127.0.0.1:8080/v1`, `http://localhost`, `http://[::1]`: traffic that never leaves the machine.
-fn is_loopback(url: &str) -> bool {
+/// A URL's host, without user, port or brackets.
+pub fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
-    let host = if let Some(bracketed) = host.strip_prefix('[') {
+    if let Some(bracketed) = host.strip_prefix('[') {
         bracketed.split(']').next().unwrap_or_default()
     } else {
         host.split(':').next().unwrap_or_default()
-    };
+    }
+}
+
+/// `http://127.0.0.1:8080/v1`, `http://localhost`, `http://[::1]`: traffic that never leaves the machine.
+fn is_loopback(url: &str) -> bool {
+    let host = url_host(url);
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -346,33 +353,15 @@ impl DestinationSettings {
             })?,
         };
         let api_key = table.secret("api_key")?;
-        let endpoint = table
-            .optional_string("endpoint")?
-            .map(|e| e.trim_end_matches('/').to_owned());
-        if let Some(endpoint) = &endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            return Err(table.error(format!(
-                "key \"endpoint\": \"{endpoint}\" is not an http:// or https:// URL"
-            )));
-        }
         let allow_insecure = table.optional_bool("allow_insecure")?.unwrap_or(false);
-        if let Some(endpoint) = &endpoint
-            && endpoint.starts_with("http://")
-            && !is_loopback(endpoint)
-            && !allow_insecure
-        {
-            return Err(table.error(format!(
-                "key \"endpoint\": \"{endpoint}\" is plain http, which would send the API key unencrypted; \
-                 use https, or set allow_insecure = true"
-            )));
-        }
+        let endpoint = table.optional_url("endpoint", allow_insecure)?;
         let max_events_per_minute = table.optional_positive("max_events_per_minute")?;
         Ok(DestinationSettings {
             name,
             kind,
             api_key,
             endpoint,
+            allow_insecure,
             max_events_per_minute,
             table,
         })
@@ -477,6 +466,31 @@ impl TableReader {
             )));
         }
         Ok(())
+    }
+
+    /// A base URL, without its trailing `/`: http(s), and plain http only for
+    /// this machine unless `allow_insecure`, since the API key goes with it.
+    pub fn optional_url(
+        &mut self,
+        key: &str,
+        allow_insecure: bool,
+    ) -> Result<Option<String>, SettingsError> {
+        let Some(url) = self.optional_string(key)? else {
+            return Ok(None);
+        };
+        let url = url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(self.error(format!(
+                "key \"{key}\": \"{url}\" is not an http:// or https:// URL"
+            )));
+        }
+        if url.starts_with("http://") && !is_loopback(&url) && !allow_insecure {
+            return Err(self.error(format!(
+                "key \"{key}\": \"{url}\" is plain http, which would send the API key unencrypted; \
+                 use https, or set allow_insecure = true"
+            )));
+        }
+        Ok(Some(url))
     }
 
     pub fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, SettingsError> {

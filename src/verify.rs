@@ -86,7 +86,7 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
     let mut transport = HttpSender::new(timeout, 1);
     let comparison = match kind {
         Kind::Amberflo => {
-            let api = amberflo::Api::new(&config.settings);
+            let api = amberflo::Api::new(&config.settings)?;
             compare_amberflo(&options, &config, &courier, &mut transport, &|query| {
                 api.usage(&query)
             })?

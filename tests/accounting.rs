@@ -404,18 +404,19 @@ fn amberflo_sends_100_records_per_ingest_and_one_customer_per_request() {
     );
     out.expect_code(0);
     let requests = out.requests();
-    let ingest: Vec<Value> = requests
-        .iter()
-        .filter(|r| r["method"] == "POST")
-        .cloned()
-        .collect();
-    let customers: Vec<Value> = requests
-        .iter()
-        .filter(|r| r["method"] == "PUT")
-        .cloned()
-        .collect();
+    let to = |path: &str, method: &str| -> Vec<Value> {
+        requests
+            .iter()
+            .filter(|r| r["method"] == method && r["url"].as_str().unwrap().ends_with(path))
+            .cloned()
+            .collect()
+    };
+    let ingest = to("/ingest", "POST");
+    // A dry run shows each identify's lookup and creation.
+    let customers = to("/customers", "POST");
     assert_eq!(batch_sizes(&ingest), [100, 100, 50]);
     assert_eq!(customers.len(), 3);
+    assert_eq!(requests.len(), 3 + 3 * 2);
     for (i, c) in customers.iter().enumerate() {
         assert!(
             c["body"].is_object(),
@@ -429,7 +430,7 @@ fn amberflo_sends_100_records_per_ingest_and_one_customer_per_request() {
     let expected: Vec<String> = (0..250).map(|i| format!("e{i:05}")).collect();
     assert_eq!(keys, expected, "records keep input order across requests");
     let s = summary(&dir.path().join("s.json"));
-    assert_eq!(counts(&s), (253, 253, 0, 0, 0, 6), "{s}");
+    assert_eq!(counts(&s), (253, 253, 0, 0, 0, 9), "{s}");
 
     // --batch-size applies to ingest; customers stay one per request.
     let out = dry_run(
@@ -443,11 +444,13 @@ fn amberflo_sends_100_records_per_ingest_and_one_customer_per_request() {
     let requests = out.requests();
     let ingest: Vec<Value> = requests
         .iter()
-        .filter(|r| r["method"] == "POST")
+        .filter(|r| r["url"].as_str().unwrap().ends_with("/ingest"))
         .cloned()
         .collect();
     assert_eq!(batch_sizes(&ingest), [120, 120, 10]);
-    assert_eq!(requests.iter().filter(|r| r["method"] == "PUT").count(), 3);
+    let created =
+        |r: &&Value| r["method"] == "POST" && r["url"].as_str().unwrap().ends_with("/customers");
+    assert_eq!(requests.iter().filter(created).count(), 3);
 }
 
 #[test]

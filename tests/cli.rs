@@ -516,7 +516,7 @@ fn http_format_writes_raw_requests_with_a_matching_content_length() {
         (
             "amberflo",
             "POST /ingest HTTP/1.1",
-            "app.amberflo.io",
+            "ingest.amberflo.io",
             "x-api-key",
             "***",
         ),
@@ -726,6 +726,81 @@ fn a_bad_value_is_an_error_naming_the_key() {
     assert!(!message.contains("literal_SECRET_31"), "{message}");
 }
 
+/// Amberflo's two hosts: ingestion on `endpoint`, customers on `api_endpoint`,
+/// which follows a set `endpoint` only when that is not Amberflo's own host.
+#[test]
+fn amberflo_api_endpoint_defaults() {
+    let identify = json!({"type": "identify", "userId": "u", "messageId": "i", "timestamp": TS});
+    let hosts = |table: &str| -> Result<Vec<String>, String> {
+        let dir = workspace(&format!(
+            "[destinations.amberflo]\napi_key = \"${{AMBERFLO_API_KEY}}\"\n{table}"
+        ));
+        write(
+            dir.path(),
+            "e.ndjson",
+            ndjson(&[track("t", json!(1)), identify.clone()]),
+        );
+        let out = dry_run(dir.path(), "segrelay.toml", "amberflo", &[], &["e.ndjson"]);
+        if out.code != 0 {
+            return Err(out.stderr);
+        }
+        let mut urls: Vec<String> = out
+            .requests()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap(),
+                    r["url"].as_str().unwrap()
+                )
+            })
+            .collect();
+        urls.sort();
+        urls.dedup();
+        Ok(urls)
+    };
+    let amberflo = [
+        "GET https://app.amberflo.io/customers?customerId=u",
+        "POST https://app.amberflo.io/customers",
+        "POST https://ingest.amberflo.io/ingest",
+    ];
+    assert_eq!(hosts("").unwrap(), amberflo);
+    assert_eq!(
+        hosts("endpoint = \"https://ingest.amberflo.io/\"\n").unwrap(),
+        amberflo
+    );
+    assert_eq!(
+        hosts("endpoint = \"https://proxy.example.com/af\"\n").unwrap(),
+        [
+            "GET https://proxy.example.com/af/customers?customerId=u",
+            "POST https://proxy.example.com/af/customers",
+            "POST https://proxy.example.com/af/ingest",
+        ]
+    );
+    assert_eq!(
+        hosts("endpoint = \"https://proxy.example.com\"\napi_endpoint = \"https://api.example.com/\"\n")
+            .unwrap(),
+        [
+            "GET https://api.example.com/customers?customerId=u",
+            "POST https://api.example.com/customers",
+            "POST https://proxy.example.com/ingest",
+        ]
+    );
+    let insecure = hosts("api_endpoint = \"http://api.example.com\"\n").unwrap_err();
+    assert!(
+        insecure.contains("[destinations.amberflo]")
+            && insecure.contains("key \"api_endpoint\"")
+            && insecure.contains("plain http"),
+        "{insecure}"
+    );
+    assert!(
+        hosts("api_endpoint = \"ftp://x\"\n")
+            .unwrap_err()
+            .contains("not an http")
+    );
+    assert!(hosts("api_endpoint = \"http://api.example.com\"\nallow_insecure = true\n").is_ok());
+}
+
 #[test]
 fn endpoint_overrides_the_base_url() {
     let settings = r#"
@@ -761,10 +836,12 @@ endpoint = "https://proxy.example.com/kable"
         urls.sort();
         urls
     };
+    // A host that is not Amberflo's own serves the customer calls too.
     assert_eq!(
         urls("amberflo"),
         [
             "http://127.0.0.1:8080/customers",
+            "http://127.0.0.1:8080/customers?customerId=u",
             "http://127.0.0.1:8080/ingest"
         ]
     );

@@ -382,3 +382,77 @@ fn filters_skip_with_their_own_reasons() {
         .collect();
     assert_eq!(names, ["A", "page"]);
 }
+
+/// Amberflo identify writes are journaled beside the checkpoint: killed after
+/// a newer identify of a customer was written but before the checkpoint passed
+/// an older one, the resumed job does not write the older one over it.
+#[test]
+fn a_resumed_job_never_writes_an_older_identify_over_a_newer_one() {
+    // Meter records to one server, held there while the identifies are
+    // written to the other, so that the checkpoint cannot pass them.
+    let ingest = TestServer::start(Api::Amberflo, KEY);
+    let api = TestServer::start(Api::Amberflo, KEY);
+    ingest.latency(Duration::from_secs(10));
+    let identify = |id: &str, message_id: &str, traits: Value| {
+        json!({"type": "identify", "userId": id, "messageId": message_id,
+               "timestamp": "2026-11-23T10:00:00Z", "traits": traits})
+    };
+    let lines = [
+        json!({"type": "track", "event": "api_call", "userId": "cust_1", "messageId": "t-1",
+               "timestamp": "2026-11-23T10:00:00Z"}),
+        identify("cust_1", "old", json!({"plan": "basic", "region": "eu"})),
+        identify("cust_1", "new", json!({"plan": "pro"})),
+        identify("cust_2", "later", json!({"name": "Bee"})),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let table = format!(
+        "[destinations.amberflo]\napi_endpoint = \"{}\"\n",
+        api.endpoint()
+    );
+    let job = Job::new(&table, &ingest.endpoint(), &text);
+    let args = ["--batch-size", "1"];
+    let mut child = job.spawn(&args);
+    // cust_2 is looked up after cust_1's newer identify was written and journaled.
+    wait_for(|| api.customer_requests().iter().any(|(_, c)| c == "cust_2"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let checkpoint = job.checkpoint().expect("a checkpoint from the start");
+    assert_eq!(checkpoint["inputs"][0]["settled_lines"], 0, "{checkpoint}");
+    assert_eq!(api.customers()[0]["traits"]["plan"], "pro");
+
+    ingest.latency(Duration::ZERO);
+    let before = api.customer_requests().len();
+    let (code, stderr) = job.run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let after = api.customer_requests().split_off(before);
+    assert!(
+        after.iter().all(|(_, c)| c != "cust_1"),
+        "cust_1's identifies were applied again: {after:?}"
+    );
+    assert_eq!(
+        api.customers()[0],
+        json!({"customerId": "cust_1", "customerName": "cust_1",
+               "traits": {"plan": "pro", "region": "eu"}})
+    );
+    let summary = job.summary();
+    assert_eq!(
+        (summary["sent"].as_u64(), summary["read"].as_u64()),
+        (Some(4), Some(4)),
+        "{summary}"
+    );
+    assert!(ingest.deliveries().contains_key("t-1"));
+
+    // --restart starts afresh: the journal is set aside with the checkpoint.
+    let (code, stderr) = job.run(&["--batch-size", "1", "--restart"]);
+    assert_eq!(code, 0, "{stderr}");
+    let restarted = api.customer_requests().split_off(before + after.len());
+    assert_eq!(
+        restarted
+            .iter()
+            .filter(|(_, c)| c == "cust_1")
+            .map(|(m, _)| m.as_str())
+            .collect::<Vec<_>>(),
+        ["GET", "PUT", "PUT"],
+        "the older identify is merged again, then the newer"
+    );
+}

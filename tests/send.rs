@@ -443,37 +443,67 @@ fn a_dry_run_writes_what_a_send_sends() {
     assert_eq!(written, sent);
 }
 
-/// `gzip_requests`: Amberflo's bodies travel gzipped, the server reads the same
-/// records (identify's customers too), and the dry run shows the header and the JSON.
+/// `gzip_requests`: ingestion bodies travel gzipped and the server reads the
+/// same records; customer calls stay plain JSON (the SDK that gzips does so for
+/// `/ingest` alone); the dry run shows the header and the JSON.
 #[test]
-fn amberflo_bodies_can_travel_gzipped() {
+fn amberflo_ingestion_bodies_can_travel_gzipped() {
     let server = TestServer::start(Api::Amberflo, KEY);
     let s = setup(&Api::Amberflo, &server, "gzip_requests = true\n");
     let mut input = track_events(250, "gz");
     input.push_str(r#"{"type":"identify","userId":"cust_1","messageId":"i1","timestamp":"2026-11-23T10:00:00Z","traits":{"name":"Ada"}}"#);
-    let r = run(&s, &input, &["--batch-size", "100"]);
+    let args = ["--batch-size", "100", "--concurrency", "1"];
+    let r = run(&s, &input, &args);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_all_delivered(&server, &keys(250, "gz"));
     assert_eq!(server.customers()[0]["customerName"], "Ada");
     let received = server.received();
-    assert_eq!(received.len(), 4, "3 batches of usage and 1 customer");
+    assert_eq!(
+        received.len(),
+        5,
+        "3 batches of usage, the customer's lookup and creation"
+    );
     for request in &received {
-        assert_eq!(request.header("content-encoding"), Some("gzip"));
+        let gzipped = request.header("content-encoding") == Some("gzip");
+        assert_eq!(gzipped, request.path == "/ingest", "{}", request.path);
         assert_eq!(request.status, 200);
     }
+    let created = received
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/customers");
+    assert_eq!(
+        created.unwrap().header("content-type"),
+        Some("application/json")
+    );
 
-    let dry = run(&s, &input, &["--batch-size", "100", "--dry-run"]);
+    let dry = run(&s, &input, &[&args[..], &["--dry-run"]].concat());
     let written: Vec<Value> = dry
         .stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for (line, request) in written.iter().zip(&received) {
-        assert_eq!(line["headers"]["content-encoding"], "gzip");
-        assert_eq!(
-            line["body"],
-            serde_json::from_slice::<Value>(&request.body).unwrap()
-        );
+    assert_eq!(written.len(), received.len());
+    let sent_to = |path: &str| -> Vec<Value> {
+        received
+            .iter()
+            .filter(|r| r.path == path && !r.body.is_empty())
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    };
+    let written_to = |path: &str| -> Vec<Value> {
+        written
+            .iter()
+            .filter(|l| l["url"].as_str().unwrap().ends_with(path) && !l["body"].is_null())
+            .map(|l| l["body"].clone())
+            .collect()
+    };
+    for path in ["/ingest", "/customers"] {
+        assert_eq!(written_to(path), sent_to(path), "{path}");
+    }
+    for line in &written {
+        let ingest = line["url"].as_str().unwrap().ends_with("/ingest");
+        let encoding = &line["headers"]["content-encoding"];
+        assert_eq!(encoding == "gzip", ingest, "{line}");
     }
 }
 
@@ -493,6 +523,400 @@ fn rate_limits_are_for_sending_not_for_dry_runs() {
         "a dry run waited for a rate limit"
     );
     assert!(server.received().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Amberflo customers: identify merged into the record Amberflo holds
+// ---------------------------------------------------------------------------
+
+fn identify(id: &str, message_id: &str, traits: Value) -> String {
+    let event = json!({
+        "type": "identify", "userId": id, "messageId": message_id,
+        "timestamp": "2026-11-23T10:00:00Z", "traits": traits,
+    });
+    format!("{event}\n")
+}
+
+fn track(id: &str, message_id: &str) -> String {
+    let event = json!({
+        "type": "track", "event": "api_call", "userId": id, "messageId": message_id,
+        "timestamp": "2026-11-23T10:00:00Z",
+    });
+    format!("{event}\n")
+}
+
+fn customer(server: &TestServer, id: &str) -> Value {
+    server
+        .customers()
+        .into_iter()
+        .find(|c| c["customerId"] == id)
+        .unwrap_or_else(|| panic!("no customer {id}"))
+}
+
+fn methods(requests: &[(String, String)], id: &str) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|(_, c)| c == id)
+        .map(|(m, _)| m.clone())
+        .collect()
+}
+
+fn seeded_customer() -> Value {
+    json!({
+        "customerId": "cust_1", "customerName": "Ada Corp", "customerEmail": "billing@ada.example",
+        "lifecycleStage": "ACTIVE",
+        "traits": {"stripeId": "cus_9Xy", "awsm.customerIdentifier": "aws-77", "plan": "basic"},
+    })
+}
+
+#[test]
+fn amberflo_identify_keeps_what_it_does_not_change() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    server.amberflo_seed_customer(seeded_customer());
+    let s = setup(&Api::Amberflo, &server, "");
+    let input = identify("cust_1", "i1", json!({"plan": "pro", "seats": 5}));
+    let r = run(&s, &input, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        (r.summary["sent"].as_u64(), r.summary["requests"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        methods(&server.customer_requests(), "cust_1"),
+        ["GET", "PUT"]
+    );
+    assert_eq!(
+        customer(&server, "cust_1"),
+        json!({
+            "customerId": "cust_1", "customerName": "Ada Corp", "customerEmail": "billing@ada.example",
+            "lifecycleStage": "ACTIVE",
+            "traits": {"stripeId": "cus_9Xy", "awsm.customerIdentifier": "aws-77", "plan": "pro", "seats": "5"},
+        })
+    );
+}
+
+#[test]
+fn amberflo_a_second_run_of_the_same_input_writes_no_customer() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    server.amberflo_seed_customer(seeded_customer());
+    let s = setup(&Api::Amberflo, &server, "");
+    let input = [
+        identify("cust_1", "i1", json!({"plan": "pro"})),
+        track("cust_1", "t1"),
+        identify(
+            "cust_2",
+            "i2",
+            json!({"name": "Bee Ltd", "email": "b@bee.example"}),
+        ),
+        identify("cust_3", "i3", json!({})),
+    ]
+    .concat();
+    let first = run(&s, &input, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let written = server.customer_requests();
+    let before = server.customers();
+    let second = run(&s, &input, &[]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let again = server.customer_requests().split_off(written.len());
+    let lookups: Vec<&str> = again
+        .iter()
+        .map(|(m, c)| {
+            assert_eq!(m, "GET", "{again:?}");
+            c.as_str()
+        })
+        .collect();
+    assert_eq!(lookups, ["cust_1", "cust_2", "cust_3"]);
+    assert_eq!(
+        second.summary["sent"], 4,
+        "no write needed is sent: {}",
+        second.summary
+    );
+    assert_eq!(
+        second.summary["requests"], 4,
+        "three lookups and the meter record"
+    );
+    assert_eq!(server.customers(), before);
+    assert_eq!(customer(&server, "cust_3")["customerName"], "cust_3");
+}
+
+#[test]
+fn amberflo_identifies_of_one_customer_in_a_row_cost_one_lookup() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "");
+    let input = [
+        identify("cust_1", "i1", json!({"plan": "basic", "region": "eu"})),
+        track("cust_1", "t1"),
+        identify("cust_1", "i2", json!({"name": "Ada", "plan": "pro"})),
+        identify("cust_1", "i3", json!({"email": "ada@example.com"})),
+        identify("cust_1", "i4", json!({"plan": "pro"})),
+    ]
+    .concat();
+    let r = run(&s, &input, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        methods(&server.customer_requests(), "cust_1"),
+        ["GET", "POST", "PUT", "PUT"],
+        "one lookup; the last identify changes nothing"
+    );
+    assert_eq!(r.summary["sent"], 5);
+    assert_eq!(
+        customer(&server, "cust_1"),
+        json!({
+            "customerId": "cust_1", "customerName": "Ada", "customerEmail": "ada@example.com",
+            "traits": {"plan": "pro", "region": "eu"},
+        })
+    );
+}
+
+/// `--ensure-customers` and identify know the same customers: whichever meets
+/// a customer first looks it up, the other asks nothing.
+#[test]
+fn amberflo_ensure_customers_and_identify_share_what_they_know() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "");
+    let input = [
+        track("cust_1", "t1"),
+        identify("cust_1", "i1", json!({"name": "Ada"})),
+        identify("cust_2", "i2", json!({"plan": "pro"})),
+        track("cust_2", "t2"),
+    ]
+    .concat();
+    let r = run(&s, &input, &["--ensure-customers"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let requests = server.customer_requests();
+    assert_eq!(
+        methods(&requests, "cust_1"),
+        ["GET", "POST", "PUT"],
+        "{requests:?}"
+    );
+    assert_eq!(
+        methods(&requests, "cust_2"),
+        ["GET", "POST"],
+        "{requests:?}"
+    );
+    // The record --ensure-customers created is merged into, not replaced.
+    assert_eq!(
+        customer(&server, "cust_1"),
+        json!({"customerId": "cust_1", "customerName": "Ada", "lifecycleStage": "ACTIVE"})
+    );
+}
+
+#[test]
+fn amberflo_identify_replace_puts_the_event_fields_only() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    server.amberflo_seed_customer(seeded_customer());
+    let s = setup(&Api::Amberflo, &server, "identify = \"replace\"\n");
+    let r = run(&s, &identify("cust_1", "i1", json!({"plan": "pro"})), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(methods(&server.customer_requests(), "cust_1"), ["PUT"]);
+    assert_eq!(
+        customer(&server, "cust_1"),
+        json!({"customerId": "cust_1", "customerName": "cust_1", "traits": {"plan": "pro"}})
+    );
+}
+
+#[test]
+fn amberflo_identify_mode_is_merge_or_replace() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "identify = \"upsert\"\n");
+    let r = Command::cargo_bin("segrelay")
+        .unwrap()
+        .args(["send", "--dry-run", "-c"])
+        .arg(&s.settings)
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("[destinations.amberflo]")
+            && stderr.contains("key \"identify\": \"upsert\""),
+        "{stderr}"
+    );
+}
+
+/// Two hosts: meter records to `endpoint`, customers and usage to `api_endpoint`.
+#[test]
+fn amberflo_customer_and_usage_calls_go_to_the_api_host() {
+    let ingest = TestServer::start(Api::Amberflo, KEY);
+    let api = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(
+        &Api::Amberflo,
+        &ingest,
+        &format!("api_endpoint = \"{}\"\n", api.endpoint()),
+    );
+    let input = [
+        identify("cust_1", "i1", json!({"name": "Ada"})),
+        track("cust_1", "t1"),
+        track("cust_2", "t2"),
+    ]
+    .concat();
+    let r = run(&s, &input, &["--ensure-customers"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let paths = |server: &TestServer| -> Vec<String> {
+        server
+            .received()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    };
+    assert_eq!(paths(&ingest), ["POST /ingest"]);
+    assert_eq!(
+        paths(&api),
+        [
+            "GET /customers",
+            "POST /customers",
+            "GET /customers",
+            "POST /customers"
+        ]
+    );
+    assert_eq!(ingest.ingested().len(), 2);
+    assert_eq!(api.customers().len(), 2);
+
+    let input_path = s.dir.path().join("events.ndjson");
+    let verify = Command::cargo_bin("segrelay")
+        .unwrap()
+        .args(["verify", "--max-retry-wait", "20ms", "-c"])
+        .arg(&s.settings)
+        .arg(&input_path)
+        .env("SEGRELAY_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    let queried: Vec<String> = paths(&api).into_iter().skip(4).collect();
+    assert!(
+        !queried.is_empty() && queried.iter().all(|p| p == "POST /usage"),
+        "{queried:?}: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert_eq!(paths(&ingest).len(), 1, "verify asked the ingestion host");
+}
+
+/// The dry run cannot look up: it shows the lookup and the creation, then what
+/// follows from the record it would have created, and says once that a real
+/// send merges.
+#[test]
+fn amberflo_dry_run_shows_the_lookup_and_the_creation() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "");
+    let input = [
+        identify("cust_1", "i1", json!({"name": "Ada"})),
+        identify("cust_2", "i2", json!({})),
+        identify("cust_1", "i3", json!({"plan": "pro"})),
+        identify("cust_1", "i4", json!({"plan": "pro"})),
+    ]
+    .concat();
+    let r = run(&s, &input, &["--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(server.received().is_empty());
+    let written: Vec<(String, String, Value)> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|l| {
+            let url = l["url"].as_str().unwrap().replace(&server.endpoint(), "");
+            (
+                l["method"].as_str().unwrap().to_owned(),
+                url,
+                l["body"].clone(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("GET", "/customers?customerId=cust_1", Value::Null),
+        (
+            "POST",
+            "/customers",
+            json!({"customerId": "cust_1", "customerName": "Ada", "traits": {}}),
+        ),
+        ("GET", "/customers?customerId=cust_2", Value::Null),
+        (
+            "POST",
+            "/customers",
+            json!({"customerId": "cust_2", "customerName": "cust_2", "traits": {}}),
+        ),
+        (
+            "PUT",
+            "/customers",
+            json!({"customerId": "cust_1", "customerName": "Ada", "traits": {"plan": "pro"}}),
+        ),
+    ]
+    .map(|(m, u, b)| (m.to_owned(), u.to_owned(), b));
+    assert_eq!(written, expected);
+    assert_eq!(r.summary["sent"], 4);
+    assert_eq!(
+        r.stderr.matches("a real send merges").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn amberflo_refused_customer_calls_reject_the_identify() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "");
+    server.push_faults(vec![Fault::Status(
+        400,
+        r#"{"message":"bad customer"}"#.into(),
+    )]);
+    let input = [
+        identify("cust_1", "i1", json!({"name": "Ada"})),
+        identify("cust_2", "i2", json!({"name": "Bee"})),
+    ]
+    .concat();
+    let r = run(&s, &input, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        (r.summary["sent"].as_u64(), r.summary["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        r.summary["rejected_by_reason"]["refused by amberflo"], 1,
+        "{}",
+        r.summary
+    );
+    assert_eq!(r.rejects.len(), 1);
+    assert_eq!(customer(&server, "cust_2")["customerName"], "Bee");
+}
+
+#[test]
+fn amberflo_identify_without_a_usable_time_is_rejected() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let s = setup(&Api::Amberflo, &server, "");
+    let input = [
+        json!({"type": "identify", "userId": "cust_1", "messageId": "i1", "traits": {"name": "Ada"}}),
+        json!({"type": "identify", "userId": "cust_2", "messageId": "i2", "timestamp": "yesterday"}),
+    ]
+    .map(|e| format!("{e}\n"))
+    .concat();
+    let r = run(&s, &input, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.summary["rejected_by_reason"]["no usable time"], 2,
+        "{}",
+        r.summary
+    );
+    assert!(server.received().is_empty());
+}
+
+/// A creation refused because the customer appeared meanwhile (409) is
+/// followed by a fresh lookup, and the identify lands on what is there.
+#[test]
+fn amberflo_a_refused_creation_is_looked_up_again() {
+    let server = TestServer::start(Api::Amberflo, KEY);
+    server.fault_on_request(
+        2,
+        Fault::Status(409, r#"{"message":"customer exists"}"#.into()),
+    );
+    let s = setup(&Api::Amberflo, &server, "");
+    let r = run(&s, &identify("cust_1", "i1", json!({"name": "Ada"})), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        methods(&server.customer_requests(), "cust_1"),
+        ["GET", "POST", "GET", "POST"]
+    );
+    assert_eq!(r.summary["requests"], 4);
+    assert_eq!(customer(&server, "cust_1")["customerName"], "Ada");
 }
 
 /// Numeric text in a mapped Orb property: sent as it came, with advice to list it

@@ -1,5 +1,6 @@
-//! Amberflo: track, page and screen become meter records (`POST /ingest`);
-//! identify creates or updates the customer (`PUT /customers`).
+//! Amberflo: track, page and screen become meter records (`POST /ingest` on
+//! the ingestion host); identify creates or updates the customer (`/customers`
+//! on the API host), merged into the record Amberflo holds or replacing it.
 
 use std::collections::BTreeMap;
 
@@ -14,13 +15,31 @@ use crate::event::{Event, numeric_text, short_text};
 use crate::report::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 
-pub const DEFAULT_ENDPOINT: &str = "https://app.amberflo.io";
+/// Ingestion: the highly available host Amberflo's SDKs send meter records to.
+pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
+/// Everything else (customers, usage queries): that host does not serve them.
+pub const DEFAULT_API_ENDPOINT: &str = "https://app.amberflo.io";
 pub const DEFAULT_BATCH: usize = 100;
 pub const MAX_BATCH: usize = 1000;
 /// Amberflo's limit on a dimension or trait value.
 const MAX_VALUE_CHARS: usize = 200;
 
 pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc {
+        key: "api_endpoint",
+        default: Some(
+            "https://app.amberflo.io; endpoint when that is set to a host not under amberflo.io",
+        ),
+        required: false,
+        help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
+    },
+    SettingDoc {
+        key: "identify",
+        default: Some("merge"),
+        required: false,
+        help: "merge: identify changes only what it gives, keeping the rest of the customer; \
+               replace: identify writes the whole customer from the event (PUT /customers)",
+    },
     SettingDoc {
         key: "ensure_customers",
         default: Some("false"),
@@ -31,7 +50,7 @@ pub const SETTINGS: &[SettingDoc] = &[
         key: "gzip_requests",
         default: Some("false"),
         required: false,
-        help: "send request bodies gzipped (Content-Encoding: gzip), as Amberflo's SDKs do",
+        help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDK does",
     },
 ];
 
@@ -39,8 +58,10 @@ pub struct Amberflo {
     name: String,
     api_key: Secret,
     endpoint: String,
+    api_endpoint: String,
     ensure_customers: bool,
     gzip_requests: bool,
+    merge: bool,
 }
 
 impl Amberflo {
@@ -48,21 +69,55 @@ impl Amberflo {
         settings: &DestinationSettings,
         table: &mut TableReader,
     ) -> Result<Amberflo, SettingsError> {
+        let merge = match table.optional_string("identify")?.as_deref() {
+            None | Some("merge") => true,
+            Some("replace") => false,
+            Some(other) => {
+                return Err(table.error(format!(
+                    "key \"identify\": \"{other}\" is not merge or replace"
+                )));
+            }
+        };
         Ok(Amberflo {
             name: settings.name.clone(),
             api_key: settings.api_key.clone(),
             endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
+            api_endpoint: api_endpoint(settings, table)?,
             ensure_customers: table.optional_bool("ensure_customers")?.unwrap_or(false),
             gzip_requests: table.optional_bool("gzip_requests")?.unwrap_or(false),
+            merge,
         })
     }
 }
 
+/// `api_endpoint`, else Amberflo's API host; but a set `endpoint` that is not
+/// Amberflo's own (a proxy, a test server) serves both, so it is the default then.
+fn api_endpoint(
+    settings: &DestinationSettings,
+    table: &mut TableReader,
+) -> Result<String, SettingsError> {
+    if let Some(url) = table.optional_url("api_endpoint", settings.allow_insecure)? {
+        return Ok(url);
+    }
+    Ok(match &settings.endpoint {
+        Some(endpoint) if !is_amberflo_host(endpoint) => endpoint.clone(),
+        _ => DEFAULT_API_ENDPOINT.to_owned(),
+    })
+}
+
+fn is_amberflo_host(url: &str) -> bool {
+    let host = crate::settings::url_host(url).to_ascii_lowercase();
+    host == "amberflo.io" || host.ends_with(".amberflo.io")
+}
+
+/// An identify's customer. Merging, only what the event gives is written, so a
+/// missing name is left out (and the record's own kept); replacing, the id stands in.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Customer<'a> {
     customer_id: &'a str,
-    customer_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     customer_email: Option<&'a str>,
     traits: BTreeMap<String, String>,
@@ -79,6 +134,10 @@ impl Destination for Amberflo {
 
     fn ensures_customers(&self) -> bool {
         self.ensure_customers
+    }
+
+    fn merges_customers(&self) -> bool {
+        self.merge
     }
 
     fn translate(&self, event: &Event) -> Translation {
@@ -143,17 +202,23 @@ impl Destination for Amberflo {
     }
 
     fn request(&self, stream: Stream, records: &[&str]) -> Request {
-        let (method, path, body) = match stream {
-            Stream::Usage => ("POST", "/ingest", super::json_array(records, 0)),
-            Stream::Customer => ("PUT", "/customers", records.concat().into_bytes()),
-        };
-        let mut request = request(&self.endpoint, &self.api_key, method, path, body);
-        if self.gzip_requests {
-            request
-                .headers
-                .push(Header::plain("Content-Encoding", "gzip"));
+        match stream {
+            Stream::Usage => {
+                let body = super::json_array(records, 0);
+                let mut request = request(&self.endpoint, &self.api_key, "POST", "/ingest", body);
+                // Only ingestion takes gzip, as in the SDK that sends it.
+                if self.gzip_requests {
+                    request
+                        .headers
+                        .push(Header::plain("Content-Encoding", "gzip"));
+                }
+                request
+            }
+            Stream::Customer => {
+                let body = records.concat().into_bytes();
+                request(&self.api_endpoint, &self.api_key, "PUT", "/customers", body)
+            }
         }
-        request
     }
 }
 
@@ -183,6 +248,9 @@ impl Amberflo {
         let Some(customer_id) = event.id_at("userId") else {
             return Translation::Skip(Reason::plain("identify without userId"));
         };
+        if let Err(e) = event_time(event) {
+            return Translation::Reject(Reason::new("no usable time", e.to_string()));
+        }
         let traits = event.traits();
         let name = traits
             .get("name")
@@ -200,7 +268,11 @@ impl Amberflo {
         }
         let customer = Customer {
             customer_id: &customer_id,
-            customer_name: name.as_deref().unwrap_or(&customer_id),
+            customer_name: match (name.as_deref(), self.merge) {
+                (Some(name), _) => Some(name),
+                (None, true) => None,
+                (None, false) => Some(&customer_id),
+            },
             customer_email: email.as_deref(),
             traits: kept.into_values(),
         };
@@ -606,20 +678,21 @@ const ALLOWED: [bool; 128] = {
     table
 };
 
-/// Amberflo's endpoints besides ingest, as requests: customers (make sure one
-/// exists before its meter records arrive, or they are not billed) and usage
-/// (what `verify` compares with the input).
+/// Amberflo's endpoints besides ingest, on the API host, as requests:
+/// customers (make sure one exists before its meter records arrive, or they
+/// are not billed; merge an identify into it) and usage (what `verify`
+/// compares with the input).
 pub struct Api {
     endpoint: String,
     api_key: Secret,
 }
 
 impl Api {
-    pub fn new(settings: &DestinationSettings) -> Api {
-        Api {
-            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
+    pub fn new(settings: &DestinationSettings) -> Result<Api, SettingsError> {
+        Ok(Api {
+            endpoint: api_endpoint(settings, &mut settings.table.clone())?,
             api_key: settings.api_key.clone(),
-        }
+        })
     }
 
     /// `GET /customers?customerId=ID`: `{}` when there is no such customer.
@@ -643,19 +716,22 @@ impl Api {
     }
 
     /// `POST /customers`, active from now on.
-    pub fn create(&self, customer_id: &str, name: &str) -> Request {
-        let body = serde_json::json!({
+    pub fn create(&self, customer_id: &str, name: &str) -> (Request, Map<String, Value>) {
+        let serde_json::Value::Object(record) = serde_json::json!({
             "customerId": customer_id,
             "customerName": name,
             "lifecycleStage": "ACTIVE",
-        });
-        request(
-            &self.endpoint,
-            &self.api_key,
-            "POST",
-            "/customers",
-            body.to_string().into_bytes(),
-        )
+        }) else {
+            unreachable!("an object literal")
+        };
+        (self.write("POST", &record), record)
+    }
+
+    /// `POST /customers` (create; 409 when it exists) or `PUT /customers`
+    /// (replace the whole record) with this record.
+    pub fn write(&self, method: &'static str, record: &Map<String, Value>) -> Request {
+        let body = serde_json::to_vec(record).expect("a JSON map always serialises");
+        request(&self.endpoint, &self.api_key, method, "/customers", body)
     }
 }
 

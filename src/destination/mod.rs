@@ -267,6 +267,12 @@ pub trait Destination: Send + Sync {
         false
     }
 
+    /// Whether a customer record (identify) is merged into the one the
+    /// destination holds, on the run's own thread, rather than batched.
+    fn merges_customers(&self) -> bool {
+        false
+    }
+
     /// Translates one event; never fails, never panics: an event it cannot use is a reason.
     fn translate(&self, event: &Event) -> Translation;
 
@@ -372,7 +378,11 @@ pub fn calls(kind: Kind) -> &'static [(&'static str, &'static str)] {
                 "screen",
                 "POST /ingest (meter record, meterApiName = screen)",
             ),
-            ("identify", "PUT /customers (create or update the customer)"),
+            (
+                "identify",
+                "API host: GET /customers, then POST (create) or PUT (the record with the event's changes); \
+                 identify = \"replace\": PUT /customers",
+            ),
         ],
         Kind::Orb => &[("track", "POST /ingest (usage event)")],
         Kind::Kable => &[("track", "POST /api/v1/events/create (event)")],

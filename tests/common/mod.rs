@@ -211,6 +211,8 @@ pub fn records(requests: &[Value]) -> Vec<Value> {
     for request in requests {
         match &request["body"] {
             Value::Array(items) => out.extend(items.iter().cloned()),
+            // A lookup (GET) carries no record.
+            Value::Null => {}
             Value::Object(map) if map.contains_key("events") => out.extend(
                 map["events"]
                     .as_array()

@@ -352,6 +352,12 @@ impl TestServer {
         self.shared.lock().customers.clone()
     }
 
+    /// Amberflo: a customer record as if written earlier by someone else (no request is logged);
+    /// `GET /customers?customerId=` answers it whole, `PUT` replaces it.
+    pub fn amberflo_seed_customer(&self, record: Value) {
+        self.shared.lock().customers.push(record);
+    }
+
     /// (method, customerId) of every `GET`, `POST` and `PUT` request to `/customers`, in arrival
     /// order, whatever it was answered: `GET` takes the `customerId` query parameter, `POST` and
     /// `PUT` the body's `customerId`; "" when there is none. With [`Received::handled_before`] on
