@@ -546,7 +546,7 @@ pub fn manage(
         destination: Arc::from(crate::destination::build(settings)?),
         retry: crate::retry::RetryPolicy::for_kind(settings.kind, 3, Duration::from_secs(30)),
         throttle: std::sync::Mutex::new(crate::throttle::Throttle::new(None, None)),
-        console: crate::report::Console::new(crate::report::Verbosity::Normal, None),
+        console: crate::console::Console::new(crate::console::Verbosity::Normal, None),
         secret: Some(settings.api_key.clone()),
         aborted: std::sync::Mutex::new(None),
         usage_query: std::sync::RwLock::new(None),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{self, BatchArgs, InputArgs, SettingsArgs};
+use crate::console::Verbosity;
 use crate::destination::{self, Destination};
 use crate::filter::{self, Filter};
 use crate::input::Source;
-use crate::report::Verbosity;
 use crate::retry::RetryPolicy;
 use crate::settings::{self, Secret, Settings, SettingsError};
 use crate::transport::dry_run::Format;

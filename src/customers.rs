@@ -18,7 +18,8 @@ use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::amberflo::Api;
 use crate::event::Origin;
 use crate::interrupt;
-use crate::report::{Reason, Report};
+use crate::reason::Reason;
+use crate::report::Report;
 use crate::transport::Transport;
 
 /// Customer records kept to merge identifies into without looking each up:

@@ -8,10 +8,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::console::{Console, Verbosity};
 use crate::destination::{Destination, Payload, Request, Stream, Verdict, common_verdict};
 use crate::event::Origin;
 use crate::interrupt;
-use crate::report::{Console, Reason, Verbosity};
+use crate::reason::Reason;
 use crate::retry::RetryPolicy;
 use crate::settings::Secret;
 use crate::throttle::Throttle;

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::report::Reason;
+use crate::reason::Reason;
+use crate::rejects;
 
 /// Where an event came from: the input as the user named it, and the 1-based line.
 /// It is copied for every event on several threads, so the label is an interned
@@ -38,10 +39,6 @@ impl std::fmt::Display for Origin {
         write!(f, "{}:{}", self.source, self.line)
     }
 }
-
-/// The key under which segrelay's rejects file keeps its notes on an event. It is
-/// removed when such a file is read back, so replays see the original event.
-pub const REJECT_NOTE_KEY: &str = "_segrelay";
 
 /// One Segment message, with a batch envelope's context already filled in.
 #[derive(Debug, Clone)]
@@ -113,10 +110,10 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
         ))));
         return;
     };
-    let noted = match fields.remove(REJECT_NOTE_KEY) {
+    let noted = match fields.remove(rejects::NOTE_KEY) {
         // A line from a rejects file that held no JSON object: replay its raw bytes.
-        Some(Value::Object(note)) if fields.is_empty() && raw_of(&note).is_some() => {
-            let raw = raw_of(&note).unwrap_or_default();
+        Some(Value::Object(note)) if fields.is_empty() && rejects::raw_of(&note).is_some() => {
+            let raw = rejects::raw_of(&note).unwrap_or_default();
             parse_line(&raw, origin, each);
             return;
         }
@@ -154,7 +151,7 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
             }));
             continue;
         };
-        item.remove(REJECT_NOTE_KEY);
+        item.remove(rejects::NOTE_KEY);
         if let Some(reason) = inexact_id(&Event::from_map(item.clone(), *origin)) {
             each(Err(BadLine {
                 origin: *origin,
@@ -238,7 +235,7 @@ impl Wanted {
 
     /// What a top-level key of a plain line is to a partial parse.
     fn place(&self, key: &str) -> Place {
-        if key == "batch" || key == REJECT_NOTE_KEY {
+        if key == "batch" || key == rejects::NOTE_KEY {
             return Place::NeedsFullParse;
         }
         match usual_index(key) {
@@ -1033,30 +1030,6 @@ fn inexact_id(event: &Event) -> Option<Reason> {
     None
 }
 
-/// The bytes a rejects-file note keeps of a line that was no event: `raw` (text)
-/// or `raw_bytes` (numbers, for bytes that are not UTF-8).
-fn raw_of(note: &Map<String, Value>) -> Option<Vec<u8>> {
-    if let Some(Value::String(text)) = note.get("raw") {
-        return Some(text.clone().into_bytes());
-    }
-    let Some(Value::Array(bytes)) = note.get("raw_bytes") else {
-        return None;
-    };
-    bytes
-        .iter()
-        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-        .collect()
-}
-
-/// Puts a line's bytes in a rejects-file note, exactly: as text when they are
-/// UTF-8, else as numbers (a JSON string cannot hold them).
-pub fn note_raw(note: &mut Value, raw: &[u8]) {
-    match std::str::from_utf8(raw) {
-        Ok(text) => note["raw"] = Value::String(text.to_owned()),
-        Err(_) => note["raw_bytes"] = Value::Array(raw.iter().map(|&b| Value::from(b)).collect()),
-    }
-}
-
 /// "a string", "an array", ... for messages.
 pub fn json_kind(value: &Value) -> &'static str {
     match value {
@@ -1202,7 +1175,7 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .fields()
-                .contains_key(REJECT_NOTE_KEY)
+                .contains_key(rejects::NOTE_KEY)
         );
         let out = parse(r#"{"_segrelay":{"reason":"invalid JSON","raw":"{\"type\":\"page\"}"}}"#);
         assert_eq!(
@@ -1235,7 +1208,7 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .fields()
-                .contains_key(REJECT_NOTE_KEY)
+                .contains_key(rejects::NOTE_KEY)
         );
         let out = parse(r#"{"_segrelay":{"reason":"x"},"type":"track","batch":[1,2]}"#);
         assert_eq!(out.len(), 1);

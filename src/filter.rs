@@ -5,7 +5,7 @@ use jiff::Timestamp;
 
 use crate::event::Event;
 use crate::event::time::{event_time, parse_iso};
-use crate::report::Reason;
+use crate::reason::Reason;
 
 #[derive(Debug, Default, Clone)]
 pub struct Filter {

@@ -5,10 +5,10 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::console::{Console, Verbosity};
 use crate::destination::{Destination, IngestWindow};
 use crate::event::Origin;
 use crate::event::time::utc_millis_text;
-use crate::report::{Console, Verbosity};
 
 /// The records of a plain run that ordinary ingest will refuse for their time,
 /// as seen when the run began.

@@ -21,8 +21,10 @@ use crate::filter::Filter;
 use crate::grace;
 use crate::input::{Position, Source};
 use crate::interrupt;
+use crate::outcome::{Content, Outcome};
 use crate::prepare::{self, Prepared, Preparer, Reading, Ready};
-use crate::report::{Content, Outcome, Reason, Report};
+use crate::reason::Reason;
+use crate::report::Report;
 use crate::transport::Transport;
 
 pub struct Options<'a> {

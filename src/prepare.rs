@@ -16,7 +16,8 @@ use crate::event::time::utc_millis_text;
 use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
-use crate::report::{Content, Reason};
+use crate::outcome::Content;
+use crate::reason::Reason;
 
 /// One event, ready for the ledger.
 #[derive(Debug)]

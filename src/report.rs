@@ -1,154 +1,28 @@
 //! Accounting: every event ends sent, skipped, rejected or failed, with reasons;
 //! the rejects file, the summary, and what is said on standard error.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, IsTerminal, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::event::{Event, Origin, REJECT_NOTE_KEY, note_raw};
-
-/// Why an event was skipped, rejected or failed. `kind` groups events in the
-/// summary; `detail` says what exactly was wrong with this one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reason {
-    pub kind: Cow<'static, str>,
-    pub detail: String,
-}
-
-impl Reason {
-    pub fn new(kind: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Reason {
-        Reason {
-            kind: kind.into(),
-            detail: detail.into(),
-        }
-    }
-
-    pub fn plain(kind: impl Into<Cow<'static, str>>) -> Reason {
-        Reason::new(kind, String::new())
-    }
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.detail.is_empty() {
-            f.write_str(&self.kind)
-        } else {
-            write!(f, "{}: {}", self.kind, self.detail)
-        }
-    }
-}
-
-/// How much to say on standard error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verbosity {
-    Quiet,
-    Normal,
-    Verbose,
-}
+use crate::console::{Console, Verbosity};
+use crate::event::{Event, Origin};
+use crate::outcome::{Content, Outcome};
+use crate::reason::Reason;
+use crate::rejects;
 
 /// Problems printed one by one before the rest are only counted.
 const SHOWN_PROBLEMS: u64 = 20;
 
 /// Events between two updates of the bar; drawing itself is rate-limited by indicatif.
 const PROGRESS_EVERY: u64 = 256;
-
-/// Standard error, shared by every thread of a run: messages, and the progress
-/// bar (only on a terminal) that they must not tear.
-#[derive(Clone)]
-pub struct Console {
-    verbosity: Verbosity,
-    bar: Option<ProgressBar>,
-    retries: Arc<AtomicU64>,
-}
-
-impl Console {
-    /// `total` is the input's size in bytes, when known.
-    pub fn new(verbosity: Verbosity, total: Option<u64>) -> Console {
-        let bar =
-            (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(
-                || match total {
-                    Some(total) => ProgressBar::new(total).with_style(
-                        ProgressStyle::with_template(
-                            "{bar:30} {bytes}/{total_bytes} {msg} ({elapsed}, eta {eta})",
-                        )
-                        .expect("the template is valid"),
-                    ),
-                    None => ProgressBar::new_spinner().with_style(
-                        ProgressStyle::with_template("{spinner} {bytes} {msg} ({elapsed})")
-                            .expect("the template is valid"),
-                    ),
-                },
-            );
-        Console {
-            verbosity,
-            bar,
-            retries: Arc::default(),
-        }
-    }
-
-    pub fn verbosity(&self) -> Verbosity {
-        self.verbosity
-    }
-
-    /// Prints a line on standard error without tearing the progress bar.
-    pub fn say(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    /// Counts a retry for the bar.
-    pub fn retried(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn progress(&self, read: u64, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(bytes);
-            let seconds = bar.elapsed().as_secs_f64().max(0.001);
-            let mut message = format!("{read} events, {:.0}/s", read as f64 / seconds);
-            let retries = self.retries.load(Ordering::Relaxed);
-            if retries > 0 {
-                message.push_str(&format!(", {retries} retries"));
-            }
-            bar.set_message(message);
-        }
-    }
-
-    fn clear(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// What a rejected or failed event was: an event, an event's JSON text, or
-/// text that never became one.
-#[derive(Debug)]
-pub enum Content {
-    Event(Event),
-    Json(Box<[u8]>),
-    Raw(Vec<u8>),
-}
-
-/// How an event ended.
-#[derive(Debug)]
-pub enum Outcome {
-    Sent,
-    Skipped(Reason),
-    Rejected(Reason, Content),
-    Failed(Reason, Content),
-}
 
 /// The counts a checkpoint carries from one run to the next.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,7 +154,7 @@ impl Report {
         if self.summary.warnings.contains(&warning) {
             return;
         }
-        if self.console.verbosity > Verbosity::Quiet {
+        if self.console.verbosity() > Verbosity::Quiet {
             self.console.say(&format!("segrelay: warning: {warning}"));
         }
         self.summary.warnings.push(warning);
@@ -334,7 +208,7 @@ impl Report {
                 self.summary.skipped += 1;
                 self.settled.skipped += 1;
                 count(&mut self.summary.skipped_by_reason, &reason.kind);
-                if self.console.verbosity == Verbosity::Verbose {
+                if self.console.verbosity() == Verbosity::Verbose {
                     self.console
                         .say(&format!("segrelay: {origin}: skipped: {reason}"));
                 }
@@ -388,7 +262,7 @@ impl Report {
         content: Content,
     ) -> anyhow::Result<()> {
         self.problems += 1;
-        let verbosity = self.console.verbosity;
+        let verbosity = self.console.verbosity();
         if verbosity == Verbosity::Verbose
             || (verbosity == Verbosity::Normal && self.problems <= SHOWN_PROBLEMS)
         {
@@ -403,48 +277,18 @@ impl Report {
         let Some(rejects) = &mut self.rejects else {
             return Ok(());
         };
-        let mut note = json!({
-            "outcome": outcome,
-            "reason": reason.kind,
-            "source": origin.source,
-            "line": origin.line,
-        });
-        if !reason.detail.is_empty() {
-            note["detail"] = Value::String(reason.detail.clone());
-        }
-        let content = match content {
+        let note = rejects::note(outcome, reason, origin.source, origin.line);
+        let line = match content {
             // Read back only now, for the few events that come to this.
             Content::Json(text) => match serde_json::from_slice::<Map<String, Value>>(&text) {
                 Ok(mut fields) => {
-                    fields.remove(REJECT_NOTE_KEY);
-                    Content::Event(Event::from_map(fields, *origin))
+                    fields.remove(rejects::NOTE_KEY);
+                    rejects::event_line(note, &Event::from_map(fields, *origin).to_json())
                 }
-                Err(_) => Content::Raw(text.into_vec()),
+                Err(_) => rejects::raw_line(note, &text),
             },
-            other => other,
-        };
-        let line = match content {
-            Content::Event(event) => {
-                // The original event, with segrelay's note beside its own keys.
-                let mut fields: Map<String, Value> = Map::with_capacity(1);
-                fields.insert(REJECT_NOTE_KEY.to_owned(), note);
-                let mut line = serde_json::to_string(&fields)?;
-                let original = event.to_json();
-                if original.len() > 2 {
-                    line.pop();
-                    line.push(',');
-                    line.push_str(&original[1..]);
-                }
-                line
-            }
-            Content::Json(raw) => {
-                note_raw(&mut note, &raw);
-                json!({ REJECT_NOTE_KEY: note }).to_string()
-            }
-            Content::Raw(raw) => {
-                note_raw(&mut note, &raw);
-                json!({ REJECT_NOTE_KEY: note }).to_string()
-            }
+            Content::Event(event) => rejects::event_line(note, &event.to_json()),
+            Content::Raw(raw) => rejects::raw_line(note, &raw),
         };
         writeln!(rejects.writer, "{line}")
             .with_context(|| format!("cannot write rejects file {}", rejects.path.display()))
@@ -470,7 +314,7 @@ impl Report {
             std::fs::write(path, text)
                 .with_context(|| format!("cannot write summary {}", path.display()))?;
         }
-        if self.console.verbosity > Verbosity::Quiet {
+        if self.console.verbosity() > Verbosity::Quiet {
             eprint!("{}", self.human(title));
         }
         Ok(())
@@ -527,7 +371,7 @@ impl Report {
             }
         }
         let hidden = self.problems.saturating_sub(SHOWN_PROBLEMS);
-        if self.console.verbosity == Verbosity::Normal && hidden > 0 {
+        if self.console.verbosity() == Verbosity::Normal && hidden > 0 {
             out.push_str(&format!(
                 "  {hidden} more problems not shown (-v shows all)\n"
             ));

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 use crate::Status;
 use crate::config::{Config, Mode};
+use crate::console::Console;
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::{Kind, Request, Stream, amberflo, orb};
 use crate::pipeline::{self, Options};
-use crate::report::Console;
 use crate::settings::SettingsError;
 use crate::throttle::Throttle;
 use crate::transport::Transport;
@@ -438,7 +438,7 @@ fn day_text(day: i64) -> String {
 }
 
 fn progress(config: &Config, total: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    let show = config.verbosity != crate::report::Verbosity::Quiet
+    let show = config.verbosity != crate::console::Verbosity::Quiet
         && std::io::stderr().is_terminal()
         && total > 1;
     show.then(|| {

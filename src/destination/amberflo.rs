@@ -12,7 +12,7 @@ use super::{
 };
 use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
-use crate::report::Reason;
+use crate::reason::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 
 /// Ingestion: the highly available host Amberflo's SDKs send meter records to.

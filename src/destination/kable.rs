@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::{Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation};
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, lookup, remove_path};
-use crate::report::Reason;
+use crate::reason::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 
 pub const LIVE_ENDPOINT: &str = "https://live.kable.io";

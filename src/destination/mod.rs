@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use crate::event::Event;
-use crate::report::Reason;
+use crate::reason::Reason;
 use crate::retry::parse_retry_after;
 use crate::settings::{DestinationSettings, Secret, SettingsError};
 use crate::transport::Response;

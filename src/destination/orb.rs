@@ -10,7 +10,7 @@ use super::{
 };
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind, numeric_text, short_text};
-use crate::report::Reason;
+use crate::reason::Reason;
 use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 use crate::transport::Response;
 

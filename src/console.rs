@@ -1,0 +1,88 @@
+//! Standard error: how much to say, and the progress bar that messages must not tear.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How much to say on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// Standard error, shared by every thread of a run: messages, and the progress
+/// bar (only on a terminal) that they must not tear.
+#[derive(Clone)]
+pub struct Console {
+    verbosity: Verbosity,
+    bar: Option<ProgressBar>,
+    retries: Arc<AtomicU64>,
+}
+
+impl Console {
+    /// `total` is the input's size in bytes, when known.
+    pub fn new(verbosity: Verbosity, total: Option<u64>) -> Console {
+        let bar =
+            (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(
+                || match total {
+                    Some(total) => ProgressBar::new(total).with_style(
+                        ProgressStyle::with_template(
+                            "{bar:30} {bytes}/{total_bytes} {msg} ({elapsed}, eta {eta})",
+                        )
+                        .expect("the template is valid"),
+                    ),
+                    None => ProgressBar::new_spinner().with_style(
+                        ProgressStyle::with_template("{spinner} {bytes} {msg} ({elapsed})")
+                            .expect("the template is valid"),
+                    ),
+                },
+            );
+        Console {
+            verbosity,
+            bar,
+            retries: Arc::default(),
+        }
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
+    /// Prints a line on standard error without tearing the progress bar.
+    pub fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Counts a retry for the bar.
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shows how far the reading is: events read, and bytes of the input.
+    pub(crate) fn progress(&self, read: u64, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            let seconds = bar.elapsed().as_secs_f64().max(0.001);
+            let mut message = format!("{read} events, {:.0}/s", read as f64 / seconds);
+            let retries = self.retries.load(Ordering::Relaxed);
+            if retries > 0 {
+                message.push_str(&format!(", {retries} retries"));
+            }
+            bar.set_message(message);
+        }
+    }
+
+    /// Takes the bar away, before the summary is printed.
+    pub(crate) fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
