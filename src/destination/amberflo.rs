@@ -3,17 +3,19 @@
 //! on the API host), merged into the record Amberflo holds or replacing it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::{
-    Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation, write_json_str,
+    Common, Destination, Header, Kind, Payload, Request, Stream, Translation, write_json_str,
 };
 use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
 use crate::reason::Reason;
-use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
+use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader, url_host};
+use crate::wire::encoded;
 
 /// Ingestion: the highly available host Amberflo's SDKs send meter records to.
 pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
@@ -24,52 +26,54 @@ pub const MAX_BATCH: usize = 1000;
 /// Amberflo's limit on a dimension or trait value.
 const MAX_VALUE_CHARS: usize = 200;
 
-pub const SETTINGS: &[SettingDoc] = &[
-    SettingDoc {
-        key: "api_endpoint",
-        default: Some(
-            "https://app.amberflo.io; endpoint when that is set to a host not under amberflo.io",
-        ),
-        required: false,
-        help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
-    },
-    SettingDoc {
-        key: "identify",
-        default: Some("merge"),
-        required: false,
-        help: "merge: identify changes only what it gives, keeping the rest of the customer; \
-               replace: identify writes the whole customer from the event (PUT /customers)",
-    },
-    SettingDoc {
-        key: "ensure_customers",
-        default: Some("false"),
-        required: false,
-        help: "make sure each customer exists before its first meter record (as --ensure-customers)",
-    },
-    SettingDoc {
-        key: "gzip_requests",
-        default: Some("false"),
-        required: false,
-        help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDK does",
-    },
-];
+pub const SETTINGS: &[Setting] = &[API_ENDPOINT, IDENTIFY, ENSURE_CUSTOMERS, GZIP_REQUESTS];
+
+const API_ENDPOINT: Setting = Setting {
+    key: "api_endpoint",
+    kind: SettingKind::Url,
+    default: Some(
+        "https://app.amberflo.io; endpoint when that is set to a host not under amberflo.io",
+    ),
+    required: false,
+    help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
+};
+const IDENTIFY: Setting = Setting {
+    key: "identify",
+    kind: SettingKind::Text,
+    default: Some("merge"),
+    required: false,
+    help: "merge: identify changes only what it gives, keeping the rest of the customer; \
+           replace: identify writes the whole customer from the event (PUT /customers)",
+};
+const ENSURE_CUSTOMERS: Setting = Setting {
+    key: "ensure_customers",
+    kind: SettingKind::Bool,
+    default: Some("false"),
+    required: false,
+    help: "make sure each customer exists before its first meter record (as --ensure-customers)",
+};
+const GZIP_REQUESTS: Setting = Setting {
+    key: "gzip_requests",
+    kind: SettingKind::Bool,
+    default: Some("false"),
+    required: false,
+    help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDK does",
+};
 
 pub struct Amberflo {
     name: String,
-    api_key: Secret,
+    /// Ingestion's base URL.
     endpoint: String,
-    api_endpoint: String,
+    /// The API host, and the key every request carries.
+    api: Arc<Api>,
     ensure_customers: bool,
     gzip_requests: bool,
     merge: bool,
 }
 
 impl Amberflo {
-    pub fn new(
-        settings: &DestinationSettings,
-        table: &mut TableReader,
-    ) -> Result<Amberflo, SettingsError> {
-        let merge = match table.optional_string("identify")?.as_deref() {
+    pub fn new(common: Common, table: &mut TableReader) -> Result<Amberflo, SettingsError> {
+        let merge = match table.string(&IDENTIFY)?.as_deref() {
             None | Some("merge") => true,
             Some("replace") => false,
             Some(other) => {
@@ -78,13 +82,18 @@ impl Amberflo {
                 )));
             }
         };
+        let api = Arc::new(Api {
+            endpoint: api_endpoint(&common, table)?,
+            api_key: common.api_key,
+        });
         Ok(Amberflo {
-            name: settings.name.clone(),
-            api_key: settings.api_key.clone(),
-            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
-            api_endpoint: api_endpoint(settings, table)?,
-            ensure_customers: table.optional_bool("ensure_customers")?.unwrap_or(false),
-            gzip_requests: table.optional_bool("gzip_requests")?.unwrap_or(false),
+            name: common.name,
+            endpoint: common
+                .endpoint
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            api,
+            ensure_customers: table.bool(&ENSURE_CUSTOMERS)?.unwrap_or(false),
+            gzip_requests: table.bool(&GZIP_REQUESTS)?.unwrap_or(false),
             merge,
         })
     }
@@ -92,22 +101,18 @@ impl Amberflo {
 
 /// `api_endpoint`, else Amberflo's API host; but a set `endpoint` that is not
 /// Amberflo's own (a proxy, a test server) serves both, so it is the default then.
-fn api_endpoint(
-    settings: &DestinationSettings,
-    table: &mut TableReader,
-) -> Result<String, SettingsError> {
-    if let Some(url) = table.optional_url("api_endpoint", settings.allow_insecure)? {
+fn api_endpoint(common: &Common, table: &mut TableReader) -> Result<String, SettingsError> {
+    if let Some(url) = table.url(&API_ENDPOINT, common.allow_insecure)? {
         return Ok(url);
     }
-    Ok(match &settings.endpoint {
+    Ok(match &common.endpoint {
         Some(endpoint) if !is_amberflo_host(endpoint) => endpoint.clone(),
         _ => DEFAULT_API_ENDPOINT.to_owned(),
     })
 }
 
 fn is_amberflo_host(url: &str) -> bool {
-    let host = crate::settings::url_host(url).to_ascii_lowercase();
-    host == "amberflo.io" || host.ends_with(".amberflo.io")
+    url_host(url).is_some_and(|host| host == "amberflo.io" || host.ends_with(".amberflo.io"))
 }
 
 /// An identify's customer. Merging, only what the event gives is written, so a
@@ -130,6 +135,14 @@ impl Destination for Amberflo {
 
     fn kind(&self) -> Kind {
         Kind::Amberflo
+    }
+
+    fn secret(&self) -> &Secret {
+        &self.api.api_key
+    }
+
+    fn amberflo_api(&self) -> Option<Arc<Api>> {
+        Some(self.api.clone())
     }
 
     fn ensures_customers(&self) -> bool {
@@ -205,7 +218,8 @@ impl Destination for Amberflo {
         match stream {
             Stream::Usage => {
                 let body = super::json_array(records, 0);
-                let mut request = request(&self.endpoint, &self.api_key, "POST", "/ingest", body);
+                let mut request =
+                    request(&self.endpoint, &self.api.api_key, "POST", "/ingest", body);
                 // Only ingestion takes gzip, as in the SDK that sends it.
                 if self.gzip_requests {
                     request
@@ -216,7 +230,7 @@ impl Destination for Amberflo {
             }
             Stream::Customer => {
                 let body = records.concat().into_bytes();
-                request(&self.api_endpoint, &self.api_key, "PUT", "/customers", body)
+                self.api.request("PUT", "/customers", body)
             }
         }
     }
@@ -678,41 +692,29 @@ const ALLOWED: [bool; 128] = {
     table
 };
 
-/// Amberflo's endpoints besides ingest, on the API host, as requests:
-/// customers (make sure one exists before its meter records arrive, or they
-/// are not billed; merge an identify into it) and usage (what `verify`
-/// compares with the input).
+/// Amberflo's API host and the destination's key: the customer requests
+/// (make sure one exists before its meter records arrive, or they are not
+/// billed; merge an identify into it) and usage (what `verify` compares with
+/// the input).
 pub struct Api {
     endpoint: String,
     api_key: Secret,
 }
 
 impl Api {
-    pub fn new(settings: &DestinationSettings) -> Result<Api, SettingsError> {
-        Ok(Api {
-            endpoint: api_endpoint(settings, &mut settings.table.clone())?,
-            api_key: settings.api_key.clone(),
-        })
+    fn request(&self, method: &'static str, path: &str, body: Vec<u8>) -> Request {
+        request(&self.endpoint, &self.api_key, method, path, body)
     }
 
     /// `GET /customers?customerId=ID`: `{}` when there is no such customer.
     pub fn lookup(&self, customer_id: &str) -> Request {
-        let path = format!(
-            "/customers?customerId={}",
-            crate::destination::orb::path_segment(customer_id)
-        );
-        request(&self.endpoint, &self.api_key, "GET", &path, Vec::new())
+        let path = format!("/customers?customerId={}", encoded(customer_id));
+        self.request("GET", &path, Vec::new())
     }
 
     /// `POST /usage` with a usage query.
     pub fn usage(&self, query: &Value) -> Request {
-        request(
-            &self.endpoint,
-            &self.api_key,
-            "POST",
-            "/usage",
-            query.to_string().into_bytes(),
-        )
+        self.request("POST", "/usage", query.to_string().into_bytes())
     }
 
     /// `POST /customers`, active from now on.
@@ -731,7 +733,7 @@ impl Api {
     /// (replace the whole record) with this record.
     pub fn write(&self, method: &'static str, record: &Map<String, Value>) -> Request {
         let body = serde_json::to_vec(record).expect("a JSON map always serialises");
-        request(&self.endpoint, &self.api_key, method, "/customers", body)
+        self.request(method, "/customers", body)
     }
 }
 
