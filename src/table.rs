@@ -33,7 +33,7 @@ impl SettingsError {
 pub struct Setting {
     pub key: &'static str,
     pub kind: SettingKind,
-    /// As the listing shows it.
+    /// As the listing shows it; a `Field`'s is also the value it takes when absent.
     pub default: Option<&'static str>,
     pub required: bool,
     pub help: &'static str,

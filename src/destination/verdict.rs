@@ -83,7 +83,7 @@ pub fn common_verdict(kind: Kind, response: &Response) -> Verdict {
 }
 
 /// `Retry-After`: a number of seconds, or an HTTP date.
-pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
         return (seconds.is_finite() && seconds >= 0.0)
