@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::checkpoint::Checkpoint;
 use crate::delivery::{Call, Courier, Delivered};
-use crate::destination::orb::{Api, path_segment};
+use crate::destination::orb::Api;
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Dispatch, Options, Pass, PassEnd};
@@ -216,9 +216,8 @@ pub fn run(
             ));
             Some(id)
         };
-        *courier.usage_query.write().expect("query lock") = id
-            .as_ref()
-            .map(|id| format!("?backfill_id={}", path_segment(id)));
+        *courier.usage_query.write().expect("query lock") =
+            id.as_ref().map(|id| api.backfill_query(id));
         let pass = Pass {
             window: Some((window.start, window.end)),
             settles_unsent: index == 0,
@@ -540,14 +539,14 @@ pub fn manage(
     use crate::cli::BackfillAction;
     use std::io::Write;
 
-    let api = Api::new(settings);
-    settings.api_key.require()?;
+    let api = settings.destination.orb_api().expect("backfills are Orb's");
+    settings.destination.secret().require()?;
     let courier = Courier {
-        destination: Arc::from(crate::destination::build(settings)?),
+        destination: settings.destination.clone(),
         retry: crate::retry::RetryPolicy::for_kind(settings.kind, 3, Duration::from_secs(30)),
         throttle: std::sync::Mutex::new(crate::throttle::Throttle::new(None, None)),
         console: crate::console::Console::new(crate::console::Verbosity::Normal, None),
-        secret: Some(settings.api_key.clone()),
+        secret: Some(settings.destination.secret().clone()),
         aborted: std::sync::Mutex::new(None),
         usage_query: std::sync::RwLock::new(None),
     };

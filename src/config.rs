@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cli::{self, BatchArgs, InputArgs, SettingsArgs};
 use crate::console::Verbosity;
-use crate::destination::{self, Destination};
+use crate::destination::Destination;
 use crate::filter::{self, Filter};
 use crate::input::Source;
 use crate::retry::RetryPolicy;
@@ -53,8 +53,6 @@ pub struct Config {
     pub ensure_customers: bool,
     /// `--orb-backfill` and its options.
     pub orb_backfill: Option<crate::backfill::Plan>,
-    /// The chosen destination's settings table.
-    pub settings: crate::settings::DestinationSettings,
     /// `--checkpoint`, and `--restart` to ignore the one there is.
     pub checkpoint: Option<PathBuf>,
     pub restart: bool,
@@ -175,15 +173,15 @@ impl Config {
     ) -> Result<Config, SettingsError> {
         let settings = Settings::load(&settings::locate(settings_args.config.as_deref()))?;
         let chosen = settings.select(settings_args.destination.as_deref())?;
-        let destination: Arc<dyn Destination> = Arc::from(destination::build(chosen)?);
+        let destination = chosen.destination.clone();
         let mut warnings = destination.warnings();
         match mode {
             // A real send needs the key before anything is read.
             Mode::Send { .. } | Mode::Verify { .. } => {
-                chosen.api_key.require()?;
+                destination.secret().require()?;
             }
             Mode::Check => {
-                if let Err(e) = chosen.api_key.require() {
+                if let Err(e) = destination.secret().require() {
                     warnings.push(format!("a real send would stop here: {e}"));
                 }
             }
@@ -258,8 +256,7 @@ impl Config {
             checkpoint: None,
             restart: false,
             orb_backfill: None,
-            settings: chosen.clone(),
-            secret: chosen.api_key.clone(),
+            secret: chosen.destination.secret().clone(),
             warnings,
         })
     }

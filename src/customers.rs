@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -63,7 +64,7 @@ pub enum Identified {
 }
 
 pub struct Customers {
-    api: Api,
+    api: Arc<Api>,
     /// `--ensure-customers`: make sure of each customer before its meter records.
     ensures: bool,
     /// identify is merged here (else it is a batched `PUT`, and only its name is kept).
@@ -84,7 +85,7 @@ pub struct Customers {
 
 impl Customers {
     pub fn new(
-        api: Api,
+        api: Arc<Api>,
         ensures: bool,
         merges: bool,
         files: Option<&Files>,

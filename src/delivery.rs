@@ -9,14 +9,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::console::{Console, Verbosity};
-use crate::destination::{Destination, Payload, Request, Stream, Verdict, common_verdict};
+use crate::destination::{
+    Destination, Payload, Request, Response, Stream, Verdict, common_verdict,
+};
 use crate::event::Origin;
 use crate::interrupt;
 use crate::reason::Reason;
 use crate::retry::RetryPolicy;
 use crate::settings::Secret;
 use crate::throttle::Throttle;
-use crate::transport::{Reply, Response, Transport};
+use crate::transport::{Reply, Transport};
 
 /// A translated event in a batch, with its place in the run and its JSON text
 /// for the rejects file (the event itself is dropped once translated).

@@ -21,9 +21,11 @@ pub mod rejects;
 pub mod report;
 pub mod retry;
 pub mod settings;
+pub mod table;
 pub mod throttle;
 pub mod transport;
 pub mod verify;
+pub mod wire;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -40,8 +42,7 @@ use crate::config::{Config, Mode};
 use crate::console::{Console, Verbosity};
 use crate::customers::{self as customer_files, Customers};
 use crate::delivery::Courier;
-use crate::destination::{Kind, calls, settings_keys};
-use crate::destination::{amberflo, orb};
+use crate::destination::Kind;
 use crate::input::Source;
 use crate::pipeline::{Dispatch, Pass};
 use crate::report::Report;
@@ -96,7 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Verify(args) => verify::run(Config::for_verify(args)?),
         Command::Destinations(args) => {
-            print_destinations(args.json)?;
+            destination::listing::print(args.json)?;
             Ok(Status::Clean)
         }
         Command::Completions { shell } => {
@@ -260,11 +261,14 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
     let checkpoint = checkpoint.as_mut().map(|(c, _)| c);
     let end = match &config.orb_backfill {
         Some(plan) => {
-            let api = orb::Api::new(&config.settings);
+            let api = config
+                .destination
+                .orb_api()
+                .expect("--orb-backfill is for Orb");
             backfill::run(
                 &options,
                 plan,
-                &api,
+                api,
                 &courier,
                 &mut dispatch,
                 &mut report,
@@ -286,7 +290,10 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
                         journal: c.identified_path(),
                         resumed: resumed_state,
                     });
-                    let api = amberflo::Api::new(&config.settings)?;
+                    let api = config
+                        .destination
+                        .amberflo_api()
+                        .expect("customers are Amberflo's");
                     let ensures = config.ensure_customers;
                     Some(Customers::new(api, ensures, merges, files.as_ref())?)
                 }
@@ -328,94 +335,4 @@ fn process(config: Config, summary_path: Option<&std::path::Path>) -> anyhow::Re
     } else {
         Status::Clean
     })
-}
-
-fn print_destinations(json: bool) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    if json {
-        let list: Vec<serde_json::Value> = Kind::ALL
-            .iter()
-            .map(|&kind| {
-                let (default_batch, max_batch) = kind.batch_sizes();
-                serde_json::json!({
-                    "type": kind.name(),
-                    "integrations_key": kind.display_name(),
-                    "calls": calls(kind).iter().map(|(call, to)| serde_json::json!({"call": call, "request": to})).collect::<Vec<_>>(),
-                    "batch_size": {"default": default_batch, "max": max_batch},
-                    "settings": common_settings().iter().chain(settings_keys(kind)).map(|s| serde_json::json!({
-                        "key": s.key, "required": s.required, "default": s.default, "help": s.help,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        serde_json::to_writer_pretty(&mut out, &list)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    for (i, &kind) in Kind::ALL.iter().enumerate() {
-        if i > 0 {
-            writeln!(out)?;
-        }
-        let (default_batch, max_batch) = kind.batch_sizes();
-        writeln!(
-            out,
-            "{} (integrations key \"{}\")",
-            kind.name(),
-            kind.display_name()
-        )?;
-        writeln!(out, "  calls:")?;
-        for (call, to) in calls(kind) {
-            writeln!(out, "    {call:<9} {to}")?;
-        }
-        writeln!(
-            out,
-            "  batch size: {default_batch} events per request by default, at most {max_batch}"
-        )?;
-        writeln!(out, "  settings:")?;
-        for setting in common_settings().iter().chain(settings_keys(kind)) {
-            let default = match (setting.required, setting.default) {
-                (true, _) => "required".to_owned(),
-                (false, Some(default)) => format!("default: {default}"),
-                (false, None) => "optional".to_owned(),
-            };
-            writeln!(out, "    {:<27} {} ({default})", setting.key, setting.help)?;
-        }
-    }
-    Ok(())
-}
-
-fn common_settings() -> &'static [destination::SettingDoc] {
-    use destination::SettingDoc;
-    &[
-        SettingDoc {
-            key: "type",
-            default: Some("the table's name"),
-            required: false,
-            help: "amberflo, orb or kable",
-        },
-        SettingDoc {
-            key: "api_key",
-            default: None,
-            required: true,
-            help: "the API key; use \"${VAR}\" to read it from the environment",
-        },
-        SettingDoc {
-            key: "endpoint",
-            default: Some("the service's own URL"),
-            required: false,
-            help: "base URL, for proxies, tests and failover hosts",
-        },
-        SettingDoc {
-            key: "allow_insecure",
-            default: Some("false"),
-            required: false,
-            help: "allow a plain http:// endpoint that is not on this machine",
-        },
-        SettingDoc {
-            key: "max_events_per_minute",
-            default: Some("no limit"),
-            required: false,
-            help: "keep under the destination's rate limit (Orb live: 10000)",
-        },
-    ]
 }

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
-
 use crate::destination::Kind;
 
 #[derive(Debug, Clone)]
@@ -51,18 +49,6 @@ impl RetryPolicy {
     }
 }
 
-/// `Retry-After`: a number of seconds, or an HTTP date.
-pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds.min(1e9)));
-    }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let wait = when.duration_since(now);
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,24 +86,5 @@ mod tests {
             p.delay(1, Some(Duration::from_secs(3600))),
             Duration::from_secs(10)
         );
-    }
-
-    #[test]
-    fn parses_both_retry_after_forms() {
-        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after("Mon, 23 Nov 2026 09:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-1", now), None);
     }
 }

@@ -17,7 +17,7 @@ use crate::Status;
 use crate::config::{Config, Mode};
 use crate::console::Console;
 use crate::delivery::{Call, Courier, Delivered};
-use crate::destination::{Kind, Request, Stream, amberflo, orb};
+use crate::destination::{Kind, Request, Stream};
 use crate::pipeline::{self, Options};
 use crate::settings::SettingsError;
 use crate::throttle::Throttle;
@@ -86,13 +86,16 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
     let mut transport = HttpSender::new(timeout, 1);
     let comparison = match kind {
         Kind::Amberflo => {
-            let api = amberflo::Api::new(&config.settings)?;
+            let api = config
+                .destination
+                .amberflo_api()
+                .expect("an Amberflo destination");
             compare_amberflo(&options, &config, &courier, &mut transport, &|query| {
                 api.usage(&query)
             })?
         }
         Kind::Orb => {
-            let api = orb::Api::new(&config.settings);
+            let api = config.destination.orb_api().expect("an Orb destination");
             compare_orb(&options, &config, &courier, &mut transport, &|query| {
                 api.search(&query)
             })?

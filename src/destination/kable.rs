@@ -3,11 +3,11 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation};
+use super::{Common, Destination, Header, Kind, Payload, Request, Stream, Translation};
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, lookup, remove_path};
 use crate::reason::Reason;
-use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
+use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
 
 pub const LIVE_ENDPOINT: &str = "https://live.kable.io";
 pub const TEST_ENDPOINT: &str = "https://test.kable.io";
@@ -15,32 +15,41 @@ pub const DEFAULT_BATCH: usize = 500;
 /// Kable's Go SDK sends up to 1000 events per request.
 pub const MAX_BATCH: usize = 1000;
 
-pub const SETTINGS: &[SettingDoc] = &[
-    SettingDoc {
-        key: "kable_client_id",
-        default: None,
-        required: true,
-        help: "your Kable client id (kci_...), sent as KABLE-CLIENT-ID",
-    },
-    SettingDoc {
-        key: "client_id_field",
-        default: Some("userId"),
-        required: false,
-        help: "dot path to your customer's Kable clientId",
-    },
-    SettingDoc {
-        key: "environment",
-        default: Some("live when api_key starts with sk_live, else test"),
-        required: false,
-        help: "\"live\" or \"test\": which Kable host receives the events",
-    },
-    SettingDoc {
-        key: "properties_mapping",
-        default: Some("{}"),
-        required: false,
-        help: "table: Segment property (dot path) = Kable data key; unmapped properties are kept",
-    },
+pub const SETTINGS: &[Setting] = &[
+    KABLE_CLIENT_ID,
+    CLIENT_ID_FIELD,
+    ENVIRONMENT,
+    PROPERTIES_MAPPING,
 ];
+
+const KABLE_CLIENT_ID: Setting = Setting {
+    key: "kable_client_id",
+    kind: SettingKind::Text,
+    default: None,
+    required: true,
+    help: "your Kable client id (kci_...), sent as KABLE-CLIENT-ID",
+};
+const CLIENT_ID_FIELD: Setting = Setting {
+    key: "client_id_field",
+    kind: SettingKind::Field,
+    default: Some("userId"),
+    required: false,
+    help: "dot path to your customer's Kable clientId",
+};
+const ENVIRONMENT: Setting = Setting {
+    key: "environment",
+    kind: SettingKind::Text,
+    default: Some("live when api_key starts with sk_live, else test"),
+    required: false,
+    help: "\"live\" or \"test\": which Kable host receives the events",
+};
+const PROPERTIES_MAPPING: Setting = Setting {
+    key: "properties_mapping",
+    kind: SettingKind::Mapping,
+    default: Some("{}"),
+    required: false,
+    help: "table: Segment property (dot path) = Kable data key; unmapped properties are kept",
+};
 
 pub struct Kable {
     name: String,
@@ -54,16 +63,13 @@ pub struct Kable {
 }
 
 impl Kable {
-    pub fn new(
-        settings: &DestinationSettings,
-        table: &mut TableReader,
-    ) -> Result<Kable, SettingsError> {
-        let kable_client_id = table.required_string("kable_client_id")?;
-        let client_id_field = table.field("client_id_field", "userId")?;
-        let key = settings.api_key.value();
+    pub fn new(common: Common, table: &mut TableReader) -> Result<Kable, SettingsError> {
+        let kable_client_id = table.required_string(&KABLE_CLIENT_ID)?;
+        let client_id_field = table.field(&CLIENT_ID_FIELD)?;
+        let key = common.api_key.value();
         let live_key = key.is_some_and(|k| k.starts_with("sk_live"));
         let mut warnings = Vec::new();
-        let live = match table.optional_string("environment")?.as_deref() {
+        let live = match table.string(&ENVIRONMENT)?.as_deref() {
             Some(chosen @ ("live" | "test")) => {
                 let live = chosen == "live";
                 if key.is_some() && live != live_key {
@@ -82,7 +88,7 @@ impl Kable {
             }
             // Kable's SDK rule: the key decides. Without it (a dry run), the host is unknown.
             None => {
-                if key.is_none() && settings.endpoint.is_none() {
+                if key.is_none() && common.endpoint.is_none() {
                     warnings.push(format!(
                         "the api_key is not set, so the Kable host is unknown: a live key (sk_live...) sends to {LIVE_ENDPOINT}, \
                          any other to {TEST_ENDPOINT} (shown here); set environment = \"live\" or \"test\" to decide"
@@ -93,12 +99,14 @@ impl Kable {
         };
         let default_endpoint = if live { LIVE_ENDPOINT } else { TEST_ENDPOINT };
         Ok(Kable {
-            name: settings.name.clone(),
-            api_key: settings.api_key.clone(),
-            endpoint: settings.endpoint_or(default_endpoint),
+            name: common.name,
+            api_key: common.api_key,
+            endpoint: common
+                .endpoint
+                .unwrap_or_else(|| default_endpoint.to_owned()),
             kable_client_id,
             client_id_field,
-            mapping: table.mapping("properties_mapping")?,
+            mapping: table.mapping(&PROPERTIES_MAPPING)?,
             warnings,
         })
     }
@@ -151,6 +159,10 @@ impl Destination for Kable {
 
     fn kind(&self) -> Kind {
         Kind::Kable
+    }
+
+    fn secret(&self) -> &Secret {
+        &self.api_key
     }
 
     fn paths(&self) -> Vec<&str> {

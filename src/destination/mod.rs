@@ -1,136 +1,27 @@
 //! Destinations: pure translation from a Segment event to a record (or a reason),
-//! and from a batch of records to an HTTP request.
+//! and from a batch of records to an HTTP request; each built once from its
+//! settings table, which the type's table of settings describes.
 
 pub mod amberflo;
 pub mod kable;
+mod kind;
+pub mod listing;
 pub mod orb;
+mod verdict;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::event::Event;
 use crate::reason::Reason;
-use crate::retry::parse_retry_after;
-use crate::settings::{DestinationSettings, Secret, SettingsError};
-use crate::transport::Response;
+use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
 
-/// What an answer means for the batch it answers.
-#[derive(Debug, PartialEq)]
-pub enum Verdict {
-    /// Every event in the batch was taken.
-    Accepted,
-    /// The destination named events it refused (key, its message); the rest
-    /// should go again with the same keys.
-    Refused(Vec<(String, String)>),
-    /// The batch was refused without naming an event: halve it to find the bad ones.
-    Split(String),
-    /// Worth another try, after the server's wait if it gave one.
-    Retry {
-        after: Option<std::time::Duration>,
-        message: String,
-    },
-    /// Every later request would fail too: stop the run.
-    Abort(String),
-}
-
-/// The statuses every destination treats alike.
-pub fn common_verdict(kind: Kind, response: &Response) -> Verdict {
-    let status = response.status;
-    let described = || {
-        let excerpt = response.body_excerpt();
-        if excerpt.is_empty() {
-            format!("{status}")
-        } else {
-            format!("{status}: {excerpt}")
-        }
-    };
-    let html = response
-        .header("content-type")
-        .is_some_and(|t| t.contains("text/html"));
-    match status {
-        200..=299 if html => Verdict::Retry {
-            after: None,
-            message: format!(
-                "{status} with an HTML page, not an answer from {} (a proxy?): {}",
-                kind.display_name(),
-                response.body_excerpt()
-            ),
-        },
-        200..=299 => Verdict::Accepted,
-        300..=399 => Verdict::Abort(format!(
-            "{status}: redirected to {}; segrelay does not follow redirects (set endpoint to the final address)",
-            response.header("location").unwrap_or("(no location)")
-        )),
-        401 | 403 => Verdict::Abort(format!(
-            "{status}: {} refused the API key (check api_key in the settings)",
-            kind.display_name()
-        )),
-        404 | 405 => Verdict::Abort(format!(
-            "{}: wrong endpoint? (check endpoint in the settings)",
-            described()
-        )),
-        408 | 429 | 500 | 502..=599 => Verdict::Retry {
-            after: response
-                .header("retry-after")
-                .and_then(|v| parse_retry_after(v, jiff::Timestamp::now())),
-            message: described(),
-        },
-        _ if response
-            .header("transient-error")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) =>
-        {
-            Verdict::Retry {
-                after: None,
-                message: described(),
-            }
-        }
-        400..=499 => Verdict::Split(described()),
-        _ => Verdict::Abort(described()),
-    }
-}
-
-/// The destination types segrelay knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Amberflo,
-    Orb,
-    Kable,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Amberflo, Kind::Orb, Kind::Kable];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Amberflo => "amberflo",
-            Kind::Orb => "orb",
-            Kind::Kable => "kable",
-        }
-    }
-
-    /// The key in a Segment `integrations` object.
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Kind::Amberflo => "Amberflo",
-            Kind::Orb => "Orb",
-            Kind::Kable => "Kable",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Events per request: the default, and the most segrelay will put in one.
-    pub fn batch_sizes(self) -> (usize, usize) {
-        match self {
-            Kind::Amberflo => (amberflo::DEFAULT_BATCH, amberflo::MAX_BATCH),
-            Kind::Orb => (orb::DEFAULT_BATCH, orb::MAX_BATCH),
-            Kind::Kable => (kable::DEFAULT_BATCH, kable::MAX_BATCH),
-        }
-    }
-}
+pub use kind::Kind;
+pub use verdict::{Verdict, common_verdict};
+// What a destination makes and reads, where the rest of the program looks for it.
+pub use crate::wire::{Header, HeaderValue, Request, Response};
 
 /// Which endpoint a record goes to; records of one stream are batched together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,83 +58,24 @@ pub enum Translation {
     Reject(Reason),
 }
 
-/// An HTTP request, with secrets kept apart so every writer can hide them.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub method: &'static str,
-    pub url: String,
-    pub headers: Vec<Header>,
-    /// The body as meant: JSON, even when it travels gzipped (`wire_body`).
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    /// Whether the body travels gzipped: the request says `Content-Encoding: gzip`.
-    pub fn gzips_body(&self) -> bool {
-        self.headers.iter().any(|header| {
-            header.name.eq_ignore_ascii_case("Content-Encoding")
-                && matches!(&header.value, HeaderValue::Plain(value) if value == "gzip")
-        })
-    }
-
-    /// The body's bytes as they go on the wire.
-    pub fn wire_body(&self) -> Cow<'_, [u8]> {
-        if !self.gzips_body() {
-            return Cow::Borrowed(&self.body);
-        }
-        use std::io::Write;
-        // The fastest level: JSON records still shrink several times, for little CPU.
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(self.body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        encoder
-            .write_all(&self.body)
-            .expect("writing to a Vec cannot fail");
-        Cow::Owned(encoder.finish().expect("writing to a Vec cannot fail"))
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Header {
-    /// As sent on the wire (`X-API-KEY`); writers may lower-case it.
-    pub name: &'static str,
-    pub value: HeaderValue,
-}
-
-#[derive(Debug, Clone)]
-pub enum HeaderValue {
-    Plain(String),
-    Secret {
-        prefix: &'static str,
-        secret: Secret,
-    },
-}
-
-impl Header {
-    pub fn plain(name: &'static str, value: impl Into<String>) -> Header {
-        Header {
-            name,
-            value: HeaderValue::Plain(value.into()),
-        }
-    }
-
-    pub fn secret(name: &'static str, prefix: &'static str, secret: &Secret) -> Header {
-        Header {
-            name,
-            value: HeaderValue::Secret {
-                prefix,
-                secret: secret.clone(),
-            },
-        }
-    }
-}
-
 pub trait Destination: Send + Sync {
     /// The name of the settings table.
     fn name(&self) -> &str;
 
     fn kind(&self) -> Kind;
+
+    /// The API key every request carries, kept out of every message that quotes a server.
+    fn secret(&self) -> &Secret;
+
+    /// Amberflo's customer and usage requests, on its API host.
+    fn amberflo_api(&self) -> Option<Arc<amberflo::Api>> {
+        None
+    }
+
+    /// Orb's backfill and event search requests.
+    fn orb_api(&self) -> Option<&orb::Api> {
+        None
+    }
 
     /// The dot paths into the event its settings name (the usual fields aside).
     fn paths(&self) -> Vec<&str> {
@@ -332,60 +164,157 @@ impl IngestWindow {
     }
 }
 
-/// Builds the destination a settings table describes, checking its own keys.
-pub fn build(settings: &DestinationSettings) -> Result<Box<dyn Destination>, SettingsError> {
-    let mut table = settings.table.clone();
-    let destination: Box<dyn Destination> = match settings.kind {
-        Kind::Amberflo => Box::new(amberflo::Amberflo::new(settings, &mut table)?),
-        Kind::Orb => Box::new(orb::Orb::new(settings, &mut table)?),
-        Kind::Kable => Box::new(kable::Kable::new(settings, &mut table)?),
-    };
-    let mut known = vec![
-        "type",
-        "api_key",
-        "endpoint",
-        "allow_insecure",
-        "max_events_per_minute",
-    ];
-    known.extend(settings_keys(settings.kind).iter().map(|s| s.key));
-    table.finish(&known)?;
-    Ok(destination)
-}
+/// The keys every destination type takes.
+const COMMON_SETTINGS: &[Setting] = &[
+    TYPE,
+    API_KEY,
+    ENDPOINT,
+    ALLOW_INSECURE,
+    MAX_EVENTS_PER_MINUTE,
+];
 
-/// A setting a destination type takes, for `segrelay destinations`.
-pub struct SettingDoc {
-    pub key: &'static str,
-    pub default: Option<&'static str>,
-    pub required: bool,
-    pub help: &'static str,
-}
+const TYPE: Setting = Setting {
+    key: "type",
+    kind: SettingKind::Text,
+    default: Some("the table's name"),
+    required: false,
+    help: "amberflo, orb or kable",
+};
+const API_KEY: Setting = Setting {
+    key: "api_key",
+    kind: SettingKind::Secret,
+    default: None,
+    required: true,
+    help: "the API key; use \"${VAR}\" to read it from the environment",
+};
+const ENDPOINT: Setting = Setting {
+    key: "endpoint",
+    kind: SettingKind::Url,
+    default: Some("the service's own URL"),
+    required: false,
+    help: "base URL, for proxies, tests and failover hosts",
+};
+const ALLOW_INSECURE: Setting = Setting {
+    key: "allow_insecure",
+    kind: SettingKind::Bool,
+    default: Some("false"),
+    required: false,
+    help: "allow a plain http:// endpoint that is not on this machine",
+};
+const MAX_EVENTS_PER_MINUTE: Setting = Setting {
+    key: "max_events_per_minute",
+    kind: SettingKind::Positive,
+    default: Some("no limit"),
+    required: false,
+    help: "keep under the destination's rate limit (Orb live: 10000)",
+};
 
-pub fn settings_keys(kind: Kind) -> &'static [SettingDoc] {
-    match kind {
+/// Every key a type's table takes: the common ones, then its own.
+pub fn settings(kind: Kind) -> impl Iterator<Item = &'static Setting> {
+    let own = match kind {
         Kind::Amberflo => amberflo::SETTINGS,
         Kind::Orb => orb::SETTINGS,
         Kind::Kable => kable::SETTINGS,
+    };
+    COMMON_SETTINGS.iter().chain(own)
+}
+
+/// The common keys as read, for the type's constructor.
+pub struct Common {
+    /// The name of the settings table.
+    pub name: String,
+    pub api_key: Secret,
+    /// `endpoint`, when set: the service's own URL otherwise.
+    pub endpoint: Option<String>,
+    /// `allow_insecure`: plain http to a host that is not this machine.
+    pub allow_insecure: bool,
+}
+
+/// One `[destinations.NAME]` table, and the destination it describes, built
+/// once when the settings are read.
+pub struct DestinationSettings {
+    pub name: String,
+    pub kind: Kind,
+    /// The destination's own rate limit, which segrelay keeps under.
+    pub max_events_per_minute: Option<u64>,
+    pub destination: Arc<dyn Destination>,
+    /// The table as written, for `build`.
+    table: TableReader,
+}
+
+impl std::fmt::Debug for DestinationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationSettings")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
-/// The Segment calls each type takes and where they go.
-pub fn calls(kind: Kind) -> &'static [(&'static str, &'static str)] {
-    match kind {
-        Kind::Amberflo => &[
-            ("track", "POST /ingest (meter record, meterApiName = event)"),
-            ("page", "POST /ingest (meter record, meterApiName = page)"),
-            (
-                "screen",
-                "POST /ingest (meter record, meterApiName = screen)",
-            ),
-            (
-                "identify",
-                "API host: GET /customers, then POST (create) or PUT (the record with the event's changes); \
-                 identify = \"replace\": PUT /customers",
-            ),
-        ],
-        Kind::Orb => &[("track", "POST /ingest (usage event)")],
-        Kind::Kable => &[("track", "POST /api/v1/events/create (event)")],
+impl DestinationSettings {
+    /// Reads a table and builds its destination, checking every key.
+    pub fn read(name: String, table: TableReader) -> Result<DestinationSettings, SettingsError> {
+        let built = Built::from_table(&name, table.clone())?;
+        Ok(DestinationSettings {
+            name,
+            kind: built.kind,
+            max_events_per_minute: built.max_events_per_minute,
+            destination: Arc::from(built.destination),
+            table,
+        })
+    }
+}
+
+/// Builds the destination a table describes anew; a run uses the one
+/// `DestinationSettings::read` built.
+pub fn build(settings: &DestinationSettings) -> Result<Box<dyn Destination>, SettingsError> {
+    Ok(Built::from_table(&settings.name, settings.table.clone())?.destination)
+}
+
+struct Built {
+    kind: Kind,
+    max_events_per_minute: Option<u64>,
+    destination: Box<dyn Destination>,
+}
+
+impl Built {
+    fn from_table(name: &str, mut table: TableReader) -> Result<Built, SettingsError> {
+        let known_types = || Kind::ALL.map(Kind::name).join(", ");
+        let kind = match table.string(&TYPE)? {
+            Some(kind) => Kind::from_name(&kind).ok_or_else(|| {
+                table.error(format!(
+                    "unknown destination type \"{kind}\" (known types: {})",
+                    known_types()
+                ))
+            })?,
+            None => Kind::from_name(name).ok_or_else(|| {
+                table.error(format!(
+                    "key \"type\" is required, since \"{name}\" is not a destination type ({})",
+                    known_types()
+                ))
+            })?,
+        };
+        let api_key = table.secret(&API_KEY)?;
+        let allow_insecure = table.bool(&ALLOW_INSECURE)?.unwrap_or(false);
+        let endpoint = table.url(&ENDPOINT, allow_insecure)?;
+        let max_events_per_minute = table.positive(&MAX_EVENTS_PER_MINUTE)?;
+        let common = Common {
+            name: name.to_owned(),
+            api_key,
+            endpoint,
+            allow_insecure,
+        };
+        let destination: Box<dyn Destination> = match kind {
+            Kind::Amberflo => Box::new(amberflo::Amberflo::new(common, &mut table)?),
+            Kind::Orb => Box::new(orb::Orb::new(common, &mut table)?),
+            Kind::Kable => Box::new(kable::Kable::new(common, &mut table)?),
+        };
+        table.finish(settings(kind).map(|s| s.key))?;
+        Ok(Built {
+            kind,
+            max_events_per_minute,
+            destination,
+        })
     }
 }
 

@@ -5,14 +5,14 @@ use serde_json::{Map, Value};
 use jiff::SignedDuration;
 
 use super::{
-    Destination, Header, IngestWindow, Kind, Payload, Request, SettingDoc, Stream, Translation,
-    Verdict, common_verdict, write_json_str, write_json_value,
+    Common, Destination, Header, IngestWindow, Kind, Payload, Request, Response, Stream,
+    Translation, Verdict, common_verdict, write_json_str, write_json_value,
 };
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind, numeric_text, short_text};
 use crate::reason::Reason;
-use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
-use crate::transport::Response;
+use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
+use crate::wire::encoded;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.withorb.com/v1";
 pub const DEFAULT_BATCH: usize = 500;
@@ -26,49 +26,62 @@ pub const FUTURE_LIMIT: SignedDuration = SignedDuration::from_mins(5);
 /// A grace period longer than ten years is a typo (and would overflow times).
 const MAX_GRACE_HOURS: u64 = 87_600;
 
-pub const SETTINGS: &[SettingDoc] = &[
-    SettingDoc {
-        key: "external_customer_id_field",
-        default: None,
-        required: true,
-        help: "dot path to your customer id, sent as external_customer_id",
-    },
-    SettingDoc {
-        key: "event_name_field",
-        default: Some("event"),
-        required: false,
-        help: "dot path to the event name",
-    },
-    SettingDoc {
-        key: "idempotency_key_field",
-        default: Some("messageId"),
-        required: false,
-        help: "dot path to the idempotency key",
-    },
-    SettingDoc {
-        key: "properties_mapping",
-        default: Some("{}"),
-        required: false,
-        help: "table: Segment property (dot path) = Orb property; unmapped properties are dropped",
-    },
-    SettingDoc {
-        key: "numeric_properties",
-        default: Some("[]"),
-        required: false,
-        help: "Orb properties (mapping targets) sent as numbers: numeric text converted, other values rejected",
-    },
-    SettingDoc {
-        key: "grace_period_hours",
-        default: Some("12"),
-        required: false,
-        help: "the account's grace period: older events need --orb-backfill (whole hours)",
-    },
+pub const SETTINGS: &[Setting] = &[
+    EXTERNAL_CUSTOMER_ID_FIELD,
+    EVENT_NAME_FIELD,
+    IDEMPOTENCY_KEY_FIELD,
+    PROPERTIES_MAPPING,
+    NUMERIC_PROPERTIES,
+    GRACE_PERIOD_HOURS,
 ];
+
+const EXTERNAL_CUSTOMER_ID_FIELD: Setting = Setting {
+    key: "external_customer_id_field",
+    kind: SettingKind::Field,
+    default: None,
+    required: true,
+    help: "dot path to your customer id, sent as external_customer_id",
+};
+const EVENT_NAME_FIELD: Setting = Setting {
+    key: "event_name_field",
+    kind: SettingKind::Field,
+    default: Some("event"),
+    required: false,
+    help: "dot path to the event name",
+};
+const IDEMPOTENCY_KEY_FIELD: Setting = Setting {
+    key: "idempotency_key_field",
+    kind: SettingKind::Field,
+    default: Some("messageId"),
+    required: false,
+    help: "dot path to the idempotency key",
+};
+const PROPERTIES_MAPPING: Setting = Setting {
+    key: "properties_mapping",
+    kind: SettingKind::Mapping,
+    default: Some("{}"),
+    required: false,
+    help: "table: Segment property (dot path) = Orb property; unmapped properties are dropped",
+};
+const NUMERIC_PROPERTIES: Setting = Setting {
+    key: "numeric_properties",
+    kind: SettingKind::List,
+    default: Some("[]"),
+    required: false,
+    help: "Orb properties (mapping targets) sent as numbers: numeric text converted, other values rejected",
+};
+const GRACE_PERIOD_HOURS: Setting = Setting {
+    key: "grace_period_hours",
+    kind: SettingKind::Positive,
+    default: Some("12"),
+    required: false,
+    help: "the account's grace period: older events need --orb-backfill (whole hours)",
+};
 
 pub struct Orb {
     name: String,
-    api_key: Secret,
-    endpoint: String,
+    /// The endpoint and the key every request carries.
+    api: Api,
     customer_field: String,
     event_name_field: String,
     idempotency_key_field: String,
@@ -87,23 +100,20 @@ struct Mapped {
 }
 
 impl Orb {
-    pub fn new(
-        settings: &DestinationSettings,
-        table: &mut TableReader,
-    ) -> Result<Orb, SettingsError> {
-        let customer_field = table.required_field("external_customer_id_field")?;
-        let event_name_field = table.field("event_name_field", "event")?;
-        let idempotency_key_field = table.field("idempotency_key_field", "messageId")?;
-        let mapping = table.mapping("properties_mapping")?;
+    pub fn new(common: Common, table: &mut TableReader) -> Result<Orb, SettingsError> {
+        let customer_field = table.field(&EXTERNAL_CUSTOMER_ID_FIELD)?;
+        let event_name_field = table.field(&EVENT_NAME_FIELD)?;
+        let idempotency_key_field = table.field(&IDEMPOTENCY_KEY_FIELD)?;
+        let mapping = table.mapping(&PROPERTIES_MAPPING)?;
         let grace_hours = table
-            .optional_positive("grace_period_hours")?
+            .positive(&GRACE_PERIOD_HOURS)?
             .unwrap_or(DEFAULT_GRACE_HOURS);
         if grace_hours > MAX_GRACE_HOURS {
             return Err(table.error(format!(
                 "key \"grace_period_hours\" is {grace_hours}: at most {MAX_GRACE_HOURS} (ten years)"
             )));
         }
-        let numeric = table.string_list("numeric_properties")?;
+        let numeric = table.list(&NUMERIC_PROPERTIES)?;
         if let Some(unmapped) = numeric
             .iter()
             .find(|name| !mapping.iter().any(|(_, to)| to == *name))
@@ -127,9 +137,13 @@ impl Orb {
             })
             .collect();
         Ok(Orb {
-            name: settings.name.clone(),
-            api_key: settings.api_key.clone(),
-            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
+            name: common.name,
+            api: Api {
+                endpoint: common
+                    .endpoint
+                    .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+                api_key: common.api_key,
+            },
             customer_field,
             event_name_field,
             idempotency_key_field,
@@ -146,6 +160,14 @@ impl Destination for Orb {
 
     fn kind(&self) -> Kind {
         Kind::Orb
+    }
+
+    fn secret(&self) -> &Secret {
+        &self.api.api_key
+    }
+
+    fn orb_api(&self) -> Option<&Api> {
+        Some(&self.api)
     }
 
     fn paths(&self) -> Vec<&str> {
@@ -323,15 +345,7 @@ impl Destination for Orb {
         body.extend_from_slice(b"{\"events\":");
         body.extend_from_slice(&array);
         body.push(b'}');
-        Request {
-            method: "POST",
-            url: format!("{}/ingest", self.endpoint),
-            headers: vec![
-                Header::secret("Authorization", "Bearer ", &self.api_key),
-                Header::plain("Content-Type", "application/json"),
-            ],
-            body,
-        }
+        self.api.request("POST", "/ingest", body)
     }
 }
 
@@ -389,22 +403,15 @@ fn named_failures(body: &Value) -> Option<Vec<(String, String)>> {
     Some(failed)
 }
 
-/// Orb's endpoints besides ingest, as requests: backfills (which let events
-/// older than the grace period in, one time window at a time) and the event
-/// search `verify` uses.
+/// Orb's endpoint and the destination's key, and the requests besides
+/// ingest: backfills (which let events older than the grace period in, one
+/// time window at a time) and the event search `verify` uses.
 pub struct Api {
     endpoint: String,
     api_key: Secret,
 }
 
 impl Api {
-    pub fn new(settings: &DestinationSettings) -> Api {
-        Api {
-            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
-            api_key: settings.api_key.clone(),
-        }
-    }
-
     fn request(&self, method: &'static str, path: &str, body: Vec<u8>) -> Request {
         let mut headers = vec![Header::secret("Authorization", "Bearer ", &self.api_key)];
         if !body.is_empty() {
@@ -445,7 +452,7 @@ impl Api {
     pub fn show(&self, id: &str) -> Request {
         self.request(
             "GET",
-            &format!("/events/backfills/{}", path_segment(id)),
+            &format!("/events/backfills/{}", encoded(id)),
             Vec::new(),
         )
     }
@@ -454,32 +461,24 @@ impl Api {
         let mut path = "/events/backfills?limit=100".to_owned();
         if let Some(cursor) = cursor {
             path.push_str("&cursor=");
-            path.push_str(&path_segment(cursor));
+            path.push_str(&encoded(cursor));
         }
         self.request("GET", &path, Vec::new())
+    }
+
+    /// What a usage request's URL gets to send its events into a backfill.
+    pub fn backfill_query(&self, id: &str) -> String {
+        format!("?backfill_id={}", encoded(id))
     }
 
     /// `close` or `revert`.
     pub fn act(&self, id: &str, action: &str) -> Request {
         self.request(
             "POST",
-            &format!("/events/backfills/{}/{action}", path_segment(id)),
+            &format!("/events/backfills/{}/{action}", encoded(id)),
             Vec::new(),
         )
     }
-}
-
-/// Percent-encodes everything but unreserved characters, for ids in paths and queries.
-pub fn path_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::{Reply, Transport, USER_AGENT};
-use crate::destination::{HeaderValue, Request, write_json_str};
+use crate::destination::write_json_str;
 use crate::event::Origin;
+use crate::wire::{HeaderValue, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -125,7 +126,7 @@ impl DryRun {
     }
 
     fn http(&mut self, request: &Request) {
-        let (host, path) = split_url(&request.url);
+        let (host, path) = request.host_and_target();
         let mut text = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", request.method);
         for header in &request.headers {
             text.push_str(&format!(
@@ -197,15 +198,6 @@ fn span(events: &[&Origin]) -> String {
     }
 }
 
-/// `https://host:port/path?q` into `host:port` and `/path?q`.
-fn split_url(url: &str) -> (&str, &str) {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,14 +205,5 @@ mod tests {
     #[test]
     fn quotes_for_the_shell() {
         assert_eq!(single_quoted("it's"), "'it'\\''s'");
-    }
-
-    #[test]
-    fn splits_urls() {
-        assert_eq!(
-            split_url("https://api.withorb.com/v1/ingest"),
-            ("api.withorb.com", "/v1/ingest")
-        );
-        assert_eq!(split_url("http://127.0.0.1:8080"), ("127.0.0.1:8080", "/"));
     }
 }

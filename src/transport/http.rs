@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Reply, Response, SendError, Transport, USER_AGENT};
-use crate::destination::{HeaderValue, Request};
+use super::{Reply, SendError, Transport, USER_AGENT};
 use crate::event::Origin;
+use crate::wire::{HeaderValue, Request, Response};
 
 /// The most of a response body segrelay reads; error bodies are short.
 const MAX_RESPONSE_BODY: u64 = 1 << 20;

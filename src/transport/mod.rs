@@ -4,10 +4,8 @@
 pub mod dry_run;
 pub mod http;
 
-use std::time::Duration;
-
-use crate::destination::Request;
 use crate::event::Origin;
+use crate::wire::{Request, Response};
 
 /// The `User-Agent` segrelay sends.
 pub const USER_AGENT: &str = concat!("segrelay/", env!("CARGO_PKG_VERSION"));
@@ -21,39 +19,6 @@ pub enum Reply {
     Response(Response),
     /// No answer: the connection failed, timed out or was closed.
     Failed(SendError),
-}
-
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    /// Names in lower case.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub elapsed: Duration,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The start of the body on one line, for messages.
-    pub fn body_excerpt(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        match line.char_indices().nth(200) {
-            Some((cut, _)) => format!("{}...", &line[..cut]),
-            None => line,
-        }
-    }
-
-    /// The server's id for the request, worth quoting to its support.
-    pub fn request_id(&self) -> Option<&str> {
-        self.header("x-request-id")
-    }
 }
 
 #[derive(Debug)]

@@ -1,312 +1,16 @@
-//! Amberflo: track, page and screen become meter records (`POST /ingest` on
-//! the ingestion host); identify creates or updates the customer (`/customers`
-//! on the API host), merged into the record Amberflo holds or replacing it.
+//! Amberflo's dimensions and traits: properties flattened to dotted keys,
+//! keys and values made into what Amberflo takes, and keys that would become
+//! one refused.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
-use super::{
-    Destination, Header, Kind, Payload, Request, SettingDoc, Stream, Translation, write_json_str,
-};
-use crate::event::time::event_time;
-use crate::event::{Event, numeric_text, short_text};
+use super::write_json_str;
 use crate::reason::Reason;
-use crate::settings::{DestinationSettings, Secret, SettingsError, TableReader};
 
-/// Ingestion: the highly available host Amberflo's SDKs send meter records to.
-pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
-/// Everything else (customers, usage queries): that host does not serve them.
-pub const DEFAULT_API_ENDPOINT: &str = "https://app.amberflo.io";
-pub const DEFAULT_BATCH: usize = 100;
-pub const MAX_BATCH: usize = 1000;
 /// Amberflo's limit on a dimension or trait value.
 const MAX_VALUE_CHARS: usize = 200;
-
-pub const SETTINGS: &[SettingDoc] = &[
-    SettingDoc {
-        key: "api_endpoint",
-        default: Some(
-            "https://app.amberflo.io; endpoint when that is set to a host not under amberflo.io",
-        ),
-        required: false,
-        help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
-    },
-    SettingDoc {
-        key: "identify",
-        default: Some("merge"),
-        required: false,
-        help: "merge: identify changes only what it gives, keeping the rest of the customer; \
-               replace: identify writes the whole customer from the event (PUT /customers)",
-    },
-    SettingDoc {
-        key: "ensure_customers",
-        default: Some("false"),
-        required: false,
-        help: "make sure each customer exists before its first meter record (as --ensure-customers)",
-    },
-    SettingDoc {
-        key: "gzip_requests",
-        default: Some("false"),
-        required: false,
-        help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDK does",
-    },
-];
-
-pub struct Amberflo {
-    name: String,
-    api_key: Secret,
-    endpoint: String,
-    api_endpoint: String,
-    ensure_customers: bool,
-    gzip_requests: bool,
-    merge: bool,
-}
-
-impl Amberflo {
-    pub fn new(
-        settings: &DestinationSettings,
-        table: &mut TableReader,
-    ) -> Result<Amberflo, SettingsError> {
-        let merge = match table.optional_string("identify")?.as_deref() {
-            None | Some("merge") => true,
-            Some("replace") => false,
-            Some(other) => {
-                return Err(table.error(format!(
-                    "key \"identify\": \"{other}\" is not merge or replace"
-                )));
-            }
-        };
-        Ok(Amberflo {
-            name: settings.name.clone(),
-            api_key: settings.api_key.clone(),
-            endpoint: settings.endpoint_or(DEFAULT_ENDPOINT),
-            api_endpoint: api_endpoint(settings, table)?,
-            ensure_customers: table.optional_bool("ensure_customers")?.unwrap_or(false),
-            gzip_requests: table.optional_bool("gzip_requests")?.unwrap_or(false),
-            merge,
-        })
-    }
-}
-
-/// `api_endpoint`, else Amberflo's API host; but a set `endpoint` that is not
-/// Amberflo's own (a proxy, a test server) serves both, so it is the default then.
-fn api_endpoint(
-    settings: &DestinationSettings,
-    table: &mut TableReader,
-) -> Result<String, SettingsError> {
-    if let Some(url) = table.optional_url("api_endpoint", settings.allow_insecure)? {
-        return Ok(url);
-    }
-    Ok(match &settings.endpoint {
-        Some(endpoint) if !is_amberflo_host(endpoint) => endpoint.clone(),
-        _ => DEFAULT_API_ENDPOINT.to_owned(),
-    })
-}
-
-fn is_amberflo_host(url: &str) -> bool {
-    let host = crate::settings::url_host(url).to_ascii_lowercase();
-    host == "amberflo.io" || host.ends_with(".amberflo.io")
-}
-
-/// An identify's customer. Merging, only what the event gives is written, so a
-/// missing name is left out (and the record's own kept); replacing, the id stands in.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Customer<'a> {
-    customer_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    customer_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    customer_email: Option<&'a str>,
-    traits: BTreeMap<String, String>,
-}
-
-impl Destination for Amberflo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> Kind {
-        Kind::Amberflo
-    }
-
-    fn ensures_customers(&self) -> bool {
-        self.ensure_customers
-    }
-
-    fn merges_customers(&self) -> bool {
-        self.merge
-    }
-
-    fn translate(&self, event: &Event) -> Translation {
-        if let Err(skip_or_reject) = super::screen(
-            event,
-            Kind::Amberflo,
-            &["track", "page", "screen", "identify"],
-        ) {
-            return skip_or_reject;
-        }
-        let call = event.call_type().unwrap_or_default();
-        let call = call.as_ref();
-        if call == "identify" {
-            return self.customer(event);
-        }
-        let Some(customer_id) = event.customer_id() else {
-            return super::missing("customer id", "userId or anonymousId");
-        };
-        let time = match event_time(event) {
-            Ok(time) => time,
-            Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
-        };
-        let properties = event.properties();
-        let (meter_api_name, meter_value, name) = match call {
-            "track" => {
-                let Some(name) = event.id_at("event") else {
-                    return super::missing("event name", "event");
-                };
-                match meter_value(properties.get("value")) {
-                    Ok(value) => (name, value, None),
-                    Err(reason) => return Translation::Reject(reason),
-                }
-            }
-            _ => (call.to_owned(), Number::from(1), event.fields().get("name")),
-        };
-        let skip = if call == "track" { Some("value") } else { None };
-        let unique_id = event.message_id();
-        let mut json = Vec::with_capacity(256);
-        json.extend_from_slice(b"{\"uniqueId\":");
-        write_json_str(&mut json, &unique_id);
-        json.extend_from_slice(b",\"customerId\":");
-        write_json_str(&mut json, &customer_id);
-        json.extend_from_slice(b",\"meterApiName\":");
-        write_json_str(&mut json, &meter_api_name);
-        json.extend_from_slice(b",\"meterValue\":");
-        json.extend_from_slice(meter_value.to_string().as_bytes());
-        json.extend_from_slice(b",\"meterTimeInMillis\":");
-        json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
-        json.extend_from_slice(b",\"dimensions\":");
-        if let Err(reason) = write_dimensions(&mut json, name, properties, skip) {
-            return Translation::Reject(reason);
-        }
-        json.push(b'}');
-        Translation::Record(Payload {
-            stream: Stream::Usage,
-            json: String::from_utf8(json).expect("JSON written from strings is UTF-8"),
-            key: unique_id,
-            customer: Some(customer_id),
-            time: Some(time),
-            numeric_text: Box::default(),
-        })
-    }
-
-    fn request(&self, stream: Stream, records: &[&str]) -> Request {
-        match stream {
-            Stream::Usage => {
-                let body = super::json_array(records, 0);
-                let mut request = request(&self.endpoint, &self.api_key, "POST", "/ingest", body);
-                // Only ingestion takes gzip, as in the SDK that sends it.
-                if self.gzip_requests {
-                    request
-                        .headers
-                        .push(Header::plain("Content-Encoding", "gzip"));
-                }
-                request
-            }
-            Stream::Customer => {
-                let body = records.concat().into_bytes();
-                request(&self.api_endpoint, &self.api_key, "PUT", "/customers", body)
-            }
-        }
-    }
-}
-
-/// Every Amberflo request: the key in `X-API-KEY`, JSON both ways.
-fn request(
-    endpoint: &str,
-    api_key: &Secret,
-    method: &'static str,
-    path: &str,
-    body: Vec<u8>,
-) -> Request {
-    let mut headers = vec![Header::secret("X-API-KEY", "", api_key)];
-    if !body.is_empty() {
-        headers.push(Header::plain("Content-Type", "application/json"));
-    }
-    headers.push(Header::plain("Accept", "application/json"));
-    Request {
-        method,
-        url: format!("{endpoint}{path}"),
-        headers,
-        body,
-    }
-}
-
-impl Amberflo {
-    fn customer(&self, event: &Event) -> Translation {
-        let Some(customer_id) = event.id_at("userId") else {
-            return Translation::Skip(Reason::plain("identify without userId"));
-        };
-        if let Err(e) = event_time(event) {
-            return Translation::Reject(Reason::new("no usable time", e.to_string()));
-        }
-        let traits = event.traits();
-        let name = traits
-            .get("name")
-            .and_then(scalar_text)
-            .filter(|n| !n.is_empty());
-        let email = traits
-            .get("email")
-            .and_then(scalar_text)
-            .filter(|e| !e.is_empty());
-        let mut kept = Flat::default();
-        for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
-            if let Err(collision) = flatten_into(&mut kept, key, value) {
-                return Translation::Reject(collision.reason("traits", "trait"));
-            }
-        }
-        let customer = Customer {
-            customer_id: &customer_id,
-            customer_name: match (name.as_deref(), self.merge) {
-                (Some(name), _) => Some(name),
-                (None, true) => None,
-                (None, false) => Some(&customer_id),
-            },
-            customer_email: email.as_deref(),
-            traits: kept.into_values(),
-        };
-        Translation::Record(Payload {
-            stream: Stream::Customer,
-            json: serde_json::to_string(&customer).expect("a customer always serialises"),
-            key: customer_id.clone(),
-            customer: Some(customer_id.clone()),
-            time: None,
-            numeric_text: Box::default(),
-        })
-    }
-}
-
-/// `properties.value`: a JSON number, or numeric text (`"12.5"`) read as one; 1
-/// when it is absent or null. Anything else rejects the event: billing it as 1
-/// would bill what nobody measured.
-fn meter_value(value: Option<&Value>) -> Result<Number, Reason> {
-    let not_a_number = |value: &Value| {
-        Reason::new(
-            "meter value not a number",
-            format!(
-                "properties.value is {}; Amberflo meters a number (or numeric text such as \"12.5\")",
-                short_text(value)
-            ),
-        )
-    };
-    match value {
-        None | Some(Value::Null) => Ok(Number::from(1)),
-        Some(Value::Number(n)) => Ok(n.clone()),
-        Some(text @ Value::String(s)) => numeric_text(s).ok_or_else(|| not_a_number(text)),
-        Some(other) => Err(not_a_number(other)),
-    }
-}
 
 /// Writes the dimensions object: `name` (page, screen) and the properties but
 /// `skip` (track's `value`), made into what Amberflo takes. Written straight into
@@ -314,7 +18,7 @@ fn meter_value(value: Option<&Value>) -> Result<Number, Reason> {
 /// path below gives the same object, and is taken when some key is not already
 /// what Amberflo takes (empty, with a dot or a character to clean): two keys
 /// could then become one, which rejects the event.
-fn write_dimensions(
+pub(super) fn write_dimensions(
     out: &mut Vec<u8>,
     name: Option<&Value>,
     properties: &Map<String, Value>,
@@ -513,7 +217,7 @@ fn push_scalar(text: &mut String, value: &Value) {
 }
 
 /// A scalar as text: strings as they are, numbers and booleans as text.
-fn scalar_text(value: &Value) -> Option<String> {
+pub(super) fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -525,10 +229,10 @@ fn scalar_text(value: &Value) -> Option<String> {
 /// Dimensions or traits as Amberflo takes them: each clean key with its value,
 /// and where in the event it came from (to name both keys when two meet).
 #[derive(Default)]
-struct Flat(BTreeMap<String, (String, String)>);
+pub(super) struct Flat(BTreeMap<String, (String, String)>);
 
 impl Flat {
-    fn into_values(self) -> BTreeMap<String, String> {
+    pub(super) fn into_values(self) -> BTreeMap<String, String> {
         self.0
             .into_iter()
             .map(|(key, (value, _))| (key, value))
@@ -557,7 +261,7 @@ impl Flat {
 
 /// Two keys of an event that would become the same Amberflo key: one value
 /// would be lost, so the event is rejected instead.
-struct Collision {
+pub(super) struct Collision {
     /// Where each came from, as `shown_key` writes it.
     first: String,
     second: String,
@@ -568,7 +272,7 @@ struct Collision {
 impl Collision {
     /// `within`: the object the keys are in (`properties`, `traits`); `what`:
     /// the kind of key they become (`dimension`, `trait`).
-    fn reason(&self, within: &str, what: &str) -> Reason {
+    pub(super) fn reason(&self, within: &str, what: &str) -> Reason {
         let place = |shown: &str| {
             if within.is_empty() {
                 shown.trim_start_matches('.').to_owned()
@@ -609,7 +313,7 @@ fn clean_key(key: &str) -> String {
 /// arrays of scalars joined with `,` (other arrays flattened by index), keys and
 /// values sanitised, values cut; nulls, empty values and empty keys dropped.
 /// Two keys that become one are a collision.
-fn flatten_into(out: &mut Flat, key: &str, value: &Value) -> Result<(), Collision> {
+pub(super) fn flatten_into(out: &mut Flat, key: &str, value: &Value) -> Result<(), Collision> {
     if key.is_empty() {
         return Ok(());
     }
@@ -649,7 +353,7 @@ fn flatten(out: &mut Flat, key: String, shown: String, value: &Value) -> Result<
 }
 
 /// Replaces every character outside Amberflo's allowed set with `_` and cuts to 200 characters.
-pub fn sanitise(text: &str) -> String {
+fn sanitise(text: &str) -> String {
     text.chars()
         .take(MAX_VALUE_CHARS)
         .map(|c| if allowed(c) { c } else { '_' })
@@ -677,63 +381,6 @@ const ALLOWED: [bool; 128] = {
     }
     table
 };
-
-/// Amberflo's endpoints besides ingest, on the API host, as requests:
-/// customers (make sure one exists before its meter records arrive, or they
-/// are not billed; merge an identify into it) and usage (what `verify`
-/// compares with the input).
-pub struct Api {
-    endpoint: String,
-    api_key: Secret,
-}
-
-impl Api {
-    pub fn new(settings: &DestinationSettings) -> Result<Api, SettingsError> {
-        Ok(Api {
-            endpoint: api_endpoint(settings, &mut settings.table.clone())?,
-            api_key: settings.api_key.clone(),
-        })
-    }
-
-    /// `GET /customers?customerId=ID`: `{}` when there is no such customer.
-    pub fn lookup(&self, customer_id: &str) -> Request {
-        let path = format!(
-            "/customers?customerId={}",
-            crate::destination::orb::path_segment(customer_id)
-        );
-        request(&self.endpoint, &self.api_key, "GET", &path, Vec::new())
-    }
-
-    /// `POST /usage` with a usage query.
-    pub fn usage(&self, query: &Value) -> Request {
-        request(
-            &self.endpoint,
-            &self.api_key,
-            "POST",
-            "/usage",
-            query.to_string().into_bytes(),
-        )
-    }
-
-    /// `POST /customers`, active from now on.
-    pub fn create(&self, customer_id: &str, name: &str) -> (Request, Map<String, Value>) {
-        let serde_json::Value::Object(record) = serde_json::json!({
-            "customerId": customer_id,
-            "customerName": name,
-            "lifecycleStage": "ACTIVE",
-        }) else {
-            unreachable!("an object literal")
-        };
-        (self.write("POST", &record), record)
-    }
-
-    /// `POST /customers` (create; 409 when it exists) or `PUT /customers`
-    /// (replace the whole record) with this record.
-    pub fn write(&self, method: &'static str, record: &Map<String, Value>) -> Request {
-        let body = serde_json::to_vec(record).expect("a JSON map always serialises");
-        request(&self.endpoint, &self.api_key, method, "/customers", body)
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -861,35 +508,6 @@ mod tests {
                 (Err(written), Err(mapped)) => assert_eq!(written, mapped, "{name:?} {properties}"),
                 (written, mapped) => panic!("{name:?} {properties}: {written:?} but {mapped:?}"),
             }
-        }
-    }
-
-    #[test]
-    fn meter_value_takes_numbers_and_numeric_text_only() {
-        let value = |v: Value| meter_value(Some(&v)).map(|n| n.to_string());
-        assert_eq!(value(json!(2.0)), Ok("2.0".to_owned()));
-        assert_eq!(value(json!("3")), Ok("3".to_owned()));
-        assert_eq!(value(json!("1.5e1")), Ok("15.0".to_owned()));
-        assert_eq!(value(json!(null)), Ok("1".to_owned()));
-        assert_eq!(meter_value(None).map(|n| n.to_string()), Ok("1".to_owned()));
-        for not_a_number in [
-            json!(" 3 "),
-            json!("NaN"),
-            json!("inf"),
-            json!("abc"),
-            json!("1,250"),
-            json!(""),
-            json!(true),
-            json!({}),
-            json!([]),
-        ] {
-            let reason = meter_value(Some(&not_a_number)).unwrap_err();
-            assert_eq!(reason.kind, "meter value not a number");
-            let detail = reason.detail;
-            assert!(
-                detail.starts_with(&format!("properties.value is {not_a_number};")),
-                "{detail}"
-            );
         }
     }
 }

@@ -1,0 +1,404 @@
+//! Amberflo: track, page and screen become meter records (`POST /ingest` on
+//! the ingestion host); identify creates or updates the customer (`/customers`
+//! on the API host), merged into the record Amberflo holds or replacing it.
+
+mod dimensions;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Number, Value};
+
+use super::{
+    Common, Destination, Header, Kind, Payload, Request, Stream, Translation, write_json_str,
+};
+use crate::event::time::event_time;
+use crate::event::{Event, numeric_text, short_text};
+use crate::reason::Reason;
+use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader, url_host};
+use crate::wire::encoded;
+use dimensions::{Flat, flatten_into, scalar_text, write_dimensions};
+
+/// Ingestion: the highly available host Amberflo's SDKs send meter records to.
+pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
+/// Everything else (customers, usage queries): that host does not serve them.
+pub const DEFAULT_API_ENDPOINT: &str = "https://app.amberflo.io";
+pub const DEFAULT_BATCH: usize = 100;
+pub const MAX_BATCH: usize = 1000;
+
+pub const SETTINGS: &[Setting] = &[API_ENDPOINT, IDENTIFY, ENSURE_CUSTOMERS, GZIP_REQUESTS];
+
+const API_ENDPOINT: Setting = Setting {
+    key: "api_endpoint",
+    kind: SettingKind::Url,
+    default: Some(
+        "https://app.amberflo.io; endpoint when that is set to a host not under amberflo.io",
+    ),
+    required: false,
+    help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
+};
+const IDENTIFY: Setting = Setting {
+    key: "identify",
+    kind: SettingKind::Text,
+    default: Some("merge"),
+    required: false,
+    help: "merge: identify changes only what it gives, keeping the rest of the customer; \
+           replace: identify writes the whole customer from the event (PUT /customers)",
+};
+const ENSURE_CUSTOMERS: Setting = Setting {
+    key: "ensure_customers",
+    kind: SettingKind::Bool,
+    default: Some("false"),
+    required: false,
+    help: "make sure each customer exists before its first meter record (as --ensure-customers)",
+};
+const GZIP_REQUESTS: Setting = Setting {
+    key: "gzip_requests",
+    kind: SettingKind::Bool,
+    default: Some("false"),
+    required: false,
+    help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDK does",
+};
+
+pub struct Amberflo {
+    name: String,
+    /// Ingestion's base URL.
+    endpoint: String,
+    /// The API host, and the key every request carries.
+    api: Arc<Api>,
+    ensure_customers: bool,
+    gzip_requests: bool,
+    merge: bool,
+}
+
+impl Amberflo {
+    pub fn new(common: Common, table: &mut TableReader) -> Result<Amberflo, SettingsError> {
+        let merge = match table.string(&IDENTIFY)?.as_deref() {
+            None | Some("merge") => true,
+            Some("replace") => false,
+            Some(other) => {
+                return Err(table.error(format!(
+                    "key \"identify\": \"{other}\" is not merge or replace"
+                )));
+            }
+        };
+        let api = Arc::new(Api {
+            endpoint: api_endpoint(&common, table)?,
+            api_key: common.api_key,
+        });
+        Ok(Amberflo {
+            name: common.name,
+            endpoint: common
+                .endpoint
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            api,
+            ensure_customers: table.bool(&ENSURE_CUSTOMERS)?.unwrap_or(false),
+            gzip_requests: table.bool(&GZIP_REQUESTS)?.unwrap_or(false),
+            merge,
+        })
+    }
+}
+
+/// `api_endpoint`, else Amberflo's API host; but a set `endpoint` that is not
+/// Amberflo's own (a proxy, a test server) serves both, so it is the default then.
+fn api_endpoint(common: &Common, table: &mut TableReader) -> Result<String, SettingsError> {
+    if let Some(url) = table.url(&API_ENDPOINT, common.allow_insecure)? {
+        return Ok(url);
+    }
+    Ok(match &common.endpoint {
+        Some(endpoint) if !is_amberflo_host(endpoint) => endpoint.clone(),
+        _ => DEFAULT_API_ENDPOINT.to_owned(),
+    })
+}
+
+fn is_amberflo_host(url: &str) -> bool {
+    url_host(url).is_some_and(|host| host == "amberflo.io" || host.ends_with(".amberflo.io"))
+}
+
+/// An identify's customer. Merging, only what the event gives is written, so a
+/// missing name is left out (and the record's own kept); replacing, the id stands in.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Customer<'a> {
+    customer_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_email: Option<&'a str>,
+    traits: BTreeMap<String, String>,
+}
+
+impl Destination for Amberflo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Amberflo
+    }
+
+    fn secret(&self) -> &Secret {
+        &self.api.api_key
+    }
+
+    fn amberflo_api(&self) -> Option<Arc<Api>> {
+        Some(self.api.clone())
+    }
+
+    fn ensures_customers(&self) -> bool {
+        self.ensure_customers
+    }
+
+    fn merges_customers(&self) -> bool {
+        self.merge
+    }
+
+    fn translate(&self, event: &Event) -> Translation {
+        if let Err(skip_or_reject) = super::screen(
+            event,
+            Kind::Amberflo,
+            &["track", "page", "screen", "identify"],
+        ) {
+            return skip_or_reject;
+        }
+        let call = event.call_type().unwrap_or_default();
+        let call = call.as_ref();
+        if call == "identify" {
+            return self.customer(event);
+        }
+        let Some(customer_id) = event.customer_id() else {
+            return super::missing("customer id", "userId or anonymousId");
+        };
+        let time = match event_time(event) {
+            Ok(time) => time,
+            Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
+        };
+        let properties = event.properties();
+        let (meter_api_name, meter_value, name) = match call {
+            "track" => {
+                let Some(name) = event.id_at("event") else {
+                    return super::missing("event name", "event");
+                };
+                match meter_value(properties.get("value")) {
+                    Ok(value) => (name, value, None),
+                    Err(reason) => return Translation::Reject(reason),
+                }
+            }
+            _ => (call.to_owned(), Number::from(1), event.fields().get("name")),
+        };
+        let skip = if call == "track" { Some("value") } else { None };
+        let unique_id = event.message_id();
+        let mut json = Vec::with_capacity(256);
+        json.extend_from_slice(b"{\"uniqueId\":");
+        write_json_str(&mut json, &unique_id);
+        json.extend_from_slice(b",\"customerId\":");
+        write_json_str(&mut json, &customer_id);
+        json.extend_from_slice(b",\"meterApiName\":");
+        write_json_str(&mut json, &meter_api_name);
+        json.extend_from_slice(b",\"meterValue\":");
+        json.extend_from_slice(meter_value.to_string().as_bytes());
+        json.extend_from_slice(b",\"meterTimeInMillis\":");
+        json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
+        json.extend_from_slice(b",\"dimensions\":");
+        if let Err(reason) = write_dimensions(&mut json, name, properties, skip) {
+            return Translation::Reject(reason);
+        }
+        json.push(b'}');
+        Translation::Record(Payload {
+            stream: Stream::Usage,
+            json: String::from_utf8(json).expect("JSON written from strings is UTF-8"),
+            key: unique_id,
+            customer: Some(customer_id),
+            time: Some(time),
+            numeric_text: Box::default(),
+        })
+    }
+
+    fn request(&self, stream: Stream, records: &[&str]) -> Request {
+        match stream {
+            Stream::Usage => {
+                let body = super::json_array(records, 0);
+                let mut request =
+                    request(&self.endpoint, &self.api.api_key, "POST", "/ingest", body);
+                // Only ingestion takes gzip, as in the SDK that sends it.
+                if self.gzip_requests {
+                    request
+                        .headers
+                        .push(Header::plain("Content-Encoding", "gzip"));
+                }
+                request
+            }
+            Stream::Customer => {
+                let body = records.concat().into_bytes();
+                self.api.request("PUT", "/customers", body)
+            }
+        }
+    }
+}
+
+/// Every Amberflo request: the key in `X-API-KEY`, JSON both ways.
+fn request(
+    endpoint: &str,
+    api_key: &Secret,
+    method: &'static str,
+    path: &str,
+    body: Vec<u8>,
+) -> Request {
+    let mut headers = vec![Header::secret("X-API-KEY", "", api_key)];
+    if !body.is_empty() {
+        headers.push(Header::plain("Content-Type", "application/json"));
+    }
+    headers.push(Header::plain("Accept", "application/json"));
+    Request {
+        method,
+        url: format!("{endpoint}{path}"),
+        headers,
+        body,
+    }
+}
+
+impl Amberflo {
+    fn customer(&self, event: &Event) -> Translation {
+        let Some(customer_id) = event.id_at("userId") else {
+            return Translation::Skip(Reason::plain("identify without userId"));
+        };
+        if let Err(e) = event_time(event) {
+            return Translation::Reject(Reason::new("no usable time", e.to_string()));
+        }
+        let traits = event.traits();
+        let name = traits
+            .get("name")
+            .and_then(scalar_text)
+            .filter(|n| !n.is_empty());
+        let email = traits
+            .get("email")
+            .and_then(scalar_text)
+            .filter(|e| !e.is_empty());
+        let mut kept = Flat::default();
+        for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
+            if let Err(collision) = flatten_into(&mut kept, key, value) {
+                return Translation::Reject(collision.reason("traits", "trait"));
+            }
+        }
+        let customer = Customer {
+            customer_id: &customer_id,
+            customer_name: match (name.as_deref(), self.merge) {
+                (Some(name), _) => Some(name),
+                (None, true) => None,
+                (None, false) => Some(&customer_id),
+            },
+            customer_email: email.as_deref(),
+            traits: kept.into_values(),
+        };
+        Translation::Record(Payload {
+            stream: Stream::Customer,
+            json: serde_json::to_string(&customer).expect("a customer always serialises"),
+            key: customer_id.clone(),
+            customer: Some(customer_id.clone()),
+            time: None,
+            numeric_text: Box::default(),
+        })
+    }
+}
+
+/// `properties.value`: a JSON number, or numeric text (`"12.5"`) read as one; 1
+/// when it is absent or null. Anything else rejects the event: billing it as 1
+/// would bill what nobody measured.
+fn meter_value(value: Option<&Value>) -> Result<Number, Reason> {
+    let not_a_number = |value: &Value| {
+        Reason::new(
+            "meter value not a number",
+            format!(
+                "properties.value is {}; Amberflo meters a number (or numeric text such as \"12.5\")",
+                short_text(value)
+            ),
+        )
+    };
+    match value {
+        None | Some(Value::Null) => Ok(Number::from(1)),
+        Some(Value::Number(n)) => Ok(n.clone()),
+        Some(text @ Value::String(s)) => numeric_text(s).ok_or_else(|| not_a_number(text)),
+        Some(other) => Err(not_a_number(other)),
+    }
+}
+
+/// Amberflo's API host and the destination's key: the customer requests
+/// (make sure one exists before its meter records arrive, or they are not
+/// billed; merge an identify into it) and usage (what `verify` compares with
+/// the input).
+pub struct Api {
+    endpoint: String,
+    api_key: Secret,
+}
+
+impl Api {
+    fn request(&self, method: &'static str, path: &str, body: Vec<u8>) -> Request {
+        request(&self.endpoint, &self.api_key, method, path, body)
+    }
+
+    /// `GET /customers?customerId=ID`: `{}` when there is no such customer.
+    pub fn lookup(&self, customer_id: &str) -> Request {
+        let path = format!("/customers?customerId={}", encoded(customer_id));
+        self.request("GET", &path, Vec::new())
+    }
+
+    /// `POST /usage` with a usage query.
+    pub fn usage(&self, query: &Value) -> Request {
+        self.request("POST", "/usage", query.to_string().into_bytes())
+    }
+
+    /// `POST /customers`, active from now on.
+    pub fn create(&self, customer_id: &str, name: &str) -> (Request, Map<String, Value>) {
+        let serde_json::Value::Object(record) = serde_json::json!({
+            "customerId": customer_id,
+            "customerName": name,
+            "lifecycleStage": "ACTIVE",
+        }) else {
+            unreachable!("an object literal")
+        };
+        (self.write("POST", &record), record)
+    }
+
+    /// `POST /customers` (create; 409 when it exists) or `PUT /customers`
+    /// (replace the whole record) with this record.
+    pub fn write(&self, method: &'static str, record: &Map<String, Value>) -> Request {
+        let body = serde_json::to_vec(record).expect("a JSON map always serialises");
+        self.request(method, "/customers", body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn meter_value_takes_numbers_and_numeric_text_only() {
+        let value = |v: Value| meter_value(Some(&v)).map(|n| n.to_string());
+        assert_eq!(value(json!(2.0)), Ok("2.0".to_owned()));
+        assert_eq!(value(json!("3")), Ok("3".to_owned()));
+        assert_eq!(value(json!("1.5e1")), Ok("15.0".to_owned()));
+        assert_eq!(value(json!(null)), Ok("1".to_owned()));
+        assert_eq!(meter_value(None).map(|n| n.to_string()), Ok("1".to_owned()));
+        for not_a_number in [
+            json!(" 3 "),
+            json!("NaN"),
+            json!("inf"),
+            json!("abc"),
+            json!("1,250"),
+            json!(""),
+            json!(true),
+            json!({}),
+            json!([]),
+        ] {
+            let reason = meter_value(Some(&not_a_number)).unwrap_err();
+            assert_eq!(reason.kind, "meter value not a number");
+            let detail = reason.detail;
+            assert!(
+                detail.starts_with(&format!("properties.value is {not_a_number};")),
+                "{detail}"
+            );
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `segrelay destinations`: each type, the calls it takes, its batch sizes
+//! and its settings, read from the tables the settings parser reads.
+
+use std::io::{self, Write};
+
+use super::{Kind, settings};
+
+pub fn print(json: bool) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        let list: Vec<serde_json::Value> = Kind::ALL
+            .iter()
+            .map(|&kind| {
+                let (default_batch, max_batch) = kind.batch_sizes();
+                serde_json::json!({
+                    "type": kind.name(),
+                    "integrations_key": kind.display_name(),
+                    "calls": calls(kind).iter().map(|(call, to)| serde_json::json!({"call": call, "request": to})).collect::<Vec<_>>(),
+                    "batch_size": {"default": default_batch, "max": max_batch},
+                    "settings": settings(kind).map(|s| serde_json::json!({
+                        "key": s.key, "required": s.required, "default": s.default, "help": s.help,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for (i, &kind) in Kind::ALL.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        let (default_batch, max_batch) = kind.batch_sizes();
+        writeln!(
+            out,
+            "{} (integrations key \"{}\")",
+            kind.name(),
+            kind.display_name()
+        )?;
+        writeln!(out, "  calls:")?;
+        for (call, to) in calls(kind) {
+            writeln!(out, "    {call:<9} {to}")?;
+        }
+        writeln!(
+            out,
+            "  batch size: {default_batch} events per request by default, at most {max_batch}"
+        )?;
+        writeln!(out, "  settings:")?;
+        for setting in settings(kind) {
+            let default = match (setting.required, setting.default) {
+                (true, _) => "required".to_owned(),
+                (false, Some(default)) => format!("default: {default}"),
+                (false, None) => "optional".to_owned(),
+            };
+            writeln!(out, "    {:<27} {} ({default})", setting.key, setting.help)?;
+        }
+    }
+    Ok(())
+}
+
+/// The Segment calls each type takes and where they go.
+fn calls(kind: Kind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        Kind::Amberflo => &[
+            ("track", "POST /ingest (meter record, meterApiName = event)"),
+            ("page", "POST /ingest (meter record, meterApiName = page)"),
+            (
+                "screen",
+                "POST /ingest (meter record, meterApiName = screen)",
+            ),
+            (
+                "identify",
+                "API host: GET /customers, then POST (create) or PUT (the record with the event's changes); \
+                 identify = \"replace\": PUT /customers",
+            ),
+        ],
+        Kind::Orb => &[("track", "POST /ingest (usage event)")],
+        Kind::Kable => &[("track", "POST /api/v1/events/create (event)")],
+    }
+}
