@@ -132,7 +132,7 @@ pub struct InputArgs {
     pub events: Option<Vec<String>>,
 
     /// Threads that parse and translate, beside the one that batches and sends
-    /// [default: the number of CPUs]
+    /// [default: the number of CPUs, at most 8]
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
 
