@@ -1,4 +1,5 @@
-//! The command line, as clap types only. `config` turns these into a validated `Config`.
+//! The command line, as clap types only. `config` turns these into each command's validated
+//! configuration.
 
 use std::path::PathBuf;
 use std::time::Duration;
