@@ -9,52 +9,29 @@
 //! it, and (with --orb-wait) waits until Orb has reflected it before the next.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::checkpoint::Checkpoint;
-use crate::delivery::{Call, Courier, Delivered};
+use crate::checkpoint::{Checkpoint, Window};
+use crate::cli::BackfillAction;
+use crate::config::{BackfillsConfig, Plan};
+use crate::console::{Console, Verbosity};
+use crate::delivery::{Call, Courier, Delivered, RequestContext, Stop};
+use crate::destination::Request;
 use crate::destination::orb::Api;
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
-use crate::pipeline::{self, DaySpan, Dispatch, Options, Pass, PassEnd};
-use crate::report::Report;
+use crate::pipeline::{self, DaySpan, Options, Pass, PassEnd, Run};
+use crate::retry::RetryPolicy;
+use crate::status::Status;
+use crate::throttle::Throttle;
+use crate::transport::http::HttpSender;
 
-/// What `send --orb-backfill` was asked to do.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub window_days: u32,
-    pub replace_existing: bool,
-    pub close: bool,
-    /// Each backfill's `close_time` is its creation plus this: Orb closes it
-    /// then by itself, whether segrelay closed it or not.
-    pub close_after: Duration,
-    pub wait: bool,
-    pub poll_interval: Duration,
-    pub wait_timeout: Duration,
-    pub dry_run: bool,
-}
-
-/// One backfill window, as kept in the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Window {
-    /// Inclusive.
-    pub start: Timestamp,
-    /// Exclusive.
-    pub end: Timestamp,
-    pub events: u64,
-    pub id: Option<String>,
-    pub closed: bool,
-    pub reflected: bool,
-    /// The events within the grace period: sent through ordinary ingest, not
-    /// a backfill.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub recent: bool,
-}
+/// A step that talks to Orb: what it found, or why the run stops.
+type Step<T> = anyhow::Result<Result<T, Stop>>;
 
 /// Cuts the days that hold events into windows of at most `window_days` days,
 /// each from its first event to just after its last: a window never starts on
@@ -70,24 +47,22 @@ pub fn windows(days: &BTreeMap<i64, DaySpan>, window_days: u32) -> Vec<Window> {
             }
             _ => {
                 window_first_day = day;
-                windows.push(Window::of(span, false));
+                windows.push(window_of(span, false));
             }
         }
     }
     windows
 }
 
-impl Window {
-    fn of(span: &DaySpan, recent: bool) -> Window {
-        Window {
-            start: span.first,
-            end: after(span.last),
-            events: span.events,
-            id: None,
-            closed: false,
-            reflected: false,
-            recent,
-        }
+fn window_of(span: &DaySpan, recent: bool) -> Window {
+    Window {
+        start: span.first,
+        end: after(span.last),
+        events: span.events,
+        id: None,
+        closed: false,
+        reflected: false,
+        recent,
     }
 }
 
@@ -132,54 +107,47 @@ fn plan_passes(
         span.last = span.last.max(time);
         span.events += 1;
     })?;
-    let mut passes: Vec<Window> = recent.iter().map(|span| Window::of(span, true)).collect();
+    let mut passes: Vec<Window> = recent.iter().map(|span| window_of(span, true)).collect();
     passes.extend(windows(&days, window_days));
     Ok((passes, latest))
 }
 
 /// Runs every pass not yet done, resuming where the checkpoint says.
-pub fn run(
-    options: &Options,
-    plan: &Plan,
-    api: &Api,
-    courier: &Arc<Courier>,
-    dispatch: &mut Dispatch,
-    report: &mut Report,
-    mut checkpoint: Option<&mut Checkpoint>,
-) -> anyhow::Result<PassEnd> {
-    let console = courier.console.clone();
-    let saved = checkpoint.as_ref().and_then(|c| {
+pub fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassEnd> {
+    let console = run.courier.console.clone();
+    let saved = run.checkpoint.as_ref().and_then(|c| {
         let state = c.state();
         state.orb_backfill.clone().map(|w| (w, state.orb_latest))
     });
     let (mut windows, latest) = match saved {
         Some(saved) => saved,
         None => {
-            let (windows, latest) = plan_passes(options, courier, plan.window_days)?;
-            if let Some(checkpoint) = checkpoint.as_deref_mut() {
+            let (windows, latest) = plan_passes(&run.options, &run.courier, plan.window_days)?;
+            if let Some(checkpoint) = run.checkpoint.as_mut() {
                 checkpoint.set_backfill_plan(&windows, latest)?;
             }
             (windows, Some(latest))
         }
     };
-    let first = checkpoint.as_ref().map_or(0, |c| c.state().pass);
+    let first = run.checkpoint.as_ref().map_or(0, |c| c.state().pass);
     console.say(&describe(&windows, plan));
     if windows.is_empty() {
         // Nothing for Orb, but the skipped and rejected events still need settling.
         let nothing = Some((Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH));
         let pass = Pass {
             window: nothing,
-            settles_unsent: true,
+            settles_skipped_and_rejected: true,
             rejects_after: latest,
+            follows_checkpoint: true,
+            context: RequestContext::default(),
         };
-        return pipeline::run(options, pass, courier, dispatch, report, checkpoint, None);
+        return run.pass(&pass);
     }
     let mut end = PassEnd {
         aborted: None,
         complete: true,
     };
-    let rest = Rest {
-        options,
+    let unmade = UnmadePasses {
         spans: windows.iter().map(|w| (w.start, w.end)).collect(),
         latest,
     };
@@ -201,12 +169,11 @@ pub fn run(
             let id = match window.id.clone() {
                 Some(id) => id,
                 None => {
-                    let Some(id) = create(api, courier, dispatch, report, plan, &window, index)?
-                    else {
-                        return rest.settle(index, index == 0, courier, dispatch, report);
+                    let Ok(id) = create(api, run, plan, &window, index)? else {
+                        return unmade.settle(run, index, index == 0);
                     };
                     windows[index].id = Some(id.clone());
-                    save(&mut checkpoint, &windows)?;
+                    save(run.checkpoint.as_mut(), &windows)?;
                     id
                 }
             };
@@ -216,23 +183,16 @@ pub fn run(
             ));
             Some(id)
         };
-        *courier.usage_query.write().expect("query lock") =
-            id.as_ref().map(|id| api.backfill_query(id));
         let pass = Pass {
             window: Some((window.start, window.end)),
-            settles_unsent: index == 0,
+            settles_skipped_and_rejected: index == 0,
             rejects_after: latest,
+            follows_checkpoint: true,
+            context: RequestContext {
+                usage_query: id.as_ref().map(|id| api.backfill_query(id)),
+            },
         };
-        end = pipeline::run(
-            options,
-            pass,
-            courier,
-            dispatch,
-            report,
-            checkpoint.as_deref_mut(),
-            None,
-        )?;
-        *courier.usage_query.write().expect("query lock") = None;
+        end = run.pass(&pass)?;
         if !end.complete || end.aborted.is_some() {
             if let Some(id) = &id {
                 console.say(&format!(
@@ -240,28 +200,28 @@ pub fn run(
                 ));
             }
             if end.aborted.is_some() {
-                rest.settle(index + 1, false, courier, dispatch, report)?;
+                unmade.settle(run, index + 1, false)?;
             }
             return Ok(end);
         }
         if let Some(id) = id {
             if plan.close && !window.closed {
-                if !act(api, courier, dispatch, report, &id, "close")? {
-                    return rest.settle(index + 1, false, courier, dispatch, report);
+                if act(api, run, &id, "close")?.is_err() {
+                    return unmade.settle(run, index + 1, false);
                 }
                 windows[index].closed = true;
-                save(&mut checkpoint, &windows)?;
+                save(run.checkpoint.as_mut(), &windows)?;
             }
             if plan.wait && plan.close && !plan.dry_run && !window.reflected {
-                if !wait_reflected(api, courier, dispatch, report, plan, &id)? {
-                    return rest.settle(index + 1, false, courier, dispatch, report);
+                if wait_reflected(api, run, plan, &id)?.is_err() {
+                    return unmade.settle(run, index + 1, false);
                 }
                 windows[index].reflected = true;
-                save(&mut checkpoint, &windows)?;
+                save(run.checkpoint.as_mut(), &windows)?;
             }
         }
         if index + 1 < windows.len()
-            && let Some(checkpoint) = checkpoint.as_deref_mut()
+            && let Some(checkpoint) = run.checkpoint.as_mut()
         {
             checkpoint.next_pass()?;
         }
@@ -271,23 +231,20 @@ pub fn run(
 
 /// After an abort, the events of the passes not made still have to be
 /// accounted for: one more pass fails them all (the courier refuses to send).
-struct Rest<'a> {
-    options: &'a Options<'a>,
+struct UnmadePasses {
     /// Each pass's [start, end).
     spans: Vec<(Timestamp, Timestamp)>,
     latest: Option<Timestamp>,
 }
 
-impl Rest<'_> {
+impl UnmadePasses {
     fn settle(
         &self,
+        run: &mut Run,
         from: usize,
-        settles_unsent: bool,
-        courier: &Arc<Courier>,
-        dispatch: &mut Dispatch,
-        report: &mut Report,
+        settles_skipped_and_rejected: bool,
     ) -> anyhow::Result<PassEnd> {
-        let aborted = courier.aborted();
+        let aborted = run.courier.aborted();
         let left = match self.spans.get(from..) {
             Some(left) if aborted.is_some() && !left.is_empty() => left,
             _ => {
@@ -307,12 +264,14 @@ impl Rest<'_> {
         let end = left.iter().map(|(_, end)| *end).max().expect("a pass left");
         let pass = Pass {
             window: Some((start, end)),
-            settles_unsent,
+            settles_skipped_and_rejected,
             rejects_after: self.latest,
+            // The lines the checkpoint calls settled are another pass's, and
+            // this pass fails everything, so it would not move anyway.
+            follows_checkpoint: false,
+            context: RequestContext::default(),
         };
-        // Without the checkpoint: the lines it calls settled are another pass's, and
-        // this pass fails everything, so it would not move anyway.
-        let end = pipeline::run(self.options, pass, courier, dispatch, report, None, None)?;
+        let end = run.pass(&pass)?;
         Ok(PassEnd {
             aborted: end.aborted,
             complete: false,
@@ -342,7 +301,7 @@ fn describe(windows: &[Window], plan: &Plan) -> String {
     text
 }
 
-fn save(checkpoint: &mut Option<&mut Checkpoint>, windows: &[Window]) -> anyhow::Result<()> {
+fn save(checkpoint: Option<&mut Checkpoint>, windows: &[Window]) -> anyhow::Result<()> {
     match checkpoint {
         Some(checkpoint) => checkpoint.set_windows(windows),
         None => Ok(()),
@@ -351,43 +310,35 @@ fn save(checkpoint: &mut Option<&mut Checkpoint>, windows: &[Window]) -> anyhow:
 
 /// Creates the window's backfill, or adopts the pending one Orb already has for
 /// exactly this window (a run stopped between creating it and saving its id).
-fn create(
-    api: &Api,
-    courier: &Courier,
-    dispatch: &mut Dispatch,
-    report: &mut Report,
-    plan: &Plan,
-    window: &Window,
-    index: usize,
-) -> anyhow::Result<Option<String>> {
+fn create(api: &Api, run: &mut Run, plan: &Plan, window: &Window, index: usize) -> Step<String> {
     let start = utc_millis_text(window.start);
     let end = utc_millis_text(window.end);
     let close_time = close_time(Timestamp::now(), plan.close_after);
     let request = api.create(&start, &end, plan.replace_existing, &close_time);
-    match call(courier, dispatch, report, &request)? {
-        Call::Written => Ok(Some(format!("dry-run-backfill-{}", index + 1))),
+    Ok(match call(run, &request)? {
+        Call::Written => Ok(format!("dry-run-backfill-{}", index + 1)),
         Call::Answered(response) => match json_field(&response.body, "id") {
-            Some(id) => Ok(Some(id)),
-            None => fail(
-                courier,
+            Some(id) => Ok(id),
+            None => Err(abort(
+                &run.courier,
                 format!(
                     "Orb created a backfill but its answer has no id: {}",
                     response.body_excerpt()
                 ),
-            ),
+            )),
         },
         Call::Refused { message, .. } => {
-            if let Some(id) = find_pending(api, courier, dispatch, report, window)? {
-                courier.console.say(&format!("segrelay: orb backfill: going on with the pending backfill {id} for this window"));
-                return Ok(Some(id));
+            if let Some(id) = find_pending(api, run, window)? {
+                run.courier.console.say(&format!("segrelay: orb backfill: going on with the pending backfill {id} for this window"));
+                return Ok(Ok(id));
             }
-            fail(
-                courier,
+            Err(abort(
+                &run.courier,
                 format!("Orb refused the backfill for {start} to {end}: {message}"),
-            )
+            ))
         }
-        Call::Failed(_) => Ok(None),
-    }
+        Call::Stopped(stop) => Err(stop),
+    })
 }
 
 /// When Orb is to close a backfill created at `created` by itself, sent
@@ -397,19 +348,11 @@ fn close_time(created: Timestamp, close_after: Duration) -> String {
     utc_millis_text(created.checked_add(after).unwrap_or(Timestamp::MAX))
 }
 
-fn find_pending(
-    api: &Api,
-    courier: &Courier,
-    dispatch: &mut Dispatch,
-    report: &mut Report,
-    window: &Window,
-) -> anyhow::Result<Option<String>> {
+fn find_pending(api: &Api, run: &mut Run, window: &Window) -> anyhow::Result<Option<String>> {
     let mut cursor: Option<String> = None;
     // Bounded: a hundred pages of a hundred backfills.
     for _ in 0..100 {
-        let Call::Answered(response) =
-            call(courier, dispatch, report, &api.list(cursor.as_deref()))?
-        else {
+        let Call::Answered(response) = call(run, &api.list(cursor.as_deref()))? else {
             return Ok(None);
         };
         let Ok(page) = serde_json::from_slice::<Value>(&response.body) else {
@@ -438,91 +381,75 @@ fn find_pending(
     Ok(None)
 }
 
-/// Closes or reverts a backfill; false when it could not be done.
-fn act(
-    api: &Api,
-    courier: &Courier,
-    dispatch: &mut Dispatch,
-    report: &mut Report,
-    id: &str,
-    action: &str,
-) -> anyhow::Result<bool> {
-    match call(courier, dispatch, report, &api.act(id, action))? {
-        Call::Written | Call::Answered(_) => Ok(true),
-        Call::Refused { message, .. } => fail(
-            courier,
+/// Closes or reverts a backfill.
+fn act(api: &Api, run: &mut Run, id: &str, action: &str) -> Step<()> {
+    Ok(match call(run, &api.act(id, action))? {
+        Call::Written | Call::Answered(_) => Ok(()),
+        Call::Refused { message, .. } => Err(abort(
+            &run.courier,
             format!("Orb refused to {action} backfill {id}: {message}"),
-        )
-        .map(|_: Option<()>| false),
-        Call::Failed(_) => Ok(false),
-    }
+        )),
+        Call::Stopped(stop) => Err(stop),
+    })
 }
 
-fn wait_reflected(
-    api: &Api,
-    courier: &Courier,
-    dispatch: &mut Dispatch,
-    report: &mut Report,
-    plan: &Plan,
-    id: &str,
-) -> anyhow::Result<bool> {
+fn wait_reflected(api: &Api, run: &mut Run, plan: &Plan, id: &str) -> Step<()> {
     let started = Instant::now();
-    courier.console.say(&format!(
+    run.courier.console.say(&format!(
         "segrelay: orb backfill {id}: waiting until Orb has reflected it"
     ));
     loop {
-        match call(courier, dispatch, report, &api.show(id))? {
+        match call(run, &api.show(id))? {
             Call::Answered(response) => {
                 let status = json_field(&response.body, "status").unwrap_or_default();
                 if status == "reflected" {
-                    return Ok(true);
+                    return Ok(Ok(()));
                 }
                 if !matches!(status.as_str(), "pending" | "reflecting" | "pending_revert") {
-                    return fail(
-                        courier,
-                        format!("backfill {id} is {status:?}, not reflected"),
-                    )
-                    .map(|_: Option<()>| false);
+                    let message = format!("backfill {id} is {status:?}, not reflected");
+                    return Ok(Err(abort(&run.courier, message)));
                 }
             }
             Call::Refused { message, .. } => {
-                return fail(courier, format!("cannot read backfill {id}: {message}"))
-                    .map(|_: Option<()>| false);
+                let message = format!("cannot read backfill {id}: {message}");
+                return Ok(Err(abort(&run.courier, message)));
             }
-            Call::Written | Call::Failed(_) => return Ok(false),
+            // Only a dry run writes instead of asking, and it does not wait.
+            Call::Written => return Ok(Ok(())),
+            Call::Stopped(stop) => return Ok(Err(stop)),
         }
         if started.elapsed() >= plan.wait_timeout {
-            return fail(
-                courier,
-                format!(
-                    "backfill {id} was not reflected after {} s (--orb-wait-timeout)",
-                    plan.wait_timeout.as_secs()
-                ),
-            )
-            .map(|_: Option<()>| false);
+            let message = format!(
+                "backfill {id} was not reflected after {} s (--orb-wait-timeout)",
+                plan.wait_timeout.as_secs()
+            );
+            return Ok(Err(abort(&run.courier, message)));
         }
         if !interrupt::sleep(plan.poll_interval) {
-            return Ok(false);
+            return Ok(Err(Stop::Interrupted));
         }
     }
 }
 
-fn call(
-    courier: &Courier,
-    dispatch: &mut Dispatch,
-    report: &mut Report,
-    request: &crate::destination::Request,
-) -> anyhow::Result<Call> {
-    let mut done = Delivered::default();
-    let result = courier.call(dispatch.control(), request, &mut done);
-    report.delivery(done.requests, done.retries, done.server, done.backoff);
+/// A request between batches, counted in the summary.
+fn call(run: &mut Run, request: &Request) -> anyhow::Result<Call> {
+    let mut delivered = Delivered::default();
+    let result = run
+        .courier
+        .call(run.dispatch.control(), request, &mut delivered);
+    run.report.delivery(
+        delivered.requests,
+        delivered.retries,
+        delivered.server_wait,
+        delivered.backoff,
+    );
     result
 }
 
 /// Stops the run with a message.
-fn fail<T>(courier: &Courier, message: String) -> anyhow::Result<Option<T>> {
+fn abort(courier: &Courier, message: String) -> Stop {
     courier.abort(&message);
-    Ok(None)
+    Stop::Aborted(message)
 }
 
 fn json_field(body: &[u8], key: &str) -> Option<String> {
@@ -531,30 +458,25 @@ fn json_field(body: &[u8], key: &str) -> Option<String> {
 }
 
 /// `segrelay orb backfills ...`: the backfill endpoints by hand.
-pub fn manage(
-    settings: &crate::settings::DestinationSettings,
-    timeout: Duration,
-    action: &crate::cli::BackfillAction,
-) -> anyhow::Result<crate::Status> {
-    use crate::cli::BackfillAction;
-    use std::io::Write;
-
-    let api = settings.destination.orb_api().expect("backfills are Orb's");
-    settings.destination.secret().require()?;
-    let courier = Courier {
-        destination: settings.destination.clone(),
-        retry: crate::retry::RetryPolicy::for_kind(settings.kind, 3, Duration::from_secs(30)),
-        throttle: std::sync::Mutex::new(crate::throttle::Throttle::new(None, None)),
-        console: crate::console::Console::new(crate::console::Verbosity::Normal, None),
-        secret: Some(settings.destination.secret().clone()),
-        aborted: std::sync::Mutex::new(None),
-        usage_query: std::sync::RwLock::new(None),
-    };
-    let mut transport = crate::transport::http::HttpSender::new(timeout, 1);
-    let mut done = Delivered::default();
+pub fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
+    let BackfillsConfig {
+        target,
+        timeout,
+        action,
+    } = config;
+    let api = target.destination.orb_api().expect("backfills are Orb's");
+    let courier = Courier::new(
+        target.destination.clone(),
+        target.secret(),
+        RetryPolicy::for_kind(target.destination.kind(), 3, Duration::from_secs(30)),
+        Throttle::new(None, None),
+        Console::new(Verbosity::Normal, None),
+    );
+    let mut transport = HttpSender::new(timeout, 1);
+    let mut delivered = Delivered::default();
     let mut out = std::io::stdout().lock();
-    let mut answer = |request: crate::destination::Request| -> anyhow::Result<Option<Value>> {
-        match courier.call(&mut transport, &request, &mut done)? {
+    let mut answer = |request: Request| -> anyhow::Result<Option<Value>> {
+        match courier.call(&mut transport, &request, &mut delivered)? {
             Call::Answered(response) => Ok(Some(
                 serde_json::from_slice(&response.body).unwrap_or(Value::Null),
             )),
@@ -562,10 +484,10 @@ pub fn manage(
                 eprintln!("segrelay: Orb refused: {message}");
                 Ok(None)
             }
-            Call::Written | Call::Failed(_) => Ok(None),
+            Call::Written | Call::Stopped(_) => Ok(None),
         }
     };
-    let single = match action {
+    let single = match &action {
         BackfillAction::List { json } => {
             let mut cursor: Option<String> = None;
             let mut rows = Vec::new();
@@ -610,18 +532,18 @@ pub fn manage(
             Ok(status_after(&courier))
         }
         None => Ok(if courier.aborted().is_some() {
-            crate::Status::Aborted
+            Status::Aborted
         } else {
-            crate::Status::Problems
+            Status::Problems
         }),
     }
 }
 
-fn status_after(courier: &Courier) -> crate::Status {
+fn status_after(courier: &Courier) -> Status {
     if courier.aborted().is_some() {
-        crate::Status::Aborted
+        Status::Aborted
     } else {
-        crate::Status::Clean
+        Status::Clean
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -35,11 +36,28 @@ pub struct State {
     pub pass: usize,
     /// The Orb backfill windows, once planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub orb_backfill: Option<Vec<crate::backfill::Window>>,
+    pub orb_backfill: Option<Vec<Window>>,
     /// The latest event time Orb's ingest took when the backfill was planned:
     /// a resume rejects later events as the first run did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub orb_latest: Option<jiff::Timestamp>,
+    pub orb_latest: Option<Timestamp>,
+}
+
+/// One Orb backfill window, and how far its backfill got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Inclusive.
+    pub start: Timestamp,
+    /// Exclusive.
+    pub end: Timestamp,
+    pub events: u64,
+    pub id: Option<String>,
+    pub closed: bool,
+    pub reflected: bool,
+    /// The events within the grace period: sent through ordinary ingest, not
+    /// a backfill.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,11 +193,6 @@ impl Checkpoint {
         PathBuf::from(path)
     }
 
-    /// Every input of the last pass is settled.
-    pub fn finished(&self) -> bool {
-        self.state.inputs.iter().all(|i| i.done)
-    }
-
     /// Lines to read past in each input.
     pub fn settled_lines(&self) -> Vec<u64> {
         self.state
@@ -223,7 +236,7 @@ impl Checkpoint {
         self.write()
     }
 
-    pub fn set_windows(&mut self, windows: &[crate::backfill::Window]) -> anyhow::Result<()> {
+    pub fn set_windows(&mut self, windows: &[Window]) -> anyhow::Result<()> {
         self.state.orb_backfill = Some(windows.to_vec());
         self.write()
     }
@@ -231,8 +244,8 @@ impl Checkpoint {
     /// The backfill's windows as planned, and the latest event time it takes.
     pub fn set_backfill_plan(
         &mut self,
-        windows: &[crate::backfill::Window],
-        latest: jiff::Timestamp,
+        windows: &[Window],
+        latest: Timestamp,
     ) -> anyhow::Result<()> {
         self.state.orb_latest = Some(latest);
         self.set_windows(windows)

@@ -1,4 +1,5 @@
-//! The command line, as clap types only. `config` turns these into a validated `Config`.
+//! The command line, as clap types only. `config` turns these into each command's validated
+//! configuration.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,7 +133,7 @@ pub struct InputArgs {
     pub events: Option<Vec<String>>,
 
     /// Threads that parse and translate, beside the one that batches and sends
-    /// [default: the number of CPUs]
+    /// [default: the number of CPUs, at most 8]
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
 

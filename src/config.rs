@@ -1,20 +1,85 @@
-//! The validated configuration a run needs, built from the command line and
+//! Each command's validated configuration, built from the command line and
 //! the settings file. The core never sees clap.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{self, BatchArgs, InputArgs, SettingsArgs};
+use crate::cli::{self, BackfillAction, BatchArgs, InputArgs, SettingsArgs};
 use crate::console::Verbosity;
-use crate::destination::Destination;
+use crate::destination::{Destination, Kind};
 use crate::filter::{self, Filter};
 use crate::input::Source;
+use crate::pipeline::Options;
 use crate::retry::RetryPolicy;
-use crate::settings::{self, Secret, Settings, SettingsError};
+use crate::settings::{self, DestinationSettings, Secret, Settings, SettingsError};
 use crate::transport::dry_run::Format;
 
-pub enum Mode {
+/// The chosen destination, built from its settings table.
+pub struct Target {
+    pub destination: Arc<dyn Destination>,
+    /// The destination's own rate limit, which segrelay keeps under.
+    pub max_events_per_minute: Option<u64>,
+}
+
+impl Target {
+    fn load(args: &SettingsArgs) -> Result<Target, SettingsError> {
+        let settings = Settings::load(&settings::locate(args.config.as_deref()))?;
+        let chosen = settings.select(args.destination.as_deref())?;
+        Ok(Target::of(chosen))
+    }
+
+    fn of(chosen: &DestinationSettings) -> Target {
+        Target {
+            destination: chosen.destination.clone(),
+            max_events_per_minute: chosen.max_events_per_minute,
+        }
+    }
+
+    /// The destination for `send` or `check`, and the warnings to show
+    /// before the run: a check only warns that the key is missing.
+    fn load_for(
+        args: &SettingsArgs,
+        output: &Output,
+    ) -> Result<(Target, Vec<String>), SettingsError> {
+        let target = Target::load(args)?;
+        let mut warnings = target.destination.warnings();
+        let key = target.destination.secret().require();
+        match output {
+            // A real send needs the key before anything is read.
+            Output::Send { .. } => {
+                key?;
+            }
+            Output::Check => {
+                if let Err(e) = key {
+                    warnings.push(format!("a real send would stop here: {e}"));
+                }
+            }
+            Output::DryRun { .. } => {}
+        }
+        Ok((target, warnings))
+    }
+
+    /// The destination's key, kept out of messages.
+    pub fn secret(&self) -> Secret {
+        self.destination.secret().clone()
+    }
+
+    fn refuse_unless(&self, kind: Kind, flag: &str) -> Result<(), SettingsError> {
+        if self.destination.kind() == kind {
+            return Ok(());
+        }
+        Err(SettingsError(format!(
+            "{flag} is for {} destinations; {} is {}",
+            kind.display_name(),
+            self.destination.name(),
+            self.destination.kind().name()
+        )))
+    }
+}
+
+/// Where `send` and `check` put the requests.
+pub enum Output {
     /// Send the requests.
     Send {
         timeout: Duration,
@@ -28,44 +93,52 @@ pub enum Mode {
     },
     /// Translate and count; write nothing.
     Check,
-    /// Compare what the destination holds with the input.
-    Verify { timeout: Duration, json: bool },
 }
 
-pub struct Config {
-    pub destination: Arc<dyn Destination>,
-    pub sources: Vec<Source>,
-    pub max_line_bytes: usize,
-    /// Threads that parse and translate.
-    pub threads: usize,
-    pub batch_size: usize,
-    pub fail_fast: bool,
-    pub filter: Filter,
+/// `send` (with or without `--dry-run`) and `check`: the input replayed
+/// through the pipeline.
+pub struct RunConfig {
+    pub target: Target,
+    pub options: Options,
     pub verbosity: Verbosity,
-    pub mode: Mode,
+    pub output: Output,
     pub rejects: Option<PathBuf>,
     pub summary: Option<PathBuf>,
     pub retry: RetryPolicy,
     /// `--rate`: requests per second.
     pub rate: Option<f64>,
-    pub max_events_per_minute: Option<u64>,
     /// `--ensure-customers`, or `ensure_customers` in the settings (Amberflo).
     pub ensure_customers: bool,
     /// `--orb-backfill` and its options.
-    pub orb_backfill: Option<crate::backfill::Plan>,
+    pub orb_backfill: Option<Plan>,
     /// `--checkpoint`, and `--restart` to ignore the one there is.
     pub checkpoint: Option<PathBuf>,
     pub restart: bool,
-    /// The destination's key, kept out of messages.
-    pub secret: Secret,
     /// Warnings to show before the run starts.
     pub warnings: Vec<String>,
 }
 
-impl Config {
-    pub fn for_send(args: cli::SendArgs) -> Result<Config, SettingsError> {
-        let mode = if args.dry_run {
-            Mode::DryRun {
+/// `verify`: the input compared with what the destination holds.
+pub struct VerifyConfig {
+    pub target: Target,
+    pub options: Options,
+    pub verbosity: Verbosity,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub json: bool,
+}
+
+/// `orb backfills ...`: Orb's backfill endpoints by hand.
+pub struct BackfillsConfig {
+    pub target: Target,
+    pub timeout: Duration,
+    pub action: BackfillAction,
+}
+
+impl RunConfig {
+    pub fn for_send(args: cli::SendArgs) -> Result<RunConfig, SettingsError> {
+        let output = if args.dry_run {
+            Output::DryRun {
                 format: match args.format {
                     cli::Format::Ndjson => Format::Ndjson,
                     cli::Format::Curl => Format::Curl,
@@ -75,191 +148,222 @@ impl Config {
                 show_secrets: args.show_secrets,
             }
         } else {
-            Mode::Send {
+            Output::Send {
                 timeout: args.retry.timeout,
                 concurrency: usize::from(args.concurrency),
             }
         };
-        let mut config = Config::build(
-            args.settings,
-            args.input,
-            Some(args.batch),
-            mode,
-            args.rejects,
-            args.summary,
-        )?;
-        config.retry = RetryPolicy::for_kind(
-            config.destination.kind(),
-            args.retry.max_retries,
-            args.retry.max_retry_wait,
-        );
-        config.rate = args.rate;
-        config.checkpoint = args.checkpoint;
-        config.restart = args.restart;
+        let (target, warnings) = Target::load_for(&args.settings, &output)?;
+        let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
+        let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         if args.ensure_customers {
-            if config.destination.kind() != crate::destination::Kind::Amberflo {
-                return Err(SettingsError(format!(
-                    "--ensure-customers is for Amberflo destinations; {} is {}",
-                    config.destination.name(),
-                    config.destination.kind().name()
-                )));
-            }
-            config.ensure_customers = true;
+            target.refuse_unless(Kind::Amberflo, "--ensure-customers")?;
         }
-        if args.orb_backfill {
-            if config.destination.kind() != crate::destination::Kind::Orb {
-                return Err(SettingsError(format!(
-                    "--orb-backfill is for Orb destinations; {} is {}",
-                    config.destination.name(),
-                    config.destination.kind().name()
-                )));
-            }
-            if config.sources.contains(&Source::Stdin) {
-                return Err(SettingsError(
-                    "--orb-backfill needs files: it reads them once to plan the windows, then once per window".into(),
-                ));
-            }
-            if args.orb_close_after.is_zero() {
-                return Err(SettingsError(
-                    "--orb-close-after must be more than 0: Orb would close each backfill before anything was sent to it".into(),
-                ));
-            }
-            config.orb_backfill = Some(crate::backfill::Plan {
-                window_days: args.orb_backfill_window,
-                replace_existing: args.orb_replace_existing,
-                close: !args.orb_no_close,
-                close_after: args.orb_close_after,
-                wait: args.orb_wait,
-                poll_interval: args.orb_poll_interval,
-                wait_timeout: args.orb_wait_timeout,
-                dry_run: args.dry_run,
-            });
-        }
-        Ok(config)
-    }
-
-    pub fn for_check(args: cli::CheckArgs) -> Result<Config, SettingsError> {
-        Config::build(
-            args.settings,
-            args.input,
-            Some(args.batch),
-            Mode::Check,
-            None,
-            args.summary,
-        )
-    }
-
-    pub fn for_verify(args: cli::VerifyArgs) -> Result<Config, SettingsError> {
-        let mode = Mode::Verify {
-            timeout: args.retry.timeout,
-            json: args.json,
-        };
-        let mut config = Config::build(args.settings, args.input, None, mode, None, None)?;
-        config.retry = RetryPolicy::for_kind(
-            config.destination.kind(),
-            args.retry.max_retries,
-            args.retry.max_retry_wait,
-        );
-        Ok(config)
-    }
-
-    fn build(
-        settings_args: SettingsArgs,
-        input: InputArgs,
-        batch: Option<BatchArgs>,
-        mode: Mode,
-        rejects: Option<PathBuf>,
-        summary: Option<PathBuf>,
-    ) -> Result<Config, SettingsError> {
-        let settings = Settings::load(&settings::locate(settings_args.config.as_deref()))?;
-        let chosen = settings.select(settings_args.destination.as_deref())?;
-        let destination = chosen.destination.clone();
-        let mut warnings = destination.warnings();
-        match mode {
-            // A real send needs the key before anything is read.
-            Mode::Send { .. } | Mode::Verify { .. } => {
-                destination.secret().require()?;
-            }
-            Mode::Check => {
-                if let Err(e) = destination.secret().require() {
-                    warnings.push(format!("a real send would stop here: {e}"));
+        let orb_backfill = match args.orb_backfill {
+            false => None,
+            true => {
+                target.refuse_unless(Kind::Orb, "--orb-backfill")?;
+                if options.sources.contains(&Source::Stdin) {
+                    return Err(SettingsError(
+                        "--orb-backfill needs files: it reads them once to plan the windows, then once per window".into(),
+                    ));
                 }
+                if args.orb_close_after.is_zero() {
+                    return Err(SettingsError(
+                        "--orb-close-after must be more than 0: Orb would close each backfill before anything was sent to it".into(),
+                    ));
+                }
+                Some(Plan {
+                    window_days: args.orb_backfill_window,
+                    replace_existing: args.orb_replace_existing,
+                    close: !args.orb_no_close,
+                    close_after: args.orb_close_after,
+                    wait: args.orb_wait,
+                    poll_interval: args.orb_poll_interval,
+                    wait_timeout: args.orb_wait_timeout,
+                    dry_run: args.dry_run,
+                })
             }
-            Mode::DryRun { .. } => {}
-        }
-
-        let (default_batch, max_batch) = chosen.kind.batch_sizes();
-        let fail_fast = batch.as_ref().is_some_and(|b| b.fail_fast);
-        let batch_size = match batch.and_then(|b| b.batch_size) {
-            None => default_batch,
-            Some(0) => return Err(SettingsError("--batch-size must be at least 1".into())),
-            Some(n) if n > max_batch => {
-                return Err(SettingsError(format!(
-                    "--batch-size {n} is more than {} takes in one request ({max_batch})",
-                    chosen.kind.name()
-                )));
-            }
-            Some(n) => n,
         };
-
-        let mut sources: Vec<Source> = input.files.into_iter().map(Source::from_arg).collect();
-        if sources.is_empty() {
-            sources.push(Source::Stdin);
-        }
-        let written: Vec<(&str, &Path)> = [
-            ("--rejects", rejects.as_deref()),
-            ("--summary", summary.as_deref()),
-            (
-                "--output",
-                match &mode {
-                    Mode::DryRun { output, .. } => output.as_deref(),
-                    Mode::Send { .. } | Mode::Check | Mode::Verify { .. } => None,
-                },
+        Ok(RunConfig {
+            ensure_customers: args.ensure_customers || target.destination.ensures_customers(),
+            retry: RetryPolicy::for_kind(
+                target.destination.kind(),
+                args.retry.max_retries,
+                args.retry.max_retry_wait,
             ),
-        ]
-        .into_iter()
-        .filter_map(|(flag, path)| path.map(|p| (flag, p)))
-        .collect();
-        refuse_overwriting_inputs(&sources, &written)?;
-
-        let verbosity = if input.quiet {
-            Verbosity::Quiet
-        } else if input.verbose {
-            Verbosity::Verbose
-        } else {
-            Verbosity::Normal
-        };
-        Ok(Config {
-            ensure_customers: destination.ensures_customers(),
-            destination,
-            sources,
-            max_line_bytes: input.max_line_bytes,
-            threads: match input.threads {
-                Some(threads) => usize::from(threads),
-                None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
-            },
-            batch_size,
-            fail_fast,
-            filter: Filter {
-                since: input.since,
-                until: input.until,
-                types: filter::names(input.types),
-                events: filter::names(input.events),
-            },
+            target,
+            options,
             verbosity,
-            mode,
-            rejects,
-            summary,
-            retry: RetryPolicy::for_kind(chosen.kind, 0, Duration::ZERO),
-            rate: None,
-            max_events_per_minute: chosen.max_events_per_minute,
-            checkpoint: None,
-            restart: false,
-            orb_backfill: None,
-            secret: chosen.destination.secret().clone(),
+            output,
+            rejects: args.rejects,
+            summary: args.summary,
+            rate: args.rate,
+            orb_backfill,
+            checkpoint: args.checkpoint,
+            restart: args.restart,
             warnings,
         })
     }
+
+    pub fn for_check(args: cli::CheckArgs) -> Result<RunConfig, SettingsError> {
+        let output = Output::Check;
+        let (target, warnings) = Target::load_for(&args.settings, &output)?;
+        let written = written_files(&output, None, args.summary.as_deref());
+        let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
+        Ok(RunConfig {
+            ensure_customers: target.destination.ensures_customers(),
+            // A check sends nothing, so it has nothing to retry.
+            retry: RetryPolicy::for_kind(target.destination.kind(), 0, Duration::ZERO),
+            target,
+            options,
+            verbosity,
+            output,
+            rejects: None,
+            summary: args.summary,
+            rate: None,
+            orb_backfill: None,
+            checkpoint: None,
+            restart: false,
+            warnings,
+        })
+    }
+}
+
+/// The files a run writes, by flag, none of which may be an input.
+fn written_files<'a>(
+    output: &'a Output,
+    rejects: Option<&'a Path>,
+    summary: Option<&'a Path>,
+) -> [(&'static str, Option<&'a Path>); 3] {
+    let dry_run_output = match output {
+        Output::DryRun { output, .. } => output.as_deref(),
+        Output::Send { .. } | Output::Check => None,
+    };
+    [
+        ("--rejects", rejects),
+        ("--summary", summary),
+        ("--output", dry_run_output),
+    ]
+}
+
+impl VerifyConfig {
+    pub fn new(args: cli::VerifyArgs) -> Result<VerifyConfig, SettingsError> {
+        let target = Target::load(&args.settings)?;
+        target.destination.secret().require()?;
+        let (options, verbosity) = read_options(&target, args.input, None, &[])?;
+        Ok(VerifyConfig {
+            retry: RetryPolicy::for_kind(
+                target.destination.kind(),
+                args.retry.max_retries,
+                args.retry.max_retry_wait,
+            ),
+            target,
+            options,
+            verbosity,
+            timeout: args.retry.timeout,
+            json: args.json,
+        })
+    }
+}
+
+impl BackfillsConfig {
+    pub fn new(
+        settings: SettingsArgs,
+        timeout: Duration,
+        action: BackfillAction,
+    ) -> Result<BackfillsConfig, SettingsError> {
+        let loaded = Settings::load(&settings::locate(settings.config.as_deref()))?;
+        let chosen = loaded.select(settings.destination.as_deref())?;
+        if chosen.kind != Kind::Orb {
+            return Err(SettingsError(format!(
+                "{} is not an Orb destination (choose one with -d NAME)",
+                chosen.name
+            )));
+        }
+        chosen.destination.secret().require()?;
+        let target = Target::of(chosen);
+        Ok(BackfillsConfig {
+            target,
+            timeout,
+            action,
+        })
+    }
+}
+
+/// The input to read and how to prepare it, from the input and batch flags;
+/// `written` names the files the command writes, none of which may be an input.
+fn read_options(
+    target: &Target,
+    input: InputArgs,
+    batch: Option<BatchArgs>,
+    written: &[(&str, Option<&Path>)],
+) -> Result<(Options, Verbosity), SettingsError> {
+    let kind = target.destination.kind();
+    let (default_batch, max_batch) = kind.batch_sizes();
+    let fail_fast = batch.as_ref().is_some_and(|b| b.fail_fast);
+    let batch_size = match batch.and_then(|b| b.batch_size) {
+        None => default_batch,
+        Some(0) => return Err(SettingsError("--batch-size must be at least 1".into())),
+        Some(n) if n > max_batch => {
+            return Err(SettingsError(format!(
+                "--batch-size {n} is more than {} takes in one request ({max_batch})",
+                kind.name()
+            )));
+        }
+        Some(n) => n,
+    };
+
+    let mut sources: Vec<Source> = input.files.into_iter().map(Source::from_arg).collect();
+    if sources.is_empty() {
+        sources.push(Source::Stdin);
+    }
+    let written: Vec<(&str, &Path)> = written
+        .iter()
+        .filter_map(|&(flag, path)| path.map(|p| (flag, p)))
+        .collect();
+    refuse_overwriting_inputs(&sources, &written)?;
+
+    let verbosity = if input.quiet {
+        Verbosity::Quiet
+    } else if input.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let options = Options {
+        sources,
+        max_line_bytes: input.max_line_bytes,
+        threads: match input.threads {
+            Some(threads) => usize::from(threads),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        },
+        batch_size,
+        fail_fast,
+        filter: Filter {
+            since: input.since,
+            until: input.until,
+            types: filter::names(input.types),
+            events: filter::names(input.events),
+        },
+        bytes_read: Arc::default(),
+    };
+    Ok((options, verbosity))
+}
+
+/// What `send --orb-backfill` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub window_days: u32,
+    pub replace_existing: bool,
+    pub close: bool,
+    /// Each backfill's `close_time` is its creation plus this: Orb closes it
+    /// then by itself, whether segrelay closed it or not.
+    pub close_after: Duration,
+    pub wait: bool,
+    pub poll_interval: Duration,
+    pub wait_timeout: Duration,
+    pub dry_run: bool,
 }
 
 /// `--rejects events.ndjson` would empty the input before it is read.

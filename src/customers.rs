@@ -204,7 +204,7 @@ impl Customers {
                     self.refuse(customer_id, format!("creating it: {message}"))
                 ));
             }
-            Call::Failed(message) => return Ok(Err(Reason::new("run aborted", message))),
+            Call::Stopped(stop) => return Ok(Err(Reason::new("run aborted", stop.to_string()))),
         }
         Ok(Ok(()))
     }
@@ -308,8 +308,9 @@ impl Customers {
                     continue;
                 }
                 Call::Refused { message, .. } => return Ok(refused(message)),
-                Call::Failed(message) => {
-                    return Ok(Identified::Failed(Reason::new("run aborted", message)));
+                Call::Stopped(stop) => {
+                    let reason = Reason::new("run aborted", stop.to_string());
+                    return Ok(Identified::Failed(reason));
                 }
             };
             self.remember(customer_id, Some(record))?;
@@ -331,7 +332,7 @@ impl Customers {
             },
             Call::Written => Found::Unknown,
             Call::Refused { message, .. } => Found::Refused(message),
-            Call::Failed(message) => Found::Failed(message),
+            Call::Stopped(stop) => Found::Failed(stop.to_string()),
         })
     }
 
@@ -392,7 +393,8 @@ struct Calls<'a> {
     courier: &'a Courier,
     transport: &'a mut dyn Transport,
     origins: &'a [&'a Origin],
-    done: Delivered,
+    /// The requests made, for the summary.
+    delivered: Delivered,
 }
 
 impl<'a> Calls<'a> {
@@ -405,19 +407,19 @@ impl<'a> Calls<'a> {
             courier,
             transport,
             origins,
-            done: Delivered::default(),
+            delivered: Delivered::default(),
         }
     }
 
     fn call(&mut self, request: &crate::destination::Request) -> anyhow::Result<Call> {
         self.courier
-            .call_for(self.transport, request, self.origins, &mut self.done)
+            .call_for(self.transport, request, self.origins, &mut self.delivered)
     }
 
     /// Adds the requests made to the summary.
     fn count(self, report: &mut Report) {
-        let done = self.done;
-        report.delivery(done.requests, done.retries, done.server, done.backoff);
+        let made = self.delivered;
+        report.delivery(made.requests, made.retries, made.server_wait, made.backoff);
     }
 }
 

@@ -5,7 +5,7 @@
 //! delivered on several threads and settled in input order.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::console::{Console, Verbosity};
@@ -39,22 +39,41 @@ pub struct Delivered {
     pub failed: Vec<(Record, Reason)>,
     pub requests: u64,
     pub retries: u64,
-    pub server: Duration,
+    /// Time spent waiting for the destination's answers.
+    pub server_wait: Duration,
+    /// Time spent waiting before requests: rate limits and retry delays.
     pub backoff: Duration,
+}
+
+/// Why a run stops before its input is all sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+    /// The destination stopped the run (key refused, unreachable after retries), with why.
+    #[error("{0}")]
+    Aborted(String),
+}
+
+/// What a pass adds to the requests it makes: an Orb backfill's pass sends
+/// its usage into the backfill (`?backfill_id=`).
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Appended to every usage request's URL.
+    pub usage_query: Option<String>,
 }
 
 /// What every delivery of a run shares, across threads.
 pub struct Courier {
-    pub destination: Arc<dyn Destination>,
-    pub retry: RetryPolicy,
-    pub throttle: Mutex<Throttle>,
-    pub console: Console,
+    pub(crate) destination: Arc<dyn Destination>,
+    retry: RetryPolicy,
+    throttle: Mutex<Throttle>,
+    pub(crate) console: Console,
     /// The key, kept out of every message that quotes a server.
-    pub secret: Option<Secret>,
+    secret: Secret,
     /// Why the destination stopped the run; every later batch fails with it.
-    pub aborted: Mutex<Option<String>>,
-    /// Added to every usage request's URL (Orb's `?backfill_id=`).
-    pub usage_query: RwLock<Option<String>>,
+    aborted: Mutex<Option<String>>,
 }
 
 /// What a single request without events came to.
@@ -66,11 +85,36 @@ pub enum Call {
     Answered(Response),
     /// A 4xx answer that is not about the key.
     Refused { message: String, response: Response },
-    /// No usable answer after the retries, or the run was stopped; the run is aborted.
-    Failed(String),
+    /// No usable answer after the retries (the run is aborted), or the run was interrupted.
+    Stopped(Stop),
+}
+
+/// How an exchange of one request ended.
+enum Exchanged {
+    /// The last verdict and, when there was one, the last answer.
+    Judged(Verdict, Option<Response>),
+    /// The run was interrupted while waiting to try again.
+    Interrupted,
 }
 
 impl Courier {
+    pub(crate) fn new(
+        destination: Arc<dyn Destination>,
+        secret: Secret,
+        retry: RetryPolicy,
+        throttle: Throttle,
+        console: Console,
+    ) -> Courier {
+        Courier {
+            destination,
+            retry,
+            throttle: Mutex::new(throttle),
+            console,
+            secret,
+            aborted: Mutex::new(None),
+        }
+    }
+
     pub fn aborted(&self) -> Option<String> {
         self.aborted.lock().expect("abort lock").clone()
     }
@@ -90,24 +134,28 @@ impl Courier {
     pub fn deliver(
         &self,
         transport: &mut dyn Transport,
+        context: &RequestContext,
         stream: Stream,
         records: Vec<Record>,
     ) -> anyhow::Result<Delivered> {
-        let mut done = Delivered::default();
+        let mut delivered = Delivered::default();
         let mut queue: VecDeque<Vec<Record>> = VecDeque::from([records]);
         let kind = self.destination.kind().name();
         while let Some(batch) = queue.pop_front() {
             if let Some(reason) = self.aborted() {
-                fail_all(&mut done, batch, &Reason::new("run aborted", reason));
+                fail_all(&mut delivered, batch, &Reason::new("run aborted", reason));
                 continue;
             }
             if interrupt::requested() {
-                fail_all(&mut done, batch, &interrupted());
+                fail_all(&mut delivered, batch, &interrupted());
                 continue;
             }
-            match self.send_with_retries(transport, stream, &batch, &mut done)? {
-                Verdict::Accepted => done.sent.extend(batch),
-                Verdict::Refused(named) => {
+            let verdict =
+                self.send_with_retries(transport, context, stream, &batch, &mut delivered)?;
+            match verdict {
+                Exchanged::Interrupted => fail_all(&mut delivered, batch, &interrupted()),
+                Exchanged::Judged(Verdict::Accepted, _) => delivered.sent.extend(batch),
+                Exchanged::Judged(Verdict::Refused(named), _) => {
                     let (refused, rest): (Vec<Record>, Vec<Record>) = batch
                         .into_iter()
                         .partition(|r| named.iter().any(|(key, _)| *key == r.payload.key));
@@ -119,18 +167,19 @@ impl Courier {
                             .unwrap_or_default();
                         let reason =
                             Reason::new(format!("refused by {kind}"), self.redact(message));
-                        done.rejected.push((record, reason));
+                        delivered.rejected.push((record, reason));
                     }
                     if !rest.is_empty() {
                         // Same keys: the destination dedupes whatever it may already have taken.
                         queue.push_front(rest);
                     }
                 }
-                Verdict::Split(message) => {
+                Exchanged::Judged(Verdict::Split(message), _) => {
                     if batch.len() == 1 {
                         let reason =
                             Reason::new(format!("refused by {kind}"), self.redact(&message));
-                        done.rejected
+                        delivered
+                            .rejected
                             .extend(batch.into_iter().map(|r| (r, reason.clone())));
                     } else {
                         let mut first = batch;
@@ -139,18 +188,14 @@ impl Courier {
                         queue.push_front(first);
                     }
                 }
-                Verdict::Retry { message, .. } | Verdict::Abort(message) => {
+                Exchanged::Judged(Verdict::Retry { message, .. } | Verdict::Abort(message), _) => {
                     let message = self.redact(&message);
-                    if message == INTERRUPTED {
-                        fail_all(&mut done, batch, &interrupted());
-                    } else {
-                        self.abort(&message);
-                        fail_all(&mut done, batch, &Reason::new("run aborted", message));
-                    }
+                    self.abort(&message);
+                    fail_all(&mut delivered, batch, &Reason::new("run aborted", message));
                 }
             }
         }
-        Ok(done)
+        Ok(delivered)
     }
 
     /// Sends one batch's request, trying again while the answer says so and
@@ -158,22 +203,22 @@ impl Courier {
     fn send_with_retries(
         &self,
         transport: &mut dyn Transport,
+        context: &RequestContext,
         stream: Stream,
         batch: &[Record],
-        done: &mut Delivered,
-    ) -> anyhow::Result<Verdict> {
+        delivered: &mut Delivered,
+    ) -> anyhow::Result<Exchanged> {
         let bodies: Vec<&str> = batch.iter().map(|r| r.payload.json.as_str()).collect();
         let keys: Vec<&str> = batch.iter().map(|r| r.payload.key.as_str()).collect();
         let origins: Vec<&Origin> = batch.iter().map(|r| &r.origin).collect();
         let mut request = self.destination.request(stream, &bodies);
         if stream == Stream::Usage
-            && let Some(query) = self.usage_query.read().expect("query lock").as_deref()
+            && let Some(query) = &context.usage_query
         {
             request.url.push_str(query);
         }
         let judge = |response: &Response| self.destination.verdict(response, &keys);
-        let (verdict, _) = self.exchange(transport, &request, &origins, &judge, done)?;
-        Ok(verdict)
+        self.exchange(transport, &request, &origins, &judge, delivered)
     }
 
     /// One request that carries no events (a backfill to create, a customer to
@@ -182,9 +227,9 @@ impl Courier {
         &self,
         transport: &mut dyn Transport,
         request: &Request,
-        done: &mut Delivered,
+        delivered: &mut Delivered,
     ) -> anyhow::Result<Call> {
-        self.call_for(transport, request, &[], done)
+        self.call_for(transport, request, &[], delivered)
     }
 
     /// A single request made for these events (an identify's lookup and
@@ -194,11 +239,15 @@ impl Courier {
         transport: &mut dyn Transport,
         request: &Request,
         origins: &[&Origin],
-        done: &mut Delivered,
+        delivered: &mut Delivered,
     ) -> anyhow::Result<Call> {
         let kind = self.destination.kind();
         let judge = |response: &Response| common_verdict(kind, response);
-        let (verdict, response) = self.exchange(transport, request, origins, &judge, done)?;
+        let (verdict, response) =
+            match self.exchange(transport, request, origins, &judge, delivered)? {
+                Exchanged::Judged(verdict, response) => (verdict, response),
+                Exchanged::Interrupted => return Ok(Call::Stopped(Stop::Interrupted)),
+            };
         Ok(match (verdict, response) {
             (Verdict::Accepted, Some(response)) => Call::Answered(response),
             (Verdict::Accepted, None) => Call::Written,
@@ -206,39 +255,39 @@ impl Courier {
                 message: self.redact(&message),
                 response,
             },
-            (Verdict::Abort(message), _) if message == INTERRUPTED => Call::Failed(message),
             (Verdict::Retry { message, .. } | Verdict::Abort(message), _) => {
                 let message = self.redact(&message);
                 self.abort(&message);
-                Call::Failed(message)
+                Call::Stopped(Stop::Aborted(message))
             }
-            (Verdict::Refused(_) | Verdict::Split(_), _) => Call::Failed("refused".to_owned()),
+            (Verdict::Refused(_) | Verdict::Split(_), _) => {
+                Call::Stopped(Stop::Aborted("refused".to_owned()))
+            }
         })
     }
 
-    /// Sends a request until the verdict is not `Retry` or the retries run out;
-    /// returns the last verdict and, when there was one, the last answer.
+    /// Sends a request until the verdict is not `Retry` or the retries run out.
     fn exchange(
         &self,
         transport: &mut dyn Transport,
         request: &Request,
         origins: &[&Origin],
         judge: &dyn Fn(&Response) -> Verdict,
-        done: &mut Delivered,
-    ) -> anyhow::Result<(Verdict, Option<Response>)> {
+        delivered: &mut Delivered,
+    ) -> anyhow::Result<Exchanged> {
         let mut retries = 0;
         loop {
-            done.backoff += self
+            delivered.backoff += self
                 .throttle
                 .lock()
                 .expect("throttle lock")
                 .wait(origins.len());
             let reply = transport.deliver(self.destination.name(), request, origins)?;
-            done.requests += 1;
+            delivered.requests += 1;
             let (verdict, response) = match reply {
                 Reply::Written => (Verdict::Accepted, None),
                 Reply::Response(response) => {
-                    done.server += response.elapsed;
+                    delivered.server_wait += response.elapsed;
                     if self.console.verbosity() == Verbosity::Verbose {
                         self.console.say(&format!(
                             "segrelay: {} {} -> {} in {} ms, {} events{}",
@@ -269,7 +318,7 @@ impl Courier {
                 Reply::Failed(error) => (Verdict::Abort(error.message), None),
             };
             let Verdict::Retry { after, message } = verdict else {
-                return Ok((verdict, response));
+                return Ok(Exchanged::Judged(verdict, response));
             };
             if retries >= self.retry.max_retries {
                 let message = if retries == 0 {
@@ -277,7 +326,10 @@ impl Courier {
                 } else {
                     format!("{message} (gave up after {retries} retries)")
                 };
-                return Ok((Verdict::Retry { after, message }, response));
+                return Ok(Exchanged::Judged(
+                    Verdict::Retry { after, message },
+                    response,
+                ));
             }
             retries += 1;
             let wait = self.retry.delay(retries, after);
@@ -290,31 +342,30 @@ impl Courier {
                     wait.as_secs_f64()
                 ));
             }
-            done.retries += 1;
-            done.backoff += wait;
+            delivered.retries += 1;
+            delivered.backoff += wait;
             self.console.retried();
             if !interrupt::sleep(wait) {
-                return Ok((Verdict::Abort(INTERRUPTED.to_owned()), None));
+                return Ok(Exchanged::Interrupted);
             }
         }
     }
 
     fn redact(&self, text: &str) -> String {
-        match self.secret.as_ref().and_then(Secret::value) {
+        match self.secret.value() {
             Some(key) if key.len() >= 4 => text.replace(key, "***"),
             _ => text.to_owned(),
         }
     }
 }
 
-const INTERRUPTED: &str = "interrupted";
-
 fn interrupted() -> Reason {
     Reason::new("interrupted", "not sent: the run was stopped")
 }
 
-fn fail_all(done: &mut Delivered, batch: Vec<Record>, reason: &Reason) {
-    done.failed
+fn fail_all(delivered: &mut Delivered, batch: Vec<Record>, reason: &Reason) {
+    delivered
+        .failed
         .extend(batch.into_iter().map(|r| (r, reason.clone())));
 }
 

@@ -21,8 +21,8 @@ fn main() -> ExitCode {
 }
 
 /// mimalloc commits its arena up front, and where transparent huge pages are always on, the kernel
-/// backs it with 2 MiB pages: peak RSS doubles (15 -> 35 MiB dry, up to 62 MiB sending) for no
-/// speed. Opting this process out of huge pages keeps memory at what is used.
+/// backs it with 2 MiB pages: peak RSS doubles (28 to 35 MiB dry, up to 62 MiB sending) for no
+/// speed. Opting this process out of huge pages keeps it at 15 to 27 MiB.
 #[cfg(target_os = "linux")]
 fn keep_small_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours; a kernel

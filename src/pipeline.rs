@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use crate::checkpoint::Checkpoint;
 use crate::customers::{Customers, EventAt, Identified};
-use crate::delivery::{Courier, Delivered, Record};
+use crate::delivery::{Courier, Delivered, Record, RequestContext};
 use crate::destination::{Destination, Payload, Stream};
 use crate::event::{Origin, Wanted};
 use crate::filter::Filter;
@@ -27,8 +27,8 @@ use crate::reason::Reason;
 use crate::report::Report;
 use crate::transport::Transport;
 
-pub struct Options<'a> {
-    pub sources: &'a [Source],
+pub struct Options {
+    pub sources: Vec<Source>,
     pub max_line_bytes: usize,
     pub batch_size: usize,
     pub fail_fast: bool,
@@ -39,9 +39,9 @@ pub struct Options<'a> {
     pub threads: usize,
 }
 
-impl<'a> Options<'a> {
+impl Options {
     /// What the preparing threads need: the destination, the filters and a pass's window.
-    fn preparer<'d>(&'d self, destination: &'d dyn Destination, pass: Pass) -> Preparer<'d> {
+    fn preparer<'d>(&'d self, destination: &'d dyn Destination, pass: &Pass) -> Preparer<'d> {
         Preparer {
             destination,
             filter: &self.filter,
@@ -54,7 +54,7 @@ impl<'a> Options<'a> {
     /// The input to read, past the lines a checkpoint says are `settled`.
     fn reading<'r>(&'r self, settled: &'r [u64]) -> Reading<'r> {
         Reading {
-            sources: self.sources,
+            sources: &self.sources,
             settled,
             max_line_bytes: self.max_line_bytes,
             bytes_read: &self.bytes_read,
@@ -65,15 +65,29 @@ impl<'a> Options<'a> {
 
 /// One pass over the input. A plain run is one pass; an Orb backfill makes a
 /// pass per time window, each sending only its window's events.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Pass {
     /// Only events translated with a time in [start, end) are sent in this pass.
     pub window: Option<(Timestamp, Timestamp)>,
     /// This pass settles the events no window sends (skipped and rejected ones).
-    pub settles_unsent: bool,
+    pub settles_skipped_and_rejected: bool,
     /// Records timed after this are rejected: too far in the future for the
     /// destination, in a backfill or not.
     pub rejects_after: Option<Timestamp>,
+    /// The pass reads past the lines the checkpoint calls settled, and moves it.
+    pub follows_checkpoint: bool,
+    /// What the pass's requests carry (the backfill it fills).
+    pub context: RequestContext,
+}
+
+/// What every pass of a run shares, built once for the run.
+pub struct Run {
+    pub options: Options,
+    pub courier: Arc<Courier>,
+    pub dispatch: Dispatch,
+    pub report: Report,
+    pub checkpoint: Option<Checkpoint>,
+    pub customers: Option<Customers>,
 }
 
 /// How a pass ended.
@@ -130,7 +144,7 @@ struct Pipeline<'a> {
     checkpoint: Option<&'a mut Checkpoint>,
     batch_size: usize,
     fail_fast: bool,
-    pass: Pass,
+    pass: &'a Pass,
     /// Batches being filled, one per stream, in the order streams first appeared.
     batches: Vec<(Stream, Vec<Record>)>,
     ledger: VecDeque<Slot>,
@@ -160,79 +174,83 @@ struct Workers {
     handles: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// Runs one pass over the whole input.
-pub fn run(
-    options: &Options,
-    pass: Pass,
-    courier: &Arc<Courier>,
-    dispatch: &mut Dispatch,
-    report: &mut Report,
-    checkpoint: Option<&mut Checkpoint>,
-    customers: Option<&mut Customers>,
-) -> anyhow::Result<PassEnd> {
-    let settled = checkpoint
-        .as_ref()
-        .map(|c| c.settled_lines())
-        .unwrap_or_default();
-    let workers = match dispatch {
-        Dispatch::Inline(_) => None,
-        Dispatch::Pool { size, make, .. } => Some(Workers::start(
+impl Run {
+    /// Makes one pass over the whole input.
+    pub fn pass(&mut self, pass: &Pass) -> anyhow::Result<PassEnd> {
+        let Run {
+            options,
             courier,
-            (0..*size).map(|_| make()).collect(),
-        )),
-    };
-    let mut pipeline = Pipeline {
-        courier: courier.clone(),
-        report,
-        checkpoint,
-        batch_size: options.batch_size,
-        fail_fast: options.fail_fast,
-        pass,
-        batches: Vec::new(),
-        ledger: VecDeque::new(),
-        first_seq: 0,
-        settled_at: None,
-        frozen: false,
-        stopped_early: false,
-        workers,
-        dispatch,
-        customers,
-        batch_keys: courier
-            .destination
-            .refuses_conflicting_keys()
-            .then(HashMap::new),
-        // A backfill's passes send each event where its time belongs.
-        timing: match pass.window {
-            None => grace::Count::start(courier.destination.as_ref()),
-            Some(_) => None,
-        },
-    };
-    let preparer = options.preparer(courier.destination.as_ref(), pass);
-    let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
-        if interrupt::requested() {
-            pipeline.stopped_early = true;
-            return Ok(ControlFlow::Break(()));
-        }
-        let mut flow = ControlFlow::Continue(());
-        for (index, prepared) in line.into_iter().enumerate() {
-            if pipeline.settle_prepared(prepared, index)?.is_break() {
-                flow = ControlFlow::Break(());
+            dispatch,
+            report,
+            checkpoint,
+            customers,
+        } = self;
+        let checkpoint = checkpoint.as_mut().filter(|_| pass.follows_checkpoint);
+        let settled = checkpoint
+            .as_ref()
+            .map(|c| c.settled_lines())
+            .unwrap_or_default();
+        let workers = match dispatch {
+            Dispatch::Inline(_) => None,
+            Dispatch::Pool { size, make, .. } => Some(Workers::start(
+                courier,
+                &pass.context,
+                (0..*size).map(|_| make()).collect(),
+            )),
+        };
+        let mut pipeline = Pipeline {
+            courier: courier.clone(),
+            report,
+            checkpoint,
+            batch_size: options.batch_size,
+            fail_fast: options.fail_fast,
+            pass,
+            batches: Vec::new(),
+            ledger: VecDeque::new(),
+            first_seq: 0,
+            settled_at: None,
+            frozen: false,
+            stopped_early: false,
+            workers,
+            dispatch,
+            customers: customers.as_mut(),
+            batch_keys: courier
+                .destination
+                .refuses_conflicting_keys()
+                .then(HashMap::new),
+            // A backfill's passes send each event where its time belongs.
+            timing: match pass.window {
+                None => grace::Count::start(courier.destination.as_ref()),
+                Some(_) => None,
+            },
+        };
+        let preparer = options.preparer(courier.destination.as_ref(), pass);
+        let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
+            if interrupt::requested() {
+                pipeline.stopped_early = true;
+                return Ok(ControlFlow::Break(()));
             }
-        }
-        pipeline.after_line()?;
-        if flow.is_break() {
-            pipeline.stopped_early = true;
-        }
-        Ok(flow)
-    });
-    // Whatever stopped the reading, what was read is settled before returning.
-    let finished = pipeline.finish();
-    read?;
-    let complete = finished?;
-    Ok(PassEnd {
-        aborted: pipeline.courier.aborted(),
-        complete,
-    })
+            let mut flow = ControlFlow::Continue(());
+            for (index, prepared) in line.into_iter().enumerate() {
+                if pipeline.settle_prepared(prepared, index)?.is_break() {
+                    flow = ControlFlow::Break(());
+                }
+            }
+            pipeline.after_line()?;
+            if flow.is_break() {
+                pipeline.stopped_early = true;
+            }
+            Ok(flow)
+        });
+        // Whatever stopped the reading, what was read is settled before returning.
+        let finished = pipeline.finish();
+        read?;
+        let complete = finished?;
+        Ok(PassEnd {
+            aborted: pipeline.courier.aborted(),
+            complete,
+        })
+    }
 }
 
 /// The events of one UTC day (or of another stretch of time): what an Orb
@@ -252,7 +270,7 @@ pub fn scan(
     destination: &dyn Destination,
     mut each: impl FnMut(Origin, Payload),
 ) -> anyhow::Result<()> {
-    let preparer = options.preparer(destination, Pass::default());
+    let preparer = options.preparer(destination, &Pass::default());
     prepare::read_all(&options.reading(&[]), &preparer, |line| {
         if interrupt::requested() {
             return Ok(ControlFlow::Break(()));
@@ -274,7 +292,7 @@ impl Pipeline<'_> {
         ends_line: bool,
         outcome: Option<Outcome>,
     ) -> u64 {
-        self.report.read();
+        self.report.count_read();
         let seq = self.first_seq + self.ledger.len() as u64;
         self.ledger.push_back(Slot {
             origin,
@@ -301,7 +319,7 @@ impl Pipeline<'_> {
             Ready::Record { payload, original } => (payload, original),
             Ready::OtherWindow => return Ok(ControlFlow::Continue(())),
             // Settled by the pass that settles what no window sends.
-            Ready::Skipped(_) | Ready::Rejected(..) if !self.pass.settles_unsent => {
+            Ready::Skipped(_) | Ready::Rejected(..) if !self.pass.settles_skipped_and_rejected => {
                 return Ok(ControlFlow::Continue(()));
             }
             Ready::Skipped(reason) => {
@@ -484,9 +502,12 @@ impl Pipeline<'_> {
             return Ok(());
         }
         if self.workers.is_none() {
-            let delivered = self
-                .courier
-                .deliver(self.dispatch.control(), stream, records)?;
+            let delivered = self.courier.deliver(
+                self.dispatch.control(),
+                &self.pass.context,
+                stream,
+                records,
+            )?;
             return self.record(delivered);
         }
         let workers = self.workers.as_mut().expect("a pool when not inline");
@@ -532,7 +553,7 @@ impl Pipeline<'_> {
         self.report.delivery(
             delivered.requests,
             delivered.retries,
-            delivered.server,
+            delivered.server_wait,
             delivered.backoff,
         );
         let outcomes =
@@ -622,25 +643,29 @@ impl Pipeline<'_> {
 }
 
 impl Workers {
-    fn start(courier: &Arc<Courier>, transports: Vec<Box<dyn Transport + Send>>) -> Workers {
+    fn start(
+        courier: &Arc<Courier>,
+        context: &RequestContext,
+        transports: Vec<Box<dyn Transport + Send>>,
+    ) -> Workers {
         let size = transports.len();
         let (jobs, queue) = mpsc::sync_channel::<(Stream, Vec<Record>)>(size);
         let queue = Arc::new(Mutex::new(queue));
-        let (done, results) = mpsc::channel();
+        let (finished, results) = mpsc::channel();
         let handles = transports
             .into_iter()
             .map(|mut transport| {
                 let queue = queue.clone();
-                let done = done.clone();
+                let finished = finished.clone();
                 let courier = courier.clone();
+                let context = context.clone();
                 std::thread::spawn(move || {
                     loop {
                         let job = queue.lock().expect("job queue").recv();
                         let Ok((stream, records)) = job else { break };
-                        if done
-                            .send(courier.deliver(transport.as_mut(), stream, records))
-                            .is_err()
-                        {
+                        let delivered =
+                            courier.deliver(transport.as_mut(), &context, stream, records);
+                        if finished.send(delivered).is_err() {
                             break;
                         }
                     }

@@ -135,8 +135,8 @@ impl Report {
         &self.console
     }
 
-    pub fn resumed(&mut self, done: Totals) {
-        self.summary.already_done = Some(done);
+    pub fn resumed(&mut self, earlier: Totals) {
+        self.summary.already_done = Some(earlier);
     }
 
     pub fn aborted(&mut self, reason: String) {
@@ -173,7 +173,7 @@ impl Report {
     }
 
     /// An event was read; its outcome comes later, through `settle`.
-    pub fn read(&mut self) {
+    pub fn count_read(&mut self) {
         self.summary.read += 1;
         if self.summary.read.is_multiple_of(PROGRESS_EVERY) {
             self.console
@@ -186,12 +186,12 @@ impl Report {
         &mut self,
         requests: u64,
         retries: u64,
-        server: std::time::Duration,
+        server_wait: std::time::Duration,
         backoff: std::time::Duration,
     ) {
         self.summary.requests += requests;
         self.summary.retries += retries;
-        self.summary.server_seconds += server.as_secs_f64();
+        self.summary.server_seconds += server_wait.as_secs_f64();
         self.summary.backoff_seconds += backoff.as_secs_f64();
     }
 
@@ -232,12 +232,12 @@ impl Report {
     /// What has been settled so far, for a checkpoint.
     pub fn totals(&self) -> Totals {
         let mut totals = self.settled.clone();
-        if let Some(done) = &self.summary.already_done {
-            totals.read += done.read;
-            totals.sent += done.sent;
-            totals.skipped += done.skipped;
-            totals.rejected += done.rejected;
-            totals.failed += done.failed;
+        if let Some(earlier) = &self.summary.already_done {
+            totals.read += earlier.read;
+            totals.sent += earlier.sent;
+            totals.skipped += earlier.skipped;
+            totals.rejected += earlier.rejected;
+            totals.failed += earlier.failed;
         }
         totals
     }
@@ -332,14 +332,14 @@ impl Report {
             s.requests,
             if s.requests == 1 { "" } else { "s" }
         );
-        if let Some(done) = &s.already_done {
+        if let Some(earlier) = &s.already_done {
             out.push_str(&format!(
                 "  resumed from the checkpoint: {} already settled ({} sent, {} skipped, {} rejected, {} failed)\n",
-                plural(done.read, "event"),
-                done.sent,
-                done.skipped,
-                done.rejected,
-                done.failed
+                plural(earlier.read, "event"),
+                earlier.sent,
+                earlier.skipped,
+                earlier.rejected,
+                earlier.failed
             ));
         }
         if s.retries > 0 || s.server_seconds > 0.0 {

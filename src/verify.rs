@@ -7,19 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::Status;
-use crate::config::{Config, Mode};
-use crate::console::Console;
+use crate::config::VerifyConfig;
+use crate::console::{Console, Verbosity};
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::{Kind, Request, Stream};
-use crate::pipeline::{self, Options};
+use crate::pipeline;
 use crate::settings::SettingsError;
+use crate::status::Status;
 use crate::throttle::Throttle;
 use crate::transport::Transport;
 use crate::transport::http::HttpSender;
@@ -51,11 +50,9 @@ struct MissingEvent {
     line: u64,
 }
 
-pub fn run(config: Config) -> anyhow::Result<Status> {
-    let Mode::Verify { timeout, json } = config.mode else {
-        unreachable!("verify runs with a verify configuration")
-    };
-    let kind = config.destination.kind();
+pub fn run(config: VerifyConfig) -> anyhow::Result<Status> {
+    let destination = config.target.destination.clone();
+    let kind = destination.kind();
     if kind == Kind::Kable {
         return Err(SettingsError(
             "Kable documents no API to read events back, so segrelay cannot verify what it holds; \
@@ -65,38 +62,24 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
         .into());
     }
     let console = Console::new(config.verbosity, None);
-    let courier = Courier {
-        destination: config.destination.clone(),
-        retry: config.retry.clone(),
-        throttle: Mutex::new(Throttle::new(None, None)),
-        console: console.clone(),
-        secret: Some(config.secret.clone()),
-        aborted: Mutex::new(None),
-        usage_query: RwLock::new(None),
-    };
-    let options = Options {
-        sources: &config.sources,
-        max_line_bytes: config.max_line_bytes,
-        threads: config.threads,
-        batch_size: config.batch_size,
-        fail_fast: false,
-        filter: config.filter.clone(),
-        bytes_read: Arc::default(),
-    };
-    let mut transport = HttpSender::new(timeout, 1);
+    let courier = Courier::new(
+        destination.clone(),
+        config.target.secret(),
+        config.retry.clone(),
+        Throttle::new(None, None),
+        console.clone(),
+    );
+    let mut transport = HttpSender::new(config.timeout, 1);
     let comparison = match kind {
         Kind::Amberflo => {
-            let api = config
-                .destination
-                .amberflo_api()
-                .expect("an Amberflo destination");
-            compare_amberflo(&options, &config, &courier, &mut transport, &|query| {
+            let api = destination.amberflo_api().expect("an Amberflo destination");
+            compare_amberflo(&config, &courier, &mut transport, &|query| {
                 api.usage(&query)
             })?
         }
         Kind::Orb => {
-            let api = config.destination.orb_api().expect("an Orb destination");
-            compare_orb(&options, &config, &courier, &mut transport, &|query| {
+            let api = destination.orb_api().expect("an Orb destination");
+            compare_orb(&config, &courier, &mut transport, &|query| {
                 api.search(&query)
             })?
         }
@@ -108,9 +91,9 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
     }
     let mut out = std::io::stdout().lock();
     let count = comparison.rows.len();
-    if json {
+    if config.json {
         let report = json!({
-            "destination": config.destination.name(),
+            "destination": destination.name(),
             "checked": comparison.checked,
             "differences": comparison.json,
             "notes": comparison.notes,
@@ -123,7 +106,7 @@ pub fn run(config: Config) -> anyhow::Result<Status> {
         }
         console.say(&format!(
             "segrelay: verify {}: {} checked, {count} difference{}",
-            config.destination.name(),
+            destination.name(),
             comparison.checked,
             if count == 1 { "" } else { "s" }
         ));
@@ -164,8 +147,8 @@ fn ask(
     transport: &mut dyn Transport,
     request: &Request,
 ) -> anyhow::Result<Option<Value>> {
-    let mut done = Delivered::default();
-    match courier.call(transport, request, &mut done)? {
+    let mut delivered = Delivered::default();
+    match courier.call(transport, request, &mut delivered)? {
         Call::Answered(response) => match serde_json::from_slice(&response.body) {
             Ok(value) => Ok(Some(value)),
             Err(e) => {
@@ -180,13 +163,12 @@ fn ask(
             courier.abort(&format!("{} refused the query: {message}", request.url));
             Ok(None)
         }
-        Call::Written | Call::Failed(_) => Ok(None),
+        Call::Written | Call::Stopped(_) => Ok(None),
     }
 }
 
 fn compare_amberflo(
-    options: &Options,
-    config: &Config,
+    config: &VerifyConfig,
     courier: &Courier,
     transport: &mut dyn Transport,
     make: &Make,
@@ -195,7 +177,8 @@ fn compare_amberflo(
     let mut expected: BTreeMap<(String, String, i64), f64> = BTreeMap::new();
     let mut seen = HashSet::new();
     let mut oldest: Option<i64> = None;
-    pipeline::scan(options, config.destination.as_ref(), |_, payload| {
+    let destination = config.target.destination.as_ref();
+    pipeline::scan(&config.options, destination, |_, payload| {
         if payload.stream != Stream::Usage || !seen.insert(payload.key.clone()) {
             return;
         }
@@ -326,8 +309,7 @@ fn compare_amberflo(
 }
 
 fn compare_orb(
-    options: &Options,
-    config: &Config,
+    config: &VerifyConfig,
     courier: &Courier,
     transport: &mut dyn Transport,
     make: &Make,
@@ -335,7 +317,8 @@ fn compare_orb(
     let mut events: BTreeMap<String, MissingEvent> = BTreeMap::new();
     let mut order = Vec::new();
     let (mut first, mut last) = (i64::MAX, i64::MIN);
-    pipeline::scan(options, config.destination.as_ref(), |origin, payload| {
+    let destination = config.target.destination.as_ref();
+    pipeline::scan(&config.options, destination, |origin, payload| {
         if events.contains_key(&payload.key) {
             return;
         }
@@ -440,10 +423,8 @@ fn day_text(day: i64) -> String {
         .unwrap_or_default()
 }
 
-fn progress(config: &Config, total: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    let show = config.verbosity != crate::console::Verbosity::Quiet
-        && std::io::stderr().is_terminal()
-        && total > 1;
+fn progress(config: &VerifyConfig, total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    let show = config.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal() && total > 1;
     show.then(|| {
         let style = indicatif::ProgressStyle::with_template(&format!(
             "{{bar:30}} {{pos}}/{{len}} {what} ({{elapsed}}, eta {{eta}})"

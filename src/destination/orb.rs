@@ -406,6 +406,7 @@ fn named_failures(body: &Value) -> Option<Vec<(String, String)>> {
 /// Orb's endpoint and the destination's key, and the requests besides
 /// ingest: backfills (which let events older than the grace period in, one
 /// time window at a time) and the event search `verify` uses.
+#[derive(Clone)]
 pub struct Api {
     endpoint: String,
     api_key: Secret,

@@ -1,0 +1,233 @@
+//! `send` and `check`: a validated [`RunConfig`] builds the run (courier,
+//! dispatch, report, checkpoint, customers), makes its passes, and says how
+//! it ended.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::backfill;
+use crate::checkpoint::Checkpoint;
+use crate::config::{Output, Plan, RunConfig};
+use crate::console::{Console, Verbosity};
+use crate::customers::{self, Customers};
+use crate::delivery::{Courier, RequestContext};
+use crate::destination::orb;
+use crate::input::{self, Source};
+use crate::interrupt;
+use crate::pipeline::{Dispatch, Pass, Run};
+use crate::report::Report;
+use crate::status::Status;
+use crate::throttle::Throttle;
+use crate::transport::Discard;
+use crate::transport::dry_run::DryRun;
+use crate::transport::http::HttpSender;
+
+/// A run, built and ready to make its passes.
+pub struct Job {
+    run: Run,
+    /// How the summary names the run.
+    title: String,
+    /// `--summary`: where the JSON summary goes.
+    summary: Option<PathBuf>,
+    /// `--orb-backfill`: a pass per window instead of one pass.
+    orb_backfill: Option<(Plan, orb::Api)>,
+}
+
+impl Job {
+    pub fn build(config: RunConfig) -> anyhow::Result<Job> {
+        let RunConfig {
+            target,
+            options,
+            verbosity,
+            output,
+            rejects,
+            summary,
+            retry,
+            rate,
+            ensure_customers,
+            orb_backfill,
+            checkpoint,
+            restart,
+            warnings,
+        } = config;
+        let destination = target.destination.clone();
+        if verbosity > Verbosity::Quiet
+            && options.sources.contains(&Source::Stdin)
+            && io::stdin().is_terminal()
+        {
+            eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
+        }
+        let (checkpoint, resumed) = match &checkpoint {
+            Some(path) => {
+                let (checkpoint, resumed) =
+                    Checkpoint::open(path, destination.name(), &options.sources, restart)?;
+                let resumed = resumed.then(|| checkpoint.state().clone());
+                (Some(checkpoint), resumed)
+            }
+            None => (None, None),
+        };
+        let console = Console::new(verbosity, input::total_size(&options.sources));
+        let rejects_length = resumed
+            .as_ref()
+            .map(|state| state.rejects_length.unwrap_or(0));
+        let mut report = Report::new(
+            console.clone(),
+            rejects.as_deref(),
+            rejects_length,
+            options.bytes_read.clone(),
+        )?;
+        for warning in &warnings {
+            report.warn(warning.as_str());
+        }
+        if let Some(state) = &resumed {
+            if state.inputs.iter().all(|i| i.done) {
+                console.say("segrelay: the checkpoint says every input is already settled: nothing to do (--restart starts over)");
+            }
+            report.resumed(state.totals.clone());
+        }
+        let sends = matches!(output, Output::Send { .. });
+        let (dispatch, title) = match output {
+            Output::DryRun {
+                format,
+                output,
+                show_secrets,
+            } => {
+                let (out, target): (Box<dyn Write>, String) = match output {
+                    Some(path) => {
+                        let file = File::create(&path)
+                            .with_context(|| format!("cannot create {}", path.display()))?;
+                        (
+                            Box::new(BufWriter::with_capacity(256 * 1024, file)),
+                            path.display().to_string(),
+                        )
+                    }
+                    None => (
+                        Box::new(BufWriter::with_capacity(256 * 1024, io::stdout())),
+                        "standard output".to_owned(),
+                    ),
+                };
+                let writer = DryRun::new(format, show_secrets, out, target);
+                (
+                    Dispatch::Inline(Box::new(writer)),
+                    format!("{} (dry run)", destination.name()),
+                )
+            }
+            Output::Check => (
+                Dispatch::Inline(Box::new(Discard)),
+                format!("{} (check)", destination.name()),
+            ),
+            Output::Send {
+                timeout,
+                concurrency,
+            } => {
+                // One more connection for lookups and backfills between batches.
+                let sender = HttpSender::new(timeout, concurrency + 1);
+                let make = sender.clone();
+                // Even one request in flight goes through a sending thread, so that the
+                // next batch is read and translated while the destination answers.
+                let dispatch = Dispatch::Pool {
+                    size: concurrency,
+                    make: Box::new(move || Box::new(make.clone())),
+                    control: Box::new(sender),
+                };
+                (dispatch, destination.name().to_owned())
+            }
+        };
+        // Rate limits are the destination's: a dry run or a check has none.
+        let throttle = match sends {
+            true => Throttle::new(rate, target.max_events_per_minute),
+            false => Throttle::new(None, None),
+        };
+        let courier = Courier::new(
+            destination.clone(),
+            target.secret(),
+            retry,
+            throttle,
+            console,
+        );
+        let merges = destination.merges_customers();
+        let customers = match orb_backfill.is_none() && (ensure_customers || merges) {
+            true => {
+                let files = checkpoint.as_ref().map(|c| customers::Files {
+                    known: c.customers_path(),
+                    known_length: resumed.as_ref().and_then(|state| state.customers_length),
+                    journal: c.identified_path(),
+                    resumed: resumed.is_some(),
+                });
+                let api = destination
+                    .amberflo_api()
+                    .expect("customers are Amberflo's");
+                Some(Customers::new(
+                    api,
+                    ensure_customers,
+                    merges,
+                    files.as_ref(),
+                )?)
+            }
+            false => None,
+        };
+        let orb_backfill = orb_backfill.map(|plan| {
+            let api = destination.orb_api().expect("--orb-backfill is for Orb");
+            (plan, api.clone())
+        });
+        Ok(Job {
+            run: Run {
+                options,
+                courier: Arc::new(courier),
+                dispatch,
+                report,
+                checkpoint,
+                customers,
+            },
+            title,
+            summary,
+            orb_backfill,
+        })
+    }
+
+    /// Makes the passes, writes the summary, and says how the run ended.
+    pub fn run(mut self) -> anyhow::Result<Status> {
+        interrupt::install();
+        let run = &mut self.run;
+        let end = match &self.orb_backfill {
+            Some((plan, api)) => backfill::run(run, plan, api)?,
+            None => run.pass(&Pass {
+                window: None,
+                settles_skipped_and_rejected: true,
+                rejects_after: None,
+                follows_checkpoint: true,
+                context: RequestContext::default(),
+            })?,
+        };
+        run.dispatch.finish()?;
+        let report = &mut run.report;
+        let aborted = end.aborted;
+        if let Some(reason) = aborted.clone() {
+            report.aborted(reason);
+        }
+        let interrupted = interrupt::requested();
+        if interrupted {
+            report.interrupted();
+        }
+        report.finish(&self.title, self.summary.as_deref())?;
+        let s = report.summary();
+        Ok(if interrupted {
+            Status::Interrupted
+        } else if aborted.is_some() {
+            Status::Aborted
+        } else if s.rejected + s.failed > 0
+            || s.already_done
+                .as_ref()
+                .is_some_and(|earlier| earlier.rejected + earlier.failed > 0)
+        {
+            // A resumed job answers for what earlier runs of it rejected too.
+            Status::Problems
+        } else {
+            Status::Clean
+        })
+    }
+}
