@@ -1,14 +1,11 @@
 //! Self-test of the imitation destination server in `tests/support/server.rs`.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
 use serde_json::{Value, json};
-use server::{Api, Fault, OrbFailureShape, TestServer};
 
 const KEY: &str = "sk_test_secret";
 const ALL: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];

@@ -1,12 +1,10 @@
 //! The command line: dry-run formats and secrets, settings errors, and the
 //! other subcommands.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command as StdCommand;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 const TS: &str = "2021-04-26T14:01:46.909Z";

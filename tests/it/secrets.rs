@@ -5,16 +5,14 @@
 //! settings file holding a key must not be readable by others, and a plain-http
 //! endpoint off this machine needs `allow_insecure`.
 
-mod common;
-#[path = "support/server.rs"]
-mod server;
-
+use crate::support;
+use crate::support::server;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::server::{Api, Fault, TestServer};
 use serde_json::json;
-use server::{Api, Fault, TestServer};
 
 /// The key: distinctive, so that any copy of it is found.
 const SECRET: &str = "sk_live_SEGRELAY_S3CR3T_5a7c9e1b3d";
@@ -112,7 +110,7 @@ struct Ran {
 
 /// Runs segrelay in the job's directory with the key in the environment.
 fn run(job: &Job, args: &[&str]) -> Ran {
-    let mut cmd = common::segrelay();
+    let mut cmd = support::segrelay();
     cmd.current_dir(job.dir.path())
         .args(args)
         .env(VAR, SECRET)
@@ -563,10 +561,10 @@ fn settings_errors_do_not_show_the_key() {
     }
     // A key the environment does not set: the variable is named, a dry run works.
     let job = job(Api::Orb, KeyIn::Env, None);
-    let mut cmd = common::segrelay();
+    let mut cmd = support::segrelay();
     cmd.current_dir(job.dir.path())
         .args(["send", "events.ndjson"]);
-    let ran = common::run(&mut cmd);
+    let ran = support::run(&mut cmd);
     assert_eq!(ran.code, 2);
     assert!(ran.stderr.contains(VAR), "{}", ran.stderr);
 }
@@ -668,7 +666,7 @@ fn plain_http_off_this_machine_needs_allow_insecure() {
                 ],
             );
             assert_eq!(ran.code, 1, "{context}: only the bad line\n{}", ran.stderr);
-            let requests = common::parse_ndjson(&ran.stdout);
+            let requests = support::parse_ndjson(&ran.stdout);
             assert!(!requests.is_empty());
             for request in &requests {
                 let url = request["url"].as_str().unwrap();

@@ -1,11 +1,9 @@
 //! Input: files in order, standard input, gzip, line endings, blank lines,
 //! batch envelopes, the line length limit and the real Segment fixtures.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn track(id: &str) -> Value {

@@ -13,9 +13,8 @@
 //! `PROPTEST_CASES` sets the case count of every property here. A failing input
 //! is kept below as a plain `#[test]` with the input inline (no regression files).
 
-#[path = "support/json.rs"]
-mod json;
-
+use crate::support;
+use crate::support::json;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -1032,14 +1031,12 @@ struct Ran {
 }
 
 fn segrelay(dir: &Path, args: &[&str]) -> Ran {
-    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_segrelay"))
+    let output = support::segrelay()
         .current_dir(dir)
         .args(args)
-        .env_remove("SEGRELAY_CONFIG")
         .env_remove("FUZZ_AMBERFLO_KEY")
         .env_remove("FUZZ_ORB_KEY")
         .env_remove("FUZZ_KABLE_KEY")
-        .env("NO_COLOR", "1")
         .timeout(Duration::from_secs(120))
         .output()
         .expect("segrelay runs");

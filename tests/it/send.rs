@@ -2,16 +2,13 @@
 //! API and injects faults. Each test asserts what the server received and
 //! what segrelay reports.
 
-#[path = "support/server.rs"]
-mod server;
-
+use crate::support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
+use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
 use serde_json::{Value, json};
-use server::{Api, Fault, OrbFailureShape, TestServer};
 
 const KEY: &str = "sk_test_s3cr3t_value_42";
 
@@ -85,8 +82,7 @@ fn run_file(setup: &Setup, input: &Path, args: &[&str]) -> Run {
     } else {
         &["--max-retry-wait", "20ms"]
     };
-    let output = Command::cargo_bin("segrelay")
-        .unwrap()
+    let output = support::segrelay()
         .arg("send")
         .arg("-c")
         .arg(&setup.settings)
@@ -719,8 +715,7 @@ fn amberflo_identify_replace_puts_the_event_fields_only() {
 fn amberflo_identify_mode_is_merge_or_replace() {
     let server = TestServer::start(Api::Amberflo, KEY);
     let s = setup(&Api::Amberflo, &server, "identify = \"upsert\"\n");
-    let r = Command::cargo_bin("segrelay")
-        .unwrap()
+    let r = support::segrelay()
         .args(["send", "--dry-run", "-c"])
         .arg(&s.settings)
         .write_stdin("")
@@ -774,8 +769,7 @@ fn amberflo_customer_and_usage_calls_go_to_the_api_host() {
     assert_eq!(api.customers().len(), 2);
 
     let input_path = s.dir.path().join("events.ndjson");
-    let verify = Command::cargo_bin("segrelay")
-        .unwrap()
+    let verify = support::segrelay()
         .args(["verify", "--max-retry-wait", "20ms", "-c"])
         .arg(&s.settings)
         .arg(&input_path)
@@ -974,8 +968,7 @@ fn check(setup: &Setup, input: &str) -> (Value, String) {
     let input_path = setup.dir.path().join("events.ndjson");
     std::fs::write(&input_path, input).unwrap();
     let summary = setup.dir.path().join("check-summary.json");
-    let output = Command::cargo_bin("segrelay")
-        .unwrap()
+    let output = support::segrelay()
         .args(["check", "-c"])
         .arg(&setup.settings)
         .arg("--summary")
@@ -1072,8 +1065,7 @@ fn grace_period_hours_sets_what_counts_as_old() {
     }
     for bad in ["grace_period_hours = 0\n", "grace_period_hours = \"12h\"\n"] {
         let s = setup(&Api::Orb, &server, bad);
-        let output = Command::cargo_bin("segrelay")
-            .unwrap()
+        let output = support::segrelay()
             .args(["check", "-c"])
             .arg(&s.settings)
             .write_stdin(input.clone())

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: running the real binary, reading
 //! its dry-run output, comparing JSON by meaning, and writing inputs.
 
-#![allow(dead_code)]
+pub mod job;
+pub mod json;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,12 @@ const CLEARED_ENV: &[&str] = &[
 
 /// The real binary, with the keys and `$SEGRELAY_CONFIG` removed from its environment.
 pub fn segrelay() -> Command {
-    let mut cmd = Command::cargo_bin("segrelay").expect("the segrelay binary is built");
+    Command::from_std(segrelay_process())
+}
+
+/// [`segrelay`] as a `std` command, for a test that spawns the binary or pipes its streams.
+pub fn segrelay_process() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_segrelay"));
     for var in CLEARED_ENV {
         cmd.env_remove(var);
     }

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! A JSON grammar check without a depth limit.
 //!
 //! serde_json refuses documents nested more than 128 levels ("recursion limit

@@ -1,12 +1,10 @@
 //! Translation: golden requests for the seed examples, and the translation
 //! rules in the README across the three destinations.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------

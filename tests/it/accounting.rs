@@ -1,10 +1,8 @@
 //! Accounting (summary, exit codes, rejects file and its replay) and batching.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 const TS: &str = "2021-04-26T14:01:46.909Z";

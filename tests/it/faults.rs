@@ -5,10 +5,8 @@
 //! Then the answers a destination should not give (a 200 that is not the API's, an
 //! HTML page from a proxy, a redirect) and a TLS endpoint with a bad certificate.
 
-mod common;
-#[path = "support/server.rs"]
-mod server;
-
+use crate::support;
+use crate::support::server;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
 use serde_json::{Value, json};
-use server::{Api, Fault, OrbFailureShape, TestServer};
 
 const KEY: &str = "sk_test_faults_0123456789";
 const APIS: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];
@@ -112,7 +110,7 @@ fn send(dir: &Path, settings: &Path, input: &str, args: &[&str]) -> Run {
     let rejects = dir.join("rejects.ndjson");
     let _ = std::fs::remove_file(&summary);
     let _ = std::fs::remove_file(&rejects);
-    let mut cmd = common::segrelay();
+    let mut cmd = support::segrelay();
     cmd.arg("send")
         .arg("-c")
         .arg(settings)
@@ -137,7 +135,7 @@ fn send(dir: &Path, settings: &Path, input: &str, args: &[&str]) -> Run {
     let summary_text = std::fs::read_to_string(&summary)
         .unwrap_or_else(|_| panic!("no summary; stderr:\n{stderr}"));
     let summary: Value = serde_json::from_str(&summary_text).unwrap();
-    common::assert_accounting(&summary);
+    support::assert_accounting(&summary);
     let mut by_key = BTreeMap::new();
     for line in std::fs::read_to_string(&rejects)
         .unwrap_or_default()
@@ -183,8 +181,8 @@ fn assert_delivered(server: &TestServer, expected: &[String], exact: bool, conte
             assert!(n >= 1, "{context}: {k} never accepted");
         }
     }
-    let held = common::tally(&common::record_keys(&server.ingested()));
-    let wanted = common::tally(expected);
+    let held = support::tally(&support::record_keys(&server.ingested()));
+    let wanted = support::tally(expected);
     assert_eq!(
         held, wanted,
         "{context}: the destination holds each event once"

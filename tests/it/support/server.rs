@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! A test-only HTTP/1.1 server that behaves like the Amberflo, Orb and Kable APIs as described in
 //! their public API references and SDKs, with injectable faults.
 //!

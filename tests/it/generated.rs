@@ -1,15 +1,11 @@
 //! The shipped completion scripts and man page are what the binary generates.
 
+use crate::support;
 use std::path::Path;
 
-use assert_cmd::Command;
 
 fn generated(args: &[&str]) -> String {
-    let output = Command::cargo_bin("segrelay")
-        .unwrap()
-        .args(args)
-        .output()
-        .unwrap();
+    let output = support::segrelay().args(args).output().unwrap();
     assert!(output.status.success(), "segrelay {args:?} failed");
     String::from_utf8(output.stdout).unwrap()
 }
