@@ -3,7 +3,6 @@
 use crate::support;
 use std::path::Path;
 
-
 fn generated(args: &[&str]) -> String {
     let output = support::segrelay().args(args).output().unwrap();
     assert!(output.status.success(), "segrelay {args:?} failed");
