@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::support::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 const TS: &str = "2021-04-26T14:01:46.909Z";
 

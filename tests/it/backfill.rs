@@ -1,15 +1,16 @@
 //! Orb backfills end to end against the loopback server, which applies Orb's
 //! grace period to ordinary ingest and its rules to backfills.
 
-use crate::support;
-use crate::support::server;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use crate::support::job::Job;
-use crate::support::server::{Api, TestServer};
 use jiff::Timestamp;
 use serde_json::{Value, json};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR};
+use crate::support::server;
+use crate::support::server::{Api, TestServer};
 
 const KEY: &str = "sk_test_backfill_key_77";
 
@@ -54,7 +55,7 @@ impl BackfillJob for Job {
             .args(args)
             .arg("-c")
             .arg(&self.settings)
-            .env("SEGRELAY_TEST_KEY", KEY)
+            .env(KEY_VAR, KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

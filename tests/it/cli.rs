@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::process::Command as StdCommand;
 
-use crate::support::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 const TS: &str = "2021-04-26T14:01:46.909Z";
 const ORB_KEY: &str = "orb_live_SECRET_9f8e7d6c5b4a";

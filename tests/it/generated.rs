@@ -1,7 +1,8 @@
 //! The shipped completion scripts and man page are what the binary generates.
 
-use crate::support;
 use std::path::Path;
+
+use crate::support;
 
 fn generated(args: &[&str]) -> String {
     let output = support::segrelay().args(args).output().unwrap();

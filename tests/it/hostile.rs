@@ -3,13 +3,13 @@
 //! (the good lines after it are still translated), and
 //! `read = sent + skipped + rejected + failed` holds.
 
-use crate::support;
-use crate::support::json;
-use std::io::Write;
 use std::path::Path;
 
-use crate::support::{SETTINGS, assert_accounting, record_keys, records, workspace, write};
 use serde_json::{Value, json};
+
+use crate::support;
+use crate::support::json;
+use crate::support::{SETTINGS, assert_accounting, gzip, record_keys, records, workspace, write};
 
 const DESTINATIONS: [&str; 3] = ["amberflo", "orb", "kable"];
 
@@ -654,12 +654,6 @@ fn assert_file_reported(dir: &Path, files: &[&str], place: &str, reason: &str, d
         );
         assert_eq!(out.code, 1);
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[test]

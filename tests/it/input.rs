@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::support::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 fn track(id: &str) -> Value {
     json!({

@@ -1,14 +1,15 @@
 //! Backfills that survive: checkpoints, resume after a kill or Ctrl-C,
 //! concurrency that keeps the checkpoint honest, and filters.
 
-use crate::support;
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::job::Job;
-use crate::support::server::{Api, Fault, TestServer};
 use serde_json::{Value, json};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR, destination_table};
+use crate::support::server::{Api, Fault, TestServer};
 
 const KEY: &str = "sk_test_resume_key_0042";
 
@@ -22,8 +23,7 @@ trait ResumeJob {
 
 impl ResumeJob for Job {
     fn kable(server: &TestServer, lines: &str) -> Job {
-        let table = "[destinations.kable]\nkable_client_id = \"kci_test\"\n";
-        Job::new(table, &server.endpoint(), lines)
+        Job::new(&destination_table(Api::Kable), &server.endpoint(), lines)
     }
 
     fn command(&self, extra: &[&str]) -> std::process::Command {
@@ -41,7 +41,7 @@ impl ResumeJob for Job {
             .args(["--max-retry-wait", "20ms", "-q"])
             .args(extra)
             .arg(&self.input)
-            .env("SEGRELAY_TEST_KEY", KEY)
+            .env(KEY_VAR, KEY)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         command
@@ -267,7 +267,7 @@ fn standard_input_cannot_be_checkpointed() {
         .arg("--checkpoint")
         .arg(job.path("c.json"))
         .arg("-")
-        .env("SEGRELAY_TEST_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .stdin(Stdio::null())
         .output()
         .unwrap();

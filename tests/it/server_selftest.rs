@@ -5,11 +5,11 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
 use serde_json::{Value, json};
 
+use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
+
 const KEY: &str = "sk_test_secret";
-const ALL: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -198,7 +198,7 @@ fn assert_success_body(api: Api, answer: &Answer, n: usize) {
 /// once, which the send and fault tests count on to tell "retried" from "sent twice".
 #[test]
 fn each_api_accepts_a_valid_batch_and_records_it() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         let answer = send(&server, &batch(api, &["a", "b"]));
         assert_success_body(api, &answer, 2);
@@ -236,7 +236,7 @@ fn each_api_accepts_a_valid_batch_and_records_it() {
 /// Guards the 401 for a wrong key (and nothing ingested), on which the refused-key tests rely.
 #[test]
 fn a_bad_key_gets_401_and_nothing_is_ingested() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         let wrong = send_with(&agent(), &server, "wrong", "", &batch(api, &["a"])).unwrap();
         assert_eq!(wrong.status, 401, "{api:?}");
@@ -431,7 +431,7 @@ fn delay_fault_and_latency() {
 /// Guards `Fault::Close`: the connection is dropped after the request is read, with no answer.
 #[test]
 fn close_fault_gives_a_transport_error() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         let agent = agent();
         // Warm a pooled keep-alive connection first, then close on the next request.
@@ -546,7 +546,7 @@ fn orb_reject_keys_rfc7807_shape() {
 /// Guards `max_batch`: the split-on-413 tests need a server that refuses a batch too large.
 #[test]
 fn max_batch_gives_413() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         server.max_batch(2);
         let answer = send(&server, &batch(api, &["a", "b", "c"]));

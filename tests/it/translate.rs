@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::support::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 // ---------------------------------------------------------------------------
 // Golden tests of the seed examples (corrected where the pages are known to be wrong)

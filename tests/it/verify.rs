@@ -1,13 +1,14 @@
 //! Closing the loop: customers made sure of before their usage, and `verify`
 //! comparing what the destination holds with the input.
 
-use crate::support;
-use crate::support::server;
 use std::process::{Output, Stdio};
 
-use crate::support::job::Job;
-use crate::support::server::{Api, TestServer};
 use serde_json::{Value, json};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR};
+use crate::support::server;
+use crate::support::server::{Api, TestServer};
 
 const KEY: &str = "sk_test_verify_key_31";
 
@@ -24,7 +25,7 @@ impl VerifyJob for Job {
             .arg(&self.settings)
             .args(["--max-retry-wait", "10ms"])
             .arg(&self.input)
-            .env("SEGRELAY_TEST_KEY", KEY)
+            .env(KEY_VAR, KEY)
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -281,7 +282,7 @@ fn a_dry_run_shows_the_customer_lookups_and_a_resume_does_not_ask_again() {
         .arg("-c")
         .arg(&job.settings)
         .arg(&job.input)
-        .env("SEGRELAY_TEST_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

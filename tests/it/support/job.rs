@@ -5,8 +5,22 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::server::{Api, KABLE_CLIENT_ID};
+
 /// The variable the settings written by [`Job::new`] take the key from.
 pub const KEY_VAR: &str = "SEGRELAY_TEST_KEY";
+
+/// `api`'s destination table as the send and fault tests use it, for [`Job::new`]: Orb takes
+/// the customer from `userId` and `value` as a property; Kable has the test server's client id.
+pub fn destination_table(api: Api) -> String {
+    match api {
+        Api::Amberflo => "[destinations.amberflo]\n".to_owned(),
+        Api::Orb => "[destinations.orb]\nexternal_customer_id_field = \"userId\"\n\
+                     [destinations.orb.properties_mapping]\nvalue = \"value\"\n"
+            .to_owned(),
+        Api::Kable => format!("[destinations.kable]\nkable_client_id = \"{KABLE_CLIENT_ID}\"\n"),
+    }
+}
 
 pub struct Job {
     pub dir: tempfile::TempDir,

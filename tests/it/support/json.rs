@@ -4,8 +4,6 @@
 //! exceeded"), but segrelay takes events nested up to that limit and wraps them in
 //! a request, so its output may be deeper while still valid JSON. This checks the
 //! grammar (RFC 8259) iteratively, so that any depth can be checked.
-//!
-//! Include it with `#[path = "support/json.rs"] mod json;`.
 
 /// Checks that `text` is exactly one JSON value, with optional surrounding whitespace.
 pub fn validate(text: &str) -> Result<(), String> {
