@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: running the real binary, reading
-//! its dry-run output, comparing JSON by meaning, and writing inputs.
+//! its dry-run output, comparing JSON by meaning, and writing inputs; the
+//! loopback server (`server`), a test's work directory (`job`) and a JSON
+//! grammar check without a depth limit (`json`).
 
 pub mod job;
 pub mod json;
