@@ -3,18 +3,15 @@
 //! and the binary end to end, over arbitrary bytes, hostile Segment-like JSON and
 //! gzip of it.
 //!
-//! The default case counts keep this file fast for CI. Long runs:
+//! The default case counts keep this module fast for CI. Long runs:
 //!
 //! ```sh
-//! PROPTEST_CASES=20000 cargo test --release --test fuzz lib_
-//! PROPTEST_CASES=3000  cargo test --release --test fuzz e2e_
+//! PROPTEST_CASES=20000 cargo test --release --test it fuzz::lib_
+//! PROPTEST_CASES=3000  cargo test --release --test it fuzz::e2e_
 //! ```
 //!
 //! `PROPTEST_CASES` sets the case count of every property here. A failing input
 //! is kept below as a plain `#[test]` with the input inline (no regression files).
-
-#[path = "support/json.rs"]
-mod json;
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -28,6 +25,8 @@ use segrelay::destination::{Destination, Stream, Translation};
 use segrelay::event::{Origin, parse_line};
 use segrelay::input::{Item, Source, read_all};
 use serde_json::Value;
+
+use crate::support::{self, Run, json};
 
 // ---------------------------------------------------------------------------------------------
 // Settings and destinations
@@ -1025,27 +1024,21 @@ fn lib_gzip_property(bytes: &[u8], members: usize, cut: prop::sample::Index) {
 // ---------------------------------------------------------------------------------------------
 // End to end
 
-struct Ran {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn segrelay(dir: &Path, args: &[&str]) -> Ran {
-    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_segrelay"))
+/// Runs the binary in `dir`. Standard error is read leniently: it may quote the input.
+fn segrelay(dir: &Path, args: &[&str]) -> Run {
+    let output = support::segrelay()
         .current_dir(dir)
         .args(args)
-        .env_remove("SEGRELAY_CONFIG")
         .env_remove("FUZZ_AMBERFLO_KEY")
         .env_remove("FUZZ_ORB_KEY")
         .env_remove("FUZZ_KABLE_KEY")
-        .env("NO_COLOR", "1")
         .timeout(Duration::from_secs(120))
         .output()
         .expect("segrelay runs");
-    Ran {
+    Run {
         code: output.status.code().unwrap_or(-1),
-        stdout: output.stdout,
+        stdout: String::from_utf8(output.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not UTF-8: {e}")),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
@@ -1136,8 +1129,7 @@ fn e2e_property(input: &[u8], file_name: &str) {
             counts[0], expected_read,
             "{context}: the binary read another number of events than the library yields"
         );
-        let stdout = std::str::from_utf8(&run.stdout)
-            .unwrap_or_else(|e| panic!("{context}: stdout is not UTF-8: {e}"));
+        let stdout = run.stdout.as_str();
         let mut events_in_requests = 0u64;
         // Merging, an identify's lookup names it beside its write, and one that
         // changes nothing in the record the dry run would have created writes nothing.

@@ -1,13 +1,12 @@
 //! Translation: golden requests for the seed examples, and the translation
 //! rules in the README across the three destinations.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 // ---------------------------------------------------------------------------
 // Golden tests of the seed examples (corrected where the pages are known to be wrong)

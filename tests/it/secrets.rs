@@ -5,30 +5,21 @@
 //! settings file holding a key must not be readable by others, and a plain-http
 //! endpoint off this machine needs `allow_insecure`.
 
-mod common;
-#[path = "support/server.rs"]
-mod server;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use server::{Api, Fault, TestServer};
+
+use crate::support::job::Job;
+use crate::support::server;
+use crate::support::server::{Api, Fault, TestServer};
+use crate::support::{self, Run};
 
 /// The key: distinctive, so that any copy of it is found.
 const SECRET: &str = "sk_live_SEGRELAY_S3CR3T_5a7c9e1b3d";
 /// The environment variable the settings read it from.
 const VAR: &str = "SEGRELAY_SECRETS_KEY";
-const APIS: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];
-
-fn name(api: Api) -> &'static str {
-    match api {
-        Api::Amberflo => "amberflo",
-        Api::Orb => "orb",
-        Api::Kable => "kable",
-    }
-}
 
 /// How the settings hold the key.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,12 +28,6 @@ enum KeyIn {
     Env,
     /// `api_key = "sk_live_..."` in a file of mode 0600.
     File,
-}
-
-struct Job {
-    dir: tempfile::TempDir,
-    settings: PathBuf,
-    input: PathBuf,
 }
 
 fn table(api: Api, key: KeyIn, endpoint: Option<&str>) -> String {
@@ -87,44 +72,30 @@ fn input_lines() -> String {
 }
 
 fn job_with(settings_text: &str) -> Job {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("segrelay.toml");
-    std::fs::write(&settings, settings_text).unwrap();
-    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let input = dir.path().join("events.ndjson");
-    std::fs::write(&input, input_lines()).unwrap();
-    Job {
-        dir,
-        settings,
-        input,
-    }
+    let job = Job::with_settings(settings_text, &input_lines());
+    std::fs::set_permissions(&job.settings, std::fs::Permissions::from_mode(0o600)).unwrap();
+    job
 }
 
 fn job(api: Api, key: KeyIn, endpoint: Option<&str>) -> Job {
     job_with(&table(api, key, endpoint))
 }
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs segrelay in the job's directory with the key in the environment.
-fn run(job: &Job, args: &[&str]) -> Ran {
-    let mut cmd = common::segrelay();
-    cmd.current_dir(job.dir.path())
-        .args(args)
-        .env(VAR, SECRET)
-        .timeout(Duration::from_secs(90));
-    let output = cmd.output().expect("segrelay runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "segrelay panicked:\n{stderr}");
-    Ran {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-    }
+fn run(job: &Job, args: &[&str]) -> Run {
+    let ran = support::run(
+        support::segrelay()
+            .current_dir(job.dir.path())
+            .args(args)
+            .env(VAR, SECRET)
+            .timeout(Duration::from_secs(90)),
+    );
+    assert!(
+        !ran.stderr.contains("panicked"),
+        "segrelay panicked:\n{}",
+        ran.stderr
+    );
+    ran
 }
 
 /// Every file the run left in the job's directory (the settings and input aside).
@@ -158,7 +129,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 /// The key is nowhere: not on stdout, not on stderr, not in any file written.
-fn assert_hidden(job: &Job, ran: &Ran, context: &str) {
+fn assert_hidden(job: &Job, ran: &Run, context: &str) {
     assert!(
         !ran.stdout.contains(SECRET),
         "{context}: the key is on standard output:\n{}",
@@ -193,7 +164,7 @@ const ALL_OUTPUTS: [&str; 4] = ["--summary", "summary.json", "--rejects", "rejec
 
 #[test]
 fn dry_runs_in_every_format_hide_the_key() {
-    for api in APIS {
+    for api in Api::ALL {
         for key in [KeyIn::Env, KeyIn::File] {
             let job = job(api, key, None);
             for format in ["ndjson", "curl", "http"] {
@@ -201,7 +172,7 @@ fn dry_runs_in_every_format_hide_the_key() {
                     for verbose in [false, true] {
                         let context = format!(
                             "{} dry run, {format}, key in {key:?}, to a file: {to_file}, -v: {verbose}",
-                            name(api)
+                            api.name()
                         );
                         let mut args = vec!["send", "--dry-run", "--format", format];
                         args.extend(ALL_OUTPUTS);
@@ -237,7 +208,7 @@ fn dry_runs_in_every_format_hide_the_key() {
                 &["check", "--summary", "summary.json", "-v", "events.ndjson"],
             );
             assert_eq!(ran.code, 1, "{}", ran.stderr);
-            assert_hidden(&job, &ran, &format!("{} check, key in {key:?}", name(api)));
+            assert_hidden(&job, &ran, &format!("{} check, key in {key:?}", api.name()));
             clean(&job);
         }
     }
@@ -245,11 +216,11 @@ fn dry_runs_in_every_format_hide_the_key() {
 
 #[test]
 fn show_secrets_writes_the_key_in_the_dry_run_output_only() {
-    for api in APIS {
+    for api in Api::ALL {
         for key in [KeyIn::Env, KeyIn::File] {
             let job = job(api, key, None);
             for format in ["ndjson", "curl", "http"] {
-                let context = format!("{} --show-secrets, {format}, key in {key:?}", name(api));
+                let context = format!("{} --show-secrets, {format}, key in {key:?}", api.name());
                 let mut args = vec!["send", "--dry-run", "--show-secrets", "--format", format];
                 args.extend(ALL_OUTPUTS);
                 args.extend(["-v", "events.ndjson"]);
@@ -372,10 +343,10 @@ fn faults(api: Api) -> Vec<(&'static str, Vec<Fault>)> {
 
 #[test]
 fn sends_with_every_fault_hide_the_key() {
-    for api in APIS {
+    for api in Api::ALL {
         for (what, faults) in faults(api) {
             for key in [KeyIn::Env, KeyIn::File] {
-                let context = format!("{} send with {what}, key in {key:?}", name(api));
+                let context = format!("{} send with {what}, key in {key:?}", api.name());
                 let server = TestServer::start(api, SECRET);
                 server.push_faults(faults.clone());
                 let job = job(api, key, Some(&server.endpoint()));
@@ -420,7 +391,7 @@ fn sends_with_every_fault_hide_the_key() {
 
 #[test]
 fn a_refused_key_is_named_as_a_setting_not_shown() {
-    for api in APIS {
+    for api in Api::ALL {
         let server = TestServer::start(api, "the-server-wants-another-key");
         let job = job(api, KeyIn::File, Some(&server.endpoint()));
         let ran = run(
@@ -437,7 +408,7 @@ fn a_refused_key_is_named_as_a_setting_not_shown() {
         );
         assert_eq!(ran.code, 3, "{}", ran.stderr);
         assert!(ran.stderr.contains("api_key"), "{}", ran.stderr);
-        assert_hidden(&job, &ran, &format!("{} with a refused key", name(api)));
+        assert_hidden(&job, &ran, &format!("{} with a refused key", api.name()));
     }
 }
 
@@ -563,23 +534,23 @@ fn settings_errors_do_not_show_the_key() {
     }
     // A key the environment does not set: the variable is named, a dry run works.
     let job = job(Api::Orb, KeyIn::Env, None);
-    let mut cmd = common::segrelay();
+    let mut cmd = support::segrelay();
     cmd.current_dir(job.dir.path())
         .args(["send", "events.ndjson"]);
-    let ran = common::run(&mut cmd);
+    let ran = support::run(&mut cmd);
     assert_eq!(ran.code, 2);
     assert!(ran.stderr.contains(VAR), "{}", ran.stderr);
 }
 
 #[test]
 fn a_settings_file_holding_a_key_must_not_be_readable_by_others() {
-    let warned = |ran: &Ran| {
+    let warned = |ran: &Run| {
         ran.stderr
             .lines()
             .find(|l| l.contains("warning") && l.contains("segrelay.toml"))
             .map(str::to_owned)
     };
-    for api in APIS {
+    for api in Api::ALL {
         for (key, mode, warning) in [
             (KeyIn::File, 0o644, true),
             (KeyIn::File, 0o604, true),
@@ -588,7 +559,7 @@ fn a_settings_file_holding_a_key_must_not_be_readable_by_others() {
             (KeyIn::File, 0o400, false),
             (KeyIn::Env, 0o644, false),
         ] {
-            let context = format!("{} key in {key:?}, mode {mode:o}", name(api));
+            let context = format!("{} key in {key:?}, mode {mode:o}", api.name());
             let job = job(api, key, None);
             std::fs::set_permissions(&job.settings, std::fs::Permissions::from_mode(mode)).unwrap();
             for args in [
@@ -624,13 +595,13 @@ fn a_settings_file_holding_a_key_must_not_be_readable_by_others() {
 
 #[test]
 fn plain_http_off_this_machine_needs_allow_insecure() {
-    for api in APIS {
+    for api in Api::ALL {
         for endpoint in [
             "http://example.com",
             "http://10.1.2.3:8080/v1",
             "http://127.0.0.1.example.com",
         ] {
-            let context = format!("{} at {endpoint}", name(api));
+            let context = format!("{} at {endpoint}", api.name());
             let job = job(api, KeyIn::Env, Some(endpoint));
             for args in [
                 &["send", "--dry-run", "events.ndjson"][..],
@@ -668,7 +639,7 @@ fn plain_http_off_this_machine_needs_allow_insecure() {
                 ],
             );
             assert_eq!(ran.code, 1, "{context}: only the bad line\n{}", ran.stderr);
-            let requests = common::parse_ndjson(&ran.stdout);
+            let requests = support::parse_ndjson(&ran.stdout);
             assert!(!requests.is_empty());
             for request in &requests {
                 let url = request["url"].as_str().unwrap();

@@ -3,16 +3,13 @@
 //! (the good lines after it are still translated), and
 //! `read = sent + skipped + rejected + failed` holds.
 
-mod common;
-
-#[path = "support/json.rs"]
-mod json;
-
-use std::io::Write;
 use std::path::Path;
 
-use common::{SETTINGS, assert_accounting, record_keys, records, workspace, write};
 use serde_json::{Value, json};
+
+use crate::support;
+use crate::support::json;
+use crate::support::{SETTINGS, assert_accounting, gzip, record_keys, records, workspace, write};
 
 const DESTINATIONS: [&str; 3] = ["amberflo", "orb", "kable"];
 
@@ -74,7 +71,7 @@ impl Outcome {
 
 /// `segrelay send --dry-run -d DEST --summary --rejects [extra] FILES`, in `dir`.
 fn dry_run(dir: &Path, dest: &str, extra: &[&str], files: &[&str]) -> Outcome {
-    let mut cmd = common::segrelay();
+    let mut cmd = support::segrelay();
     cmd.current_dir(dir)
         .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", dest])
         .args(["--summary", "summary.json", "--rejects", "rejects.ndjson"])
@@ -100,7 +97,7 @@ fn dry_run(dir: &Path, dest: &str, extra: &[&str], files: &[&str]) -> Outcome {
             Err(e) => panic!("a dry-run line is not JSON ({e}): {line:.500}"),
         }
     }
-    let summary = common::summary(&dir.join("summary.json"));
+    let summary = support::summary(&dir.join("summary.json"));
     assert_accounting(&summary);
     let rejects_text = std::fs::read(dir.join("rejects.ndjson")).unwrap_or_default();
     let rejects_text = String::from_utf8(rejects_text).expect("the rejects file is UTF-8");
@@ -323,13 +320,13 @@ fn nesting_just_under_the_parser_limit_is_translated() {
         format!("{line}\n{}\n", good("after")),
     );
     for dest in DESTINATIONS {
-        let mut cmd = common::segrelay();
+        let mut cmd = support::segrelay();
         cmd.current_dir(dir.path())
             .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", dest])
             .args(["--summary", "summary.json", "deep.ndjson"]);
-        let run = common::run(&mut cmd);
+        let run = support::run(&mut cmd);
         run.expect_code(0);
-        assert_accounting(&common::summary(&dir.path().join("summary.json")));
+        assert_accounting(&support::summary(&dir.path().join("summary.json")));
         // Kable keeps the nested data as it is, so a request may be deeper than
         // serde_json reads; it is still one valid JSON line per request.
         for line in run.stdout.lines() {
@@ -337,7 +334,7 @@ fn nesting_just_under_the_parser_limit_is_translated() {
         }
         if dest == "amberflo" {
             let requests = run.requests();
-            let dims = &common::records(&requests)[0]["dimensions"];
+            let dims = &support::records(&requests)[0]["dimensions"];
             let key = format!("nest{}", ".k".repeat(depth));
             assert_eq!(dims[&key], "1", "flattened to a dotted key: {dims}");
         }
@@ -594,7 +591,7 @@ fn null_everywhere_is_a_reason_not_a_crash() {
         let props = out
             .records
             .iter()
-            .find(|r| common::record_keys(std::slice::from_ref(r))[0] == "null-props")
+            .find(|r| support::record_keys(std::slice::from_ref(r))[0] == "null-props")
             .unwrap_or_else(|| panic!("{dest}: null properties reject the event"));
         if dest != "kable" {
             assert!(!has_null(props), "{dest}: {props}");
@@ -657,12 +654,6 @@ fn assert_file_reported(dir: &Path, files: &[&str], place: &str, reason: &str, d
         );
         assert_eq!(out.code, 1);
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[test]
@@ -836,7 +827,7 @@ fn a_line_that_is_not_utf8_reads_back_from_the_rejects_file_unchanged() {
     )
     .unwrap();
     let run = |input: &str, summary: &str| {
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_segrelay"))
+        let status = support::segrelay_process()
             .current_dir(dir.path())
             .args([
                 "send",

@@ -1,9 +1,5 @@
-#![allow(dead_code)]
 //! A test-only HTTP/1.1 server that behaves like the Amberflo, Orb and Kable APIs as described in
 //! their public API references and SDKs, with injectable faults.
-//!
-//! Include it from an integration test with
-//! `#[path = "support/server.rs"] mod server;`.
 //!
 //! The HTTP handling is written by hand on `std::net::TcpListener` (one thread per connection,
 //! keep-alive, `Content-Length` and chunked bodies, gzip request bodies) so that faults such as
@@ -56,6 +52,19 @@ pub enum Api {
     Amberflo,
     Orb,
     Kable,
+}
+
+impl Api {
+    pub const ALL: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];
+
+    /// The destination type's name in the settings (`type = "..."`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Amberflo => "amberflo",
+            Api::Orb => "orb",
+            Api::Kable => "kable",
+        }
+    }
 }
 
 /// A fault given to one request instead of (or before) normal handling.

@@ -1,12 +1,11 @@
 //! Input: files in order, standard input, gzip, line endings, blank lines,
 //! batch envelopes, the line length limit and the real Segment fixtures.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 fn track(id: &str) -> Value {
     json!({

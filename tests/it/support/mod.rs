@@ -1,9 +1,14 @@
 //! Helpers shared by the integration tests: running the real binary, reading
-//! its dry-run output, comparing JSON by meaning, and writing inputs.
+//! its dry-run output, comparing JSON by meaning, and writing inputs; the
+//! loopback server (`server`), a test's work directory (`job`) and a JSON
+//! grammar check without a depth limit (`json`).
 
-#![allow(dead_code)]
+pub mod job;
+pub mod json;
+pub mod server;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -19,7 +24,12 @@ const CLEARED_ENV: &[&str] = &[
 
 /// The real binary, with the keys and `$SEGRELAY_CONFIG` removed from its environment.
 pub fn segrelay() -> Command {
-    let mut cmd = Command::cargo_bin("segrelay").expect("the segrelay binary is built");
+    Command::from_std(segrelay_process())
+}
+
+/// [`segrelay`] as a `std` command, for a test that spawns the binary or pipes its streams.
+pub fn segrelay_process() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_segrelay"));
     for var in CLEARED_ENV {
         cmd.env_remove(var);
     }
@@ -331,40 +341,11 @@ pub fn normalise_headers(request: &Value) -> Value {
     request
 }
 
-/// A gzip member holding `data` in stored (uncompressed) deflate blocks:
-/// valid gzip, written by hand so the tests need no compression library.
+/// One gzip member holding `data`.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-    let mut chunks = data.chunks(0xffff).peekable();
-    if chunks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
-    }
-    while let Some(chunk) = chunks.next() {
-        let last = chunks.peek().is_none();
-        out.push(u8::from(last));
-        let len = chunk.len() as u16;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(chunk);
-    }
-    out.extend_from_slice(&crc32(data).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
 }
 
 /// The `messageId`/key of each record, whatever the destination calls it.

@@ -1,30 +1,31 @@
 //! Closing the loop: customers made sure of before their usage, and `verify`
 //! comparing what the destination holds with the input.
 
-#[path = "support/job.rs"]
-mod job;
-#[path = "support/server.rs"]
-mod server;
-
 use std::process::{Output, Stdio};
 
-use assert_cmd::cargo::CommandCargoExt;
-use job::Job;
 use serde_json::{Value, json};
-use server::{Api, TestServer};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR};
+use crate::support::server;
+use crate::support::server::{Api, TestServer};
 
 const KEY: &str = "sk_test_verify_key_31";
 
-impl Job {
+/// How the verify tests run a job.
+trait VerifyJob {
+    fn run(&self, args: &[&str]) -> Output;
+}
+
+impl VerifyJob for Job {
     fn run(&self, args: &[&str]) -> Output {
-        let output = std::process::Command::cargo_bin("segrelay")
-            .unwrap()
+        let output = support::segrelay_process()
             .args(args)
             .arg("-c")
             .arg(&self.settings)
             .args(["--max-retry-wait", "10ms"])
             .arg(&self.input)
-            .env("SEGRELAY_TEST_KEY", KEY)
+            .env(KEY_VAR, KEY)
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -275,14 +276,13 @@ fn a_dry_run_shows_the_customer_lookups_and_a_resume_does_not_ask_again() {
     // Killed after its first batches, then run again: the resume asks for no customer twice.
     server.latency(std::time::Duration::from_millis(40));
     let checkpoint = job.path("checkpoint.json");
-    let mut child = std::process::Command::cargo_bin("segrelay")
-        .unwrap()
+    let mut child = support::segrelay_process()
         .args(["send", "--batch-size", "5", "-q", "--checkpoint"])
         .arg(&checkpoint)
         .arg("-c")
         .arg(&job.settings)
         .arg(&job.input)
-        .env("SEGRELAY_TEST_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

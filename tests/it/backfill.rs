@@ -1,19 +1,16 @@
 //! Orb backfills end to end against the loopback server, which applies Orb's
 //! grace period to ordinary ingest and its rules to backfills.
 
-#[path = "support/job.rs"]
-mod job;
-#[path = "support/server.rs"]
-mod server;
-
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use jiff::Timestamp;
-use job::Job;
 use serde_json::{Value, json};
-use server::{Api, TestServer};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR};
+use crate::support::server;
+use crate::support::server::{Api, TestServer};
 
 const KEY: &str = "sk_test_backfill_key_77";
 
@@ -39,19 +36,26 @@ fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)>) {
     (text, keys)
 }
 
-impl Job {
+/// How the backfill tests make and run a job.
+trait BackfillJob {
+    fn orb(server: &TestServer, text: &str) -> Self;
+    fn command(&self, args: &[&str]) -> std::process::Command;
+    fn send(&self, extra: &[&str]) -> Output;
+}
+
+impl BackfillJob for Job {
     fn orb(server: &TestServer, text: &str) -> Job {
         let table = "[destinations.orb]\nexternal_customer_id_field = \"userId\"\n";
         Job::new(table, &server.endpoint(), text)
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::cargo_bin("segrelay").unwrap();
+        let mut command = support::segrelay_process();
         command
             .args(args)
             .arg("-c")
             .arg(&self.settings)
-            .env("SEGRELAY_TEST_KEY", KEY)
+            .env(KEY_VAR, KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -84,10 +88,6 @@ impl Job {
             );
         }
         output
-    }
-
-    fn summary(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.path("summary.json")).unwrap()).unwrap()
     }
 }
 

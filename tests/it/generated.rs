@@ -2,14 +2,10 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
+use crate::support;
 
 fn generated(args: &[&str]) -> String {
-    let output = Command::cargo_bin("segrelay")
-        .unwrap()
-        .args(args)
-        .output()
-        .unwrap();
+    let output = support::segrelay().args(args).output().unwrap();
     assert!(output.status.success(), "segrelay {args:?} failed");
     String::from_utf8(output.stdout).unwrap()
 }

@@ -1,30 +1,33 @@
 //! Backfills that survive: checkpoints, resume after a kill or Ctrl-C,
 //! concurrency that keeps the checkpoint honest, and filters.
 
-#[path = "support/job.rs"]
-mod job;
-#[path = "support/server.rs"]
-mod server;
-
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
-use job::Job;
 use serde_json::{Value, json};
-use server::{Api, Fault, TestServer};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR, destination_table};
+use crate::support::server::{Api, Fault, TestServer};
 
 const KEY: &str = "sk_test_resume_key_0042";
 
-impl Job {
+/// How the resume tests make and run a job.
+trait ResumeJob {
+    fn kable(server: &TestServer, lines: &str) -> Self;
+    fn command(&self, extra: &[&str]) -> std::process::Command;
+    fn run(&self, extra: &[&str]) -> (i32, String);
+    fn spawn(&self, extra: &[&str]) -> Child;
+}
+
+impl ResumeJob for Job {
     fn kable(server: &TestServer, lines: &str) -> Job {
-        let table = "[destinations.kable]\nkable_client_id = \"kci_test\"\n";
-        Job::new(table, &server.endpoint(), lines)
+        Job::new(&destination_table(Api::Kable), &server.endpoint(), lines)
     }
 
     fn command(&self, extra: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::cargo_bin("segrelay").unwrap();
+        let mut command = support::segrelay_process();
         command
             .arg("send")
             .arg("-c")
@@ -38,7 +41,7 @@ impl Job {
             .args(["--max-retry-wait", "20ms", "-q"])
             .args(extra)
             .arg(&self.input)
-            .env("SEGRELAY_TEST_KEY", KEY)
+            .env(KEY_VAR, KEY)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         command
@@ -54,24 +57,6 @@ impl Job {
 
     fn spawn(&self, extra: &[&str]) -> Child {
         self.command(extra).spawn().unwrap()
-    }
-
-    fn summary(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.path("summary.json")).unwrap()).unwrap()
-    }
-
-    fn checkpoint(&self) -> Option<Value> {
-        std::fs::read_to_string(self.path("checkpoint.json"))
-            .ok()
-            .map(|t| serde_json::from_str(&t).unwrap())
-    }
-
-    fn rejects(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.path("rejects.ndjson"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
     }
 }
 
@@ -276,14 +261,13 @@ fn a_changed_input_is_refused_unless_restarting() {
 fn standard_input_cannot_be_checkpointed() {
     let server = TestServer::start(Api::Kable, KEY);
     let job = Job::kable(&server, "");
-    let output = std::process::Command::cargo_bin("segrelay")
-        .unwrap()
+    let output = support::segrelay_process()
         .args(["send", "-c"])
         .arg(&job.settings)
         .arg("--checkpoint")
         .arg(job.path("c.json"))
         .arg("-")
-        .env("SEGRELAY_TEST_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -342,8 +326,7 @@ fn filters_skip_with_their_own_reasons() {
     )
     .unwrap();
     let summary_path = dir.path().join("summary.json");
-    let output = std::process::Command::cargo_bin("segrelay")
-        .unwrap()
+    let output = support::segrelay_process()
         .args(["send", "--dry-run", "-c"])
         .arg(&settings)
         .args([

@@ -2,20 +2,20 @@
 //! API and injects faults. Each test asserts what the server received and
 //! what segrelay reports.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use serde_json::{Value, json};
-use server::{Api, Fault, OrbFailureShape, TestServer};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR, destination_table};
+use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
 
 const KEY: &str = "sk_test_s3cr3t_value_42";
 
-struct Run {
+/// A send: its exit code, both streams, the summary and the lines of the rejects file.
+struct Sent {
     code: i32,
     stdout: String,
     stderr: String,
@@ -23,30 +23,10 @@ struct Run {
     rejects: Vec<Value>,
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    settings: PathBuf,
-}
-
-fn setup(api: &Api, server: &TestServer, extra: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let table = match api {
-        Api::Amberflo => "[destinations.amberflo]\napi_key = \"${SEGRELAY_TEST_KEY}\"\n".to_owned(),
-        Api::Orb => "[destinations.orb]\napi_key = \"${SEGRELAY_TEST_KEY}\"\nexternal_customer_id_field = \"userId\"\n\
-             [destinations.orb.properties_mapping]\nvalue = \"value\"\n"
-            .to_owned(),
-        Api::Kable => "[destinations.kable]\napi_key = \"${SEGRELAY_TEST_KEY}\"\nkable_client_id = \"kci_test\"\n".to_owned(),
-    };
-    // The endpoint goes in the destination's own table, before any sub-table.
-    let mut text = table.replacen(
-        '\n',
-        &format!("\nendpoint = \"{}\"\n{extra}", server.endpoint()),
-        1,
-    );
-    text.push('\n');
-    let settings = dir.path().join("segrelay.toml");
-    std::fs::write(&settings, text).unwrap();
-    Setup { dir, settings }
+/// A job for `api` at `server`, `extra` added to the destination's table.
+fn setup(api: &Api, server: &TestServer, extra: &str) -> Job {
+    let table = destination_table(*api).replacen('\n', &format!("\n{extra}"), 1);
+    Job::new(&table, &server.endpoint(), "")
 }
 
 fn track_events(n: usize, prefix: &str) -> String {
@@ -70,13 +50,13 @@ fn keys(n: usize, prefix: &str) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-fn run(setup: &Setup, input: &str, args: &[&str]) -> Run {
+fn run(setup: &Job, input: &str, args: &[&str]) -> Sent {
     let input_path = setup.dir.path().join("events.ndjson");
     std::fs::write(&input_path, input).unwrap();
     run_file(setup, &input_path, args)
 }
 
-fn run_file(setup: &Setup, input: &Path, args: &[&str]) -> Run {
+fn run_file(setup: &Job, input: &Path, args: &[&str]) -> Sent {
     let summary = setup.dir.path().join("summary.json");
     let rejects = setup.dir.path().join("rejects.ndjson");
     // Retries wait 20 ms unless a test asks for more.
@@ -85,8 +65,7 @@ fn run_file(setup: &Setup, input: &Path, args: &[&str]) -> Run {
     } else {
         &["--max-retry-wait", "20ms"]
     };
-    let output = Command::cargo_bin("segrelay")
-        .unwrap()
+    let output = support::segrelay()
         .arg("send")
         .arg("-c")
         .arg(&setup.settings)
@@ -97,7 +76,7 @@ fn run_file(setup: &Setup, input: &Path, args: &[&str]) -> Run {
         .args(quick_retries)
         .args(args)
         .arg(input)
-        .env("SEGRELAY_TEST_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
@@ -120,7 +99,7 @@ fn run_file(setup: &Setup, input: &Path, args: &[&str]) -> Run {
         n("sent") + n("skipped") + n("rejected") + n("failed"),
         "accounting: {summary}"
     );
-    Run {
+    Sent {
         code: output.status.code().unwrap_or(-1),
         stdout,
         stderr,
@@ -149,13 +128,9 @@ fn assert_all_delivered(server: &TestServer, expected: &[String]) {
     );
 }
 
-fn all_apis() -> [Api; 3] {
-    [Api::Amberflo, Api::Orb, Api::Kable]
-}
-
 #[test]
 fn delivers_every_event_once_to_each_destination() {
-    for api in all_apis() {
+    for api in Api::ALL {
         let server = TestServer::start(api_copy(&api), KEY);
         let s = setup(&api, &server, "");
         let r = run(&s, &track_events(250, "ok"), &["--batch-size", "100"]);
@@ -189,7 +164,7 @@ fn api_copy(api: &Api) -> Api {
 
 #[test]
 fn retries_server_errors_and_429_with_retry_after() {
-    for api in all_apis() {
+    for api in Api::ALL {
         let server = TestServer::start(api_copy(&api), KEY);
         server.push_faults(vec![
             Fault::Status(500, String::new()),
@@ -248,7 +223,7 @@ fn orb_transient_and_conflict_answers_are_retried() {
 
 #[test]
 fn timeouts_and_dropped_connections_are_retried() {
-    for api in all_apis() {
+    for api in Api::ALL {
         let server = TestServer::start(api_copy(&api), KEY);
         server.push_faults(vec![Fault::Delay(Duration::from_millis(800)), Fault::Close]);
         let s = setup(&api, &server, "");
@@ -324,7 +299,7 @@ fn too_large_batches_are_split() {
 
 #[test]
 fn a_refused_key_aborts_with_exit_3_and_loses_nothing() {
-    for api in all_apis() {
+    for api in Api::ALL {
         let server = TestServer::start(api_copy(&api), "another-key-entirely");
         let s = setup(&api, &server, "");
         let r = run(&s, &track_events(120, "auth"), &["--batch-size", "50"]);
@@ -386,7 +361,7 @@ fn rate_limits_space_requests_out() {
 
 #[test]
 fn a_gzip_archive_of_thousands_of_events_survives_random_faults() {
-    for api in all_apis() {
+    for api in Api::ALL {
         let server = TestServer::start(api_copy(&api), KEY);
         for n in [2, 5, 6, 9] {
             server.fault_on_request(n, Fault::Status(500, String::new()));
@@ -719,8 +694,7 @@ fn amberflo_identify_replace_puts_the_event_fields_only() {
 fn amberflo_identify_mode_is_merge_or_replace() {
     let server = TestServer::start(Api::Amberflo, KEY);
     let s = setup(&Api::Amberflo, &server, "identify = \"upsert\"\n");
-    let r = Command::cargo_bin("segrelay")
-        .unwrap()
+    let r = support::segrelay()
         .args(["send", "--dry-run", "-c"])
         .arg(&s.settings)
         .write_stdin("")
@@ -774,12 +748,11 @@ fn amberflo_customer_and_usage_calls_go_to_the_api_host() {
     assert_eq!(api.customers().len(), 2);
 
     let input_path = s.dir.path().join("events.ndjson");
-    let verify = Command::cargo_bin("segrelay")
-        .unwrap()
+    let verify = support::segrelay()
         .args(["verify", "--max-retry-wait", "20ms", "-c"])
         .arg(&s.settings)
         .arg(&input_path)
-        .env("SEGRELAY_TEST_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .output()
         .unwrap();
     let queried: Vec<String> = paths(&api).into_iter().skip(4).collect();
@@ -970,18 +943,17 @@ fn orb_event_at(key: &str, hours_ago: f64, value: i64) -> String {
     format!("{event}\n")
 }
 
-fn check(setup: &Setup, input: &str) -> (Value, String) {
+fn check(setup: &Job, input: &str) -> (Value, String) {
     let input_path = setup.dir.path().join("events.ndjson");
     std::fs::write(&input_path, input).unwrap();
     let summary = setup.dir.path().join("check-summary.json");
-    let output = Command::cargo_bin("segrelay")
-        .unwrap()
+    let output = support::segrelay()
         .args(["check", "-c"])
         .arg(&setup.settings)
         .arg("--summary")
         .arg(&summary)
         .arg(&input_path)
-        .env("SEGRELAY_TEST_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .output()
         .unwrap();
     let summary = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
@@ -1072,8 +1044,7 @@ fn grace_period_hours_sets_what_counts_as_old() {
     }
     for bad in ["grace_period_hours = 0\n", "grace_period_hours = \"12h\"\n"] {
         let s = setup(&Api::Orb, &server, bad);
-        let output = Command::cargo_bin("segrelay")
-            .unwrap()
+        let output = support::segrelay()
             .args(["check", "-c"])
             .arg(&s.settings)
             .write_stdin(input.clone())

@@ -1,12 +1,9 @@
-#![allow(dead_code)]
 //! A JSON grammar check without a depth limit.
 //!
 //! serde_json refuses documents nested more than 128 levels ("recursion limit
 //! exceeded"), but segrelay takes events nested up to that limit and wraps them in
 //! a request, so its output may be deeper while still valid JSON. This checks the
 //! grammar (RFC 8259) iteratively, so that any depth can be checked.
-//!
-//! Include it with `#[path = "support/json.rs"] mod json;`.
 
 /// Checks that `text` is exactly one JSON value, with optional surrounding whitespace.
 pub fn validate(text: &str) -> Result<(), String> {

@@ -1,17 +1,15 @@
-//! Self-test of the imitation destination server in `tests/support/server.rs`.
+//! Self-test of the loopback server in `support/server.rs`: each test guards a fault or a
+//! behaviour of the imitated APIs that the rest of the suite relies on.
 
-#[path = "support/server.rs"]
-mod server;
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Api, Fault, OrbFailureShape, TestServer};
+
+use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
 
 const KEY: &str = "sk_test_secret";
-const ALL: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -196,9 +194,11 @@ fn assert_success_body(api: Api, answer: &Answer, n: usize) {
     }
 }
 
+/// Guards `deliveries()` and `ingested()`: a re-sent key counts as a delivery again but is held
+/// once, which the send and fault tests count on to tell "retried" from "sent twice".
 #[test]
 fn each_api_accepts_a_valid_batch_and_records_it() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         let answer = send(&server, &batch(api, &["a", "b"]));
         assert_success_body(api, &answer, 2);
@@ -233,66 +233,10 @@ fn each_api_accepts_a_valid_batch_and_records_it() {
     }
 }
 
-#[test]
-fn paths_match_the_endpoint_setting() {
-    let orb = TestServer::start(Api::Orb, KEY);
-    assert!(orb.endpoint().ends_with("/v1"));
-    send(&orb, &batch(Api::Orb, &["x"]));
-    assert_eq!(orb.received()[0].path, "/v1/ingest");
-
-    let kable = TestServer::start(Api::Kable, KEY);
-    assert!(kable.endpoint().starts_with("http://127.0.0.1:"));
-    send(&kable, &batch(Api::Kable, &["x"]));
-    assert_eq!(kable.received()[0].path, "/api/v1/events/create");
-
-    let amberflo = TestServer::start(Api::Amberflo, KEY);
-    send(&amberflo, &batch(Api::Amberflo, &["x"]));
-    assert_eq!(amberflo.received()[0].path, "/ingest");
-}
-
-/// Bodies copied from `segrelay send --dry-run -c samples/segrelay.toml samples/events.ndjson`.
-#[test]
-fn segrelay_dry_run_bodies_are_accepted() {
-    let amberflo = TestServer::start(Api::Amberflo, KEY);
-    let body = json!([
-        {"uniqueId":"msg-track-1","customerId":"some_user_id","meterApiName":"ApiCalls","meterValue":2.0,"meterTimeInMillis":1619445706909i64,"dimensions":{"region":"us-west-2"}},
-        {"uniqueId":"msg-track-2","customerId":"cust_42","meterApiName":"tokens_used","meterValue":1250,"meterTimeInMillis":1619445900500i64,"dimensions":{"model":"gpt-4o","segmentX":"important data point","usage.cached":"false","usage.tokens":"1250"}},
-        {"uniqueId":"msg-page-1","customerId":"some_user_id","meterApiName":"page","meterValue":1,"meterTimeInMillis":1619445706909i64,"dimensions":{"browser":"Chrome","keywords":"paper,comedy","name":"Home","path":"_home","referrer":"https:__google.com","search":"schrute farms","title":"Welcome _ Initech","url":"https:__segment.com"}},
-        {"uniqueId":"msg-batch-1","customerId":"cust_7","meterApiName":"ApiCalls","meterValue":10,"meterTimeInMillis":1619514000000i64,"dimensions":{}}
-    ]);
-    assert_success_body(Api::Amberflo, &send(&amberflo, &body), 4);
-    let customer = json!({"customerId":"some_user_id","customerName":"John Doe","customerEmail":"john.doe@email.com","traits":{"avatar":"https:__s3.amazonaws.com_uifaces_faces_twitter_scottkclark_128.jpg","logins":"5","phone":"650-769-3240","plan":"premium"}});
-    let answer = call(
-        &agent(),
-        "PUT",
-        &format!("{}/customers", amberflo.endpoint()),
-        &[("x-api-key", KEY), ("content-type", "application/json")],
-        &customer.to_string(),
-    )
-    .unwrap();
-    assert_eq!(answer.status, 200);
-    assert_eq!(amberflo.customers(), [customer]);
-
-    let orb = TestServer::start(Api::Orb, KEY);
-    let body = json!({"events":[
-        {"idempotency_key":"msg-track-1","external_customer_id":"some_user_id","event_name":"ApiCalls","timestamp":"2021-04-26T14:01:46.909Z","properties":{"region":"us-west-2","value":2.0}},
-        {"idempotency_key":"msg-track-2","external_customer_id":"cust_42","event_name":"tokens_used","timestamp":"2021-04-26T14:05:00.500Z","properties":{"model":"gpt-4o","tokens":1250,"value":1250}},
-        {"idempotency_key":"msg-batch-1","external_customer_id":"cust_7","event_name":"ApiCalls","timestamp":"2021-04-27T09:00:00.000Z","properties":{"value":10}}
-    ]});
-    assert_success_body(Api::Orb, &send(&orb, &body), 3);
-
-    let kable = TestServer::start(Api::Kable, KEY);
-    let body = json!([
-        {"clientId":"some_user_id","timestamp":"2021-04-26T14:01:46.909Z","transactionId":"msg-track-1","data":{"region":"us-west-2","value":2.0}},
-        {"clientId":"cust_42","timestamp":"2021-04-26T14:05:00.500Z","transactionId":"msg-track-2","data":{"kableX":"important data point","model":"gpt-4o","tokens":1250,"usage":{"cached":false},"value":"1250"}}
-    ]);
-    assert_success_body(Api::Kable, &send(&kable, &body), 2);
-    assert_eq!(kable.ingested().len(), 2);
-}
-
+/// Guards the 401 for a wrong key (and nothing ingested), on which the refused-key tests rely.
 #[test]
 fn a_bad_key_gets_401_and_nothing_is_ingested() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         let wrong = send_with(&agent(), &server, "wrong", "", &batch(api, &["a"])).unwrap();
         assert_eq!(wrong.status, 401, "{api:?}");
@@ -344,6 +288,8 @@ fn a_bad_key_gets_401_and_nothing_is_ingested() {
     }
 }
 
+/// Guards `Fault::Status`, `Fault::RetryAfter` and `Fault::Transient`, and that faults are
+/// taken from the queue in order and ingest nothing.
 #[test]
 fn status_retry_after_and_transient_faults() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -393,6 +339,8 @@ fn status_retry_after_and_transient_faults() {
     assert_eq!(deliveries(&server), counts(&[("k", 1)]));
 }
 
+/// Guards `fault_on_request`: the fault tests put a fault at the first, a middle and the last
+/// batch by request number.
 #[test]
 fn fault_on_request_targets_the_nth_request() {
     let server = TestServer::start(Api::Amberflo, KEY);
@@ -415,6 +363,7 @@ fn fault_on_request_targets_the_nth_request() {
     assert_eq!(a8.status, 200);
 }
 
+/// Guards `Fault::Status(_, "")`: the fault tests use it and expect the API's own error body.
 #[test]
 fn faulted_errors_without_a_body_use_the_api_error_body() {
     let kable = TestServer::start(Api::Kable, KEY);
@@ -438,6 +387,8 @@ fn faulted_errors_without_a_body_use_the_api_error_body() {
     assert!(a.header("X-Request-Id").is_some());
 }
 
+/// Guards `Fault::Delay` (the timeout tests: the request is still handled after the client gives
+/// up) and `latency` (the rate-limit tests).
 #[test]
 fn delay_fault_and_latency() {
     let server = TestServer::start(Api::Kable, KEY);
@@ -477,9 +428,10 @@ fn delay_fault_and_latency() {
     );
 }
 
+/// Guards `Fault::Close`: the connection is dropped after the request is read, with no answer.
 #[test]
 fn close_fault_gives_a_transport_error() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         let agent = agent();
         // Warm a pooled keep-alive connection first, then close on the next request.
@@ -508,6 +460,7 @@ fn close_fault_gives_a_transport_error() {
     }
 }
 
+/// Guards `poison`: one event makes the whole batch fail, which the halving tests isolate.
 #[test]
 fn poison_refuses_the_whole_batch() {
     for api in [Api::Amberflo, Api::Kable] {
@@ -527,6 +480,7 @@ fn poison_refuses_the_whole_batch() {
     }
 }
 
+/// Guards `orb_reject_keys` with Orb's `validation_failed` answer, including `ingest_valid`.
 #[test]
 fn orb_reject_keys_validation_failed_shape() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -562,6 +516,7 @@ fn orb_reject_keys_validation_failed_shape() {
     assert_eq!(ingested_keys(&server), ["k1", "k3"]);
 }
 
+/// Guards `orb_reject_keys` with the RFC 7807 answer shape.
 #[test]
 fn orb_reject_keys_rfc7807_shape() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -588,9 +543,10 @@ fn orb_reject_keys_rfc7807_shape() {
     assert!(server.ingested().is_empty());
 }
 
+/// Guards `max_batch`: the split-on-413 tests need a server that refuses a batch too large.
 #[test]
 fn max_batch_gives_413() {
-    for api in ALL {
+    for api in Api::ALL {
         let server = TestServer::start(api, KEY);
         server.max_batch(2);
         let answer = send(&server, &batch(api, &["a", "b", "c"]));
@@ -600,6 +556,8 @@ fn max_batch_gives_413() {
     }
 }
 
+/// Guards Orb's 500-event limit and its per-event validation, so that a send test fails when
+/// segrelay writes what Orb would refuse.
 #[test]
 fn orb_event_limit_and_validation() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -681,6 +639,7 @@ fn orb_event_limit_and_validation() {
     assert_success_body(Api::Orb, &send(&server, &batch_of(Api::Orb, ok)), 3);
 }
 
+/// Guards Orb's refusal of one key for two different events in a batch.
 #[test]
 fn orb_refuses_a_batch_with_one_key_for_two_events() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -704,6 +663,8 @@ fn orb_refuses_a_batch_with_one_key_for_two_events() {
     assert_eq!(ingested_keys(&server), ["k1"]);
 }
 
+/// Guards `orb_grace_period` (old and future events refused, backfills exempt), on which the
+/// backfill tests rely.
 #[test]
 fn orb_grace_period() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -774,6 +735,8 @@ fn orb_grace_period() {
     assert_eq!(send(&server, &batch(Api::Orb, &["old3"])).status, 200);
 }
 
+/// Guards Amberflo's record validation, so that a send test fails when segrelay writes what
+/// Amberflo would refuse.
 #[test]
 fn amberflo_validation() {
     let server = TestServer::start(Api::Amberflo, KEY);
@@ -833,69 +796,8 @@ fn amberflo_validation() {
     assert_eq!(deliveries(&server), counts(&[("single", 1)]));
 }
 
-#[test]
-fn amberflo_customers() {
-    let server = TestServer::start(Api::Amberflo, KEY);
-    let url = format!("{}/customers", server.endpoint());
-    let auth = [("X-API-KEY", KEY)];
-    let get = |id: &str| {
-        call(
-            &agent(),
-            "GET",
-            &format!("{url}?customerId={id}"),
-            &auth,
-            "",
-        )
-        .unwrap()
-    };
-    let absent = get("nobody");
-    assert_eq!((absent.status, absent.json()), (200, json!({})));
-    assert!(absent.header("x-request-id").is_some());
-
-    let v1 = json!({"customerId": "c 1", "customerName": "One", "traits": {"plan": "free", "logins": "5"}});
-    let put = call(&agent(), "PUT", &url, &auth, &v1.to_string()).unwrap();
-    assert_eq!((put.status, put.json()), (200, v1.clone()));
-    assert_eq!(get("c%201").json(), v1);
-    // PUT replaces the whole record.
-    let v2 =
-        json!({"customerId": "c 1", "customerName": "One", "customerEmail": "one@example.com"});
-    assert_eq!(
-        call(&agent(), "PUT", &url, &auth, &v2.to_string())
-            .unwrap()
-            .status,
-        200
-    );
-    assert_eq!(get("c+1").json(), v2);
-    assert_eq!(server.customers(), std::slice::from_ref(&v2));
-
-    // POST creates, 409 when the customer exists.
-    let post = call(&agent(), "POST", &url, &auth, &v1.to_string()).unwrap();
-    assert_eq!(post.status, 409);
-    let v3 = json!({"customerId": "c2", "customerName": "Two"});
-    assert_eq!(
-        call(&agent(), "POST", &url, &auth, &v3.to_string())
-            .unwrap()
-            .status,
-        200
-    );
-    assert_eq!(server.customers(), [v2, v3]);
-
-    for invalid in [
-        json!({"customerId": "c3"}),
-        json!({"customerName": "x"}),
-        json!({"customerId": "c3", "customerName": "x", "traits": {"logins": 5}}),
-    ] {
-        let answer = call(&agent(), "PUT", &url, &auth, &invalid.to_string()).unwrap();
-        assert_eq!(answer.status, 400, "{invalid}");
-    }
-    assert_eq!(
-        call(&agent(), "GET", &format!("{url}?customerId=c2"), &[], "")
-            .unwrap()
-            .status,
-        401
-    );
-}
-
+/// Guards Kable's event validation, so that a send test fails when segrelay writes what Kable
+/// would refuse.
 #[test]
 fn kable_validation() {
     let server = TestServer::start(Api::Kable, KEY);
@@ -932,139 +834,7 @@ fn kable_validation() {
     assert_eq!(deliveries(&server), counts(&[("offset", 1)]));
 }
 
-#[test]
-fn unknown_paths_and_methods_get_404() {
-    for api in ALL {
-        let server = TestServer::start(api, KEY);
-        let base = server.base_url();
-        let a = call(&agent(), "GET", &format!("{base}/nope"), &[], "").unwrap();
-        assert_eq!(a.status, 404, "{api:?}");
-        let a = call(&agent(), "GET", &ingest_url(&server), &[], "").unwrap();
-        assert_eq!(a.status, 404, "{api:?}");
-        let a = call(&agent(), "POST", &format!("{base}/customers/x"), &[], "{}").unwrap();
-        assert_eq!(a.status, 404, "{api:?}");
-        if api == Api::Amberflo {
-            let a = call(&agent(), "DELETE", &format!("{base}/customers"), &[], "").unwrap();
-            assert_eq!(a.status, 404);
-        }
-        assert_eq!(
-            server.received().len(),
-            if api == Api::Amberflo { 4 } else { 3 }
-        );
-    }
-}
-
-/// Read one HTTP response from a raw socket: (status, headers, body).
-fn read_raw_response(r: &mut impl BufRead) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':').unwrap();
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
-    (status, headers, body)
-}
-
-#[test]
-fn raw_http_keep_alive_chunked_and_gzip() {
-    let server = TestServer::start(Api::Kable, KEY);
-    let addr = server.base_url().trim_start_matches("http://").to_string();
-    let stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let auth = format!("kable-client-id: kci_test\r\nKaBlE-ClIeNt-SeCrEt: {KEY}\r\n");
-
-    // 1. chunked
-    let body = batch(Api::Kable, &["chunked"]).to_string();
-    let (first, second) = body.split_at(10);
-    let request = format!(
-        "POST /api/v1/events/create HTTP/1.1\r\nHost: {addr}\r\n{auth}Transfer-Encoding: chunked\r\n\r\n{:x};ext=1\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\nX-Trailer: t\r\n\r\n",
-        first.len(),
-        second.len()
-    );
-    writer.write_all(request.as_bytes()).unwrap();
-    let (status, headers, _) = read_raw_response(&mut reader);
-    assert_eq!(status, 200);
-    assert!(headers.iter().any(|(k, _)| k == "x-request-id"));
-
-    // 2. gzip with Content-Length, same connection
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(batch(Api::Kable, &["gzipped"]).to_string().as_bytes())
-        .unwrap();
-    let compressed = gz.finish().unwrap();
-    let mut request = format!(
-        "POST /api/v1/events/create HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Encoding: gzip\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
-        compressed.len()
-    )
-    .into_bytes();
-    writer.write_all(&request).unwrap();
-    let (status, _, _) = read_raw_response(&mut reader);
-    assert_eq!(status, 100);
-    request.clear();
-    writer.write_all(&compressed).unwrap();
-    let (status, _, _) = read_raw_response(&mut reader);
-    assert_eq!(status, 200);
-
-    // 3. broken gzip: 400, and the connection stays usable
-    let request = format!(
-        "POST /api/v1/events/create HTTP/1.1\r\n{auth}Content-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc"
-    );
-    writer.write_all(request.as_bytes()).unwrap();
-    let (status, _, body) = read_raw_response(&mut reader);
-    assert_eq!(status, 400);
-    assert!(String::from_utf8(body).unwrap().contains("gzip"));
-
-    // 4. Connection: close is honoured
-    let body = batch(Api::Kable, &["last"]).to_string();
-    let request = format!(
-        "POST /api/v1/events/create HTTP/1.1\r\n{auth}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    writer.write_all(request.as_bytes()).unwrap();
-    let (status, headers, _) = read_raw_response(&mut reader);
-    assert_eq!(status, 200);
-    assert!(
-        headers
-            .iter()
-            .any(|(k, v)| k == "connection" && v == "close")
-    );
-    let mut rest = Vec::new();
-    assert_eq!(
-        reader.read_to_end(&mut rest).unwrap(),
-        0,
-        "closed after the answer"
-    );
-
-    assert_eq!(ingested_keys(&server), ["chunked", "gzipped", "last"]);
-    let received = server.received();
-    assert_eq!(received.len(), 4);
-    assert_eq!(received[1].json(), batch(Api::Kable, &["gzipped"]));
-    assert_eq!(received[1].header("content-encoding"), Some("gzip"));
-    assert_eq!(received[0].header("KABLE-CLIENT-SECRET"), Some(KEY));
-    assert_eq!(
-        received.iter().map(|r| r.status).collect::<Vec<_>>(),
-        [200, 200, 400, 200]
-    );
-}
-
+/// Guards `Drop`: an idle keep-alive connection must not keep a test waiting for the server.
 #[test]
 fn dropping_the_server_stops_it() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1186,6 +956,8 @@ fn assert_rfc7807(status: u16, body: &Value, expected: u16) {
     );
 }
 
+/// Guards backfill creation: Orb's limits and its refusal of overlapping backfills, which the
+/// take-over test relies on.
 #[test]
 fn orb_backfill_create_validation_and_overlap() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1321,6 +1093,7 @@ fn orb_backfill_create_validation_and_overlap() {
     assert_eq!(unauthorized.status, 401);
 }
 
+/// Guards `?backfill_id=` ingest: only events inside the backfill's window are taken.
 #[test]
 fn orb_backfill_ingest_checks_the_window() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1426,6 +1199,8 @@ fn orb_backfill_ingest_checks_the_window() {
     assert_eq!(failed_keys(&answer), ["live"]);
 }
 
+/// Guards `orb_backfill_reflect_after_polls`: `--orb-wait` polls until a closed backfill is
+/// reflected.
 #[test]
 fn orb_backfill_close_then_reflected_after_polls() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1482,6 +1257,7 @@ fn orb_backfill_close_then_reflected_after_polls() {
     );
 }
 
+/// Guards revert (`orb backfills revert`): the backfill's events are removed.
 #[test]
 fn orb_backfill_revert_removes_its_events() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1565,6 +1341,7 @@ fn orb_backfill_revert_removes_its_events() {
     assert_eq!(ingested_keys(&server), ["live", "b1"]);
 }
 
+/// Guards `replace_existing_events` (`--orb-replace-existing`).
 #[test]
 fn orb_backfill_replace_existing_events() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1631,6 +1408,8 @@ fn orb_backfill_replace_existing_events() {
     assert_eq!(server.backfill_of("a_resent"), None);
 }
 
+/// Guards the backfill list's pages (`next_cursor`), which segrelay follows to find a pending
+/// backfill.
 #[test]
 fn orb_backfill_list_pagination() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1708,6 +1487,7 @@ fn orb_backfill_list_pagination() {
     assert_eq!(listed, ids.iter().map(|i| json!(i)).collect::<Vec<_>>());
 }
 
+/// Guards event search, which `verify` uses for Orb.
 #[test]
 fn orb_event_search() {
     let server = TestServer::start(Api::Orb, KEY);
@@ -1813,6 +1593,7 @@ fn record(key: &str, customer: &str, meter: &str, value: f64, ms: i64) -> Value 
            "meterTimeInMillis": ms, "dimensions": {"region": if value > 5.0 { "eu" } else { "us" }}})
 }
 
+/// Guards the usage query, which `verify` uses for Amberflo.
 #[test]
 fn amberflo_usage_sums_per_customer_and_day() {
     let server = TestServer::start(Api::Amberflo, KEY);
@@ -1949,6 +1730,7 @@ fn amberflo_usage_sums_per_customer_and_day() {
     assert_eq!(unauthorized.status, 401);
 }
 
+/// Guards the customer lookup and writes that `--ensure-customers` and identify rely on.
 #[test]
 fn amberflo_customer_get_post_order() {
     let server = TestServer::start(Api::Amberflo, KEY);

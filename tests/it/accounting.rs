@@ -1,11 +1,10 @@
 //! Accounting (summary, exit codes, rejects file and its replay) and batching.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 const TS: &str = "2021-04-26T14:01:46.909Z";
 

@@ -5,58 +5,27 @@
 //! Then the answers a destination should not give (a 200 that is not the API's, an
 //! HTML page from a proxy, a redirect) and a TLS endpoint with a bad certificate.
 
-mod common;
-#[path = "support/server.rs"]
-mod server;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Api, Fault, OrbFailureShape, TestServer};
+
+use crate::support;
+use crate::support::job::{Job, KEY_VAR, destination_table};
+use crate::support::server::{Api, Fault, OrbFailureShape, TestServer};
 
 const KEY: &str = "sk_test_faults_0123456789";
-const APIS: [Api; 3] = [Api::Amberflo, Api::Orb, Api::Kable];
 /// 18 events in batches of 4: five requests (4, 4, 4, 4, 2).
 const EVENTS: usize = 18;
 const BATCH: usize = 4;
 const BATCHES: usize = EVENTS.div_ceil(BATCH);
 /// The first, a middle and the last batch, as request numbers of a run without retries.
 const POSITIONS: [usize; 3] = [1, 3, BATCHES];
-
-fn name(api: Api) -> &'static str {
-    match api {
-        Api::Amberflo => "amberflo",
-        Api::Orb => "orb",
-        Api::Kable => "kable",
-    }
-}
-
-/// A settings file for `api` at `endpoint`, the key from `$SEGRELAY_FAULTS_KEY`.
-fn write_settings(dir: &Path, api: Api, endpoint: &str) -> PathBuf {
-    let text = match api {
-        Api::Amberflo => format!(
-            "[destinations.amberflo]\napi_key = \"${{SEGRELAY_FAULTS_KEY}}\"\nendpoint = \"{endpoint}\"\n"
-        ),
-        Api::Orb => format!(
-            "[destinations.orb]\napi_key = \"${{SEGRELAY_FAULTS_KEY}}\"\nendpoint = \"{endpoint}\"\n\
-             external_customer_id_field = \"userId\"\n[destinations.orb.properties_mapping]\nvalue = \"value\"\n"
-        ),
-        Api::Kable => format!(
-            "[destinations.kable]\napi_key = \"${{SEGRELAY_FAULTS_KEY}}\"\nendpoint = \"{endpoint}\"\n\
-             kable_client_id = \"{}\"\n",
-            server::KABLE_CLIENT_ID
-        ),
-    };
-    let path = dir.join("segrelay.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn key(prefix: &str, i: usize) -> String {
     format!("{prefix}-{i}")
@@ -88,7 +57,9 @@ fn events(prefix: &str) -> String {
         .collect()
 }
 
-struct Run {
+/// How a send under faults settled its events: exit code, standard error, the summary, the
+/// rejects by key, and how long it took.
+struct Settled {
     code: i32,
     stderr: String,
     summary: Value,
@@ -97,7 +68,7 @@ struct Run {
     elapsed: Duration,
 }
 
-impl Run {
+impl Settled {
     fn n(&self, key: &str) -> u64 {
         self.summary[key].as_u64().expect("a count")
     }
@@ -105,17 +76,17 @@ impl Run {
 
 /// `segrelay send` with the summary and the rejects file, retries waiting 20 ms
 /// unless `args` say otherwise.
-fn send(dir: &Path, settings: &Path, input: &str, args: &[&str]) -> Run {
-    let input_path = dir.join("events.ndjson");
+fn send(job: &Job, input: &str, args: &[&str]) -> Settled {
+    let input_path = job.input.clone();
     std::fs::write(&input_path, input).unwrap();
-    let summary = dir.join("summary.json");
-    let rejects = dir.join("rejects.ndjson");
+    let summary = job.path("summary.json");
+    let rejects = job.path("rejects.ndjson");
     let _ = std::fs::remove_file(&summary);
     let _ = std::fs::remove_file(&rejects);
-    let mut cmd = common::segrelay();
+    let mut cmd = support::segrelay();
     cmd.arg("send")
         .arg("-c")
-        .arg(settings)
+        .arg(&job.settings)
         .arg("--summary")
         .arg(&summary)
         .arg("--rejects")
@@ -126,7 +97,7 @@ fn send(dir: &Path, settings: &Path, input: &str, args: &[&str]) -> Run {
     }
     cmd.args(args)
         .arg(&input_path)
-        .env("SEGRELAY_FAULTS_KEY", KEY)
+        .env(KEY_VAR, KEY)
         .timeout(Duration::from_secs(90));
     let started = Instant::now();
     let output = cmd.output().expect("segrelay runs");
@@ -137,7 +108,7 @@ fn send(dir: &Path, settings: &Path, input: &str, args: &[&str]) -> Run {
     let summary_text = std::fs::read_to_string(&summary)
         .unwrap_or_else(|_| panic!("no summary; stderr:\n{stderr}"));
     let summary: Value = serde_json::from_str(&summary_text).unwrap();
-    common::assert_accounting(&summary);
+    support::assert_accounting(&summary);
     let mut by_key = BTreeMap::new();
     for line in std::fs::read_to_string(&rejects)
         .unwrap_or_default()
@@ -162,7 +133,7 @@ fn send(dir: &Path, settings: &Path, input: &str, args: &[&str]) -> Run {
         n("rejected") + n("failed"),
         "every rejected or failed event is in the rejects file: {summary}"
     );
-    Run {
+    Settled {
         code: output.status.code().unwrap_or(-1),
         stderr,
         summary,
@@ -183,8 +154,8 @@ fn assert_delivered(server: &TestServer, expected: &[String], exact: bool, conte
             assert!(n >= 1, "{context}: {k} never accepted");
         }
     }
-    let held = common::tally(&common::record_keys(&server.ingested()));
-    let wanted = common::tally(expected);
+    let held = support::tally(&support::record_keys(&server.ingested()));
+    let wanted = support::tally(expected);
     assert_eq!(
         held, wanted,
         "{context}: the destination holds each event once"
@@ -203,15 +174,14 @@ fn all_but(prefix: &str, but: &[String]) -> Vec<String> {
 // Retried faults: everything is delivered once, exit 0.
 
 fn retried_fault(fault: impl Fn(usize) -> Fault, args: &[&str], exact: bool, what: &str) {
-    for api in APIS {
+    for api in Api::ALL {
         for position in POSITIONS {
-            let context = format!("{what} at batch {position} for {}", name(api));
+            let context = format!("{what} at batch {position} for {}", api.name());
             let server = TestServer::start(api, KEY);
             server.fault_on_request(position, fault(position));
-            let dir = tempfile::tempdir().unwrap();
-            let settings = write_settings(dir.path(), api, &server.endpoint());
-            let prefix = format!("{}{position}", name(api));
-            let run = send(dir.path(), &settings, &events(&prefix), args);
+            let job = Job::new(&destination_table(api), &server.endpoint(), "");
+            let prefix = format!("{}{position}", api.name());
+            let run = send(&job, &events(&prefix), args);
             assert_eq!(run.code, 0, "{context}\n{}", run.stderr);
             assert_eq!(run.n("sent"), EVENTS as u64, "{context}");
             assert_eq!(run.n("retries"), 1, "{context}: {}", run.summary);
@@ -246,21 +216,15 @@ fn a_503_is_retried_at_any_batch() {
 fn a_429_waits_for_retry_after_at_any_batch() {
     // Retry-After: 1 at the middle batch is waited for in full (capped by
     // --max-retry-wait 5s); Retry-After: 0 at the others means no wait at all.
-    for api in APIS {
+    for api in Api::ALL {
         for position in POSITIONS {
-            let context = format!("429 at batch {position} for {}", name(api));
+            let context = format!("429 at batch {position} for {}", api.name());
             let after = if position == POSITIONS[1] { "1" } else { "0" };
             let server = TestServer::start(api, KEY);
             server.fault_on_request(position, Fault::RetryAfter(429, after.into()));
-            let dir = tempfile::tempdir().unwrap();
-            let settings = write_settings(dir.path(), api, &server.endpoint());
-            let prefix = format!("{}{position}", name(api));
-            let run = send(
-                dir.path(),
-                &settings,
-                &events(&prefix),
-                &["--max-retry-wait", "5s"],
-            );
+            let job = Job::new(&destination_table(api), &server.endpoint(), "");
+            let prefix = format!("{}{position}", api.name());
+            let run = send(&job, &events(&prefix), &["--max-retry-wait", "5s"]);
             assert_eq!(run.code, 0, "{context}\n{}", run.stderr);
             assert_eq!(run.n("retries"), 1, "{context}");
             let backoff = run.summary["backoff_seconds"].as_f64().unwrap();
@@ -302,15 +266,14 @@ fn a_closed_connection_is_retried_at_any_batch() {
 
 #[test]
 fn a_401_aborts_at_any_batch_and_loses_nothing() {
-    for api in APIS {
+    for api in Api::ALL {
         for position in POSITIONS {
-            let context = format!("401 at batch {position} for {}", name(api));
+            let context = format!("401 at batch {position} for {}", api.name());
             let server = TestServer::start(api, KEY);
             server.fault_on_request(position, Fault::Status(401, String::new()));
-            let dir = tempfile::tempdir().unwrap();
-            let settings = write_settings(dir.path(), api, &server.endpoint());
-            let prefix = format!("{}{position}", name(api));
-            let run = send(dir.path(), &settings, &events(&prefix), &[]);
+            let job = Job::new(&destination_table(api), &server.endpoint(), "");
+            let prefix = format!("{}{position}", api.name());
+            let run = send(&job, &events(&prefix), &[]);
             assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
             assert_eq!(
                 server.received().len(),
@@ -343,11 +306,11 @@ fn a_401_aborts_at_any_batch_and_loses_nothing() {
 
 #[test]
 fn a_refused_event_is_rejected_alone_at_any_batch() {
-    for api in APIS {
+    for api in Api::ALL {
         for (i, position) in POSITIONS.into_iter().enumerate() {
-            let context = format!("a refused event in batch {position} for {}", name(api));
+            let context = format!("a refused event in batch {position} for {}", api.name());
             let server = TestServer::start(api, KEY);
-            let prefix = format!("{}{position}", name(api));
+            let prefix = format!("{}{position}", api.name());
             let batch = batch_keys(&prefix, position);
             // The middle event of the batch (the last one of a batch of two).
             let poisoned = batch[batch.len() / 2].clone();
@@ -360,15 +323,14 @@ fn a_refused_event_is_rejected_alone_at_any_batch() {
                 // Amberflo and Kable refuse the whole batch without naming the event.
                 _ => server.poison(&poisoned),
             }
-            let dir = tempfile::tempdir().unwrap();
-            let settings = write_settings(dir.path(), api, &server.endpoint());
-            let run = send(dir.path(), &settings, &events(&prefix), &[]);
+            let job = Job::new(&destination_table(api), &server.endpoint(), "");
+            let run = send(&job, &events(&prefix), &[]);
             assert_eq!(run.code, 1, "{context}\n{}", run.stderr);
             assert_eq!(run.n("rejected"), 1, "{context}: {}", run.summary);
             assert_eq!(run.n("sent"), EVENTS as u64 - 1, "{context}");
             let (outcome, reason, detail) = &run.rejects[&poisoned];
             assert_eq!(outcome, "rejected", "{context}");
-            assert_eq!(reason, &format!("refused by {}", name(api)), "{context}");
+            assert_eq!(reason, &format!("refused by {}", api.name()), "{context}");
             assert!(
                 !detail.is_empty(),
                 "{context}: the destination's message is kept"
@@ -400,19 +362,13 @@ fn persistent(fault: Fault) -> Vec<Fault> {
 /// A 2xx that is not the destination's answer: never counted as sent. Retried, and
 /// when it persists the run aborts (exit 3) with every event failed.
 fn assert_not_taken_as_sent(api: Api, fault: Fault, said: &[&str]) {
-    let context = format!("{fault:?} for {}", name(api));
+    let context = format!("{fault:?} for {}", api.name());
     // Persistent: retried, then the run aborts and nothing counts as sent.
     let server = TestServer::start(api, KEY);
     server.push_faults(persistent(fault.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    let settings = write_settings(dir.path(), api, &server.endpoint());
-    let prefix = format!("{}-bad", name(api));
-    let run = send(
-        dir.path(),
-        &settings,
-        &events(&prefix),
-        &["--max-retries", "2"],
-    );
+    let job = Job::new(&destination_table(api), &server.endpoint(), "");
+    let prefix = format!("{}-bad", api.name());
+    let run = send(&job, &events(&prefix), &["--max-retries", "2"]);
     assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
     assert_eq!(run.n("sent"), 0, "{context}: {}", run.summary);
     assert_eq!(run.n("failed"), EVENTS as u64, "{context}");
@@ -436,10 +392,9 @@ fn assert_not_taken_as_sent(api: Api, fault: Fault, said: &[&str]) {
     // Once: the retry is answered properly and everything is delivered once.
     let server = TestServer::start(api, KEY);
     server.fault_on_request(3, fault);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = write_settings(dir.path(), api, &server.endpoint());
-    let prefix = format!("{}-once", name(api));
-    let run = send(dir.path(), &settings, &events(&prefix), &[]);
+    let job = Job::new(&destination_table(api), &server.endpoint(), "");
+    let prefix = format!("{}-once", api.name());
+    let run = send(&job, &events(&prefix), &[]);
     assert_eq!(run.code, 0, "{context} once\n{}", run.stderr);
     assert_eq!(run.n("retries"), 1, "{context} once");
     assert_delivered(&server, &keys(&prefix, 0..EVENTS), true, &context);
@@ -473,9 +428,8 @@ fn orb_200_naming_failed_events_rejects_them() {
         {"idempotency_key": named, "validation_errors": ["property value must be a number"]}
     ]});
     server.fault_on_request(2, Fault::Status(200, body.to_string()));
-    let dir = tempfile::tempdir().unwrap();
-    let settings = write_settings(dir.path(), Api::Orb, &server.endpoint());
-    let run = send(dir.path(), &settings, &events(prefix), &[]);
+    let job = Job::new(&destination_table(Api::Orb), &server.endpoint(), "");
+    let run = send(&job, &events(prefix), &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(run.n("rejected"), 1);
     let (_, reason, detail) = &run.rejects[&named];
@@ -493,7 +447,7 @@ fn orb_200_naming_failed_events_rejects_them() {
 fn an_html_page_from_a_proxy_is_not_sent() {
     let page = "<!DOCTYPE html><html><head><title>Sign in</title></head>\
                 <body><h1>Corporate proxy</h1><p>Please log in to continue.</p></body></html>";
-    for api in APIS {
+    for api in Api::ALL {
         // What matters: not counted as sent, retried, then the run aborts. The words
         // differ: Orb's own verdict speaks first (see the ignored test below).
         let said: &[&str] = match api {
@@ -511,14 +465,8 @@ fn orb_names_an_html_page_as_a_proxy() {
         200,
         "<html><body>Sign in</body></html>".into(),
     )));
-    let dir = tempfile::tempdir().unwrap();
-    let settings = write_settings(dir.path(), Api::Orb, &server.endpoint());
-    let run = send(
-        dir.path(),
-        &settings,
-        &events("orb-html"),
-        &["--max-retries", "2"],
-    );
+    let job = Job::new(&destination_table(Api::Orb), &server.endpoint(), "");
+    let run = send(&job, &events("orb-html"), &["--max-retries", "2"]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     for words in ["HTML", "proxy"] {
         assert!(
@@ -531,9 +479,9 @@ fn orb_names_an_html_page_as_a_proxy() {
 
 #[test]
 fn a_redirect_is_not_followed() {
-    for api in APIS {
+    for api in Api::ALL {
         for status in [301, 302, 303, 307, 308] {
-            let context = format!("{status} for {}", name(api));
+            let context = format!("{status} for {}", api.name());
             let server = TestServer::start(api, KEY);
             let elsewhere = TestServer::start(api, KEY);
             let location = match api {
@@ -542,10 +490,9 @@ fn a_redirect_is_not_followed() {
                 Api::Kable => format!("{}/api/v1/events/create", elsewhere.endpoint()),
             };
             server.fault_on_request(2, Fault::Redirect(status, location.clone()));
-            let dir = tempfile::tempdir().unwrap();
-            let settings = write_settings(dir.path(), api, &server.endpoint());
-            let prefix = format!("{}{status}", name(api));
-            let run = send(dir.path(), &settings, &events(&prefix), &[]);
+            let job = Job::new(&destination_table(api), &server.endpoint(), "");
+            let prefix = format!("{}{status}", api.name());
+            let run = send(&job, &events(&prefix), &[]);
             assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
             assert!(
                 elsewhere.received().is_empty(),
@@ -572,9 +519,8 @@ fn a_redirect_is_not_followed() {
     // A redirect to a path on the same host is not followed either.
     let server = TestServer::start(Api::Kable, KEY);
     server.push_faults(vec![Fault::Redirect(307, "/api/v2/events/create".into())]);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = write_settings(dir.path(), Api::Kable, &server.endpoint());
-    let run = send(dir.path(), &settings, &events("same"), &[]);
+    let job = Job::new(&destination_table(Api::Kable), &server.endpoint(), "");
+    let run = send(&job, &events("same"), &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(server.received().len(), 1);
 }
@@ -746,28 +692,22 @@ fn serve_tls(mut stream: TcpStream, config: Arc<rustls::ServerConfig>, seen: &Mu
 
 /// Sends to the TLS server for every destination and host name, checks that the
 /// run aborts and that nothing was sent, in clear or otherwise, then runs `check`.
-fn send_to_bad_tls(check: impl Fn(&str, &Run, usize)) {
+fn send_to_bad_tls(check: impl Fn(&str, &Settled, usize)) {
     let dir = tempfile::tempdir().unwrap();
     let Some(tls) = TlsServer::start(dir.path()) else {
         eprintln!("skipped: the openssl binary is missing, so no certificate can be made");
         return;
     };
-    for api in APIS {
+    for api in Api::ALL {
         for host in ["127.0.0.1", "localhost"] {
-            let context = format!("TLS at {host} for {}", name(api));
+            let context = format!("TLS at {host} for {}", api.name());
             let endpoint = match api {
                 Api::Orb => format!("https://{host}:{}/v1", tls.port),
                 _ => format!("https://{host}:{}", tls.port),
             };
-            let work = tempfile::tempdir().unwrap();
-            let settings = write_settings(work.path(), api, &endpoint);
+            let job = Job::new(&destination_table(api), &endpoint, "");
             let before = tls.seen.lock().unwrap().connections;
-            let run = send(
-                work.path(),
-                &settings,
-                &events("tls"),
-                &["--max-retries", "2"],
-            );
+            let run = send(&job, &events("tls"), &["--max-retries", "2"]);
             assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
             assert_eq!(run.n("sent"), 0, "{context}");
             assert_eq!(run.n("failed"), EVENTS as u64, "{context}");
@@ -833,11 +773,9 @@ fn an_abort_while_creating_an_orb_backfill_accounts_for_every_event() {
         let context = format!("{fault:?} on the backfill creation");
         let server = TestServer::start(Api::Orb, KEY);
         server.push_faults(persistent(fault));
-        let dir = tempfile::tempdir().unwrap();
-        let settings = write_settings(dir.path(), Api::Orb, &server.endpoint());
+        let job = Job::new(&destination_table(Api::Orb), &server.endpoint(), "");
         let run = send(
-            dir.path(),
-            &settings,
+            &job,
             &events("bf"),
             &["--orb-backfill", "--max-retries", "2"],
         );

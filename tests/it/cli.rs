@@ -1,13 +1,12 @@
 //! The command line: dry-run formats and secrets, settings errors, and the
 //! other subcommands.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command as StdCommand;
 
-use common::*;
 use serde_json::{Value, json};
+
+use crate::support::*;
 
 const TS: &str = "2021-04-26T14:01:46.909Z";
 const ORB_KEY: &str = "orb_live_SECRET_9f8e7d6c5b4a";
