@@ -47,7 +47,8 @@ impl Options {
             filter: &self.filter,
             window: pass.window,
             rejects_after: pass.rejects_after,
-            wanted: Wanted::of(destination),
+            wanted: Wanted::with_paths(destination.paths())
+                .reading_whole_objects(destination.reads_whole_objects()),
         }
     }
 

@@ -1,0 +1,183 @@
+//! Lines to events, parsed whole: a single event, or the items of a batch envelope.
+
+use serde_json::Value;
+
+use super::id::inexact_id;
+use super::{Event, Origin, json_kind};
+use crate::reason::Reason;
+use crate::rejects;
+
+/// What a line could not become, with the text to keep in the rejects file.
+#[derive(Debug)]
+pub struct BadLine {
+    pub origin: Origin,
+    pub reason: Reason,
+    /// The line's bytes as read (they may not be UTF-8).
+    pub raw: Vec<u8>,
+}
+
+/// Turns one input line into events: a single event, or the items of a
+/// `{"batch":[...]}` envelope. Every item yields exactly one `Ok` or `Err`.
+pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Event, BadLine>)) {
+    let bad = |reason: Reason| BadLine {
+        origin: *origin,
+        reason,
+        raw: line.to_vec(),
+    };
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(value) => value,
+        Err(e) => {
+            each(Err(bad(Reason::new("invalid JSON", e.to_string()))));
+            return;
+        }
+    };
+    let Value::Object(mut fields) = value else {
+        let kind = json_kind(&value);
+        each(Err(bad(Reason::new(
+            "not a JSON object",
+            format!("the line is {kind}"),
+        ))));
+        return;
+    };
+    let noted = match fields.remove(rejects::NOTE_KEY) {
+        // A line from a rejects file that held no JSON object: replay its raw bytes.
+        Some(Value::Object(note)) if fields.is_empty() && rejects::raw_of(&note).is_some() => {
+            let raw = rejects::raw_of(&note).unwrap_or_default();
+            parse_line(&raw, origin, each);
+            return;
+        }
+        Some(_) => true,
+        None => false,
+    };
+    // A rejects file line is one event, even one with a `batch` key of its own.
+    let batch = if noted { None } else { fields.remove("batch") };
+    let Some(batch) = batch else {
+        let event = Event::from_map(fields, *origin);
+        if let Some(reason) = inexact_id(&event) {
+            each(Err(bad(reason)));
+            return;
+        }
+        each(Ok(event));
+        return;
+    };
+    let Value::Array(items) = batch else {
+        let kind = json_kind(&batch);
+        each(Err(bad(Reason::new(
+            "invalid batch",
+            format!("\"batch\" is {kind}, not an array"),
+        ))));
+        return;
+    };
+    let envelope_context = fields.get("context");
+    let envelope_integrations = fields.get("integrations");
+    for (index, item) in items.into_iter().enumerate() {
+        let Value::Object(mut item) = item else {
+            let kind = json_kind(&item);
+            each(Err(BadLine {
+                origin: *origin,
+                reason: Reason::new("not a JSON object", format!("batch item {index} is {kind}")),
+                raw: item.to_string().into_bytes(),
+            }));
+            continue;
+        };
+        item.remove(rejects::NOTE_KEY);
+        if let Some(reason) = inexact_id(&Event::from_map(item.clone(), *origin)) {
+            each(Err(BadLine {
+                origin: *origin,
+                reason,
+                raw: Value::Object(item).to_string().into_bytes(),
+            }));
+            continue;
+        }
+        for (key, value) in [
+            ("context", envelope_context),
+            ("integrations", envelope_integrations),
+        ] {
+            if let Some(value) = value
+                && matches!(item.get(key), None | Some(Value::Null))
+            {
+                item.insert(key.to_owned(), value.clone());
+            }
+        }
+        each(Ok(Event::from_map(item, *origin)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::testing::parse;
+    use serde_json::json;
+
+    #[test]
+    fn envelopes_fill_in_context_and_integrations_where_missing() {
+        let out = parse(
+            r#"{"batch":[{"type":"track"},{"type":"page","context":{"own":1}},3],"context":{"env":1},"integrations":{"All":false}}"#,
+        );
+        assert_eq!(out.len(), 3);
+        let first = out[0].as_ref().unwrap();
+        assert_eq!(first.fields()["context"], json!({"env": 1}));
+        assert_eq!(first.fields()["integrations"], json!({"All": false}));
+        assert_eq!(
+            out[1].as_ref().unwrap().fields()["context"],
+            json!({"own": 1})
+        );
+        assert_eq!(
+            out[2].as_ref().unwrap_err().reason.kind,
+            "not a JSON object"
+        );
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        assert_eq!(
+            parse("{").pop().unwrap().unwrap_err().reason.kind,
+            "invalid JSON"
+        );
+        assert_eq!(
+            parse("[1]").pop().unwrap().unwrap_err().reason.kind,
+            "not a JSON object"
+        );
+        assert_eq!(
+            parse(r#"{"batch":{}}"#)
+                .pop()
+                .unwrap()
+                .unwrap_err()
+                .reason
+                .kind,
+            "invalid batch"
+        );
+    }
+
+    #[test]
+    fn replayed_rejects_lose_their_note() {
+        let out = parse(r#"{"type":"track","_segrelay":{"reason":"x"}}"#);
+        assert!(
+            !out[0]
+                .as_ref()
+                .unwrap()
+                .fields()
+                .contains_key(rejects::NOTE_KEY)
+        );
+        let out = parse(r#"{"_segrelay":{"reason":"invalid JSON","raw":"{\"type\":\"page\"}"}}"#);
+        assert_eq!(
+            out[0].as_ref().unwrap().call_type().as_deref(),
+            Some("page")
+        );
+    }
+
+    #[test]
+    fn notes_never_double_and_noted_lines_are_single_events() {
+        let out = parse(r#"{"batch":[{"type":"track","_segrelay":null}]}"#);
+        assert!(
+            !out[0]
+                .as_ref()
+                .unwrap()
+                .fields()
+                .contains_key(rejects::NOTE_KEY)
+        );
+        let out = parse(r#"{"_segrelay":{"reason":"x"},"type":"track","batch":[1,2]}"#);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].as_ref().unwrap().fields()["batch"], json!([1, 2]));
+    }
+}
