@@ -36,7 +36,7 @@ type Step<T> = anyhow::Result<Result<T, Stop>>;
 /// Cuts the days that hold events into windows of at most `window_days` days,
 /// each from its first event to just after its last: a window never starts on
 /// an empty day, and a gap of empty days costs no backfill.
-pub fn windows(days: &BTreeMap<i64, DaySpan>, window_days: u32) -> Vec<Window> {
+pub(crate) fn windows(days: &BTreeMap<i64, DaySpan>, window_days: u32) -> Vec<Window> {
     let mut windows: Vec<Window> = Vec::new();
     let mut window_first_day = i64::MIN;
     for (&day, span) in days {
@@ -113,7 +113,7 @@ fn plan_passes(
 }
 
 /// Runs every pass not yet done, resuming where the checkpoint says.
-pub fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassEnd> {
+pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassEnd> {
     let console = run.courier.console.clone();
     let saved = run.checkpoint.as_ref().and_then(|c| {
         let state = c.state();
@@ -458,7 +458,7 @@ fn json_field(body: &[u8], key: &str) -> Option<String> {
 }
 
 /// `segrelay orb backfills ...`: the backfill endpoints by hand.
-pub fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
+pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
     let BackfillsConfig {
         target,
         timeout,

@@ -19,7 +19,7 @@ const VERSION: u32 = 1;
 const HEAD_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     pub version: u32,
     pub destination: String,
     pub inputs: Vec<InputState>,
@@ -45,7 +45,7 @@ pub struct State {
 
 /// One Orb backfill window, and how far its backfill got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Window {
+pub(crate) struct Window {
     /// Inclusive.
     pub start: Timestamp,
     /// Exclusive.
@@ -61,7 +61,7 @@ pub struct Window {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputState {
+pub(crate) struct InputState {
     pub source: String,
     pub size: u64,
     pub modified: Option<String>,
@@ -71,7 +71,7 @@ pub struct InputState {
     pub done: bool,
 }
 
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     path: PathBuf,
     state: State,
 }
@@ -80,7 +80,7 @@ impl Checkpoint {
     /// Opens the checkpoint for these inputs: the saved one when it matches
     /// them, a new one when there is none (or `restart`). An input that changed
     /// since the checkpoint was written is refused.
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         destination: &str,
         sources: &[Source],
@@ -174,12 +174,12 @@ impl Checkpoint {
         ))
     }
 
-    pub fn state(&self) -> &State {
+    pub(crate) fn state(&self) -> &State {
         &self.state
     }
 
     /// Where `--ensure-customers` keeps the customers known to exist.
-    pub fn customers_path(&self) -> PathBuf {
+    pub(crate) fn customers_path(&self) -> PathBuf {
         let mut path = self.path.clone().into_os_string();
         path.push(".customers");
         PathBuf::from(path)
@@ -187,14 +187,14 @@ impl Checkpoint {
 
     /// Where the identify writes made are journaled (customer and input
     /// position), so that a resume never writes an older identify over a newer one.
-    pub fn identified_path(&self) -> PathBuf {
+    pub(crate) fn identified_path(&self) -> PathBuf {
         let mut path = self.path.clone().into_os_string();
         path.push(".identified");
         PathBuf::from(path)
     }
 
     /// Lines to read past in each input.
-    pub fn settled_lines(&self) -> Vec<u64> {
+    pub(crate) fn settled_lines(&self) -> Vec<u64> {
         self.state
             .inputs
             .iter()
@@ -203,7 +203,7 @@ impl Checkpoint {
     }
 
     /// Everything up to `position` is settled (None: every input is).
-    pub fn advance(
+    pub(crate) fn advance(
         &mut self,
         position: Option<Position>,
         totals: Totals,
@@ -227,7 +227,7 @@ impl Checkpoint {
     }
 
     /// The pass is done: the next one reads every input from the start.
-    pub fn next_pass(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn next_pass(&mut self) -> anyhow::Result<()> {
         self.state.pass += 1;
         for input in &mut self.state.inputs {
             input.settled_lines = 0;
@@ -236,13 +236,13 @@ impl Checkpoint {
         self.write()
     }
 
-    pub fn set_windows(&mut self, windows: &[Window]) -> anyhow::Result<()> {
+    pub(crate) fn set_windows(&mut self, windows: &[Window]) -> anyhow::Result<()> {
         self.state.orb_backfill = Some(windows.to_vec());
         self.write()
     }
 
     /// The backfill's windows as planned, and the latest event time it takes.
-    pub fn set_backfill_plan(
+    pub(crate) fn set_backfill_plan(
         &mut self,
         windows: &[Window],
         latest: Timestamp,

@@ -16,7 +16,7 @@ use crate::settings::{self, DestinationSettings, Secret, Settings, SettingsError
 use crate::transport::dry_run::Format;
 
 /// The chosen destination, built from its settings table.
-pub struct Target {
+pub(crate) struct Target {
     pub destination: Arc<dyn Destination>,
     /// The destination's own rate limit, which segrelay keeps under.
     pub max_events_per_minute: Option<u64>,
@@ -61,7 +61,7 @@ impl Target {
     }
 
     /// The destination's key, kept out of messages.
-    pub fn secret(&self) -> Secret {
+    pub(crate) fn secret(&self) -> Secret {
         self.destination.secret().clone()
     }
 
@@ -79,7 +79,7 @@ impl Target {
 }
 
 /// Where `send` and `check` put the requests.
-pub enum Output {
+pub(crate) enum Output {
     /// Send the requests.
     Send {
         timeout: Duration,
@@ -97,7 +97,7 @@ pub enum Output {
 
 /// `send` (with or without `--dry-run`) and `check`: the input replayed
 /// through the pipeline.
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     pub target: Target,
     pub options: Options,
     pub verbosity: Verbosity,
@@ -119,7 +119,7 @@ pub struct RunConfig {
 }
 
 /// `verify`: the input compared with what the destination holds.
-pub struct VerifyConfig {
+pub(crate) struct VerifyConfig {
     pub target: Target,
     pub options: Options,
     pub verbosity: Verbosity,
@@ -129,14 +129,14 @@ pub struct VerifyConfig {
 }
 
 /// `orb backfills ...`: Orb's backfill endpoints by hand.
-pub struct BackfillsConfig {
+pub(crate) struct BackfillsConfig {
     pub target: Target,
     pub timeout: Duration,
     pub action: BackfillAction,
 }
 
 impl RunConfig {
-    pub fn for_send(args: cli::SendArgs) -> Result<RunConfig, SettingsError> {
+    pub(crate) fn for_send(args: cli::SendArgs) -> Result<RunConfig, SettingsError> {
         let output = if args.dry_run {
             Output::DryRun {
                 format: match args.format {
@@ -206,7 +206,7 @@ impl RunConfig {
         })
     }
 
-    pub fn for_check(args: cli::CheckArgs) -> Result<RunConfig, SettingsError> {
+    pub(crate) fn for_check(args: cli::CheckArgs) -> Result<RunConfig, SettingsError> {
         let output = Output::Check;
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, None, args.summary.as_deref());
@@ -248,7 +248,7 @@ fn written_files<'a>(
 }
 
 impl VerifyConfig {
-    pub fn new(args: cli::VerifyArgs) -> Result<VerifyConfig, SettingsError> {
+    pub(crate) fn new(args: cli::VerifyArgs) -> Result<VerifyConfig, SettingsError> {
         let target = Target::load(&args.settings)?;
         target.destination.secret().require()?;
         let (options, verbosity) = read_options(&target, args.input, None, &[])?;
@@ -268,7 +268,7 @@ impl VerifyConfig {
 }
 
 impl BackfillsConfig {
-    pub fn new(
+    pub(crate) fn new(
         settings: SettingsArgs,
         timeout: Duration,
         action: BackfillAction,
@@ -353,7 +353,7 @@ fn read_options(
 
 /// What `send --orb-backfill` was asked to do.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub window_days: u32,
     pub replace_existing: bool,
     pub close: bool,

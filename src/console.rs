@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// How much to say on standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verbosity {
+pub(crate) enum Verbosity {
     Quiet,
     Normal,
     Verbose,
@@ -17,7 +17,7 @@ pub enum Verbosity {
 /// Standard error, shared by every thread of a run: messages, and the progress
 /// bar (only on a terminal) that they must not tear.
 #[derive(Clone)]
-pub struct Console {
+pub(crate) struct Console {
     verbosity: Verbosity,
     bar: Option<ProgressBar>,
     retries: Arc<AtomicU64>,
@@ -25,7 +25,7 @@ pub struct Console {
 
 impl Console {
     /// `total` is the input's size in bytes, when known.
-    pub fn new(verbosity: Verbosity, total: Option<u64>) -> Console {
+    pub(crate) fn new(verbosity: Verbosity, total: Option<u64>) -> Console {
         let bar =
             (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(
                 || match total {
@@ -48,12 +48,12 @@ impl Console {
         }
     }
 
-    pub fn verbosity(&self) -> Verbosity {
+    pub(crate) fn verbosity(&self) -> Verbosity {
         self.verbosity
     }
 
     /// Prints a line on standard error without tearing the progress bar.
-    pub fn say(&self, line: &str) {
+    pub(crate) fn say(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -61,7 +61,7 @@ impl Console {
     }
 
     /// Counts a retry for the bar.
-    pub fn retried(&self) {
+    pub(crate) fn retried(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -30,7 +30,7 @@ const KEPT_RECORDS: usize = 10_000;
 /// Where an event is in the input: its input, the line it ends on, and its
 /// place among the events of that line (a `batch` line holds several).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct EventAt {
+pub(crate) struct EventAt {
     pub input: usize,
     pub line: u64,
     pub event: usize,
@@ -44,7 +44,7 @@ struct Applied {
 }
 
 /// The files kept beside a checkpoint.
-pub struct Files {
+pub(crate) struct Files {
     /// Customers known to exist, one a line.
     pub known: PathBuf,
     /// On a resume, how much of `known` the checkpoint covers.
@@ -56,14 +56,14 @@ pub struct Files {
 }
 
 /// What became of an identify.
-pub enum Identified {
+pub(crate) enum Identified {
     /// Amberflo holds what the event says (written, or nothing to change).
     Sent,
     Refused(Reason),
     Failed(Reason),
 }
 
-pub struct Customers {
+pub(crate) struct Customers {
     api: Arc<Api>,
     /// `--ensure-customers`: make sure of each customer before its meter records.
     ensures: bool,
@@ -84,7 +84,7 @@ pub struct Customers {
 }
 
 impl Customers {
-    pub fn new(
+    pub(crate) fn new(
         api: Arc<Api>,
         ensures: bool,
         merges: bool,
@@ -126,16 +126,16 @@ impl Customers {
         Ok(customers)
     }
 
-    pub fn ensures(&self) -> bool {
+    pub(crate) fn ensures(&self) -> bool {
         self.ensures
     }
 
-    pub fn merges(&self) -> bool {
+    pub(crate) fn merges(&self) -> bool {
         self.merges
     }
 
     /// Remembers the name an identify call gives, for customers created later.
-    pub fn named(&mut self, customer_json: &str) {
+    pub(crate) fn named(&mut self, customer_json: &str) {
         if let Ok(customer) = serde_json::from_str::<Value>(customer_json)
             && let (Some(id), Some(name)) = (
                 customer["customerId"].as_str(),
@@ -148,7 +148,7 @@ impl Customers {
 
     /// Makes sure the customer exists. Err is the reason to reject its records;
     /// a failure to get any answer aborts the run through the courier.
-    pub fn ensure(
+    pub(crate) fn ensure(
         &mut self,
         customer_id: &str,
         courier: &Courier,
@@ -218,7 +218,7 @@ impl Customers {
     /// Writes an identify (`changes`: the customer JSON translation made,
     /// without a name when the event gives none) merged into the customer's
     /// record, or creates the customer; writes nothing when nothing changes.
-    pub fn identify(
+    pub(crate) fn identify(
         &mut self,
         changes: &str,
         origin: &Origin,
@@ -373,7 +373,7 @@ impl Customers {
     }
 
     /// Makes the files durable, and says how long the customers file is.
-    pub fn sync(&mut self) -> anyhow::Result<Option<u64>> {
+    pub(crate) fn sync(&mut self) -> anyhow::Result<Option<u64>> {
         if let Some((path, journal)) = &mut self.journal {
             journal
                 .sync_data()

@@ -23,7 +23,7 @@ use crate::transport::{Reply, Transport};
 /// A translated event in a batch, with its place in the run and its JSON text
 /// for the rejects file (the event itself is dropped once translated).
 #[derive(Debug)]
-pub struct Record {
+pub(crate) struct Record {
     pub payload: Payload,
     pub origin: Origin,
     pub original: Box<[u8]>,
@@ -33,7 +33,7 @@ pub struct Record {
 
 /// What became of each event of a batch.
 #[derive(Debug, Default)]
-pub struct Delivered {
+pub(crate) struct Delivered {
     pub sent: Vec<Record>,
     pub rejected: Vec<(Record, Reason)>,
     pub failed: Vec<(Record, Reason)>,
@@ -47,7 +47,7 @@ pub struct Delivered {
 
 /// Why a run stops before its input is all sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -59,13 +59,13 @@ pub enum Stop {
 /// What a pass adds to the requests it makes: an Orb backfill's pass sends
 /// its usage into the backfill (`?backfill_id=`).
 #[derive(Debug, Clone, Default)]
-pub struct RequestContext {
+pub(crate) struct RequestContext {
     /// Appended to every usage request's URL.
     pub usage_query: Option<String>,
 }
 
 /// What every delivery of a run shares, across threads.
-pub struct Courier {
+pub(crate) struct Courier {
     pub(crate) destination: Arc<dyn Destination>,
     retry: RetryPolicy,
     throttle: Mutex<Throttle>,
@@ -78,7 +78,7 @@ pub struct Courier {
 
 /// What a single request without events came to.
 #[derive(Debug)]
-pub enum Call {
+pub(crate) enum Call {
     /// A dry run wrote it.
     Written,
     /// A 2xx answer.
@@ -115,11 +115,11 @@ impl Courier {
         }
     }
 
-    pub fn aborted(&self) -> Option<String> {
+    pub(crate) fn aborted(&self) -> Option<String> {
         self.aborted.lock().expect("abort lock").clone()
     }
 
-    pub fn abort(&self, reason: &str) {
+    pub(crate) fn abort(&self, reason: &str) {
         let reason = self.redact(reason);
         let mut aborted = self.aborted.lock().expect("abort lock");
         if aborted.is_none() {
@@ -131,7 +131,7 @@ impl Courier {
         }
     }
 
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         transport: &mut dyn Transport,
         context: &RequestContext,
@@ -223,7 +223,7 @@ impl Courier {
 
     /// One request that carries no events (a backfill to create, a customer to
     /// look up), with the same retries, rate limit and abort rules as batches.
-    pub fn call(
+    pub(crate) fn call(
         &self,
         transport: &mut dyn Transport,
         request: &Request,
@@ -234,7 +234,7 @@ impl Courier {
 
     /// A single request made for these events (an identify's lookup and
     /// write), which a dry run names beside it.
-    pub fn call_for(
+    pub(crate) fn call_for(
         &self,
         transport: &mut dyn Transport,
         request: &Request,

@@ -12,7 +12,7 @@ use crate::event::time::utc_millis_text;
 
 /// The records of a plain run that ordinary ingest will refuse for their time,
 /// as seen when the run began.
-pub struct Count {
+pub(crate) struct Count {
     window: IngestWindow,
     display_name: &'static str,
     oldest: Timestamp,
@@ -23,7 +23,7 @@ pub struct Count {
 
 impl Count {
     /// None when the destination's ingest takes any time.
-    pub fn start(destination: &dyn Destination) -> Option<Count> {
+    pub(crate) fn start(destination: &dyn Destination) -> Option<Count> {
         let window = destination.ingest_window()?;
         let (oldest, latest) = window.bounds(Timestamp::now());
         Some(Count {
@@ -38,7 +38,7 @@ impl Count {
 
     /// Counts a record about to be sent. The first one too old is said at
     /// once, so that no one waits on a long send to learn it.
-    pub fn count(&mut self, time: Timestamp, origin: &Origin, console: &Console) {
+    pub(crate) fn count(&mut self, time: Timestamp, origin: &Origin, console: &Console) {
         if time > self.latest {
             self.too_new += 1;
         }
@@ -66,7 +66,7 @@ impl Count {
     }
 
     /// What to say at the end of the run, one sentence each.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.too_old > 0 {
             warnings.push(format!(
@@ -107,7 +107,7 @@ fn events_are(n: u64) -> String {
 }
 
 /// `12 hours`, `5 minutes`, `90 seconds`.
-pub fn span_text(span: SignedDuration) -> String {
+pub(crate) fn span_text(span: SignedDuration) -> String {
     let seconds = span.as_secs();
     let (n, unit) = if seconds % 3600 == 0 {
         (seconds / 3600, "hour")

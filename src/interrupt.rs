@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// The exit code of an interrupted run (128 + SIGINT).
-pub const EXIT_CODE: u8 = 130;
+pub(crate) const EXIT_CODE: u8 = 130;
 
-pub fn install() {
+pub(crate) fn install() {
     // Failing to install (a handler already set) only loses the clean stop.
     let _ = ctrlc::set_handler(|| {
         if REQUESTED.swap(true, Ordering::SeqCst) {
@@ -22,12 +22,12 @@ pub fn install() {
     });
 }
 
-pub fn requested() -> bool {
+pub(crate) fn requested() -> bool {
     REQUESTED.load(Ordering::Relaxed)
 }
 
 /// Sleeps, waking early when a stop is asked for. False when it was.
-pub fn sleep(duration: Duration) -> bool {
+pub(crate) fn sleep(duration: Duration) -> bool {
     let end = Instant::now() + duration;
     loop {
         if requested() {

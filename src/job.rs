@@ -27,7 +27,7 @@ use crate::transport::dry_run::DryRun;
 use crate::transport::http::HttpSender;
 
 /// A run, built and ready to make its passes.
-pub struct Job {
+pub(crate) struct Job {
     run: Run,
     /// How the summary names the run.
     title: String,
@@ -38,7 +38,7 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn build(config: RunConfig) -> anyhow::Result<Job> {
+    pub(crate) fn build(config: RunConfig) -> anyhow::Result<Job> {
         let RunConfig {
             target,
             options,
@@ -190,7 +190,7 @@ impl Job {
     }
 
     /// Makes the passes, writes the summary, and says how the run ended.
-    pub fn run(mut self) -> anyhow::Result<Status> {
+    pub(crate) fn run(mut self) -> anyhow::Result<Status> {
         interrupt::install();
         let run = &mut self.run;
         let end = match &self.orb_backfill {

@@ -1,4 +1,5 @@
 //! segrelay: replays Segment events into usage-billing systems.
+#![warn(unreachable_pub)]
 
 mod backfill;
 mod checkpoint;

@@ -6,7 +6,7 @@ use crate::reason::Reason;
 /// What a rejected or failed event was: an event, an event's JSON text, or
 /// text that never became one.
 #[derive(Debug)]
-pub enum Content {
+pub(crate) enum Content {
     Event(Event),
     Json(Box<[u8]>),
     Raw(Vec<u8>),
@@ -14,7 +14,7 @@ pub enum Content {
 
 /// How an event ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Sent,
     Skipped(Reason),
     Rejected(Reason, Content),

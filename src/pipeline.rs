@@ -27,7 +27,7 @@ use crate::reason::Reason;
 use crate::report::Report;
 use crate::transport::Transport;
 
-pub struct Options {
+pub(crate) struct Options {
     pub sources: Vec<Source>,
     pub max_line_bytes: usize,
     pub batch_size: usize,
@@ -67,7 +67,7 @@ impl Options {
 /// One pass over the input. A plain run is one pass; an Orb backfill makes a
 /// pass per time window, each sending only its window's events.
 #[derive(Debug, Clone, Default)]
-pub struct Pass {
+pub(crate) struct Pass {
     /// Only events translated with a time in [start, end) are sent in this pass.
     pub window: Option<(Timestamp, Timestamp)>,
     /// This pass settles the events no window sends (skipped and rejected ones).
@@ -82,7 +82,7 @@ pub struct Pass {
 }
 
 /// What every pass of a run shares, built once for the run.
-pub struct Run {
+pub(crate) struct Run {
     pub options: Options,
     pub courier: Arc<Courier>,
     pub dispatch: Dispatch,
@@ -93,7 +93,7 @@ pub struct Run {
 
 /// How a pass ended.
 #[derive(Debug)]
-pub struct PassEnd {
+pub(crate) struct PassEnd {
     /// Why the destination stopped the run, if it did.
     pub aborted: Option<String>,
     /// Every event of the pass is settled and none failed: the pass need not run again.
@@ -105,7 +105,7 @@ pub struct PassEnd {
 const LEDGER_LIMIT: usize = 50_000;
 
 /// Where batches go: delivered on this thread, or by a pool of threads.
-pub enum Dispatch {
+pub(crate) enum Dispatch {
     Inline(Box<dyn Transport>),
     Pool {
         size: usize,
@@ -117,14 +117,14 @@ pub enum Dispatch {
 
 impl Dispatch {
     /// The transport for single requests made between batches.
-    pub fn control(&mut self) -> &mut dyn Transport {
+    pub(crate) fn control(&mut self) -> &mut dyn Transport {
         match self {
             Dispatch::Inline(transport) => transport.as_mut(),
             Dispatch::Pool { control, .. } => control.as_mut(),
         }
     }
 
-    pub fn finish(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn finish(&mut self) -> anyhow::Result<()> {
         self.control().finish()
     }
 }
@@ -177,7 +177,7 @@ struct Workers {
 
 impl Run {
     /// Makes one pass over the whole input.
-    pub fn pass(&mut self, pass: &Pass) -> anyhow::Result<PassEnd> {
+    pub(crate) fn pass(&mut self, pass: &Pass) -> anyhow::Result<PassEnd> {
         let Run {
             options,
             courier,
@@ -257,7 +257,7 @@ impl Run {
 /// The events of one UTC day (or of another stretch of time): what an Orb
 /// backfill cuts its windows from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DaySpan {
+pub(crate) struct DaySpan {
     pub first: Timestamp,
     pub last: Timestamp,
     pub events: u64,
@@ -266,7 +266,7 @@ pub struct DaySpan {
 /// Reads the whole input, prepared as a run prepares it (on `options.threads`
 /// threads), and hands on each event the destination would receive (after the
 /// filters): where it came from, and its translation. Sends nothing.
-pub fn scan(
+pub(crate) fn scan(
     options: &Options,
     destination: &dyn Destination,
     mut each: impl FnMut(Origin, Payload),

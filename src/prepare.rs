@@ -21,7 +21,7 @@ use crate::reason::Reason;
 
 /// One event, ready for the ledger.
 #[derive(Debug)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub origin: Origin,
     pub at: Position,
     /// The last event of its line: only then may a checkpoint pass the line.
@@ -31,7 +31,7 @@ pub struct Prepared {
 
 /// What became of an event before anything was sent.
 #[derive(Debug)]
-pub enum Ready {
+pub(crate) enum Ready {
     /// Translated, for a batch. `original` is the event's JSON, kept for the
     /// rejects file should the destination refuse it.
     Record {
@@ -45,7 +45,7 @@ pub enum Ready {
 }
 
 /// What each thread needs to prepare lines: pure functions of the line.
-pub struct Preparer<'a> {
+pub(crate) struct Preparer<'a> {
     pub destination: &'a dyn Destination,
     pub filter: &'a Filter,
     /// Only events with a time in [start, end) go in this pass's batches.
@@ -56,7 +56,7 @@ pub struct Preparer<'a> {
 }
 
 /// Where the lines come from.
-pub struct Reading<'a> {
+pub(crate) struct Reading<'a> {
     pub sources: &'a [Source],
     /// Lines of each input a checkpoint says are settled.
     pub settled: &'a [u64],
@@ -74,7 +74,7 @@ const CHUNK_BYTES: usize = 192 * 1024;
 /// line's events to `each` in input order. `each` returning `Break` (or an
 /// error) stops the reading; lines read past that point are dropped unseen, as
 /// if never read.
-pub fn read_all(
+pub(crate) fn read_all(
     reading: &Reading,
     preparer: &Preparer,
     mut each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<()>>,

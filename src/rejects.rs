@@ -7,10 +7,10 @@ use serde_json::{Map, Value, json};
 use crate::reason::Reason;
 
 /// The key of segrelay's note in a rejects-file line.
-pub const NOTE_KEY: &str = "_segrelay";
+pub(crate) const NOTE_KEY: &str = "_segrelay";
 
 /// What the note says of an event: how it ended, why, and where it came from.
-pub fn note(outcome: &str, reason: &Reason, source: &str, line: u64) -> Value {
+pub(crate) fn note(outcome: &str, reason: &Reason, source: &str, line: u64) -> Value {
     let mut note = json!({
         "outcome": outcome,
         "reason": reason.kind,
@@ -25,7 +25,7 @@ pub fn note(outcome: &str, reason: &Reason, source: &str, line: u64) -> Value {
 
 /// The line for an event: `original` (a JSON object's text) with the note
 /// beside its own keys, first.
-pub fn event_line(note: Value, original: &str) -> String {
+pub(crate) fn event_line(note: Value, original: &str) -> String {
     let mut fields: Map<String, Value> = Map::with_capacity(1);
     fields.insert(NOTE_KEY.to_owned(), note);
     let mut line = serde_json::to_string(&fields).expect("a JSON map always serialises");
@@ -39,7 +39,7 @@ pub fn event_line(note: Value, original: &str) -> String {
 
 /// The line for text that is no event: the note holds its bytes, exactly: as
 /// text when they are UTF-8, else as numbers (a JSON string cannot hold them).
-pub fn raw_line(mut note: Value, raw: &[u8]) -> String {
+pub(crate) fn raw_line(mut note: Value, raw: &[u8]) -> String {
     match std::str::from_utf8(raw) {
         Ok(text) => note["raw"] = Value::String(text.to_owned()),
         Err(_) => note["raw_bytes"] = Value::Array(raw.iter().map(|&b| Value::from(b)).collect()),
@@ -48,7 +48,7 @@ pub fn raw_line(mut note: Value, raw: &[u8]) -> String {
 }
 
 /// The bytes a note keeps of a line that was no event, to read it again as it was.
-pub fn raw_of(note: &Map<String, Value>) -> Option<Vec<u8>> {
+pub(crate) fn raw_of(note: &Map<String, Value>) -> Option<Vec<u8>> {
     if let Some(Value::String(text)) = note.get("raw") {
         return Some(text.clone().into_bytes());
     }

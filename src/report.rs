@@ -26,7 +26,7 @@ const PROGRESS_EVERY: u64 = 256;
 
 /// The counts a checkpoint carries from one run to the next.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub read: u64,
     pub sent: u64,
     pub skipped: u64,
@@ -35,7 +35,7 @@ pub struct Totals {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub read: u64,
     pub sent: u64,
     pub skipped: u64,
@@ -69,7 +69,7 @@ struct Rejects {
     writer: BufWriter<File>,
 }
 
-pub struct Report {
+pub(crate) struct Report {
     summary: Summary,
     console: Console,
     rejects: Option<Rejects>,
@@ -85,7 +85,7 @@ pub struct Report {
 impl Report {
     /// `rejects_length`: on a resume, the length of the rejects file that the
     /// checkpoint covers; what is past it is cut. None starts the file afresh.
-    pub fn new(
+    pub(crate) fn new(
         console: Console,
         rejects: Option<&Path>,
         rejects_length: Option<u64>,
@@ -127,29 +127,29 @@ impl Report {
         })
     }
 
-    pub fn summary(&self) -> &Summary {
+    pub(crate) fn summary(&self) -> &Summary {
         &self.summary
     }
 
-    pub fn console(&self) -> &Console {
+    pub(crate) fn console(&self) -> &Console {
         &self.console
     }
 
-    pub fn resumed(&mut self, earlier: Totals) {
+    pub(crate) fn resumed(&mut self, earlier: Totals) {
         self.summary.already_done = Some(earlier);
     }
 
-    pub fn aborted(&mut self, reason: String) {
+    pub(crate) fn aborted(&mut self, reason: String) {
         self.summary.aborted = Some(reason);
     }
 
-    pub fn interrupted(&mut self) {
+    pub(crate) fn interrupted(&mut self) {
         self.summary.interrupted = true;
     }
 
     /// Something the user should act on though nothing failed: said once on
     /// standard error (unless quiet) and kept in the summary's `warnings`.
-    pub fn warn(&mut self, warning: impl Into<String>) {
+    pub(crate) fn warn(&mut self, warning: impl Into<String>) {
         let warning = warning.into();
         if self.summary.warnings.contains(&warning) {
             return;
@@ -162,7 +162,7 @@ impl Report {
 
     /// An event carried an Orb property as numeric text (`text`) that is not listed
     /// in `numeric_properties`; `finish` advises listing it.
-    pub fn numeric_text(&mut self, property: &str, text: &str) {
+    pub(crate) fn numeric_text(&mut self, property: &str, text: &str) {
         match self.numeric_text.get_mut(property) {
             Some((events, _)) => *events += 1,
             None => {
@@ -173,7 +173,7 @@ impl Report {
     }
 
     /// An event was read; its outcome comes later, through `settle`.
-    pub fn count_read(&mut self) {
+    pub(crate) fn count_read(&mut self) {
         self.summary.read += 1;
         if self.summary.read.is_multiple_of(PROGRESS_EVERY) {
             self.console
@@ -182,7 +182,7 @@ impl Report {
     }
 
     /// The requests, retries and waits a delivery took.
-    pub fn delivery(
+    pub(crate) fn delivery(
         &mut self,
         requests: u64,
         retries: u64,
@@ -197,7 +197,7 @@ impl Report {
 
     /// Records how an event ended: counted, and written to the rejects file
     /// when it was not delivered.
-    pub fn settle(&mut self, origin: &Origin, outcome: Outcome) -> anyhow::Result<()> {
+    pub(crate) fn settle(&mut self, origin: &Origin, outcome: Outcome) -> anyhow::Result<()> {
         self.settled.read += 1;
         match outcome {
             Outcome::Sent => {
@@ -230,7 +230,7 @@ impl Report {
     }
 
     /// What has been settled so far, for a checkpoint.
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         let mut totals = self.settled.clone();
         if let Some(earlier) = &self.summary.already_done {
             totals.read += earlier.read;
@@ -243,7 +243,7 @@ impl Report {
     }
 
     /// Makes the rejects file durable, and says how long it is.
-    pub fn sync_rejects(&mut self) -> anyhow::Result<Option<u64>> {
+    pub(crate) fn sync_rejects(&mut self) -> anyhow::Result<Option<u64>> {
         let Some(rejects) = &mut self.rejects else {
             return Ok(None);
         };
@@ -295,7 +295,11 @@ impl Report {
     }
 
     /// Flushes the rejects file and writes the summary, as JSON and for people.
-    pub fn finish(&mut self, title: &str, summary_path: Option<&Path>) -> anyhow::Result<()> {
+    pub(crate) fn finish(
+        &mut self,
+        title: &str,
+        summary_path: Option<&Path>,
+    ) -> anyhow::Result<()> {
         self.console.clear();
         for (property, (events, example)) in std::mem::take(&mut self.numeric_text) {
             self.warn(crate::destination::orb::numeric_text_advice(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::destination::Kind;
 
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub max_retries: u32,
     /// The first backoff ceiling; each retry doubles it, up to `cap`.
     pub base: Duration,
@@ -19,7 +19,7 @@ impl RetryPolicy {
     /// The vendors' advice: Amberflo's SDKs back off 2, 6, 12, 20, 40, 80 s and
     /// want retries at least 20 s after the first failure; Orb and Kable say
     /// exponential backoff without numbers.
-    pub fn for_kind(kind: Kind, max_retries: u32, max_wait: Duration) -> RetryPolicy {
+    pub(crate) fn for_kind(kind: Kind, max_retries: u32, max_wait: Duration) -> RetryPolicy {
         let (base, cap) = match kind {
             Kind::Amberflo => (Duration::from_secs(2), Duration::from_secs(80)),
             Kind::Orb | Kind::Kable => (Duration::from_secs(1), Duration::from_secs(60)),
@@ -34,7 +34,7 @@ impl RetryPolicy {
 
     /// The wait before retry number `retry` (1-based): the server's
     /// `Retry-After` when it gave one, else a random time up to the backoff ceiling.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         let wait = match retry_after {
             Some(asked) => asked,
             None => {

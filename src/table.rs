@@ -179,7 +179,10 @@ fn next_variable(text: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Replaces every `${NAME}` with the variable's value; Err names the first one not set.
-pub fn expand(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn expand(
+    template: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some((before, name, after)) = next_variable(rest) {
@@ -461,7 +464,7 @@ impl SettingKind {
 }
 
 /// A URL's host, lower-cased, without user, port or brackets; None when it is no URL.
-pub fn url_host(url: &str) -> Option<String> {
+pub(crate) fn url_host(url: &str) -> Option<String> {
     let uri: Uri = url.parse().ok()?;
     let host = uri.host()?;
     let host = host

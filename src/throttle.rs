@@ -4,14 +4,17 @@
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     per_request: Option<Duration>,
     per_event: Option<Duration>,
     next: Option<Instant>,
 }
 
 impl Throttle {
-    pub fn new(requests_per_second: Option<f64>, events_per_minute: Option<u64>) -> Throttle {
+    pub(crate) fn new(
+        requests_per_second: Option<f64>,
+        events_per_minute: Option<u64>,
+    ) -> Throttle {
         Throttle {
             per_request: requests_per_second.map(|r| Duration::from_secs_f64(1.0 / r)),
             per_event: events_per_minute.map(|e| Duration::from_secs_f64(60.0 / e as f64)),
@@ -21,7 +24,7 @@ impl Throttle {
 
     /// Sleeps until a request of `events` events may go, and books its share.
     /// Returns how long it slept.
-    pub fn wait(&mut self, events: usize) -> Duration {
+    pub(crate) fn wait(&mut self, events: usize) -> Duration {
         if self.per_request.is_none() && self.per_event.is_none() {
             return Duration::ZERO;
         }

@@ -50,7 +50,7 @@ struct MissingEvent {
     line: u64,
 }
 
-pub fn run(config: VerifyConfig) -> anyhow::Result<Status> {
+pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
     let destination = config.target.destination.clone();
     let kind = destination.kind();
     if kind == Kind::Kable {

@@ -10,13 +10,13 @@ use crate::event::Origin;
 use crate::wire::{HeaderValue, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Ndjson,
     Curl,
     Http,
 }
 
-pub struct DryRun {
+pub(crate) struct DryRun {
     format: Format,
     show_secrets: bool,
     out: Box<dyn Write>,
@@ -27,7 +27,12 @@ pub struct DryRun {
 }
 
 impl DryRun {
-    pub fn new(format: Format, show_secrets: bool, out: Box<dyn Write>, target: String) -> DryRun {
+    pub(crate) fn new(
+        format: Format,
+        show_secrets: bool,
+        out: Box<dyn Write>,
+        target: String,
+    ) -> DryRun {
         DryRun {
             format,
             show_secrets,

@@ -10,14 +10,14 @@ use crate::wire::{HeaderValue, Request, Response};
 const MAX_RESPONSE_BODY: u64 = 1 << 20;
 
 #[derive(Clone)]
-pub struct HttpSender {
+pub(crate) struct HttpSender {
     agent: ureq::Agent,
 }
 
 impl HttpSender {
     /// `connections`: requests that may be in flight at once, each kept on a
     /// connection of its own between requests.
-    pub fn new(timeout: Duration, connections: usize) -> HttpSender {
+    pub(crate) fn new(timeout: Duration, connections: usize) -> HttpSender {
         let config = ureq::Agent::config_builder()
             .max_idle_connections_per_host(connections.max(1))
             .max_idle_connections(connections.max(1).max(3))

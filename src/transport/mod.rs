@@ -1,18 +1,18 @@
 //! Where requests go: written out by a dry run, or sent over HTTP. Both sit
 //! behind one trait, so a dry run goes through the very path a send takes.
 
-pub mod dry_run;
-pub mod http;
+pub(crate) mod dry_run;
+pub(crate) mod http;
 
 use crate::event::Origin;
 use crate::wire::{Request, Response};
 
 /// The `User-Agent` segrelay sends.
-pub const USER_AGENT: &str = concat!("segrelay/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("segrelay/", env!("CARGO_PKG_VERSION"));
 
 /// What became of a request.
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// A dry run wrote it out.
     Written,
     /// The server answered.
@@ -22,12 +22,12 @@ pub enum Reply {
 }
 
 #[derive(Debug)]
-pub struct SendError {
+pub(crate) struct SendError {
     pub message: String,
     pub retryable: bool,
 }
 
-pub trait Transport {
+pub(crate) trait Transport {
     /// Delivers one request holding the events from `events`, in order.
     fn deliver(
         &mut self,
@@ -41,7 +41,7 @@ pub trait Transport {
 }
 
 /// `segrelay check`: everything up to the wire, and nothing written.
-pub struct Discard;
+pub(crate) struct Discard;
 
 impl Transport for Discard {
     fn deliver(&mut self, _: &str, _: &Request, _: &[&Origin]) -> anyhow::Result<Reply> {
