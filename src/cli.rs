@@ -327,6 +327,8 @@ pub enum Format {
     Curl,
     /// Raw HTTP/1.1 requests, as `http --offline` prints them
     Http,
+    /// One JSON line per event: source, line, its translated record, and the request it travels in
+    Records,
 }
 
 /// `1048576`, `512K`, `1M`, `2MiB`, ...

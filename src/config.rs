@@ -143,6 +143,7 @@ impl RunConfig {
                     cli::Format::Ndjson => Format::Ndjson,
                     cli::Format::Curl => Format::Curl,
                     cli::Format::Http => Format::Http,
+                    cli::Format::Records => Format::Records,
                 },
                 output: args.output,
                 show_secrets: args.show_secrets,

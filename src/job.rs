@@ -19,6 +19,7 @@ use crate::destination::orb;
 use crate::input::{self, Source};
 use crate::interrupt;
 use crate::pipeline::{Dispatch, Pass, Run};
+use crate::repeated_keys::{self, RepeatedKeys};
 use crate::report::Report;
 use crate::status::Status;
 use crate::throttle::Throttle;
@@ -90,6 +91,8 @@ impl Job {
             report.resumed(state.totals.clone());
         }
         let sends = matches!(output, Output::Send { .. });
+        let repeated_keys =
+            matches!(output, Output::Check).then(|| RepeatedKeys::new(repeated_keys::TRACKED_KEYS));
         let (dispatch, title) = match output {
             Output::DryRun {
                 format,
@@ -182,6 +185,7 @@ impl Job {
                 report,
                 checkpoint,
                 customers,
+                repeated_keys,
             },
             title,
             summary,
@@ -205,6 +209,11 @@ impl Job {
         };
         run.dispatch.finish()?;
         let report = &mut run.report;
+        if let Some(keys) = &run.repeated_keys {
+            for warning in keys.warnings(run.courier.destination.kind()) {
+                report.warn(warning);
+            }
+        }
         let aborted = end.aborted;
         if let Some(reason) = aborted.clone() {
             report.aborted(reason);

@@ -20,6 +20,7 @@ mod pipeline;
 mod prepare;
 mod reason;
 mod rejects;
+mod repeated_keys;
 mod report;
 mod retry;
 pub mod settings;

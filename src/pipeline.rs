@@ -24,6 +24,7 @@ use crate::interrupt;
 use crate::outcome::{Content, Outcome};
 use crate::prepare::{self, Prepared, Preparer, Reading, Ready};
 use crate::reason::Reason;
+use crate::repeated_keys::RepeatedKeys;
 use crate::report::Report;
 use crate::transport::Transport;
 
@@ -89,6 +90,8 @@ pub(crate) struct Run {
     pub report: Report,
     pub checkpoint: Option<Checkpoint>,
     pub customers: Option<Customers>,
+    /// `check`: idempotency keys seen with two different records.
+    pub repeated_keys: Option<RepeatedKeys>,
 }
 
 /// How a pass ended.
@@ -162,6 +165,7 @@ struct Pipeline<'a> {
     /// Where each key of a batch being filled sits in it, when the destination
     /// refuses a batch in which one key has two bodies.
     batch_keys: Option<HashMap<(Stream, String), usize>>,
+    repeated_keys: Option<&'a mut RepeatedKeys>,
     /// A plain run to a destination whose ingest refuses some times: counts them.
     timing: Option<grace::Count>,
 }
@@ -185,6 +189,7 @@ impl Run {
             report,
             checkpoint,
             customers,
+            repeated_keys,
         } = self;
         let checkpoint = checkpoint.as_mut().filter(|_| pass.follows_checkpoint);
         let settled = checkpoint
@@ -219,6 +224,7 @@ impl Run {
                 .destination
                 .refuses_conflicting_keys()
                 .then(HashMap::new),
+            repeated_keys: repeated_keys.as_mut(),
             // A backfill's passes send each event where its time belongs.
             timing: match pass.window {
                 None => grace::Count::start(courier.destination.as_ref()),
@@ -387,6 +393,12 @@ impl Pipeline<'_> {
         if let Some(reason) = self.conflicting_key(stream, &payload, &origin) {
             let content = Content::Json(original);
             return Ok(self.reject(origin, at, ends_line, reason, content));
+        }
+        // Usage only: two identifies of one customer are two updates, not a repeat.
+        if stream == Stream::Usage
+            && let Some(keys) = self.repeated_keys.as_deref_mut()
+        {
+            keys.see(&payload.key, &payload.json, origin);
         }
         if let (Some(timing), Some(time)) = (&mut self.timing, payload.time) {
             timing.count(time, &origin, self.report.console());

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
+use serde_json::value::RawValue;
 
 use super::{Reply, Transport, USER_AGENT};
 use crate::destination::write_json_str;
@@ -14,6 +15,7 @@ pub(crate) enum Format {
     Ndjson,
     Curl,
     Http,
+    Records,
 }
 
 pub(crate) struct DryRun {
@@ -78,6 +80,33 @@ impl DryRun {
             line.push(b'}');
         }
         line.extend_from_slice(b"]}\n");
+    }
+
+    /// A line per event the request carries: its record, and where it travels.
+    /// Requests made for no event (ensure_customers' lookups and creations, a
+    /// backfill's opening) and bodiless ones (an identify's lookup) write nothing.
+    fn records(&mut self, destination: &str, request: &Request, events: &[&Origin]) {
+        let records = records_in(&request.body);
+        for (place, (origin, record)) in events.iter().zip(&records).enumerate() {
+            let line = &mut self.line;
+            line.extend_from_slice(b"{\"destination\":");
+            write_json_str(line, destination);
+            line.extend_from_slice(b",\"source\":");
+            write_json_str(line, origin.source);
+            line.extend_from_slice(b",\"line\":");
+            line.extend_from_slice(origin.line.to_string().as_bytes());
+            line.extend_from_slice(b",\"record\":");
+            line.extend_from_slice(record.get().as_bytes());
+            line.extend_from_slice(b",\"request\":{\"index\":");
+            line.extend_from_slice(self.requests.to_string().as_bytes());
+            line.extend_from_slice(b",\"method\":");
+            write_json_str(line, request.method);
+            line.extend_from_slice(b",\"url\":");
+            write_json_str(line, &request.url);
+            line.extend_from_slice(
+                format!(",\"place\":{},\"events\":{}}}}}\n", place + 1, events.len()).as_bytes(),
+            );
+        }
     }
 
     fn curl(&mut self, destination: &str, request: &Request, events: &[&Origin]) {
@@ -164,6 +193,7 @@ impl Transport for DryRun {
             Format::Ndjson => self.ndjson(destination, request, events),
             Format::Curl => self.curl(destination, request, events),
             Format::Http => self.http(request),
+            Format::Records => self.records(destination, request, events),
         }
         self.out
             .write_all(&self.line)
@@ -187,6 +217,26 @@ fn shown(value: &HeaderValue, show_secrets: bool) -> String {
             _ => format!("{prefix}***"),
         },
     }
+}
+
+/// The records a request body carries, as written: Amberflo's and Kable's
+/// batches are arrays, Orb's `{"events":[...]}`, a customer write one object.
+fn records_in(body: &[u8]) -> Vec<&RawValue> {
+    #[derive(serde::Deserialize)]
+    struct OrbBatch<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+    }
+    if body.is_empty() {
+        return Vec::new();
+    }
+    if let Ok(records) = serde_json::from_slice::<Vec<&RawValue>>(body) {
+        return records;
+    }
+    if let Ok(batch) = serde_json::from_slice::<OrbBatch>(body) {
+        return batch.events;
+    }
+    serde_json::from_slice::<&RawValue>(body).map_or_else(|_| Vec::new(), |record| vec![record])
 }
 
 /// `'text'` for a POSIX shell, with single quotes spelled `'\''`.

@@ -1359,3 +1359,73 @@ fn kable_dry_run_says_which_host_the_key_decides() {
         assert!(!out.stderr.contains("host is unknown"), "{}", out.stderr);
     }
 }
+
+/// `check` names the idempotency keys that two different records carry (the
+/// destination would keep one and drop the other), with both places; the same
+/// record twice is a replay, not reported. A dry run does not look.
+#[test]
+fn check_reports_a_key_repeated_with_another_record() {
+    let event = |key: &str, value: u64| {
+        json!({"type": "track", "event": "ApiCalls", "userId": "user-1", "messageId": key,
+               "timestamp": TS, "properties": {"value": value}})
+    };
+    let events = [
+        event("changed", 1),
+        event("replayed", 1),
+        event("changed", 2),
+        event("replayed", 1),
+        json!({"type": "identify", "userId": "user-1", "messageId": "i1", "timestamp": TS,
+               "traits": {"plan": "a"}}),
+        json!({"type": "identify", "userId": "user-1", "messageId": "i2", "timestamp": TS,
+               "traits": {"plan": "b"}}),
+    ];
+    for (dest, display) in [("amberflo", "Amberflo"), ("orb", "Orb"), ("kable", "Kable")] {
+        let dir = workspace(SETTINGS);
+        write(dir.path(), "events.ndjson", ndjson(&events));
+        // Batches of two: Orb refuses a batch holding one key twice, which is rejected apart.
+        let common = ["-c", "segrelay.toml", "-d", dest, "--batch-size", "2"];
+        let out = run(segrelay()
+            .current_dir(dir.path())
+            .arg("check")
+            .args(common)
+            .args(["--summary", "s.json", "events.ndjson"]));
+        out.expect_code(0);
+        let warnings = summary(&dir.path().join("s.json"))["warnings"].clone();
+        let repeated: Vec<&str> = warnings
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|w| w.contains("idempotency key"))
+            .collect();
+        assert_eq!(repeated.len(), 1, "{dest}: {warnings}");
+        let warning = repeated[0];
+        assert!(
+            warning.starts_with("1 event(s) repeat"),
+            "{dest}: {warning}"
+        );
+        assert!(
+            warning.contains("\"changed\" at events.ndjson:1 and events.ndjson:3"),
+            "{dest}: {warning}"
+        );
+        assert!(warning.contains(display), "{dest}: {warning}");
+        assert!(!warning.contains("replayed"), "{dest}: {warning}");
+        assert!(
+            !warning.contains("user-1"),
+            "{dest}: identifies are updates: {warning}"
+        );
+        assert!(out.stderr.contains(warning), "{dest}: {}", out.stderr);
+
+        let out = run(segrelay()
+            .current_dir(dir.path())
+            .args(["send", "--dry-run"])
+            .args(common)
+            .arg("events.ndjson"));
+        out.expect_code(0);
+        assert!(
+            !out.stderr.contains("idempotency key"),
+            "{dest}: {}",
+            out.stderr
+        );
+    }
+}

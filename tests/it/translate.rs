@@ -1557,3 +1557,82 @@ fn numeric_text_in_an_unlisted_orb_property_is_advised() {
     assert_eq!(advice(&o.summary), json!([]), "{}", o.summary);
     assert!(!o.run.stderr.contains("numeric text"), "{}", o.run.stderr);
 }
+
+/// `--format records` writes a line per event: its record exactly as the
+/// ndjson format's request body carries it, and that request's number, method,
+/// URL and the event's place in it; never a key.
+#[test]
+fn records_format_is_a_line_per_event_of_the_same_requests() {
+    const KEY: &str = "sk_live_records_format_secret";
+    let events = [
+        track("r1", json!({})),
+        track("r2", json!({"properties": {"value": 3, "amount": 2}})),
+        track("r3", json!({"userId": "user-2"})),
+        json!({"type": "identify", "userId": "user-9", "messageId": "r4",
+               "timestamp": "2021-04-26T14:01:46.909Z", "traits": {"name": "Ada"}}),
+    ];
+    for (dest, _) in DESTINATIONS {
+        let dir = workspace(SETTINGS);
+        write(dir.path(), "events.ndjson", ndjson(&events));
+        let with_format = |format: &str| {
+            let mut cmd = segrelay();
+            cmd.current_dir(dir.path())
+                .env("AMBERFLO_API_KEY", KEY)
+                .env("ORB_API_KEY", KEY)
+                .env("KABLE_API_KEY", KEY)
+                .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", dest])
+                .args(["--batch-size", "2", "--format", format, "events.ndjson"]);
+            let out = run(&mut cmd);
+            out.expect_code(0);
+            out
+        };
+        let requests = with_format("ndjson").requests();
+        let out = with_format("records");
+        assert!(!out.stdout.contains(KEY), "{dest}: the key is written");
+        let lines = parse_ndjson(&out.stdout);
+        let mut expected = Vec::new();
+        for (index, request) in requests.iter().enumerate() {
+            let carried = records(std::slice::from_ref(request));
+            let origins = request["events"].as_array().unwrap();
+            for (place, (record, origin)) in carried.iter().zip(origins).enumerate() {
+                expected.push(json!({
+                    "destination": dest,
+                    "source": origin["source"],
+                    "line": origin["line"],
+                    "record": record,
+                    "request": {
+                        "index": index + 1,
+                        "method": request["method"],
+                        "url": request["url"],
+                        "place": place + 1,
+                        "events": origins.len(),
+                    },
+                }));
+            }
+        }
+        assert_eq!(lines, expected, "{dest}");
+        // Identify is Amberflo's only: the other two skip it.
+        let translated = if dest == "amberflo" { 4 } else { 3 };
+        assert_eq!(lines.len(), translated, "{dest}: {}", out.stdout);
+        // In request order: an identify goes out at once, tracks wait for their batch.
+        let mut lines_read: Vec<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+        lines_read.sort();
+        assert_eq!(lines_read, [1, 2, 3, 4][..translated], "{dest}");
+        let at_line = |n: u64| lines.iter().find(|l| l["line"] == n).unwrap();
+        let request_of = |n: u64| at_line(n)["request"]["index"].as_u64().unwrap();
+        assert_eq!(request_of(1), request_of(2), "{dest}: batches of two");
+        assert!(request_of(3) > request_of(2), "{dest}: batches of two");
+        if dest == "amberflo" {
+            let identify = at_line(4);
+            assert_eq!(identify["record"]["customerId"], "user-9");
+            assert_eq!(identify["request"]["events"], 1);
+            assert!(
+                identify["request"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/customers"),
+                "{identify}"
+            );
+        }
+    }
+}
