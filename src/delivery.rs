@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::console::{Console, Verbosity};
 use crate::destination::{
@@ -277,11 +277,20 @@ impl Courier {
     ) -> anyhow::Result<Exchanged> {
         let mut retries = 0;
         loop {
-            delivered.backoff += self
+            let turn = self
                 .throttle
                 .lock()
                 .expect("throttle lock")
-                .wait(origins.len());
+                .reserve(origins.len());
+            if !turn.is_zero() {
+                let waiting = Instant::now();
+                let finished = interrupt::sleep(turn);
+                // What was waited, not what was booked: a stop cuts the wait short.
+                delivered.backoff += waiting.elapsed();
+                if !finished {
+                    return Ok(Exchanged::Interrupted);
+                }
+            }
             let reply = transport.deliver(self.destination.name(), request, origins)?;
             delivered.requests += 1;
             let (verdict, response) = match reply {
@@ -343,9 +352,11 @@ impl Courier {
                 ));
             }
             delivered.retries += 1;
-            delivered.backoff += wait;
             self.console.retried();
-            if !interrupt::sleep(wait) {
+            let waiting = Instant::now();
+            let finished = interrupt::sleep(wait);
+            delivered.backoff += waiting.elapsed();
+            if !finished {
                 return Ok(Exchanged::Interrupted);
             }
         }
