@@ -481,7 +481,10 @@ pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
                 serde_json::from_slice(&response.body).unwrap_or(Value::Null),
             )),
             Call::Refused { message, .. } => {
-                eprintln!("segrelay: Orb refused: {message}");
+                eprintln!(
+                    "segrelay: Orb refused: {}",
+                    crate::console::escape_controls(&message)
+                );
                 Ok(None)
             }
             Call::Written | Call::Stopped(_) => Ok(None),
