@@ -250,6 +250,14 @@ fn written_files<'a>(
 impl VerifyConfig {
     pub(crate) fn new(args: cli::VerifyArgs) -> Result<VerifyConfig, SettingsError> {
         let target = Target::load(&args.settings)?;
+        // Before the key: no key would make a Kable destination verifiable.
+        if target.destination.kind() == Kind::Kable {
+            return Err(SettingsError(
+                "Kable documents no API to read events back, so segrelay cannot verify what it \
+                 holds; check Kable's dashboard instead"
+                    .into(),
+            ));
+        }
         target.destination.secret().require()?;
         let (options, verbosity) = read_options(&target, args.input, None, &[])?;
         Ok(VerifyConfig {

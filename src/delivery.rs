@@ -276,6 +276,7 @@ impl Courier {
         delivered: &mut Delivered,
     ) -> anyhow::Result<Exchanged> {
         let mut retries = 0;
+        let mut max_retries = self.retry.max_retries;
         loop {
             let turn = self
                 .throttle
@@ -317,19 +318,24 @@ impl Courier {
                     };
                     (verdict, Some(response))
                 }
-                Reply::Failed(error) if error.retryable => (
-                    Verdict::Retry {
-                        after: None,
-                        message: error.message,
-                    },
-                    None,
-                ),
+                Reply::Failed(error) if error.retryable => {
+                    if let Some(at_most) = error.retries_at_most {
+                        max_retries = max_retries.min(at_most);
+                    }
+                    (
+                        Verdict::Retry {
+                            after: None,
+                            message: error.message,
+                        },
+                        None,
+                    )
+                }
                 Reply::Failed(error) => (Verdict::Abort(error.message), None),
             };
             let Verdict::Retry { after, message } = verdict else {
                 return Ok(Exchanged::Judged(verdict, response));
             };
-            if retries >= self.retry.max_retries {
+            if retries >= max_retries {
                 let message = if retries == 0 {
                     message
                 } else {
@@ -344,10 +350,9 @@ impl Courier {
             let wait = self.retry.delay(retries, after);
             if self.console.verbosity() >= Verbosity::Normal {
                 self.console.say(&format!(
-                    "segrelay: {}: {}; retry {retries} of {} in {:.1} s",
+                    "segrelay: {}: {}; retry {retries} of {max_retries} in {:.1} s",
                     self.destination.name(),
                     self.redact(&message),
-                    self.retry.max_retries,
                     wait.as_secs_f64()
                 ));
             }
