@@ -25,6 +25,7 @@ use crate::destination::orb::Api;
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Options, Pass, PassEnd, Run};
+use crate::report::plural;
 use crate::retry::RetryPolicy;
 use crate::status::Status;
 use crate::throttle::Throttle;
@@ -160,8 +161,8 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         );
         let id = if window.recent {
             console.say(&format!(
-                "segrelay: orb: {} events within the grace period ({span}) go through ordinary ingest",
-                window.events
+                "segrelay: orb: {} within the grace period ({span}) go through ordinary ingest",
+                plural(window.events, "event")
             ));
             None
         } else {
@@ -178,8 +179,8 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
                 }
             };
             console.say(&format!(
-                "segrelay: orb backfill {label}: backfill {id}, {} events",
-                window.events
+                "segrelay: orb backfill {label}: backfill {id}, {}",
+                plural(window.events, "event")
             ));
             Some(id)
         };
@@ -283,9 +284,9 @@ fn describe(windows: &[Window], plan: &Plan) -> String {
     let backfills: Vec<&Window> = windows.iter().filter(|w| !w.recent).collect();
     let events: u64 = backfills.iter().map(|w| w.events).sum();
     let mut text = format!(
-        "segrelay: orb backfill: {events} events in {} window{} of at most {} days",
-        backfills.len(),
-        if backfills.len() == 1 { "" } else { "s" },
+        "segrelay: orb backfill: {} in {} of at most {} days",
+        plural(events, "event"),
+        plural(backfills.len() as u64, "window"),
         plan.window_days
     );
     if plan.replace_existing {

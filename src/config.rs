@@ -69,12 +69,23 @@ impl Target {
         if self.destination.kind() == kind {
             return Ok(());
         }
-        Err(SettingsError(format!(
-            "{flag} is for {} destinations; {} is {}",
-            kind.display_name(),
-            self.destination.name(),
-            self.destination.kind().name()
-        )))
+        let wanted = kind.display_name();
+        let actual = self.destination.kind().display_name();
+        let name = self.destination.name();
+        // A destination named after its type needs no second naming ("orb is orb").
+        Err(SettingsError(
+            if name.eq_ignore_ascii_case(self.destination.kind().name()) {
+                format!("{flag} is for {wanted} destinations, not {actual}")
+            } else {
+                let article = match actual.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                    true => "an",
+                    false => "a",
+                };
+                format!(
+                    "{flag} is for {wanted} destinations; {name} is {article} {actual} destination"
+                )
+            },
+        ))
     }
 }
 

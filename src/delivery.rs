@@ -15,6 +15,7 @@ use crate::destination::{
 use crate::event::Origin;
 use crate::interrupt;
 use crate::reason::Reason;
+use crate::report::plural;
 use crate::retry::RetryPolicy;
 use crate::settings::Secret;
 use crate::throttle::Throttle;
@@ -300,12 +301,12 @@ impl Courier {
                     delivered.server_wait += response.elapsed;
                     if self.console.verbosity() == Verbosity::Verbose {
                         self.console.say(&format!(
-                            "segrelay: {} {} -> {} in {} ms, {} events{}",
+                            "segrelay: {} {} -> {} in {} ms, {}{}",
                             request.method,
                             request.url,
                             response.status,
                             response.elapsed.as_millis(),
-                            origins.len(),
+                            plural(origins.len() as u64, "event"),
                             response
                                 .request_id()
                                 .map(|id| format!(", request id {id}"))
@@ -315,6 +316,12 @@ impl Courier {
                     let verdict = match response.request_id() {
                         Some(id) => with_request_id(judge(&response), id),
                         None => judge(&response),
+                    };
+                    let verdict = match verdict {
+                        Verdict::Abort(message) if matches!(response.status, 401 | 403) => {
+                            Verdict::Abort(format!("{message}; check {}", self.secret.origin()))
+                        }
+                        other => other,
                     };
                     (verdict, Some(response))
                 }
@@ -339,7 +346,8 @@ impl Courier {
                 let message = if retries == 0 {
                     message
                 } else {
-                    format!("{message} (gave up after {retries} retries)")
+                    let tries = if retries == 1 { "retry" } else { "retries" };
+                    format!("{message} (gave up after {retries} {tries})")
                 };
                 return Ok(Exchanged::Judged(
                     Verdict::Retry { after, message },

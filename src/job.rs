@@ -96,6 +96,13 @@ impl Job {
                 output,
                 show_secrets,
             } => {
+                let secret = target.secret();
+                if show_secrets && secret.value().is_none() {
+                    report.warn(format!(
+                        "--show-secrets: no key to show, {} is not set; the requests say ***",
+                        secret.origin()
+                    ));
+                }
                 let (out, target): (Box<dyn Write>, String) = match output {
                     Some(path) => {
                         let file = File::create(&path)

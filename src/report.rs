@@ -408,7 +408,7 @@ fn milliseconds<S: serde::Serializer>(seconds: &f64, serializer: S) -> Result<S:
     serializer.serialize_f64((seconds * 1000.0).round() / 1000.0)
 }
 
-fn plural(n: u64, word: &str) -> String {
+pub(crate) fn plural(n: u64, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

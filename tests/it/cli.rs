@@ -1359,3 +1359,44 @@ fn kable_dry_run_says_which_host_the_key_decides() {
         assert!(!out.stderr.contains("host is unknown"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn a_flag_for_another_type_names_the_types_once() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--ensure-customers"],
+        &["events.ndjson"],
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("--ensure-customers is for Amberflo destinations, not Orb"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("orb is orb"), "{}", out.stderr);
+}
+
+#[test]
+fn show_secrets_without_the_key_says_so() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--show-secrets"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains("--show-secrets: no key to show")
+            && out.stderr.contains("$ORB_API_KEY"),
+        "{}",
+        out.stderr
+    );
+}

@@ -308,6 +308,12 @@ fn a_refused_key_aborts_with_exit_3_and_loses_nothing() {
         assert_eq!(r.summary["failed"], 120);
         assert_eq!(r.rejects.len(), 120);
         assert!(r.stderr.contains("refused the API key"), "{}", r.stderr);
+        // Where the key comes from, so the user knows what to fix.
+        assert!(
+            r.stderr.contains(".api_key in ") && r.stderr.contains("(from $"),
+            "{}",
+            r.stderr
+        );
         assert!(r.summary["aborted"].as_str().unwrap().contains("401"));
     }
 }
@@ -323,6 +329,20 @@ fn an_unreachable_destination_aborts_after_the_retries() {
     assert_eq!(r.summary["retries"], 2);
     assert_eq!(r.rejects.len(), 7);
     assert!(r.stderr.contains("gave up after 2 retries"), "{}", r.stderr);
+}
+
+#[test]
+fn counts_in_messages_agree_with_their_nouns() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "");
+    let r = run(&s, &track_events(1, "one"), &["-v"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(" ms, 1 event"), "{}", r.stderr);
+    assert!(!r.stderr.contains("1 events"), "{}", r.stderr);
+    drop(server);
+    let r = run(&s, &track_events(1, "one"), &["--max-retries", "1"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("gave up after 1 retry)"), "{}", r.stderr);
 }
 
 #[test]
