@@ -90,6 +90,9 @@ impl Job {
             report.resumed(state.totals.clone());
         }
         let sends = matches!(output, Output::Send { .. });
+        if !sends {
+            report.sends_nothing();
+        }
         let (dispatch, title) = match output {
             Output::DryRun {
                 format,
