@@ -131,7 +131,10 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         }
     };
     let first = run.checkpoint.as_ref().map_or(0, |c| c.state().pass);
-    console.say(&describe(&windows, plan));
+    // One line at a time: the console shows a newline inside a line escaped.
+    for line in describe(&windows, plan).lines() {
+        console.say(line);
+    }
     if windows.is_empty() {
         // Nothing for Orb, but the skipped and rejected events still need settling.
         let nothing = Some((Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH));
