@@ -332,6 +332,24 @@ fn an_unreachable_destination_aborts_after_the_retries() {
 }
 
 #[test]
+fn a_host_that_does_not_resolve_is_named_and_tried_once_more() {
+    // A label longer than 63 bytes cannot be put in a DNS query: the resolver refuses it before
+    // sending anything, so the test needs no network and makes no request.
+    let host = format!("{}.invalid", "a".repeat(64));
+    let job = Job::new(&destination_table(Api::Orb), &format!("https://{host}"), "");
+    let r = run(&job, &track_events(3, "dns"), &["--max-retries", "6"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot resolve the host name {host}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.summary["retries"], 1, "{}", r.summary);
+    assert_eq!(r.summary["failed"], 3, "{}", r.summary);
+}
+
+#[test]
 fn counts_in_messages_agree_with_their_nouns() {
     let server = TestServer::start(Api::Orb, KEY);
     let s = setup(&Api::Orb, &server, "");
