@@ -295,10 +295,10 @@ fn describe(windows: &[Window], plan: &Plan) -> String {
     if plan.replace_existing {
         for window in backfills {
             text.push_str(&format!(
-                "\nsegrelay: WARNING: --orb-replace-existing: Orb will DELETE every event of every customer from {} to {} and keep only the {} events this run sends",
+                "\nsegrelay: WARNING: --orb-replace-existing: Orb will DELETE every event of every customer from {} to {} and keep only the {} this run sends",
                 utc_millis_text(window.start),
                 utc_millis_text(window.end),
-                window.events
+                plural(window.events, "event")
             ));
         }
     }

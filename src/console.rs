@@ -75,7 +75,11 @@ impl Console {
         if let Some(bar) = &self.bar {
             bar.set_position(bytes);
             let seconds = bar.elapsed().as_secs_f64().max(0.001);
-            let mut message = format!("{read} events, {:.0}/s", read as f64 / seconds);
+            let mut message = format!(
+                "{}, {:.0}/s",
+                crate::report::plural(read, "event"),
+                read as f64 / seconds
+            );
             let retries = self.retries.load(Ordering::Relaxed);
             if retries > 0 {
                 message.push_str(&format!(", {retries} retries"));
