@@ -25,6 +25,7 @@ use crate::destination::orb::Api;
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Options, Pass, PassEnd, Run};
+use crate::report::plural;
 use crate::retry::RetryPolicy;
 use crate::status::Status;
 use crate::throttle::Throttle;
@@ -130,7 +131,10 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         }
     };
     let first = run.checkpoint.as_ref().map_or(0, |c| c.state().pass);
-    console.say(&describe(&windows, plan));
+    // One line at a time: the console shows a newline inside a line escaped.
+    for line in describe(&windows, plan).lines() {
+        console.say(line);
+    }
     if windows.is_empty() {
         // Nothing for Orb, but the skipped and rejected events still need settling.
         let nothing = Some((Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH));
@@ -160,8 +164,8 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         );
         let id = if window.recent {
             console.say(&format!(
-                "segrelay: orb: {} events within the grace period ({span}) go through ordinary ingest",
-                window.events
+                "segrelay: orb: {} within the grace period ({span}) go through ordinary ingest",
+                plural(window.events, "event")
             ));
             None
         } else {
@@ -178,8 +182,8 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
                 }
             };
             console.say(&format!(
-                "segrelay: orb backfill {label}: backfill {id}, {} events",
-                window.events
+                "segrelay: orb backfill {label}: backfill {id}, {}",
+                plural(window.events, "event")
             ));
             Some(id)
         };
@@ -283,18 +287,18 @@ fn describe(windows: &[Window], plan: &Plan) -> String {
     let backfills: Vec<&Window> = windows.iter().filter(|w| !w.recent).collect();
     let events: u64 = backfills.iter().map(|w| w.events).sum();
     let mut text = format!(
-        "segrelay: orb backfill: {events} events in {} window{} of at most {} days",
-        backfills.len(),
-        if backfills.len() == 1 { "" } else { "s" },
+        "segrelay: orb backfill: {} in {} of at most {} days",
+        plural(events, "event"),
+        plural(backfills.len() as u64, "window"),
         plan.window_days
     );
     if plan.replace_existing {
         for window in backfills {
             text.push_str(&format!(
-                "\nsegrelay: WARNING: --orb-replace-existing: Orb will DELETE every event of every customer from {} to {} and keep only the {} events this run sends",
+                "\nsegrelay: WARNING: --orb-replace-existing: Orb will DELETE every event of every customer from {} to {} and keep only the {} this run sends",
                 utc_millis_text(window.start),
                 utc_millis_text(window.end),
-                window.events
+                plural(window.events, "event")
             ));
         }
     }
@@ -481,7 +485,10 @@ pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
                 serde_json::from_slice(&response.body).unwrap_or(Value::Null),
             )),
             Call::Refused { message, .. } => {
-                eprintln!("segrelay: Orb refused: {message}");
+                eprintln!(
+                    "segrelay: Orb refused: {}",
+                    crate::console::escape_controls(&message)
+                );
                 Ok(None)
             }
             Call::Written | Call::Stopped(_) => Ok(None),

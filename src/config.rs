@@ -69,12 +69,23 @@ impl Target {
         if self.destination.kind() == kind {
             return Ok(());
         }
-        Err(SettingsError(format!(
-            "{flag} is for {} destinations; {} is {}",
-            kind.display_name(),
-            self.destination.name(),
-            self.destination.kind().name()
-        )))
+        let wanted = kind.display_name();
+        let actual = self.destination.kind().display_name();
+        let name = self.destination.name();
+        // A destination named after its type needs no second naming ("orb is orb").
+        Err(SettingsError(
+            if name.eq_ignore_ascii_case(self.destination.kind().name()) {
+                format!("{flag} is for {wanted} destinations, not {actual}")
+            } else {
+                let article = match actual.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                    true => "an",
+                    false => "a",
+                };
+                format!(
+                    "{flag} is for {wanted} destinations; {name} is {article} {actual} destination"
+                )
+            },
+        ))
     }
 }
 
@@ -251,6 +262,14 @@ fn written_files<'a>(
 impl VerifyConfig {
     pub(crate) fn new(args: cli::VerifyArgs) -> Result<VerifyConfig, SettingsError> {
         let target = Target::load(&args.settings)?;
+        // Before the key: no key would make a Kable destination verifiable.
+        if target.destination.kind() == Kind::Kable {
+            return Err(SettingsError(
+                "Kable documents no API to read events back, so segrelay cannot verify what it \
+                 holds; check Kable's dashboard instead"
+                    .into(),
+            ));
+        }
         target.destination.secret().require()?;
         let (options, verbosity) = read_options(&target, args.input, None, &[])?;
         Ok(VerifyConfig {

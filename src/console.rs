@@ -1,5 +1,7 @@
 //! Standard error: how much to say, and the progress bar that messages must not tear.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,8 +54,11 @@ impl Console {
         self.verbosity
     }
 
-    /// Prints a line on standard error without tearing the progress bar.
+    /// Prints a line on standard error without tearing the progress bar. Control
+    /// characters (from file names, events, servers' answers) are shown escaped,
+    /// so none can move the cursor, recolour the terminal or fake another line.
     pub(crate) fn say(&self, line: &str) {
+        let line = escape_controls(line);
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -70,7 +75,11 @@ impl Console {
         if let Some(bar) = &self.bar {
             bar.set_position(bytes);
             let seconds = bar.elapsed().as_secs_f64().max(0.001);
-            let mut message = format!("{read} events, {:.0}/s", read as f64 / seconds);
+            let mut message = format!(
+                "{}, {:.0}/s",
+                crate::report::plural(read, "event"),
+                read as f64 / seconds
+            );
             let retries = self.retries.load(Ordering::Relaxed);
             if retries > 0 {
                 message.push_str(&format!(", {retries} retries"));
@@ -84,5 +93,42 @@ impl Console {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// `text` with its control characters written out: `\n`, `\r`, `\t`, else `\x1b` or `\u{9b}`.
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_written_out() {
+        assert_eq!(escape_controls("plain"), "plain");
+        assert_eq!(
+            escape_controls("a\nb\r\t\u{1b}[31m\u{9b}\u{7f}"),
+            "a\\nb\\r\\t\\x1b[31m\\u{9b}\\x7f"
+        );
     }
 }

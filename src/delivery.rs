@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::console::{Console, Verbosity};
 use crate::destination::{
@@ -15,6 +15,7 @@ use crate::destination::{
 use crate::event::Origin;
 use crate::interrupt;
 use crate::reason::Reason;
+use crate::report::plural;
 use crate::retry::RetryPolicy;
 use crate::settings::Secret;
 use crate::throttle::Throttle;
@@ -276,12 +277,22 @@ impl Courier {
         delivered: &mut Delivered,
     ) -> anyhow::Result<Exchanged> {
         let mut retries = 0;
+        let mut max_retries = self.retry.max_retries;
         loop {
-            delivered.backoff += self
+            let turn = self
                 .throttle
                 .lock()
                 .expect("throttle lock")
-                .wait(origins.len());
+                .reserve(origins.len());
+            if !turn.is_zero() {
+                let waiting = Instant::now();
+                let finished = interrupt::sleep(turn);
+                // What was waited, not what was booked: a stop cuts the wait short.
+                delivered.backoff += waiting.elapsed();
+                if !finished {
+                    return Ok(Exchanged::Interrupted);
+                }
+            }
             let reply = transport.deliver(self.destination.name(), request, origins)?;
             delivered.requests += 1;
             let (verdict, response) = match reply {
@@ -290,12 +301,12 @@ impl Courier {
                     delivered.server_wait += response.elapsed;
                     if self.console.verbosity() == Verbosity::Verbose {
                         self.console.say(&format!(
-                            "segrelay: {} {} -> {} in {} ms, {} events{}",
+                            "segrelay: {} {} -> {} in {} ms, {}{}",
                             request.method,
                             request.url,
                             response.status,
                             response.elapsed.as_millis(),
-                            origins.len(),
+                            plural(origins.len() as u64, "event"),
                             response
                                 .request_id()
                                 .map(|id| format!(", request id {id}"))
@@ -306,25 +317,37 @@ impl Courier {
                         Some(id) => with_request_id(judge(&response), id),
                         None => judge(&response),
                     };
+                    let verdict = match verdict {
+                        Verdict::Abort(message) if matches!(response.status, 401 | 403) => {
+                            Verdict::Abort(format!("{message}; check {}", self.secret.origin()))
+                        }
+                        other => other,
+                    };
                     (verdict, Some(response))
                 }
-                Reply::Failed(error) if error.retryable => (
-                    Verdict::Retry {
-                        after: None,
-                        message: error.message,
-                    },
-                    None,
-                ),
+                Reply::Failed(error) if error.retryable => {
+                    if let Some(at_most) = error.retries_at_most {
+                        max_retries = max_retries.min(at_most);
+                    }
+                    (
+                        Verdict::Retry {
+                            after: None,
+                            message: error.message,
+                        },
+                        None,
+                    )
+                }
                 Reply::Failed(error) => (Verdict::Abort(error.message), None),
             };
             let Verdict::Retry { after, message } = verdict else {
                 return Ok(Exchanged::Judged(verdict, response));
             };
-            if retries >= self.retry.max_retries {
+            if retries >= max_retries {
                 let message = if retries == 0 {
                     message
                 } else {
-                    format!("{message} (gave up after {retries} retries)")
+                    let tries = if retries == 1 { "retry" } else { "retries" };
+                    format!("{message} (gave up after {retries} {tries})")
                 };
                 return Ok(Exchanged::Judged(
                     Verdict::Retry { after, message },
@@ -335,17 +358,18 @@ impl Courier {
             let wait = self.retry.delay(retries, after);
             if self.console.verbosity() >= Verbosity::Normal {
                 self.console.say(&format!(
-                    "segrelay: {}: {}; retry {retries} of {} in {:.1} s",
+                    "segrelay: {}: {}; retry {retries} of {max_retries} in {:.1} s",
                     self.destination.name(),
                     self.redact(&message),
-                    self.retry.max_retries,
                     wait.as_secs_f64()
                 ));
             }
             delivered.retries += 1;
-            delivered.backoff += wait;
             self.console.retried();
-            if !interrupt::sleep(wait) {
+            let waiting = Instant::now();
+            let finished = interrupt::sleep(wait);
+            delivered.backoff += waiting.elapsed();
+            if !finished {
                 return Ok(Exchanged::Interrupted);
             }
         }

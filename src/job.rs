@@ -93,12 +93,22 @@ impl Job {
         let sends = matches!(output, Output::Send { .. });
         let repeated_keys =
             matches!(output, Output::Check).then(|| RepeatedKeys::new(repeated_keys::TRACKED_KEYS));
+        if !sends {
+            report.sends_nothing();
+        }
         let (dispatch, title) = match output {
             Output::DryRun {
                 format,
                 output,
                 show_secrets,
             } => {
+                let secret = target.secret();
+                if show_secrets && secret.value().is_none() {
+                    report.warn(format!(
+                        "--show-secrets: no key to show, {} is not set; the requests say ***",
+                        secret.origin()
+                    ));
+                }
                 let (out, target): (Box<dyn Write>, String) = match output {
                     Some(path) => {
                         let file = File::create(&path)

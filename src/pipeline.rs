@@ -465,20 +465,22 @@ impl Pipeline<'_> {
         reason: Reason,
         content: Content,
     ) -> ControlFlow<()> {
+        // Said even with -q: a run that ends early must say why and where.
+        let stop = self.fail_fast.then(|| {
+            format!("segrelay: --fail-fast: stopped the run at {origin}, its first rejected event")
+        });
         self.push(
             origin,
             at,
             ends_line,
             Some(Outcome::Rejected(reason, content)),
         );
-        self.stop_if_fail_fast()
-    }
-
-    fn stop_if_fail_fast(&self) -> ControlFlow<()> {
-        if self.fail_fast {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+        match stop {
+            Some(message) => {
+                self.courier.console.say(&message);
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
         }
     }
 

@@ -80,6 +80,9 @@ pub(crate) struct Report {
     /// Orb properties sent as numeric text though not listed in `numeric_properties`:
     /// how many events, and the first text, for the advice at the end.
     numeric_text: BTreeMap<String, (u64, String)>,
+    /// What the human summary calls events that went through: a dry run or a
+    /// check sends nothing, it only translates (the JSON keeps `sent`).
+    sent_word: &'static str,
 }
 
 impl Report {
@@ -124,7 +127,13 @@ impl Report {
             bytes,
             settled: Totals::default(),
             numeric_text: BTreeMap::new(),
+            sent_word: "sent",
         })
+    }
+
+    /// A dry run or a check: the human summary says "translated", not "sent".
+    pub(crate) fn sends_nothing(&mut self) {
+        self.sent_word = "translated";
     }
 
     pub(crate) fn summary(&self) -> &Summary {
@@ -327,9 +336,10 @@ impl Report {
     fn human(&self, title: &str) -> String {
         let s = &self.summary;
         let mut out = format!(
-            "segrelay: {title}: read {}: {} sent, {} skipped, {} rejected, {} failed; {} request{}\n",
+            "segrelay: {title}: read {}: {} {}, {} skipped, {} rejected, {} failed; {} request{}\n",
             plural(s.read, "event"),
             s.sent,
+            self.sent_word,
             s.skipped,
             s.rejected,
             s.failed,
@@ -338,9 +348,10 @@ impl Report {
         );
         if let Some(earlier) = &s.already_done {
             out.push_str(&format!(
-                "  resumed from the checkpoint: {} already settled ({} sent, {} skipped, {} rejected, {} failed)\n",
+                "  resumed from the checkpoint: {} already settled ({} {}, {} skipped, {} rejected, {} failed)\n",
                 plural(earlier.read, "event"),
                 earlier.sent,
+                self.sent_word,
                 earlier.skipped,
                 earlier.rejected,
                 earlier.failed
@@ -408,7 +419,7 @@ fn milliseconds<S: serde::Serializer>(seconds: &f64, serializer: S) -> Result<S:
     serializer.serialize_f64((seconds * 1000.0).round() / 1000.0)
 }
 
-fn plural(n: u64, word: &str) -> String {
+pub(crate) fn plural(n: u64, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

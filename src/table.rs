@@ -99,6 +99,21 @@ impl Secret {
         })
     }
 
+    /// Where the key comes from, for a message that asks to check it (never the
+    /// key): `destinations.orb.api_key in segrelay.toml (from $ORB_API_KEY)`.
+    pub fn origin(&self) -> String {
+        let mut variables = Vec::new();
+        let mut rest = self.template.as_str();
+        while let Some((_, name, after)) = next_variable(rest) {
+            variables.push(format!("${name}"));
+            rest = after;
+        }
+        match variables.is_empty() {
+            true => self.place.clone(),
+            false => format!("{} (from {})", self.place, variables.join(", ")),
+        }
+    }
+
     /// Whether the key is read from the environment rather than written in the file.
     pub fn from_environment(&self) -> bool {
         self.template.contains("${")

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::{Kind, settings};
+use super::{Kind, MAX_EVENTS_PER_MINUTE, Setting, settings};
 
 pub fn print(json: bool) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
@@ -18,7 +18,7 @@ pub fn print(json: bool) -> anyhow::Result<()> {
                     "calls": calls(kind).iter().map(|(call, to)| serde_json::json!({"call": call, "request": to})).collect::<Vec<_>>(),
                     "batch_size": {"default": default_batch, "max": max_batch},
                     "settings": settings(kind).map(|s| serde_json::json!({
-                        "key": s.key, "required": s.required, "default": s.default, "help": s.help,
+                        "key": s.key, "required": s.required, "default": s.default, "help": help(kind, s),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -53,10 +53,28 @@ pub fn print(json: bool) -> anyhow::Result<()> {
                 (false, Some(default)) => format!("default: {default}"),
                 (false, None) => "optional".to_owned(),
             };
-            writeln!(out, "    {:<27} {} ({default})", setting.key, setting.help)?;
+            writeln!(
+                out,
+                "    {:<27} {} ({default})",
+                setting.key,
+                help(kind, setting)
+            )?;
         }
     }
     Ok(())
+}
+
+/// A setting's help for this type: the rate limit is each type's own.
+fn help(kind: Kind, setting: &Setting) -> String {
+    if setting.key != MAX_EVENTS_PER_MINUTE.key {
+        return setting.help.to_owned();
+    }
+    let limit = match kind {
+        Kind::Orb => "Orb live: 10000 events per minute",
+        Kind::Amberflo => "Amberflo documents none",
+        Kind::Kable => "Kable documents none",
+    };
+    format!("{} ({limit})", setting.help)
 }
 
 /// The Segment calls each type takes and where they go.

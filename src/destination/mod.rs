@@ -206,7 +206,7 @@ const MAX_EVENTS_PER_MINUTE: Setting = Setting {
     kind: SettingKind::Positive,
     default: Some("no limit"),
     required: false,
-    help: "keep under the destination's rate limit (Orb live: 10000)",
+    help: "keep under the destination's rate limit",
 };
 
 /// Every key a type's table takes: the common ones, then its own.

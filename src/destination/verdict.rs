@@ -55,7 +55,7 @@ pub fn common_verdict(kind: Kind, response: &Response) -> Verdict {
             response.header("location").unwrap_or("(no location)")
         )),
         401 | 403 => Verdict::Abort(format!(
-            "{status}: {} refused the API key (check api_key in the settings)",
+            "{status}: {} refused the API key",
             kind.display_name()
         )),
         404 | 405 => Verdict::Abort(format!(

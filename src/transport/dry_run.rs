@@ -6,6 +6,7 @@ use anyhow::Context;
 use serde_json::value::RawValue;
 
 use super::{Reply, Transport, USER_AGENT};
+use crate::console::escape_controls;
 use crate::destination::write_json_str;
 use crate::event::Origin;
 use crate::wire::{HeaderValue, Request};
@@ -114,11 +115,13 @@ impl DryRun {
         if self.requests > 1 {
             text.push('\n');
         }
-        text.push_str(&format!(
-            "# request {} to {destination}: {}\n",
+        // A comment ends at a newline: file names and settings' names may hold one.
+        let comment = format!(
+            "request {} to {destination}: {}",
             self.requests,
             span(events)
-        ));
+        );
+        text.push_str(&format!("# {}\n", escape_controls(&comment)));
         let gzipped = request.gzips_body();
         if gzipped {
             // curl sends what it is given: the JSON goes through gzip on its way in.
@@ -160,13 +163,19 @@ impl DryRun {
     }
 
     fn http(&mut self, request: &Request) {
+        // CR or LF in a URL or a value from the settings would start a header of its own.
         let (host, path) = request.host_and_target();
-        let mut text = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", request.method);
+        let mut text = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            request.method,
+            escape_controls(&path),
+            escape_controls(&host)
+        );
         for header in &request.headers {
             text.push_str(&format!(
                 "{}: {}\r\n",
                 header.name,
-                shown(&header.value, self.show_secrets)
+                escape_controls(&shown(&header.value, self.show_secrets))
             ));
         }
         let body = request.wire_body();

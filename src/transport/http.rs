@@ -59,7 +59,10 @@ impl Transport for HttpSender {
         let started = Instant::now();
         let mut response = match self.agent.run(http_request) {
             Ok(response) => response,
-            Err(error) => return Ok(Reply::Failed(classify(error, started.elapsed()))),
+            Err(error) => {
+                let (host, _) = request.host_and_target();
+                return Ok(Reply::Failed(classify(error, &host, started.elapsed())));
+            }
         };
         let headers = response
             .headers()
@@ -92,14 +95,22 @@ impl Transport for HttpSender {
 }
 
 /// Which transport errors are worth another try: the network and the server's
-/// silence are; a bad certificate, a bad URL or a protocol we cannot speak are not.
-fn classify(error: ureq::Error, elapsed: Duration) -> SendError {
+/// silence are; a bad certificate, a bad URL or a protocol we cannot speak are
+/// not; a name that does not resolve is worth one more try. `host` is the
+/// request's, for the messages.
+fn classify(error: ureq::Error, host: &str, elapsed: Duration) -> SendError {
     use ureq::Error as E;
     // rustls reports a refused certificate as an I/O error carrying invalid
     // data: that is a verdict on the server, not a passing fault.
     let tls = match &error {
         E::Tls(_) | E::Rustls(_) | E::Pem(_) => true,
         E::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
+    // The resolver's failure comes as ureq's HostNotFound or as std's lookup error.
+    let unresolved = match &error {
+        E::HostNotFound => true,
+        E::Io(io) => io.to_string().contains("failed to lookup address"),
         _ => false,
     };
     let retryable = !tls
@@ -117,7 +128,43 @@ fn classify(error: ureq::Error, elapsed: Duration) -> SendError {
         _ if tls => format!(
             "TLS error (the certificate or the connection was refused), not retried: {error}"
         ),
+        _ if unresolved => {
+            format!("cannot resolve the host name {host} ({error}): check the endpoint setting")
+        }
         _ => error.to_string(),
     };
-    SendError { message, retryable }
+    SendError {
+        message,
+        retryable,
+        retries_at_most: unresolved.then_some(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_named_and_tried_once_more() {
+        let lookup = std::io::Error::other(
+            "failed to lookup address information: Name or service not known",
+        );
+        for error in [ureq::Error::HostNotFound, ureq::Error::Io(lookup)] {
+            let sent = classify(error, "ingest.nowhere.invalid", Duration::ZERO);
+            assert!(sent.retryable);
+            assert_eq!(sent.retries_at_most, Some(1));
+            assert!(
+                sent.message.contains("ingest.nowhere.invalid"),
+                "{}",
+                sent.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_keeps_every_retry() {
+        let sent = classify(ureq::Error::ConnectionFailed, "localhost:9", Duration::ZERO);
+        assert!(sent.retryable);
+        assert_eq!(sent.retries_at_most, None);
+    }
 }

@@ -25,6 +25,9 @@ pub(crate) enum Reply {
 pub(crate) struct SendError {
     pub message: String,
     pub retryable: bool,
+    /// Fewer retries than the run allows: a name that does not resolve is
+    /// tried once more (a resolver's passing fault), not six times.
+    pub retries_at_most: Option<u32>,
 }
 
 pub(crate) trait Transport {

@@ -215,7 +215,9 @@ fn a_dry_run_writes_the_backfill_requests_too() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(server.received().is_empty(), "a dry run sends nothing");
     assert!(
-        stderr(&output).contains("WARNING: --orb-replace-existing"),
+        stderr(&output)
+            .lines()
+            .any(|l| l.starts_with("segrelay: WARNING: --orb-replace-existing")),
         "{}",
         stderr(&output)
     );

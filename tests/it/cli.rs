@@ -1429,3 +1429,120 @@ fn check_reports_a_key_repeated_with_another_record() {
         );
     }
 }
+
+#[test]
+fn a_flag_for_another_type_names_the_types_once() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--ensure-customers"],
+        &["events.ndjson"],
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("--ensure-customers is for Amberflo destinations, not Orb"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("orb is orb"), "{}", out.stderr);
+}
+
+#[test]
+fn show_secrets_without_the_key_says_so() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--show-secrets"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains("--show-secrets: no key to show")
+            && out.stderr.contains("$ORB_API_KEY"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn destinations_gives_each_type_its_own_rate_limit() {
+    let out = run(segrelay().arg("destinations"));
+    out.expect_code(0);
+    let limits: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("max_events_per_minute"))
+        .collect();
+    assert_eq!(limits.len(), 3, "{}", out.stdout);
+    assert!(
+        limits[0].contains("Amberflo") && !limits[0].contains("Orb"),
+        "{limits:?}"
+    );
+    assert!(limits[1].contains("Orb live: 10000"), "{limits:?}");
+    assert!(
+        limits[2].contains("Kable") && !limits[2].contains("Orb"),
+        "{limits:?}"
+    );
+}
+
+#[test]
+fn fail_fast_says_where_it_stopped_the_run() {
+    let dir = workspace(SETTINGS);
+    let good = track("ff1", json!(1)).to_string();
+    write(
+        dir.path(),
+        "e.ndjson",
+        format!("{good}\n{{\"broken\n{good}\n"),
+    );
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "kable",
+        &["--fail-fast", "-q"],
+        &["e.ndjson"],
+    );
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("--fail-fast: stopped the run at e.ndjson:2"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_dry_run_and_a_check_say_translated_not_sent() {
+    let dir = workspace(SETTINGS);
+    events_file(dir.path());
+    let dry = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "kable",
+        &[],
+        &["events.ndjson"],
+    );
+    dry.expect_code(0);
+    let check = run(segrelay().current_dir(dir.path()).args([
+        "check",
+        "-c",
+        "segrelay.toml",
+        "-d",
+        "kable",
+        "--summary",
+        "summary.json",
+        "events.ndjson",
+    ]));
+    check.expect_code(0);
+    for stderr in [&dry.stderr, &check.stderr] {
+        assert!(stderr.contains(" translated, "), "{stderr}");
+        assert!(!stderr.contains(" sent, "), "{stderr}");
+    }
+    assert!(summary(&dir.path().join("summary.json"))["sent"].as_u64() > Some(0));
+}

@@ -866,3 +866,131 @@ fn a_line_that_is_not_utf8_reads_back_from_the_rejects_file_unchanged() {
         "the same bytes both times"
     );
 }
+
+/// File names and event fields that would run commands if a script took them as code.
+const HOSTILE_NAMES: [&str; 4] = [
+    "x\ntouch pwned_newline\n.ndjson",
+    "$(touch pwned_subst).ndjson",
+    "`touch pwned_tick`.ndjson",
+    "q'uote\"; touch pwned_quote; '.ndjson",
+];
+
+fn hostile_event(i: usize) -> String {
+    json!({
+        "type": "track",
+        "event": "api'$(touch pwned_event)'",
+        "userId": format!("cust'`touch pwned_user`'\n;touch pwned_nl{i}"),
+        "messageId": format!("m{i}'; touch pwned_id; '"),
+        "timestamp": "2024-05-01T10:00:00.000Z",
+        "properties": {"value": 2, "amount": 3, "note": "\r\nX-Evil: 1 $(touch pwned_value)"},
+    })
+    .to_string()
+}
+
+#[test]
+fn a_curl_script_runs_nothing_from_its_input() {
+    let dir = workspace(support::SETTINGS);
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // A curl that only records that it ran.
+    write(&bin, "curl", "#!/bin/sh\necho ran >> \"$CURL_LOG\"\n");
+    let status = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(bin.join("curl"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for (i, name) in HOSTILE_NAMES.iter().enumerate() {
+        write(dir.path(), name, format!("{}\n", hostile_event(i)));
+    }
+    for dest in DESTINATIONS {
+        let out = support::dry_run(
+            dir.path(),
+            "segrelay.toml",
+            dest,
+            &["--format", "curl", "--batch-size", "1"],
+            &HOSTILE_NAMES,
+        );
+        out.expect_code(0);
+        let requests = out.stdout.matches("\ncurl --request").count()
+            + usize::from(out.stdout.starts_with("curl --request"));
+        assert!(requests >= HOSTILE_NAMES.len(), "{dest}: {}", out.stdout);
+        let script = write(dir.path(), &format!("{dest}.sh"), &out.stdout);
+        let log = dir.path().join(format!("{dest}.log"));
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let output = std::process::Command::new("sh")
+            .arg(&script)
+            .current_dir(dir.path())
+            .env("PATH", path)
+            .env("CURL_LOG", &log)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{dest}: the script fails: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let ran = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            ran.lines().count(),
+            requests,
+            "{dest}: curl runs once a request"
+        );
+        let pwned: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("pwned"))
+            .collect();
+        assert!(
+            pwned.is_empty(),
+            "{dest}: the script ran {pwned:?}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn raw_http_output_takes_no_header_from_a_value() {
+    let dir = workspace(support::SETTINGS);
+    write(
+        dir.path(),
+        "events.ndjson",
+        format!("{}\n", hostile_event(0)),
+    );
+    for dest in DESTINATIONS {
+        let var = format!("{}_API_KEY", dest.to_ascii_uppercase());
+        let mut cmd = support::segrelay();
+        cmd.current_dir(dir.path())
+            .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", dest])
+            .args(["--format", "http", "--show-secrets", "events.ndjson"])
+            .env(&var, "key_0123\r\nX-Injected: 1");
+        let out = support::run(&mut cmd);
+        out.expect_code(0);
+        assert!(
+            !out.stdout.lines().any(|l| l.starts_with("X-Injected")),
+            "{dest}: a header came from the key:\n{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("key_0123\\r\\nX-Injected: 1"),
+            "{dest}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn control_characters_reach_the_terminal_escaped() {
+    let dir = workspace(support::SETTINGS);
+    let name = "bad\u{1b}[2J\rname.ndjson";
+    write(dir.path(), name, "{\"broken\n");
+    let out = support::dry_run(dir.path(), "segrelay.toml", "kable", &["-v"], &[name]);
+    out.expect_code(1);
+    assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
+    assert!(!out.stderr.contains('\r'), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("bad\\x1b[2J\\rname.ndjson"),
+        "{}",
+        out.stderr
+    );
+}

@@ -439,3 +439,40 @@ fn a_resumed_job_never_writes_an_older_identify_over_a_newer_one() {
         "the older identify is merged again, then the newer"
     );
 }
+
+#[test]
+fn ctrl_c_ends_a_rate_limit_wait_at_once() {
+    let server = TestServer::start(Api::Kable, KEY);
+    let (text, _) = input(5, 0);
+    let table = format!(
+        "{}max_events_per_minute = 1\n",
+        destination_table(Api::Kable)
+    );
+    let job = Job::new(&table, &server.endpoint(), &text);
+    // The first event goes at once; the second waits a minute for its turn.
+    let child = job.spawn(&["--batch-size", "1"]);
+    wait_for(|| !server.received().is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    signal(&child, "-INT");
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130));
+    let summary = job.summary();
+    assert_eq!(summary["interrupted"], json!(true));
+    support::assert_accounting(&summary);
+    assert_eq!(summary["sent"], json!(1), "{summary}");
+    assert!(
+        summary["failed_by_reason"]["interrupted"].as_u64() >= Some(1),
+        "{summary}"
+    );
+    assert!(
+        summary["backoff_seconds"].as_f64().unwrap() < 5.0,
+        "{summary}"
+    );
+    assert_eq!(server.received().len(), 1);
+}

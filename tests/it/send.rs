@@ -308,6 +308,12 @@ fn a_refused_key_aborts_with_exit_3_and_loses_nothing() {
         assert_eq!(r.summary["failed"], 120);
         assert_eq!(r.rejects.len(), 120);
         assert!(r.stderr.contains("refused the API key"), "{}", r.stderr);
+        // Where the key comes from, so the user knows what to fix.
+        assert!(
+            r.stderr.contains(".api_key in ") && r.stderr.contains("(from $"),
+            "{}",
+            r.stderr
+        );
         assert!(r.summary["aborted"].as_str().unwrap().contains("401"));
     }
 }
@@ -323,6 +329,38 @@ fn an_unreachable_destination_aborts_after_the_retries() {
     assert_eq!(r.summary["retries"], 2);
     assert_eq!(r.rejects.len(), 7);
     assert!(r.stderr.contains("gave up after 2 retries"), "{}", r.stderr);
+}
+
+#[test]
+fn a_host_that_does_not_resolve_is_named_and_tried_once_more() {
+    // A label longer than 63 bytes cannot be put in a DNS query: the resolver refuses it before
+    // sending anything, so the test needs no network and makes no request.
+    let host = format!("{}.invalid", "a".repeat(64));
+    let job = Job::new(&destination_table(Api::Orb), &format!("https://{host}"), "");
+    let r = run(&job, &track_events(3, "dns"), &["--max-retries", "6"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot resolve the host name {host}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.summary["retries"], 1, "{}", r.summary);
+    assert_eq!(r.summary["failed"], 3, "{}", r.summary);
+}
+
+#[test]
+fn counts_in_messages_agree_with_their_nouns() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let s = setup(&Api::Orb, &server, "");
+    let r = run(&s, &track_events(1, "one"), &["-v"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(" ms, 1 event"), "{}", r.stderr);
+    assert!(!r.stderr.contains("1 events"), "{}", r.stderr);
+    drop(server);
+    let r = run(&s, &track_events(1, "one"), &["--max-retries", "1"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("gave up after 1 retry)"), "{}", r.stderr);
 }
 
 #[test]

@@ -239,6 +239,32 @@ fn kable_cannot_be_verified_and_says_so() {
 }
 
 #[test]
+fn kable_without_a_key_says_it_cannot_be_verified_rather_than_asking_for_the_key() {
+    let job = Job::new(
+        "[destinations.kable]\nkable_client_id = \"kci_test\"\n",
+        "https://kable.example.test",
+        "",
+    );
+    let output = support::segrelay_process()
+        .args(["verify", "-c"])
+        .arg(&job.settings)
+        .arg(&job.input)
+        .env_remove(KEY_VAR)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output);
+    assert!(
+        stderr.contains("Kable documents no API to read events back"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(KEY_VAR),
+        "asks for the key first: {stderr}"
+    );
+}
+
+#[test]
 fn a_dry_run_shows_the_customer_lookups_and_a_resume_does_not_ask_again() {
     let server = TestServer::start(Api::Amberflo, KEY);
     let job = Job::new(
