@@ -155,6 +155,7 @@ impl RunConfig {
         };
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
+        refuse_unwritable(&written, args.checkpoint.as_deref())?;
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         if args.ensure_customers {
             target.refuse_unless(Kind::Amberflo, "--ensure-customers")?;
@@ -210,6 +211,7 @@ impl RunConfig {
         let output = Output::Check;
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, None, args.summary.as_deref());
+        refuse_unwritable(&written, None)?;
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         Ok(RunConfig {
             ensure_customers: target.destination.ensures_customers(),
@@ -245,6 +247,46 @@ fn written_files<'a>(
         ("--summary", summary),
         ("--output", dry_run_output),
     ]
+}
+
+/// Every file the run writes is tried before the first request, so that a
+/// bad path costs nothing: the others are opened for appending (created when
+/// missing, nothing cut), the checkpoint's folder must exist.
+fn refuse_unwritable(
+    written: &[(&'static str, Option<&Path>)],
+    checkpoint: Option<&Path>,
+) -> Result<(), SettingsError> {
+    let refuse = |flag: &str, path: &Path, why: String| {
+        SettingsError(format!("{flag} {}: {why}", path.display()))
+    };
+    for &(flag, path) in written {
+        let Some(path) = path else { continue };
+        if path.is_dir() {
+            return Err(refuse(flag, path, "is a folder".into()));
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| refuse(flag, path, format!("cannot be written ({e})")))?;
+    }
+    if let Some(path) = checkpoint {
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        if path.is_dir() {
+            return Err(refuse("--checkpoint", path, "is a folder".into()));
+        }
+        if !folder.is_dir() {
+            return Err(refuse(
+                "--checkpoint",
+                path,
+                format!("there is no folder {}", folder.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl VerifyConfig {

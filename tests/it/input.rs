@@ -570,3 +570,53 @@ fn corpus_fixture_gzipped_is_read_the_same() {
     let versions: Vec<&Value> = recs.iter().map(|r| &r["data"]["version"]).collect();
     assert_eq!(versions, [&json!(0), &json!(1), &json!(2)]);
 }
+
+/// A send to the loopback Orb server, events.ndjson holding two events.
+fn orb_job() -> (crate::support::server::TestServer, crate::support::job::Job) {
+    use crate::support::job::{Job, destination_table};
+    use crate::support::server::{Api, TestServer};
+    let server = TestServer::start(Api::Orb, "sk_out");
+    let job = Job::new(
+        &destination_table(Api::Orb),
+        &server.endpoint(),
+        &ndjson(&[track("o1"), track("o2")]),
+    );
+    (server, job)
+}
+
+fn orb_send(job: &crate::support::job::Job, args: &[&str]) -> Run {
+    run(segrelay()
+        .current_dir(job.dir.path())
+        .args(["send", "-c", "segrelay.toml", "--batch-size", "1"])
+        .args(args)
+        .arg("events.ndjson")
+        .env(crate::support::job::KEY_VAR, "sk_out"))
+}
+
+#[test]
+fn an_unwritable_output_path_is_refused_before_anything_is_sent() {
+    let (server, job) = orb_job();
+    for (flag, dry_run) in [
+        ("--summary", false),
+        ("--checkpoint", false),
+        ("--rejects", false),
+        ("-o", true),
+    ] {
+        let mut args = vec![flag, "nodir/out"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = orb_send(&job, &args);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains(flag) && out.stderr.contains("nodir/out"),
+            "{flag}: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{flag}: {}", out.stdout);
+    }
+    let out = orb_send(&job, &["--summary", "."]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("is a folder"), "{}", out.stderr);
+    assert!(server.received().is_empty(), "nothing may be sent");
+}
