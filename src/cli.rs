@@ -155,6 +155,10 @@ pub struct BatchArgs {
     /// Stop at the first rejected event instead of going on
     #[arg(long)]
     pub fail_fast: bool,
+
+    /// Read at most N events, settle them and stop (with --dry-run: a look at the first few)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]

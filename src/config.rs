@@ -164,6 +164,11 @@ impl RunConfig {
             false => None,
             true => {
                 target.refuse_unless(Kind::Orb, "--orb-backfill")?;
+                if options.limit.is_some() {
+                    return Err(SettingsError(
+                        "--limit does not go with --orb-backfill: a backfill plans its windows from the whole input".into(),
+                    ));
+                }
                 if options.sources.contains(&Source::Stdin) {
                     return Err(SettingsError(
                         "--orb-backfill needs files: it reads them once to plan the windows, then once per window".into(),
@@ -344,6 +349,7 @@ fn read_options(
     let kind = target.destination.kind();
     let (default_batch, max_batch) = kind.batch_sizes();
     let fail_fast = batch.as_ref().is_some_and(|b| b.fail_fast);
+    let limit = batch.as_ref().and_then(|b| b.limit);
     let batch_size = match batch.and_then(|b| b.batch_size) {
         None => default_batch,
         Some(0) => return Err(SettingsError("--batch-size must be at least 1".into())),
@@ -382,6 +388,7 @@ fn read_options(
         },
         batch_size,
         fail_fast,
+        limit,
         filter: Filter {
             since: input.since,
             until: input.until,

@@ -32,6 +32,8 @@ pub(crate) struct Options {
     pub max_line_bytes: usize,
     pub batch_size: usize,
     pub fail_fast: bool,
+    /// `--limit`: the events read at most.
+    pub limit: Option<u64>,
     pub filter: Filter,
     /// Counts input bytes as they are read, for the progress bar.
     pub bytes_read: Arc<AtomicU64>,
@@ -233,6 +235,13 @@ impl Run {
             }
             let mut flow = ControlFlow::Continue(());
             for (index, prepared) in line.into_iter().enumerate() {
+                if options
+                    .limit
+                    .is_some_and(|limit| pipeline.report.summary().read >= limit)
+                {
+                    flow = ControlFlow::Break(());
+                    break;
+                }
                 if pipeline.settle_prepared(prepared, index)?.is_break() {
                     flow = ControlFlow::Break(());
                 }

@@ -620,3 +620,34 @@ fn an_unwritable_output_path_is_refused_before_anything_is_sent() {
     assert!(out.stderr.contains("is a folder"), "{}", out.stderr);
     assert!(server.received().is_empty(), "nothing may be sent");
 }
+
+#[test]
+fn limit_reads_that_many_events_then_stops() {
+    let dir = workspace(SETTINGS);
+    let events: Vec<Value> = (0..5).map(|i| track(&format!("l{i}"))).collect();
+    write(dir.path(), "events.ndjson", ndjson(&events));
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--limit", "2", "--summary", "s.json"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["l0", "l1"]);
+    assert_eq!(summary(&dir.path().join("s.json"))["read"], 2);
+    let check = run(segrelay().current_dir(dir.path()).args([
+        "check",
+        "-c",
+        "segrelay.toml",
+        "-d",
+        "orb",
+        "--limit",
+        "3",
+        "--summary",
+        "c.json",
+        "events.ndjson",
+    ]));
+    check.expect_code(0);
+    assert_eq!(summary(&dir.path().join("c.json"))["read"], 3);
+}
