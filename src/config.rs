@@ -11,6 +11,7 @@ use crate::destination::{Destination, Kind};
 use crate::filter::{self, Filter};
 use crate::input::Source;
 use crate::pipeline::Options;
+use crate::report::is_stdout;
 use crate::retry::RetryPolicy;
 use crate::settings::{self, DestinationSettings, Secret, Settings, SettingsError};
 use crate::transport::dry_run::Format;
@@ -155,7 +156,7 @@ impl RunConfig {
         };
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
-        refuse_unwritable(&written, args.checkpoint.as_deref())?;
+        refuse_unwritable(&written, args.dry_run, args.checkpoint.as_deref())?;
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         if args.ensure_customers {
             target.refuse_unless(Kind::Amberflo, "--ensure-customers")?;
@@ -216,7 +217,7 @@ impl RunConfig {
         let output = Output::Check;
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, None, args.summary.as_deref());
-        refuse_unwritable(&written, None)?;
+        refuse_unwritable(&written, false, None)?;
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         Ok(RunConfig {
             ensure_customers: target.destination.ensures_customers(),
@@ -255,17 +256,40 @@ fn written_files<'a>(
 }
 
 /// Every file the run writes is tried before the first request, so that a
-/// bad path costs nothing: the others are opened for appending (created when
+/// bad path costs nothing: at most one goes to standard output (`-`), the
+/// others are opened for appending (created when
 /// missing, nothing cut), the checkpoint's folder must exist.
 fn refuse_unwritable(
     written: &[(&'static str, Option<&Path>)],
+    dry_run: bool,
     checkpoint: Option<&Path>,
 ) -> Result<(), SettingsError> {
     let refuse = |flag: &str, path: &Path, why: String| {
         SettingsError(format!("{flag} {}: {why}", path.display()))
     };
+    let on_stdout: Vec<&str> = written
+        .iter()
+        .filter(|(flag, path)| match path {
+            Some(path) => is_stdout(path),
+            // A dry run without -o writes its requests to standard output.
+            None => *flag == "--output" && dry_run,
+        })
+        .map(|(flag, _)| *flag)
+        .collect();
+    if let [first, second, ..] = on_stdout[..] {
+        return Err(SettingsError(format!(
+            "{first} and {second} both write to standard output: give one of them a file"
+        )));
+    }
+    if checkpoint.is_some() && on_stdout.contains(&"--rejects") {
+        return Err(SettingsError(
+            "--rejects - does not go with --checkpoint: a resume cuts the rejects file back to what the checkpoint covers".into(),
+        ));
+    }
     for &(flag, path) in written {
-        let Some(path) = path else { continue };
+        let Some(path) = path.filter(|path| !is_stdout(path)) else {
+            continue;
+        };
         if path.is_dir() {
             return Err(refuse(flag, path, "is a folder".into()));
         }

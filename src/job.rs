@@ -97,7 +97,7 @@ impl Job {
                 show_secrets,
             } => {
                 let (out, target): (Box<dyn Write>, String) = match output {
-                    Some(path) => {
+                    Some(path) if !crate::report::is_stdout(&path) => {
                         let file = File::create(&path)
                             .with_context(|| format!("cannot create {}", path.display()))?;
                         (
@@ -105,7 +105,7 @@ impl Job {
                             path.display().to_string(),
                         )
                     }
-                    None => (
+                    _ => (
                         Box::new(BufWriter::with_capacity(256 * 1024, io::stdout())),
                         "standard output".to_owned(),
                     ),

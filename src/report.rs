@@ -66,7 +66,14 @@ pub(crate) struct Summary {
 /// The rejects file: appended to, and cut back to a checkpoint's length on resume.
 struct Rejects {
     path: PathBuf,
-    writer: BufWriter<File>,
+    writer: BufWriter<Box<dyn Write>>,
+    /// The file behind `writer`, to make it durable; None on standard output.
+    file: Option<File>,
+}
+
+/// `-` as an output path: standard output.
+pub(crate) fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 pub(crate) struct Report {
@@ -92,6 +99,11 @@ impl Report {
         bytes: Arc<AtomicU64>,
     ) -> anyhow::Result<Report> {
         let rejects = match rejects {
+            Some(path) if is_stdout(path) => Some(Rejects {
+                path: path.to_owned(),
+                writer: BufWriter::new(Box::new(std::io::stdout())),
+                file: None,
+            }),
             Some(path) => {
                 let context = || format!("cannot open rejects file {}", path.display());
                 let mut file = match rejects_length {
@@ -111,7 +123,8 @@ impl Report {
                 file.flush()?;
                 Some(Rejects {
                     path: path.to_owned(),
-                    writer: BufWriter::new(file),
+                    file: Some(file.try_clone().with_context(context)?),
+                    writer: BufWriter::new(Box::new(file)),
                 })
             }
             None => None,
@@ -249,7 +262,10 @@ impl Report {
         };
         let context = || format!("cannot write rejects file {}", rejects.path.display());
         rejects.writer.flush().with_context(context)?;
-        let file = rejects.writer.get_mut();
+        // A checkpoint refuses `--rejects -`: there is always a file here.
+        let Some(file) = &mut rejects.file else {
+            return Ok(None);
+        };
         file.sync_data().with_context(context)?;
         Ok(Some(file.stream_position().with_context(context)?))
     }
@@ -315,8 +331,11 @@ impl Report {
         if let Some(path) = summary_path {
             let mut text = serde_json::to_string_pretty(&self.summary)?;
             text.push('\n');
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write summary {}", path.display()))?;
+            let written = match is_stdout(path) {
+                true => std::io::stdout().lock().write_all(text.as_bytes()),
+                false => std::fs::write(path, text),
+            };
+            written.with_context(|| format!("cannot write summary {}", path.display()))?;
         }
         if self.console.verbosity() > Verbosity::Quiet {
             eprint!("{}", self.human(title));
@@ -382,6 +401,9 @@ impl Report {
         }
         if s.rejected + s.failed > 0 {
             match &self.rejects {
+                Some(rejects) if is_stdout(&rejects.path) => {
+                    out.push_str("  rejected and failed events went to standard output\n")
+                }
                 Some(rejects) => out.push_str(&format!(
                     "  rejected and failed events are in {}\n",
                     rejects.path.display()

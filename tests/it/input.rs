@@ -651,3 +651,44 @@ fn limit_reads_that_many_events_then_stops() {
     check.expect_code(0);
     assert_eq!(summary(&dir.path().join("c.json"))["read"], 3);
 }
+
+#[test]
+fn dash_writes_the_summary_or_the_rejects_to_standard_output() {
+    let dir = workspace(SETTINGS);
+    let input = format!("{}not json\n", ndjson(&[track("d1")]));
+    write(dir.path(), "events.ndjson", input);
+    let send = |extra: &[&str]| {
+        dry_run(
+            dir.path(),
+            "segrelay.toml",
+            "orb",
+            extra,
+            &["events.ndjson"],
+        )
+    };
+    let out = send(&["-o", "requests.ndjson", "--summary", "-"]);
+    out.expect_code(1);
+    let summary: Value = serde_json::from_str(&out.stdout).expect("the summary on stdout");
+    assert_eq!(summary["read"], 2);
+    let out = send(&["-o", "requests.ndjson", "--rejects", "-"]);
+    out.expect_code(1);
+    let rejects = parse_ndjson(&out.stdout);
+    assert_eq!(rejects.len(), 1, "{}", out.stdout);
+    let out = send(&["-o", "-", "--summary", "s.json"]);
+    assert_eq!(records(&out.requests()).len(), 1);
+    assert!(!dir.path().join("-").exists(), "`-` is not a file name");
+
+    for extra in [
+        &["--summary", "-"][..],
+        &["-o", "-", "--rejects", "-"],
+        &["-o", "r.ndjson", "--rejects", "-", "--summary", "-"],
+    ] {
+        let out = send(extra);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("both write to standard output"),
+            "{extra:?}: {}",
+            out.stderr
+        );
+    }
+}
