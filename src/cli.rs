@@ -124,7 +124,7 @@ pub struct InputArgs {
     #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound)]
     pub until: Option<jiff::Timestamp>,
 
-    /// Only these call types (comma-separated: track,page,screen,identify)
+    /// Only these call types (comma-separated: track, page, screen, identify, group, alias)
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     pub types: Option<Vec<String>>,
 

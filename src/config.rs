@@ -374,6 +374,14 @@ fn read_options(
     let (default_batch, max_batch) = kind.batch_sizes();
     let fail_fast = batch.as_ref().is_some_and(|b| b.fail_fast);
     let limit = batch.as_ref().and_then(|b| b.limit);
+    let events = filter::names(input.events);
+    if let (Some(since), Some(until)) = (input.since, input.until)
+        && since >= until
+    {
+        return Err(SettingsError(format!(
+            "--since {since} is not before --until {until}: no event could pass"
+        )));
+    }
     let batch_size = match batch.and_then(|b| b.batch_size) {
         None => default_batch,
         Some(0) => return Err(SettingsError("--batch-size must be at least 1".into())),
@@ -416,8 +424,9 @@ fn read_options(
         filter: Filter {
             since: input.since,
             until: input.until,
-            types: filter::names(input.types),
-            events: filter::names(input.events),
+            types: filter::call_types(input.types).map_err(SettingsError)?,
+            seen: Arc::new(filter::EventNames::new(events.as_ref().map_or(0, Vec::len))),
+            events,
         },
         bytes_read: Arc::default(),
     };

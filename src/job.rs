@@ -205,6 +205,9 @@ impl Job {
         };
         run.dispatch.finish()?;
         let report = &mut run.report;
+        for warning in run.options.filter.unmatched_events() {
+            report.warn(warning);
+        }
         let aborted = end.aborted;
         if let Some(reason) = aborted.clone() {
             report.aborted(reason);

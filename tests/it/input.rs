@@ -692,3 +692,51 @@ fn dash_writes_the_summary_or_the_rejects_to_standard_output() {
         );
     }
 }
+
+#[test]
+fn filters_refuse_what_cannot_match_and_name_what_did_not() {
+    let dir = workspace(SETTINGS);
+    let mut other = track("f2");
+    other["event"] = json!("ApiCall");
+    write(dir.path(), "events.ndjson", ndjson(&[track("f1"), other]));
+    let send = |extra: &[&str]| {
+        dry_run(
+            dir.path(),
+            "segrelay.toml",
+            "orb",
+            extra,
+            &["events.ndjson"],
+        )
+    };
+    let out = send(&["--types", "track,pgae"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("\"pgae\"") && out.stderr.contains("group, alias"),
+        "{}",
+        out.stderr
+    );
+    send(&["--types", "Track"]).expect_code(0);
+    for (since, until) in [("2026-02-01", "2026-01-01"), ("2026-01-01", "2026-01-01")] {
+        let out = send(&["--since", since, "--until", until]);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("is not before --until"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = send(&["--events", "ApiCalls,ApiCals", "--summary", "s.json"]);
+    out.expect_code(0);
+    let warning = "--events \"ApiCals\" matched no event; the input has \"ApiCall\"";
+    assert!(out.stderr.contains(warning), "{}", out.stderr);
+    let warnings = summary(&dir.path().join("s.json"))["warnings"].clone();
+    assert!(
+        warnings.as_array().unwrap().contains(&json!(warning)),
+        "{warnings}"
+    );
+    assert!(
+        !out.stderr.contains("\"ApiCalls\" matched"),
+        "{}",
+        out.stderr
+    );
+}
