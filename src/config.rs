@@ -429,6 +429,7 @@ fn read_options(
             events,
         },
         bytes_read: Arc::default(),
+        unreadable: Arc::new(crate::input::Unreadable::new(fail_fast)),
     };
     Ok((options, verbosity))
 }

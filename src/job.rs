@@ -205,6 +205,7 @@ impl Job {
         };
         run.dispatch.finish()?;
         let report = &mut run.report;
+        report.input_errors(run.options.unreadable.count());
         for warning in run.options.filter.unmatched_events() {
             report.warn(warning);
         }
@@ -222,7 +223,7 @@ impl Job {
             Status::Interrupted
         } else if aborted.is_some() {
             Status::Aborted
-        } else if s.rejected + s.failed > 0
+        } else if s.rejected + s.failed + s.input_errors > 0
             || s.already_done
                 .as_ref()
                 .is_some_and(|earlier| earlier.rejected + earlier.failed > 0)

@@ -37,6 +37,8 @@ pub(crate) struct Options {
     pub filter: Filter,
     /// Counts input bytes as they are read, for the progress bar.
     pub bytes_read: Arc<AtomicU64>,
+    /// The inputs that could not be opened.
+    pub unreadable: Arc<crate::input::Unreadable>,
     /// Threads that parse and translate.
     pub threads: usize,
 }
@@ -61,6 +63,7 @@ impl Options {
             settled,
             max_line_bytes: self.max_line_bytes,
             bytes_read: &self.bytes_read,
+            unreadable: &self.unreadable,
             threads: self.threads,
         }
     }

@@ -41,6 +41,8 @@ pub(crate) struct Summary {
     pub skipped: u64,
     pub rejected: u64,
     pub failed: u64,
+    /// Inputs that could not be opened (not events: they are not in `read`).
+    pub input_errors: u64,
     pub requests: u64,
     pub retries: u64,
     /// Time spent waiting for the destination's answers.
@@ -154,6 +156,10 @@ impl Report {
 
     pub(crate) fn aborted(&mut self, reason: String) {
         self.summary.aborted = Some(reason);
+    }
+
+    pub(crate) fn input_errors(&mut self, inputs: u64) {
+        self.summary.input_errors = inputs;
     }
 
     pub(crate) fn interrupted(&mut self) {
@@ -372,6 +378,12 @@ impl Report {
                 if s.retries == 1 { "y" } else { "ies" },
                 s.server_seconds,
                 s.backoff_seconds
+            ));
+        }
+        if s.input_errors > 0 {
+            out.push_str(&format!(
+                "  {} could not be read\n",
+                plural(s.input_errors, "input")
             ));
         }
         if let Some(reason) = &s.aborted {
