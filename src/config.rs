@@ -398,6 +398,7 @@ fn read_options(
     if sources.is_empty() {
         sources.push(Source::Stdin);
     }
+    let sources = crate::input::expand(sources, input.since, input.until).map_err(SettingsError)?;
     let written: Vec<(&str, &Path)> = written
         .iter()
         .filter_map(|&(flag, path)| path.map(|p| (flag, p)))

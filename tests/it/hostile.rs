@@ -787,13 +787,6 @@ fn empty_inputs_hold_no_events() {
 }
 
 #[test]
-fn a_directory_given_as_a_file_is_reported() {
-    let dir = workspace(SETTINGS);
-    std::fs::create_dir(dir.path().join("adir")).unwrap();
-    assert_input_error(dir.path(), "adir", "is a directory");
-}
-
-#[test]
 fn a_missing_file_is_reported() {
     let dir = workspace(SETTINGS);
     assert_input_error(dir.path(), "missing.ndjson", "No such file");
