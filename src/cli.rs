@@ -107,8 +107,8 @@ pub struct SettingsArgs {
 
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Input files, read in order; `-` or none reads standard input. Gzip is
-    /// recognised by its magic bytes
+    /// Input files, read in order; `-` or none reads standard input; a folder is
+    /// read recursively. Gzip is recognised by its magic bytes
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
