@@ -107,8 +107,8 @@ pub struct SettingsArgs {
 
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Input files, read in order; `-` or none reads standard input. Gzip is
-    /// recognised by its magic bytes
+    /// Input files, read in order; `-` or none reads standard input; a folder is
+    /// read recursively. Gzip is recognised by its magic bytes
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -124,7 +124,7 @@ pub struct InputArgs {
     #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound)]
     pub until: Option<jiff::Timestamp>,
 
-    /// Only these call types (comma-separated: track,page,screen,identify)
+    /// Only these call types (comma-separated: track, page, screen, identify, group, alias)
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     pub types: Option<Vec<String>>,
 
@@ -155,6 +155,10 @@ pub struct BatchArgs {
     /// Stop at the first rejected event instead of going on
     #[arg(long)]
     pub fail_fast: bool,
+
+    /// Read at most N events, settle them and stop (with --dry-run: a look at the first few)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ use crate::destination::{Destination, Kind};
 use crate::filter::{self, Filter};
 use crate::input::Source;
 use crate::pipeline::Options;
+use crate::report::is_stdout;
 use crate::retry::RetryPolicy;
 use crate::settings::{self, DestinationSettings, Secret, Settings, SettingsError};
 use crate::transport::dry_run::Format;
@@ -167,6 +168,7 @@ impl RunConfig {
         };
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
+        refuse_unwritable(&written, args.dry_run, args.checkpoint.as_deref())?;
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         if args.ensure_customers {
             target.refuse_unless(Kind::Amberflo, "--ensure-customers")?;
@@ -175,6 +177,11 @@ impl RunConfig {
             false => None,
             true => {
                 target.refuse_unless(Kind::Orb, "--orb-backfill")?;
+                if options.limit.is_some() {
+                    return Err(SettingsError(
+                        "--limit does not go with --orb-backfill: a backfill plans its windows from the whole input".into(),
+                    ));
+                }
                 if options.sources.contains(&Source::Stdin) {
                     return Err(SettingsError(
                         "--orb-backfill needs files: it reads them once to plan the windows, then once per window".into(),
@@ -222,6 +229,7 @@ impl RunConfig {
         let output = Output::Check;
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, None, args.summary.as_deref());
+        refuse_unwritable(&written, false, None)?;
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         Ok(RunConfig {
             ensure_customers: target.destination.ensures_customers(),
@@ -257,6 +265,69 @@ fn written_files<'a>(
         ("--summary", summary),
         ("--output", dry_run_output),
     ]
+}
+
+/// Every file the run writes is tried before the first request, so that a
+/// bad path costs nothing: at most one goes to standard output (`-`), the
+/// others are opened for appending (created when
+/// missing, nothing cut), the checkpoint's folder must exist.
+fn refuse_unwritable(
+    written: &[(&'static str, Option<&Path>)],
+    dry_run: bool,
+    checkpoint: Option<&Path>,
+) -> Result<(), SettingsError> {
+    let refuse = |flag: &str, path: &Path, why: String| {
+        SettingsError(format!("{flag} {}: {why}", path.display()))
+    };
+    let on_stdout: Vec<&str> = written
+        .iter()
+        .filter(|(flag, path)| match path {
+            Some(path) => is_stdout(path),
+            // A dry run without -o writes its requests to standard output.
+            None => *flag == "--output" && dry_run,
+        })
+        .map(|(flag, _)| *flag)
+        .collect();
+    if let [first, second, ..] = on_stdout[..] {
+        return Err(SettingsError(format!(
+            "{first} and {second} both write to standard output: give one of them a file"
+        )));
+    }
+    if checkpoint.is_some() && on_stdout.contains(&"--rejects") {
+        return Err(SettingsError(
+            "--rejects - does not go with --checkpoint: a resume cuts the rejects file back to what the checkpoint covers".into(),
+        ));
+    }
+    for &(flag, path) in written {
+        let Some(path) = path.filter(|path| !is_stdout(path)) else {
+            continue;
+        };
+        if path.is_dir() {
+            return Err(refuse(flag, path, "is a folder".into()));
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| refuse(flag, path, format!("cannot be written ({e})")))?;
+    }
+    if let Some(path) = checkpoint {
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        if path.is_dir() {
+            return Err(refuse("--checkpoint", path, "is a folder".into()));
+        }
+        if !folder.is_dir() {
+            return Err(refuse(
+                "--checkpoint",
+                path,
+                format!("there is no folder {}", folder.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl VerifyConfig {
@@ -322,6 +393,15 @@ fn read_options(
     let kind = target.destination.kind();
     let (default_batch, max_batch) = kind.batch_sizes();
     let fail_fast = batch.as_ref().is_some_and(|b| b.fail_fast);
+    let limit = batch.as_ref().and_then(|b| b.limit);
+    let events = filter::names(input.events);
+    if let (Some(since), Some(until)) = (input.since, input.until)
+        && since >= until
+    {
+        return Err(SettingsError(format!(
+            "--since {since} is not before --until {until}: no event could pass"
+        )));
+    }
     let batch_size = match batch.and_then(|b| b.batch_size) {
         None => default_batch,
         Some(0) => return Err(SettingsError("--batch-size must be at least 1".into())),
@@ -338,6 +418,7 @@ fn read_options(
     if sources.is_empty() {
         sources.push(Source::Stdin);
     }
+    let sources = crate::input::expand(sources, input.since, input.until).map_err(SettingsError)?;
     let written: Vec<(&str, &Path)> = written
         .iter()
         .filter_map(|&(flag, path)| path.map(|p| (flag, p)))
@@ -360,13 +441,16 @@ fn read_options(
         },
         batch_size,
         fail_fast,
+        limit,
         filter: Filter {
             since: input.since,
             until: input.until,
-            types: filter::names(input.types),
-            events: filter::names(input.events),
+            types: filter::call_types(input.types).map_err(SettingsError)?,
+            seen: Arc::new(filter::EventNames::new(events.as_ref().map_or(0, Vec::len))),
+            events,
         },
         bytes_read: Arc::default(),
+        unreadable: Arc::new(crate::input::Unreadable::new(fail_fast)),
     };
     Ok((options, verbosity))
 }

@@ -1,6 +1,11 @@
 //! Backfill filters: a time range, call types and track event names. A filtered
 //! event is skipped with a reason of its own.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use jiff::Timestamp;
 
 use crate::event::Event;
@@ -16,6 +21,23 @@ pub struct Filter {
     pub types: Option<Vec<String>>,
     /// Track event names; other call types pass.
     pub events: Option<Vec<String>>,
+    /// Which `events` matched, and the names of the track events they left out.
+    pub seen: Arc<EventNames>,
+}
+
+/// Segment's call types, the only values `--types` takes.
+pub const CALL_TYPES: [&str; 6] = ["track", "page", "screen", "identify", "group", "alias"];
+
+/// Distinct names of left-out track events kept at most, for the advice on a
+/// `--events` name that matched nothing: memory stays bounded.
+const KEPT_NAMES: usize = 1000;
+
+/// What `--events` met, filled by the preparing threads.
+#[derive(Debug, Default)]
+pub struct EventNames {
+    /// One flag per `--events` name, in order.
+    matched: Vec<AtomicBool>,
+    others: Mutex<HashSet<String>>,
 }
 
 impl Filter {
@@ -41,8 +63,14 @@ impl Filter {
         {
             let name = event.str_at("event");
             let name = name.as_deref();
-            if !name.is_some_and(|n| names.iter().any(|wanted| wanted == n)) {
-                return Some(Reason::plain("filtered by --events"));
+            match name.and_then(|n| names.iter().position(|wanted| wanted == n)) {
+                Some(index) => self.seen.matched(index),
+                None => {
+                    if let Some(name) = name {
+                        self.seen.left_out(name);
+                    }
+                    return Some(Reason::plain("filtered by --events"));
+                }
             }
         }
         if (self.since.is_some() || self.until.is_some())
@@ -57,6 +85,110 @@ impl Filter {
         }
         None
     }
+}
+
+impl Filter {
+    /// A sentence for each `--events` name that matched no event, with the
+    /// closest names the input had instead.
+    pub fn unmatched_events(&self) -> Vec<String> {
+        let Some(names) = &self.events else {
+            return Vec::new();
+        };
+        let others = self.seen.others.lock().expect("event names");
+        names
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| {
+                !self
+                    .seen
+                    .matched
+                    .get(*index)
+                    .is_some_and(|m| m.load(Ordering::Relaxed))
+            })
+            .map(|(_, name)| {
+                let mut closest: Vec<(usize, &String)> = others
+                    .iter()
+                    .map(|other| (distance(&name.to_lowercase(), &other.to_lowercase()), other))
+                    .filter(|(d, other)| *d <= other.chars().count().max(name.chars().count()) / 2)
+                    .collect();
+                closest.sort();
+                let closest: Vec<String> = closest
+                    .iter()
+                    .take(3)
+                    .map(|(_, n)| format!("{n:?}"))
+                    .collect();
+                match closest.is_empty() {
+                    true => format!("--events {name:?} matched no event"),
+                    false => format!(
+                        "--events {name:?} matched no event; the input has {}",
+                        closest.join(", ")
+                    ),
+                }
+            })
+            .collect()
+    }
+}
+
+impl EventNames {
+    /// For the names of `--events`, none matched yet.
+    pub fn new(names: usize) -> EventNames {
+        EventNames {
+            matched: (0..names).map(|_| AtomicBool::new(false)).collect(),
+            others: Mutex::default(),
+        }
+    }
+
+    fn matched(&self, index: usize) {
+        if let Some(flag) = self.matched.get(index) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn left_out(&self, name: &str) {
+        let mut others = self.others.lock().expect("event names");
+        if others.len() < KEPT_NAMES && !others.contains(name) {
+            others.insert(name.to_owned());
+        }
+    }
+}
+
+/// Levenshtein distance, by characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// `--types`: Segment's call types, in any case; anything else is refused.
+pub fn call_types(list: Option<Vec<String>>) -> Result<Option<Vec<String>>, String> {
+    let Some(types) = names(list) else {
+        return Ok(None);
+    };
+    types
+        .into_iter()
+        .map(|name| {
+            let lower = name.to_ascii_lowercase();
+            match CALL_TYPES.contains(&lower.as_str()) {
+                true => Ok(lower),
+                false => Err(format!(
+                    "--types {name:?} is not a Segment call type: use {}",
+                    CALL_TYPES.join(", ")
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// `--since`/`--until`: RFC 3339, or a date meaning its midnight UTC.
@@ -100,6 +232,7 @@ mod tests {
             until: Some(parse_bound("2026-02-01T00:00:00Z").unwrap()),
             types: names(Some(vec!["track".into(), " page".into(), "".into()])),
             events: Some(vec!["ApiCalls".into()]),
+            seen: Arc::new(EventNames::new(1)),
         };
         let kept = event(
             json!({"type": "track", "event": "ApiCalls", "timestamp": "2026-01-15T00:00:00Z"}),

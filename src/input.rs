@@ -72,14 +72,49 @@ pub const WHOLE_INPUT: u64 = u64::MAX;
 
 type Flow = std::ops::ControlFlow<()>;
 
+/// The inputs that could not be opened: input errors, not events.
+#[derive(Debug, Default)]
+pub struct Unreadable {
+    /// `--fail-fast`: the first one stops the run.
+    pub fail_fast: bool,
+    /// By label: a backfill reads its inputs more than once, each is told once.
+    inputs: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Unreadable {
+    pub fn new(fail_fast: bool) -> Unreadable {
+        Unreadable {
+            fail_fast,
+            inputs: Default::default(),
+        }
+    }
+
+    /// Says it on standard error (the first time), and whether to go on.
+    fn record(&self, label: &str, error: &io::Error) -> Flow {
+        let mut inputs = self.inputs.lock().expect("unreadable inputs");
+        if inputs.insert(label.to_owned()) {
+            eprintln!("segrelay: {label}: cannot read input: {error}");
+        }
+        match self.fail_fast {
+            true => Flow::Break(()),
+            false => Flow::Continue(()),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.inputs.lock().expect("unreadable inputs").len() as u64
+    }
+}
+
 /// Reads every source in order and hands each non-blank line on. A source that
-/// cannot be opened or read is reported as a `Broken` item and the next one is
-/// read. `settled[i]` lines of input `i` are read past without being handed on.
+/// cannot be opened is recorded in `unreadable` and the next one is read (unless
+/// `--fail-fast`). `settled[i]` lines of input `i` are read past without being handed on.
 pub fn read_all(
     sources: &[Source],
     settled: &[u64],
     max_line: usize,
     bytes_read: &Arc<AtomicU64>,
+    unreadable: &Unreadable,
     mut each: impl FnMut(Item) -> anyhow::Result<Flow>,
 ) -> anyhow::Result<()> {
     for (input, source) in sources.iter().enumerate() {
@@ -90,21 +125,85 @@ pub fn read_all(
         let label = crate::event::intern(&source.label());
         let flow = match open(source, bytes_read.clone()) {
             Ok(reader) => Lines::new(reader, label, input, skip, max_line).run(&mut each)?,
-            Err(e) => each(Item::Broken {
-                origin: Origin {
-                    source: label,
-                    line: 0,
-                },
-                at: Position { input, end_line: 0 },
-                reason: Reason::new("unreadable input", e.to_string()),
-                raw: Vec::new(),
-            })?,
+            Err(e) => unreadable.record(label, &e),
         };
         if flow.is_break() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// A day in milliseconds: Segment's S3 destination names its day folders by
+/// their start in epoch milliseconds (`segment-logs/<source>/1700006400000/`).
+const DAY_MS: i64 = 86_400_000;
+
+/// Each folder among `sources` replaced by the files under it, recursively and
+/// in path order; hidden files and folders are left out. A day folder wholly
+/// outside `[since, until)` is not opened.
+pub fn expand(
+    sources: Vec<Source>,
+    since: Option<jiff::Timestamp>,
+    until: Option<jiff::Timestamp>,
+) -> Result<Vec<Source>, String> {
+    let mut files = Vec::with_capacity(sources.len());
+    for source in sources {
+        match source {
+            Source::Path(path) if path.is_dir() => {
+                walk(&path, &|day| outside(day, since, until), &mut files)?;
+            }
+            other => files.push(other),
+        }
+    }
+    Ok(files)
+}
+
+fn walk(
+    folder: &std::path::Path,
+    skip_day: &dyn Fn(i64) -> bool,
+    files: &mut Vec<Source>,
+) -> Result<(), String> {
+    let cannot = |e: io::Error| format!("cannot read folder {}: {e}", folder.display());
+    let mut entries = std::fs::read_dir(folder)
+        .map_err(cannot)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<io::Result<Vec<PathBuf>>>()
+        .map_err(cannot)?;
+    entries.sort();
+    for path in entries {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        // A symbolic link to a folder is not followed (as fd does): no loops.
+        let is_link = path.symlink_metadata().is_ok_and(|m| m.is_symlink());
+        if path.is_dir() {
+            if is_link || day_start(&name).is_some_and(skip_day) {
+                continue;
+            }
+            walk(&path, skip_day, files)?;
+        } else {
+            files.push(Source::Path(path));
+        }
+    }
+    Ok(())
+}
+
+/// The day a folder named by 13 digits, an epoch-millisecond day start, holds.
+fn day_start(name: &str) -> Option<i64> {
+    if name.len() != 13 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms: i64 = name.parse().ok()?;
+    (ms % DAY_MS == 0).then_some(ms)
+}
+
+/// True when no event of the day starting at `day` can be in `[since, until)`.
+fn outside(day: i64, since: Option<jiff::Timestamp>, until: Option<jiff::Timestamp>) -> bool {
+    since.is_some_and(|since| day + DAY_MS <= since.as_millisecond())
+        || until.is_some_and(|until| day >= until.as_millisecond())
 }
 
 /// The sum of the inputs' sizes, when every input is a regular file.
@@ -498,6 +597,7 @@ mod tests {
             &[skip],
             max,
             &Arc::default(),
+            &Unreadable::default(),
             |item| {
                 match item {
                     Item::Line { origin, at, bytes } => out.push((
@@ -591,21 +691,19 @@ mod tests {
     }
 
     #[test]
-    fn missing_files_and_directories_are_reported() {
+    fn missing_files_and_directories_are_input_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let mut out = Vec::new();
         let sources = [
             Source::Path(dir.path().join("nope")),
             Source::Path(dir.path().to_owned()),
         ];
-        read_all(&sources, &[], 100, &Arc::default(), |item| {
-            if let Item::Broken { reason, .. } = item {
-                out.push(reason.to_string());
-            }
+        let unreadable = Unreadable::default();
+        let mut items = 0;
+        read_all(&sources, &[], 100, &Arc::default(), &unreadable, |_| {
+            items += 1;
             Ok(std::ops::ControlFlow::Continue(()))
         })
         .unwrap();
-        assert_eq!(out.len(), 2);
-        assert!(out[1].contains("is a directory"), "{out:?}");
+        assert_eq!((items, unreadable.count()), (0, 2));
     }
 }

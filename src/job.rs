@@ -110,7 +110,7 @@ impl Job {
                     ));
                 }
                 let (out, target): (Box<dyn Write>, String) = match output {
-                    Some(path) => {
+                    Some(path) if !crate::report::is_stdout(&path) => {
                         let file = File::create(&path)
                             .with_context(|| format!("cannot create {}", path.display()))?;
                         (
@@ -118,7 +118,7 @@ impl Job {
                             path.display().to_string(),
                         )
                     }
-                    None => (
+                    _ => (
                         Box::new(BufWriter::with_capacity(256 * 1024, io::stdout())),
                         "standard output".to_owned(),
                     ),
@@ -224,6 +224,10 @@ impl Job {
                 report.warn(warning);
             }
         }
+        report.input_errors(run.options.unreadable.count());
+        for warning in run.options.filter.unmatched_events() {
+            report.warn(warning);
+        }
         let aborted = end.aborted;
         if let Some(reason) = aborted.clone() {
             report.aborted(reason);
@@ -238,7 +242,7 @@ impl Job {
             Status::Interrupted
         } else if aborted.is_some() {
             Status::Aborted
-        } else if s.rejected + s.failed > 0
+        } else if s.rejected + s.failed + s.input_errors > 0
             || s.already_done
                 .as_ref()
                 .is_some_and(|earlier| earlier.rejected + earlier.failed > 0)

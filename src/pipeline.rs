@@ -33,9 +33,13 @@ pub(crate) struct Options {
     pub max_line_bytes: usize,
     pub batch_size: usize,
     pub fail_fast: bool,
+    /// `--limit`: the events read at most.
+    pub limit: Option<u64>,
     pub filter: Filter,
     /// Counts input bytes as they are read, for the progress bar.
     pub bytes_read: Arc<AtomicU64>,
+    /// The inputs that could not be opened.
+    pub unreadable: Arc<crate::input::Unreadable>,
     /// Threads that parse and translate.
     pub threads: usize,
 }
@@ -60,6 +64,7 @@ impl Options {
             settled,
             max_line_bytes: self.max_line_bytes,
             bytes_read: &self.bytes_read,
+            unreadable: &self.unreadable,
             threads: self.threads,
         }
     }
@@ -239,6 +244,13 @@ impl Run {
             }
             let mut flow = ControlFlow::Continue(());
             for (index, prepared) in line.into_iter().enumerate() {
+                if options
+                    .limit
+                    .is_some_and(|limit| pipeline.report.summary().read >= limit)
+                {
+                    flow = ControlFlow::Break(());
+                    break;
+                }
                 if pipeline.settle_prepared(prepared, index)?.is_break() {
                     flow = ControlFlow::Break(());
                 }

@@ -62,6 +62,8 @@ pub(crate) struct Reading<'a> {
     pub settled: &'a [u64],
     pub max_line_bytes: usize,
     pub bytes_read: &'a std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where inputs that cannot be opened are recorded.
+    pub unreadable: &'a input::Unreadable,
     /// Threads that prepare lines (at least 1).
     pub threads: usize,
 }
@@ -100,6 +102,7 @@ pub(crate) fn read_all(
             reading.settled,
             reading.max_line_bytes,
             reading.bytes_read,
+            reading.unreadable,
             |item| {
                 feeder.current.push(item);
                 if feeder.current.is_full() {

@@ -41,6 +41,8 @@ pub(crate) struct Summary {
     pub skipped: u64,
     pub rejected: u64,
     pub failed: u64,
+    /// Inputs that could not be opened (not events: they are not in `read`).
+    pub input_errors: u64,
     pub requests: u64,
     pub retries: u64,
     /// Time spent waiting for the destination's answers.
@@ -66,7 +68,14 @@ pub(crate) struct Summary {
 /// The rejects file: appended to, and cut back to a checkpoint's length on resume.
 struct Rejects {
     path: PathBuf,
-    writer: BufWriter<File>,
+    writer: BufWriter<Box<dyn Write>>,
+    /// The file behind `writer`, to make it durable; None on standard output.
+    file: Option<File>,
+}
+
+/// `-` as an output path: standard output.
+pub(crate) fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 pub(crate) struct Report {
@@ -95,6 +104,11 @@ impl Report {
         bytes: Arc<AtomicU64>,
     ) -> anyhow::Result<Report> {
         let rejects = match rejects {
+            Some(path) if is_stdout(path) => Some(Rejects {
+                path: path.to_owned(),
+                writer: BufWriter::new(Box::new(std::io::stdout())),
+                file: None,
+            }),
             Some(path) => {
                 let context = || format!("cannot open rejects file {}", path.display());
                 let mut file = match rejects_length {
@@ -114,7 +128,8 @@ impl Report {
                 file.flush()?;
                 Some(Rejects {
                     path: path.to_owned(),
-                    writer: BufWriter::new(file),
+                    file: Some(file.try_clone().with_context(context)?),
+                    writer: BufWriter::new(Box::new(file)),
                 })
             }
             None => None,
@@ -150,6 +165,10 @@ impl Report {
 
     pub(crate) fn aborted(&mut self, reason: String) {
         self.summary.aborted = Some(reason);
+    }
+
+    pub(crate) fn input_errors(&mut self, inputs: u64) {
+        self.summary.input_errors = inputs;
     }
 
     pub(crate) fn interrupted(&mut self) {
@@ -258,7 +277,10 @@ impl Report {
         };
         let context = || format!("cannot write rejects file {}", rejects.path.display());
         rejects.writer.flush().with_context(context)?;
-        let file = rejects.writer.get_mut();
+        // A checkpoint refuses `--rejects -`: there is always a file here.
+        let Some(file) = &mut rejects.file else {
+            return Ok(None);
+        };
         file.sync_data().with_context(context)?;
         Ok(Some(file.stream_position().with_context(context)?))
     }
@@ -324,8 +346,11 @@ impl Report {
         if let Some(path) = summary_path {
             let mut text = serde_json::to_string_pretty(&self.summary)?;
             text.push('\n');
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write summary {}", path.display()))?;
+            let written = match is_stdout(path) {
+                true => std::io::stdout().lock().write_all(text.as_bytes()),
+                false => std::fs::write(path, text),
+            };
+            written.with_context(|| format!("cannot write summary {}", path.display()))?;
         }
         if self.console.verbosity() > Verbosity::Quiet {
             eprint!("{}", self.human(title));
@@ -366,6 +391,12 @@ impl Report {
                 s.backoff_seconds
             ));
         }
+        if s.input_errors > 0 {
+            out.push_str(&format!(
+                "  {} could not be read\n",
+                plural(s.input_errors, "input")
+            ));
+        }
         if let Some(reason) = &s.aborted {
             out.push_str(&format!("  aborted: {reason}\n"));
         }
@@ -393,6 +424,9 @@ impl Report {
         }
         if s.rejected + s.failed > 0 {
             match &self.rejects {
+                Some(rejects) if is_stdout(&rejects.path) => {
+                    out.push_str("  rejected and failed events went to standard output\n")
+                }
                 Some(rejects) => out.push_str(&format!(
                     "  rejected and failed events are in {}\n",
                     rejects.path.display()

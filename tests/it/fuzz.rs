@@ -736,6 +736,7 @@ fn lib_run(path: &Path, max_line: usize, dests: &[(String, Box<dyn Destination>)
         &[],
         max_line,
         &Arc::default(),
+        &Default::default(),
         |item| {
             match item {
                 Item::Line { origin, at, bytes } => {

@@ -570,3 +570,237 @@ fn corpus_fixture_gzipped_is_read_the_same() {
     let versions: Vec<&Value> = recs.iter().map(|r| &r["data"]["version"]).collect();
     assert_eq!(versions, [&json!(0), &json!(1), &json!(2)]);
 }
+
+/// A send to the loopback Amberflo server, events.ndjson holding two events.
+fn loopback_job() -> (crate::support::server::TestServer, crate::support::job::Job) {
+    use crate::support::job::{Job, destination_table};
+    use crate::support::server::{Api, TestServer};
+    let server = TestServer::start(Api::Amberflo, "sk_out");
+    let job = Job::new(
+        &destination_table(Api::Amberflo),
+        &server.endpoint(),
+        &ndjson(&[track("o1"), track("o2")]),
+    );
+    (server, job)
+}
+
+fn loopback_send(job: &crate::support::job::Job, args: &[&str]) -> Run {
+    run(segrelay()
+        .current_dir(job.dir.path())
+        .args(["send", "-c", "segrelay.toml", "--batch-size", "1"])
+        .args(args)
+        .arg("events.ndjson")
+        .env(crate::support::job::KEY_VAR, "sk_out"))
+}
+
+#[test]
+fn an_unwritable_output_path_is_refused_before_anything_is_sent() {
+    let (server, job) = loopback_job();
+    for (flag, dry_run) in [
+        ("--summary", false),
+        ("--checkpoint", false),
+        ("--rejects", false),
+        ("-o", true),
+    ] {
+        let mut args = vec![flag, "nodir/out"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = loopback_send(&job, &args);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains(flag) && out.stderr.contains("nodir/out"),
+            "{flag}: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{flag}: {}", out.stdout);
+    }
+    let out = loopback_send(&job, &["--summary", "."]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("is a folder"), "{}", out.stderr);
+    assert!(server.received().is_empty(), "nothing may be sent");
+}
+
+#[test]
+fn limit_reads_that_many_events_then_stops() {
+    let dir = workspace(SETTINGS);
+    let events: Vec<Value> = (0..5).map(|i| track(&format!("l{i}"))).collect();
+    write(dir.path(), "events.ndjson", ndjson(&events));
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--limit", "2", "--summary", "s.json"],
+        &["events.ndjson"],
+    );
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["l0", "l1"]);
+    assert_eq!(summary(&dir.path().join("s.json"))["read"], 2);
+    let check = run(segrelay().current_dir(dir.path()).args([
+        "check",
+        "-c",
+        "segrelay.toml",
+        "-d",
+        "orb",
+        "--limit",
+        "3",
+        "--summary",
+        "c.json",
+        "events.ndjson",
+    ]));
+    check.expect_code(0);
+    assert_eq!(summary(&dir.path().join("c.json"))["read"], 3);
+}
+
+#[test]
+fn dash_writes_the_summary_or_the_rejects_to_standard_output() {
+    let dir = workspace(SETTINGS);
+    let input = format!("{}not json\n", ndjson(&[track("d1")]));
+    write(dir.path(), "events.ndjson", input);
+    let send = |extra: &[&str]| {
+        dry_run(
+            dir.path(),
+            "segrelay.toml",
+            "orb",
+            extra,
+            &["events.ndjson"],
+        )
+    };
+    let out = send(&["-o", "requests.ndjson", "--summary", "-"]);
+    out.expect_code(1);
+    let summary: Value = serde_json::from_str(&out.stdout).expect("the summary on stdout");
+    assert_eq!(summary["read"], 2);
+    let out = send(&["-o", "requests.ndjson", "--rejects", "-"]);
+    out.expect_code(1);
+    let rejects = parse_ndjson(&out.stdout);
+    assert_eq!(rejects.len(), 1, "{}", out.stdout);
+    let out = send(&["-o", "-", "--summary", "s.json"]);
+    assert_eq!(records(&out.requests()).len(), 1);
+    assert!(!dir.path().join("-").exists(), "`-` is not a file name");
+
+    for extra in [
+        &["--summary", "-"][..],
+        &["-o", "-", "--rejects", "-"],
+        &["-o", "r.ndjson", "--rejects", "-", "--summary", "-"],
+    ] {
+        let out = send(extra);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("both write to standard output"),
+            "{extra:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn filters_refuse_what_cannot_match_and_name_what_did_not() {
+    let dir = workspace(SETTINGS);
+    let mut other = track("f2");
+    other["event"] = json!("ApiCall");
+    write(dir.path(), "events.ndjson", ndjson(&[track("f1"), other]));
+    let send = |extra: &[&str]| {
+        dry_run(
+            dir.path(),
+            "segrelay.toml",
+            "orb",
+            extra,
+            &["events.ndjson"],
+        )
+    };
+    let out = send(&["--types", "track,pgae"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("\"pgae\"") && out.stderr.contains("group, alias"),
+        "{}",
+        out.stderr
+    );
+    send(&["--types", "Track"]).expect_code(0);
+    for (since, until) in [("2026-02-01", "2026-01-01"), ("2026-01-01", "2026-01-01")] {
+        let out = send(&["--since", since, "--until", until]);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("is not before --until"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = send(&["--events", "ApiCalls,ApiCals", "--summary", "s.json"]);
+    out.expect_code(0);
+    let warning = "--events \"ApiCals\" matched no event; the input has \"ApiCall\"";
+    assert!(out.stderr.contains(warning), "{}", out.stderr);
+    let warnings = summary(&dir.path().join("s.json"))["warnings"].clone();
+    assert!(
+        warnings.as_array().unwrap().contains(&json!(warning)),
+        "{warnings}"
+    );
+    assert!(
+        !out.stderr.contains("\"ApiCalls\" matched"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_folder_is_read_recursively_in_path_order() {
+    let dir = workspace(SETTINGS);
+    let logs = dir.path().join("logs");
+    for sub in ["a", ".hidden"] {
+        std::fs::create_dir_all(logs.join(sub)).unwrap();
+    }
+    write(&logs, "b.ndjson", ndjson(&[track("b")]));
+    write(&logs, "a/x", gzip(ndjson(&[track("ax")]).as_bytes()));
+    write(&logs, "c.gz", gzip(ndjson(&[track("c")]).as_bytes()));
+    write(&logs, ".h.ndjson", "not json\n");
+    write(&logs, ".hidden/h.ndjson", "not json\n");
+    let out = dry_run(dir.path(), "segrelay.toml", "orb", &[], &["logs"]);
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["ax", "b", "c"]);
+}
+
+#[test]
+fn day_folders_outside_since_and_until_are_not_opened() {
+    let dir = workspace(SETTINGS);
+    let source = dir.path().join("s3/segment-logs/src1");
+    // 2025-12-31, 2026-01-01 and 2026-01-02 at midnight UTC, in epoch milliseconds.
+    let (before, day, after) = ("1767139200000", "1767225600000", "1767312000000");
+    for folder in [before, day, after] {
+        std::fs::create_dir_all(source.join(folder)).unwrap();
+    }
+    let mut event = track("in-range");
+    event["timestamp"] = json!("2026-01-01T10:00:00Z");
+    write(&source.join(day), "f.gz", gzip(ndjson(&[event]).as_bytes()));
+    write(&source.join(before), "junk.gz", "not json\n");
+    write(&source.join(after), "junk.gz", "not json\n");
+    let send = |extra: &[&str]| dry_run(dir.path(), "segrelay.toml", "orb", extra, &["s3"]);
+    let out = send(&["--since", "2026-01-01", "--until", "2026-01-02"]);
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["in-range"]);
+    // Without the range, the other days are read, and their junk rejected.
+    send(&[]).expect_code(1);
+}
+
+#[test]
+fn a_checkpoint_over_a_folder_refuses_a_new_file() {
+    let (server, job) = loopback_job();
+    let logs = job.dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    write(&logs, "a.ndjson", ndjson(&[track("k1")]));
+    let send = |extra: &[&str]| {
+        run(segrelay()
+            .current_dir(job.dir.path())
+            .args(["send", "-c", "segrelay.toml", "--checkpoint", "cp"])
+            .args(extra)
+            .arg("logs")
+            .env(crate::support::job::KEY_VAR, "sk_out"))
+    };
+    send(&[]).expect_code(0);
+    write(&logs, "b.ndjson", ndjson(&[track("k2")]));
+    let out = send(&[]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("--restart"), "{}", out.stderr);
+    send(&["--restart"]).expect_code(0);
+    // k1, then k1 again (restarted) with k2: deduped by its key.
+    assert_eq!(server.received().len(), 2);
+    assert_eq!(server.ingested().len(), 2);
+}
