@@ -161,6 +161,10 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;orb;backfills;list' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print Orb''s JSON objects, one per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -168,18 +172,30 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;orb;backfills;show' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'segrelay;orb;backfills;close' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'segrelay;orb;backfills;revert' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

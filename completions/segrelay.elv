@@ -150,22 +150,38 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;orb;backfills;list'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
             cand --json 'Print Orb''s JSON objects, one per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;show'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;close'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;revert'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
             cand -h 'Print help'
             cand --help 'Print help'

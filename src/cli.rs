@@ -96,12 +96,13 @@ pub enum BackfillAction {
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
     /// The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]
-    #[arg(short, long, value_name = "PATH")]
+    // global: `orb backfills list -c F` as well as `orb backfills -c F list`.
+    #[arg(short, long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
 
     /// A destination named in the settings; may be left out when the settings
     /// name exactly one, or set default_destination
-    #[arg(short, long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME", global = true)]
     pub destination: Option<String>,
 }
 

@@ -575,3 +575,21 @@ fn a_resumed_backfill_sends_recent_events_once_and_rejects_future_ones_once() {
     );
     assert_eq!(total("read"), old.len() as u64 + 5, "{summary}");
 }
+
+#[test]
+fn settings_options_go_anywhere_on_the_orb_backfills_line() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let job = Job::orb(&server, "");
+    for args in [
+        ["orb", "backfills", "list", "-d", "orb"],
+        ["orb", "backfills", "-d", "orb", "list"],
+    ] {
+        let output = job.command(&args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
