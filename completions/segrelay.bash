@@ -154,7 +154,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__check)
-            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --summary --help"
+            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --batch-size --fail-fast --rejects --summary --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -205,6 +205,10 @@ _segrelay() {
                     return 0
                     ;;
                 --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rejects)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -828,7 +832,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -j -q -v -o -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-close-after --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
+            opts="-c -d -j -q -o -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-close-after --orb-wait --orb-poll-interval --orb-wait-timeout --rate --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -950,7 +954,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__verify)
-            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --json --timeout --max-retries --max-retry-wait --help"
+            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --json --timeout --max-retries --max-retry-wait --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

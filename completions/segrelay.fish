@@ -27,7 +27,7 @@ end
 complete -c segrelay -n "__fish_segrelay_needs_command" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_needs_command" -s V -l version -d 'Print version'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "send" -d 'Translate events and send them to a destination, or write the requests (--dry-run)'
-complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
+complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is sent'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "verify" -d 'Compare what the destination holds with what the input says it should'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -60,7 +60,6 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-poll-inte
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait-timeout -d 'Orb: how long --orb-wait waits for one backfill' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l rate -d 'At most N requests per second (retries included)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s q -l quiet -d 'Print nothing but errors on standard error'
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s v -l verbose -d 'Say more: every rejected event, and each request'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l fail-fast -d 'Stop at the first rejected event instead of going on'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l show-secrets -d 'Write API keys in dry-run output instead of *** or $VAR'
@@ -70,6 +69,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill 
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-replace-existing -d 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-no-close -d 'Orb: do not close each backfill once filled; Orb then closes it by itself at its close time (see --orb-close-after), and reflects it'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait -d 'Orb: after closing a backfill, wait until Orb has reflected it before the next'
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s v -l verbose -d 'Say more: every event not sent with its reason, and each request with its status and time'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
@@ -80,10 +80,11 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l types -d 'On
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends [default: the number of CPUs, at most 8]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l batch-size -d 'Events per request [default: Amberflo 100, Orb 500, Kable 500]' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l rejects -d 'Write every event that would be rejected, with its reason, source and line, to PATH' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l summary -d 'Write the summary as JSON to PATH' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s q -l quiet -d 'Print nothing but errors on standard error'
-complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s v -l verbose -d 'Say more: every rejected event, and each request'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l fail-fast -d 'Stop at the first rejected event instead of going on'
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s v -l verbose -d 'Say more: every event that would not be sent, with its reason'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
@@ -97,8 +98,8 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l timeout -d 
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s q -l quiet -d 'Print nothing but errors on standard error'
-complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s v -l verbose -d 'Say more: every rejected event, and each request'
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l json -d 'Print the comparison as JSON'
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s v -l verbose -d 'Say more'
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand destinations" -l json -d 'Print as JSON'
 complete -c segrelay -n "__fish_segrelay_using_subcommand destinations" -s h -l help -d 'Print help'
@@ -120,7 +121,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_s
 complete -c segrelay -n "__fish_segrelay_using_subcommand man" -l out-dir -d 'Write segrelay.1 and a page for each command (segrelay-send.1, ...) into DIR' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand man" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "send" -d 'Translate events and send them to a destination, or write the requests (--dry-run)'
-complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is written'
+complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "check" -d 'Validate the settings and the input, and count what would happen; nothing is sent'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "verify" -d 'Compare what the destination holds with what the input says it should'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "destinations" -d 'List the destination types, the calls each takes and their settings'
 complete -c segrelay -n "__fish_segrelay_using_subcommand help; and not __fish_seen_subcommand_from send check verify destinations completions orb man help" -f -a "completions" -d 'Print a shell completion script'

@@ -14,6 +14,13 @@ Exit codes:
   3  run aborted by the destination (authentication refused, or unreachable after retries)
   130  interrupted (Ctrl-C or SIGTERM): run the same command again to go on";
 
+const CHECK_EXIT_CODES: &str = "\
+Exit codes:
+  0  every event would be sent or skipped
+  1  some events would be rejected (see --rejects)
+  2  usage or settings error
+  130  interrupted (Ctrl-C or SIGTERM)";
+
 const VERIFY_EXIT_CODES: &str = "\
 Exit codes:
   0  the destination holds what the input says it should
@@ -33,13 +40,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Translate events and send them to a destination, or write the requests (--dry-run)
-    #[command(after_help = EXIT_CODES)]
+    #[command(
+        after_help = EXIT_CODES,
+        mut_arg("verbose", |a| a.help("Say more: every event not sent with its reason, and each request with its status and time"))
+    )]
     Send(SendArgs),
-    /// Validate the settings and the input, and count what would happen; nothing is written
-    #[command(after_help = EXIT_CODES)]
+    /// Validate the settings and the input, and count what would happen; nothing is sent
+    #[command(
+        after_help = CHECK_EXIT_CODES,
+        mut_arg("verbose", |a| a.help("Say more: every event that would not be sent, with its reason"))
+    )]
     Check(CheckArgs),
     /// Compare what the destination holds with what the input says it should
-    #[command(after_help = VERIFY_EXIT_CODES)]
+    // verify prints its differences whatever the verbosity: -v is only kept for symmetry.
+    #[command(after_help = VERIFY_EXIT_CODES, mut_arg("verbose", |a| a.hide(true)))]
     Verify(VerifyArgs),
     /// List the destination types, the calls each takes and their settings
     Destinations(DestinationsArgs),
@@ -142,7 +156,7 @@ pub struct InputArgs {
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Say more: every rejected event, and each request
+    /// Say more
     #[arg(short, long)]
     pub verbose: bool,
 }
@@ -274,6 +288,10 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub batch: BatchArgs,
+
+    /// Write every event that would be rejected, with its reason, source and line, to PATH
+    #[arg(long, value_name = "PATH")]
+    pub rejects: Option<PathBuf>,
 
     /// Write the summary as JSON to PATH
     #[arg(long, value_name = "PATH")]

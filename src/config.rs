@@ -209,7 +209,7 @@ impl RunConfig {
     pub(crate) fn for_check(args: cli::CheckArgs) -> Result<RunConfig, SettingsError> {
         let output = Output::Check;
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
-        let written = written_files(&output, None, args.summary.as_deref());
+        let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         Ok(RunConfig {
             ensure_customers: target.destination.ensures_customers(),
@@ -219,7 +219,7 @@ impl RunConfig {
             options,
             verbosity,
             output,
-            rejects: None,
+            rejects: args.rejects,
             summary: args.summary,
             rate: None,
             orb_backfill: None,

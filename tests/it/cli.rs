@@ -1172,6 +1172,65 @@ fn help_documents_the_exit_codes() {
     }
 }
 
+#[test]
+fn check_keeps_its_rejects_with_rejects_path() {
+    let dir = workspace(SETTINGS);
+    write(
+        dir.path(),
+        "events.ndjson",
+        format!("{}{{\"oops\"\n", ndjson(&[track("ok", json!(1))])),
+    );
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .env("KABLE_API_KEY", KABLE_KEY)
+        .args([
+            "check",
+            "-d",
+            "kable",
+            "--rejects",
+            "rejects.ndjson",
+            "events.ndjson",
+        ]));
+    out.expect_code(1);
+    let rejects =
+        parse_ndjson(&std::fs::read_to_string(dir.path().join("rejects.ndjson")).unwrap());
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0]["_segrelay"]["line"], 2);
+    assert!(
+        !out.stderr.contains("keep them with --rejects"),
+        "{}",
+        out.stderr
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        3,
+        "check writes the rejects and nothing else: {names:?}"
+    );
+}
+
+/// Each command's help speaks of that command: its exit codes, what its -v shows.
+#[test]
+fn each_command_help_describes_that_command() {
+    let help = |command: &str| run(segrelay().args([command, "--help"])).stdout;
+    let check = help("check");
+    assert!(check.contains("--rejects <PATH>"), "{check}");
+    assert!(
+        !check.lines().any(|l| l.trim_start().starts_with("3 ")),
+        "check never aborts on the destination:\n{check}"
+    );
+    let check_verbose = check.lines().find(|l| l.contains("--verbose")).unwrap();
+    assert!(!check_verbose.contains("request"), "{check_verbose}");
+    let send = help("send");
+    assert!(send.contains("each request"), "{send}");
+    let verify = help("verify");
+    assert!(!verify.contains("--verbose"), "{verify}");
+    assert!(verify.contains("differences"), "{verify}");
+}
+
 /// Amberflo's `gzip_requests`: the curl script pipes the JSON through gzip, the
 /// http format holds the gzipped bytes; both carry the ndjson format's body.
 #[test]
