@@ -32,8 +32,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;send'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
@@ -76,8 +76,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'segrelay;check'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
@@ -99,8 +99,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --help 'Print help'
         }
         &'segrelay;verify'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --max-line-bytes 'Reject input lines longer than this many bytes (suffixes K, M)'
@@ -137,8 +137,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;orb;backfills'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
@@ -151,8 +151,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;orb;backfills;list'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
@@ -161,8 +161,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;show'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
@@ -170,8 +170,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;close'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'
@@ -179,8 +179,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;revert'= {
-            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
-            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]'
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --timeout 'Connect and read timeout for each request'

@@ -34,7 +34,7 @@ complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "completions" -d '
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "orb" -d 'Manage Orb backfills by hand'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "man" -d 'Print the manual page (roff), or write every command\'s page to a folder'
 complete -c segrelay -n "__fish_segrelay_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
@@ -71,7 +71,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-no-close 
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait -d 'Orb: after closing a backfill, wait until Orb has reflected it before the next'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s v -l verbose -d 'Say more: every event not sent with its reason, and each request with its status and time'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
@@ -86,7 +86,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s q -l quiet -
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l fail-fast -d 'Stop at the first rejected event instead of going on'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s v -l verbose -d 'Say more: every event that would not be sent, with its reason'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s h -l help -d 'Print help'
-complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
@@ -107,7 +107,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand completions" -s h -l h
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -f -a "backfills" -d 'List, show, close or revert Orb backfills'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -l timeout -d 'Connect and read timeout for each request' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s h -l help -d 'Print help'

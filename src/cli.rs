@@ -109,14 +109,22 @@ pub enum BackfillAction {
 
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
-    /// The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]
+    /// The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else
+    /// $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]
     // global: `orb backfills list -c F` as well as `orb backfills -c F list`.
     #[arg(short, long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
 
     /// A destination named in the settings; may be left out when the settings
     /// name exactly one, or set default_destination
-    #[arg(short, long, value_name = "NAME", global = true)]
+    #[arg(
+        short,
+        long,
+        value_name = "NAME",
+        global = true,
+        env = "SEGRELAY_DESTINATION",
+        hide_env_values = true
+    )]
     pub destination: Option<String>,
 }
 

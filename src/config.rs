@@ -24,7 +24,7 @@ pub(crate) struct Target {
 
 impl Target {
     fn load(args: &SettingsArgs) -> Result<Target, SettingsError> {
-        let settings = Settings::load(&settings::locate(args.config.as_deref()))?;
+        let settings = Settings::load(&settings::locate(args.config.as_deref())?)?;
         let chosen = settings.select(args.destination.as_deref())?;
         Ok(Target::of(chosen))
     }
@@ -273,7 +273,7 @@ impl BackfillsConfig {
         timeout: Duration,
         action: BackfillAction,
     ) -> Result<BackfillsConfig, SettingsError> {
-        let loaded = Settings::load(&settings::locate(settings.config.as_deref()))?;
+        let loaded = Settings::load(&settings::locate(settings.config.as_deref())?)?;
         let chosen = loaded.select(settings.destination.as_deref())?;
         if chosen.kind != Kind::Orb {
             return Err(SettingsError(format!(

@@ -1231,6 +1231,96 @@ fn each_command_help_describes_that_command() {
     assert!(verify.contains("differences"), "{verify}");
 }
 
+/// `-c`, then `$SEGRELAY_CONFIG`, then `./segrelay.toml`, then the user's
+/// `segrelay/config.toml` (under `$XDG_CONFIG_HOME`, else `~/.config`).
+#[test]
+fn settings_are_found_where_the_help_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let work = root.join("work");
+    std::fs::create_dir(&work).unwrap();
+    events_file(&work);
+    let settings_for = |name: &str| {
+        SETTINGS.replace(
+            "[destinations.kable]",
+            &format!("[destinations.{name}]\ntype = \"kable\""),
+        )
+    };
+    std::fs::create_dir_all(root.join("xdg/segrelay")).unwrap();
+    std::fs::create_dir_all(root.join("home/.config/segrelay")).unwrap();
+    write(
+        &root.join("xdg/segrelay"),
+        "config.toml",
+        settings_for("from_xdg"),
+    );
+    write(
+        &root.join("home/.config/segrelay"),
+        "config.toml",
+        settings_for("from_home"),
+    );
+    let dry_run = |env: &[(&str, &str)]| {
+        let mut cmd = segrelay();
+        cmd.current_dir(&work)
+            .env("HOME", root.join("home"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env("KABLE_API_KEY", KABLE_KEY)
+            .args(["send", "--dry-run", "events.ndjson"]);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        run(&mut cmd)
+    };
+    let destination_of = |out: &Run| out.expect_code(0).requests()[0]["destination"].clone();
+    let from_home = dry_run(&[("SEGRELAY_DESTINATION", "from_home")]);
+    assert_eq!(destination_of(&from_home), "from_home");
+    let xdg = root.join("xdg");
+    let from_xdg = dry_run(&[
+        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+        ("SEGRELAY_DESTINATION", "from_xdg"),
+    ]);
+    assert_eq!(destination_of(&from_xdg), "from_xdg");
+    write(&work, "segrelay.toml", settings_for("from_cwd"));
+    let from_cwd = dry_run(&[
+        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+        ("SEGRELAY_DESTINATION", "from_cwd"),
+    ]);
+    assert_eq!(destination_of(&from_cwd), "from_cwd");
+    write(root, "elsewhere.toml", settings_for("from_env"));
+    let from_env = root.join("elsewhere.toml");
+    let from_env = dry_run(&[
+        ("SEGRELAY_CONFIG", from_env.to_str().unwrap()),
+        ("SEGRELAY_DESTINATION", "from_env"),
+    ]);
+    assert_eq!(destination_of(&from_env), "from_env");
+    // -d beats $SEGRELAY_DESTINATION.
+    let flag = run(segrelay()
+        .current_dir(&work)
+        .env("SEGRELAY_DESTINATION", "nowhere")
+        .env("KABLE_API_KEY", KABLE_KEY)
+        .args(["send", "--dry-run", "-d", "from_cwd", "events.ndjson"]));
+    assert_eq!(destination_of(&flag), "from_cwd");
+}
+
+#[test]
+fn missing_settings_say_where_segrelay_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+        .args(["check", "-d", "orb"]));
+    out.expect_code(2);
+    for needle in [
+        "./segrelay.toml",
+        "xdg/segrelay/config.toml",
+        "-c PATH",
+        "$SEGRELAY_CONFIG",
+        "segrelay init",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("samples/"), "{}", out.stderr);
+}
+
 /// Amberflo's `gzip_requests`: the curl script pipes the JSON through gzip, the
 /// http format holds the gzipped bytes; both carry the ndjson format's body.
 #[test]
