@@ -28,7 +28,8 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Translate events and send them to a destination, or write the requests (--dry-run)')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the settings and the input, and count what would happen; nothing is sent')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Compare what the destination holds with what the input says it should')
-            [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
+            [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings, and the destinations the settings file found configures')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a commented starter settings file')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), or write every command''s page to a folder')
@@ -129,7 +130,17 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;destinations' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file whose destinations to list [default: as for send]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file whose destinations to list [default: as for send]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'segrelay;init' {
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'Only this destination type [default: all three]')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'Only this destination type [default: all three]')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Where to write; `-` is standard output. An existing file is never overwritten')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -262,7 +273,8 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Translate events and send them to a destination, or write the requests (--dry-run)')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the settings and the input, and count what would happen; nothing is sent')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Compare what the destination holds with what the input says it should')
-            [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings')
+            [CompletionResult]::new('destinations', 'destinations', [CompletionResultType]::ParameterValue, 'List the destination types, the calls each takes and their settings, and the destinations the settings file found configures')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a commented starter settings file')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('orb', 'orb', [CompletionResultType]::ParameterValue, 'Manage Orb backfills by hand')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), or write every command''s page to a folder')
@@ -279,6 +291,9 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;help;destinations' {
+            break
+        }
+        'segrelay;help;init' {
             break
         }
         'segrelay;help;completions' {

@@ -28,6 +28,9 @@ _segrelay() {
             segrelay,help)
                 cmd="segrelay__subcmd__help"
                 ;;
+            segrelay,init)
+                cmd="segrelay__subcmd__init"
+                ;;
             segrelay,man)
                 cmd="segrelay__subcmd__man"
                 ;;
@@ -51,6 +54,9 @@ _segrelay() {
                 ;;
             segrelay__subcmd__help,help)
                 cmd="segrelay__subcmd__help__subcmd__help"
+                ;;
+            segrelay__subcmd__help,init)
+                cmd="segrelay__subcmd__help__subcmd__init"
                 ;;
             segrelay__subcmd__help,man)
                 cmd="segrelay__subcmd__help__subcmd__man"
@@ -140,7 +146,7 @@ _segrelay() {
 
     case "${cmd}" in
         segrelay)
-            opts="-h -V --help --version send check verify destinations completions orb man help"
+            opts="-h -V --help --version send check verify destinations init completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,12 +244,20 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__destinations)
-            opts="-h --json --help"
+            opts="-c -h --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -252,7 +266,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__help)
-            opts="send check verify destinations completions orb man help"
+            opts="send check verify destinations init completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -308,6 +322,20 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -440,6 +468,32 @@ _segrelay() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__init)
+            opts="-d -h --destination --out --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --destination)
+                    COMPREPLY=($(compgen -W "amberflo orb kable" -- "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -W "amberflo orb kable" -- "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

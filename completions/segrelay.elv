@@ -25,7 +25,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand send 'Translate events and send them to a destination, or write the requests (--dry-run)'
             cand check 'Validate the settings and the input, and count what would happen; nothing is sent'
             cand verify 'Compare what the destination holds with what the input says it should'
-            cand destinations 'List the destination types, the calls each takes and their settings'
+            cand destinations 'List the destination types, the calls each takes and their settings, and the destinations the settings file found configures'
+            cand init 'Write a commented starter settings file'
             cand completions 'Print a shell completion script'
             cand orb 'Manage Orb backfills by hand'
             cand man 'Print the manual page (roff), or write every command''s page to a folder'
@@ -122,7 +123,16 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --help 'Print help'
         }
         &'segrelay;destinations'= {
+            cand -c 'The settings file whose destinations to list [default: as for send]'
+            cand --config 'The settings file whose destinations to list [default: as for send]'
             cand --json 'Print as JSON'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'segrelay;init'= {
+            cand -d 'Only this destination type [default: all three]'
+            cand --destination 'Only this destination type [default: all three]'
+            cand --out 'Where to write; `-` is standard output. An existing file is never overwritten'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -233,7 +243,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand send 'Translate events and send them to a destination, or write the requests (--dry-run)'
             cand check 'Validate the settings and the input, and count what would happen; nothing is sent'
             cand verify 'Compare what the destination holds with what the input says it should'
-            cand destinations 'List the destination types, the calls each takes and their settings'
+            cand destinations 'List the destination types, the calls each takes and their settings, and the destinations the settings file found configures'
+            cand init 'Write a commented starter settings file'
             cand completions 'Print a shell completion script'
             cand orb 'Manage Orb backfills by hand'
             cand man 'Print the manual page (roff), or write every command''s page to a folder'
@@ -246,6 +257,8 @@ set edit:completion:arg-completer[segrelay] = {|@words|
         &'segrelay;help;verify'= {
         }
         &'segrelay;help;destinations'= {
+        }
+        &'segrelay;help;init'= {
         }
         &'segrelay;help;completions'= {
         }

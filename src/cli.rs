@@ -55,8 +55,11 @@ pub enum Command {
     // verify prints its differences whatever the verbosity: -v is only kept for symmetry.
     #[command(after_help = VERIFY_EXIT_CODES, mut_arg("verbose", |a| a.hide(true)))]
     Verify(VerifyArgs),
-    /// List the destination types, the calls each takes and their settings
+    /// List the destination types, the calls each takes and their settings, and the
+    /// destinations the settings file found configures
     Destinations(DestinationsArgs),
+    /// Write a commented starter settings file
+    Init(InitArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -344,6 +347,21 @@ pub struct DestinationsArgs {
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
+
+    /// The settings file whose destinations to list [default: as for send]
+    #[arg(short, long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Only this destination type [default: all three]
+    #[arg(short, long, value_name = "TYPE", value_parser = ["amberflo", "orb", "kable"])]
+    pub destination: Option<String>,
+
+    /// Where to write; `-` is standard output. An existing file is never overwritten
+    #[arg(long, value_name = "PATH", default_value = "segrelay.toml")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

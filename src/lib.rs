@@ -12,6 +12,7 @@ pub mod destination;
 pub mod event;
 pub mod filter;
 mod grace;
+mod init;
 pub mod input;
 mod interrupt;
 mod job;
@@ -66,7 +67,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Check(args) => Job::build(RunConfig::for_check(args)?)?.run(),
         Command::Verify(args) => verify::run(VerifyConfig::new(args)?),
         Command::Destinations(args) => {
-            destination::listing::print(args.json)?;
+            destination::listing::print(args.json, args.config.as_deref())?;
+            Ok(Status::Clean)
+        }
+        Command::Init(args) => {
+            let kind = args
+                .destination
+                .as_deref()
+                .and_then(destination::Kind::from_name);
+            init::write(kind, &args.out)?;
             Ok(Status::Clean)
         }
         Command::Completions { shell } => {

@@ -1321,6 +1321,75 @@ fn missing_settings_say_where_segrelay_looked() {
     assert!(!out.stderr.contains("samples/"), "{}", out.stderr);
 }
 
+#[test]
+fn init_writes_settings_that_load_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "events.ndjson",
+        ndjson(&[track("i1", json!(1))]),
+    );
+    let init = |args: &[&str]| run(segrelay().current_dir(dir.path()).arg("init").args(args));
+    init(&[]).expect_code(0);
+    let written = std::fs::read_to_string(dir.path().join("segrelay.toml")).unwrap();
+    for expected in [
+        "api_key = \"${AMBERFLO_API_KEY}\"",
+        "api_key = \"${ORB_API_KEY}\"",
+        "# idempotency_key_field = \"messageId\"",
+        "# allow_insecure = false",
+    ] {
+        assert!(written.contains(expected), "{expected}:\n{written}");
+    }
+    for destination in ["amberflo", "orb", "kable"] {
+        run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-d", destination, "events.ndjson"]))
+        .expect_code(0);
+    }
+    let again = init(&["-d", "orb"]);
+    again.expect_code(2);
+    assert!(again.stderr.contains("segrelay.toml"), "{}", again.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("segrelay.toml")).unwrap(),
+        written
+    );
+    let orb_only = init(&["-d", "orb", "--out", "-"]);
+    orb_only.expect_code(0);
+    assert!(orb_only.stdout.contains("[destinations.orb]"));
+    assert!(!orb_only.stdout.contains("[destinations.kable]"));
+    write(dir.path(), "orb.toml", &orb_only.stdout);
+    run(segrelay()
+        .current_dir(dir.path())
+        .args(["check", "-c", "orb.toml", "events.ndjson"]))
+    .expect_code(0);
+}
+
+#[test]
+fn destinations_lists_the_configured_ones_without_their_keys() {
+    let dir = workspace(&format!(
+        "[destinations.billing]\ntype = \"orb\"\napi_key = \"{ORB_KEY}\"\nendpoint = \"http://127.0.0.1:9/orb\"\nexternal_customer_id_field = \"userId\"\n"
+    ));
+    let out = run(segrelay().current_dir(dir.path()).arg("destinations"));
+    out.expect_code(0);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("billing"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.contains("orb") && line.contains("http://127.0.0.1:9/orb"),
+        "{line}"
+    );
+    assert!(!out.stdout.contains(ORB_KEY) && !out.stderr.contains(ORB_KEY));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let none = run(segrelay()
+        .current_dir(elsewhere.path())
+        .env("XDG_CONFIG_HOME", elsewhere.path())
+        .arg("destinations"));
+    none.expect_code(0);
+    assert!(!none.stdout.contains("configured"), "{}", none.stdout);
+}
+
 /// Amberflo's `gzip_requests`: the curl script pipes the JSON through gzip, the
 /// http format holds the gzipped bytes; both carry the ndjson format's body.
 #[test]
