@@ -720,7 +720,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__orb__subcmd__backfills__subcmd__revert)
-            opts="-c -d -h --config --destination --timeout --help"
+            opts="-y -c -d -h --yes --config --destination --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -42,7 +42,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l since -d 'Onl
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l types -d 'Only these call types (comma-separated: track,page,screen,identify)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends [default: the number of CPUs, at most 8]' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends (1 to 64) [default: the number of CPUs, but no more than 8]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l batch-size -d 'Events per request [default: Amberflo 100, Orb 500, Kable 500]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l format -d 'How a dry run writes requests' -r -f -a "ndjson\t'One JSON line per request: destination, method, url, headers, body, events'
 curl\t'A runnable curl command per request'
@@ -79,7 +79,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l since -d 'On
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l types -d 'Only these call types (comma-separated: track,page,screen,identify)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends [default: the number of CPUs, at most 8]' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends (1 to 64) [default: the number of CPUs, but no more than 8]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l batch-size -d 'Events per request [default: Amberflo 100, Orb 500, Kable 500]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l rejects -d 'Write every event that would be rejected, with its reason, source and line, to PATH' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l summary -d 'Write the summary as JSON to PATH' -r -F
@@ -94,7 +94,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l since -d 'O
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l types -d 'Only these call types (comma-separated: track,page,screen,identify)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends [default: the number of CPUs, at most 8]' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends (1 to 64) [default: the number of CPUs, but no more than 8]' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l timeout -d 'Connect and read timeout for each request (e.g. 30s, 500ms, 2m)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r

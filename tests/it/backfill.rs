@@ -370,7 +370,12 @@ fn backfills_can_be_managed_by_hand() {
     assert_eq!(closed.status.code(), Some(0), "{}", stderr(&closed));
     let shown: Value = serde_json::from_slice(&run(&["show", &id]).stdout).unwrap();
     assert_eq!(shown["status"], "reflected");
-    let reverted = run(&["revert", &id]);
+    // Without a terminal, a revert needs --yes.
+    let refused = run(&["revert", &id]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    assert_eq!(server.orb_backfills()[0]["status"], "reflected");
+    let reverted = run(&["revert", &id, "--yes"]);
     assert_eq!(reverted.status.code(), Some(0));
     assert!(
         server.orb_backfills()[0]["status"]

@@ -1390,6 +1390,35 @@ fn destinations_lists_the_configured_ones_without_their_keys() {
     assert!(!none.stdout.contains("configured"), "{}", none.stdout);
 }
 
+/// `send --help` groups its options; every argument of every command says what it is.
+#[test]
+fn help_groups_options_and_describes_every_argument() {
+    let send = run(segrelay().args(["send", "--help"])).stdout;
+    for heading in [
+        "Input:",
+        "Filters:",
+        "Output:",
+        "Sending:",
+        "Checkpoints:",
+        "Orb backfills:",
+        "Amberflo:",
+        "Logging:",
+    ] {
+        assert!(send.lines().any(|l| l == heading), "{heading}\n{send}");
+    }
+    assert!(send.contains("no more than 8"), "{send}");
+    for action in ["show", "close", "revert"] {
+        let help = run(segrelay().args(["orb", "backfills", action, "--help"])).stdout;
+        let id = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("<ID>"))
+            .unwrap();
+        assert!(id.len() > "  <ID>  ".len() + 5, "{action}: {help}");
+    }
+    let revert = run(segrelay().args(["orb", "backfills", "revert", "--help"])).stdout;
+    assert!(revert.contains("--yes"), "{revert}");
+}
+
 /// Amberflo's `gzip_requests`: the curl script pipes the JSON through gzip, the
 /// http format holds the gzipped bytes; both carry the ndjson format's body.
 #[test]
