@@ -16,6 +16,7 @@ mod init;
 pub mod input;
 mod interrupt;
 mod job;
+mod manual;
 mod outcome;
 mod pipeline;
 mod prepare;
@@ -99,8 +100,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             // `help` has no page of its own: the pages are the help.
             let command = Cli::command().disable_help_subcommand(true);
             match out_dir {
-                None => clap_mangen::Man::new(command).render(&mut io::stdout().lock())?,
-                Some(dir) => clap_mangen::generate_to(command, &dir).with_context(|| {
+                None => manual::render(&command, &mut io::stdout().lock())?,
+                Some(dir) => manual::write_all(command, &dir).with_context(|| {
                     format!("cannot write the manual pages to {}", dir.display())
                 })?,
             }
