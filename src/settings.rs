@@ -179,7 +179,7 @@ impl Settings {
                 }),
             None if self.destinations.len() == 1 => Ok(&self.destinations[0]),
             None => Err(SettingsError(format!(
-                "{file} names several destinations ({}): choose one with -d NAME, or set default_destination",
+                "{file} names several destinations ({}): choose one with -d NAME (or $SEGRELAY_DESTINATION), or set default_destination",
                 names(&self.destinations)
             ))),
         }

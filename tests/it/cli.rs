@@ -1292,6 +1292,15 @@ fn settings_are_found_where_the_help_says() {
         ("SEGRELAY_DESTINATION", "from_env"),
     ]);
     assert_eq!(destination_of(&from_env), "from_env");
+    let unchosen = dry_run(&[]);
+    unchosen.expect_code(2);
+    assert!(
+        unchosen
+            .stderr
+            .contains("-d NAME (or $SEGRELAY_DESTINATION)"),
+        "{}",
+        unchosen.stderr
+    );
     // -d beats $SEGRELAY_DESTINATION.
     let flag = run(segrelay()
         .current_dir(&work)
