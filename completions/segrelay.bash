@@ -28,6 +28,9 @@ _segrelay() {
             segrelay,help)
                 cmd="segrelay__subcmd__help"
                 ;;
+            segrelay,init)
+                cmd="segrelay__subcmd__init"
+                ;;
             segrelay,man)
                 cmd="segrelay__subcmd__man"
                 ;;
@@ -51,6 +54,9 @@ _segrelay() {
                 ;;
             segrelay__subcmd__help,help)
                 cmd="segrelay__subcmd__help__subcmd__help"
+                ;;
+            segrelay__subcmd__help,init)
+                cmd="segrelay__subcmd__help__subcmd__init"
                 ;;
             segrelay__subcmd__help,man)
                 cmd="segrelay__subcmd__help__subcmd__man"
@@ -140,7 +146,7 @@ _segrelay() {
 
     case "${cmd}" in
         segrelay)
-            opts="-h -V --help --version send check verify destinations completions orb man help"
+            opts="-h -V --help --version send check verify destinations init completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,7 +160,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__check)
-            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --summary --help"
+            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --batch-size --fail-fast --limit --rejects --summary --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -208,6 +214,14 @@ _segrelay() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rejects)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --summary)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -234,12 +248,20 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__destinations)
-            opts="-h --json --help"
+            opts="-c -h --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -248,7 +270,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__help)
-            opts="send check verify destinations completions orb man help"
+            opts="send check verify destinations init completions orb man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -304,6 +326,20 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        segrelay__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -443,6 +479,32 @@ _segrelay() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        segrelay__subcmd__init)
+            opts="-d -h --destination --out --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --destination)
+                    COMPREPLY=($(compgen -W "amberflo orb kable" -- "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -W "amberflo orb kable" -- "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         segrelay__subcmd__man)
             opts="-h --out-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -510,12 +572,28 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__orb__subcmd__backfills__subcmd__close)
-            opts="-h --timeout --help"
+            opts="-c -d -h --config --destination --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -612,12 +690,28 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__orb__subcmd__backfills__subcmd__list)
-            opts="-h --json --timeout --help"
+            opts="-c -d -h --json --config --destination --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -630,12 +724,28 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__orb__subcmd__backfills__subcmd__revert)
-            opts="-h --timeout --help"
+            opts="-y -c -d -h --yes --config --destination --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -648,12 +758,28 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__orb__subcmd__backfills__subcmd__show)
-            opts="-h --timeout --help"
+            opts="-c -d -h --config --destination --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --destination)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -764,7 +890,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -j -q -v -o -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --batch-size --fail-fast --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-close-after --orb-wait --orb-poll-interval --orb-wait-timeout --rate --help"
+            opts="-c -d -j -q -o -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --batch-size --fail-fast --limit --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-no-close --orb-close-after --orb-wait --orb-poll-interval --orb-wait-timeout --rate --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -818,8 +944,12 @@ _segrelay() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
-                    COMPREPLY=($(compgen -W "ndjson curl http" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "ndjson curl http records" -- "${cur}"))
                     return 0
                     ;;
                 --output)
@@ -886,7 +1016,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__verify)
-            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --verbose --json --timeout --max-retries --max-retry-wait --help"
+            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --types --events --threads --quiet --json --timeout --max-retries --max-retry-wait --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -27,6 +27,7 @@ use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Options, Pass, PassEnd, Run};
 use crate::report::plural;
 use crate::retry::RetryPolicy;
+use crate::settings::SettingsError;
 use crate::status::Status;
 use crate::throttle::Throttle;
 use crate::transport::http::HttpSender;
@@ -461,6 +462,25 @@ fn json_field(body: &[u8], key: &str) -> Option<String> {
     value.get(key)?.as_str().map(str::to_owned)
 }
 
+/// A revert removes billed events: asked on a terminal, refused without one unless `--yes`.
+fn confirm_revert(id: &str) -> Result<(), SettingsError> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(SettingsError(format!(
+            "reverting {id} removes its events from Orb: pass --yes to confirm (standard input is not a terminal)"
+        )));
+    }
+    eprint!("Revert backfill {id}? Orb removes its events. [y/N] ");
+    let mut reply = String::new();
+    std::io::stdin()
+        .read_line(&mut reply)
+        .map_err(|e| SettingsError(format!("cannot read the answer: {e}")))?;
+    match reply.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(SettingsError(format!("{id} not reverted"))),
+    }
+}
+
 /// `segrelay orb backfills ...`: the backfill endpoints by hand.
 pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
     let BackfillsConfig {
@@ -468,6 +488,9 @@ pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
         timeout,
         action,
     } = config;
+    if let BackfillAction::Revert { id, yes: false } = &action {
+        confirm_revert(id)?;
+    }
     let api = target.destination.orb_api().expect("backfills are Orb's");
     let courier = Courier::new(
         target.destination.clone(),
@@ -531,7 +554,7 @@ pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
         }
         BackfillAction::Show { id } => answer(api.show(id))?,
         BackfillAction::Close { id } => answer(api.act(id, "close"))?,
-        BackfillAction::Revert { id } => answer(api.act(id, "revert"))?,
+        BackfillAction::Revert { id, .. } => answer(api.act(id, "revert"))?,
     };
     match single {
         Some(value) => {

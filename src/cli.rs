@@ -14,6 +14,13 @@ Exit codes:
   3  run aborted by the destination (authentication refused, or unreachable after retries)
   130  interrupted (Ctrl-C or SIGTERM): run the same command again to go on";
 
+const CHECK_EXIT_CODES: &str = "\
+Exit codes:
+  0  every event would be sent or skipped
+  1  some events would be rejected (see --rejects)
+  2  usage or settings error
+  130  interrupted (Ctrl-C or SIGTERM)";
+
 const VERIFY_EXIT_CODES: &str = "\
 Exit codes:
   0  the destination holds what the input says it should
@@ -33,16 +40,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Translate events and send them to a destination, or write the requests (--dry-run)
-    #[command(after_help = EXIT_CODES)]
+    #[command(
+        after_help = EXIT_CODES,
+        mut_arg("verbose", |a| a.help("Say more: every event not sent with its reason, and each request with its status and time"))
+    )]
     Send(SendArgs),
-    /// Validate the settings and the input, and count what would happen; nothing is written
-    #[command(after_help = EXIT_CODES)]
+    /// Validate the settings and the input, and count what would happen; nothing is sent
+    #[command(
+        after_help = CHECK_EXIT_CODES,
+        mut_arg("verbose", |a| a.help("Say more: every event that would not be sent, with its reason"))
+    )]
     Check(CheckArgs),
     /// Compare what the destination holds with what the input says it should
-    #[command(after_help = VERIFY_EXIT_CODES)]
+    // verify prints its differences whatever the verbosity: -v is only kept for symmetry.
+    #[command(after_help = VERIFY_EXIT_CODES, mut_arg("verbose", |a| a.hide(true)))]
     Verify(VerifyArgs),
-    /// List the destination types, the calls each takes and their settings
+    /// List the destination types, the calls each takes and their settings, and the
+    /// destinations the settings file found configures
     Destinations(DestinationsArgs),
+    /// Write a commented starter settings file
+    Init(InitArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -86,22 +103,44 @@ pub enum BackfillAction {
         json: bool,
     },
     /// Print one backfill as JSON
-    Show { id: String },
+    Show {
+        /// The backfill's id, as `list` prints it
+        id: String,
+    },
     /// Close a backfill: Orb then reflects its events
-    Close { id: String },
+    Close {
+        /// The backfill's id, as `list` prints it
+        id: String,
+    },
     /// Revert a backfill: Orb removes its events (and restores what it replaced)
-    Revert { id: String },
+    Revert {
+        /// The backfill's id, as `list` prints it
+        id: String,
+
+        /// Revert without asking; needed when standard input is not a terminal
+        #[arg(short, long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
-    /// The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml]
-    #[arg(short, long, value_name = "PATH")]
+    /// The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else
+    /// $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]
+    // global: `orb backfills list -c F` as well as `orb backfills -c F list`.
+    #[arg(short, long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
 
     /// A destination named in the settings; may be left out when the settings
     /// name exactly one, or set default_destination
-    #[arg(short, long, value_name = "NAME")]
+    #[arg(
+        short,
+        long,
+        value_name = "NAME",
+        global = true,
+        env = "SEGRELAY_DESTINATION",
+        hide_env_values = true
+    )]
     pub destination: Option<String>,
 }
 
@@ -113,47 +152,57 @@ pub struct InputArgs {
     pub files: Vec<PathBuf>,
 
     /// Reject input lines longer than this many bytes (suffixes K, M)
-    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size, help_heading = "Input")]
     pub max_line_bytes: usize,
 
     /// Only events at or after TIME (RFC 3339, or a date: midnight UTC)
-    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound)]
+    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound, help_heading = "Filters")]
     pub since: Option<jiff::Timestamp>,
 
     /// Only events before TIME (RFC 3339, or a date: midnight UTC)
-    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound)]
+    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound, help_heading = "Filters")]
     pub until: Option<jiff::Timestamp>,
 
     /// Only these call types (comma-separated: track, page, screen, identify, group, alias)
-    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "TYPES",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
     pub types: Option<Vec<String>>,
 
     /// Only track events with these names (comma-separated); other call types pass
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
     pub events: Option<Vec<String>>,
 
     /// Threads that parse and translate, beside the one that batches and sends
-    /// [default: the number of CPUs, at most 8]
-    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// (1 to 64) [default: the number of CPUs, but no more than 8]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Input")]
     pub threads: Option<u16>,
 
     /// Print nothing but errors on standard error
-    #[arg(short, long, conflicts_with = "verbose")]
+    #[arg(short, long, conflicts_with = "verbose", help_heading = "Logging")]
     pub quiet: bool,
 
-    /// Say more: every rejected event, and each request
-    #[arg(short, long)]
+    /// Say more
+    #[arg(short, long, help_heading = "Logging")]
     pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct BatchArgs {
     /// Events per request [default: Amberflo 100, Orb 500, Kable 500]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Sending")]
     pub batch_size: Option<usize>,
 
     /// Stop at the first rejected event instead of going on
-    #[arg(long)]
+    #[arg(long, help_heading = "Sending")]
     pub fail_fast: bool,
 
     /// Read at most N events, settle them and stop (with --dry-run: a look at the first few)
@@ -173,28 +222,34 @@ pub struct SendArgs {
     pub batch: BatchArgs,
 
     /// Translate and batch, then write the requests instead of sending them (no network, no keys needed)
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub dry_run: bool,
 
     /// How a dry run writes requests
-    #[arg(long, value_enum, default_value_t = Format::Ndjson, requires = "dry_run")]
+    #[arg(long, value_enum, default_value_t = Format::Ndjson, requires = "dry_run", help_heading = "Output")]
     pub format: Format,
 
     /// Where a dry run writes [default: standard output]
-    #[arg(short, long, value_name = "PATH", requires = "dry_run")]
+    #[arg(
+        short,
+        long,
+        value_name = "PATH",
+        requires = "dry_run",
+        help_heading = "Output"
+    )]
     pub output: Option<PathBuf>,
 
     /// Write API keys in dry-run output instead of *** or $VAR
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub show_secrets: bool,
 
     /// Write every event that is not delivered, with its reason, source and line, to PATH
     /// (NDJSON that `segrelay send` reads back)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub rejects: Option<PathBuf>,
 
     /// Write the run's summary as JSON to PATH
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub summary: Option<PathBuf>,
 
     #[command(flatten)]
@@ -202,21 +257,26 @@ pub struct SendArgs {
 
     /// Requests in flight at once (threads); the checkpoint still only moves past
     /// a batch once every earlier one is settled
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Sending")]
     pub concurrency: u16,
 
     /// Record after every batch how far the input is settled, in PATH, and
     /// resume from it when PATH exists (a dry run is simply run again)
-    #[arg(long, value_name = "PATH", conflicts_with = "dry_run")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "dry_run",
+        help_heading = "Checkpoints"
+    )]
     pub checkpoint: Option<PathBuf>,
 
     /// Ignore the checkpoint there is and start over
-    #[arg(long, requires = "checkpoint")]
+    #[arg(long, requires = "checkpoint", help_heading = "Checkpoints")]
     pub restart: bool,
 
     /// Amberflo: before the first meter record of each customer, look it up and
     /// create it when missing (as `ensure_customers = true` in the settings)
-    #[arg(long)]
+    #[arg(long, help_heading = "Amberflo")]
     pub ensure_customers: bool,
 
     /// Orb: send the events older than Orb's grace period through backfills, one per
@@ -263,7 +323,7 @@ pub struct SendArgs {
     pub orb_wait_timeout: Duration,
 
     /// At most N requests per second (retries included)
-    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    #[arg(long, value_name = "N", value_parser = parse_rate, help_heading = "Sending")]
     pub rate: Option<f64>,
 }
 
@@ -278,8 +338,12 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub batch: BatchArgs,
 
+    /// Write every event that would be rejected, with its reason, source and line, to PATH
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub rejects: Option<PathBuf>,
+
     /// Write the summary as JSON to PATH
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub summary: Option<PathBuf>,
 }
 
@@ -303,16 +367,16 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct RetryArgs {
     /// Connect and read timeout for each request (e.g. 30s, 500ms, 2m)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Sending")]
     pub timeout: Duration,
 
     /// Retries of a request that failed in a way worth retrying (timeouts,
     /// connection errors, 408, 429, 5xx except 501; Orb also 409)
-    #[arg(long, value_name = "N", default_value_t = 6)]
+    #[arg(long, value_name = "N", default_value_t = 6, help_heading = "Sending")]
     pub max_retries: u32,
 
     /// The longest segrelay waits before one retry, whatever Retry-After asks
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, help_heading = "Sending")]
     pub max_retry_wait: Duration,
 }
 
@@ -321,6 +385,21 @@ pub struct DestinationsArgs {
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
+
+    /// The settings file whose destinations to list [default: as for send]
+    #[arg(short, long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Only this destination type [default: all three]
+    #[arg(short, long, value_name = "TYPE", value_parser = ["amberflo", "orb", "kable"])]
+    pub destination: Option<String>,
+
+    /// Where to write; `-` is standard output. An existing file is never overwritten
+    #[arg(long, value_name = "PATH", default_value = "segrelay.toml")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

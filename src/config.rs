@@ -25,7 +25,7 @@ pub(crate) struct Target {
 
 impl Target {
     fn load(args: &SettingsArgs) -> Result<Target, SettingsError> {
-        let settings = Settings::load(&settings::locate(args.config.as_deref()))?;
+        let settings = Settings::load(&settings::locate(args.config.as_deref())?)?;
         let chosen = settings.select(args.destination.as_deref())?;
         Ok(Target::of(chosen))
     }
@@ -228,7 +228,7 @@ impl RunConfig {
     pub(crate) fn for_check(args: cli::CheckArgs) -> Result<RunConfig, SettingsError> {
         let output = Output::Check;
         let (target, warnings) = Target::load_for(&args.settings, &output)?;
-        let written = written_files(&output, None, args.summary.as_deref());
+        let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
         refuse_unwritable(&written, false, None)?;
         let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
         Ok(RunConfig {
@@ -239,7 +239,7 @@ impl RunConfig {
             options,
             verbosity,
             output,
-            rejects: None,
+            rejects: args.rejects,
             summary: args.summary,
             rate: None,
             orb_backfill: None,
@@ -364,7 +364,7 @@ impl BackfillsConfig {
         timeout: Duration,
         action: BackfillAction,
     ) -> Result<BackfillsConfig, SettingsError> {
-        let loaded = Settings::load(&settings::locate(settings.config.as_deref()))?;
+        let loaded = Settings::load(&settings::locate(settings.config.as_deref())?)?;
         let chosen = loaded.select(settings.destination.as_deref())?;
         if chosen.kind != Kind::Orb {
             return Err(SettingsError(format!(

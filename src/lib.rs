@@ -12,9 +12,11 @@ pub mod destination;
 pub mod event;
 pub mod filter;
 mod grace;
+mod init;
 pub mod input;
 mod interrupt;
 mod job;
+mod manual;
 mod outcome;
 mod pipeline;
 mod prepare;
@@ -67,7 +69,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Check(args) => Job::build(RunConfig::for_check(args)?)?.run(),
         Command::Verify(args) => verify::run(VerifyConfig::new(args)?),
         Command::Destinations(args) => {
-            destination::listing::print(args.json)?;
+            destination::listing::print(args.json, args.config.as_deref())?;
+            Ok(Status::Clean)
+        }
+        Command::Init(args) => {
+            let kind = args
+                .destination
+                .as_deref()
+                .and_then(destination::Kind::from_name);
+            init::write(kind, &args.out)?;
             Ok(Status::Clean)
         }
         Command::Completions { shell } => {
@@ -91,8 +101,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             // `help` has no page of its own: the pages are the help.
             let command = Cli::command().disable_help_subcommand(true);
             match out_dir {
-                None => clap_mangen::Man::new(command).render(&mut io::stdout().lock())?,
-                Some(dir) => clap_mangen::generate_to(command, &dir).with_context(|| {
+                None => manual::render(&command, &mut io::stdout().lock())?,
+                Some(dir) => manual::write_all(command, &dir).with_context(|| {
                     format!("cannot write the manual pages to {}", dir.display())
                 })?,
             }

@@ -22,22 +22,57 @@ fn from_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Where the settings file is: `-c`, else `$SEGRELAY_CONFIG`, else `./segrelay.toml`.
-pub fn locate(flag: Option<&Path>) -> PathBuf {
-    match flag {
-        Some(path) => path.to_owned(),
-        None => std::env::var_os("SEGRELAY_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("segrelay.toml")),
+/// Where the settings file is: `-c`, else `$SEGRELAY_CONFIG`, else the first of
+/// `./segrelay.toml` and the user's `segrelay/config.toml` that exists.
+pub fn locate(flag: Option<&Path>) -> Result<PathBuf, SettingsError> {
+    if let Some(path) = flag {
+        return Ok(path.to_owned());
     }
+    // Named explicitly, so a missing file is an error rather than a reason to look further.
+    if let Some(path) = std::env::var_os("SEGRELAY_CONFIG").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let searched = search_path();
+    if let Some(found) = searched.iter().find(|path| path.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = searched
+        .iter()
+        .map(|p| match p.is_relative() {
+            true => format!("./{}", p.display()),
+            false => p.display().to_string(),
+        })
+        .collect();
+    Err(SettingsError(format!(
+        "no settings file: none given with -c PATH or $SEGRELAY_CONFIG, and none at {}; \
+         write one with `segrelay init`",
+        looked.join(" or ")
+    )))
+}
+
+/// The places searched, in order, when neither `-c` nor `$SEGRELAY_CONFIG` names the file.
+fn search_path() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("segrelay.toml")];
+    // The XDG base directory rule: a relative $XDG_CONFIG_HOME is ignored.
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".config"))
+        });
+    if let Some(config_home) = config_home {
+        paths.push(config_home.join("segrelay").join("config.toml"));
+    }
+    paths
 }
 
 impl Settings {
     pub fn load(path: &Path) -> Result<Settings, SettingsError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                " (give one with -c PATH or $SEGRELAY_CONFIG; see samples/segrelay.toml)"
+                " (write one with `segrelay init`)"
             } else {
                 ""
             };
@@ -144,7 +179,7 @@ impl Settings {
                 }),
             None if self.destinations.len() == 1 => Ok(&self.destinations[0]),
             None => Err(SettingsError(format!(
-                "{file} names several destinations ({}): choose one with -d NAME, or set default_destination",
+                "{file} names several destinations ({}): choose one with -d NAME (or $SEGRELAY_DESTINATION), or set default_destination",
                 names(&self.destinations)
             ))),
         }

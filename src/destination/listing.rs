@@ -2,10 +2,14 @@
 //! and its settings, read from the tables the settings parser reads.
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use super::{Kind, MAX_EVENTS_PER_MINUTE, Setting, settings};
+use crate::settings::Settings;
 
-pub fn print(json: bool) -> anyhow::Result<()> {
+/// The types, then (as text) the destinations of the settings file `-c` names or
+/// the search finds; none found is no error here.
+pub fn print(json: bool, config: Option<&Path>) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     if json {
         let list: Vec<serde_json::Value> = Kind::ALL
@@ -60,6 +64,38 @@ pub fn print(json: bool) -> anyhow::Result<()> {
                 help(kind, setting)
             )?;
         }
+    }
+    if let Ok(path) = crate::settings::locate(config) {
+        print_configured(&mut out, &Settings::load(&path)?)?;
+    }
+    Ok(())
+}
+
+/// Each configured destination's name, type and endpoint; never its key.
+fn print_configured(out: &mut impl Write, settings: &Settings) -> anyhow::Result<()> {
+    // The endpoint as written: the parsed destinations keep it inside their requests.
+    let raw: toml::Table = std::fs::read_to_string(&settings.path)?.parse()?;
+    let endpoint = |name: &str| {
+        raw.get("destinations")
+            .and_then(|d| d.get(name))
+            .and_then(|t| t.get("endpoint"))
+            .and_then(|e| e.as_str())
+            .unwrap_or("the service's own URL")
+            .to_owned()
+    };
+    writeln!(out, "\nconfigured in {}:", settings.path.display())?;
+    for configured in &settings.destinations {
+        let default = match settings.default_destination.as_deref() == Some(&configured.name) {
+            true => " (default)",
+            false => "",
+        };
+        writeln!(
+            out,
+            "  {:<16} {:<9} {}{default}",
+            configured.name,
+            configured.kind.name(),
+            endpoint(&configured.name)
+        )?;
     }
     Ok(())
 }

@@ -372,7 +372,12 @@ fn backfills_can_be_managed_by_hand() {
     assert_eq!(closed.status.code(), Some(0), "{}", stderr(&closed));
     let shown: Value = serde_json::from_slice(&run(&["show", &id]).stdout).unwrap();
     assert_eq!(shown["status"], "reflected");
-    let reverted = run(&["revert", &id]);
+    // Without a terminal, a revert needs --yes.
+    let refused = run(&["revert", &id]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    assert_eq!(server.orb_backfills()[0]["status"], "reflected");
+    let reverted = run(&["revert", &id, "--yes"]);
     assert_eq!(reverted.status.code(), Some(0));
     assert!(
         server.orb_backfills()[0]["status"]
@@ -576,4 +581,22 @@ fn a_resumed_backfill_sends_recent_events_once_and_rejects_future_ones_once() {
         "the broken line and the future event: {summary}"
     );
     assert_eq!(total("read"), old.len() as u64 + 5, "{summary}");
+}
+
+#[test]
+fn settings_options_go_anywhere_on_the_orb_backfills_line() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let job = Job::orb(&server, "");
+    for args in [
+        ["orb", "backfills", "list", "-d", "orb"],
+        ["orb", "backfills", "-d", "orb", "list"],
+    ] {
+        let output = job.command(&args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
 }

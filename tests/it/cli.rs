@@ -1172,6 +1172,262 @@ fn help_documents_the_exit_codes() {
     }
 }
 
+#[test]
+fn check_keeps_its_rejects_with_rejects_path() {
+    let dir = workspace(SETTINGS);
+    write(
+        dir.path(),
+        "events.ndjson",
+        format!("{}{{\"oops\"\n", ndjson(&[track("ok", json!(1))])),
+    );
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .env("KABLE_API_KEY", KABLE_KEY)
+        .args([
+            "check",
+            "-d",
+            "kable",
+            "--rejects",
+            "rejects.ndjson",
+            "events.ndjson",
+        ]));
+    out.expect_code(1);
+    let rejects =
+        parse_ndjson(&std::fs::read_to_string(dir.path().join("rejects.ndjson")).unwrap());
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0]["_segrelay"]["line"], 2);
+    assert!(
+        !out.stderr.contains("keep them with --rejects"),
+        "{}",
+        out.stderr
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        3,
+        "check writes the rejects and nothing else: {names:?}"
+    );
+}
+
+/// Each command's help speaks of that command: its exit codes, what its -v shows.
+#[test]
+fn each_command_help_describes_that_command() {
+    let help = |command: &str| run(segrelay().args([command, "--help"])).stdout;
+    let check = help("check");
+    assert!(check.contains("--rejects <PATH>"), "{check}");
+    assert!(
+        !check.lines().any(|l| l.trim_start().starts_with("3 ")),
+        "check never aborts on the destination:\n{check}"
+    );
+    let check_verbose = check.lines().find(|l| l.contains("--verbose")).unwrap();
+    assert!(!check_verbose.contains("request"), "{check_verbose}");
+    let send = help("send");
+    assert!(send.contains("each request"), "{send}");
+    let verify = help("verify");
+    assert!(!verify.contains("--verbose"), "{verify}");
+    assert!(verify.contains("differences"), "{verify}");
+}
+
+/// `-c`, then `$SEGRELAY_CONFIG`, then `./segrelay.toml`, then the user's
+/// `segrelay/config.toml` (under `$XDG_CONFIG_HOME`, else `~/.config`).
+#[test]
+fn settings_are_found_where_the_help_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let work = root.join("work");
+    std::fs::create_dir(&work).unwrap();
+    events_file(&work);
+    let settings_for = |name: &str| {
+        SETTINGS.replace(
+            "[destinations.kable]",
+            &format!("[destinations.{name}]\ntype = \"kable\""),
+        )
+    };
+    std::fs::create_dir_all(root.join("xdg/segrelay")).unwrap();
+    std::fs::create_dir_all(root.join("home/.config/segrelay")).unwrap();
+    write(
+        &root.join("xdg/segrelay"),
+        "config.toml",
+        settings_for("from_xdg"),
+    );
+    write(
+        &root.join("home/.config/segrelay"),
+        "config.toml",
+        settings_for("from_home"),
+    );
+    let dry_run = |env: &[(&str, &str)]| {
+        let mut cmd = segrelay();
+        cmd.current_dir(&work)
+            .env("HOME", root.join("home"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env("KABLE_API_KEY", KABLE_KEY)
+            .args(["send", "--dry-run", "events.ndjson"]);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        run(&mut cmd)
+    };
+    let destination_of = |out: &Run| out.expect_code(0).requests()[0]["destination"].clone();
+    let from_home = dry_run(&[("SEGRELAY_DESTINATION", "from_home")]);
+    assert_eq!(destination_of(&from_home), "from_home");
+    let xdg = root.join("xdg");
+    let from_xdg = dry_run(&[
+        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+        ("SEGRELAY_DESTINATION", "from_xdg"),
+    ]);
+    assert_eq!(destination_of(&from_xdg), "from_xdg");
+    write(&work, "segrelay.toml", settings_for("from_cwd"));
+    let from_cwd = dry_run(&[
+        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+        ("SEGRELAY_DESTINATION", "from_cwd"),
+    ]);
+    assert_eq!(destination_of(&from_cwd), "from_cwd");
+    write(root, "elsewhere.toml", settings_for("from_env"));
+    let from_env = root.join("elsewhere.toml");
+    let from_env = dry_run(&[
+        ("SEGRELAY_CONFIG", from_env.to_str().unwrap()),
+        ("SEGRELAY_DESTINATION", "from_env"),
+    ]);
+    assert_eq!(destination_of(&from_env), "from_env");
+    let unchosen = dry_run(&[]);
+    unchosen.expect_code(2);
+    assert!(
+        unchosen
+            .stderr
+            .contains("-d NAME (or $SEGRELAY_DESTINATION)"),
+        "{}",
+        unchosen.stderr
+    );
+    // -d beats $SEGRELAY_DESTINATION.
+    let flag = run(segrelay()
+        .current_dir(&work)
+        .env("SEGRELAY_DESTINATION", "nowhere")
+        .env("KABLE_API_KEY", KABLE_KEY)
+        .args(["send", "--dry-run", "-d", "from_cwd", "events.ndjson"]));
+    assert_eq!(destination_of(&flag), "from_cwd");
+}
+
+#[test]
+fn missing_settings_say_where_segrelay_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(segrelay()
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+        .args(["check", "-d", "orb"]));
+    out.expect_code(2);
+    for needle in [
+        "./segrelay.toml",
+        "xdg/segrelay/config.toml",
+        "-c PATH",
+        "$SEGRELAY_CONFIG",
+        "segrelay init",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("samples/"), "{}", out.stderr);
+}
+
+#[test]
+fn init_writes_settings_that_load_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "events.ndjson",
+        ndjson(&[track("i1", json!(1))]),
+    );
+    let init = |args: &[&str]| run(segrelay().current_dir(dir.path()).arg("init").args(args));
+    init(&[]).expect_code(0);
+    let written = std::fs::read_to_string(dir.path().join("segrelay.toml")).unwrap();
+    for expected in [
+        "api_key = \"${AMBERFLO_API_KEY}\"",
+        "api_key = \"${ORB_API_KEY}\"",
+        "# idempotency_key_field = \"messageId\"",
+        "# allow_insecure = false",
+    ] {
+        assert!(written.contains(expected), "{expected}:\n{written}");
+    }
+    for destination in ["amberflo", "orb", "kable"] {
+        run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-d", destination, "events.ndjson"]))
+        .expect_code(0);
+    }
+    let again = init(&["-d", "orb"]);
+    again.expect_code(2);
+    assert!(again.stderr.contains("segrelay.toml"), "{}", again.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("segrelay.toml")).unwrap(),
+        written
+    );
+    let orb_only = init(&["-d", "orb", "--out", "-"]);
+    orb_only.expect_code(0);
+    assert!(orb_only.stdout.contains("[destinations.orb]"));
+    assert!(!orb_only.stdout.contains("[destinations.kable]"));
+    write(dir.path(), "orb.toml", &orb_only.stdout);
+    run(segrelay()
+        .current_dir(dir.path())
+        .args(["check", "-c", "orb.toml", "events.ndjson"]))
+    .expect_code(0);
+}
+
+#[test]
+fn destinations_lists_the_configured_ones_without_their_keys() {
+    let dir = workspace(&format!(
+        "[destinations.billing]\ntype = \"orb\"\napi_key = \"{ORB_KEY}\"\nendpoint = \"http://127.0.0.1:9/orb\"\nexternal_customer_id_field = \"userId\"\n"
+    ));
+    let out = run(segrelay().current_dir(dir.path()).arg("destinations"));
+    out.expect_code(0);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("billing"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.contains("orb") && line.contains("http://127.0.0.1:9/orb"),
+        "{line}"
+    );
+    assert!(!out.stdout.contains(ORB_KEY) && !out.stderr.contains(ORB_KEY));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let none = run(segrelay()
+        .current_dir(elsewhere.path())
+        .env("XDG_CONFIG_HOME", elsewhere.path())
+        .arg("destinations"));
+    none.expect_code(0);
+    assert!(!none.stdout.contains("configured"), "{}", none.stdout);
+}
+
+/// `send --help` groups its options; every argument of every command says what it is.
+#[test]
+fn help_groups_options_and_describes_every_argument() {
+    let send = run(segrelay().args(["send", "--help"])).stdout;
+    for heading in [
+        "Input:",
+        "Filters:",
+        "Output:",
+        "Sending:",
+        "Checkpoints:",
+        "Orb backfills:",
+        "Amberflo:",
+        "Logging:",
+    ] {
+        assert!(send.lines().any(|l| l == heading), "{heading}\n{send}");
+    }
+    assert!(send.contains("no more than 8"), "{send}");
+    for action in ["show", "close", "revert"] {
+        let help = run(segrelay().args(["orb", "backfills", action, "--help"])).stdout;
+        let id = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("<ID>"))
+            .unwrap();
+        assert!(id.len() > "  <ID>  ".len() + 5, "{action}: {help}");
+    }
+    let revert = run(segrelay().args(["orb", "backfills", "revert", "--help"])).stdout;
+    assert!(revert.contains("--yes"), "{revert}");
+}
+
 /// Amberflo's `gzip_requests`: the curl script pipes the JSON through gzip, the
 /// http format holds the gzipped bytes; both carry the ndjson format's body.
 #[test]

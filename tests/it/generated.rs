@@ -67,3 +67,43 @@ fn man_pages_match_the_binary() {
         );
     }
 }
+
+/// The pages have the sections a man page is read for, and segrelay.toml(5)
+/// lists every setting of every type.
+#[test]
+fn man_pages_have_exit_status_environment_files_and_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    generated(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    let page = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    for name in ["segrelay.1", "segrelay-send.1", "segrelay-check.1"] {
+        let text = page(name);
+        for needle in [
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH EXAMPLES",
+            "SEGRELAY_CONFIG",
+            "SEGRELAY_DESTINATION",
+            "XDG_CONFIG_HOME",
+            "ORB_API_KEY",
+        ] {
+            assert!(text.contains(needle), "{name} lacks {needle}");
+        }
+        assert!(!text.contains(".SH EXTRA"), "{name}");
+    }
+    let check_status = page("segrelay-check.1");
+    let check_status = check_status.split(".SH ENVIRONMENT").next().unwrap();
+    assert!(!check_status.contains(".TP\n3\n"), "check never exits 3");
+    let settings = page("segrelay.toml.5");
+    for key in [
+        "external_customer_id_field",
+        "kable_client_id",
+        "gzip_requests",
+        "default_destination",
+    ] {
+        assert!(
+            settings.contains(&key.replace('-', "\\-")),
+            "segrelay.toml.5 lacks {key}"
+        );
+    }
+}

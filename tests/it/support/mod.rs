@@ -20,6 +20,7 @@ const CLEARED_ENV: &[&str] = &[
     "ORB_API_KEY",
     "KABLE_API_KEY",
     "SEGRELAY_CONFIG",
+    "SEGRELAY_DESTINATION",
 ];
 
 /// The real binary, with the keys and `$SEGRELAY_CONFIG` removed from its environment.

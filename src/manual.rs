@@ -1,0 +1,224 @@
+//! `segrelay man`: the manual pages. clap_mangen renders what the help says; the
+//! sections a man page has and the help does not (EXIT STATUS, ENVIRONMENT,
+//! FILES, EXAMPLES) are added here, and `segrelay.toml(5)` is written from the
+//! same table of settings the parser reads.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::destination::{self, Kind};
+
+/// The page of `command` itself (for `segrelay man`).
+pub(crate) fn render(command: &clap::Command, out: &mut dyn Write) -> io::Result<()> {
+    // Built, as clap_mangen builds it, so that --help and --version are listed here too.
+    let mut command = command.clone();
+    command.build();
+    let command = &command;
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    if command.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(out)?;
+    }
+    if command.get_subcommands().any(|c| !c.is_hide_set()) {
+        man.render_subcommands_section(out)?;
+    }
+    if let Some(codes) = command.get_after_help() {
+        exit_status(&codes.to_string(), out)?;
+    }
+    let page = command.get_display_name().unwrap_or(command.get_name());
+    let reads_settings =
+        page == "segrelay" || command.get_arguments().any(|a| a.get_id() == "config");
+    if reads_settings {
+        section(out, "ENVIRONMENT", ENVIRONMENT)?;
+        section(out, "FILES", FILES)?;
+    }
+    if let Some(examples) = examples(page) {
+        section(out, "EXAMPLES", examples)?;
+    }
+    section(out, "SEE ALSO", "segrelay(1), segrelay.toml(5)")?;
+    if command.get_version().is_some() {
+        man.render_version_section(out)?;
+    }
+    Ok(())
+}
+
+/// Every command's page, and `segrelay.toml.5`, into `dir`.
+pub(crate) fn write_all(command: clap::Command, dir: &Path) -> anyhow::Result<()> {
+    fn write_tree(command: &clap::Command, dir: &Path) -> anyhow::Result<()> {
+        for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+            write_tree(sub, dir)?;
+        }
+        let name = command.get_display_name().unwrap_or(command.get_name());
+        write_page(dir, &format!("{name}.1"), |out| render(command, out))
+    }
+    let mut command = command;
+    command.build();
+    write_tree(&command, dir)?;
+    write_page(dir, "segrelay.toml.5", settings_page)
+}
+
+fn write_page(
+    dir: &Path,
+    name: &str,
+    content: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    let mut text = Vec::new();
+    content(&mut text)?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `segrelay.toml(5)`: the settings format, from the settings each type takes.
+pub(crate) fn settings_page(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        ".TH segrelay.toml 5 \"\" \"segrelay {}\"",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    section(
+        out,
+        "NAME",
+        "segrelay.toml \\- segrelay's settings: the destinations events are sent to",
+    )?;
+    section(out, "DESCRIPTION", SETTINGS_INTRO)?;
+    section(out, "FILES", FILES)?;
+    for kind in Kind::ALL {
+        writeln!(out, ".SH \"{} DESTINATIONS\"", kind.name().to_uppercase())?;
+        for setting in destination::settings(kind) {
+            let default = match (setting.required, setting.default) {
+                (true, _) => "required".to_owned(),
+                (false, Some(default)) => format!("default: {default}"),
+                (false, None) => "optional".to_owned(),
+            };
+            writeln!(
+                out,
+                ".TP\n\\fB{}\\fR\n{} ({})",
+                escape(setting.key),
+                escape(setting.help),
+                escape(&default)
+            )?;
+        }
+    }
+    section(
+        out,
+        "EXAMPLES",
+        "segrelay init \\-\\-out \\- prints a commented file for all three types.",
+    )?;
+    section(
+        out,
+        "SEE ALSO",
+        "segrelay(1), segrelay\\-init(1), segrelay\\-destinations(1)",
+    )
+}
+
+/// The help's "Exit codes:" lines as a man page's EXIT STATUS.
+fn exit_status(codes: &str, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, ".SH \"EXIT STATUS\"")?;
+    for line in codes.lines().skip(1) {
+        let (code, meaning) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+        writeln!(out, ".TP\n{}\n{}", escape(code), escape(meaning.trim()))?;
+    }
+    Ok(())
+}
+
+/// A section whose text is already roff: paragraphs split on blank lines.
+fn section(out: &mut dyn Write, title: &str, text: &str) -> io::Result<()> {
+    writeln!(out, ".SH {title}")?;
+    writeln!(out, "{text}")
+}
+
+/// Plain text made safe for roff.
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\e").replace('-', "\\-")
+}
+
+const ENVIRONMENT: &str = "\
+.TP
+\\fBSEGRELAY_CONFIG\\fR
+The settings file, when \\fB\\-c\\fR is not given.
+.TP
+\\fBSEGRELAY_DESTINATION\\fR
+The destination, when \\fB\\-d\\fR is not given.
+.TP
+\\fBXDG_CONFIG_HOME\\fR
+Where the user's settings are looked for (see FILES); ~/.config when unset.
+.TP
+\\fBHOME\\fR
+Used when XDG_CONFIG_HOME is unset.
+.TP
+\\fBAMBERFLO_API_KEY\\fR, \\fBORB_API_KEY\\fR, \\fBKABLE_API_KEY\\fR, ...
+The API keys: each variable a setting names as \\fBapi_key = \"${VAR}\"\\fR is read
+(these three are the names \\fBsegrelay init\\fR writes).";
+
+const FILES: &str = "\
+The settings file is the first of:
+.IP 1. 4
+the file \\fB\\-c\\fR \\fIPATH\\fR names;
+.IP 2. 4
+the file \\fB$SEGRELAY_CONFIG\\fR names;
+.IP 3. 4
+\\fI./segrelay.toml\\fR;
+.IP 4. 4
+\\fI$XDG_CONFIG_HOME/segrelay/config.toml\\fR (\\fI~/.config/segrelay/config.toml\\fR when XDG_CONFIG_HOME is unset).
+.PP
+Its format is described in segrelay.toml(5).";
+
+const SETTINGS_INTRO: &str = "\
+A TOML file. Each \\fB[destinations.\\fR\\fINAME\\fR\\fB]\\fR table is a destination that
+\\fB\\-d\\fR \\fINAME\\fR selects; \\fBtype\\fR may be left out when NAME is the type.
+\\fBdefault_destination = \"\\fR\\fINAME\\fR\\fB\"\\fR chooses one when \\fB\\-d\\fR is not given.
+A string \\fB\"${VAR}\"\\fR is read from the environment variable VAR: write keys that way.";
+
+/// Each page's examples, as roff.
+fn examples(page: &str) -> Option<&'static str> {
+    Some(match page {
+        "segrelay" => {
+            "\
+.nf
+segrelay init \\-d orb
+segrelay check \\-d orb events.ndjson.gz
+segrelay send \\-d orb \\-\\-rejects rejects.ndjson events.ndjson.gz
+.fi"
+        }
+        "segrelay-send" => {
+            "\
+.nf
+segrelay send \\-\\-dry\\-run \\-d amberflo \\-\\-format curl events.ndjson
+segrelay send \\-d orb \\-\\-checkpoint run.checkpoint \\-\\-rejects rejects.ndjson archive/*.gz
+segrelay send \\-d orb \\-\\-orb\\-backfill \\-\\-orb\\-wait archive/*.gz
+.fi"
+        }
+        "segrelay-check" => {
+            "\
+.nf
+segrelay check \\-d kable \\-\\-rejects rejects.ndjson archive/*.gz
+.fi"
+        }
+        "segrelay-verify" => {
+            "\
+.nf
+segrelay verify \\-d amberflo \\-\\-json events.ndjson
+.fi"
+        }
+        "segrelay-init" => {
+            "\
+.nf
+segrelay init
+segrelay init \\-d orb \\-\\-out ~/.config/segrelay/config.toml
+.fi"
+        }
+        "segrelay-orb-backfills" => {
+            "\
+.nf
+segrelay orb backfills list \\-d orb
+segrelay orb backfills revert bf_123 \\-\\-yes
+.fi"
+        }
+        _ => return None,
+    })
+}
