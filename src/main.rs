@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 // Records are built on the preparing threads and freed on the sending one; mimalloc handles that
-// cross-thread traffic far better than glibc's malloc (dry runs 1.3-1.5x faster, see README).
+// cross-thread traffic far better than glibc's malloc (dry runs 1.3-1.5x faster, see GUIDE.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,5 +1,5 @@
 //! Translation: golden requests for the seed examples, and the translation
-//! rules in the README across the three destinations.
+//! rules in GUIDE.md across the three destinations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
