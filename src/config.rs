@@ -206,11 +206,7 @@ impl RunConfig {
         };
         Ok(RunConfig {
             ensure_customers: args.ensure_customers || target.destination.ensures_customers(),
-            retry: RetryPolicy::for_kind(
-                target.destination.kind(),
-                args.retry.max_retries,
-                args.retry.max_retry_wait,
-            ),
+            retry: retry_policy(&target, &args.retry),
             target,
             options,
             verbosity,
@@ -344,11 +340,7 @@ impl VerifyConfig {
         target.destination.secret().require()?;
         let (options, verbosity) = read_options(&target, args.input, None, &[])?;
         Ok(VerifyConfig {
-            retry: RetryPolicy::for_kind(
-                target.destination.kind(),
-                args.retry.max_retries,
-                args.retry.max_retry_wait,
-            ),
+            retry: retry_policy(&target, &args.retry),
             target,
             options,
             verbosity,
@@ -492,4 +484,13 @@ fn refuse_overwriting_inputs(
         }
     }
     Ok(())
+}
+
+/// The retries `--max-retries` and `--max-retry-wait` ask for, on the destination's backoff.
+fn retry_policy(target: &Target, args: &cli::RetryArgs) -> RetryPolicy {
+    RetryPolicy::for_kind(
+        target.destination.kind(),
+        args.max_retries,
+        args.max_retry_wait,
+    )
 }

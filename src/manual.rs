@@ -90,11 +90,7 @@ pub(crate) fn settings_page(out: &mut dyn Write) -> io::Result<()> {
     for kind in Kind::ALL {
         writeln!(out, ".SH \"{} DESTINATIONS\"", kind.name().to_uppercase())?;
         for setting in destination::settings(kind) {
-            let default = match (setting.required, setting.default) {
-                (true, _) => "required".to_owned(),
-                (false, Some(default)) => format!("default: {default}"),
-                (false, None) => "optional".to_owned(),
-            };
+            let default = setting.default_text();
             writeln!(
                 out,
                 ".TP\n\\fB{}\\fR\n{} ({})",

@@ -39,6 +39,17 @@ pub struct Setting {
     pub help: &'static str,
 }
 
+impl Setting {
+    /// What a listing says of the default: `required`, `default: X` or `optional`.
+    pub(crate) fn default_text(&self) -> String {
+        match (self.required, self.default) {
+            (true, _) => "required".to_owned(),
+            (false, Some(default)) => format!("default: {default}"),
+            (false, None) => "optional".to_owned(),
+        }
+    }
+}
+
 /// What a key holds, which decides how it is read and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettingKind {

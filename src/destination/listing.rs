@@ -52,11 +52,7 @@ pub fn print(json: bool, config: Option<&Path>) -> anyhow::Result<()> {
         )?;
         writeln!(out, "  settings:")?;
         for setting in settings(kind) {
-            let default = match (setting.required, setting.default) {
-                (true, _) => "required".to_owned(),
-                (false, Some(default)) => format!("default: {default}"),
-                (false, None) => "optional".to_owned(),
-            };
+            let default = setting.default_text();
             writeln!(
                 out,
                 "    {:<27} {} ({default})",
