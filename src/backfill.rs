@@ -470,7 +470,9 @@ fn confirm_revert(id: &str) -> Result<(), SettingsError> {
             "reverting {id} removes its events from Orb: pass --yes to confirm (standard input is not a terminal)"
         )));
     }
-    eprint!("Revert backfill {id}? Orb removes its events. [y/N] ");
+    crate::console::stderr_text(&format!(
+        "Revert backfill {id}? Orb removes its events. [y/N] "
+    ));
     let mut reply = String::new();
     std::io::stdin()
         .read_line(&mut reply)
@@ -508,10 +510,10 @@ pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
                 serde_json::from_slice(&response.body).unwrap_or(Value::Null),
             )),
             Call::Refused { message, .. } => {
-                eprintln!(
+                crate::console::stderr_line(&format!(
                     "segrelay: Orb refused: {}",
                     crate::console::escape_controls(&message)
-                );
+                ));
                 Ok(None)
             }
             Call::Written | Call::Stopped(_) => Ok(None),

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,8 +60,8 @@ impl Console {
     pub(crate) fn say(&self, line: &str) {
         let line = escape_controls(line);
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(|| stderr_line(&line)),
+            None => stderr_line(&line),
         }
     }
 
@@ -94,6 +94,21 @@ impl Console {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Writes `text` and a newline to standard error, whatever becomes of it.
+/// `eprintln!` panics when standard error is closed (`segrelay ... 2>&1 | head`),
+/// which would kill a run between two requests: a message nobody can read is
+/// not worth stopping a backfill for, so a failed write is dropped.
+pub(crate) fn stderr_line(text: &str) {
+    stderr_text(&format!("{text}\n"));
+}
+
+/// [`stderr_line`] without the newline (a prompt, a text that holds its own).
+pub(crate) fn stderr_text(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
 }
 
 /// `text` with its control characters written out: `\n`, `\r`, `\t`, else `\x1b` or `\u{9b}`.

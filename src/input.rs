@@ -93,7 +93,7 @@ impl Unreadable {
     fn record(&self, label: &str, error: &io::Error) -> Flow {
         let mut inputs = self.inputs.lock().expect("unreadable inputs");
         if inputs.insert(label.to_owned()) {
-            eprintln!("segrelay: {label}: cannot read input: {error}");
+            crate::console::stderr_line(&format!("segrelay: {label}: cannot read input: {error}"));
         }
         match self.fail_fast {
             true => Flow::Break(()),

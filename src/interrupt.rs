@@ -16,14 +16,33 @@ pub(crate) fn install() {
         if REQUESTED.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(EXIT_CODE));
         }
-        eprintln!(
-            "\nsegrelay: stopping after the request in flight (press Ctrl-C again to quit at once)"
+        crate::console::stderr_line(
+            "\nsegrelay: stopping after the request in flight (press Ctrl-C again to quit at once)",
         );
     });
 }
 
 pub(crate) fn requested() -> bool {
     REQUESTED.load(Ordering::Relaxed)
+}
+
+/// Standard output was closed by its reader (`segrelay send --dry-run | head`).
+static OUTPUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whoever reads standard output has gone: the run stops reading, as after
+/// Ctrl-C, and what it read is still settled and summarised.
+pub(crate) fn close_output() {
+    OUTPUT_CLOSED.store(true, Ordering::SeqCst);
+}
+
+pub(crate) fn output_closed() -> bool {
+    OUTPUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// True when the run should read no further input: a stop was asked for, or
+/// nobody reads what it writes any more.
+pub(crate) fn stop_reading() -> bool {
+    requested() || output_closed()
 }
 
 /// Sleeps, waking early when a stop is asked for. False when it was.

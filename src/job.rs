@@ -20,7 +20,7 @@ use crate::input::{self, Source};
 use crate::interrupt;
 use crate::pipeline::{Dispatch, Pass, Run};
 use crate::repeated_keys::{self, RepeatedKeys};
-use crate::report::Report;
+use crate::report::{Report, plural};
 use crate::status::Status;
 use crate::throttle::Throttle;
 use crate::transport::Discard;
@@ -36,6 +36,8 @@ pub(crate) struct Job {
     summary: Option<PathBuf>,
     /// `--orb-backfill`: a pass per window instead of one pass.
     orb_backfill: Option<(Plan, orb::Api)>,
+    /// A real send, not a dry run or a check.
+    sends: bool,
 }
 
 impl Job {
@@ -60,7 +62,9 @@ impl Job {
             && options.sources.contains(&Source::Stdin)
             && io::stdin().is_terminal()
         {
-            eprintln!("segrelay: reading events from standard input (end with Ctrl-D)");
+            crate::console::stderr_line(
+                "segrelay: reading events from standard input (end with Ctrl-D)",
+            );
         }
         let (checkpoint, resumed) = match &checkpoint {
             Some(path) => {
@@ -200,6 +204,7 @@ impl Job {
             title,
             summary,
             orb_backfill,
+            sends,
         })
     }
 
@@ -228,7 +233,22 @@ impl Job {
         for warning in run.options.filter.unmatched_events() {
             report.warn(warning);
         }
-        let aborted = end.aborted;
+        let mut aborted = end.aborted;
+        if interrupt::output_closed() {
+            let read = plural(report.summary().read, "event");
+            let stopped = format!(
+                "standard output was closed by its reader: the run stopped reading after {read}"
+            );
+            match self.sends {
+                // Events were left unsent: that is no clean end for a send.
+                true if aborted.is_none() => {
+                    aborted = Some(format!(
+                        "{stopped}; the rest of the input was not sent (run again, with --checkpoint to go on from there)"
+                    ))
+                }
+                _ => report.warn(stopped),
+            }
+        }
         if let Some(reason) = aborted.clone() {
             report.aborted(reason);
         }

@@ -1,5 +1,8 @@
 //! segrelay: replays Segment events into usage-billing systems.
 #![warn(unreachable_pub)]
+// Standard output and error are written through `console` and the writers
+// that handle a closed pipe; the print macros panic on one.
+#![warn(clippy::print_stderr, clippy::print_stdout)]
 
 mod backfill;
 mod checkpoint;

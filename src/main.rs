@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,7 +15,8 @@ fn main() -> ExitCode {
         Ok(status) => ExitCode::from(status as u8),
         Err(error) if segrelay::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("segrelay: {error:#}");
+            // Not eprintln!: a closed standard error must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "segrelay: {error:#}");
             ExitCode::from(segrelay::exit_code(&error))
         }
     }

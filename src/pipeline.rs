@@ -238,7 +238,7 @@ impl Run {
         };
         let preparer = options.preparer(courier.destination.as_ref(), pass);
         let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
-            if interrupt::requested() {
+            if interrupt::stop_reading() {
                 pipeline.stopped_early = true;
                 return Ok(ControlFlow::Break(()));
             }
@@ -291,7 +291,7 @@ pub(crate) fn scan(
 ) -> anyhow::Result<()> {
     let preparer = options.preparer(destination, &Pass::default());
     prepare::read_all(&options.reading(&[]), &preparer, |line| {
-        if interrupt::requested() {
+        if interrupt::stop_reading() {
             return Ok(ControlFlow::Break(()));
         }
         for prepared in line {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::console::{Console, Verbosity};
 use crate::event::{Event, Origin};
+use crate::interrupt;
 use crate::outcome::{Content, Outcome};
 use crate::reason::Reason;
 use crate::rejects;
@@ -71,6 +72,8 @@ struct Rejects {
     writer: BufWriter<Box<dyn Write>>,
     /// The file behind `writer`, to make it durable; None on standard output.
     file: Option<File>,
+    /// Events that could not be written because standard output was closed.
+    unwritten: u64,
 }
 
 /// `-` as an output path: standard output.
@@ -108,6 +111,7 @@ impl Report {
                 path: path.to_owned(),
                 writer: BufWriter::new(Box::new(std::io::stdout())),
                 file: None,
+                unwritten: 0,
             }),
             Some(path) => {
                 let context = || format!("cannot open rejects file {}", path.display());
@@ -130,6 +134,7 @@ impl Report {
                     path: path.to_owned(),
                     file: Some(file.try_clone().with_context(context)?),
                     writer: BufWriter::new(Box::new(file)),
+                    unwritten: 0,
                 })
             }
             None => None,
@@ -308,6 +313,10 @@ impl Report {
         let Some(rejects) = &mut self.rejects else {
             return Ok(());
         };
+        if interrupt::output_closed() && rejects.file.is_none() {
+            rejects.unwritten += 1;
+            return Ok(());
+        }
         let note = rejects::note(outcome, reason, origin.source, origin.line);
         let line = match content {
             // Read back only now, for the few events that come to this.
@@ -321,8 +330,13 @@ impl Report {
             Content::Event(event) => rejects::event_line(note, &event.to_json()),
             Content::Raw(raw) => rejects::raw_line(note, &raw),
         };
-        writeln!(rejects.writer, "{line}")
-            .with_context(|| format!("cannot write rejects file {}", rejects.path.display()))
+        // On standard output each line goes at once: a reader that closes the
+        // pipe then costs exactly the lines it did not take, and they are counted.
+        let written = writeln!(rejects.writer, "{line}").and_then(|()| match rejects.file {
+            None => rejects.writer.flush(),
+            Some(_) => Ok(()),
+        });
+        rejects.closed_or(written)
     }
 
     /// Flushes the rejects file and writes the summary, as JSON and for people.
@@ -338,22 +352,33 @@ impl Report {
             ));
         }
         if let Some(rejects) = &mut self.rejects {
-            rejects
-                .writer
-                .flush()
-                .with_context(|| format!("cannot write rejects file {}", rejects.path.display()))?;
+            if !interrupt::output_closed() || rejects.file.is_some() {
+                let flushed = rejects.writer.flush();
+                rejects.closed_or(flushed)?;
+            }
+            if rejects.unwritten > 0 {
+                let lost = format!(
+                    "standard output was closed: {} could not be written there (run again with --rejects FILE)",
+                    plural(rejects.unwritten, "rejected or failed event")
+                );
+                self.warn(lost);
+            }
         }
         if let Some(path) = summary_path {
             let mut text = serde_json::to_string_pretty(&self.summary)?;
             text.push('\n');
             let written = match is_stdout(path) {
-                true => std::io::stdout().lock().write_all(text.as_bytes()),
+                // Closed by its reader: nobody is left to read the summary there.
+                true => match std::io::stdout().lock().write_all(text.as_bytes()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    other => other,
+                },
                 false => std::fs::write(path, text),
             };
             written.with_context(|| format!("cannot write summary {}", path.display()))?;
         }
         if self.console.verbosity() > Verbosity::Quiet {
-            eprint!("{}", self.human(title));
+            crate::console::stderr_text(&self.human(title));
         }
         Ok(())
     }
@@ -435,6 +460,23 @@ impl Report {
             }
         }
         out
+    }
+}
+
+impl Rejects {
+    /// A write's error, unless it is standard output closed by its reader: then
+    /// the run stops reading, and the events not written there are counted.
+    fn closed_or(&mut self, written: std::io::Result<()>) -> anyhow::Result<()> {
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && self.file.is_none() => {
+                interrupt::close_output();
+                self.unwritten += 1;
+                Ok(())
+            }
+            other => {
+                other.with_context(|| format!("cannot write rejects file {}", self.path.display()))
+            }
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) struct DryRun {
     target: String,
     requests: u64,
     line: Vec<u8>,
+    /// The reader closed the output (`| head`): nothing more is written.
+    closed: bool,
 }
 
 impl DryRun {
@@ -43,6 +45,21 @@ impl DryRun {
             target,
             requests: 0,
             line: Vec::with_capacity(64 * 1024),
+            closed: false,
+        }
+    }
+
+    /// A write's error, unless it is the reader closing the pipe: that is no
+    /// failure (`segrelay send --dry-run | head` wants the first requests), but
+    /// the end of the run, which stops reading and still writes its summary.
+    fn closed_or(&mut self, written: std::io::Result<()>) -> anyhow::Result<()> {
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                crate::interrupt::close_output();
+                Ok(())
+            }
+            other => other.with_context(|| format!("cannot write to {}", self.target)),
         }
     }
 
@@ -196,6 +213,10 @@ impl Transport for DryRun {
         request: &Request,
         events: &[&Origin],
     ) -> anyhow::Result<Reply> {
+        // The reader has what it wanted; the run is stopping (see `finish`).
+        if self.closed {
+            return Ok(Reply::Written);
+        }
         self.requests += 1;
         self.line.clear();
         match self.format {
@@ -204,16 +225,17 @@ impl Transport for DryRun {
             Format::Http => self.http(request),
             Format::Records => self.records(destination, request, events),
         }
-        self.out
-            .write_all(&self.line)
-            .with_context(|| format!("cannot write to {}", self.target))?;
+        let written = self.out.write_all(&self.line);
+        self.closed_or(written)?;
         Ok(Reply::Written)
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
-        self.out
-            .flush()
-            .with_context(|| format!("cannot write to {}", self.target))
+        if self.closed {
+            return Ok(());
+        }
+        let flushed = self.out.flush();
+        self.closed_or(flushed)
     }
 }
 

@@ -11,6 +11,7 @@ mod fuzz;
 mod generated;
 mod hostile;
 mod input;
+mod pipes;
 mod resume;
 mod secrets;
 mod send;
