@@ -40,6 +40,8 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s d -l destinat
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l received-since -d 'Segment\'s S3 layout: skip the day folders received wholly before TIME (RFC 3339, or a date); events they hold are not read, whatever their time' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l received-until -d 'Segment\'s S3 layout: skip the day folders received at or after TIME (RFC 3339, or a date). Faster, but events timed earlier that reached Segment late are lost' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l types -d 'Only these call types (comma-separated: track, page, screen, identify, group, alias)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends (1 to 64) [default: the number of CPUs, but no more than 8]' -r
@@ -79,6 +81,8 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s d -l destina
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l received-since -d 'Segment\'s S3 layout: skip the day folders received wholly before TIME (RFC 3339, or a date); events they hold are not read, whatever their time' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l received-until -d 'Segment\'s S3 layout: skip the day folders received at or after TIME (RFC 3339, or a date). Faster, but events timed earlier that reached Segment late are lost' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l types -d 'Only these call types (comma-separated: track, page, screen, identify, group, alias)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends (1 to 64) [default: the number of CPUs, but no more than 8]' -r
@@ -95,6 +99,8 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s d -l destin
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-line-bytes -d 'Reject input lines longer than this many bytes (suffixes K, M)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l since -d 'Only events at or after TIME (RFC 3339, or a date: midnight UTC)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l until -d 'Only events before TIME (RFC 3339, or a date: midnight UTC)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l received-since -d 'Segment\'s S3 layout: skip the day folders received wholly before TIME (RFC 3339, or a date); events they hold are not read, whatever their time' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l received-until -d 'Segment\'s S3 layout: skip the day folders received at or after TIME (RFC 3339, or a date). Faster, but events timed earlier that reached Segment late are lost' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l types -d 'Only these call types (comma-separated: track, page, screen, identify, group, alias)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l events -d 'Only track events with these names (comma-separated); other call types pass' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s j -l threads -d 'Threads that parse and translate, beside the one that batches and sends (1 to 64) [default: the number of CPUs, but no more than 8]' -r

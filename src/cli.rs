@@ -147,7 +147,8 @@ pub struct SettingsArgs {
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Input files, read in order; `-` or none reads standard input; a folder is
-    /// read recursively. Gzip is recognised by its magic bytes
+    /// read recursively (in Segment's S3 layout, only its day folders). Gzip is
+    /// recognised by its magic bytes
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -162,6 +163,16 @@ pub struct InputArgs {
     /// Only events before TIME (RFC 3339, or a date: midnight UTC)
     #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound, help_heading = "Filters")]
     pub until: Option<jiff::Timestamp>,
+
+    /// Segment's S3 layout: skip the day folders received wholly before TIME
+    /// (RFC 3339, or a date); events they hold are not read, whatever their time
+    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound, help_heading = "Filters")]
+    pub received_since: Option<jiff::Timestamp>,
+
+    /// Segment's S3 layout: skip the day folders received at or after TIME (RFC 3339,
+    /// or a date). Faster, but events timed earlier that reached Segment late are lost
+    #[arg(long, value_name = "TIME", value_parser = crate::filter::parse_bound, help_heading = "Filters")]
+    pub received_until: Option<jiff::Timestamp>,
 
     /// Only these call types (comma-separated: track, page, screen, identify, group, alias)
     #[arg(

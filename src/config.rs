@@ -9,7 +9,7 @@ use crate::cli::{self, BackfillAction, BatchArgs, InputArgs, SettingsArgs};
 use crate::console::Verbosity;
 use crate::destination::{Destination, Kind};
 use crate::filter::{self, Filter};
-use crate::input::Source;
+use crate::input::{DayBounds, Expanded, Source};
 use crate::pipeline::Options;
 use crate::report::is_stdout;
 use crate::retry::RetryPolicy;
@@ -138,6 +138,8 @@ pub(crate) struct VerifyConfig {
     pub retry: RetryPolicy,
     pub timeout: Duration,
     pub json: bool,
+    /// Warnings about the input, to show before the comparison.
+    pub warnings: Vec<String>,
 }
 
 /// `orb backfills ...`: Orb's backfill endpoints by hand.
@@ -166,10 +168,12 @@ impl RunConfig {
                 concurrency: usize::from(args.concurrency),
             }
         };
-        let (target, warnings) = Target::load_for(&args.settings, &output)?;
+        let (target, mut warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
         refuse_unwritable(&written, args.dry_run, args.checkpoint.as_deref())?;
-        let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
+        let (options, verbosity, input_warnings) =
+            read_options(&target, args.input, Some(args.batch), &written)?;
+        warnings.extend(input_warnings);
         if args.ensure_customers {
             target.refuse_unless(Kind::Amberflo, "--ensure-customers")?;
         }
@@ -223,10 +227,12 @@ impl RunConfig {
 
     pub(crate) fn for_check(args: cli::CheckArgs) -> Result<RunConfig, SettingsError> {
         let output = Output::Check;
-        let (target, warnings) = Target::load_for(&args.settings, &output)?;
+        let (target, mut warnings) = Target::load_for(&args.settings, &output)?;
         let written = written_files(&output, args.rejects.as_deref(), args.summary.as_deref());
         refuse_unwritable(&written, false, None)?;
-        let (options, verbosity) = read_options(&target, args.input, Some(args.batch), &written)?;
+        let (options, verbosity, input_warnings) =
+            read_options(&target, args.input, Some(args.batch), &written)?;
+        warnings.extend(input_warnings);
         Ok(RunConfig {
             ensure_customers: target.destination.ensures_customers(),
             // A check sends nothing, so it has nothing to retry.
@@ -338,8 +344,9 @@ impl VerifyConfig {
             ));
         }
         target.destination.secret().require()?;
-        let (options, verbosity) = read_options(&target, args.input, None, &[])?;
+        let (options, verbosity, warnings) = read_options(&target, args.input, None, &[])?;
         Ok(VerifyConfig {
+            warnings,
             retry: retry_policy(&target, &args.retry),
             target,
             options,
@@ -374,14 +381,15 @@ impl BackfillsConfig {
     }
 }
 
-/// The input to read and how to prepare it, from the input and batch flags;
-/// `written` names the files the command writes, none of which may be an input.
+/// The input to read and how to prepare it, from the input and batch flags,
+/// and warnings about the input to show before the run; `written` names the
+/// files the command writes, none of which may be an input.
 fn read_options(
     target: &Target,
     input: InputArgs,
     batch: Option<BatchArgs>,
     written: &[(&str, Option<&Path>)],
-) -> Result<(Options, Verbosity), SettingsError> {
+) -> Result<(Options, Verbosity, Vec<String>), SettingsError> {
     let kind = target.destination.kind();
     let (default_batch, max_batch) = kind.batch_sizes();
     let fail_fast = batch.as_ref().is_some_and(|b| b.fail_fast);
@@ -392,6 +400,13 @@ fn read_options(
     {
         return Err(SettingsError(format!(
             "--since {since} is not before --until {until}: no event could pass"
+        )));
+    }
+    if let (Some(since), Some(until)) = (input.received_since, input.received_until)
+        && since >= until
+    {
+        return Err(SettingsError(format!(
+            "--received-since {since} is not before --received-until {until}: no day folder could be read"
         )));
     }
     let batch_size = match batch.and_then(|b| b.batch_size) {
@@ -410,7 +425,16 @@ fn read_options(
     if sources.is_empty() {
         sources.push(Source::Stdin);
     }
-    let sources = crate::input::expand(sources, input.since, input.until).map_err(SettingsError)?;
+    // Day folders are bounded by the day Segment received them: never by
+    // --until, which late events would cross.
+    let bounds = DayBounds {
+        since: input.since,
+        received_since: input.received_since,
+        received_until: input.received_until,
+    };
+    let Expanded { sources, folders } =
+        crate::input::expand(sources, &bounds).map_err(SettingsError)?;
+    let warnings = crate::input::warnings(folders.as_ref(), &bounds);
     let written: Vec<(&str, &Path)> = written
         .iter()
         .filter_map(|&(flag, path)| path.map(|p| (flag, p)))
@@ -443,8 +467,9 @@ fn read_options(
         },
         bytes_read: Arc::default(),
         unreadable: Arc::new(crate::input::Unreadable::new(fail_fast)),
+        folders,
     };
-    Ok((options, verbosity))
+    Ok((options, verbosity, warnings))
 }
 
 /// What `send --orb-backfill` was asked to do.

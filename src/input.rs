@@ -1,5 +1,6 @@
 //! Input: files and standard input, gzip by magic bytes, lines with numbers and
-//! a length limit. Memory stays flat: one line is held at a time.
+//! a length limit. Memory stays flat: one line is held at a time. Folders are
+//! replaced by their files first (`folders`).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -11,6 +12,10 @@ use flate2::read::MultiGzDecoder;
 
 use crate::event::Origin;
 use crate::reason::Reason;
+
+mod folders;
+
+pub use folders::{DayBounds, Expanded, Folders, SkippedBy, expand, warnings};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -132,78 +137,6 @@ pub fn read_all(
         }
     }
     Ok(())
-}
-
-/// A day in milliseconds: Segment's S3 destination names its day folders by
-/// their start in epoch milliseconds (`segment-logs/<source>/1700006400000/`).
-const DAY_MS: i64 = 86_400_000;
-
-/// Each folder among `sources` replaced by the files under it, recursively and
-/// in path order; hidden files and folders are left out. A day folder wholly
-/// outside `[since, until)` is not opened.
-pub fn expand(
-    sources: Vec<Source>,
-    since: Option<jiff::Timestamp>,
-    until: Option<jiff::Timestamp>,
-) -> Result<Vec<Source>, String> {
-    let mut files = Vec::with_capacity(sources.len());
-    for source in sources {
-        match source {
-            Source::Path(path) if path.is_dir() => {
-                walk(&path, &|day| outside(day, since, until), &mut files)?;
-            }
-            other => files.push(other),
-        }
-    }
-    Ok(files)
-}
-
-fn walk(
-    folder: &std::path::Path,
-    skip_day: &dyn Fn(i64) -> bool,
-    files: &mut Vec<Source>,
-) -> Result<(), String> {
-    let cannot = |e: io::Error| format!("cannot read folder {}: {e}", folder.display());
-    let mut entries = std::fs::read_dir(folder)
-        .map_err(cannot)?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<io::Result<Vec<PathBuf>>>()
-        .map_err(cannot)?;
-    entries.sort();
-    for path in entries {
-        let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        // A symbolic link to a folder is not followed (as fd does): no loops.
-        let is_link = path.symlink_metadata().is_ok_and(|m| m.is_symlink());
-        if path.is_dir() {
-            if is_link || day_start(&name).is_some_and(skip_day) {
-                continue;
-            }
-            walk(&path, skip_day, files)?;
-        } else {
-            files.push(Source::Path(path));
-        }
-    }
-    Ok(())
-}
-
-/// The day a folder named by 13 digits, an epoch-millisecond day start, holds.
-fn day_start(name: &str) -> Option<i64> {
-    if name.len() != 13 || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let ms: i64 = name.parse().ok()?;
-    (ms % DAY_MS == 0).then_some(ms)
-}
-
-/// True when no event of the day starting at `day` can be in `[since, until)`.
-fn outside(day: i64, since: Option<jiff::Timestamp>, until: Option<jiff::Timestamp>) -> bool {
-    since.is_some_and(|since| day + DAY_MS <= since.as_millisecond())
-        || until.is_some_and(|until| day >= until.as_millisecond())
 }
 
 /// The sum of the inputs' sizes, when every input is a regular file.

@@ -85,6 +85,9 @@ impl Job {
             rejects_length,
             options.bytes_read.clone(),
         )?;
+        if let Some(folders) = &options.folders {
+            report.folders(folders);
+        }
         for warning in &warnings {
             report.warn(warning.as_str());
         }

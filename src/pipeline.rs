@@ -42,6 +42,8 @@ pub(crate) struct Options {
     pub unreadable: Arc<crate::input::Unreadable>,
     /// Threads that parse and translate.
     pub threads: usize,
+    /// What the folders among the inputs held, when there were any.
+    pub folders: Option<crate::input::Folders>,
 }
 
 impl Options {

@@ -59,6 +59,9 @@ pub(crate) struct Summary {
     /// What earlier runs settled, when this one resumed from a checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub already_done: Option<Totals>,
+    /// The files and Segment's day folders read and skipped, when an input is a folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folders: Option<crate::input::Folders>,
     pub skipped_by_reason: BTreeMap<String, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub failed_by_reason: BTreeMap<String, u64>,
@@ -170,6 +173,12 @@ impl Report {
 
     pub(crate) fn aborted(&mut self, reason: String) {
         self.summary.aborted = Some(reason);
+    }
+
+    /// What the folders among the inputs held: said now, kept for the summary.
+    pub(crate) fn folders(&mut self, folders: &crate::input::Folders) {
+        folders.tell(&self.console);
+        self.summary.folders = Some(folders.clone());
     }
 
     pub(crate) fn input_errors(&mut self, inputs: u64) {

@@ -53,6 +53,14 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
     let destination = config.target.destination.clone();
     let kind = destination.kind();
     let console = Console::new(config.verbosity, None);
+    if let Some(folders) = &config.options.folders {
+        folders.tell(&console);
+    }
+    if config.verbosity > Verbosity::Quiet {
+        for warning in &config.warnings {
+            console.say(&format!("segrelay: warning: {warning}"));
+        }
+    }
     let courier = Courier::new(
         destination.clone(),
         config.target.secret(),

@@ -758,26 +758,317 @@ fn a_folder_is_read_recursively_in_path_order() {
     assert_eq!(record_keys(&records(&out.requests())), ["ax", "b", "c"]);
 }
 
-#[test]
-fn day_folders_outside_since_and_until_are_not_opened() {
-    let dir = workspace(SETTINGS);
-    let source = dir.path().join("s3/segment-logs/src1");
-    // 2025-12-31, 2026-01-01 and 2026-01-02 at midnight UTC, in epoch milliseconds.
-    let (before, day, after) = ("1767139200000", "1767225600000", "1767312000000");
-    for folder in [before, day, after] {
-        std::fs::create_dir_all(source.join(folder)).unwrap();
+/// A track event timed `timestamp` that Segment received at `received`.
+fn received(id: &str, timestamp: &str, received: &str) -> Value {
+    let mut event = track(id);
+    event["timestamp"] = json!(timestamp);
+    event["receivedAt"] = json!(received);
+    event
+}
+
+/// UTC midnights as Segment names its day folders: epoch milliseconds.
+const MAR_29: &str = "1743206400000";
+const MAR_30: &str = "1743292800000";
+const MAR_31: &str = "1743379200000";
+const APR_01: &str = "1743465600000";
+const APR_04: &str = "1743724800000";
+const JUL_15: &str = "1752537600000";
+
+/// Segment's S3 layout for March 31st, 2025, as Segment files it: by the day
+/// it received each event. Returns the day files, in path order.
+fn late_archive(root: &std::path::Path) -> Vec<String> {
+    let folders: [(&str, &str, Vec<Value>); 6] = [
+        (
+            "src1",
+            MAR_29,
+            vec![received(
+                "mar29",
+                "2025-03-29T12:00:00Z",
+                "2025-03-29T12:00:01Z",
+            )],
+        ),
+        (
+            "src1",
+            MAR_30,
+            vec![
+                received("mar30", "2025-03-30T12:00:00Z", "2025-03-30T12:00:01Z"),
+                // A device clock hours fast, received the day before its time.
+                received("fast-clock", "2025-03-31T01:00:00Z", "2025-03-30T22:00:00Z"),
+            ],
+        ),
+        (
+            "src1",
+            MAR_31,
+            vec![received(
+                "on-time",
+                "2025-03-31T10:00:00Z",
+                "2025-03-31T10:00:01Z",
+            )],
+        ),
+        (
+            "src1",
+            APR_01,
+            vec![
+                // A call just before midnight, received just after it.
+                received(
+                    "midnight",
+                    "2025-03-31T23:59:59.500Z",
+                    "2025-04-01T00:00:02Z",
+                ),
+                received("apr01", "2025-04-01T09:00:00Z", "2025-04-01T09:00:01Z"),
+            ],
+        ),
+        (
+            "src2",
+            APR_04,
+            // A mobile outbox sent four days late.
+            vec![received(
+                "outbox",
+                "2025-03-31T18:00:00Z",
+                "2025-04-04T08:00:00Z",
+            )],
+        ),
+        (
+            "src2",
+            JUL_15,
+            vec![
+                // A historical import, timed by its caller, received months later.
+                received("import", "2025-03-31T08:00:00Z", "2025-07-15T15:00:00Z"),
+                received("jul15", "2025-07-15T15:00:00Z", "2025-07-15T15:00:01Z"),
+            ],
+        ),
+    ];
+    let logs = root.join("segment-logs");
+    let mut files = Vec::new();
+    for (source, day, events) in folders {
+        let folder = logs.join(source).join(day);
+        std::fs::create_dir_all(&folder).unwrap();
+        let name = format!("segment-logs/{source}/{day}/part-0000.gz");
+        // S3 may have served one decompressed: a .gz name holding plain text.
+        let content = match day {
+            MAR_31 => ndjson(&events).into_bytes(),
+            _ => gzip(ndjson(&events).as_bytes()),
+        };
+        write(root, &name, content);
+        files.push(name);
     }
-    let mut event = track("in-range");
-    event["timestamp"] = json!("2026-01-01T10:00:00Z");
-    write(&source.join(day), "f.gz", gzip(ndjson(&[event]).as_bytes()));
-    write(&source.join(before), "junk.gz", "not json\n");
-    write(&source.join(after), "junk.gz", "not json\n");
-    let send = |extra: &[&str]| dry_run(dir.path(), "segrelay.toml", "orb", extra, &["s3"]);
-    let out = send(&["--since", "2026-01-01", "--until", "2026-01-02"]);
+    // Segment's test of access: not an event.
+    write(
+        &logs,
+        "dummy-object.txt",
+        "Segment wrote this to test access\n",
+    );
+    files
+}
+
+#[test]
+fn since_and_until_read_the_late_events_of_later_day_folders() {
+    let dir = workspace(SETTINGS);
+    let files = late_archive(dir.path());
+    let window = ["--since", "2025-03-31", "--until", "2025-04-01"];
+    let send = |inputs: &[&str]| {
+        let mut extra = window.to_vec();
+        extra.extend(["--summary", "s.json"]);
+        let out = dry_run(dir.path(), "segrelay.toml", "orb", &extra, inputs);
+        out.expect_code(0);
+        (out, summary(&dir.path().join("s.json")))
+    };
+    let in_window = ["fast-clock", "on-time", "midnight", "outbox", "import"];
+
+    let (out, folder) = send(&["segment-logs"]);
+    assert_eq!(record_keys(&records(&out.requests())), in_window);
+    assert_accounting(&folder);
+    // Only the folder received more than a day before --since is passed over.
+    assert_eq!(
+        folder["folders"],
+        json!({
+            "files_read": 5,
+            "files_ignored": 1,
+            "day_folders_read": 5,
+            "day_folders_skipped": 1,
+            "day_folders_skipped_by": {"--since": 1},
+        })
+    );
+    assert!(
+        out.stderr.contains(
+            "segrelay: folders: 5 files read, 1 ignored (outside day folders; -v lists them); \
+             day folders: 5 read, 1 skipped (1 by --since)\n"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    // The same files named one by one: the same events pass.
+    let named: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (out, listed) = send(&named);
+    assert_eq!(record_keys(&records(&out.requests())), in_window);
+    assert_eq!(
+        counts(&listed).1,
+        counts(&folder).1,
+        "{listed}\n---\n{folder}"
+    );
+    assert!(listed.get("folders").is_none(), "{listed}");
+}
+
+#[test]
+fn received_until_skips_later_day_folders_and_says_what_it_costs() {
+    let dir = workspace(SETTINGS);
+    late_archive(dir.path());
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &[
+            "--since",
+            "2025-03-31",
+            "--until",
+            "2025-04-01",
+            "--received-until",
+            "2025-04-02",
+            "--summary",
+            "s.json",
+        ],
+        &["segment-logs"],
+    );
     out.expect_code(0);
-    assert_eq!(record_keys(&records(&out.requests())), ["in-range"]);
-    // Without the range, the other days are read, and their junk rejected.
-    send(&[]).expect_code(1);
+    // The outbox and the import reached Segment after the bound: lost, as asked.
+    assert_eq!(
+        record_keys(&records(&out.requests())),
+        ["fast-clock", "on-time", "midnight"]
+    );
+    let s = summary(&dir.path().join("s.json"));
+    assert_eq!(
+        s["folders"]["day_folders_skipped_by"],
+        json!({"--since": 1, "--received-until": 2})
+    );
+    let warning = "--received-until 2025-04-02T00:00:00Z skipped 2 day folders: events that \
+                   reached Segment from then on are not read, even those timed earlier";
+    assert!(out.stderr.contains(warning), "{}", out.stderr);
+    assert!(
+        s["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with(warning)),
+        "{s}"
+    );
+
+    // By received day alone: March 31st's folder, whatever the events' times.
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &[
+            "--received-since",
+            "2025-03-31",
+            "--received-until",
+            "2025-04-01",
+        ],
+        &["segment-logs"],
+    );
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["on-time"]);
+    assert!(
+        out.stderr
+            .contains("--received-since 2025-03-31T00:00:00Z skipped 2 day folders"),
+        "{}",
+        out.stderr
+    );
+
+    let send = |extra: &[&str], inputs: &[&str]| {
+        dry_run(dir.path(), "segrelay.toml", "orb", extra, inputs)
+    };
+    let out = send(
+        &[
+            "--received-since",
+            "2025-04-01",
+            "--received-until",
+            "2025-04-01",
+        ],
+        &["segment-logs"],
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("is not before --received-until"),
+        "{}",
+        out.stderr
+    );
+    // Files named one by one are read whatever the bound, and it is said.
+    let out = send(
+        &["--received-until", "2025-04-01"],
+        &["segment-logs/src2/1752537600000/part-0000.gz"],
+    );
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["import", "jul15"]);
+    assert!(
+        out.stderr.contains("they skipped nothing"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn in_segments_layout_only_day_folders_are_read() {
+    let dir = workspace(SETTINGS);
+    late_archive(dir.path());
+    let all = [
+        "mar29",
+        "mar30",
+        "fast-clock",
+        "on-time",
+        "midnight",
+        "apr01",
+        "outbox",
+        "import",
+        "jul15",
+    ];
+    let check = |extra: &[&str], input: &str| {
+        run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-c", "segrelay.toml", "-d", "orb"])
+            .args(extra)
+            .arg(input))
+    };
+    // dummy-object.txt is not an event: no rejection, even with --fail-fast.
+    for extra in [&[][..], &["--fail-fast"]] {
+        let out = check(extra, "segment-logs");
+        out.expect_code(0);
+        assert!(out.stderr.contains("read 9 events"), "{}", out.stderr);
+    }
+    let out = check(&["-v"], "segment-logs");
+    out.expect_code(0);
+    let ignored = format!(
+        "segrelay: ignored {}: not in a day folder of Segment's layout",
+        std::path::Path::new("segment-logs")
+            .join("dummy-object.txt")
+            .display()
+    );
+    assert!(out.stderr.contains(&ignored), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("segrelay: folders: 6 files read, 1 ignored (outside day folders); "),
+        "{}",
+        out.stderr
+    );
+    let out = check(&["-q"], "segment-logs");
+    out.expect_code(0);
+    assert!(!out.stderr.contains("folders:"), "{}", out.stderr);
+
+    // A source folder, and a copy of segment-logs under another name, are in the layout too.
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &[],
+        &["segment-logs/src1"],
+    );
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())).len(), 6);
+    std::fs::rename(dir.path().join("segment-logs"), dir.path().join("copy")).unwrap();
+    let out = dry_run(dir.path(), "segrelay.toml", "orb", &[], &["copy"]);
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), all);
+    assert!(out.stderr.contains("1 ignored"), "{}", out.stderr);
 }
 
 #[test]
