@@ -72,6 +72,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --ensure-customers 'Amberflo: before the first meter record of each customer, look it up and create it when missing (as `ensure_customers = true` in the settings)'
             cand --orb-backfill 'Orb: send the events older than Orb''s grace period through backfills, one per window of at most --orb-backfill-window days, the others through ordinary ingest, and reject those more than 5 minutes ahead (file inputs only)'
             cand --orb-replace-existing 'Orb: make each backfill replace every event of its window (all customers, live events included) with the events sent. Destructive'
+            cand --orb-allow-overlap 'Orb: create backfills even over windows that earlier backfills (not reverted) already cover, keeping their events. Risky: Orb dedupes idempotency keys only within its grace period, so an event both hold may be counted twice. Without it (or --orb-replace-existing) such a run is refused'
             cand --orb-no-close 'Orb: do not close each backfill once filled; Orb then closes it by itself at its close time (see --orb-close-after), and reflects it'
             cand --orb-wait 'Orb: after closing a backfill, wait until Orb has reflected it before the next'
             cand -v 'Say more: every event not sent with its reason, and each request with its status and time'

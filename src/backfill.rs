@@ -8,29 +8,26 @@
 //! itself at --orb-close-after), sends that window's events with its id, closes
 //! it, and (with --orb-wait) waits until Orb has reflected it before the next.
 
+mod manage;
+mod overlap;
+
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, Window};
-use crate::cli::BackfillAction;
-use crate::config::{BackfillsConfig, Plan};
-use crate::console::{Console, Verbosity};
+use crate::config::Plan;
 use crate::delivery::{Call, Courier, Delivered, RequestContext, Stop};
 use crate::destination::Request;
-use crate::destination::orb::Api;
+use crate::destination::orb::{Api, Backfill, derived_key, fresh_key};
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Options, Pass, PassEnd, Run};
 use crate::report::plural;
-use crate::retry::RetryPolicy;
-use crate::settings::SettingsError;
-use crate::status::Status;
-use crate::throttle::Throttle;
-use crate::transport::http::HttpSender;
+
+pub(crate) use manage::manage;
 
 /// A step that talks to Orb: what it found, or why the run stops.
 type Step<T> = anyhow::Result<Result<T, Stop>>;
@@ -64,6 +61,9 @@ fn window_of(span: &DaySpan, recent: bool) -> Window {
         id: None,
         closed: false,
         reflected: false,
+        create_key: None,
+        close_time: None,
+        close_key: None,
         recent,
     }
 }
@@ -114,28 +114,60 @@ fn plan_passes(
     Ok((passes, latest))
 }
 
-/// Runs every pass not yet done, resuming where the checkpoint says.
+/// Runs every pass not yet done, resuming where the checkpoint says. Stopped
+/// before the end, it says which backfills it leaves open.
 pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassEnd> {
+    let mut windows = Vec::new();
+    let result = make_passes(run, plan, api, &mut windows);
+    let stopped = match &result {
+        Ok(end) => end.aborted.is_some() || !end.complete,
+        Err(_) => true,
+    };
+    if stopped && !plan.dry_run {
+        tell_open(run, &windows);
+    }
+    result
+}
+
+fn make_passes(
+    run: &mut Run,
+    plan: &Plan,
+    api: &Api,
+    windows: &mut Vec<Window>,
+) -> anyhow::Result<PassEnd> {
     let console = run.courier.console.clone();
     let saved = run.checkpoint.as_ref().and_then(|c| {
         let state = c.state();
         state.orb_backfill.clone().map(|w| (w, state.orb_latest))
     });
-    let (mut windows, latest) = match saved {
-        Some(saved) => saved,
+    let latest = match saved {
+        Some((saved, latest)) => {
+            *windows = saved;
+            latest
+        }
         None => {
-            let (windows, latest) = plan_passes(&run.options, &run.courier, plan.window_days)?;
+            let (planned, latest) = plan_passes(&run.options, &run.courier, plan.window_days)?;
+            *windows = planned;
             if let Some(checkpoint) = run.checkpoint.as_mut() {
-                checkpoint.set_backfill_plan(&windows, latest)?;
+                checkpoint.set_backfill_plan(windows, latest)?;
             }
-            (windows, Some(latest))
+            Some(latest)
         }
     };
     let first = run.checkpoint.as_ref().map_or(0, |c| c.state().pass);
     // One line at a time: the console shows a newline inside a line escaped.
-    for line in describe(&windows, plan).lines() {
+    for line in describe(windows, plan).lines() {
         console.say(line);
     }
+    let unmade = UnmadePasses {
+        spans: windows.iter().map(|w| (w.start, w.end)).collect(),
+        latest,
+    };
+    // Before anything is sent: what Orb already has over these windows.
+    if overlap::check(api, run, plan, windows)?.is_err() {
+        return unmade.settle(run, first, first == 0);
+    }
+    save(run.checkpoint.as_mut(), windows)?;
     if windows.is_empty() {
         // Nothing for Orb, but the skipped and rejected events still need settling.
         let nothing = Some((Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH));
@@ -152,38 +184,31 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         aborted: None,
         complete: true,
     };
-    let unmade = UnmadePasses {
-        spans: windows.iter().map(|w| (w.start, w.end)).collect(),
-        latest,
-    };
     for index in first..windows.len() {
         let window = windows[index].clone();
-        let span = format!(
-            "{} to {}",
-            utc_millis_text(window.start),
-            utc_millis_text(window.end)
-        );
         let id = if window.recent {
             console.say(&format!(
-                "segrelay: orb: {} within the grace period ({span}) go through ordinary ingest",
-                plural(window.events, "event")
+                "segrelay: orb: {} within the grace period ({} to {}) go through ordinary ingest",
+                plural(window.events, "event"),
+                utc_millis_text(window.start),
+                utc_millis_text(window.end)
             ));
             None
         } else {
-            let label = format!("window {} of {} ({span})", index + 1, windows.len());
             let id = match window.id.clone() {
                 Some(id) => id,
                 None => {
-                    let Ok(id) = create(api, run, plan, &window, index)? else {
+                    let Ok(id) = create(api, run, plan, windows, index)? else {
                         return unmade.settle(run, index, index == 0);
                     };
                     windows[index].id = Some(id.clone());
-                    save(run.checkpoint.as_mut(), &windows)?;
+                    save(run.checkpoint.as_mut(), windows)?;
                     id
                 }
             };
             console.say(&format!(
-                "segrelay: orb backfill {label}: backfill {id}, {}",
+                "segrelay: orb backfill {}: backfill {id}, {}",
+                overlap::label(windows, index),
                 plural(window.events, "event")
             ));
             Some(id)
@@ -199,11 +224,6 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         };
         end = run.pass(&pass)?;
         if !end.complete || end.aborted.is_some() {
-            if let Some(id) = &id {
-                console.say(&format!(
-                    "segrelay: orb backfill {id} stays open until its close time: run the same command again to go on filling it"
-                ));
-            }
             if end.aborted.is_some() {
                 unmade.settle(run, index + 1, false)?;
             }
@@ -211,18 +231,18 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         }
         if let Some(id) = id {
             if plan.close && !window.closed {
-                if act(api, run, &id, "close")?.is_err() {
+                if close(api, run, plan, windows, index, &id)?.is_err() {
                     return unmade.settle(run, index + 1, false);
                 }
                 windows[index].closed = true;
-                save(run.checkpoint.as_mut(), &windows)?;
+                save(run.checkpoint.as_mut(), windows)?;
             }
             if plan.wait && plan.close && !plan.dry_run && !window.reflected {
                 if wait_reflected(api, run, plan, &id)?.is_err() {
                     return unmade.settle(run, index + 1, false);
                 }
                 windows[index].reflected = true;
-                save(run.checkpoint.as_mut(), &windows)?;
+                save(run.checkpoint.as_mut(), windows)?;
             }
         }
         if index + 1 < windows.len()
@@ -315,11 +335,50 @@ fn save(checkpoint: Option<&mut Checkpoint>, windows: &[Window]) -> anyhow::Resu
 
 /// Creates the window's backfill, or adopts the pending one Orb already has for
 /// exactly this window (a run stopped between creating it and saving its id).
-fn create(api: &Api, run: &mut Run, plan: &Plan, window: &Window, index: usize) -> Step<String> {
+/// Its key and close time are saved before the first ask, so that asking
+/// again (a retry, a resume) gets the backfill the first ask created.
+fn create(
+    api: &Api,
+    run: &mut Run,
+    plan: &Plan,
+    windows: &mut [Window],
+    index: usize,
+) -> Step<String> {
+    let now = Timestamp::now();
+    let window = &mut windows[index];
     let start = utc_millis_text(window.start);
     let end = utc_millis_text(window.end);
-    let close_time = close_time(Timestamp::now(), plan.close_after);
-    let request = api.create(&start, &end, plan.replace_existing, &close_time);
+    let (key, close_at) = match (&window.create_key, window.close_time) {
+        // Past its close time, what that ask created has closed by itself.
+        (Some(key), Some(close_at)) if close_at > now => (key.clone(), close_at),
+        _ => {
+            let key = match plan.dry_run {
+                // A dry run's output is the same each time: the key comes from the plan.
+                true => derived_key(
+                    "create",
+                    &[
+                        start.as_bytes(),
+                        end.as_bytes(),
+                        plan.replace_existing.to_string().as_bytes(),
+                        plan.close_after.as_millis().to_string().as_bytes(),
+                    ],
+                ),
+                false => fresh_key("create"),
+            };
+            let close_at = close_time(now, plan.close_after);
+            window.create_key = Some(key.clone());
+            window.close_time = Some(close_at);
+            save(run.checkpoint.as_mut(), windows)?;
+            (key, close_at)
+        }
+    };
+    let request = api.create(
+        &start,
+        &end,
+        plan.replace_existing,
+        &utc_millis_text(close_at),
+        &key,
+    );
     Ok(match call(run, &request)? {
         Call::Written => Ok(format!("dry-run-backfill-{}", index + 1)),
         Call::Answered(response) => match json_field(&response.body, "id") {
@@ -333,7 +392,7 @@ fn create(api: &Api, run: &mut Run, plan: &Plan, window: &Window, index: usize) 
             )),
         },
         Call::Refused { message, .. } => {
-            if let Some(id) = find_pending(api, run, window)? {
+            if let Some(id) = find_pending(api, run, &windows[index])? {
                 run.courier.console.say(&format!("segrelay: orb backfill: going on with the pending backfill {id} for this window"));
                 return Ok(Ok(id));
             }
@@ -348,54 +407,117 @@ fn create(api: &Api, run: &mut Run, plan: &Plan, window: &Window, index: usize) 
 
 /// When Orb is to close a backfill created at `created` by itself, sent
 /// always, so that a dry run shows it.
-fn close_time(created: Timestamp, close_after: Duration) -> String {
+fn close_time(created: Timestamp, close_after: Duration) -> Timestamp {
     let after = SignedDuration::try_from(close_after).unwrap_or(SignedDuration::MAX);
-    utc_millis_text(created.checked_add(after).unwrap_or(Timestamp::MAX))
+    created.checked_add(after).unwrap_or(Timestamp::MAX)
 }
 
 fn find_pending(api: &Api, run: &mut Run, window: &Window) -> anyhow::Result<Option<String>> {
-    let mut cursor: Option<String> = None;
-    // Bounded: a hundred pages of a hundred backfills.
-    for _ in 0..100 {
-        let Call::Answered(response) = call(run, &api.list(cursor.as_deref()))? else {
-            return Ok(None);
-        };
-        let Ok(page) = serde_json::from_slice::<Value>(&response.body) else {
-            return Ok(None);
-        };
-        for backfill in page["data"].as_array().into_iter().flatten() {
-            let time = |key: &str| {
-                backfill[key]
-                    .as_str()
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-            };
-            if backfill["status"] == "pending"
-                && time("timeframe_start") == Some(window.start)
-                && time("timeframe_end") == Some(window.end)
-            {
-                return Ok(backfill["id"].as_str().map(str::to_owned));
-            }
-        }
-        match page["pagination_metadata"]["next_cursor"].as_str() {
-            Some(next) if page["pagination_metadata"]["has_more"] == true => {
-                cursor = Some(next.to_owned())
-            }
-            _ => return Ok(None),
-        }
-    }
-    Ok(None)
+    let Ok(Some(backfills)) = overlap::list(api, run)? else {
+        return Ok(None);
+    };
+    Ok(backfills
+        .into_iter()
+        .find(|b| b.status == "pending" && b.start == window.start && b.end == window.end)
+        .map(|b| b.id))
 }
 
-/// Closes or reverts a backfill.
-fn act(api: &Api, run: &mut Run, id: &str, action: &str) -> Step<()> {
-    Ok(match call(run, &api.act(id, action))? {
-        Call::Written | Call::Answered(_) => Ok(()),
+/// Closes the window's backfill under the key saved for it before the first
+/// ask. Refused, it may be closed already (the answer to an earlier close was
+/// lost, or Orb closed it at its close time): a read says, and the run goes on.
+fn close(
+    api: &Api,
+    run: &mut Run,
+    plan: &Plan,
+    windows: &mut [Window],
+    index: usize,
+    id: &str,
+) -> Step<()> {
+    let key = match windows[index].close_key.clone() {
+        Some(key) => key,
+        None => {
+            let key = match plan.dry_run {
+                true => derived_key("close", &[id.as_bytes()]),
+                false => fresh_key("close"),
+            };
+            windows[index].close_key = Some(key.clone());
+            save(run.checkpoint.as_mut(), windows)?;
+            key
+        }
+    };
+    let message = match call(run, &api.act(id, "close", &key))? {
+        Call::Written | Call::Answered(_) => return Ok(Ok(())),
+        Call::Stopped(stop) => return Ok(Err(stop)),
+        Call::Refused { message, .. } => message,
+    };
+    let backfill = match show(api, run, id)? {
+        Ok(backfill) => backfill,
+        Err(stop) => return Ok(Err(stop)),
+    };
+    if !backfill.is_open(Timestamp::now()) && backfill.is_active() {
+        run.courier.console.say(&format!(
+            "segrelay: orb backfill {id} is closed already ({}): going on",
+            backfill.status
+        ));
+        return Ok(Ok(()));
+    }
+    let message = format!(
+        "Orb refused to close backfill {id}: {message} (it is {})",
+        backfill.status
+    );
+    Ok(Err(abort(&run.courier, message)))
+}
+
+/// The backfill as Orb shows it now.
+fn show(api: &Api, run: &mut Run, id: &str) -> Step<Backfill> {
+    Ok(match call(run, &api.show(id))? {
+        Call::Answered(response) => {
+            let value = serde_json::from_slice::<Value>(&response.body).unwrap_or(Value::Null);
+            match Backfill::from_json(&value) {
+                Some(backfill) => Ok(backfill),
+                None => Err(abort(
+                    &run.courier,
+                    format!(
+                        "Orb's answer for backfill {id} is not a backfill: {}",
+                        response.body_excerpt()
+                    ),
+                )),
+            }
+        }
         Call::Refused { message, .. } => Err(abort(
             &run.courier,
-            format!("Orb refused to {action} backfill {id}: {message}"),
+            format!("cannot read backfill {id}: {message}"),
         )),
+        Call::Written => Err(Stop::Aborted("a dry run reads nothing".to_owned())),
         Call::Stopped(stop) => Err(stop),
     })
+}
+
+/// Stopped before the end: the backfills left open, and how to finish them
+/// (on standard error and in the summary's warnings).
+fn tell_open(run: &mut Run, windows: &[Window]) {
+    let how = match run.checkpoint.is_some() {
+        true => {
+            "run the same command again to go on filling it from the checkpoint, or finish it by hand"
+        }
+        false => "finish it by hand (without --checkpoint, the same command again starts over)",
+    };
+    for (index, window) in windows.iter().enumerate() {
+        let Some(id) = window
+            .id
+            .as_deref()
+            .filter(|_| !window.recent && !window.closed)
+        else {
+            continue;
+        };
+        let closes = window.close_time.map_or_else(String::new, |t| {
+            format!("; Orb closes it by itself at {}", utc_millis_text(t))
+        });
+        run.report.warn(format!(
+            "orb backfill {id} for {} was left open: {how}: `segrelay orb backfills close {id}` keeps the events it holds, `segrelay orb backfills revert {id} --yes` drops them{closes}",
+            overlap::label(windows, index)
+        ));
+    }
 }
 
 fn wait_reflected(api: &Api, run: &mut Run, plan: &Plan, id: &str) -> Step<()> {
@@ -460,123 +582,6 @@ fn abort(courier: &Courier, message: String) -> Stop {
 fn json_field(body: &[u8], key: &str) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
     value.get(key)?.as_str().map(str::to_owned)
-}
-
-/// A revert removes billed events: asked on a terminal, refused without one unless `--yes`.
-fn confirm_revert(id: &str) -> Result<(), SettingsError> {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        return Err(SettingsError(format!(
-            "reverting {id} removes its events from Orb: pass --yes to confirm (standard input is not a terminal)"
-        )));
-    }
-    crate::console::stderr_text(&format!(
-        "Revert backfill {id}? Orb removes its events. [y/N] "
-    ));
-    let mut reply = String::new();
-    std::io::stdin()
-        .read_line(&mut reply)
-        .map_err(|e| SettingsError(format!("cannot read the answer: {e}")))?;
-    match reply.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => Err(SettingsError(format!("{id} not reverted"))),
-    }
-}
-
-/// `segrelay orb backfills ...`: the backfill endpoints by hand.
-pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
-    let BackfillsConfig {
-        target,
-        timeout,
-        action,
-    } = config;
-    if let BackfillAction::Revert { id, yes: false } = &action {
-        confirm_revert(id)?;
-    }
-    let api = target.destination.orb_api().expect("backfills are Orb's");
-    let courier = Courier::new(
-        target.destination.clone(),
-        target.secret(),
-        RetryPolicy::for_kind(target.destination.kind(), 3, Duration::from_secs(30)),
-        Throttle::new(None, None),
-        Console::new(Verbosity::Normal, None),
-    );
-    let mut transport = HttpSender::new(timeout, 1);
-    let mut delivered = Delivered::default();
-    let mut out = std::io::stdout().lock();
-    let mut answer = |request: Request| -> anyhow::Result<Option<Value>> {
-        match courier.call(&mut transport, &request, &mut delivered)? {
-            Call::Answered(response) => Ok(Some(
-                serde_json::from_slice(&response.body).unwrap_or(Value::Null),
-            )),
-            Call::Refused { message, .. } => {
-                crate::console::stderr_line(&format!(
-                    "segrelay: Orb refused: {}",
-                    crate::console::escape_controls(&message)
-                ));
-                Ok(None)
-            }
-            Call::Written | Call::Stopped(_) => Ok(None),
-        }
-    };
-    let single = match &action {
-        BackfillAction::List { json } => {
-            let mut cursor: Option<String> = None;
-            let mut rows = Vec::new();
-            for _ in 0..1000 {
-                let Some(page) = answer(api.list(cursor.as_deref()))? else {
-                    return Ok(status_after(&courier));
-                };
-                rows.extend(page["data"].as_array().cloned().unwrap_or_default());
-                match page["pagination_metadata"]["next_cursor"].as_str() {
-                    Some(next) if page["pagination_metadata"]["has_more"] == true => {
-                        cursor = Some(next.to_owned())
-                    }
-                    _ => break,
-                }
-            }
-            for row in &rows {
-                if *json {
-                    writeln!(out, "{row}")?;
-                } else {
-                    let text = |k: &str| row[k].as_str().unwrap_or("-").to_owned();
-                    writeln!(
-                        out,
-                        "{:<24} {:<14} {} to {}  events: {}  replace: {}",
-                        text("id"),
-                        text("status"),
-                        text("timeframe_start"),
-                        text("timeframe_end"),
-                        row["events_ingested"],
-                        row["replace_existing_events"]
-                    )?;
-                }
-            }
-            return Ok(status_after(&courier));
-        }
-        BackfillAction::Show { id } => answer(api.show(id))?,
-        BackfillAction::Close { id } => answer(api.act(id, "close"))?,
-        BackfillAction::Revert { id, .. } => answer(api.act(id, "revert"))?,
-    };
-    match single {
-        Some(value) => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
-            Ok(status_after(&courier))
-        }
-        None => Ok(if courier.aborted().is_some() {
-            Status::Aborted
-        } else {
-            Status::Problems
-        }),
-    }
-}
-
-fn status_after(courier: &Courier) -> Status {
-    if courier.aborted().is_some() {
-        Status::Aborted
-    } else {
-        Status::Clean
-    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,17 @@ pub(crate) struct Window {
     pub id: Option<String>,
     pub closed: bool,
     pub reflected: bool,
+    /// The idempotency key of the backfill's creation, saved before it is
+    /// first asked for: asked again with it, Orb answers with the backfill it
+    /// created rather than creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_key: Option<String>,
+    /// The close time that creation sends, so that asking again repeats it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_time: Option<Timestamp>,
+    /// The idempotency key of the backfill's close, saved likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_key: Option<String>,
     /// The events within the grace period: sent through ordinary ingest, not
     /// a backfill.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -305,6 +305,14 @@ pub struct SendArgs {
     #[arg(long, requires = "orb_backfill", help_heading = "Orb backfills")]
     pub orb_replace_existing: bool,
 
+    /// Orb: create backfills even over windows that earlier backfills (not
+    /// reverted) already cover, keeping their events. Risky: Orb dedupes
+    /// idempotency keys only within its grace period, so an event both hold
+    /// may be counted twice. Without it (or --orb-replace-existing) such a run
+    /// is refused
+    #[arg(long, requires = "orb_backfill", help_heading = "Orb backfills")]
+    pub orb_allow_overlap: bool,
+
     /// Orb: do not close each backfill once filled; Orb then closes it by itself
     /// at its close time (see --orb-close-after), and reflects it
     #[arg(

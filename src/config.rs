@@ -199,6 +199,7 @@ impl RunConfig {
                 Some(Plan {
                     window_days: args.orb_backfill_window,
                     replace_existing: args.orb_replace_existing,
+                    allow_overlap: args.orb_allow_overlap,
                     close: !args.orb_no_close,
                     close_after: args.orb_close_after,
                     wait: args.orb_wait,
@@ -477,6 +478,8 @@ fn read_options(
 pub(crate) struct Plan {
     pub window_days: u32,
     pub replace_existing: bool,
+    /// Create backfills over windows that earlier backfills already cover.
+    pub allow_overlap: bool,
     pub close: bool,
     /// Each backfill's `close_time` is its creation plus this: Orb closes it
     /// then by itself, whether segrelay closed it or not.

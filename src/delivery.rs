@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::console::{Console, Verbosity};
-use crate::destination::{
-    Destination, Payload, Request, Response, Stream, Verdict, common_verdict,
-};
+use crate::destination::{Destination, Payload, Request, Response, Stream, Verdict};
 use crate::event::Origin;
 use crate::interrupt;
 use crate::reason::Reason;
@@ -218,6 +216,7 @@ impl Courier {
         {
             request.url.push_str(query);
         }
+        self.destination.finish_request(&mut request);
         let judge = |response: &Response| self.destination.verdict(response, &keys);
         self.exchange(transport, &request, &origins, &judge, delivered)
     }
@@ -242,8 +241,7 @@ impl Courier {
         origins: &[&Origin],
         delivered: &mut Delivered,
     ) -> anyhow::Result<Call> {
-        let kind = self.destination.kind();
-        let judge = |response: &Response| common_verdict(kind, response);
+        let judge = |response: &Response| self.destination.call_verdict(response);
         let (verdict, response) =
             match self.exchange(transport, request, origins, &judge, delivered)? {
                 Exchanged::Judged(verdict, response) => (verdict, response),

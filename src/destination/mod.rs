@@ -111,9 +111,21 @@ pub trait Destination: Send + Sync {
     /// The request for a batch of records of one stream, in order.
     fn request(&self, stream: Stream, records: &[&str]) -> Request;
 
+    /// The last touch to a batch's request, once its URL is whole (Orb: an
+    /// idempotency key from what it sends, where).
+    fn finish_request(&self, request: &mut Request) {
+        let _ = request;
+    }
+
     /// What an answer means for the batch that was sent (`keys` in request order).
     fn verdict(&self, response: &Response, keys: &[&str]) -> Verdict {
         let _ = keys;
+        common_verdict(self.kind(), response)
+    }
+
+    /// What an answer means for a single request that carries no batch (a
+    /// lookup, a backfill's creation or close).
+    fn call_verdict(&self, response: &Response) -> Verdict {
         common_verdict(self.kind(), response)
     }
 

@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
 
 use super::{
     Common, Destination, Header, IngestWindow, Kind, Payload, Request, Response, Stream,
@@ -339,6 +340,17 @@ impl Destination for Orb {
         }
     }
 
+    fn call_verdict(&self, response: &Response) -> Verdict {
+        if response.status == 409 {
+            // The same idempotency key in flight or reused: Orb says to retry.
+            return Verdict::Retry {
+                after: None,
+                message: format!("409: {}", response.body_excerpt()),
+            };
+        }
+        common_verdict(Kind::Orb, response)
+    }
+
     fn request(&self, _stream: Stream, records: &[&str]) -> Request {
         let array = super::json_array(records, 11);
         let mut body = Vec::with_capacity(array.len() + 11);
@@ -346,6 +358,19 @@ impl Destination for Orb {
         body.extend_from_slice(&array);
         body.push(b'}');
         self.api.request("POST", "/ingest", body)
+    }
+
+    /// An ingest request's idempotency key comes from what it sends, where:
+    /// every retry, and a later run sending the same batch to the same place
+    /// (ordinary ingest or one backfill), carries the same key, and Orb answers
+    /// it as it answered the first.
+    fn finish_request(&self, request: &mut Request) {
+        let (_, target) = request.host_and_target();
+        let key = derived_key(
+            "ingest",
+            &[request.method.as_bytes(), target.as_bytes(), &request.body],
+        );
+        request.headers.push(Header::plain(IDEMPOTENCY_HEADER, key));
     }
 }
 
@@ -403,6 +428,93 @@ fn named_failures(body: &Value) -> Option<Vec<(String, String)>> {
     Some(failed)
 }
 
+/// Orb replays its first answer to a POST that repeats this header's value
+/// (for 48 hours), instead of doing it again.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// `segrelay-KIND-` and the first 32 hex digits of the SHA-256 of `parts`,
+/// each but the last followed by a newline: the same parts make the same key
+/// (Orb takes at most 64 characters). Only the last part may hold a newline.
+pub fn derived_key(kind: &str, parts: &[&[u8]]) -> String {
+    let mut hash = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hash.update(b"\n");
+        }
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("segrelay-{kind}-{hex}")
+}
+
+/// A key made once for one call (kept by the caller to repeat the call).
+pub fn fresh_key(kind: &str) -> String {
+    format!("segrelay-{kind}-{:032x}", fastrand::u128(..))
+}
+
+/// A backfill as Orb shows it (`GET /events/backfills[/ID]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backfill {
+    pub id: String,
+    pub status: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// In the future: when Orb closes it by itself; in the past: when it closed.
+    pub close_time: Option<Timestamp>,
+    pub replace_existing_events: bool,
+    /// None when Orb's answer does not say.
+    pub events_ingested: Option<u64>,
+    /// The one customer it is scoped to (`customer_id` or
+    /// `external_customer_id`), or None for every customer.
+    pub customer: Option<String>,
+    /// Orb's filter of the events it deprecates, when it has one.
+    pub deprecation_filter: Option<String>,
+}
+
+impl Backfill {
+    /// None for an object without an id or a timeframe.
+    pub fn from_json(value: &Value) -> Option<Backfill> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        let time = |key: &str| text(key).and_then(|t| t.parse::<Timestamp>().ok());
+        Some(Backfill {
+            id: text("id")?,
+            status: text("status").unwrap_or_default(),
+            start: time("timeframe_start")?,
+            end: time("timeframe_end")?,
+            close_time: time("close_time"),
+            replace_existing_events: value["replace_existing_events"] == true,
+            events_ingested: value["events_ingested"].as_u64(),
+            customer: text("external_customer_id").or_else(|| text("customer_id")),
+            deprecation_filter: text("deprecation_filter"),
+        })
+    }
+
+    /// Whether its events count (or will once reflected): not reverted nor
+    /// being reverted. An unknown status counts.
+    pub fn is_active(&self) -> bool {
+        !matches!(self.status.as_str(), "reverted" | "pending_revert")
+    }
+
+    /// Whether it takes events still: pending, and its close time not past.
+    /// Orb's reference lists no status between a close and `reflected`, and
+    /// says a close time in the past is when it closed.
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        self.status == "pending" && self.close_time.is_none_or(|t| t > now)
+    }
+
+    /// Whether, closed, it changed the events of its timeframe: it held some,
+    /// or replaced them (with none, maybe). Unknown counts.
+    pub fn changed_events(&self) -> bool {
+        self.replace_existing_events || self.events_ingested != Some(0)
+    }
+
+    /// Whether its timeframe shares time with [start, end) (ends are exclusive).
+    pub fn overlaps(&self, start: Timestamp, end: Timestamp) -> bool {
+        self.start < end && start < self.end
+    }
+}
+
 /// Orb's endpoint and the destination's key, and the requests besides
 /// ingest: backfills (which let events older than the grace period in, one
 /// time window at a time) and the event search `verify` uses.
@@ -428,13 +540,15 @@ impl Api {
 
     /// `replace_existing_events` is always sent: true replaces every event of
     /// the window. So is `close_time`, when Orb closes the backfill by itself
-    /// (without it, one day after its creation).
+    /// (without it, one day after its creation). The same key and body again
+    /// get the answer to the first (the backfill it created).
     pub fn create(
         &self,
         start: &str,
         end: &str,
         replace_existing_events: bool,
         close_time: &str,
+        key: &str,
     ) -> Request {
         let body = serde_json::json!({
             "timeframe_start": start,
@@ -442,12 +556,15 @@ impl Api {
             "replace_existing_events": replace_existing_events,
             "close_time": close_time,
         });
-        self.request("POST", "/events/backfills", body.to_string().into_bytes())
+        let request = self.request("POST", "/events/backfills", body.to_string().into_bytes());
+        with_key(request, key)
     }
 
-    /// `POST /events/search` with a query (at most 500 `event_ids`).
+    /// `POST /events/search` with a query (at most 500 `event_ids`). A fresh
+    /// key each time: a replayed answer would show the events as they were.
     pub fn search(&self, query: &Value) -> Request {
-        self.request("POST", "/events/search", query.to_string().into_bytes())
+        let request = self.request("POST", "/events/search", query.to_string().into_bytes());
+        with_key(request, &fresh_key("search"))
     }
 
     pub fn show(&self, id: &str) -> Request {
@@ -472,20 +589,72 @@ impl Api {
         format!("?backfill_id={}", encoded(id))
     }
 
-    /// `close` or `revert`.
-    pub fn act(&self, id: &str, action: &str) -> Request {
-        self.request(
-            "POST",
-            &format!("/events/backfills/{}/{action}", encoded(id)),
-            Vec::new(),
-        )
+    /// `close` or `revert`, under a key the caller keeps to repeat it.
+    pub fn act(&self, id: &str, action: &str, key: &str) -> Request {
+        let path = format!("/events/backfills/{}/{action}", encoded(id));
+        with_key(self.request("POST", &path, Vec::new()), key)
     }
+}
+
+/// The request, carrying an idempotency key.
+fn with_key(mut request: Request, key: &str) -> Request {
+    request.headers.push(Header::plain(IDEMPOTENCY_HEADER, key));
+    request
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_derived_key_is_the_sha256_of_its_parts_by_lines() {
+        // printf 'POST\n/v1/ingest\n{"events":[]}' | sha256sum
+        assert_eq!(
+            derived_key("ingest", &[b"POST", b"/v1/ingest", b"{\"events\":[]}"]),
+            "segrelay-ingest-e3c1ab081c1fdd47e37da968e90c168b"
+        );
+        assert!(fresh_key("close").len() <= 64);
+        assert_ne!(fresh_key("close"), fresh_key("close"));
+    }
+
+    #[test]
+    fn a_backfill_is_read_as_orb_shows_it() {
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        let shown = json!({"id": "bf_1", "status": "pending", "timeframe_start": "2026-01-01T00:00:00Z",
+            "timeframe_end": "2026-01-02T00:00:00Z", "close_time": "2026-05-01T00:00:00Z",
+            "events_ingested": 0, "replace_existing_events": false, "customer_id": null,
+            "deprecation_filter": null});
+        let backfill = Backfill::from_json(&shown).unwrap();
+        assert_eq!(
+            (backfill.customer.as_deref(), backfill.events_ingested),
+            (None, Some(0))
+        );
+        // Pending past its close time: closed, being reflected (Orb lists no status for that).
+        assert!(!backfill.is_open(now));
+        assert!(backfill.is_open(at("2026-04-01T00:00:00Z")));
+        assert!(backfill.is_active() && !backfill.changed_events());
+        assert!(backfill.overlaps(at("2026-01-01T23:00:00Z"), at("2026-01-03T00:00:00Z")));
+        assert!(!backfill.overlaps(at("2026-01-02T00:00:00Z"), at("2026-01-03T00:00:00Z")));
+
+        let mut scoped = shown.clone();
+        scoped["external_customer_id"] = json!("c1");
+        scoped["status"] = json!("pending_revert");
+        scoped["replace_existing_events"] = json!(true);
+        let scoped = Backfill::from_json(&scoped).unwrap();
+        assert_eq!(scoped.customer.as_deref(), Some("c1"));
+        assert!(!scoped.is_active() && scoped.changed_events());
+        let mut unknown = shown.clone();
+        unknown["status"] = json!("something_new");
+        unknown.as_object_mut().unwrap().remove("events_ingested");
+        let unknown = Backfill::from_json(&unknown).unwrap();
+        assert!(
+            unknown.is_active() && unknown.changed_events(),
+            "unknown counts"
+        );
+        assert_eq!(Backfill::from_json(&json!({"id": "bf_2"})), None);
+    }
 
     #[test]
     fn reads_both_failure_shapes() {

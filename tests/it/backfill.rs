@@ -12,10 +12,10 @@ use crate::support::job::{Job, KEY_VAR};
 use crate::support::server;
 use crate::support::server::{Api, TestServer};
 
-const KEY: &str = "sk_test_backfill_key_77";
+pub(crate) const KEY: &str = "sk_test_backfill_key_77";
 
 /// Events every 6 hours from `start` for `days` days: far older than the grace period.
-fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)>) {
+pub(crate) fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)>) {
     let start: Timestamp = start.parse().unwrap();
     let mut text = String::new();
     let mut keys = Vec::new();
@@ -37,7 +37,7 @@ fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)>) {
 }
 
 /// How the backfill tests make and run a job.
-trait BackfillJob {
+pub(crate) trait BackfillJob {
     fn orb(server: &TestServer, text: &str) -> Self;
     fn command(&self, args: &[&str]) -> std::process::Command;
     fn send(&self, extra: &[&str]) -> Output;
@@ -91,11 +91,11 @@ impl BackfillJob for Job {
     }
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn time(value: &Value) -> Timestamp {
+pub(crate) fn time(value: &Value) -> Timestamp {
     value.as_str().unwrap().parse().unwrap()
 }
 
@@ -397,7 +397,7 @@ fn event_at(key: &str, hours_ago: i64) -> (String, Timestamp) {
     (format!("{event}\n"), at)
 }
 
-fn requests(server: &TestServer) -> Vec<String> {
+pub(crate) fn requests(server: &TestServer) -> Vec<String> {
     server
         .received()
         .iter()
@@ -451,11 +451,13 @@ fn recent_events_go_through_plain_ingest_and_future_ones_are_rejected() {
             "a window reaches into the grace period: {backfill}"
         );
     }
-    // The recent events go first, while they are still within the grace period.
+    // The recent events go first, while they are still within the grace period: only the
+    // list of Orb's backfills (the overlap check) comes before them.
     let paths = requests(&server);
-    assert_eq!(paths[0], "POST /v1/ingest", "{paths:#?}");
+    assert_eq!(paths[0], "GET /v1/events/backfills?limit=100", "{paths:#?}");
+    assert_eq!(paths[1], "POST /v1/ingest", "{paths:#?}");
     assert!(
-        paths[1..].iter().all(|p| p != "POST /v1/ingest"),
+        paths[2..].iter().all(|p| p != "POST /v1/ingest"),
         "{paths:#?}"
     );
 
@@ -551,8 +553,9 @@ fn a_resumed_backfill_sends_recent_events_once_and_rejects_future_ones_once() {
         text.push_str(&event_at(key, hours_ago).0);
     }
     let job = Job::orb(&server, &text);
-    // The plain ingest of the recent events, the first backfill's creation, then its events: refused.
-    server.fault_on_request(3, server::Fault::Status(500, String::new()));
+    // The list of backfills, the plain ingest of the recent events, the first backfill's
+    // creation, then its events: refused.
+    server.fault_on_request(4, server::Fault::Status(500, String::new()));
     let checkpoint = job.path("checkpoint.json");
     let checkpoint = checkpoint.to_str().unwrap();
     let args = ["--max-retries", "0", "--checkpoint", checkpoint];

@@ -74,6 +74,7 @@ external_customer_id_field = "userId"
     assert!(out.stdout.ends_with('\n'));
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "one line per request");
+    let mut request_keys = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let request: Value = serde_json::from_str(line).unwrap();
         let keys: Vec<&str> = request
@@ -96,8 +97,21 @@ external_customer_id_field = "userId"
         );
         assert_eq!(request["method"], json!("POST"));
         assert_eq!(request["url"], json!("https://api.withorb.com/v1/ingest"));
+        let mut headers = normalise_headers(&request)["headers"].clone();
+        // Orb's idempotency key for the request, from what it sends.
+        let key = headers
+            .as_object_mut()
+            .unwrap()
+            .remove("idempotency-key")
+            .unwrap_or_else(|| panic!("no idempotency-key: {line}"));
+        assert!(
+            key.as_str().unwrap().starts_with("segrelay-ingest-")
+                && key.as_str().unwrap().len() == 48,
+            "{key}"
+        );
+        request_keys.push(key);
         assert_json_eq(
-            &normalise_headers(&request)["headers"],
+            &headers,
             &json!({"authorization": "Bearer ***", "content-type": "application/json"}),
             Compare::default(),
             "Orb headers",
@@ -112,6 +126,7 @@ external_customer_id_field = "userId"
             "{line}"
         );
     }
+    assert_ne!(request_keys[0], request_keys[1], "two requests, two keys");
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod support;
 
 mod accounting;
 mod backfill;
+mod backfill_rerun;
 mod cli;
 mod faults;
 mod fuzz;

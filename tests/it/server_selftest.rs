@@ -881,6 +881,18 @@ fn orb_call(server: &TestServer, method: &str, path: &str, body: &Value) -> (u16
     (answer.status, answer.json())
 }
 
+/// An Orb POST carrying `Idempotency-Key: key`; None when the connection closed unanswered.
+fn orb_keyed(server: &TestServer, path: &str, body: &Value, key: &str) -> Option<Answer> {
+    let auth = format!("Bearer {KEY}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", key),
+    ];
+    let url = format!("{}{path}", server.endpoint());
+    call(&agent(), "POST", &url, &headers, &body.to_string()).ok()
+}
+
 fn backfill_body(start: &str, end: &str) -> Value {
     json!({"timeframe_start": start, "timeframe_end": end, "replace_existing_events": false})
 }
@@ -954,6 +966,100 @@ fn assert_rfc7807(status: u16, body: &Value, expected: u16) {
         body["title"].is_string() && body["detail"].is_string(),
         "{body}"
     );
+}
+
+fn assert_constraint_violation(status: u16, body: &Value) {
+    assert_rfc7807(status, body, 400);
+    assert_eq!(
+        body["type"],
+        "https://docs.withorb.com/reference/error-responses#400-constraint-violation"
+    );
+}
+
+/// Guards Orb's `Idempotency-Key` (replay of the kept answer, 409 for a key reused elsewhere,
+/// forgetting after 48 hours) and the faults `HandleThenClose`, `Stall` and `fault_on_next`.
+#[test]
+fn orb_idempotency_key_replays_the_first_answer() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let create = backfill_body("2021-01-01T00:00:00Z", "2021-01-02T00:00:00Z");
+    // Created, but the answer is lost: the same key again gets the same backfill.
+    server.fault_on_next("POST", "/events/backfills", Fault::HandleThenClose);
+    assert!(orb_keyed(&server, "/events/backfills", &create, "k-create").is_none());
+    assert_eq!(server.orb_backfills().len(), 1);
+    let again = orb_keyed(&server, "/events/backfills", &create, "k-create").unwrap();
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("idempotency-key"), Some("k-create"));
+    assert_eq!(again.json()["id"], "bf_1");
+    assert_eq!(server.orb_backfills().len(), 1, "not created twice");
+    let received = server.received();
+    assert_eq!(
+        (
+            received[0].status,
+            received[0].replayed,
+            received[1].replayed
+        ),
+        (0, false, true)
+    );
+
+    let close_path = "/events/backfills/bf_1/close";
+    let closed = orb_keyed(&server, close_path, &Value::Null, "k-close").unwrap();
+    assert_eq!(
+        (closed.status, closed.header("idempotent-replayed")),
+        (200, None)
+    );
+    assert_eq!(closed.header("idempotency-key"), Some("k-close"));
+    let replayed = orb_keyed(&server, close_path, &Value::Null, "k-close").unwrap();
+    assert_eq!((replayed.status, replayed.body), (200, closed.body));
+    // Without the key, or with another, a closed backfill cannot be closed again.
+    let (status, body) = orb_call(&server, "POST", close_path, &json!({}));
+    assert_constraint_violation(status, &body);
+    let other = orb_keyed(&server, close_path, &Value::Null, "k-other").unwrap();
+    assert_constraint_violation(other.status, &other.json());
+    // A key reused for another request: 409.
+    let reused = orb_keyed(
+        &server,
+        "/events/backfills/bf_1/revert",
+        &Value::Null,
+        "k-close",
+    );
+    assert_rfc7807(
+        reused.as_ref().unwrap().status,
+        &reused.unwrap().json(),
+        409,
+    );
+    // After Orb's 48 hours, the key is handled anew.
+    server.orb_forget_idempotency_keys();
+    let late = orb_keyed(&server, close_path, &Value::Null, "k-close").unwrap();
+    assert_constraint_violation(late.status, &late.json());
+    let too_long = "k".repeat(65);
+    assert_eq!(
+        orb_keyed(&server, close_path, &Value::Null, &too_long)
+            .unwrap()
+            .status,
+        400
+    );
+
+    // Stall: carried out at once, answered later.
+    server.fault_on_next("POST", "/revert", Fault::Stall(Duration::from_millis(400)));
+    std::thread::scope(|scope| {
+        let revert = scope.spawn(|| {
+            orb_keyed(
+                &server,
+                "/events/backfills/bf_1/revert",
+                &Value::Null,
+                "k-r",
+            )
+            .unwrap()
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.orb_backfills()[0]["status"] != "reverted" {
+            assert!(Instant::now() < deadline, "never reverted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!revert.is_finished(), "answered before the stall ended");
+        assert_eq!(revert.join().unwrap().status, 200);
+    });
 }
 
 /// Guards backfill creation: Orb's limits and its refusal of overlapping backfills, which the
@@ -1045,7 +1151,7 @@ fn orb_backfill_create_validation_and_overlap() {
     // Exactly 31 days is fine (2019-01-01 to 2019-02-01).
     create_backfill(&server, "2019-01-01T00:00:00Z", "2019-02-01T00:00:00Z");
 
-    // Overlap with a pending backfill (whatever its customer): 409 naming it.
+    // Overlap with a pending backfill (whatever its customer): 400 constraint violation naming it.
     for (start, end) in [
         ("2021-04-30T00:00:00Z", "2021-05-05T00:00:00Z"),
         ("2021-03-25T00:00:00Z", "2021-04-01T00:00:00.001Z"),
@@ -1057,7 +1163,7 @@ fn orb_backfill_create_validation_and_overlap() {
             "/events/backfills",
             &backfill_body(start, end),
         );
-        assert_rfc7807(status, &answer, 409);
+        assert_constraint_violation(status, &answer);
         assert!(answer["detail"].as_str().unwrap().contains(id), "{answer}");
     }
     // End is exclusive: touching timeframes do not overlap.
@@ -1218,7 +1324,7 @@ fn orb_backfill_close_then_reflected_after_polls() {
     assert_eq!((status, body["status"].as_str()), (200, Some("reflected")));
     assert_eq!(status_of(&server, &a), "reflected");
     let (status, body) = close(&a);
-    assert_rfc7807(status, &body, 409);
+    assert_constraint_violation(status, &body);
 
     // Two polls show "reflecting", the third "reflected"; orb_backfills() does not poll.
     server.orb_backfill_reflect_after_polls(2);
@@ -1233,11 +1339,11 @@ fn orb_backfill_close_then_reflected_after_polls() {
     assert_eq!(page["data"][1]["status"], "reflecting");
     assert_eq!(status_of(&server, &b), "reflected");
     assert_eq!(status_of(&server, &b), "reflected");
-    // Closing a reflecting or reflected backfill: 409.
+    // Closing a reflecting or reflected backfill: 400 constraint violation.
     let c = create_backfill(&server, "2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z");
     close(&c);
-    assert_eq!(close(&c).0, 409);
-    assert_eq!(close(&b).0, 409);
+    assert_eq!(close(&c).0, 400);
+    assert_eq!(close(&b).0, 400);
     // Unknown: 404.
     assert_eq!(close("bf_nope").0, 404);
 
@@ -1307,7 +1413,7 @@ fn orb_backfill_revert_removes_its_events() {
     assert_eq!(server.backfill_of("b1"), None);
     assert_eq!(status_of(&server, &bf), "pending_revert");
     assert_eq!(status_of(&server, &bf), "reverted");
-    assert_eq!(revert(&bf).0, 409);
+    assert_eq!(revert(&bf).0, 400);
     // The history stays: events_ingested and deliveries are unchanged.
     assert_eq!(server.orb_backfills()[0]["events_ingested"], 2);
     assert_eq!(

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
+mod idempotency;
+
 /// The `KABLE-CLIENT-ID` a Kable test server expects.
 pub const KABLE_CLIENT_ID: &str = "kci_test";
 /// Orb's documented maximum number of events per ingest request.
@@ -82,6 +84,12 @@ pub enum Fault {
     Delay(Duration),
     /// Read the request, then close the connection without any answer.
     Close,
+    /// Handle the request (its effects are in place, and Orb keeps the answer for its
+    /// idempotency key), then close the connection without answering: an answer lost on its way.
+    HandleThenClose,
+    /// Handle the request, then wait this long before answering (its effects are in place while
+    /// the client waits, e.g. for a test to stop the client in between).
+    Stall(Duration),
     /// Answer this status with this body as `Content-Type: text/html; charset=utf-8`, as a proxy
     /// or a captive portal would (nothing is ingested).
     Html(u16, String),
@@ -111,7 +119,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The body, after chunked and gzip decoding.
     pub body: Vec<u8>,
-    /// The status answered; 0 for [`Fault::Close`] (and while the answer is still pending).
+    /// The status answered; 0 for [`Fault::Close`] and [`Fault::HandleThenClose`] (and while the
+    /// answer is still pending).
     pub status: u16,
     /// When the request arrived (was fully read), on the server's clock: a counter shared with
     /// `handled_seq` and increased by every arrival and every end of handling.
@@ -119,6 +128,9 @@ pub struct Received {
     /// When handling ended (the request's effects, such as a created customer, are in place), on
     /// the same clock as `arrived_seq`; 0 while pending and for [`Fault::Close`].
     pub handled_seq: u64,
+    /// Orb: answered with the kept answer to an earlier request with the same `Idempotency-Key`
+    /// (`Idempotent-Replayed: true`), without handling it again.
+    pub replayed: bool,
 }
 
 impl Received {
@@ -170,6 +182,10 @@ struct State {
     requests: usize,
     faults: VecDeque<Fault>,
     faults_at: HashMap<usize, Fault>,
+    /// Faults for the next request of this method whose path ends so, each taken once.
+    faults_for: Vec<(String, String, Fault)>,
+    /// Orb: answers kept by `Idempotency-Key`.
+    idempotency: idempotency::Store,
     latency: Duration,
     poison: HashSet<String>,
     orb_reject: HashSet<String>,
@@ -234,6 +250,8 @@ impl TestServer {
                 requests: 0,
                 faults: VecDeque::new(),
                 faults_at: HashMap::new(),
+                faults_for: Vec::new(),
+                idempotency: idempotency::Store::default(),
                 latency: Duration::ZERO,
                 poison: HashSet::new(),
                 orb_reject: HashSet::new(),
@@ -295,6 +313,22 @@ impl TestServer {
     /// The n-th request (1-based, counted over the server's life) gets this fault.
     pub fn fault_on_request(&self, n: usize, fault: Fault) {
         self.shared.lock().faults_at.insert(n, fault);
+    }
+
+    /// The next request with this method whose path ends with `path_end` (such as `/close`) gets
+    /// this fault; a fault from [`TestServer::fault_on_request`] for the same request comes first.
+    /// Calls add up, each taken by one request, in order.
+    pub fn fault_on_next(&self, method: &str, path_end: &str, fault: Fault) {
+        self.shared
+            .lock()
+            .faults_for
+            .push((method.to_string(), path_end.to_string(), fault));
+    }
+
+    /// Orb: forget every kept answer, as when Orb's 48 hours for an `Idempotency-Key` have passed:
+    /// a repeated key is handled anew.
+    pub fn orb_forget_idempotency_keys(&self) {
+        self.shared.lock().idempotency.forget();
     }
 
     /// Added to every answer (after the request is handled, before the answer is written).
@@ -551,6 +585,7 @@ impl Request {
     }
 }
 
+#[derive(Clone)]
 struct Response {
     status: u16,
     headers: Vec<(String, String)>,
@@ -615,7 +650,14 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
             let mut st = shared.lock();
             st.requests += 1;
             let n = st.requests;
-            let fault = st.faults_at.remove(&n).or_else(|| st.faults.pop_front());
+            let targeted = st.faults_for.iter().position(|(method, path_end, _)| {
+                *method == request.method && request.path.ends_with(path_end.as_str())
+            });
+            let fault = st
+                .faults_at
+                .remove(&n)
+                .or_else(|| targeted.map(|i| st.faults_for.remove(i).2))
+                .or_else(|| st.faults.pop_front());
             st.clock += 1;
             let arrived_seq = st.clock;
             st.received.push(Received {
@@ -627,9 +669,12 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
                 status: 0,
                 arrived_seq,
                 handled_seq: 0,
+                replayed: false,
             });
             (n, fault, st.latency)
         };
+        let mut stall = Duration::ZERO;
+        let mut answered = true;
         let response = match fault {
             Some(Fault::Close) => {
                 thread::sleep(latency);
@@ -637,7 +682,15 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
             }
             Some(Fault::Delay(d)) => {
                 thread::sleep(d);
-                handle(shared, &request)
+                handle_keyed(shared, &request)
+            }
+            Some(Fault::HandleThenClose) => {
+                answered = false;
+                handle_keyed(shared, &request)
+            }
+            Some(Fault::Stall(d)) => {
+                stall = d;
+                handle_keyed(shared, &request)
             }
             Some(Fault::Status(code, body)) => fault_response(shared.api, code, &body),
             Some(Fault::RetryAfter(code, value)) => {
@@ -652,18 +705,25 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
             Some(Fault::Redirect(code, location)) => {
                 Response::empty(code).with_header("Location", &location)
             }
-            None => handle(shared, &request),
+            None => handle_keyed(shared, &request),
         };
         {
             let mut st = shared.lock();
             st.clock += 1;
             let handled_seq = st.clock;
             if let Some(r) = st.received.get_mut(n - 1) {
-                r.status = response.status;
+                r.status = if answered { response.status } else { 0 };
                 r.handled_seq = handled_seq;
+                r.replayed = response
+                    .headers
+                    .iter()
+                    .any(|(k, v)| k == "Idempotent-Replayed" && v == "true");
             }
         }
-        thread::sleep(latency);
+        if !answered {
+            break;
+        }
+        thread::sleep(latency + stall);
         let keep_alive = request.keep_alive && !shared.stopped();
         if write_response(&mut writer, shared.api, n, &response, keep_alive).is_err() || !keep_alive
         {
@@ -960,6 +1020,19 @@ fn error_response(api: Api, status: u16, detail: &str) -> Response {
     }
 }
 
+/// Orb's 400 for a request the state of things does not allow.
+fn orb_constraint_violation(detail: &str) -> Response {
+    Response::json(
+        400,
+        &json!({
+            "status": 400,
+            "type": "https://docs.withorb.com/reference/error-responses#400-constraint-violation",
+            "title": "Constraint violation",
+            "detail": detail,
+        }),
+    )
+}
+
 fn orb_error_type(status: u16) -> (String, String) {
     let (slug, title) = match status {
         400 => ("400-request-validation-errors", "Request validation failed"),
@@ -991,6 +1064,22 @@ fn fault_response(api: Api, status: u16, body: &str) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // Handling
+
+/// Handles a request, or (Orb) answers a repeated `Idempotency-Key` from what was kept.
+fn handle_keyed(shared: &Shared, req: &Request) -> Response {
+    if shared.api != Api::Orb {
+        return handle(shared, req);
+    }
+    let arrival = shared.lock().idempotency.arrive(req);
+    match arrival {
+        idempotency::Arrival::Unkeyed => handle(shared, req),
+        idempotency::Arrival::Answer(response) => response,
+        idempotency::Arrival::Handle(key) => {
+            let response = handle(shared, req);
+            shared.lock().idempotency.finish(&key, response)
+        }
+    }
+}
 
 fn handle(shared: &Shared, req: &Request) -> Response {
     match shared.api {
@@ -1984,22 +2073,19 @@ fn orb_create_backfill(shared: &Shared, req: &Request) -> Response {
     let mut st = shared.lock();
     orb_settle_backfills(&mut st, now);
     // Only pending backfills conflict, whatever their customer scope (Orb: "must not
-    // overlap in time").
+    // overlap in time"). A refusal for the state of things is a 400 constraint violation: Orb's
+    // 409 means an idempotency conflict, which its SDKs retry.
     let overlapping = st
         .backfills
         .iter()
         .find(|b| b.status == BackfillStatus::Pending && b.start_ms < end && start < b.end_ms);
     if let Some(b) = overlapping {
-        return error_response(
-            api,
-            409,
-            &format!(
-                "the timeframe overlaps pending backfill {} ({} to {}); close it or wait until it is reflected",
-                b.id,
-                fmt_ms(b.start_ms),
-                fmt_ms(b.end_ms)
-            ),
-        );
+        return orb_constraint_violation(&format!(
+            "the timeframe overlaps pending backfill {} ({} to {}); close it or wait until it is reflected",
+            b.id,
+            fmt_ms(b.start_ms),
+            fmt_ms(b.end_ms)
+        ));
     }
     let bf = Backfill {
         id: format!("bf_{}", st.backfills.len() + 1),
@@ -2065,9 +2151,12 @@ fn orb_list_backfills(shared: &Shared, req: &Request) -> Response {
     )
 }
 
-/// `POST .../close` (only a pending backfill; 409 otherwise) and `POST .../revert` (a pending,
-/// reflecting or reflected one; 409 when already reverted or reverting). A pending backfill that
-/// is reverted goes through `pending_revert` like the others (the same poll rule).
+/// `POST .../close` (only a pending backfill) and `POST .../revert` (a pending, reflecting or
+/// reflected one); otherwise 400 constraint violation (Orb's reference lists it for both
+/// endpoints and is silent on the case; its 409 means an idempotency conflict, which its SDKs
+/// retry). A close sets `close_time` to now (Orb: "if in the past, the time at which the backfill
+/// was closed"). A pending backfill that is reverted goes through `pending_revert` like the others
+/// (the same poll rule).
 fn orb_close_or_revert(shared: &Shared, id: &str, revert: bool) -> Response {
     let now = now_ms();
     let mut st = shared.lock();
@@ -2084,15 +2173,15 @@ fn orb_close_or_revert(shared: &Shared, id: &str, revert: bool) -> Response {
     };
     if !allowed {
         let what = if revert { "reverted" } else { "closed" };
-        return error_response(
-            Api::Orb,
-            409,
-            &format!("backfill {id} is {} and cannot be {what}", status.name()),
-        );
+        return orb_constraint_violation(&format!(
+            "backfill {id} is {} and cannot be {what}",
+            status.name()
+        ));
     }
     if revert {
         revert_backfill(&mut st, i, now);
     } else {
+        st.backfills[i].close_ms = now;
         close_backfill(&mut st, i);
     }
     Response::json(200, &st.backfills[i].to_json())
