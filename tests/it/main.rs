@@ -5,6 +5,7 @@ mod support;
 
 mod accounting;
 mod backfill;
+mod checkpoint;
 mod cli;
 mod faults;
 mod fuzz;
