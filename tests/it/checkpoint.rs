@@ -46,7 +46,11 @@ fn code(output: &Output) -> i32 {
 
 /// A track event `m-{i}`, named `seat_added` when `i` is even, else `api_call`.
 fn event(i: usize) -> String {
-    let name = if i.is_multiple_of(2) { "seat_added" } else { "api_call" };
+    let name = if i.is_multiple_of(2) {
+        "seat_added"
+    } else {
+        "api_call"
+    };
     format!(
         "{}\n",
         json!({"type": "track", "event": name, "userId": "c1", "messageId": format!("m-{i}"),
@@ -365,7 +369,9 @@ fn a_resume_settles_lines_the_checkpoint_had_not_recorded_once() {
         .iter()
         .map(|r| r["_segrelay"]["line"].as_u64().unwrap())
         .collect();
-    let expected: Vec<u64> = (41..=1_000u64).filter(|l| (l - 1).is_multiple_of(3)).collect();
+    let expected: Vec<u64> = (41..=1_000u64)
+        .filter(|l| (l - 1).is_multiple_of(3))
+        .collect();
     assert_eq!(lines, expected, "each rejected line once");
     assert_eq!(
         delivered(&server),
