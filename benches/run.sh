@@ -13,6 +13,9 @@
 #     (examples/latency_server.rs), events/s against batch x concurrency / latency
 #                                                   target: >= 70%
 #   - start-up: `segrelay --help` and a one-line dry run (hyperfine, else a loop)
+#   - a checkpoint's cost: an orb send of one month (--since/--until) out of a
+#     year of events, with --checkpoint against the same send without
+#                                                   target: <= 1.1x the time
 #
 # Settings (environment):
 #   SEGRELAY_BENCH_MB             size of the large corpus (RSS rows, send inputs), MB (10^6 bytes); default 200.
@@ -24,12 +27,13 @@
 #   SEGRELAY_BENCH_CONCURRENCY    concurrency levels of the send rows; default "1 4"
 #   SEGRELAY_BENCH_ROUNDS         full batches each sending thread sends in a send row; default 40
 #   SEGRELAY_BENCH_LARGE_LATENCY_MS  the server's latency for the large send (RSS row); default 1
+#   SEGRELAY_BENCH_YEAR_MB        corpus of a year of events for the checkpoint row, MB; default 30
 #   SEGRELAY_BENCH_SEED           corpus seed; default 42
 #   SEGRELAY_BENCH_DIR            work directory (corpus, outputs); default a new temp dir, removed at the end
 #   SEGRELAY_BENCH_KEEP=1         keep the work directory
 #   SEGRELAY_BENCH_NO_BUILD=1     use the binaries already built
 #   SEGRELAY_BENCH_OUT           also write the Markdown report to this file
-#   SEGRELAY_BENCH_SKIP           space-separated sections to skip: throughput jq gzip send large startup
+#   SEGRELAY_BENCH_SKIP           space-separated sections to skip: throughput jq gzip send large checkpoint startup
 #   CARGO_TARGET_DIR              where cargo builds (binaries in $CARGO_TARGET_DIR/release)
 #
 # Peak RSS comes from /usr/bin/time -v's "Maximum resident set size" (GNU time,
@@ -49,6 +53,7 @@ LATENCY_MS=${SEGRELAY_BENCH_LATENCY_MS:-20}
 CONCURRENCY=${SEGRELAY_BENCH_CONCURRENCY:-"1 4"}
 ROUNDS=${SEGRELAY_BENCH_ROUNDS:-40}
 LARGE_LATENCY_MS=${SEGRELAY_BENCH_LARGE_LATENCY_MS:-1}
+YMB=${SEGRELAY_BENCH_YEAR_MB:-30}
 SEED=${SEGRELAY_BENCH_SEED:-42}
 SKIP=" ${SEGRELAY_BENCH_SKIP:-} "
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -187,11 +192,15 @@ dry_run() { # dry_run DEST INPUT OUTPUT: the command, in CMD
 }
 
 # ---------------------------------------------------------------- corpora
-gen() { "$BIN/examples/gen_corpus" --mb "$1" --seed "$SEED" --out "$2" 2>>"$W/gen.log"; }
+gen() { "$BIN/examples/gen_corpus" --mb "$1" --seed "$SEED" --out "$2" "${@:3}" 2>>"$W/gen.log"; }
 log "generating corpora (seed $SEED): ${TMB} MB, ${JQMB} MB, ${MB} MB"
 gen "$TMB" "$W/corpus.ndjson"
 gen "$JQMB" "$W/corpus-jq.ndjson"
 gen "$MB" "$W/corpus-large.ndjson"
+if ! skipped checkpoint; then
+    # A year of events (from 2024-05-01), for a month's filter.
+    gen "$YMB" "$W/corpus-year.ndjson" --days 365
+fi
 T_EVENTS=$(wc -l <"$W/corpus.ndjson")
 T_BYTES=$(stat -c %s "$W/corpus.ndjson")
 J_EVENTS=$(wc -l <"$W/corpus-jq.ndjson")
@@ -356,6 +365,41 @@ if ! skipped large; then
     rss=$(max_rss large-send)
     throughput_row "orb send, concurrency 4, ${LARGE_LATENCY_MS} ms, ${MB} MB (peak RSS)" large-send "$L_EVENTS" "$L_BYTES" "" "< 64 MiB" \
         "$(verdict "$rss" "<" 65536)"
+fi
+
+# ---------------------------------------------------------------- checkpoint
+# A month's filter over a year: most lines settle without a request (filtered),
+# which is where writing the checkpoint too often would show.
+if ! skipped checkpoint; then
+    log "checkpoint: ${RUNS} runs of an orb send of a month of a year (${YMB} MB), with and without --checkpoint, interleaved"
+    start_server "$LARGE_LATENCY_MS"
+    month=(--since 2024-09-01 --until 2024-10-01)
+    Y_EVENTS=$(wc -l <"$W/corpus-year.ndjson")
+    Y_BYTES=$(stat -c %s "$W/corpus-year.ndjson")
+    for ((run = 1; run <= RUNS; run++)); do
+        send orb 1 "$W/corpus-year.ndjson" "$W/out/month-plain.json" "${month[@]}"
+        measure month-plain "${CMD[@]}"
+        send orb 1 "$W/corpus-year.ndjson" "$W/out/month-checkpoint.json" "${month[@]}" \
+            --checkpoint "$W/out/month.checkpoint" --restart
+        measure month-checkpoint "${CMD[@]}"
+    done
+    # Once more, unmeasured, with -v: how often the checkpoint was written.
+    send orb 1 "$W/corpus-year.ndjson" "$W/out/month-count.json" "${month[@]}" \
+        --checkpoint "$W/out/month.checkpoint" --restart
+    verbose=()
+    for arg in "${CMD[@]}"; do
+        [[ $arg == -q ]] && arg=-v
+        verbose+=("$arg")
+    done
+    "${verbose[@]}" 2>"$W/month-verbose.log" >/dev/null || true
+    writes=$(sed -n 's/.* written \([0-9]*\) times\{0,1\} by this run.*/\1/p' "$W/month-verbose.log")
+    sent=$(summary_field "$W/out/month-checkpoint.json" sent)
+    requests=$(summary_field "$W/out/month-checkpoint.json" requests)
+    slow=$(awk -v p="$(best_time month-plain)" -v t="$(best_time month-checkpoint)" 'BEGIN { printf "%.2f", t / p }')
+    throughput_row "orb send, a month of a year (${YMB} MB), no checkpoint" month-plain "$Y_EVENTS" "$Y_BYTES" "1.00" "" ""
+    throughput_row "the same with --checkpoint" month-checkpoint "$Y_EVENTS" "$Y_BYTES" \
+        "time ${slow}x" "<= 1.10x" "$(verdict "$slow" "<=" 1.1)"
+    NOTES+=("checkpoint rows: $Y_EVENTS input lines over a year, $sent events of the month sent in $requests requests, ${LARGE_LATENCY_MS} ms latency; the checkpoint was written ${writes:-?} times in a run")
 fi
 stop_server
 

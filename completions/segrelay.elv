@@ -57,7 +57,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --max-retries 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)'
             cand --max-retry-wait 'The longest segrelay waits before one retry, whatever Retry-After asks'
             cand --concurrency 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled'
-            cand --checkpoint 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists (a dry run is simply run again)'
+            cand --checkpoint 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones (a dry run is simply run again)'
             cand --orb-backfill-window 'Orb: the longest backfill window, in days (Orb allows 31)'
             cand --orb-close-after 'Orb: each backfill''s close time, sent when it is created: Orb closes it by itself this long after its creation, closed by segrelay or not (Orb''s own default is one day)'
             cand --orb-poll-interval 'Orb: how often --orb-wait asks'

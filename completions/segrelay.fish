@@ -58,7 +58,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l timeout -d 'C
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l concurrency -d 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l checkpoint -d 'Record after every batch how far the input is settled, in PATH, and resume from it when PATH exists (a dry run is simply run again)' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l checkpoint -d 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones (a dry run is simply run again)' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill-window -d 'Orb: the longest backfill window, in days (Orb allows 31)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-close-after -d 'Orb: each backfill\'s close time, sent when it is created: Orb closes it by itself this long after its creation, closed by segrelay or not (Orb\'s own default is one day)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-poll-interval -d 'Orb: how often --orb-wait asks' -r

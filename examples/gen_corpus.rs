@@ -11,6 +11,9 @@
 //! nested objects and arrays, a `messageId` and timestamps in the ISO forms seen
 //! in real Segment data. `--mb` counts megabytes of 10^6 bytes; the file ends
 //! at the first line that reaches the size. The same seed writes the same bytes.
+//!
+//! Events start at 2024-05-01 and are about 0.2 s apart; `--days D` spreads
+//! them over about D days instead (a year of events in a small file).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -152,6 +155,8 @@ struct Gen {
     rng: fastrand::Rng,
     /// Milliseconds since the epoch of the current event; moves forward.
     clock: i64,
+    /// The clock moves by less than this many milliseconds an event.
+    step: u32,
 }
 
 impl Gen {
@@ -408,7 +413,7 @@ impl Gen {
         anonymous_only: bool,
         browser: bool,
     ) -> Vec<(&'static str, J)> {
-        self.clock += i64::from(self.rng.u32(..400));
+        self.clock += i64::from(self.rng.u32(..self.step));
         let original = self.clock;
         let sent = original + i64::from(self.rng.u32(..2000));
         let received = sent + i64::from(self.rng.u32(..800));
@@ -539,6 +544,8 @@ struct Args {
     megabytes: f64,
     seed: u64,
     out: Option<String>,
+    /// `--days`: the span the events cover.
+    days: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -546,6 +553,7 @@ fn parse_args() -> Result<Args, String> {
         megabytes: 10.0,
         seed: 42,
         out: None,
+        days: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -558,9 +566,16 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--seed: {e}"))?
             }
             "--out" | "-o" => args.out = Some(value("--out")?),
+            "--days" => {
+                args.days = Some(
+                    value("--days")?
+                        .parse()
+                        .map_err(|e| format!("--days: {e}"))?,
+                )
+            }
             "-h" | "--help" => {
                 return Err(
-                    "usage: gen_corpus [--mb N (10)] [--seed S (42)] [--out PATH (stdout)]".into(),
+                    "usage: gen_corpus [--mb N (10)] [--seed S (42)] [--days D] [--out PATH (stdout)]".into(),
                 );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -593,6 +608,14 @@ fn main() -> ExitCode {
         rng: fastrand::Rng::with_seed(args.seed),
         // 2024-05-01T00:00:00Z
         clock: 1_714_521_600_000,
+        // About 680 bytes an event (as generated): the mean step spreads them over the days.
+        step: match args.days {
+            None => 400,
+            Some(days) => {
+                let events = (args.megabytes * 1e6 / 680.0).max(1.0);
+                (2.0 * days * 86_400_000.0 / events).clamp(1.0, f64::from(u32::MAX)) as u32
+            }
+        },
     };
     let mut line = Vec::with_capacity(4096);
     let (mut written, mut events) = (0u64, 0u64);

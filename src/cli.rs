@@ -271,8 +271,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Sending")]
     pub concurrency: u16,
 
-    /// Record after every batch how far the input is settled, in PATH, and
-    /// resume from it when PATH exists (a dry run is simply run again)
+    /// Record in PATH how far the input is settled, and what decides which events
+    /// are sent (filters, destination, settings); resume from it when PATH exists,
+    /// under the same ones (a dry run is simply run again)
     #[arg(
         long,
         value_name = "PATH",

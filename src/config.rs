@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checkpoint::Identity;
 use crate::cli::{self, BackfillAction, BatchArgs, InputArgs, SettingsArgs};
 use crate::console::Verbosity;
 use crate::destination::{Destination, Kind};
@@ -14,6 +15,7 @@ use crate::pipeline::Options;
 use crate::report::is_stdout;
 use crate::retry::RetryPolicy;
 use crate::settings::{self, DestinationSettings, Secret, Settings, SettingsError};
+use crate::table::Setting;
 use crate::transport::dry_run::Format;
 
 /// The chosen destination, built from its settings table.
@@ -21,6 +23,9 @@ pub(crate) struct Target {
     pub destination: Arc<dyn Destination>,
     /// The destination's own rate limit, which segrelay keeps under.
     pub max_events_per_minute: Option<u64>,
+    /// The settings that change what is sent or where, as written: what a
+    /// checkpoint records.
+    pub recorded: Vec<(&'static Setting, Option<String>)>,
 }
 
 impl Target {
@@ -34,6 +39,7 @@ impl Target {
         Target {
             destination: chosen.destination.clone(),
             max_events_per_minute: chosen.max_events_per_minute,
+            recorded: chosen.recorded(),
         }
     }
 
@@ -224,6 +230,100 @@ impl RunConfig {
             restart: args.restart,
             warnings,
         })
+    }
+
+    /// What decides which events this run sends, and where: what a
+    /// checkpoint records and a resume must match. The filters, the
+    /// destination and its recorded settings (see `Setting::recorded`), and
+    /// how events are sent (customers made sure of, Orb backfills). Not what
+    /// only paces or stops the run (--limit, --batch-size, --concurrency,
+    /// --rate, retries, timeouts, --fail-fast, when backfills are closed), nor
+    /// the files it writes. One part a line: a new filter is one more.
+    pub(crate) fn identity(&self) -> Identity {
+        let filter = &self.options.filter;
+        let destination = &self.target.destination;
+        // Sorted: `--types page,track` is `--types track,page`.
+        let list = |names: &Option<Vec<String>>| {
+            names.as_ref().map(|names| {
+                let mut names = names.clone();
+                names.sort();
+                names.dedup();
+                names.join(", ")
+            })
+        };
+        let mut identity = Identity::default();
+        identity
+            .part(
+                "--since",
+                filter.since.map(|t| t.to_string()),
+                |t| format!("only events at or after {t}"),
+                "events of any time (no --since)",
+            )
+            .part(
+                "--until",
+                filter.until.map(|t| t.to_string()),
+                |t| format!("only events before {t}"),
+                "events of any time (no --until)",
+            )
+            .part(
+                "--types",
+                list(&filter.types),
+                |t| format!("only {t} calls"),
+                "every call type",
+            )
+            .part(
+                "--events",
+                list(&filter.events),
+                |e| format!("only {e}"),
+                "every event",
+            )
+            .part(
+                "destination",
+                Some(format!(
+                    "{:?} ({})",
+                    destination.name(),
+                    destination.kind().display_name()
+                )),
+                |d| format!("to destination {d}"),
+                "",
+            );
+        for (setting, value) in &self.target.recorded {
+            let key = setting.key;
+            identity.part(
+                format!("setting {key}"),
+                value.clone(),
+                |v| format!("with {key} = {v}"),
+                format!("with {key} unset ({})", setting.default_text()),
+            );
+        }
+        identity
+            .part(
+                "--ensure-customers",
+                self.ensure_customers.then(|| "on".to_owned()),
+                |_| {
+                    "making sure of each customer first (--ensure-customers or ensure_customers)"
+                        .to_owned()
+                },
+                "without making sure of customers first",
+            )
+            .part(
+                "--orb-backfill",
+                self.orb_backfill.as_ref().map(|plan| {
+                    format!(
+                        "windows of at most {} days{}",
+                        plan.window_days,
+                        match plan.replace_existing {
+                            true => ", replacing the events there (--orb-replace-existing)",
+                            false => "",
+                        }
+                    )
+                }),
+                |plan| {
+                    format!("the events older than the grace period through backfills, in {plan}")
+                },
+                "through ordinary ingest (no --orb-backfill)",
+            );
+        identity
     }
 
     pub(crate) fn for_check(args: cli::CheckArgs) -> Result<RunConfig, SettingsError> {

@@ -42,6 +42,7 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn build(config: RunConfig) -> anyhow::Result<Job> {
+        let identity = config.checkpoint.as_ref().map(|_| config.identity());
         let RunConfig {
             target,
             options,
@@ -66,14 +67,14 @@ impl Job {
                 "segrelay: reading events from standard input (end with Ctrl-D)",
             );
         }
-        let (checkpoint, resumed) = match &checkpoint {
-            Some(path) => {
+        let (checkpoint, resumed) = match (&checkpoint, &identity) {
+            (Some(path), Some(identity)) => {
                 let (checkpoint, resumed) =
-                    Checkpoint::open(path, destination.name(), &options.sources, restart)?;
+                    Checkpoint::open(path, identity, &options.sources, restart)?;
                 let resumed = resumed.then(|| checkpoint.state().clone());
                 (Some(checkpoint), resumed)
             }
-            None => (None, None),
+            _ => (None, None),
         };
         let console = Console::new(verbosity, input::total_size(&options.sources));
         let rejects_length = resumed
@@ -235,6 +236,15 @@ impl Job {
         report.input_errors(run.options.unreadable.count());
         for warning in run.options.filter.unmatched_events() {
             report.warn(warning);
+        }
+        if let Some(checkpoint) = &run.checkpoint
+            && report.console().verbosity() == Verbosity::Verbose
+        {
+            report.console().say(&format!(
+                "segrelay: checkpoint {} written {} by this run",
+                checkpoint.path().display(),
+                crate::report::plural(checkpoint.writes(), "time")
+            ));
         }
         let mut aborted = end.aborted;
         if interrupt::output_closed() {

@@ -164,6 +164,8 @@ struct Pipeline<'a> {
     /// The last fully settled line. The checkpoint stops moving before the
     /// first failed event (`frozen`), so a resume tries it again.
     settled_at: Option<Position>,
+    /// `settled_at` moved since the checkpoint was last written.
+    unsaved: bool,
     frozen: bool,
     stopped_early: bool,
     workers: Option<Workers>,
@@ -175,6 +177,20 @@ struct Pipeline<'a> {
     repeated_keys: Option<&'a mut RepeatedKeys>,
     /// A plain run to a destination whose ingest refuses some times: counts them.
     timing: Option<grace::Count>,
+}
+
+/// When the checkpoint is written, once the settled point moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Save {
+    /// When requests settled since the last write, else at most about once a
+    /// second (see `checkpoint::saving`): a crash in between only means the
+    /// lines settled without requests since then are read and settled again
+    /// by the resume, and the rejects file is cut back to match.
+    IfDue,
+    /// Now: the pass stopped early.
+    Now,
+    /// Now, every input settled: the pass is complete.
+    Complete,
 }
 
 /// Threads delivering batches, each with its own transport.
@@ -222,6 +238,7 @@ impl Run {
             ledger: VecDeque::new(),
             first_seq: 0,
             settled_at: None,
+            unsaved: false,
             frozen: false,
             stopped_early: false,
             workers,
@@ -621,19 +638,25 @@ impl Pipeline<'_> {
             }
         }
         if moved {
-            self.save_checkpoint(false)?;
+            self.unsaved = true;
+            self.save_checkpoint(Save::IfDue)?;
         }
         Ok(())
     }
 
-    fn save_checkpoint(&mut self, complete: bool) -> anyhow::Result<()> {
+    fn save_checkpoint(&mut self, save: Save) -> anyhow::Result<()> {
         let Some(checkpoint) = &mut self.checkpoint else {
             return Ok(());
         };
-        let position = if complete { None } else { self.settled_at };
-        if position.is_none() && !complete {
-            return Ok(());
-        }
+        let requests = self.report.summary().requests;
+        let position = match save {
+            Save::Complete => None,
+            Save::IfDue if !checkpoint.due(requests) => return Ok(()),
+            Save::IfDue | Save::Now => match self.settled_at {
+                Some(position) => Some(position),
+                None => return Ok(()),
+            },
+        };
         // The files must hold what the checkpoint says they hold before it says so.
         let rejects_length = self.report.sync_rejects()?;
         let customers_length = match self.customers.as_deref_mut() {
@@ -645,7 +668,10 @@ impl Pipeline<'_> {
             self.report.totals(),
             rejects_length,
             customers_length,
-        )
+            requests,
+        )?;
+        self.unsaved = false;
+        Ok(())
     }
 
     /// Sends what is left in the batches (or fails it, after an abort or a
@@ -665,7 +691,11 @@ impl Pipeline<'_> {
         }
         let complete = !self.stopped_early && !self.frozen;
         if complete {
-            self.save_checkpoint(true)?;
+            self.save_checkpoint(Save::Complete)?;
+        } else if self.unsaved {
+            // Stopped (Ctrl-C, --limit, --fail-fast, an abort): what settled
+            // since the last write is kept, not read again by the resume.
+            self.save_checkpoint(Save::Now)?;
         }
         Ok(complete)
     }

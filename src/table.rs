@@ -36,6 +36,12 @@ pub struct Setting {
     /// As the listing shows it; a `Field`'s is also the value it takes when absent.
     pub default: Option<&'static str>,
     pub required: bool,
+    /// A checkpoint records it, and resumes only under the same value: it
+    /// changes what is sent or where. Not recorded: the API key (never
+    /// written down), what only paces or carries the requests (a rate limit,
+    /// gzip bodies, allowing plain http), and what the run records in its
+    /// own way (the type, with the destination; a setting a flag also sets).
+    pub recorded: bool,
     pub help: &'static str,
 }
 
@@ -462,6 +468,17 @@ impl TableReader {
             .collect()
     }
 
+    /// A key's value as written, `${VAR}`s expanded, in TOML's inline form
+    /// (`"userId"`, `{ "properties.n" = "n" }`); None when the table does
+    /// not set it. For settings that are no secret: it is shown as it is.
+    pub(crate) fn shown(&self, key: &str) -> Option<String> {
+        let expand = |text: &str| {
+            expand(text, &|name| self.env.get(name).cloned().flatten())
+                .unwrap_or_else(|_| text.to_owned())
+        };
+        self.table.get(key).map(|value| inline(value, &expand))
+    }
+
     /// Refuses every key not read, naming the keys this table takes.
     pub fn finish<'a>(self, known: impl IntoIterator<Item = &'a str>) -> Result<(), SettingsError> {
         if let Some(unknown) = self.table.keys().next() {
@@ -508,6 +525,30 @@ fn is_loopback(url: &str) -> bool {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     })
+}
+
+/// A value in TOML's inline form, its strings passed through `expand`.
+fn inline(value: &Value, expand: &dyn Fn(&str) -> String) -> String {
+    let quoted = |text: &str| serde_json::to_string(text).expect("a string serialises");
+    match value {
+        Value::String(text) => quoted(&expand(text)),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(|v| inline(v, expand)).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Table(table) if table.is_empty() => "{}".to_owned(),
+        Value::Table(table) => {
+            let pairs: Vec<String> = table
+                .iter()
+                .map(|(k, v)| format!("{} = {}", quoted(k), inline(v, expand)))
+                .collect();
+            format!("{{ {} }}", pairs.join(", "))
+        }
+        Value::Integer(n) => n.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Datetime(t) => t.to_string(),
+    }
 }
 
 fn article(type_str: &str) -> String {

@@ -27,6 +27,7 @@ const KABLE_CLIENT_ID: Setting = Setting {
     kind: SettingKind::Text,
     default: None,
     required: true,
+    recorded: true,
     help: "your Kable client id (kci_...), sent as KABLE-CLIENT-ID",
 };
 const CLIENT_ID_FIELD: Setting = Setting {
@@ -34,6 +35,7 @@ const CLIENT_ID_FIELD: Setting = Setting {
     kind: SettingKind::Field,
     default: Some("userId"),
     required: false,
+    recorded: true,
     help: "dot path to your customer's Kable clientId",
 };
 const ENVIRONMENT: Setting = Setting {
@@ -41,6 +43,7 @@ const ENVIRONMENT: Setting = Setting {
     kind: SettingKind::Text,
     default: Some("live when api_key starts with sk_live, else test"),
     required: false,
+    recorded: true,
     help: "\"live\" or \"test\": which Kable host receives the events",
 };
 const PROPERTIES_MAPPING: Setting = Setting {
@@ -48,6 +51,7 @@ const PROPERTIES_MAPPING: Setting = Setting {
     kind: SettingKind::Mapping,
     default: Some("{}"),
     required: false,
+    recorded: true,
     help: "table: Segment property (dot path) = Kable data key; unmapped properties are kept",
 };
 

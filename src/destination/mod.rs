@@ -190,6 +190,7 @@ const TYPE: Setting = Setting {
     kind: SettingKind::Text,
     default: Some("the table's name"),
     required: false,
+    recorded: false,
     help: "amberflo, orb or kable",
 };
 const API_KEY: Setting = Setting {
@@ -197,6 +198,7 @@ const API_KEY: Setting = Setting {
     kind: SettingKind::Secret,
     default: None,
     required: true,
+    recorded: false,
     help: "the API key; use \"${VAR}\" to read it from the environment",
 };
 const ENDPOINT: Setting = Setting {
@@ -204,6 +206,7 @@ const ENDPOINT: Setting = Setting {
     kind: SettingKind::Url,
     default: Some("the service's own URL"),
     required: false,
+    recorded: true,
     help: "base URL, for proxies, tests and failover hosts",
 };
 const ALLOW_INSECURE: Setting = Setting {
@@ -211,6 +214,7 @@ const ALLOW_INSECURE: Setting = Setting {
     kind: SettingKind::Bool,
     default: Some("false"),
     required: false,
+    recorded: false,
     help: "allow a plain http:// endpoint that is not on this machine",
 };
 const MAX_EVENTS_PER_MINUTE: Setting = Setting {
@@ -218,6 +222,7 @@ const MAX_EVENTS_PER_MINUTE: Setting = Setting {
     kind: SettingKind::Positive,
     default: Some("no limit"),
     required: false,
+    recorded: false,
     help: "keep under the destination's rate limit",
 };
 
@@ -274,6 +279,17 @@ impl DestinationSettings {
             destination: Arc::from(built.destination),
             table,
         })
+    }
+}
+
+impl DestinationSettings {
+    /// The settings a checkpoint records ([`Setting::recorded`]), each with
+    /// its value as written, or None when the table leaves it to its default.
+    pub fn recorded(&self) -> Vec<(&'static Setting, Option<String>)> {
+        settings(self.kind)
+            .filter(|s| s.recorded && s.kind != SettingKind::Secret)
+            .map(|s| (s, self.table.shown(s.key)))
+            .collect()
     }
 }
 

@@ -41,6 +41,7 @@ const EXTERNAL_CUSTOMER_ID_FIELD: Setting = Setting {
     kind: SettingKind::Field,
     default: None,
     required: true,
+    recorded: true,
     help: "dot path to your customer id, sent as external_customer_id",
 };
 const EVENT_NAME_FIELD: Setting = Setting {
@@ -48,6 +49,7 @@ const EVENT_NAME_FIELD: Setting = Setting {
     kind: SettingKind::Field,
     default: Some("event"),
     required: false,
+    recorded: true,
     help: "dot path to the event name",
 };
 const IDEMPOTENCY_KEY_FIELD: Setting = Setting {
@@ -55,6 +57,7 @@ const IDEMPOTENCY_KEY_FIELD: Setting = Setting {
     kind: SettingKind::Field,
     default: Some("messageId"),
     required: false,
+    recorded: true,
     help: "dot path to the idempotency key",
 };
 const PROPERTIES_MAPPING: Setting = Setting {
@@ -62,6 +65,7 @@ const PROPERTIES_MAPPING: Setting = Setting {
     kind: SettingKind::Mapping,
     default: Some("{}"),
     required: false,
+    recorded: true,
     help: "table: Segment property (dot path) = Orb property; unmapped properties are dropped",
 };
 const NUMERIC_PROPERTIES: Setting = Setting {
@@ -69,6 +73,7 @@ const NUMERIC_PROPERTIES: Setting = Setting {
     kind: SettingKind::List,
     default: Some("[]"),
     required: false,
+    recorded: true,
     help: "Orb properties (mapping targets) sent as numbers: numeric text converted, other values rejected",
 };
 const GRACE_PERIOD_HOURS: Setting = Setting {
@@ -76,6 +81,7 @@ const GRACE_PERIOD_HOURS: Setting = Setting {
     kind: SettingKind::Positive,
     default: Some("12"),
     required: false,
+    recorded: true,
     help: "the account's grace period: older events need --orb-backfill (whole hours)",
 };
 

@@ -1090,6 +1090,14 @@ fn a_checkpoint_over_a_folder_refuses_a_new_file() {
     let out = send(&[]);
     out.expect_code(2);
     assert!(out.stderr.contains("--restart"), "{}", out.stderr);
+    // The new file is named, not the whole list twice.
+    assert!(
+        out.stderr.contains(
+            "made for other inputs: this run reads 1 input it did not: \"logs/b.ndjson\""
+        ),
+        "{}",
+        out.stderr
+    );
     send(&["--restart"]).expect_code(0);
     // k1, then k1 again (restarted) with k2: deduped by its key.
     assert_eq!(server.received().len(), 2);

@@ -6,6 +6,7 @@ mod support;
 mod accounting;
 mod backfill;
 mod backfill_rerun;
+mod checkpoint;
 mod cli;
 mod faults;
 mod fuzz;

@@ -36,6 +36,7 @@ const API_ENDPOINT: Setting = Setting {
         "https://app.amberflo.io; endpoint when that is set to a host not under amberflo.io",
     ),
     required: false,
+    recorded: true,
     help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
 };
 const IDENTIFY: Setting = Setting {
@@ -43,6 +44,7 @@ const IDENTIFY: Setting = Setting {
     kind: SettingKind::Text,
     default: Some("merge"),
     required: false,
+    recorded: true,
     help: "merge: identify changes only what it gives, keeping the rest of the customer; \
            replace: identify writes the whole customer from the event (PUT /customers)",
 };
@@ -51,6 +53,7 @@ const ENSURE_CUSTOMERS: Setting = Setting {
     kind: SettingKind::Bool,
     default: Some("false"),
     required: false,
+    recorded: false,
     help: "make sure each customer exists before its first meter record (as --ensure-customers)",
 };
 const GZIP_REQUESTS: Setting = Setting {
@@ -58,6 +61,7 @@ const GZIP_REQUESTS: Setting = Setting {
     kind: SettingKind::Bool,
     default: Some("false"),
     required: false,
+    recorded: false,
     help: "send ingestion bodies (POST /ingest) gzipped (Content-Encoding: gzip), as Amberflo's SDK does",
 };
 

@@ -1,9 +1,15 @@
 //! `--checkpoint`: how far each input is settled, so that a stopped run resumes
-//! where it stopped. Written atomically after every settled batch.
+//! where it stopped, and what the run sends (its [`Identity`]), so that it
+//! resumes only as the same run. Written atomically, when requests settle and
+//! otherwise at most about once a second ([`saving`]).
+
+mod identity;
+mod saving;
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
 use jiff::Timestamp;
@@ -13,15 +19,20 @@ use sha2::{Digest, Sha256};
 use crate::input::{Position, Source, WHOLE_INPUT};
 use crate::report::Totals;
 use crate::settings::SettingsError;
+pub(crate) use identity::Identity;
+use saving::Saving;
 
-const VERSION: u32 = 1;
+/// The checkpoint's format. 2: the run's identity is recorded (1 had only the
+/// destination's name, and resumed under any filters and settings).
+const VERSION: u32 = 2;
 /// How much of an input's start is hashed to notice it was replaced.
 const HEAD_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct State {
     pub version: u32,
-    pub destination: String,
+    /// What decides which events the run sends, and where.
+    pub identity: Identity,
     pub inputs: Vec<InputState>,
     /// The counts of every event settled before the checkpoint, over all runs.
     pub totals: Totals,
@@ -85,15 +96,75 @@ pub(crate) struct InputState {
 pub(crate) struct Checkpoint {
     path: PathBuf,
     state: State,
+    saving: Saving,
+    /// Times written by this run, for `-v`.
+    writes: u64,
+}
+
+/// Only the format's version, read first: an older format would not parse as this one.
+#[derive(Deserialize)]
+struct Format {
+    version: u32,
+}
+
+/// How to start anew, said by every refusal.
+const START_ANEW: &str = "start anew with --restart, or with a new checkpoint file (events already sent are sent again, and deduped by their idempotency keys)";
+
+/// Inputs named on one side only, at most this many of each, in a refusal:
+/// a year of an archive is thousands of files.
+const NAMED_INPUTS: usize = 3;
+
+/// What differs between the inputs a checkpoint was made for and these:
+/// the files on one side only (a folder's new files, a changed
+/// `--received-since/--received-until`, another glob), or their order.
+fn input_change(saved: &[String], current: &[String]) -> String {
+    let only = |these: &[String], other: &[String]| -> (usize, Vec<String>) {
+        let other: std::collections::HashSet<&String> = other.iter().collect();
+        let missing: Vec<&String> = these.iter().filter(|s| !other.contains(s)).collect();
+        let named = missing
+            .iter()
+            .take(NAMED_INPUTS)
+            .map(|s| format!("{s:?}"))
+            .collect();
+        (missing.len(), named)
+    };
+    let (gone, gone_named) = only(saved, current);
+    let (new, new_named) = only(current, saved);
+    let list = |count: usize, named: Vec<String>| {
+        let more = count - named.len();
+        match more {
+            0 => named.join(", "),
+            _ => format!("{} and {more} more", named.join(", ")),
+        }
+    };
+    let mut parts = Vec::new();
+    if new > 0 {
+        parts.push(format!(
+            "this run reads {} it did not: {}",
+            crate::report::plural(new as u64, "input"),
+            list(new, new_named)
+        ));
+    }
+    if gone > 0 {
+        parts.push(format!(
+            "it read {} this run does not: {}",
+            crate::report::plural(gone as u64, "input"),
+            list(gone, gone_named)
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("the same inputs in another order".to_owned());
+    }
+    format!("made for other inputs: {}", parts.join("; "))
 }
 
 impl Checkpoint {
-    /// Opens the checkpoint for these inputs: the saved one when it matches
-    /// them, a new one when there is none (or `restart`). An input that changed
-    /// since the checkpoint was written is refused.
+    /// Opens the checkpoint for this run: the saved one when it was written by
+    /// the same run (`identity`) over the same inputs, a new one when there is
+    /// none (or `restart`). Anything else is refused, naming what differs.
     pub(crate) fn open(
         path: &Path,
-        destination: &str,
+        identity: &Identity,
         sources: &[Source],
         restart: bool,
     ) -> anyhow::Result<(Checkpoint, bool)> {
@@ -109,7 +180,7 @@ impl Checkpoint {
         }
         let fresh = State {
             version: VERSION,
-            destination: destination.to_owned(),
+            identity: identity.clone(),
             inputs: current.clone(),
             totals: Totals::default(),
             rejects_length: None,
@@ -125,10 +196,7 @@ impl Checkpoint {
                     .context(format!("cannot read checkpoint {}", path.display())));
             }
             _ => {
-                let checkpoint = Checkpoint {
-                    path: path.to_owned(),
-                    state: fresh,
-                };
+                let mut checkpoint = Checkpoint::new(path, fresh);
                 // Written at once: a run stopped before it settles a line is
                 // still this job when resumed, and what it journaled (identify
                 // writes) is honoured.
@@ -136,34 +204,57 @@ impl Checkpoint {
                 return Ok((checkpoint, false));
             }
         };
-        let state: State = serde_json::from_str(&saved).map_err(|e| {
+        let not_ours = |e: serde_json::Error| {
             SettingsError(format!(
-                "checkpoint {} is not one segrelay wrote ({e}); use --restart to start over",
+                "checkpoint {} is not one segrelay wrote ({e}); {START_ANEW}",
                 path.display()
             ))
-        })?;
-        let refuse = |why: String| -> anyhow::Error {
-            SettingsError(format!("checkpoint {}: {why}; use --restart to start over (events already sent would be sent again, and deduped by their keys)", path.display())).into()
         };
-        if state.version != VERSION {
+        let refuse = |why: String| -> anyhow::Error {
+            SettingsError(format!(
+                "checkpoint {}: {why}; {START_ANEW}",
+                path.display()
+            ))
+            .into()
+        };
+        let format: Format = serde_json::from_str(&saved).map_err(not_ours)?;
+        if format.version < VERSION {
             return Err(refuse(format!(
-                "written by another version (format {})",
-                state.version
+                "written by an earlier segrelay (format {}), which did not record the filters \
+                 and settings of its run, so it cannot be resumed safely",
+                format.version
             )));
         }
-        if state.destination != destination {
-            return Err(refuse(format!(
-                "made for destination \"{}\", not \"{destination}\"",
-                state.destination
-            )));
+        if format.version > VERSION {
+            return Err(SettingsError(format!(
+                "checkpoint {}: written by a later segrelay (format {}; this one reads format \
+                 {VERSION}): resume it with that version, or {START_ANEW}",
+                path.display(),
+                format.version
+            ))
+            .into());
+        }
+        let state: State = serde_json::from_str(&saved).map_err(not_ours)?;
+        let differences = state.identity.differences(identity);
+        if !differences.is_empty() {
+            return Err(SettingsError(format!(
+                "checkpoint {} was written by a run that sent other events, or sent them \
+                 elsewhere:\n{}\nresume with that run's options and settings, or {START_ANEW}",
+                path.display(),
+                differences
+                    .iter()
+                    .map(|d| format!("  {d}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ))
+            .into());
         }
         let names =
             |inputs: &[InputState]| inputs.iter().map(|i| i.source.clone()).collect::<Vec<_>>();
         if names(&state.inputs) != names(&current) {
-            return Err(refuse(format!(
-                "made for the inputs {:?}, not {:?}",
-                names(&state.inputs),
-                names(&current)
+            return Err(refuse(input_change(
+                &names(&state.inputs),
+                &names(&current),
             )));
         }
         for (saved, now) in state.inputs.iter().zip(&current) {
@@ -176,13 +267,20 @@ impl Checkpoint {
                 )));
             }
         }
-        Ok((
-            Checkpoint {
-                path: path.to_owned(),
-                state,
-            },
-            true,
-        ))
+        Ok((Checkpoint::new(path, state), true))
+    }
+
+    fn new(path: &Path, state: State) -> Checkpoint {
+        Checkpoint {
+            path: path.to_owned(),
+            state,
+            saving: Saving::new(saving::INTERVAL, Instant::now()),
+            writes: 0,
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     pub(crate) fn state(&self) -> &State {
@@ -213,13 +311,26 @@ impl Checkpoint {
             .collect()
     }
 
-    /// Everything up to `position` is settled (None: every input is).
+    /// Whether the checkpoint, having moved, is to be written now rather
+    /// than later, `requests` having been made by the run so far: see [`saving`].
+    pub(crate) fn due(&self, requests: u64) -> bool {
+        self.saving.due(Instant::now(), requests)
+    }
+
+    /// The times this run wrote the checkpoint.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// Everything up to `position` is settled (None: every input is); written
+    /// at once, `requests` having been made by the run so far.
     pub(crate) fn advance(
         &mut self,
         position: Option<Position>,
         totals: Totals,
         rejects_length: Option<u64>,
         customers_length: Option<u64>,
+        requests: u64,
     ) -> anyhow::Result<()> {
         for (index, input) in self.state.inputs.iter_mut().enumerate() {
             match position {
@@ -234,7 +345,9 @@ impl Checkpoint {
         self.state.totals = totals;
         self.state.rejects_length = rejects_length;
         self.state.customers_length = customers_length;
-        self.write()
+        self.write()?;
+        self.saving.written(Instant::now(), requests);
+        Ok(())
     }
 
     /// The pass is done: the next one reads every input from the start.
@@ -264,7 +377,7 @@ impl Checkpoint {
 
     /// Temporary file, fsync, rename, fsync of the folder: a crash leaves the
     /// old checkpoint or the new one, never a torn one.
-    fn write(&self) -> anyhow::Result<()> {
+    fn write(&mut self) -> anyhow::Result<()> {
         let context = || format!("cannot write checkpoint {}", self.path.display());
         let mut temporary = self.path.clone().into_os_string();
         temporary.push(".tmp");
@@ -282,6 +395,7 @@ impl Checkpoint {
         if let Ok(folder) = File::open(folder) {
             let _ = folder.sync_all();
         }
+        self.writes += 1;
         Ok(())
     }
 }
