@@ -25,7 +25,7 @@ use crate::destination::orb::Api;
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Options, Pass, PassEnd, Run};
-use crate::report::plural;
+use crate::report::{WindowNotMade, plural};
 use crate::retry::RetryPolicy;
 use crate::settings::SettingsError;
 use crate::status::Status;
@@ -153,8 +153,7 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
         complete: true,
     };
     let unmade = UnmadePasses {
-        spans: windows.iter().map(|w| (w.start, w.end)).collect(),
-        latest,
+        windows: windows.iter().map(|w| (w.start, w.end, w.events)).collect(),
     };
     for index in first..windows.len() {
         let window = windows[index].clone();
@@ -175,7 +174,7 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
                 Some(id) => id,
                 None => {
                     let Ok(id) = create(api, run, plan, &window, index)? else {
-                        return unmade.settle(run, index, index == 0);
+                        return Ok(unmade.note(run, index));
                     };
                     windows[index].id = Some(id.clone());
                     save(run.checkpoint.as_mut(), &windows)?;
@@ -204,22 +203,20 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
                     "segrelay: orb backfill {id} stays open until its close time: run the same command again to go on filling it"
                 ));
             }
-            if end.aborted.is_some() {
-                unmade.settle(run, index + 1, false)?;
-            }
+            unmade.note(run, index + 1);
             return Ok(end);
         }
         if let Some(id) = id {
             if plan.close && !window.closed {
                 if act(api, run, &id, "close")?.is_err() {
-                    return unmade.settle(run, index + 1, false);
+                    return Ok(unmade.note(run, index + 1));
                 }
                 windows[index].closed = true;
                 save(run.checkpoint.as_mut(), &windows)?;
             }
             if plan.wait && plan.close && !plan.dry_run && !window.reflected {
                 if wait_reflected(api, run, plan, &id)?.is_err() {
-                    return unmade.settle(run, index + 1, false);
+                    return Ok(unmade.note(run, index + 1));
                 }
                 windows[index].reflected = true;
                 save(run.checkpoint.as_mut(), &windows)?;
@@ -234,53 +231,30 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
     Ok(end)
 }
 
-/// After an abort, the events of the passes not made still have to be
-/// accounted for: one more pass fails them all (the courier refuses to send).
+/// When a run stops (an abort, Ctrl-C) before a window's pass, nothing of that
+/// window is read: the summary names the windows not made, with their events
+/// as planned, and a resume makes them.
 struct UnmadePasses {
-    /// Each pass's [start, end).
-    spans: Vec<(Timestamp, Timestamp)>,
-    latest: Option<Timestamp>,
+    /// Each pass's [start, end) and its events.
+    windows: Vec<(Timestamp, Timestamp, u64)>,
 }
 
 impl UnmadePasses {
-    fn settle(
-        &self,
-        run: &mut Run,
-        from: usize,
-        settles_skipped_and_rejected: bool,
-    ) -> anyhow::Result<PassEnd> {
-        let aborted = run.courier.aborted();
-        let left = match self.spans.get(from..) {
-            Some(left) if aborted.is_some() && !left.is_empty() => left,
-            _ => {
-                return Ok(PassEnd {
-                    aborted,
-                    complete: false,
-                });
-            }
-        };
-        // What is left is one stretch of time: the windows are in time order,
-        // and the recent events' pass (always the first) comes after them all.
-        let start = left
-            .iter()
-            .map(|(start, _)| *start)
-            .min()
-            .expect("a pass left");
-        let end = left.iter().map(|(_, end)| *end).max().expect("a pass left");
-        let pass = Pass {
-            window: Some((start, end)),
-            settles_skipped_and_rejected,
-            rejects_after: self.latest,
-            // The lines the checkpoint calls settled are another pass's, and
-            // this pass fails everything, so it would not move anyway.
-            follows_checkpoint: false,
-            context: RequestContext::default(),
-        };
-        let end = run.pass(&pass)?;
-        Ok(PassEnd {
-            aborted: end.aborted,
+    fn note(&self, run: &mut Run, from: usize) -> PassEnd {
+        let left = self.windows.get(from..).unwrap_or_default();
+        run.report.windows_not_made(
+            left.iter()
+                .map(|&(start, end, events)| WindowNotMade {
+                    start: utc_millis_text(start),
+                    end: utc_millis_text(end),
+                    events,
+                })
+                .collect(),
+        );
+        PassEnd {
+            aborted: run.courier.aborted(),
             complete: false,
-        })
+        }
     }
 }
 
