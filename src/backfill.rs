@@ -231,9 +231,9 @@ pub(crate) fn run(run: &mut Run, plan: &Plan, api: &Api) -> anyhow::Result<PassE
     Ok(end)
 }
 
-/// When a run stops (an abort, Ctrl-C) before a window's pass, nothing of that
-/// window is read: the summary names the windows not made, with their events
-/// as planned, and a resume makes them.
+/// When a run stops (an abort, Ctrl-C, `--fail-fast`, `--limit`) before a
+/// window's pass, nothing of that window is read: the summary names the
+/// windows not made, with their events as planned, and a resume makes them.
 struct UnmadePasses {
     /// Each pass's [start, end) and its events.
     windows: Vec<(Timestamp, Timestamp, u64)>,

@@ -24,7 +24,7 @@ use crate::grace;
 use crate::input::{Position, Source};
 use crate::interrupt;
 use crate::outcome::{Content, Outcome};
-use crate::prepare::{self, Prepared, Preparer, Reading, Ready, Stop, Unread};
+use crate::prepare::{self, Prepared, Preparer, ReadStop, Reading, Ready, Unread};
 use crate::reason::Reason;
 use crate::report::Report;
 use crate::transport::Transport;
@@ -169,7 +169,7 @@ struct Pipeline<'a> {
     first_failed: Option<Origin>,
     /// Where the reading stopped, when an abort or Ctrl-C stopped it: the
     /// first line not read, and how.
-    stop: Option<(Option<Origin>, Stop)>,
+    stop: Option<(Option<Origin>, ReadStop)>,
     /// Set once the pass is settled (`finish`): whether it is complete.
     finished: Option<bool>,
     workers: Option<Workers>,
@@ -243,11 +243,11 @@ impl Run {
         let preparer = options.preparer(courier.destination.as_ref(), pass);
         let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
             if interrupt::requested() {
-                return Ok(pipeline.stop_before(line, Stop::Here));
+                return Ok(pipeline.stop_before(line, ReadStop::Here));
             }
             // After an abort nothing more could be sent: the rest is counted, not read.
             if pipeline.courier.aborted().is_some() {
-                let stop = pipeline.stop_before(line, Stop::Count);
+                let stop = pipeline.stop_before(line, ReadStop::Count);
                 // Settled first: a count of a long input may be cut short.
                 pipeline.finish()?;
                 pipeline.say_counting();
@@ -259,11 +259,11 @@ impl Run {
                     .limit
                     .is_some_and(|limit| pipeline.report.summary().read >= limit)
                 {
-                    flow = ControlFlow::Break(Stop::Here);
+                    flow = ControlFlow::Break(ReadStop::Here);
                     break;
                 }
                 if pipeline.settle_prepared(prepared, index)?.is_break() {
-                    flow = ControlFlow::Break(Stop::Here);
+                    flow = ControlFlow::Break(ReadStop::Here);
                 }
             }
             pipeline.after_line()?;
@@ -304,7 +304,7 @@ pub(crate) fn scan(
     let preparer = options.preparer(destination, &Pass::default());
     prepare::read_all(&options.reading(&[]), &preparer, |line| {
         if interrupt::requested() {
-            return Ok(ControlFlow::Break(Stop::Here));
+            return Ok(ControlFlow::Break(ReadStop::Here));
         }
         for prepared in line {
             if let Ready::Record { payload, .. } = prepared.ready {
@@ -631,8 +631,8 @@ impl Pipeline<'_> {
     fn stop_before(
         &mut self,
         line: &mut dyn Iterator<Item = Prepared>,
-        stop: Stop,
-    ) -> ControlFlow<Stop> {
+        stop: ReadStop,
+    ) -> ControlFlow<ReadStop> {
         self.stopped_early = true;
         self.stop = Some((line.next().map(|prepared| prepared.origin), stop));
         ControlFlow::Break(stop)

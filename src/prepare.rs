@@ -78,7 +78,7 @@ const CHUNK_BYTES: usize = 192 * 1024;
 
 /// How `each` stops the reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
+pub(crate) enum ReadStop {
     /// The lines read ahead are dropped unseen, as if never read.
     Here,
     /// The line `each` was given and every one after it are counted, not
@@ -98,13 +98,13 @@ pub(crate) struct Unread {
 
 /// Reads every line, prepares it on `reading.threads` threads, and hands each
 /// line's events to `each` in input order. `each` returning `Break` (or an
-/// error) stops the reading: with `Stop::Here`, lines read past that point are
-/// dropped unseen, as if never read; with `Stop::Count`, the rest of the input
+/// error) stops the reading: with `ReadStop::Here`, lines read past that point are
+/// dropped unseen, as if never read; with `ReadStop::Count`, the rest of the input
 /// is read through without being parsed, and counted.
 pub(crate) fn read_all(
     reading: &Reading,
     preparer: &Preparer,
-    mut each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<Stop>>,
+    mut each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<ReadStop>>,
 ) -> anyhow::Result<Option<Unread>> {
     let threads = reading.threads.max(1);
     let (jobs, queue) = mpsc::channel::<Job>();
@@ -139,11 +139,11 @@ pub(crate) fn read_all(
                     while feeder.pending.len() > feeder.in_flight {
                         match feeder.hand_on(&mut each)? {
                             ControlFlow::Continue(()) => {}
-                            ControlFlow::Break((Stop::Here, _)) => {
+                            ControlFlow::Break((ReadStop::Here, _)) => {
                                 stopped = true;
                                 return Ok(ControlFlow::Break(()));
                             }
-                            ControlFlow::Break((Stop::Count, left)) => {
+                            ControlFlow::Break((ReadStop::Count, left)) => {
                                 counting = Some(Counting::start(left + feeder.abandon(), reading));
                                 break;
                             }
@@ -158,8 +158,8 @@ pub(crate) fn read_all(
             while !feeder.pending.is_empty() {
                 match feeder.hand_on(&mut each)? {
                     ControlFlow::Continue(()) => {}
-                    ControlFlow::Break((Stop::Here, _)) => break,
-                    ControlFlow::Break((Stop::Count, left)) => {
+                    ControlFlow::Break((ReadStop::Here, _)) => break,
+                    ControlFlow::Break((ReadStop::Count, left)) => {
                         counting = Some(Counting::start(left + feeder.abandon(), reading));
                         break;
                     }
@@ -314,8 +314,10 @@ impl Feeder {
     /// (the one it stopped at included).
     fn hand_on(
         &mut self,
-        each: &mut impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<Stop>>,
-    ) -> anyhow::Result<ControlFlow<(Stop, u64)>> {
+        each: &mut impl FnMut(
+            &mut dyn Iterator<Item = Prepared>,
+        ) -> anyhow::Result<ControlFlow<ReadStop>>,
+    ) -> anyhow::Result<ControlFlow<(ReadStop, u64)>> {
         let (done, _) = self.pending.pop_front().expect("a chunk in flight");
         let Done {
             prepared,

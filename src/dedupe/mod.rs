@@ -20,6 +20,7 @@ use window::{First, KeyPrint, Window};
 
 /// Keys compared exactly: the last million sent or queued (about 29 MiB).
 pub(crate) const WINDOW: usize = 1_000_000;
+const _: () = assert!(WINDOW <= window::MAX_CAPACITY);
 /// Repeated keys with another record named in the warning, each with both places.
 const EXAMPLES: usize = 5;
 

@@ -3,6 +3,10 @@
 //! `u32` slots. 24 bytes an entry and at most 1.5 slots of 4 bytes per entry:
 //! 30 bytes a key, about 29 MiB for a million keys, and both grow only as keys
 //! come, so a small input keeps a small window.
+//!
+//! A slot holds an entry's index and 12 bits of its key: a probe passes over
+//! other keys' slots without reading their entries, which are far apart in
+//! memory (each read of one is a cache miss).
 
 /// A key's fingerprint. The 64 bits place it in the table and tell keys
 /// apart; the 32 of `check` confirm a match.
@@ -31,6 +35,11 @@ struct Entry {
 
 /// Entries are kept in segments of this many: growing the ring never copies it.
 const SEGMENT: usize = 1 << 14;
+/// A slot: the entry's index + 1 in its low bits (0: empty), a tag of its key above.
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// The most entries a window holds: indexes + 1 must fit their bits.
+pub(crate) const MAX_CAPACITY: usize = INDEX_MASK as usize;
 /// The table's first size: 4 KiB.
 const FIRST_SLOTS: usize = 1 << 10;
 
@@ -41,17 +50,18 @@ pub(crate) struct Window {
     capacity: usize,
     /// Once the ring is full, the entry to evict next.
     oldest: usize,
-    /// 0 for an empty slot, else an entry's index + 1. Linear probing from
-    /// each key's home slot; never more than 2/3 full, so a probe ends.
+    /// 0 for an empty slot, else an entry's index + 1 and its key's tag.
+    /// Linear probing from each key's home slot; never more than 2/3 full, so
+    /// a probe ends.
     slots: Vec<u32>,
     /// The table's size once the ring is full.
     max_slots: usize,
 }
 
 impl Window {
-    /// A window over the last `capacity` keys (at least one, below 2^32).
+    /// A window over the last `capacity` keys (at least one, at most `MAX_CAPACITY`).
     pub(crate) fn new(capacity: usize) -> Window {
-        let capacity = capacity.clamp(1, u32::MAX as usize - 1);
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
         let max_slots = capacity + capacity / 2 + 1;
         Window {
             segments: Vec::new(),
@@ -65,18 +75,21 @@ impl Window {
 
     /// The first event with this key, while the window holds it.
     pub(crate) fn find(&self, print: KeyPrint) -> Option<First> {
+        let tag = tag(print.key);
         let mut at = self.home(print.key);
         loop {
             let slot = self.slots[at];
             if slot == 0 {
                 return None;
             }
-            let entry = self.entry(slot as usize - 1);
-            if entry.key == print.key && entry.check == print.check {
-                return Some(First {
-                    record: entry.record,
-                    place: entry.place,
-                });
+            if slot & !INDEX_MASK == tag {
+                let entry = self.entry(index_of(slot));
+                if entry.key == print.key && entry.check == print.check {
+                    return Some(First {
+                        record: entry.record,
+                        place: entry.place,
+                    });
+                }
             }
             at = self.next(at);
         }
@@ -135,11 +148,12 @@ impl Window {
     }
 
     fn place_slot(&mut self, index: usize) {
-        let mut at = self.home(self.entry(index).key);
+        let key = self.entry(index).key;
+        let mut at = self.home(key);
         while self.slots[at] != 0 {
             at = self.next(at);
         }
-        self.slots[at] = index as u32 + 1;
+        self.slots[at] = tag(key) | (index as u32 + 1);
     }
 
     /// Empties the slot of entry `index`, moving later entries of its probe
@@ -147,7 +161,7 @@ impl Window {
     fn remove_slot(&mut self, index: usize) {
         let wanted = index as u32 + 1;
         let mut hole = self.home(self.entry(index).key);
-        while self.slots[hole] != wanted {
+        while self.slots[hole] & INDEX_MASK != wanted {
             hole = self.next(hole);
         }
         let mut at = hole;
@@ -157,7 +171,7 @@ impl Window {
             if slot == 0 {
                 break;
             }
-            let home = self.home(self.entry(slot as usize - 1).key);
+            let home = self.home(self.entry(index_of(slot)).key);
             // An entry may fill the hole unless its home lies after the hole,
             // up to where it sits (cyclically): it would then be found no more.
             let stays = if hole <= at {
@@ -190,6 +204,16 @@ impl Window {
         self.segments.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
             + self.slots.len() * size_of::<u32>()
     }
+}
+
+/// A key's tag in its slot: bits the table's position does not depend on
+/// (the home comes from the key's high bits).
+fn tag(key: u64) -> u32 {
+    (key as u32) & !INDEX_MASK
+}
+
+fn index_of(slot: u32) -> usize {
+    (slot & INDEX_MASK) as usize - 1
 }
 
 #[cfg(test)]
@@ -277,8 +301,12 @@ mod tests {
             let mut order: VecDeque<KeyPrint> = VecDeque::new();
             let mut kept: HashSet<KeyPrint> = HashSet::new();
             for step in 0..10_000u64 {
-                // Few distinct top bits: homes collide; checks tell some keys apart.
-                let key = print(rng.u64(0..8) << 61 | rng.u64(0..400), rng.u32(0..3));
+                // Few distinct top bits: homes collide; few tags (bits 20 to 31):
+                // slots of other keys match; checks tell some keys apart.
+                let key = print(
+                    rng.u64(0..8) << 61 | rng.u64(0..3) << 20 | rng.u64(0..400),
+                    rng.u32(0..3),
+                );
                 let expected = kept.contains(&key);
                 let found = window.find(key);
                 assert_eq!(
