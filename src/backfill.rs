@@ -25,7 +25,7 @@ use crate::destination::orb::{Api, Backfill, derived_key, fresh_key};
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::pipeline::{self, DaySpan, Options, Pass, PassEnd, Run};
-use crate::report::plural;
+use crate::report::{WindowNotMade, plural};
 
 pub(crate) use manage::manage;
 
@@ -160,12 +160,11 @@ fn make_passes(
         console.say(line);
     }
     let unmade = UnmadePasses {
-        spans: windows.iter().map(|w| (w.start, w.end)).collect(),
-        latest,
+        windows: windows.iter().map(|w| (w.start, w.end, w.events)).collect(),
     };
     // Before anything is sent: what Orb already has over these windows.
     if overlap::check(api, run, plan, windows)?.is_err() {
-        return unmade.settle(run, first, first == 0);
+        return Ok(unmade.note(run, first));
     }
     save(run.checkpoint.as_mut(), windows)?;
     if windows.is_empty() {
@@ -199,7 +198,7 @@ fn make_passes(
                 Some(id) => id,
                 None => {
                     let Ok(id) = create(api, run, plan, windows, index)? else {
-                        return unmade.settle(run, index, index == 0);
+                        return Ok(unmade.note(run, index));
                     };
                     windows[index].id = Some(id.clone());
                     save(run.checkpoint.as_mut(), windows)?;
@@ -224,22 +223,20 @@ fn make_passes(
         };
         end = run.pass(&pass)?;
         if !end.complete || end.aborted.is_some() {
-            if end.aborted.is_some() {
-                unmade.settle(run, index + 1, false)?;
-            }
+            unmade.note(run, index + 1);
             return Ok(end);
         }
         if let Some(id) = id {
             if plan.close && !window.closed {
                 if close(api, run, plan, windows, index, &id)?.is_err() {
-                    return unmade.settle(run, index + 1, false);
+                    return Ok(unmade.note(run, index + 1));
                 }
                 windows[index].closed = true;
                 save(run.checkpoint.as_mut(), windows)?;
             }
             if plan.wait && plan.close && !plan.dry_run && !window.reflected {
                 if wait_reflected(api, run, plan, &id)?.is_err() {
-                    return unmade.settle(run, index + 1, false);
+                    return Ok(unmade.note(run, index + 1));
                 }
                 windows[index].reflected = true;
                 save(run.checkpoint.as_mut(), windows)?;
@@ -254,53 +251,30 @@ fn make_passes(
     Ok(end)
 }
 
-/// After an abort, the events of the passes not made still have to be
-/// accounted for: one more pass fails them all (the courier refuses to send).
+/// When a run stops (an abort, Ctrl-C, `--fail-fast`, `--limit`) before a
+/// window's pass, nothing of that window is read: the summary names the
+/// windows not made, with their events as planned, and a resume makes them.
 struct UnmadePasses {
-    /// Each pass's [start, end).
-    spans: Vec<(Timestamp, Timestamp)>,
-    latest: Option<Timestamp>,
+    /// Each pass's [start, end) and its events.
+    windows: Vec<(Timestamp, Timestamp, u64)>,
 }
 
 impl UnmadePasses {
-    fn settle(
-        &self,
-        run: &mut Run,
-        from: usize,
-        settles_skipped_and_rejected: bool,
-    ) -> anyhow::Result<PassEnd> {
-        let aborted = run.courier.aborted();
-        let left = match self.spans.get(from..) {
-            Some(left) if aborted.is_some() && !left.is_empty() => left,
-            _ => {
-                return Ok(PassEnd {
-                    aborted,
-                    complete: false,
-                });
-            }
-        };
-        // What is left is one stretch of time: the windows are in time order,
-        // and the recent events' pass (always the first) comes after them all.
-        let start = left
-            .iter()
-            .map(|(start, _)| *start)
-            .min()
-            .expect("a pass left");
-        let end = left.iter().map(|(_, end)| *end).max().expect("a pass left");
-        let pass = Pass {
-            window: Some((start, end)),
-            settles_skipped_and_rejected,
-            rejects_after: self.latest,
-            // The lines the checkpoint calls settled are another pass's, and
-            // this pass fails everything, so it would not move anyway.
-            follows_checkpoint: false,
-            context: RequestContext::default(),
-        };
-        let end = run.pass(&pass)?;
-        Ok(PassEnd {
-            aborted: end.aborted,
+    fn note(&self, run: &mut Run, from: usize) -> PassEnd {
+        let left = self.windows.get(from..).unwrap_or_default();
+        run.report.windows_not_made(
+            left.iter()
+                .map(|&(start, end, events)| WindowNotMade {
+                    start: utc_millis_text(start),
+                    end: utc_millis_text(end),
+                    events,
+                })
+                .collect(),
+        );
+        PassEnd {
+            aborted: run.courier.aborted(),
             complete: false,
-        })
+        }
     }
 }
 

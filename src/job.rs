@@ -14,12 +14,12 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{Output, Plan, RunConfig};
 use crate::console::{Console, Verbosity};
 use crate::customers::{self, Customers};
+use crate::dedupe::Dedupe;
 use crate::delivery::{Courier, RequestContext};
 use crate::destination::orb;
 use crate::input::{self, Source};
 use crate::interrupt;
 use crate::pipeline::{Dispatch, Pass, Run};
-use crate::repeated_keys::{self, RepeatedKeys};
 use crate::report::{Report, plural};
 use crate::status::Status;
 use crate::throttle::Throttle;
@@ -99,8 +99,9 @@ impl Job {
             report.resumed(state.totals.clone());
         }
         let sends = matches!(output, Output::Send { .. });
-        let repeated_keys =
-            matches!(output, Output::Check).then(|| RepeatedKeys::new(repeated_keys::TRACKED_KEYS));
+        if checkpoint.is_some() {
+            report.checkpointed();
+        }
         if !sends {
             report.sends_nothing();
         }
@@ -203,7 +204,7 @@ impl Job {
                 report,
                 checkpoint,
                 customers,
-                repeated_keys,
+                dedupe: Dedupe::default(),
             },
             title,
             summary,
@@ -228,10 +229,8 @@ impl Job {
         };
         run.dispatch.finish()?;
         let report = &mut run.report;
-        if let Some(keys) = &run.repeated_keys {
-            for warning in keys.warnings(run.courier.destination.kind()) {
-                report.warn(warning);
-            }
+        for warning in run.dedupe.warnings() {
+            report.warn(warning);
         }
         report.input_errors(run.options.unreadable.count());
         for warning in run.options.filter.unmatched_events() {
@@ -265,7 +264,9 @@ impl Job {
         if let Some(reason) = aborted.clone() {
             report.aborted(reason);
         }
-        let interrupted = interrupt::requested();
+        // Ctrl-C that only cut the count of the lines an abort left unread
+        // does not make the aborted run an interrupted one.
+        let interrupted = interrupt::requested() && !report.summary().lines_not_read_partial;
         if interrupted {
             report.interrupted();
         }

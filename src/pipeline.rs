@@ -5,7 +5,7 @@
 //! come back in: the report, the rejects file and the checkpoint always
 //! describe a prefix of the input, which is what makes a resume exact.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, mpsc};
@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use jiff::Timestamp;
 
 use crate::checkpoint::Checkpoint;
+use crate::console::Verbosity;
 use crate::customers::{Customers, EventAt, Identified};
+use crate::dedupe::Dedupe;
 use crate::delivery::{Courier, Delivered, Record, RequestContext};
 use crate::destination::{Destination, Payload, Stream};
 use crate::event::{Origin, Wanted};
@@ -22,9 +24,8 @@ use crate::grace;
 use crate::input::{Position, Source};
 use crate::interrupt;
 use crate::outcome::{Content, Outcome};
-use crate::prepare::{self, Prepared, Preparer, Reading, Ready};
+use crate::prepare::{self, Prepared, Preparer, ReadStop, Reading, Ready, Unread};
 use crate::reason::Reason;
-use crate::repeated_keys::RepeatedKeys;
 use crate::report::Report;
 use crate::transport::Transport;
 
@@ -97,8 +98,8 @@ pub(crate) struct Run {
     pub report: Report,
     pub checkpoint: Option<Checkpoint>,
     pub customers: Option<Customers>,
-    /// `check`: idempotency keys seen with two different records.
-    pub repeated_keys: Option<RepeatedKeys>,
+    /// The usage records' keys sent or queued, across the passes: a repeat is skipped.
+    pub dedupe: Dedupe,
 }
 
 /// How a pass ended.
@@ -168,13 +169,17 @@ struct Pipeline<'a> {
     unsaved: bool,
     frozen: bool,
     stopped_early: bool,
+    /// The first event of the pass that failed: where a resume starts again.
+    first_failed: Option<Origin>,
+    /// Where the reading stopped, when an abort or Ctrl-C stopped it: the
+    /// first line not read, and how.
+    stop: Option<(Option<Origin>, ReadStop)>,
+    /// Set once the pass is settled (`finish`): whether it is complete.
+    finished: Option<bool>,
     workers: Option<Workers>,
     dispatch: &'a mut Dispatch,
     customers: Option<&'a mut Customers>,
-    /// Where each key of a batch being filled sits in it, when the destination
-    /// refuses a batch in which one key has two bodies.
-    batch_keys: Option<HashMap<(Stream, String), usize>>,
-    repeated_keys: Option<&'a mut RepeatedKeys>,
+    dedupe: &'a mut Dedupe,
     /// A plain run to a destination whose ingest refuses some times: counts them.
     timing: Option<grace::Count>,
 }
@@ -212,7 +217,7 @@ impl Run {
             report,
             checkpoint,
             customers,
-            repeated_keys,
+            dedupe,
         } = self;
         let checkpoint = checkpoint.as_mut().filter(|_| pass.follows_checkpoint);
         let settled = checkpoint
@@ -241,14 +246,13 @@ impl Run {
             unsaved: false,
             frozen: false,
             stopped_early: false,
+            first_failed: None,
+            stop: None,
+            finished: None,
             workers,
             dispatch,
             customers: customers.as_mut(),
-            batch_keys: courier
-                .destination
-                .refuses_conflicting_keys()
-                .then(HashMap::new),
-            repeated_keys: repeated_keys.as_mut(),
+            dedupe,
             // A backfill's passes send each event where its time belongs.
             timing: match pass.window {
                 None => grace::Count::start(courier.destination.as_ref()),
@@ -258,8 +262,15 @@ impl Run {
         let preparer = options.preparer(courier.destination.as_ref(), pass);
         let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
             if interrupt::stop_reading() {
-                pipeline.stopped_early = true;
-                return Ok(ControlFlow::Break(()));
+                return Ok(pipeline.stop_before(line, ReadStop::Here));
+            }
+            // After an abort nothing more could be sent: the rest is counted, not read.
+            if pipeline.courier.aborted().is_some() {
+                let stop = pipeline.stop_before(line, ReadStop::Count);
+                // Settled first: a count of a long input may be cut short.
+                pipeline.finish()?;
+                pipeline.say_counting();
+                return Ok(stop);
             }
             let mut flow = ControlFlow::Continue(());
             for (index, prepared) in line.into_iter().enumerate() {
@@ -267,11 +278,11 @@ impl Run {
                     .limit
                     .is_some_and(|limit| pipeline.report.summary().read >= limit)
                 {
-                    flow = ControlFlow::Break(());
+                    flow = ControlFlow::Break(ReadStop::Here);
                     break;
                 }
                 if pipeline.settle_prepared(prepared, index)?.is_break() {
-                    flow = ControlFlow::Break(());
+                    flow = ControlFlow::Break(ReadStop::Here);
                 }
             }
             pipeline.after_line()?;
@@ -282,8 +293,9 @@ impl Run {
         });
         // Whatever stopped the reading, what was read is settled before returning.
         let finished = pipeline.finish();
-        read?;
+        let unread = read?;
         let complete = finished?;
+        pipeline.tell_stop(unread);
         Ok(PassEnd {
             aborted: pipeline.courier.aborted(),
             complete,
@@ -311,7 +323,7 @@ pub(crate) fn scan(
     let preparer = options.preparer(destination, &Pass::default());
     prepare::read_all(&options.reading(&[]), &preparer, |line| {
         if interrupt::stop_reading() {
-            return Ok(ControlFlow::Break(()));
+            return Ok(ControlFlow::Break(ReadStop::Here));
         }
         for prepared in line {
             if let Ready::Record { payload, .. } = prepared.ready {
@@ -319,7 +331,8 @@ pub(crate) fn scan(
             }
         }
         Ok(ControlFlow::Continue(()))
-    })
+    })?;
+    Ok(())
 }
 
 impl Pipeline<'_> {
@@ -353,8 +366,12 @@ impl Pipeline<'_> {
             ends_line,
             ready,
         } = prepared;
-        let (payload, original) = match ready {
-            Ready::Record { payload, original } => (payload, original),
+        let (payload, original, prints) = match ready {
+            Ready::Record {
+                payload,
+                original,
+                prints,
+            } => (payload, original, prints),
             Ready::OtherWindow => return Ok(ControlFlow::Continue(())),
             // Settled by the pass that settles what no window sends.
             Ready::Skipped(_) | Ready::Rejected(..) if !self.pass.settles_skipped_and_rejected => {
@@ -369,6 +386,13 @@ impl Pipeline<'_> {
             }
         };
         let stream = payload.stream;
+        // A usage record whose key went before: skipped, whichever batch that one is in.
+        if let Some(prints) = prints
+            && let Some(reason) = self.dedupe.duplicate(&payload.key, prints, origin)
+        {
+            self.push(origin, at, ends_line, Some(Outcome::Skipped(reason)));
+            return Ok(ControlFlow::Continue(()));
+        }
         for (property, text) in &payload.numeric_text {
             self.report.numeric_text(property, text);
         }
@@ -421,15 +445,9 @@ impl Pipeline<'_> {
                 }
             }
         }
-        if let Some(reason) = self.conflicting_key(stream, &payload, &origin) {
-            let content = Content::Json(original);
-            return Ok(self.reject(origin, at, ends_line, reason, content));
-        }
         // Usage only: two identifies of one customer are two updates, not a repeat.
-        if stream == Stream::Usage
-            && let Some(keys) = self.repeated_keys.as_deref_mut()
-        {
-            keys.see(&payload.key, &payload.json, origin);
+        if let Some(prints) = prints {
+            self.dedupe.remember(prints, origin);
         }
         if let (Some(timing), Some(time)) = (&mut self.timing, payload.time) {
             timing.count(time, &origin, self.report.console());
@@ -450,41 +468,6 @@ impl Pipeline<'_> {
             self.flush(stream)?;
         }
         Ok(ControlFlow::Continue(()))
-    }
-
-    /// A reason to hold the record back when its batch already has its key with
-    /// another body: the destination would refuse the whole batch. The same
-    /// key with the same body is harmless (the destination keeps one).
-    fn conflicting_key(
-        &mut self,
-        stream: Stream,
-        payload: &Payload,
-        origin: &Origin,
-    ) -> Option<Reason> {
-        let keys = self.batch_keys.as_mut()?;
-        let index = self
-            .batches
-            .iter()
-            .find(|(s, _)| *s == stream)
-            .map_or(0, |(_, batch)| batch.len());
-        let earlier = *keys.entry((stream, payload.key.clone())).or_insert(index);
-        if earlier == index {
-            return None;
-        }
-        let (_, batch) = self.batches.iter().find(|(s, _)| *s == stream)?;
-        let batch = &batch[earlier];
-        if batch.payload.json == payload.json {
-            return None;
-        }
-        Some(Reason::new(
-            "conflicting idempotency key",
-            format!(
-                "idempotency key {:?} is also the key of the event at {} in the same batch, with a different body; {} would refuse the whole batch ({origin} is held back)",
-                payload.key,
-                batch.origin,
-                self.courier.destination.kind().display_name()
-            ),
-        ))
     }
 
     /// Settles a rejected event, kept whole for the rejects file.
@@ -540,9 +523,6 @@ impl Pipeline<'_> {
     }
 
     fn flush(&mut self, stream: Stream) -> anyhow::Result<()> {
-        if let Some(keys) = &mut self.batch_keys {
-            keys.retain(|(s, _), _| *s != stream);
-        }
         let records = std::mem::take(self.batch(stream));
         if records.is_empty() {
             return Ok(());
@@ -630,6 +610,7 @@ impl Pipeline<'_> {
             let outcome = slot.outcome.expect("a settled slot");
             if matches!(outcome, Outcome::Failed(..)) {
                 self.frozen = true;
+                self.first_failed.get_or_insert(slot.origin);
             }
             self.report.settle(&slot.origin, outcome)?;
             if slot.ends_line && !self.frozen {
@@ -674,9 +655,60 @@ impl Pipeline<'_> {
         Ok(())
     }
 
+    /// Stops the reading before `line` (an abort or Ctrl-C), noting where.
+    fn stop_before(
+        &mut self,
+        line: &mut dyn Iterator<Item = Prepared>,
+        stop: ReadStop,
+    ) -> ControlFlow<ReadStop> {
+        self.stopped_early = true;
+        self.stop = Some((line.next().map(|prepared| prepared.origin), stop));
+        ControlFlow::Break(stop)
+    }
+
+    fn say_counting(&self) {
+        let console = self.report.console();
+        if console.verbosity() > Verbosity::Quiet
+            && let Some((Some(origin), _)) = self.stop
+        {
+            console.say(&format!(
+                "segrelay: stopped reading at {origin}: counting the lines not read (Ctrl-C cuts the count short)"
+            ));
+        }
+    }
+
+    /// Tells the report where an abort or Ctrl-C stopped the pass: the first
+    /// event that failed (where a resume starts), else the first line not
+    /// read; and after an abort, how many lines were not read.
+    fn tell_stop(&mut self, unread: Option<Unread>) {
+        let aborted = self.courier.aborted().is_some();
+        if !aborted && !interrupt::requested() {
+            return;
+        }
+        let first_unread = self.stop.and_then(|(origin, _)| origin);
+        if let Some(at) = self.first_failed.or(first_unread) {
+            self.report.stopped_at(at);
+        }
+        let unread = match (self.stop, unread) {
+            (_, Some(unread)) => unread,
+            // The reading had ended when the abort came.
+            (None, None) if aborted => Unread {
+                lines: 0,
+                complete: true,
+            },
+            // Ctrl-C: the rest is not counted.
+            _ => return,
+        };
+        self.report.not_read(unread);
+    }
+
     /// Sends what is left in the batches (or fails it, after an abort or a
     /// stop), settles everything, and says whether the pass is complete.
+    /// Once: later calls say the same.
     fn finish(&mut self) -> anyhow::Result<bool> {
+        if let Some(complete) = self.finished {
+            return Ok(complete);
+        }
         self.flush_all()?;
         self.collect(true)?;
         if let Some(workers) = &mut self.workers {
@@ -697,6 +729,7 @@ impl Pipeline<'_> {
             // since the last write is kept, not read again by the resume.
             self.save_checkpoint(Save::Now)?;
         }
+        self.finished = Some(complete);
         Ok(complete)
     }
 }

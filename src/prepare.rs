@@ -11,11 +11,13 @@ use std::sync::{Mutex, mpsc};
 
 use jiff::Timestamp;
 
-use crate::destination::{Destination, Payload, Translation};
+use crate::dedupe::{self, Prints};
+use crate::destination::{Destination, Payload, Stream, Translation};
 use crate::event::time::utc_millis_text;
 use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
+use crate::interrupt;
 use crate::outcome::Content;
 use crate::reason::Reason;
 
@@ -33,10 +35,12 @@ pub(crate) struct Prepared {
 #[derive(Debug)]
 pub(crate) enum Ready {
     /// Translated, for a batch. `original` is the event's JSON, kept for the
-    /// rejects file should the destination refuse it.
+    /// rejects file should the destination refuse it; `prints`, for a usage
+    /// record, what tells a repeat of its key.
     Record {
         payload: Payload,
         original: Box<[u8]>,
+        prints: Option<Prints>,
     },
     /// Translated, but its time is outside this pass's window: another pass sends it.
     OtherWindow,
@@ -72,15 +76,36 @@ pub(crate) struct Reading<'a> {
 const CHUNK_LINES: usize = 256;
 const CHUNK_BYTES: usize = 192 * 1024;
 
+/// How `each` stops the reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadStop {
+    /// The lines read ahead are dropped unseen, as if never read.
+    Here,
+    /// The line `each` was given and every one after it are counted, not
+    /// prepared: what the run did not read.
+    Count,
+}
+
+/// The lines of the input a stopped run did not read: non-blank lines (a
+/// pretty-printed document is one), each a line that would have been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unread {
+    pub lines: u64,
+    /// False when the count was cut short (Ctrl-C, or with `--fail-fast` an
+    /// input that could not be opened): `lines` is then a lower bound.
+    pub complete: bool,
+}
+
 /// Reads every line, prepares it on `reading.threads` threads, and hands each
 /// line's events to `each` in input order. `each` returning `Break` (or an
-/// error) stops the reading; lines read past that point are dropped unseen, as
-/// if never read.
+/// error) stops the reading: with `ReadStop::Here`, lines read past that point are
+/// dropped unseen, as if never read; with `ReadStop::Count`, the rest of the input
+/// is read through without being parsed, and counted.
 pub(crate) fn read_all(
     reading: &Reading,
     preparer: &Preparer,
-    mut each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<()>>,
-) -> anyhow::Result<()> {
+    mut each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<ReadStop>>,
+) -> anyhow::Result<Option<Unread>> {
     let threads = reading.threads.max(1);
     let (jobs, queue) = mpsc::channel::<Job>();
     let queue = Mutex::new(queue);
@@ -97,6 +122,7 @@ pub(crate) fn read_all(
             in_flight: 2 * threads + 1,
         };
         let mut stopped = false;
+        let mut counting: Option<Counting> = None;
         input::read_all(
             reading.sources,
             reading.settled,
@@ -104,30 +130,82 @@ pub(crate) fn read_all(
             reading.bytes_read,
             reading.unreadable,
             |item| {
+                if let Some(counting) = &mut counting {
+                    return Ok(counting.line());
+                }
                 feeder.current.push(item);
                 if feeder.current.is_full() {
                     feeder.submit();
                     while feeder.pending.len() > feeder.in_flight {
-                        if feeder.hand_on(&mut each)?.is_break() {
-                            stopped = true;
-                            return Ok(ControlFlow::Break(()));
+                        match feeder.hand_on(&mut each)? {
+                            ControlFlow::Continue(()) => {}
+                            ControlFlow::Break((ReadStop::Here, _)) => {
+                                stopped = true;
+                                return Ok(ControlFlow::Break(()));
+                            }
+                            ControlFlow::Break((ReadStop::Count, left)) => {
+                                counting = Some(Counting::start(left + feeder.abandon(), reading));
+                                break;
+                            }
                         }
                     }
                 }
                 Ok(ControlFlow::Continue(()))
             },
         )?;
-        if !stopped {
+        if !stopped && counting.is_none() {
             feeder.submit();
             while !feeder.pending.is_empty() {
-                if feeder.hand_on(&mut each)?.is_break() {
-                    break;
+                match feeder.hand_on(&mut each)? {
+                    ControlFlow::Continue(()) => {}
+                    ControlFlow::Break((ReadStop::Here, _)) => break,
+                    ControlFlow::Break((ReadStop::Count, left)) => {
+                        counting = Some(Counting::start(left + feeder.abandon(), reading));
+                        break;
+                    }
                 }
             }
         }
         // Dropping the feeder closes the queue: the threads end, and the scope joins them.
-        Ok(())
+        Ok(counting.map(|counting| counting.end(reading)))
     })
+}
+
+/// The count of the lines a stopped run did not read, going on as the rest
+/// of the input is read through: lines found, never parsed.
+struct Counting {
+    unread: Unread,
+    /// Inputs that could not be opened when the count began.
+    unreadable: u64,
+}
+
+impl Counting {
+    fn start(lines: u64, reading: &Reading) -> Counting {
+        Counting {
+            unread: Unread {
+                lines,
+                complete: true,
+            },
+            unreadable: reading.unreadable.count(),
+        }
+    }
+
+    fn line(&mut self) -> ControlFlow<()> {
+        if interrupt::requested() {
+            self.unread.complete = false;
+            return ControlFlow::Break(());
+        }
+        self.unread.lines += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn end(mut self, reading: &Reading) -> Unread {
+        // With --fail-fast, an input that cannot be opened ends the reading.
+        if reading.unreadable.fail_fast && reading.unreadable.count() > self.unreadable {
+            self.unread.complete = false;
+        }
+        self.unread
+    }
 }
 
 /// Copied lines, and what reading them found.
@@ -199,8 +277,8 @@ struct Done {
 
 struct Feeder {
     jobs: mpsc::Sender<Job>,
-    /// Replies, in the order the chunks were read.
-    pending: VecDeque<mpsc::Receiver<Done>>,
+    /// Replies, in the order the chunks were read, with the lines of each chunk.
+    pending: VecDeque<(mpsc::Receiver<Done>, u64)>,
     spare: Vec<Chunk>,
     current: Chunk,
     /// Chunks out at once at most, which bounds the memory a run holds.
@@ -213,19 +291,34 @@ impl Feeder {
             return;
         }
         let chunk = std::mem::replace(&mut self.current, self.spare.pop().unwrap_or_default());
+        let lines = chunk.entries.len() as u64;
         let (reply, done) = mpsc::sync_channel(1);
         self.jobs
             .send(Job { chunk, reply })
             .expect("the preparing threads outlive the feeder");
-        self.pending.push_back(done);
+        self.pending.push_back((done, lines));
     }
 
-    /// Hands the oldest chunk's lines on, one line at a time.
+    /// Drops the chunks not handed on, and says how many lines they held.
+    /// A thread preparing one finds nobody waiting for it, and ends.
+    fn abandon(&mut self) -> u64 {
+        let lines = self.pending.drain(..).map(|(_, lines)| lines).sum::<u64>();
+        let current = self.current.entries.len() as u64;
+        self.current.entries.clear();
+        self.current.bytes.clear();
+        lines + current
+    }
+
+    /// Hands the oldest chunk's lines on, one line at a time. When `each`
+    /// stops, says how and how many lines of the chunk were not handed on
+    /// (the one it stopped at included).
     fn hand_on(
         &mut self,
-        each: &mut impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<()>>,
-    ) -> anyhow::Result<ControlFlow<()>> {
-        let done = self.pending.pop_front().expect("a chunk in flight");
+        each: &mut impl FnMut(
+            &mut dyn Iterator<Item = Prepared>,
+        ) -> anyhow::Result<ControlFlow<ReadStop>>,
+    ) -> anyhow::Result<ControlFlow<(ReadStop, u64)>> {
+        let (done, _) = self.pending.pop_front().expect("a chunk in flight");
         let Done {
             prepared,
             line_ends,
@@ -234,13 +327,14 @@ impl Feeder {
         chunk.bytes.clear();
         chunk.entries.clear();
         self.spare.push(chunk);
+        let lines = line_ends.len();
         let mut events = prepared.into_iter();
         let mut start = 0;
-        for end in line_ends {
+        for (index, end) in line_ends.into_iter().enumerate() {
             let mut line = events.by_ref().take(end - start);
             start = end;
-            if each(&mut line)?.is_break() {
-                return Ok(ControlFlow::Break(()));
+            if let ControlFlow::Break(stop) = each(&mut line)? {
+                return Ok(ControlFlow::Break((stop, (lines - index) as u64)));
             }
         }
         Ok(ControlFlow::Continue(()))
@@ -344,7 +438,14 @@ impl Preparer<'_> {
                     Ok(line) => line.into_boxed_bytes(),
                     Err(event) => event.to_json().into_bytes().into_boxed_slice(),
                 };
-                Ready::Record { payload, original }
+                // Here, on the preparing threads, rather than where records are batched.
+                let prints = (payload.stream == Stream::Usage)
+                    .then(|| dedupe::prints(&payload.key, &payload.json));
+                Ready::Record {
+                    payload,
+                    original,
+                    prints,
+                }
             }
             Translation::Skip(reason) => Ready::Skipped(reason),
             Translation::Reject(reason) => Ready::Rejected(reason, whole_event(event)),

@@ -16,6 +16,7 @@ use crate::console::{Console, Verbosity};
 use crate::event::{Event, Origin};
 use crate::interrupt;
 use crate::outcome::{Content, Outcome};
+use crate::prepare::Unread;
 use crate::reason::Reason;
 use crate::rejects;
 
@@ -56,6 +57,20 @@ pub(crate) struct Summary {
     pub aborted: Option<String>,
     /// True when Ctrl-C or SIGTERM stopped the run.
     pub interrupted: bool,
+    /// Where an abort or Ctrl-C stopped the run: the first event that failed
+    /// (a resume with the checkpoint starts there), else the first line not read.
+    pub stopped_at: Option<String>,
+    /// After an abort: the non-blank input lines never read, from the line
+    /// where the reading stopped to the end of the inputs. Not events: they
+    /// were not parsed (a line may hold a batch of several).
+    pub lines_not_read: Option<u64>,
+    /// Ctrl-C cut the count of `lines_not_read` short: it is a lower bound.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lines_not_read_partial: bool,
+    /// An Orb backfill stopped: the windows whose pass was not made, whose
+    /// events were therefore not read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows_not_made: Vec<WindowNotMade>,
     /// What earlier runs settled, when this one resumed from a checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub already_done: Option<Totals>,
@@ -67,6 +82,15 @@ pub(crate) struct Summary {
     pub failed_by_reason: BTreeMap<String, u64>,
     /// What the user should act on though nothing failed, one sentence each.
     pub warnings: Vec<String>,
+}
+
+/// A window of an Orb backfill that a stopped run did not make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct WindowNotMade {
+    pub start: String,
+    pub end: String,
+    /// Its events, as counted when the windows were planned.
+    pub events: u64,
 }
 
 /// The rejects file: appended to, and cut back to a checkpoint's length on resume.
@@ -98,6 +122,8 @@ pub(crate) struct Report {
     /// What the human summary calls events that went through: a dry run or a
     /// check sends nothing, it only translates (the JSON keeps `sent`).
     sent_word: &'static str,
+    /// `--checkpoint`: a stopped run resumes where it stopped.
+    checkpointed: bool,
 }
 
 impl Report {
@@ -151,6 +177,7 @@ impl Report {
             settled: Totals::default(),
             numeric_text: BTreeMap::new(),
             sent_word: "sent",
+            checkpointed: false,
         })
     }
 
@@ -187,6 +214,26 @@ impl Report {
 
     pub(crate) fn interrupted(&mut self) {
         self.summary.interrupted = true;
+    }
+
+    /// The run keeps a checkpoint: what the summary advises after a stop.
+    pub(crate) fn checkpointed(&mut self) {
+        self.checkpointed = true;
+    }
+
+    /// Where an abort or Ctrl-C stopped the run (see `Summary::stopped_at`).
+    pub(crate) fn stopped_at(&mut self, origin: Origin) {
+        self.summary.stopped_at = Some(origin.to_string());
+    }
+
+    /// The input lines an aborted run did not read.
+    pub(crate) fn not_read(&mut self, unread: Unread) {
+        self.summary.lines_not_read = Some(unread.lines);
+        self.summary.lines_not_read_partial = !unread.complete;
+    }
+
+    pub(crate) fn windows_not_made(&mut self, windows: Vec<WindowNotMade>) {
+        self.summary.windows_not_made = windows;
     }
 
     /// Something the user should act on though nothing failed: said once on
@@ -434,8 +481,40 @@ impl Report {
         if let Some(reason) = &s.aborted {
             out.push_str(&format!("  aborted: {reason}\n"));
         }
+        if let Some(at) = &s.stopped_at {
+            out.push_str(&format!("  stopped at {at}"));
+            if let Some(lines) = s.lines_not_read {
+                let at_least = if s.lines_not_read_partial {
+                    "at least "
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "; {at_least}{} not read",
+                    plural(lines, "input line")
+                ));
+            }
+            out.push('\n');
+        }
+        if !s.windows_not_made.is_empty() {
+            let windows: Vec<String> = s
+                .windows_not_made
+                .iter()
+                .map(|w| format!("{} to {} ({})", w.start, w.end, plural(w.events, "event")))
+                .collect();
+            out.push_str(&format!(
+                "  orb backfill windows not made, their events not read: {}\n",
+                windows.join(", ")
+            ));
+        }
         if s.interrupted {
             out.push_str("  interrupted: run the same command again to go on (with --checkpoint, from where it stopped)\n");
+        } else if s.aborted.is_some() {
+            out.push_str(if self.checkpointed {
+                "  to go on: fix the cause and run the same command again: it resumes from the checkpoint\n"
+            } else {
+                "  to go on: fix the cause and run the same command again (events already sent are deduped by their keys), or better with --checkpoint PATH, which resumes where a run stopped\n"
+            });
         }
         for (label, reasons) in [
             ("skipped", &s.skipped_by_reason),

@@ -141,13 +141,6 @@ pub trait Destination: Send + Sync {
     fn ingest_window(&self) -> Option<IngestWindow> {
         None
     }
-
-    /// Whether a request holding two records with the same key and different
-    /// bodies is refused whole (Orb): the later one is then rejected before
-    /// it joins a batch.
-    fn refuses_conflicting_keys(&self) -> bool {
-        false
-    }
 }
 
 /// The span around now in which a destination's ordinary ingest takes event

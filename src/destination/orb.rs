@@ -198,12 +198,6 @@ impl Destination for Orb {
         })
     }
 
-    /// Orb refuses a whole ingest request in which one idempotency key stands
-    /// for two different events.
-    fn refuses_conflicting_keys(&self) -> bool {
-        true
-    }
-
     fn translate(&self, event: &Event) -> Translation {
         if let Err(skip_or_reject) = super::screen(event, Kind::Orb, &["track"]) {
             return skip_or_reject;

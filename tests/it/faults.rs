@@ -162,6 +162,49 @@ fn assert_delivered(server: &TestServer, expected: &[String], exact: bool, conte
     );
 }
 
+/// After an abort at request `position` (a batch, with no retry between), the
+/// batches before it were sent; the one in flight failed with "run aborted",
+/// and so did at most the next one, read while it was answered; nothing after
+/// them was read. The rejects file holds the failed events alone, and the
+/// summary says where the run stopped and how many lines it did not read.
+fn assert_stopped_at_batch(run: &Settled, prefix: &str, position: usize, context: &str) {
+    let sent = (position - 1) * BATCH;
+    assert_eq!(run.n("sent"), sent as u64, "{context}: {}", run.summary);
+    let failed = run.n("failed") as usize;
+    let in_flight = batch_keys(prefix, position).len();
+    assert!(
+        (in_flight..=in_flight + BATCH).contains(&failed),
+        "{context}: {failed} failed: {}",
+        run.summary
+    );
+    let failed_keys = keys(prefix, sent..sent + failed);
+    assert_eq!(run.rejects.len(), failed, "{context}: only those in flight");
+    for k in &failed_keys {
+        let (outcome, reason, _) = &run.rejects[k];
+        assert_eq!(
+            (outcome.as_str(), reason.as_str()),
+            ("failed", "run aborted"),
+            "{context}: {k}"
+        );
+    }
+    assert_eq!(
+        run.n("lines_not_read"),
+        (EVENTS - sent - failed) as u64,
+        "{context}: {}",
+        run.summary
+    );
+    let stopped_at = run.summary["stopped_at"].as_str().unwrap();
+    assert!(
+        stopped_at.ends_with(&format!("events.ndjson:{}", sent + 1)),
+        "{context}: {stopped_at}"
+    );
+    assert!(
+        run.stderr.contains(&format!("stopped at {stopped_at}; ")),
+        "{context}: {}",
+        run.stderr
+    );
+}
+
 /// The keys of every event not in `but`.
 fn all_but(prefix: &str, but: &[String]) -> Vec<String> {
     keys(prefix, 0..EVENTS)
@@ -262,7 +305,8 @@ fn a_closed_connection_is_retried_at_any_batch() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A refused key: exit 3, nothing after it is sent, everything after it failed.
+// A refused key: exit 3, nothing after it is sent, the batches in flight failed, the
+// rest not read.
 
 #[test]
 fn a_401_aborts_at_any_batch_and_loses_nothing() {
@@ -282,13 +326,8 @@ fn a_401_aborts_at_any_batch_and_loses_nothing() {
             );
             let sent: Vec<String> = (1..position).flat_map(|b| batch_keys(&prefix, b)).collect();
             assert_delivered(&server, &sent, true, &context);
-            let failed = all_but(&prefix, &sent);
-            assert_eq!(run.n("sent"), sent.len() as u64, "{context}");
-            assert_eq!(run.n("failed"), failed.len() as u64, "{context}");
-            for k in &failed {
-                let (outcome, reason, detail) = &run.rejects[k];
-                assert_eq!(outcome, "failed", "{context}: {k}");
-                assert_eq!(reason, "run aborted", "{context}: {k}");
+            assert_stopped_at_batch(&run, &prefix, position, &context);
+            for (_, _, detail) in run.rejects.values() {
                 assert!(detail.contains("401"), "{context}: {detail}");
             }
             assert!(
@@ -360,7 +399,7 @@ fn persistent(fault: Fault) -> Vec<Fault> {
 }
 
 /// A 2xx that is not the destination's answer: never counted as sent. Retried, and
-/// when it persists the run aborts (exit 3) with every event failed.
+/// when it persists the run aborts (exit 3): the events in flight failed, the rest not read.
 fn assert_not_taken_as_sent(api: Api, fault: Fault, said: &[&str]) {
     let context = format!("{fault:?} for {}", api.name());
     // Persistent: retried, then the run aborts and nothing counts as sent.
@@ -370,8 +409,6 @@ fn assert_not_taken_as_sent(api: Api, fault: Fault, said: &[&str]) {
     let prefix = format!("{}-bad", api.name());
     let run = send(&job, &events(&prefix), &["--max-retries", "2"]);
     assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
-    assert_eq!(run.n("sent"), 0, "{context}: {}", run.summary);
-    assert_eq!(run.n("failed"), EVENTS as u64, "{context}");
     assert_eq!(run.n("retries"), 2, "{context}");
     assert_eq!(
         server.received().len(),
@@ -379,9 +416,7 @@ fn assert_not_taken_as_sent(api: Api, fault: Fault, said: &[&str]) {
         "{context}: no request after the abort"
     );
     assert!(server.deliveries().is_empty());
-    for k in keys(&prefix, 0..EVENTS) {
-        assert_eq!(run.rejects[&k].1, "run aborted", "{context}");
-    }
+    assert_stopped_at_batch(&run, &prefix, 1, &context);
     for words in said {
         assert!(
             run.stderr.contains(words),
@@ -510,10 +545,7 @@ fn a_redirect_is_not_followed() {
             );
             let sent = batch_keys(&prefix, 1);
             assert_delivered(&server, &sent, true, &context);
-            assert_eq!(run.n("failed"), (EVENTS - BATCH) as u64, "{context}");
-            for k in all_but(&prefix, &sent) {
-                assert_eq!(run.rejects[&k].1, "run aborted", "{context}");
-            }
+            assert_stopped_at_batch(&run, &prefix, 2, &context);
         }
     }
     // A redirect to a path on the same host is not followed either.
@@ -709,8 +741,7 @@ fn send_to_bad_tls(check: impl Fn(&str, &Settled, usize)) {
             let before = tls.seen.lock().unwrap().connections;
             let run = send(&job, &events("tls"), &["--max-retries", "2"]);
             assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
-            assert_eq!(run.n("sent"), 0, "{context}");
-            assert_eq!(run.n("failed"), EVENTS as u64, "{context}");
+            assert_stopped_at_batch(&run, "tls", 1, &context);
             assert!(run.summary["aborted"].is_string(), "{context}");
             let seen = tls.seen.lock().unwrap();
             let connections = seen.connections - before;
@@ -762,10 +793,10 @@ fn a_self_signed_certificate_aborts_at_once_saying_tls() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Orb backfills: an abort before the first window still accounts for every event.
+// Orb backfills: an abort before the first window reads nothing more, and names the window.
 
 #[test]
-fn an_abort_while_creating_an_orb_backfill_accounts_for_every_event() {
+fn an_abort_while_creating_an_orb_backfill_names_the_window_not_made() {
     for fault in [
         Fault::Status(401, String::new()),
         Fault::Status(500, String::new()),
@@ -781,10 +812,16 @@ fn an_abort_while_creating_an_orb_backfill_accounts_for_every_event() {
         );
         assert_eq!(run.code, 3, "{context}\n{}", run.stderr);
         assert!(server.deliveries().is_empty());
-        assert_eq!(run.n("read"), EVENTS as u64, "{context}: {}", run.summary);
-        assert_eq!(run.n("failed"), EVENTS as u64, "{context}: {}", run.summary);
-        for k in keys("bf", 0..EVENTS) {
-            assert_eq!(run.rejects[&k].1, "run aborted", "{context}: {k}");
-        }
+        assert_eq!(run.n("read"), 0, "{context}: {}", run.summary);
+        assert!(run.rejects.is_empty(), "{context}");
+        let windows = run.summary["windows_not_made"].as_array().unwrap();
+        assert_eq!(windows.len(), 1, "{context}: {}", run.summary);
+        assert_eq!(windows[0]["events"], EVENTS, "{context}");
+        assert_eq!(windows[0]["start"], "2026-11-23T10:00:00.000Z", "{context}");
+        assert!(
+            run.stderr.contains("orb backfill windows not made, their events not read: 2026-11-23T10:00:00.000Z to 2026-11-23T10:00:00.001Z (18 events)"),
+            "{context}\n{}",
+            run.stderr
+        );
     }
 }

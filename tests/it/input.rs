@@ -86,11 +86,14 @@ fn standard_input_is_read_for_dash_and_for_no_file() {
 #[test]
 fn gzip_is_recognised_by_its_magic_bytes_with_concatenated_members() {
     let dir = workspace(SETTINGS);
-    let mut bytes = gzip(ndjson(&[track("g1"), track("g2")]).as_bytes());
-    bytes.extend(gzip(ndjson(&[track("g3")]).as_bytes()));
-    write(dir.path(), "events.ndjson.gz", &bytes);
+    let members = |a: &str, b: &str, c: &str| {
+        let mut bytes = gzip(ndjson(&[track(a), track(b)]).as_bytes());
+        bytes.extend(gzip(ndjson(&[track(c)]).as_bytes()));
+        bytes
+    };
+    write(dir.path(), "events.ndjson.gz", members("g1", "g2", "g3"));
     // Not named .gz: still gzip.
-    write(dir.path(), "archive-part-0001", &bytes);
+    write(dir.path(), "archive-part-0001", members("h1", "h2", "h3"));
     write(dir.path(), "plain.ndjson", ndjson(&[track("p1")]));
 
     let out = dry_run(
@@ -104,7 +107,7 @@ fn gzip_is_recognised_by_its_magic_bytes_with_concatenated_members() {
     let requests = out.requests();
     assert_eq!(
         record_keys(&records(&requests)),
-        ["g1", "g2", "g3", "g1", "g2", "g3", "p1"]
+        ["g1", "g2", "g3", "h1", "h2", "h3", "p1"]
     );
     assert_eq!(
         event_origins(&requests),
@@ -124,7 +127,7 @@ fn gzip_is_recognised_by_its_magic_bytes_with_concatenated_members() {
     let out = run(segrelay()
         .current_dir(dir.path())
         .args(["send", "--dry-run", "-c", "segrelay.toml", "-d", "orb", "-"])
-        .write_stdin(bytes.clone()));
+        .write_stdin(members("g1", "g2", "g3")));
     out.expect_code(0);
     assert_eq!(record_keys(&records(&out.requests())), ["g1", "g2", "g3"]);
 }
@@ -150,11 +153,14 @@ fn a_truncated_gzip_file_is_not_silently_accepted() {
 #[test]
 fn crlf_line_endings_and_a_utf8_bom_are_accepted() {
     let dir = workspace(SETTINGS);
-    let text = ndjson(&[track("r1"), track("r2")]).replace('\n', "\r\n");
-    let mut bytes = b"\xEF\xBB\xBF".to_vec();
-    bytes.extend_from_slice(text.as_bytes());
-    write(dir.path(), "windows.ndjson", &bytes);
-    write(dir.path(), "second.ndjson", &bytes);
+    let windows = |a: &str, b: &str| {
+        let text = ndjson(&[track(a), track(b)]).replace('\n', "\r\n");
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        bytes
+    };
+    write(dir.path(), "windows.ndjson", windows("r1", "r2"));
+    write(dir.path(), "second.ndjson", windows("s1", "s2"));
     let out = dry_run(
         dir.path(),
         "segrelay.toml",
@@ -165,7 +171,7 @@ fn crlf_line_endings_and_a_utf8_bom_are_accepted() {
     out.expect_code(0);
     let requests = out.requests();
     let recs = records(&requests);
-    assert_eq!(record_keys(&recs), ["r1", "r2", "r1", "r2"]);
+    assert_eq!(record_keys(&recs), ["r1", "r2", "s1", "s2"]);
     for r in &recs {
         assert_eq!(r["data"]["region"], json!("us-west-2"), "no stray \\r: {r}");
     }
@@ -381,6 +387,8 @@ fn corpus_files() -> Vec<String> {
         .collect()
 }
 
+/// All the fixtures in one dry run. They all reuse the key "I'm unique", so
+/// most of their events are skipped as duplicates of the first one.
 fn run_corpus(dest: &str, settings: &str) -> (Run, Value) {
     let dir = workspace(settings);
     let files = corpus_files();
@@ -397,19 +405,103 @@ fn run_corpus(dest: &str, settings: &str) -> (Run, Value) {
     (out, s)
 }
 
+/// test-many-track.json with the key its three items share ("I'm unique")
+/// made three ("I'm unique #0" ...), written to `dir`: each item's
+/// translation shows, none is a duplicate of another.
+fn many_track_with_own_keys(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(corpus().join("test-many-track.json")).unwrap();
+    let shared = "\"messageId\": \"I'm unique\"";
+    let mut parts = text.split(shared);
+    let mut out = parts.next().unwrap().to_owned();
+    for (n, part) in parts.enumerate() {
+        // The items come first; the envelope's own messageId (the last) is left alone.
+        match n {
+            0..3 => out.push_str(&format!("\"messageId\": \"I'm unique #{n}\"")),
+            _ => out.push_str(shared),
+        }
+        out.push_str(part);
+    }
+    let path = write(dir, "test-many-track.json", out);
+    path.to_str().unwrap().to_owned()
+}
+
+/// Each of `files` in a dry run of its own (test-many-track.json with its own
+/// keys), their requests one after the other: every event's translation.
+fn translate_apart(dest: &str, settings: &str, files: &[String]) -> Vec<Value> {
+    let dir = workspace(settings);
+    let mut requests = Vec::new();
+    for file in files {
+        let file = match file.ends_with("test-many-track.json") {
+            true => &many_track_with_own_keys(dir.path()),
+            false => file,
+        };
+        let out = dry_run(
+            dir.path(),
+            "segrelay.toml",
+            dest,
+            &["--summary", "s.json"],
+            &[file],
+        );
+        assert!(out.code <= 1, "{file}: {}", out.stderr);
+        let s = summary(&dir.path().join("s.json"));
+        assert_accounting(&s);
+        assert_eq!(
+            reason_count(&s, "skipped_by_reason", "duplicate"),
+            0,
+            "{file}: {s}"
+        );
+        requests.extend(out.requests());
+    }
+    requests
+}
+
+/// The warning about repeated keys with another record, from a summary.
+fn repeated_key_warning(s: &Value) -> String {
+    let warnings: Vec<&str> = s["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|w| w.contains("idempotency key"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{s}");
+    warnings[0].to_owned()
+}
+
 #[test]
 fn corpus_fixtures_for_amberflo() {
     let (out, s) = run_corpus("amberflo", SETTINGS);
     out.expect_code(0);
-    // 14 events: 12 files, test-many-track.json holds three.
+    // 14 events: 12 files, test-many-track.json holds three. The 11 usage
+    // records carry two keys: the first of each is sent, 9 are duplicates.
     // Requests: the identify's lookup and creation, and one ingest.
-    assert_eq!(counts(&s), (14, 12, 2, 0, 0, 3), "{s}");
+    assert_eq!(counts(&s), (14, 3, 11, 0, 0, 3), "{s}");
     assert_eq!(
         reason_count(&s, "skipped_by_reason", "not taken"),
         2,
         "group and alias are not taken: {s}"
     );
-    let requests = out.requests();
+    assert_eq!(
+        reason_count(&s, "skipped_by_reason", "duplicate idempotency key"),
+        9,
+        "{s}"
+    );
+    // Six of them differ from the first record (another meter, another time).
+    let warning = repeated_key_warning(&s);
+    assert!(
+        warning.starts_with("6 events repeated")
+            && warning.contains("test-context-track.json:1 and "),
+        "{warning}"
+    );
+    let ingest: Vec<Value> = out
+        .requests()
+        .into_iter()
+        .filter(|r| r["url"].as_str().unwrap().ends_with("/ingest"))
+        .collect();
+    assert_eq!(record_keys(&records(&ingest)), ["I'm unique", "abc"]);
+
+    // Each fixture's own translation.
+    let requests = translate_apart("amberflo", SETTINGS, &corpus_files());
     let is_ingest = |r: &&Value| r["url"].as_str().unwrap().ends_with("/ingest");
     let customers: Vec<&Value> = requests
         .iter()
@@ -422,11 +514,10 @@ fn corpus_fixtures_for_amberflo() {
         Compare::default(),
         "the identify fixture",
     );
-    let ingest: Vec<&Value> = requests.iter().filter(is_ingest).collect();
-    assert_eq!(ingest.len(), 1);
-    let recs = ingest[0]["body"].as_array().unwrap();
+    let ingest: Vec<Value> = requests.iter().filter(is_ingest).cloned().collect();
+    let recs = records(&ingest);
     assert_eq!(recs.len(), 11);
-    for r in recs {
+    for r in &recs {
         let millis = r["meterTimeInMillis"].as_i64().unwrap();
         assert!(
             millis == 1_257_894_000_000 || millis == 1_436_569_200_000,
@@ -464,32 +555,46 @@ fn corpus_fixtures_for_amberflo() {
 #[test]
 fn corpus_fixtures_for_orb() {
     let (out, s) = run_corpus("orb", SETTINGS);
-    out.expect_code(1);
-    assert_eq!(counts(&s), (14, 8, 5, 1, 0, 1), "{s}");
-    // test-timestamp-track.json reuses the key "I'm unique" with another time: in one
-    // batch with the others, Orb would refuse the whole batch, so it is held back.
+    out.expect_code(0);
+    // Nine tracks with two keys: the first of each is sent, seven are duplicates.
+    assert_eq!(counts(&s), (14, 2, 12, 0, 0, 1), "{s}");
     assert_eq!(
-        reason_count(&s, "rejected_by_reason", "conflicting idempotency key"),
-        1,
+        reason_count(&s, "skipped_by_reason", "duplicate idempotency key"),
+        7,
         "{s}"
     );
+    // test-timestamp-track.json reuses the key "I'm unique" with another time:
+    // only it differs from the first record (Orb would have refused a batch holding both).
+    let warning = repeated_key_warning(&s);
     assert!(
-        out.stderr
-            .contains("test-timestamp-track.json:1: rejected: conflicting idempotency key"),
-        "{}",
-        out.stderr
+        warning.starts_with("1 event repeated")
+            && warning.contains("test-context-track.json:1 and ")
+            && warning.ends_with("test-timestamp-track.json:1"),
+        "{warning}"
     );
-    let recs = records(&out.requests());
+    assert!(!out.stderr.contains("rejected:"), "{}", out.stderr);
+    assert_eq!(
+        record_keys(&records(&out.requests())),
+        ["I'm unique", "abc"]
+    );
+
+    // Each fixture's own translation.
+    let recs = records(&translate_apart("orb", SETTINGS, &corpus_files()));
     let keys = record_keys(&recs);
     assert_eq!(
-        keys.iter().filter(|k| *k == "I'm unique").count(),
-        7,
+        keys.iter().filter(|k| k.starts_with("I'm unique")).count(),
+        8,
         "{keys:?}"
     );
     assert_eq!(keys.iter().filter(|k| *k == "abc").count(), 1, "{keys:?}");
     let many: Vec<&Value> = recs
         .iter()
-        .filter(|r| r["idempotency_key"] == "I'm unique")
+        .filter(|r| {
+            r["idempotency_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("I'm unique")
+        })
         .collect();
     for r in &many {
         assert_eq!(r["external_customer_id"], json!("123456"));
@@ -504,7 +609,7 @@ fn corpus_fixtures_for_orb() {
             .iter()
             .filter(|t| **t == "2015-07-10T23:00:00.000Z")
             .count(),
-        0,
+        1,
         "test-timestamp-track.json: {stamps:?}"
     );
     assert_eq!(
@@ -529,11 +634,19 @@ client_id_field = "context.library.name"
     let dir = workspace(settings);
     let corpus = corpus();
     let files = [
-        corpus.join("test-enqueue-track.json"),
-        corpus.join("test-context-track.json"),
-        corpus.join("test-many-track.json"),
+        corpus
+            .join("test-enqueue-track.json")
+            .to_str()
+            .unwrap()
+            .to_owned(),
+        corpus
+            .join("test-context-track.json")
+            .to_str()
+            .unwrap()
+            .to_owned(),
+        many_track_with_own_keys(dir.path()),
     ];
-    let files: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
     let out = dry_run(
         dir.path(),
         "segrelay.toml",
@@ -559,9 +672,8 @@ client_id_field = "context.library.name"
 
 #[test]
 fn corpus_fixture_gzipped_is_read_the_same() {
-    let corpus = corpus();
-    let text = std::fs::read(corpus.join("test-many-track.json")).unwrap();
     let dir = workspace(SETTINGS);
+    let text = std::fs::read(many_track_with_own_keys(dir.path())).unwrap();
     write(dir.path(), "many.json.gz", gzip(&text));
     let out = dry_run(dir.path(), "segrelay.toml", "kable", &[], &["many.json.gz"]);
     out.expect_code(0);
