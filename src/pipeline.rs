@@ -272,6 +272,48 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Reads the input ahead of the pass, sending nothing: past the lines the
+    /// checkpoint says are settled, up to `--limit`, as the pass will read
+    /// it. The records translated from the lines that may mention `word` (a
+    /// lowercase word such as a call type) are handed on, each with where it
+    /// is and its place among its line's events. False, reading nothing, when
+    /// an input is standard input, which cannot be read twice.
+    pub(crate) fn look_ahead(
+        &self,
+        word: &str,
+        mut each: impl FnMut(Position, usize, Payload) -> anyhow::Result<()>,
+    ) -> anyhow::Result<bool> {
+        let options = &self.options;
+        if options.sources.contains(&Source::Stdin) {
+            return Ok(false);
+        }
+        let settled = self
+            .checkpoint
+            .as_ref()
+            .map(|c| c.settled_lines())
+            .unwrap_or_default();
+        // Its own count: the progress bar tells the pass's reading.
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let reading = Reading {
+            bytes_read: &bytes_read,
+            ..options.reading(&settled)
+        };
+        let preparer = options.preparer(self.courier.destination.as_ref(), &Pass::default());
+        prepare::look_ahead(
+            &reading,
+            &preparer,
+            word,
+            options.limit,
+            |prepared, index| match prepared.ready {
+                Ready::Record { payload, .. } => each(prepared.at, index, payload),
+                _ => Ok(()),
+            },
+        )?;
+        Ok(true)
+    }
+}
+
 /// The events of one UTC day (or of another stretch of time): what an Orb
 /// backfill cuts its windows from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,16 +401,11 @@ impl Pipeline<'_> {
             match stream {
                 // In input order, one at a time, each settled with its own outcome.
                 Stream::Customer if customers.merges() => {
-                    let place = EventAt {
-                        input: at.input,
-                        line: at.end_line,
-                        event: index,
-                    };
                     let control = self.dispatch.control();
                     let outcome = customers.identify(
                         &payload.json,
                         &origin,
-                        place,
+                        EventAt::new(at, index),
                         &self.courier,
                         control,
                         self.report,

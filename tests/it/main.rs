@@ -6,6 +6,7 @@ mod support;
 mod accounting;
 mod backfill;
 mod cli;
+mod customers;
 mod faults;
 mod fuzz;
 mod generated;
