@@ -13,9 +13,7 @@ use jiff::Timestamp;
 
 use crate::destination::{Destination, Payload, Translation};
 use crate::event::time::utc_millis_text;
-use crate::event::{
-    BadLine, Event, Origin, Wanted, may_hold_several, may_mention, parse_line_wanted,
-};
+use crate::event::{BadLine, Event, Mention, Origin, Wanted, may_hold_several, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
 use crate::interrupt;
@@ -157,8 +155,8 @@ pub(crate) fn look_ahead(
     limit: Option<u64>,
     mut each: impl FnMut(Prepared, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let parses =
-        |line: &[u8]| may_mention(line, word) || (limit.is_some() && may_hold_several(line));
+    let mention = Mention::new(word);
+    let parses = |line: &[u8]| mention.in_line(line) || (limit.is_some() && may_hold_several(line));
     let reached = |read: u64| limit.is_some_and(|limit| read >= limit);
     let mut read = 0;
     read_lines(reading, preparer, parses, |line| {

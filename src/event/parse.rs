@@ -103,23 +103,39 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
     }
 }
 
-/// Whether a line may hold `word` (lowercase ASCII letters) in a key or a
-/// string: as it is, or with letters written as escapes (`\u0069dentify`), the
-/// only way JSON escapes a letter. A line that cannot is read past unparsed
-/// when only such lines matter.
-pub fn may_mention(line: &[u8], word: &str) -> bool {
-    debug_assert!(word.bytes().all(|b| b.is_ascii_lowercase()));
-    // A lowercase letter's escape is `\u0061` to `\u007a`.
-    memchr::memmem::find(line, word.as_bytes()).is_some()
-        || memchr::memmem::find(line, b"\\u006").is_some()
-        || memchr::memmem::find(line, b"\\u007").is_some()
+/// Tells whether a line may hold a word (lowercase ASCII letters) in a key or
+/// a string: as it is, or with letters written as escapes (`\u0069dentify`),
+/// the only way JSON escapes a letter. A line that cannot is read past
+/// unparsed when only such lines matter.
+pub struct Mention {
+    word: memchr::memmem::Finder<'static>,
+}
+
+impl Mention {
+    pub fn new(word: &str) -> Mention {
+        debug_assert!(word.bytes().all(|b| b.is_ascii_lowercase()));
+        Mention {
+            word: memchr::memmem::Finder::new(word.as_bytes()).into_owned(),
+        }
+    }
+
+    pub fn in_line(&self, line: &[u8]) -> bool {
+        self.word.find(line).is_some() || escapes_a_lowercase_letter(line)
+    }
+}
+
+/// A lowercase letter's escape is `\u0061` to `\u007a` (hex digits in any case).
+fn escapes_a_lowercase_letter(line: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', line)
+        .any(|i| line[i + 1..].starts_with(b"u00") && matches!(line.get(i + 4), Some(b'6' | b'7')))
 }
 
 /// Whether a line may be more than one event: only a `batch` envelope is
 /// (a rejects-file line is one event, and one that held no object keeps its
 /// text as it was, with the same words in it).
 pub fn may_hold_several(line: &[u8]) -> bool {
-    may_mention(line, "batch")
+    static BATCH: std::sync::LazyLock<Mention> = std::sync::LazyLock::new(|| Mention::new("batch"));
+    BATCH.in_line(line)
 }
 
 #[cfg(test)]
@@ -206,10 +222,12 @@ mod tests {
         let escaped = br#"{"type":"\u0069dentify","userId":"u"}"#;
         let upper_hex = br#"{"type":"id\u0065ntif\u0079","userId":"u"}"#;
         let track = br#"{"type":"track","event":"Identity checked","name":"\u00e9"}"#;
-        assert!(may_mention(identify, "identify"));
-        assert!(may_mention(escaped, "identify"));
-        assert!(may_mention(upper_hex, "identify"));
-        assert!(!may_mention(track, "identify"));
+        let mention = Mention::new("identify");
+        assert!(mention.in_line(identify));
+        assert!(mention.in_line(escaped));
+        assert!(mention.in_line(upper_hex));
+        assert!(!mention.in_line(track));
+        assert!(!mention.in_line(br#"{"a":"\\","b":"\u00e9\u0041\"}"#));
         for line in [&identify[..], escaped, upper_hex] {
             let out = parse(std::str::from_utf8(line).unwrap());
             assert_eq!(out[0].as_ref().unwrap().call_type().unwrap(), "identify");
