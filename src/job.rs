@@ -13,9 +13,10 @@ use crate::backfill;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Output, Plan, RunConfig};
 use crate::console::{Console, Verbosity};
-use crate::customers::{self, Customers};
+use crate::customers::{self, Customers, EventAt};
 use crate::dedupe::Dedupe;
 use crate::delivery::{Courier, RequestContext};
+use crate::destination::Stream;
 use crate::destination::orb;
 use crate::input::{self, Source};
 use crate::interrupt;
@@ -217,6 +218,7 @@ impl Job {
     pub(crate) fn run(mut self) -> anyhow::Result<Status> {
         interrupt::install();
         let run = &mut self.run;
+        fold_identifies(run)?;
         let end = match &self.orb_backfill {
             Some((plan, api)) => backfill::run(run, plan, api)?,
             None => run.pass(&Pass {
@@ -287,4 +289,26 @@ impl Job {
             Status::Clean
         })
     }
+}
+
+/// Identifies merged into Amberflo's customers: read ahead of the pass and
+/// folded per customer, so that the pass writes each customer once.
+fn fold_identifies(run: &mut Run) -> anyhow::Result<()> {
+    let Some(mut customers) = run.customers.take_if(|c| c.merges()) else {
+        return Ok(());
+    };
+    customers.start_folding();
+    let whole = run.look_ahead("identify", |at, index, payload| {
+        match (payload.stream, payload.customer.as_deref()) {
+            (Stream::Customer, Some(customer_id)) => {
+                customers.fold_ahead(customer_id, &payload.json, EventAt::new(at, index))
+            }
+            _ => Ok(()),
+        }
+    });
+    if let Ok(whole) = whole {
+        customers.folded(whole, &mut run.report);
+    }
+    run.customers = Some(customers);
+    whole.map(|_| ())
 }

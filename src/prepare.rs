@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use crate::dedupe::{self, Prints};
 use crate::destination::{Destination, Payload, Stream, Translation};
 use crate::event::time::utc_millis_text;
-use crate::event::{BadLine, Event, Origin, Wanted, parse_line_wanted};
+use crate::event::{BadLine, Event, Mention, Origin, Wanted, may_hold_several, parse_line_wanted};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
 use crate::interrupt;
@@ -104,6 +104,17 @@ pub(crate) struct Unread {
 pub(crate) fn read_all(
     reading: &Reading,
     preparer: &Preparer,
+    each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<ReadStop>>,
+) -> anyhow::Result<Option<Unread>> {
+    read_lines(reading, preparer, |_| true, each)
+}
+
+/// `read_all`, preparing only the lines `admits`: the others are read past,
+/// and handed on as lines without events.
+fn read_lines(
+    reading: &Reading,
+    preparer: &Preparer,
+    admits: impl Fn(&[u8]) -> bool,
     mut each: impl FnMut(&mut dyn Iterator<Item = Prepared>) -> anyhow::Result<ControlFlow<ReadStop>>,
 ) -> anyhow::Result<Option<Unread>> {
     let threads = reading.threads.max(1);
@@ -133,7 +144,7 @@ pub(crate) fn read_all(
                 if let Some(counting) = &mut counting {
                     return Ok(counting.line());
                 }
-                feeder.current.push(item);
+                feeder.current.push(item, &admits);
                 if feeder.current.is_full() {
                     feeder.submit();
                     while feeder.pending.len() > feeder.in_flight {
@@ -208,6 +219,48 @@ impl Counting {
     }
 }
 
+/// Reads the input ahead of a pass that will read it the same way, sending
+/// nothing: the lines that may mention `word` are prepared as the pass
+/// prepares them (on as many threads), and their events handed to `each`
+/// with their place among the line's events; the others are read past,
+/// unparsed. Stops after `limit` events as the pass does, counting a line
+/// that cannot be an envelope as one event without parsing it.
+pub(crate) fn look_ahead(
+    reading: &Reading,
+    preparer: &Preparer,
+    word: &str,
+    limit: Option<u64>,
+    mut each: impl FnMut(Prepared, usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mention = Mention::new(word);
+    let parses = |line: &[u8]| mention.in_line(line) || (limit.is_some() && may_hold_several(line));
+    let reached = |read: u64| limit.is_some_and(|limit| read >= limit);
+    let mut read = 0;
+    read_lines(reading, preparer, parses, |line| {
+        if interrupt::stop_reading() {
+            return Ok(ControlFlow::Break(ReadStop::Here));
+        }
+        let mut events = 0;
+        for (index, event) in line.enumerate() {
+            if reached(read) {
+                return Ok(ControlFlow::Break(ReadStop::Here));
+            }
+            read += 1;
+            events += 1;
+            each(event, index)?;
+        }
+        // Read past: one event, and not one that matters here.
+        if events == 0 {
+            if reached(read) {
+                return Ok(ControlFlow::Break(ReadStop::Here));
+            }
+            read += 1;
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(())
+}
+
 /// Copied lines, and what reading them found.
 #[derive(Default)]
 struct Chunk {
@@ -228,11 +281,14 @@ enum Entry {
         reason: Reason,
         raw: Vec<u8>,
     },
+    /// A line read past unparsed: no events.
+    Passed,
 }
 
 impl Chunk {
-    fn push(&mut self, item: Item) {
+    fn push(&mut self, item: Item, admits: impl Fn(&[u8]) -> bool) {
         match item {
+            Item::Line { bytes, .. } if !admits(bytes) => self.entries.push(Entry::Passed),
             Item::Line { origin, at, bytes } => {
                 let start = self.bytes.len();
                 self.bytes.extend_from_slice(bytes);
@@ -370,6 +426,7 @@ fn work(queue: &Mutex<mpsc::Receiver<Job>>, preparer: &Preparer) {
                     ends_line: true,
                     ready: Ready::Rejected(reason, Content::Raw(raw)),
                 }),
+                Entry::Passed => {}
             }
             line_ends.push(prepared.len());
         }

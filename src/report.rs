@@ -101,6 +101,8 @@ struct Rejects {
     file: Option<File>,
     /// Events that could not be written because standard output was closed.
     unwritten: u64,
+    /// The file's length once what was written is flushed.
+    length: u64,
 }
 
 /// `-` as an output path: standard output.
@@ -141,6 +143,7 @@ impl Report {
                 writer: BufWriter::new(Box::new(std::io::stdout())),
                 file: None,
                 unwritten: 0,
+                length: 0,
             }),
             Some(path) => {
                 let context = || format!("cannot open rejects file {}", path.display());
@@ -164,6 +167,7 @@ impl Report {
                     file: Some(file.try_clone().with_context(context)?),
                     writer: BufWriter::new(Box::new(file)),
                     unwritten: 0,
+                    length: rejects_length.unwrap_or(0),
                 })
             }
             None => None,
@@ -392,7 +396,19 @@ impl Report {
             None => rejects.writer.flush(),
             Some(_) => Ok(()),
         });
+        if written.is_ok() {
+            rejects.length += line.len() as u64 + 1;
+        }
         rejects.closed_or(written)
+    }
+
+    /// The rejects file's length as written so far (flushed or not); None
+    /// without a rejects file of its own.
+    pub(crate) fn rejects_length(&self) -> Option<u64> {
+        self.rejects
+            .as_ref()
+            .filter(|rejects| rejects.file.is_some())
+            .map(|rejects| rejects.length)
     }
 
     /// Flushes the rejects file and writes the summary, as JSON and for people.

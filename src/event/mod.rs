@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 pub use id::numeric_text;
 pub use lazy::{Wanted, parse_line_wanted};
-pub use parse::{BadLine, parse_line};
+pub use parse::{BadLine, Mention, may_hold_several, parse_line};
 pub use path::{lookup, remove_path};
 
 use id::{content_id, id_text, is_blank};

@@ -103,6 +103,41 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
     }
 }
 
+/// Tells whether a line may hold a word (lowercase ASCII letters) in a key or
+/// a string: as it is, or with letters written as escapes (`\u0069dentify`),
+/// the only way JSON escapes a letter. A line that cannot is read past
+/// unparsed when only such lines matter.
+pub struct Mention {
+    word: memchr::memmem::Finder<'static>,
+}
+
+impl Mention {
+    pub fn new(word: &str) -> Mention {
+        debug_assert!(word.bytes().all(|b| b.is_ascii_lowercase()));
+        Mention {
+            word: memchr::memmem::Finder::new(word.as_bytes()).into_owned(),
+        }
+    }
+
+    pub fn in_line(&self, line: &[u8]) -> bool {
+        self.word.find(line).is_some() || escapes_a_lowercase_letter(line)
+    }
+}
+
+/// A lowercase letter's escape is `\u0061` to `\u007a` (hex digits in any case).
+fn escapes_a_lowercase_letter(line: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', line)
+        .any(|i| line[i + 1..].starts_with(b"u00") && matches!(line.get(i + 4), Some(b'6' | b'7')))
+}
+
+/// Whether a line may be more than one event: only a `batch` envelope is
+/// (a rejects-file line is one event, and one that held no object keeps its
+/// text as it was, with the same words in it).
+pub fn may_hold_several(line: &[u8]) -> bool {
+    static BATCH: std::sync::LazyLock<Mention> = std::sync::LazyLock::new(|| Mention::new("batch"));
+    BATCH.in_line(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +214,45 @@ mod tests {
         let out = parse(r#"{"_segrelay":{"reason":"x"},"type":"track","batch":[1,2]}"#);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].as_ref().unwrap().fields()["batch"], json!([1, 2]));
+    }
+
+    #[test]
+    fn a_line_that_cannot_mention_a_word_is_told_apart() {
+        let identify = br#"{"type":"identify","userId":"u"}"#;
+        let escaped = br#"{"type":"\u0069dentify","userId":"u"}"#;
+        let upper_hex = br#"{"type":"id\u0065ntif\u0079","userId":"u"}"#;
+        let track = br#"{"type":"track","event":"Identity checked","name":"\u00e9"}"#;
+        let mention = Mention::new("identify");
+        assert!(mention.in_line(identify));
+        assert!(mention.in_line(escaped));
+        assert!(mention.in_line(upper_hex));
+        assert!(!mention.in_line(track));
+        assert!(!mention.in_line(br#"{"a":"\\","b":"\u00e9\u0041\"}"#));
+        for line in [&identify[..], escaped, upper_hex] {
+            let out = parse(std::str::from_utf8(line).unwrap());
+            assert_eq!(out[0].as_ref().unwrap().call_type().unwrap(), "identify");
+        }
+    }
+
+    /// `--limit` counts the lines that cannot be envelopes as one event each.
+    #[test]
+    fn only_a_line_that_may_mention_batch_is_several_events() {
+        for (line, events) in [
+            (r#"{"batch":[{"type":"track"},{"type":"page"}]}"#, 2),
+            (r#"{"b\u0061tch":[{"type":"track"},{"type":"page"}]}"#, 2),
+            (r#"{"_segrelay":{"raw":"{\"batch\":[1,2]}"}}"#, 2),
+        ] {
+            assert!(may_hold_several(line.as_bytes()), "{line}");
+            assert_eq!(parse(line).len(), events, "{line}");
+        }
+        for line in [
+            r#"{"type":"track","messageId":"m"}"#,
+            r#"not json"#,
+            r#"[1,2,3]"#,
+            r#"{"_segrelay":{"raw":"[1,2]"}}"#,
+        ] {
+            assert!(!may_hold_several(line.as_bytes()), "{line}");
+            assert_eq!(parse(line).len(), 1, "{line}");
+        }
     }
 }

@@ -8,6 +8,7 @@ mod backfill;
 mod backfill_rerun;
 mod checkpoint;
 mod cli;
+mod customers;
 mod dedupe;
 mod faults;
 mod fuzz;

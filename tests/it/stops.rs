@@ -150,6 +150,14 @@ fn a_401_part_way_fails_what_was_in_flight_and_a_resume_sends_the_rest_once() {
         let summary = job.summary();
         assert_eq!(summary["sent"], 32, "{context}: {summary}");
         assert_eq!(summary["stopped_at"], Value::Null, "{context}");
+        // What the checkpoint carried over is what it passed: every line once.
+        let earlier = &summary["already_done"];
+        assert_eq!(earlier["failed"], 0, "{context}: {summary}");
+        assert_eq!(
+            earlier["read"].as_u64().unwrap() + summary["read"].as_u64().unwrap(),
+            40,
+            "{context}: {summary}"
+        );
         assert!(job.rejects().is_empty(), "{context}");
     }
 }

@@ -5,10 +5,12 @@
 //! come back in: the report, the rejects file and the checkpoint always
 //! describe a prefix of the input, which is what makes a resume exact.
 
+mod workers;
+
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, mpsc};
 
 use jiff::Timestamp;
 
@@ -26,8 +28,9 @@ use crate::interrupt;
 use crate::outcome::{Content, Outcome};
 use crate::prepare::{self, Prepared, Preparer, ReadStop, Reading, Ready, Unread};
 use crate::reason::Reason;
-use crate::report::Report;
+use crate::report::{Report, Totals};
 use crate::transport::Transport;
+use workers::Workers;
 
 pub(crate) struct Options {
     pub sources: Vec<Source>,
@@ -167,6 +170,8 @@ struct Pipeline<'a> {
     settled_at: Option<Position>,
     /// `settled_at` moved since the checkpoint was last written.
     unsaved: bool,
+    /// The counts and the rejects file's length when `settled_at` last moved.
+    settled_counts: (Totals, Option<u64>),
     frozen: bool,
     stopped_early: bool,
     /// The first event of the pass that failed: where a resume starts again.
@@ -198,15 +203,6 @@ enum Save {
     Complete,
 }
 
-/// Threads delivering batches, each with its own transport.
-struct Workers {
-    jobs: Option<mpsc::SyncSender<(Stream, Vec<Record>)>>,
-    results: mpsc::Receiver<anyhow::Result<Delivered>>,
-    in_flight: usize,
-    size: usize,
-    handles: Vec<std::thread::JoinHandle<()>>,
-}
-
 impl Run {
     /// Makes one pass over the whole input.
     pub(crate) fn pass(&mut self, pass: &Pass) -> anyhow::Result<PassEnd> {
@@ -232,6 +228,7 @@ impl Run {
                 (0..*size).map(|_| make()).collect(),
             )),
         };
+        let settled_counts = (report.totals(), report.rejects_length());
         let mut pipeline = Pipeline {
             courier: courier.clone(),
             report,
@@ -244,6 +241,7 @@ impl Run {
             first_seq: 0,
             settled_at: None,
             unsaved: false,
+            settled_counts,
             frozen: false,
             stopped_early: false,
             first_failed: None,
@@ -300,6 +298,48 @@ impl Run {
             aborted: pipeline.courier.aborted(),
             complete,
         })
+    }
+}
+
+impl Run {
+    /// Reads the input ahead of the pass, sending nothing: past the lines the
+    /// checkpoint says are settled, up to `--limit`, as the pass will read
+    /// it. The records translated from the lines that may mention `word` (a
+    /// lowercase word such as a call type) are handed on, each with where it
+    /// is and its place among its line's events. False, reading nothing, when
+    /// an input is standard input, which cannot be read twice.
+    pub(crate) fn look_ahead(
+        &self,
+        word: &str,
+        mut each: impl FnMut(Position, usize, Payload) -> anyhow::Result<()>,
+    ) -> anyhow::Result<bool> {
+        let options = &self.options;
+        if options.sources.contains(&Source::Stdin) {
+            return Ok(false);
+        }
+        let settled = self
+            .checkpoint
+            .as_ref()
+            .map(|c| c.settled_lines())
+            .unwrap_or_default();
+        // Its own count: the progress bar tells the pass's reading.
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let reading = Reading {
+            bytes_read: &bytes_read,
+            ..options.reading(&settled)
+        };
+        let preparer = options.preparer(self.courier.destination.as_ref(), &Pass::default());
+        prepare::look_ahead(
+            &reading,
+            &preparer,
+            word,
+            options.limit,
+            |prepared, index| match prepared.ready {
+                Ready::Record { payload, .. } => each(prepared.at, index, payload),
+                _ => Ok(()),
+            },
+        )?;
+        Ok(true)
     }
 }
 
@@ -402,16 +442,11 @@ impl Pipeline<'_> {
             match stream {
                 // In input order, one at a time, each settled with its own outcome.
                 Stream::Customer if customers.merges() => {
-                    let place = EventAt {
-                        input: at.input,
-                        line: at.end_line,
-                        event: index,
-                    };
                     let control = self.dispatch.control();
                     let outcome = customers.identify(
                         &payload.json,
                         &origin,
-                        place,
+                        EventAt::new(at, index),
                         &self.courier,
                         control,
                         self.report,
@@ -616,6 +651,7 @@ impl Pipeline<'_> {
             if slot.ends_line && !self.frozen {
                 self.settled_at = Some(slot.at);
                 moved = true;
+                self.settled_counts = (self.report.totals(), self.report.rejects_length());
             }
         }
         if moved {
@@ -639,18 +675,19 @@ impl Pipeline<'_> {
             },
         };
         // The files must hold what the checkpoint says they hold before it says so.
-        let rejects_length = self.report.sync_rejects()?;
+        let synced = self.report.sync_rejects()?;
+        // The counts and the rejects up to the position only: events settled
+        // past it (after a failure froze it) are read and settled again by the
+        // resume, and must not count twice, nor stand twice in the rejects file.
+        let (totals, rejects_length) = match position {
+            None => (self.report.totals(), synced),
+            Some(_) => self.settled_counts.clone(),
+        };
         let customers_length = match self.customers.as_deref_mut() {
             Some(customers) => customers.sync()?,
             None => None,
         };
-        checkpoint.advance(
-            position,
-            self.report.totals(),
-            rejects_length,
-            customers_length,
-            requests,
-        )?;
+        checkpoint.advance(position, totals, rejects_length, customers_length, requests)?;
         self.unsaved = false;
         Ok(())
     }
@@ -731,79 +768,5 @@ impl Pipeline<'_> {
         }
         self.finished = Some(complete);
         Ok(complete)
-    }
-}
-
-impl Workers {
-    fn start(
-        courier: &Arc<Courier>,
-        context: &RequestContext,
-        transports: Vec<Box<dyn Transport + Send>>,
-    ) -> Workers {
-        let size = transports.len();
-        let (jobs, queue) = mpsc::sync_channel::<(Stream, Vec<Record>)>(size);
-        let queue = Arc::new(Mutex::new(queue));
-        let (finished, results) = mpsc::channel();
-        let handles = transports
-            .into_iter()
-            .map(|mut transport| {
-                let queue = queue.clone();
-                let finished = finished.clone();
-                let courier = courier.clone();
-                let context = context.clone();
-                std::thread::spawn(move || {
-                    loop {
-                        let job = queue.lock().expect("job queue").recv();
-                        let Ok((stream, records)) = job else { break };
-                        let delivered =
-                            courier.deliver(transport.as_mut(), &context, stream, records);
-                        if finished.send(delivered).is_err() {
-                            break;
-                        }
-                    }
-                })
-            })
-            .collect();
-        Workers {
-            jobs: Some(jobs),
-            results,
-            in_flight: 0,
-            size,
-            handles,
-        }
-    }
-
-    fn submit(&mut self, stream: Stream, records: Vec<Record>) -> anyhow::Result<()> {
-        let jobs = self.jobs.as_ref().expect("the pool is running");
-        jobs.send((stream, records))
-            .map_err(|_| anyhow::anyhow!("the delivery threads stopped"))?;
-        self.in_flight += 1;
-        Ok(())
-    }
-
-    fn next_result(&mut self) -> anyhow::Result<Delivered> {
-        let result = self
-            .results
-            .recv()
-            .map_err(|_| anyhow::anyhow!("the delivery threads stopped"))?;
-        self.in_flight -= 1;
-        result
-    }
-
-    fn try_result(&mut self) -> anyhow::Result<Option<Delivered>> {
-        match self.results.try_recv() {
-            Ok(result) => {
-                self.in_flight -= 1;
-                result.map(Some)
-            }
-            Err(_) => Ok(None),
-        }
-    }
-
-    fn stop(&mut self) {
-        self.jobs = None;
-        for handle in self.handles.drain(..) {
-            let _ = handle.join();
-        }
     }
 }

@@ -3,12 +3,14 @@
 //! it up and create it when Amberflo does not know it, since records for an
 //! unknown customer are not billed) and identify in merge mode (`PUT
 //! /customers` replaces the whole record, so an identify is written as the
-//! record Amberflo holds with only the event's changes, or created).
+//! record Amberflo holds with only the event's changes, or created). Read
+//! from files, a customer's identifies are folded into one change first
+//! ([`fold`]), written at most once a run.
+
+mod files;
+mod fold;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,14 +20,19 @@ use serde_json::{Map, Value};
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::amberflo::Api;
 use crate::event::Origin;
+use crate::input::Position;
 use crate::interrupt;
 use crate::reason::Reason;
 use crate::report::Report;
 use crate::transport::Transport;
+pub(crate) use files::Files;
+use files::Kept;
+use fold::{Fold, Folded, HELD_CUSTOMERS, folded};
 
-/// Customer records kept to merge identifies into without looking each up:
-/// at most this many (some 20 MiB of peak RSS with the benchmark's traits),
-/// the oldest known forgotten first.
+/// Customer records kept, so that a customer either path met is not looked up
+/// again (identifies not folded: from standard input, or beyond the fold's
+/// bound): at most this many (some 20 MiB of peak RSS with the benchmark's
+/// traits), the oldest known forgotten first.
 const KEPT_RECORDS: usize = 10_000;
 
 /// Where an event is in the input: its input, the line it ends on, and its
@@ -37,23 +44,15 @@ pub(crate) struct EventAt {
     pub event: usize,
 }
 
-/// An identify write the journal keeps.
-#[derive(Serialize, Deserialize)]
-struct Applied {
-    customer: String,
-    at: EventAt,
-}
-
-/// The files kept beside a checkpoint.
-pub(crate) struct Files {
-    /// Customers known to exist, one a line.
-    pub known: PathBuf,
-    /// On a resume, how much of `known` the checkpoint covers.
-    pub known_length: Option<u64>,
-    /// The identify writes made; never cut back, since they really happened.
-    pub journal: PathBuf,
-    /// Resuming: the journal is read; otherwise it starts empty.
-    pub resumed: bool,
+impl EventAt {
+    /// The `index`-th event of the line(s) ending at `at`.
+    pub(crate) fn new(at: Position, index: usize) -> EventAt {
+        EventAt {
+            input: at.input,
+            line: at.end_line,
+            event: index,
+        }
+    }
 }
 
 /// What became of an identify.
@@ -77,11 +76,36 @@ pub(crate) struct Customers {
     /// Names given by identify calls read so far (replace mode).
     names: HashMap<String, String>,
     records: Records,
-    /// Per customer, the last identify written, from the journal and this run.
+    /// Per customer, the last identify Amberflo is known to hold (written, or
+    /// found there), from the journal and this run.
     applied: HashMap<String, EventAt>,
-    /// With a checkpoint: the known customers, one a line, so a resume does not ask again.
-    file: Option<(PathBuf, File)>,
-    journal: Option<(PathBuf, File)>,
+    /// The identifies read ahead, folded per customer; None when the input
+    /// could not be read ahead (standard input): each is written as it comes.
+    fold: Option<Fold>,
+    /// With a checkpoint: the known customers, so a resume does not ask
+    /// again, and the journal of what Amberflo holds.
+    kept: Option<Kept>,
+}
+
+/// What a customer's write came to.
+enum Merged {
+    /// Amberflo holds the change: written, or found there.
+    Held,
+    /// Amberflo refused the lookup, or the write (`writing`).
+    Refused {
+        message: String,
+        writing: bool,
+    },
+    Failed(Reason),
+}
+
+/// How a customer missing from Amberflo is created.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Creating {
+    /// For an identify: the fields it gives.
+    Identified,
+    /// Before its meter records: active from now on.
+    Active,
 }
 
 impl Customers {
@@ -100,30 +124,15 @@ impl Customers {
             names: HashMap::new(),
             records: Records::default(),
             applied: HashMap::new(),
-            file: None,
-            journal: None,
+            fold: None,
+            kept: None,
         };
-        let Some(files) = files else {
-            return Ok(customers);
-        };
-        let (file, known) = open_lines(&files.known, files.known_length.unwrap_or(0))?;
-        for id in known {
-            customers.known.insert(serde_json::from_str(&id)?);
+        if let Some(files) = files {
+            let (kept, read) = Kept::open(files)?;
+            customers.known = read.known;
+            customers.applied = read.applied;
+            customers.kept = Some(kept);
         }
-        customers.file = Some((files.known.clone(), file));
-        let kept = if files.resumed { u64::MAX } else { 0 };
-        let (journal, applied) = open_lines(&files.journal, kept)?;
-        for line in applied {
-            let applied: Applied = serde_json::from_str(&line).with_context(|| {
-                format!("{} is not one segrelay wrote", files.journal.display())
-            })?;
-            let last = customers
-                .applied
-                .entry(applied.customer)
-                .or_insert(applied.at);
-            *last = (*last).max(applied.at);
-        }
-        customers.journal = Some((files.journal.clone(), journal));
         Ok(customers)
     }
 
@@ -133,6 +142,49 @@ impl Customers {
 
     pub(crate) fn merges(&self) -> bool {
         self.merges
+    }
+
+    /// Before the input is read ahead: identifies are folded from now on.
+    pub(crate) fn start_folding(&mut self) {
+        self.fold = Some(Fold::new(HELD_CUSTOMERS));
+    }
+
+    /// An identify read ahead (`changes`: its customer JSON), folded into its
+    /// customer's net change unless Amberflo is known to hold it already.
+    pub(crate) fn fold_ahead(
+        &mut self,
+        customer_id: &str,
+        changes: &str,
+        at: EventAt,
+    ) -> anyhow::Result<()> {
+        let held = self
+            .applied
+            .get(customer_id)
+            .is_some_and(|last| at <= *last);
+        match &mut self.fold {
+            Some(fold) if !held => fold.add(customer_id, changes, at),
+            _ => Ok(()),
+        }
+    }
+
+    /// The input was read ahead (`whole`), or could not be (standard input):
+    /// then identifies are written as they come.
+    pub(crate) fn folded(&mut self, whole: bool, report: &mut Report) {
+        if !whole {
+            self.fold = None;
+            return;
+        }
+        if let Some(fold) = &self.fold
+            && fold.unheld() > 0
+        {
+            report.warn(format!(
+                "identifies of more than {} customers: those of the later customers ({} \
+                 identifies) are written one by one as they come, not folded into one write \
+                 per customer, so a re-run may write them again",
+                fold.bound(),
+                fold.unheld()
+            ));
+        }
     }
 
     /// Remembers the name an identify call gives, for customers created later.
@@ -163,9 +215,49 @@ impl Customers {
             return Ok(Err(reason.clone()));
         }
         let mut calls = Calls::new(courier, transport, &[]);
-        let made_sure = self.look_up_or_create(customer_id, &mut calls);
+        let pending = match &mut self.fold {
+            Some(fold) => fold.take(customer_id)?,
+            None => None,
+        };
+        let made_sure = match pending {
+            // Created (or updated) with the identifies ahead, once.
+            Some(pending) => self.ensure_folded(customer_id, pending, &mut calls, report),
+            None => self.look_up_or_create(customer_id, &mut calls),
+        };
         calls.count(report);
         made_sure
+    }
+
+    fn ensure_folded(
+        &mut self,
+        customer_id: &str,
+        pending: Folded,
+        calls: &mut Calls,
+        report: &mut Report,
+    ) -> anyhow::Result<Result<(), Reason>> {
+        let changes = &pending.changes;
+        match self.merge(customer_id, changes, Creating::Active, calls, report)? {
+            Merged::Held => {
+                self.applied(customer_id, pending.through)?;
+                Ok(Ok(()))
+            }
+            Merged::Refused {
+                message,
+                writing: false,
+            } => Ok(Err(
+                self.refuse(customer_id, format!("looking it up: {message}"))
+            )),
+            // Its identifies are written one by one when they come; the
+            // customer is made sure of without them.
+            Merged::Refused { .. } if self.known.contains(customer_id) => Ok(Ok(())),
+            Merged::Refused { .. } => self.create(customer_id, calls),
+            Merged::Failed(reason) => {
+                if let Some(fold) = &mut self.fold {
+                    fold.put_back(customer_id, pending);
+                }
+                Ok(Err(reason))
+            }
+        }
     }
 
     /// The lookup, then the creation when the customer is missing.
@@ -185,6 +277,15 @@ impl Customers {
             }
             Found::Failed(message) => return Ok(Err(Reason::new("run aborted", message))),
         }
+        self.create(customer_id, calls)
+    }
+
+    /// `POST /customers` with the id and the name an identify gave, active.
+    fn create(
+        &mut self,
+        customer_id: &str,
+        calls: &mut Calls,
+    ) -> anyhow::Result<Result<(), Reason>> {
         let name = self
             .names
             .get(customer_id)
@@ -219,6 +320,8 @@ impl Customers {
     /// Writes an identify (`changes`: the customer JSON translation made,
     /// without a name when the event gives none) merged into the customer's
     /// record, or creates the customer; writes nothing when nothing changes.
+    /// The first identify of a customer whose identifies were folded writes
+    /// their net change, and the later ones find it written.
     pub(crate) fn identify(
         &mut self,
         changes: &str,
@@ -234,8 +337,8 @@ impl Customers {
             .as_str()
             .context("an identify's customer has an id")?
             .to_owned();
-        // Written by an earlier run of this job, or a newer identify was: the
-        // destination holds it, or something newer.
+        // Written by an earlier run of this job, or with a newer identify's
+        // change: the destination holds it, or something newer.
         if self
             .applied
             .get(&customer_id)
@@ -252,14 +355,66 @@ impl Customers {
                 "not sent: the run was stopped",
             )));
         }
+        let pending = match &mut self.fold {
+            Some(fold) => fold.take(&customer_id)?,
+            None => {
+                if self.applied.contains_key(&customer_id) {
+                    report.warn(UNFOLDED);
+                }
+                None
+            }
+        };
         let origins = [origin];
         let mut calls = Calls::new(courier, transport, &origins);
-        let identified = self.merge(&customer_id, &changes, at, &mut calls, report);
+        let identified = match pending {
+            Some(pending) => {
+                self.identify_folded(&customer_id, &changes, at, pending, &mut calls, report)
+            }
+            None => self.identify_one(&customer_id, &changes, at, &mut calls, report),
+        };
         calls.count(report);
         identified
     }
 
-    fn merge(
+    /// Writes a customer's net change at its first identify.
+    fn identify_folded(
+        &mut self,
+        customer_id: &str,
+        changes: &Map<String, Value>,
+        at: EventAt,
+        mut pending: Folded,
+        calls: &mut Calls,
+        report: &mut Report,
+    ) -> anyhow::Result<Identified> {
+        // Only when the input grew after it was read ahead.
+        if at > pending.through {
+            folded(&mut pending.changes, changes);
+            pending.through = at;
+        }
+        let net = &pending.changes;
+        match self.merge(customer_id, net, Creating::Identified, calls, report)? {
+            Merged::Held => {
+                self.applied(customer_id, pending.through)?;
+                Ok(Identified::Sent)
+            }
+            // A refused write is not held against every identify folded in:
+            // this one is written alone, and the later ones as they come,
+            // each with its own outcome.
+            Merged::Refused { writing: true, .. } if pending.through > at => {
+                self.identify_one(customer_id, changes, at, calls, report)
+            }
+            Merged::Refused { message, .. } => Ok(refused(message)),
+            Merged::Failed(reason) => {
+                if let Some(fold) = &mut self.fold {
+                    fold.put_back(customer_id, pending);
+                }
+                Ok(Identified::Failed(reason))
+            }
+        }
+    }
+
+    /// Writes one identify's change.
+    fn identify_one(
         &mut self,
         customer_id: &str,
         changes: &Map<String, Value>,
@@ -267,25 +422,51 @@ impl Customers {
         calls: &mut Calls,
         report: &mut Report,
     ) -> anyhow::Result<Identified> {
+        Ok(
+            match self.merge(customer_id, changes, Creating::Identified, calls, report)? {
+                Merged::Held => {
+                    self.applied(customer_id, at)?;
+                    Identified::Sent
+                }
+                Merged::Refused { message, .. } => refused(message),
+                Merged::Failed(reason) => Identified::Failed(reason),
+            },
+        )
+    }
+
+    /// Writes `changes` merged into the customer's record, or creates the
+    /// customer with them; nothing when the record holds them already.
+    fn merge(
+        &mut self,
+        customer_id: &str,
+        changes: &Map<String, Value>,
+        creating: Creating,
+        calls: &mut Calls,
+        report: &mut Report,
+    ) -> anyhow::Result<Merged> {
         // At most twice: when a creation is refused because the customer
         // appeared meanwhile (409), its record is looked up and merged into.
         for _ in 0..2 {
             let existing = match self.records.get(customer_id) {
                 Some(record) => Some(record.clone()),
                 None => match self.look_up(customer_id, calls)? {
-                    Found::Record(record) => Some(record),
+                    Found::Record(record) => {
+                        self.remember(customer_id, Some(record.clone()))?;
+                        Some(record)
+                    }
                     Found::Nothing => None,
                     Found::Unknown => {
-                        report.warn(
-                            "customers are not looked up without a real send: each identify's \
-                             customer is shown created (POST /customers); a real send merges \
-                             it into the record Amberflo holds when there is one",
-                        );
+                        report.warn(NOT_LOOKED_UP);
                         None
                     }
-                    Found::Refused(message) => return Ok(refused(message)),
+                    Found::Refused(message) => {
+                        return Ok(Merged::Refused {
+                            message,
+                            writing: false,
+                        });
+                    }
                     Found::Failed(message) => {
-                        return Ok(Identified::Failed(Reason::new("run aborted", message)));
+                        return Ok(Merged::Failed(Reason::new("run aborted", message)));
                     }
                 },
             };
@@ -294,11 +475,11 @@ impl Customers {
                     let merged = merged(&existing, changes, customer_id);
                     if merged == existing {
                         self.remember(customer_id, Some(existing))?;
-                        return Ok(Identified::Sent);
+                        return Ok(Merged::Held);
                     }
                     ("PUT", merged)
                 }
-                None => ("POST", created(changes, customer_id)),
+                None => ("POST", created(changes, customer_id, creating)),
             };
             let record = match calls.call(&self.api.write(method, &record))? {
                 Call::Answered(response) => {
@@ -308,19 +489,23 @@ impl Customers {
                 Call::Refused { response, .. } if response.status == 409 && method == "POST" => {
                     continue;
                 }
-                Call::Refused { message, .. } => return Ok(refused(message)),
+                Call::Refused { message, .. } => {
+                    return Ok(Merged::Refused {
+                        message,
+                        writing: true,
+                    });
+                }
                 Call::Stopped(stop) => {
-                    let reason = Reason::new("run aborted", stop.to_string());
-                    return Ok(Identified::Failed(reason));
+                    return Ok(Merged::Failed(Reason::new("run aborted", stop.to_string())));
                 }
             };
             self.remember(customer_id, Some(record))?;
-            self.applied(customer_id, at)?;
-            return Ok(Identified::Sent);
+            return Ok(Merged::Held);
         }
-        Ok(refused(format!(
-            "customer {customer_id} was reported existing, then missing"
-        )))
+        Ok(Merged::Refused {
+            message: format!("customer {customer_id} was reported existing, then missing"),
+            writing: true,
+        })
     }
 
     /// `GET /customers?customerId=ID`.
@@ -349,45 +534,37 @@ impl Customers {
         if !self.known.insert(customer_id.to_owned()) {
             return Ok(());
         }
-        if let Some((path, file)) = &mut self.file {
-            // As a JSON string, so that no id can break the one-a-line format.
-            let line = format!("{}\n", serde_json::to_string(customer_id)?);
-            file.write_all(line.as_bytes())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+        match &mut self.kept {
+            Some(kept) => kept.known(customer_id),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Journals an identify write as soon as it is made, in one write.
+    /// Journals that Amberflo holds the customer's identifies through `at`
+    /// (written, or found there), as soon as it is known, in one write.
     fn applied(&mut self, customer_id: &str, at: EventAt) -> anyhow::Result<()> {
         self.applied.insert(customer_id.to_owned(), at);
-        if let Some((path, file)) = &mut self.journal {
-            let applied = Applied {
-                customer: customer_id.to_owned(),
-                at,
-            };
-            let line = format!("{}\n", serde_json::to_string(&applied)?);
-            file.write_all(line.as_bytes())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+        match &mut self.kept {
+            Some(kept) => kept.applied(customer_id, at),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Makes the files durable, and says how long the customers file is.
     pub(crate) fn sync(&mut self) -> anyhow::Result<Option<u64>> {
-        if let Some((path, journal)) = &mut self.journal {
-            journal
-                .sync_data()
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        let Some((path, file)) = &mut self.file else {
-            return Ok(None);
-        };
-        let context = || format!("cannot write {}", path.display());
-        file.sync_data().with_context(context)?;
-        Ok(Some(file.stream_position().with_context(context)?))
+        self.kept.as_mut().map(Kept::sync).transpose()
     }
 }
+
+/// Said once when a dry run or a check meets a customer.
+const NOT_LOOKED_UP: &str = "customers are not looked up without a real send: each customer \
+     is shown created (POST /customers) with its identifies folded into one change; a real send \
+     writes only what the record Amberflo holds lacks, and nothing when it holds it all";
+
+/// Said once when a customer is identified again from standard input.
+const UNFOLDED: &str = "standard input is read once, so a customer's identifies are not folded \
+     into one write: each is written as it comes, and a re-run of the same input writes again the \
+     customers identified more than once (read the input from a file to write each once)";
 
 /// The requests one customer takes, counted together, and the events they are for.
 struct Calls<'a> {
@@ -445,12 +622,23 @@ fn answered_record(body: &[u8], customer_id: &str) -> Option<Map<String, Value>>
     }
 }
 
-/// A new customer: the event's fields, named by its id when the event gives no name.
-fn created(changes: &Map<String, Value>, customer_id: &str) -> Map<String, Value> {
+/// A new customer: the event's fields, named by its id when the event gives
+/// no name; active from now on when made before its meter records (as
+/// `--ensure-customers` makes the customers no identify mentions).
+fn created(
+    changes: &Map<String, Value>,
+    customer_id: &str,
+    creating: Creating,
+) -> Map<String, Value> {
     let mut record = changes.clone();
     record
         .entry("customerName")
         .or_insert_with(|| Value::String(customer_id.to_owned()));
+    if creating == Creating::Active {
+        record
+            .entry("lifecycleStage")
+            .or_insert_with(|| Value::String("ACTIVE".to_owned()));
+    }
     record
 }
 
@@ -462,11 +650,7 @@ fn merged(
     customer_id: &str,
 ) -> Map<String, Value> {
     let mut record = existing.clone();
-    for key in ["customerName", "customerEmail"] {
-        if let Some(value) = changes.get(key) {
-            record.insert(key.to_owned(), value.clone());
-        }
-    }
+    folded(&mut record, changes);
     let named = record
         .get("customerName")
         .and_then(Value::as_str)
@@ -477,38 +661,7 @@ fn merged(
             Value::String(customer_id.to_owned()),
         );
     }
-    let new_traits = changes.get("traits").and_then(Value::as_object);
-    if let Some(new_traits) = new_traits.filter(|t| !t.is_empty()) {
-        let mut traits = record
-            .get("traits")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        traits.extend(new_traits.iter().map(|(k, v)| (k.clone(), v.clone())));
-        record.insert("traits".to_owned(), Value::Object(traits));
-    }
     record
-}
-
-/// Opens a file of lines for appending, cut to `length` bytes, with the lines kept.
-fn open_lines(path: &Path, length: u64) -> anyhow::Result<(File, Vec<String>)> {
-    let context = || format!("cannot open {}", path.display());
-    let mut handle = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .with_context(context)?;
-    if length != u64::MAX {
-        handle.set_len(length).with_context(context)?;
-    }
-    let lines = BufReader::new((&handle).take(length))
-        .lines()
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(context)?;
-    handle.seek(SeekFrom::End(0)).with_context(context)?;
-    Ok((handle, lines))
 }
 
 /// Customer records by id, at most `KEPT_RECORDS`, the first known forgotten first.
