@@ -250,17 +250,20 @@ impl Job {
         let mut aborted = end.aborted;
         if interrupt::output_closed() {
             let read = plural(report.summary().read, "event");
-            let stopped = format!(
-                "standard output was closed by its reader: the run stopped reading after {read}"
-            );
-            match self.sends {
+            match (end.complete, self.sends) {
+                // Closed at the very end: every event was read and settled.
+                (true, _) => report.warn(format!(
+                    "standard output was closed by its reader before the end of the output ({read} read)"
+                )),
                 // Events were left unsent: that is no clean end for a send.
-                true if aborted.is_none() => {
+                (false, true) if aborted.is_none() => {
                     aborted = Some(format!(
-                        "{stopped}; the rest of the input was not sent (run again, with --checkpoint to go on from there)"
+                        "standard output was closed by its reader: the run stopped reading after {read}; the rest of the input was not sent (run again, with --checkpoint to go on from there)"
                     ))
                 }
-                _ => report.warn(stopped),
+                (false, _) => report.warn(format!(
+                    "standard output was closed by its reader: the run stopped reading after {read}"
+                )),
             }
         }
         if let Some(reason) = aborted.clone() {
