@@ -6,7 +6,6 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support;
 use crate::support::job::{Job, KEY_VAR, destination_table};
 use crate::support::server::{Api, TestServer};
 
@@ -19,19 +18,11 @@ fn kable_job(server: &TestServer, text: &str) -> Job {
 /// `segrelay send -c segrelay.toml --checkpoint checkpoint.json --rejects
 /// rejects.ndjson --summary summary.json EXTRA... events.ndjson`.
 fn send(job: &Job, extra: &[&str]) -> Output {
-    support::segrelay_process()
-        .arg("send")
-        .arg("-c")
-        .arg(&job.settings)
+    job.send_command(KEY)
         .arg("--checkpoint")
         .arg(job.path("checkpoint.json"))
-        .arg("--rejects")
-        .arg(job.path("rejects.ndjson"))
-        .arg("--summary")
-        .arg(job.path("summary.json"))
         .args(extra)
         .arg(&job.input)
-        .env(KEY_VAR, KEY)
         .output()
         .unwrap()
 }

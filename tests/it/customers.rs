@@ -42,16 +42,11 @@ struct Sent {
 }
 
 fn send(job: &Job, extra: &[&str]) -> Sent {
-    let output = support::segrelay_process()
-        .arg("send")
-        .arg("-c")
-        .arg(&job.settings)
-        .arg("--summary")
-        .arg(job.path("summary.json"))
+    let output = job
+        .send_command(KEY)
         .args(["--max-retry-wait", "20ms"])
         .args(extra)
         .arg(&job.input)
-        .env(KEY_VAR, KEY)
         .output()
         .unwrap();
     Sent {

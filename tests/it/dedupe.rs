@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::support::job::{Job, KEY_VAR, destination_table};
+use crate::support::job::{Job, destination_table};
 use crate::support::server::{Api, TestServer};
 
 const KEY: &str = "sk_test_dedupe_key_0042";
@@ -23,18 +23,11 @@ fn event(key: &str, minutes_ago: i64, value: i64) -> String {
 }
 
 fn send(job: &Job, args: &[&str]) -> Output {
-    let output = support::segrelay_process()
-        .arg("send")
-        .arg("-c")
-        .arg(&job.settings)
-        .arg("--summary")
-        .arg(job.path("summary.json"))
-        .arg("--rejects")
-        .arg(job.path("rejects.ndjson"))
+    let output = job
+        .send_command(KEY)
         .args(["--max-retry-wait", "10ms", "-v"])
         .args(args)
         .arg(&job.input)
-        .env(KEY_VAR, KEY)
         .output()
         .unwrap();
     support::assert_accounting(&job.summary());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::support::job::{Job, KEY_VAR, destination_table};
+use crate::support::job::{Job, destination_table};
 use crate::support::server::{Api, Fault, TestServer};
 
 const KEY: &str = "sk_test_stops_key_0042";
@@ -30,18 +30,10 @@ fn events(prefix: &str, n: usize) -> String {
 }
 
 fn command(job: &Job, args: &[&str]) -> Command {
-    let mut command = support::segrelay_process();
+    let mut command = job.send_command(KEY);
     command
-        .arg("send")
-        .arg("-c")
-        .arg(&job.settings)
-        .arg("--summary")
-        .arg(job.path("summary.json"))
-        .arg("--rejects")
-        .arg(job.path("rejects.ndjson"))
         .args(["--max-retry-wait", "10ms", "--batch-size", "4"])
-        .args(args)
-        .env(KEY_VAR, KEY);
+        .args(args);
     command
 }
 

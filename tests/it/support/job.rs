@@ -55,6 +55,23 @@ impl Job {
         }
     }
 
+    /// `segrelay send -c segrelay.toml --summary summary.json --rejects
+    /// rejects.ndjson` with `key` in `$SEGRELAY_TEST_KEY`: the caller adds its
+    /// options and the input.
+    pub fn send_command(&self, key: &str) -> std::process::Command {
+        let mut command = super::segrelay_process();
+        command
+            .arg("send")
+            .arg("-c")
+            .arg(&self.settings)
+            .arg("--summary")
+            .arg(self.path("summary.json"))
+            .arg("--rejects")
+            .arg(self.path("rejects.ndjson"))
+            .env(KEY_VAR, key);
+        command
+    }
+
     /// A file in the work directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
