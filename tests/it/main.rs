@@ -4,6 +4,7 @@
 mod support;
 
 mod accounting;
+mod archive;
 mod backfill;
 mod backfill_rerun;
 mod checkpoint;
