@@ -94,6 +94,8 @@ struct Expected {
     /// Identify events sent (Amberflo: folded into one customer write per `userId`).
     identifies: u64,
     customers: BTreeSet<String>,
+    /// Events sent, per call type.
+    sent_by_type: BTreeMap<String, u64>,
     skipped: BTreeMap<String, u64>,
 }
 
@@ -127,6 +129,9 @@ fn expected(api: Api, events: &[Value]) -> Expected {
         } else {
             None
         };
+        if reason.is_none() {
+            *out.sent_by_type.entry(kind.to_owned()).or_default() += 1;
+        }
         match reason {
             Some(reason) => *out.skipped.entry(reason).or_default() += 1,
             None if kind == "identify" => {
@@ -299,7 +304,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_expected_counts_follow_from_the_fixture() {
     let events = archive_events();
-    let skips = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+    let table = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     };
 
@@ -316,8 +321,12 @@ fn the_expected_counts_follow_from_the_fixture() {
     );
     assert_eq!(amberflo.customers.len(), 4);
     assert_eq!(
+        amberflo.sent_by_type,
+        table(&[("identify", 6), ("page", 4), ("screen", 1), ("track", 19)])
+    );
+    assert_eq!(
         amberflo.skipped,
-        skips(&[
+        table(&[
             ("disabled by integrations", 1),
             ("duplicate idempotency key", 1),
             ("type not taken: alias", 1),
@@ -331,9 +340,10 @@ fn the_expected_counts_follow_from_the_fixture() {
     for api in [Api::Orb, Api::Kable] {
         let want = expected(api, &events);
         assert_eq!((want.read, want.keys.len(), want.identifies), (34, 18, 0));
+        assert_eq!(want.sent_by_type, table(&[("track", 18)]));
         assert_eq!(
             want.skipped,
-            skips(&[
+            table(&[
                 ("disabled by integrations", 2),
                 ("duplicate idempotency key", 1),
                 ("type not taken: alias", 1),
@@ -444,6 +454,18 @@ fn a_send_of_the_archive_to_amberflo_delivers_each_record_once() {
     let mut wanted = want.keys.clone();
     wanted.sort();
     assert_eq!(got, wanted);
+    // Per call type: a page's meter is `page`, a screen's `screen`, a track's its event name.
+    let mut records_by_type: BTreeMap<String, u64> = BTreeMap::new();
+    for record in server.ingested() {
+        let kind = match record["meterApiName"].as_str().unwrap() {
+            "page" | "screen" => record["meterApiName"].as_str().unwrap(),
+            _ => "track",
+        };
+        *records_by_type.entry(kind.to_owned()).or_default() += 1;
+    }
+    let mut want_records = want.sent_by_type.clone();
+    want_records.remove("identify");
+    assert_eq!(records_by_type, want_records);
     let customers: BTreeSet<String> = server
         .customers()
         .iter()
