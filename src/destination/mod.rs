@@ -524,6 +524,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_customer_id_is_the_first_of_its_paths_and_anonymous_only_when_named() {
+        let event = |value: serde_json::Value| {
+            Event::from_map(
+                value.as_object().unwrap().clone(),
+                crate::event::Origin {
+                    source: "t",
+                    line: 1,
+                },
+            )
+        };
+        let visitor = event(serde_json::json!({"userId": " ", "anonymousId": "anon-1"}));
+        let user_only = CustomerIdField::new("client_id_field", &["userId"]);
+        let Err(Translation::Skip(reason)) = user_only.find(&visitor) else {
+            panic!("an anonymous event is skipped")
+        };
+        assert_eq!(
+            reason.to_string(),
+            "no customer id: no usable value at userId"
+        );
+        assert_eq!(
+            user_only.warning(2),
+            "2 events had no customer id at userId and were skipped, not sent; to send anonymous \
+             visitors' events under their anonymousId, set client_id_field = [\"userId\", \"anonymousId\"]"
+        );
+        let fallback = CustomerIdField::new("client_id_field", &["userId", "anonymousId"]);
+        assert_eq!(fallback.find(&visitor).ok().as_deref(), Some("anon-1"));
+        let both = event(serde_json::json!({"userId": "u", "anonymousId": "anon-1"}));
+        assert_eq!(fallback.find(&both).ok().as_deref(), Some("u"));
+        assert_eq!(
+            fallback.warning(1),
+            "1 event had no customer id at userId or anonymousId and was skipped, not sent"
+        );
+    }
+
     proptest! {
         /// The fast path writes exactly what serde_json writes, escapes or not.
         #[test]
