@@ -27,7 +27,7 @@
 #   SEGRELAY_BENCH_CONCURRENCY    concurrency levels of the send rows; default "1 4"
 #   SEGRELAY_BENCH_ROUNDS         full batches each sending thread sends in a send row; default 40
 #   SEGRELAY_BENCH_LARGE_LATENCY_MS  the server's latency for the large send (RSS row); default 1
-#   SEGRELAY_BENCH_YEAR_MB        corpus of a year of events for the checkpoint row, MB; default 30
+#   SEGRELAY_BENCH_YEAR_MB        corpus of a year of events for the checkpoint row, MB; default 200
 #   SEGRELAY_BENCH_SEED           corpus seed; default 42
 #   SEGRELAY_BENCH_DIR            work directory (corpus, outputs); default a new temp dir, removed at the end
 #   SEGRELAY_BENCH_KEEP=1         keep the work directory
@@ -53,7 +53,7 @@ LATENCY_MS=${SEGRELAY_BENCH_LATENCY_MS:-20}
 CONCURRENCY=${SEGRELAY_BENCH_CONCURRENCY:-"1 4"}
 ROUNDS=${SEGRELAY_BENCH_ROUNDS:-40}
 LARGE_LATENCY_MS=${SEGRELAY_BENCH_LARGE_LATENCY_MS:-1}
-YMB=${SEGRELAY_BENCH_YEAR_MB:-30}
+YMB=${SEGRELAY_BENCH_YEAR_MB:-200}
 SEED=${SEGRELAY_BENCH_SEED:-42}
 SKIP=" ${SEGRELAY_BENCH_SKIP:-} "
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}

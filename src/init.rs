@@ -70,7 +70,7 @@ fn line(kind: Kind, setting: &Setting) -> String {
     if setting.required {
         let value = match setting.kind {
             SettingKind::Secret => format!("\"${{{}_API_KEY}}\"", kind.name().to_uppercase()),
-            SettingKind::Field => "\"userId\"".to_owned(),
+            SettingKind::Field | SettingKind::Fields => "\"userId\"".to_owned(),
             _ => "\"REPLACE_ME\"".to_owned(),
         };
         return format!("{} = {value}  # {help}\n", setting.key);

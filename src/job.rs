@@ -16,8 +16,8 @@ use crate::console::{Console, Verbosity};
 use crate::customers::{self, Customers, EventAt};
 use crate::dedupe::Dedupe;
 use crate::delivery::{Courier, RequestContext};
-use crate::destination::Stream;
 use crate::destination::orb;
+use crate::destination::{NO_CUSTOMER_ID, Stream};
 use crate::input::{self, Source};
 use crate::interrupt;
 use crate::pipeline::{Dispatch, Pass, Run};
@@ -173,7 +173,8 @@ impl Job {
             console,
         );
         let merges = destination.merges_customers();
-        let customers = match orb_backfill.is_none() && (ensure_customers || merges) {
+        // Amberflo's identifies, merged or replaced, and its customers made sure of.
+        let customers = match orb_backfill.is_none() && destination.amberflo_api().is_some() {
             true => {
                 let files = checkpoint.as_ref().map(|c| customers::Files {
                     known: c.customers_path(),
@@ -233,6 +234,11 @@ impl Job {
         let report = &mut run.report;
         for warning in run.dedupe.warnings() {
             report.warn(warning);
+        }
+        let no_customer_id = report.summary().skipped_by_reason.get(NO_CUSTOMER_ID);
+        if let Some(&events) = no_customer_id {
+            let field = run.courier.destination.customer_id_field();
+            report.warn(field.warning(events));
         }
         report.input_errors(run.options.unreadable.count());
         for warning in run.options.filter.unmatched_events() {

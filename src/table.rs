@@ -70,6 +70,9 @@ pub enum SettingKind {
     /// A dot path into the event, such as `properties.customerId`; when
     /// absent, the setting's default.
     Field,
+    /// A dot path, or a list of them tried in order (`["userId",
+    /// "anonymousId"]`); when absent, the setting's default (one path).
+    Fields,
     /// A table of strings to strings; keys are dot paths.
     Mapping,
     List,
@@ -329,7 +332,10 @@ impl TableReader {
                 return Err(self.error(format!("key \"{key}\" must be more than 0, not {n}")));
             }
             (SettingKind::Mapping, Value::Table(table)) => Read::Mapping(self.pairs(key, table)?),
-            (SettingKind::List, Value::Array(items)) => Read::List(self.strings(key, items)?),
+            (SettingKind::List | SettingKind::Fields, Value::Array(items)) => {
+                Read::List(self.strings(key, items)?)
+            }
+            (SettingKind::Fields, Value::String(s)) => Read::List(vec![self.expand(key, &s)?]),
             (kind, other) => return Err(self.wrong_type(key, kind.expected(), &other)),
         };
         Ok(Some(read))
@@ -363,6 +369,31 @@ impl TableReader {
             )));
         }
         Ok(field)
+    }
+
+    /// Dot paths into the event, tried in order: the ones given (one or a
+    /// list, at least one), else the setting's default.
+    pub fn fields(&mut self, setting: &Setting) -> Result<Vec<String>, SettingsError> {
+        let fields = match self.read(setting)? {
+            None => vec![setting.default.unwrap_or_default().to_owned()],
+            Some(Read::List(fields)) => fields,
+            Some(_) => unreachable!("{} is read as dot paths", setting.key),
+        };
+        if fields.is_empty() {
+            return Err(self.error(format!(
+                "key \"{}\" must name at least one dot path, such as \"userId\"",
+                setting.key
+            )));
+        }
+        for field in &fields {
+            if field.is_empty() || field.split('.').any(str::is_empty) {
+                return Err(self.error(format!(
+                    "key \"{}\": \"{field}\" is not a dot path such as properties.customerId",
+                    setting.key
+                )));
+            }
+        }
+        Ok(fields)
     }
 
     /// A base URL, without its trailing `/`: http(s), and plain http only for
@@ -502,6 +533,7 @@ impl SettingKind {
             SettingKind::Positive => "a whole number",
             SettingKind::Mapping => "a table of strings",
             SettingKind::List => "a list of strings",
+            SettingKind::Fields => "a dot path or a list of dot paths",
         }
     }
 }
@@ -583,6 +615,52 @@ mod tests {
         assert_eq!(expand("p${A}q$B${A}", &env), Ok("pxq$Bx".into()));
         assert_eq!(expand("${NOPE}", &env), Err("NOPE".into()));
         assert_eq!(expand("${not valid}", &env), Ok("${not valid}".into()));
+    }
+
+    #[test]
+    fn fields_are_one_dot_path_or_a_list_tried_in_order() {
+        const SETTING: Setting = Setting {
+            key: "customer_id_field",
+            kind: SettingKind::Fields,
+            default: Some("userId"),
+            required: false,
+            recorded: true,
+            help: "",
+        };
+        let read = |text: &str| {
+            let table: Table = text.parse().unwrap();
+            TableReader::new(table, "s.toml", "destinations.d".into(), &|_| None).fields(&SETTING)
+        };
+        assert_eq!(read("").unwrap(), ["userId"]);
+        assert_eq!(
+            read("customer_id_field = \"context.groupId\"").unwrap(),
+            ["context.groupId"]
+        );
+        assert_eq!(
+            read("customer_id_field = [\"userId\", \"anonymousId\"]").unwrap(),
+            ["userId", "anonymousId"]
+        );
+        for (text, error) in [
+            ("customer_id_field = []", "must name at least one dot path"),
+            (
+                "customer_id_field = [\"userId\", \"a..b\"]",
+                "\"a..b\" is not a dot path",
+            ),
+            (
+                "customer_id_field = [\"userId\", 1]",
+                "must hold only strings",
+            ),
+            (
+                "customer_id_field = 1",
+                "must be a dot path or a list of dot paths",
+            ),
+        ] {
+            let message = read(text).unwrap_err().to_string();
+            assert!(
+                message.contains(error) && message.contains("[destinations.d]"),
+                "{text}: {message}"
+            );
+        }
     }
 
     #[test]

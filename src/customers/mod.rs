@@ -1,14 +1,16 @@
 //! Amberflo customers, with one knowledge of them shared by two paths:
 //! `--ensure-customers` (before the first meter record of each customer, look
 //! it up and create it when Amberflo does not know it, since records for an
-//! unknown customer are not billed) and identify in merge mode (`PUT
-//! /customers` replaces the whole record, so an identify is written as the
-//! record Amberflo holds with only the event's changes, or created). Read
+//! unknown customer are not billed) and identify. In merge mode (`PUT
+//! /customers` replaces the whole record) an identify is written as the
+//! record Amberflo holds with only the event's changes, or created; read
 //! from files, a customer's identifies are folded into one change first
-//! ([`fold`]), written at most once a run.
+//! ([`fold`]), written at most once a run. In replace mode the event's record
+//! is written whole ([`replace`]).
 
 mod files;
 mod fold;
+mod replace;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -67,14 +69,12 @@ pub(crate) struct Customers {
     api: Arc<Api>,
     /// `--ensure-customers`: make sure of each customer before its meter records.
     ensures: bool,
-    /// identify is merged here (else it is a batched `PUT`, and only its name is kept).
+    /// identify is merged into the record Amberflo holds (else it replaces it).
     merges: bool,
     /// Customers known to exist: looked up or created in this run or a resumed one.
     known: HashSet<String>,
     /// Customers that could not be created, with why; their records are rejected.
     refused: HashMap<String, Reason>,
-    /// Names given by identify calls read so far (replace mode).
-    names: HashMap<String, String>,
     records: Records,
     /// Per customer, the last identify Amberflo is known to hold (written, or
     /// found there), from the journal and this run.
@@ -121,7 +121,6 @@ impl Customers {
             merges,
             known: HashSet::new(),
             refused: HashMap::new(),
-            names: HashMap::new(),
             records: Records::default(),
             applied: HashMap::new(),
             fold: None,
@@ -184,18 +183,6 @@ impl Customers {
                 fold.bound(),
                 fold.unheld()
             ));
-        }
-    }
-
-    /// Remembers the name an identify call gives, for customers created later.
-    pub(crate) fn named(&mut self, customer_json: &str) {
-        if let Ok(customer) = serde_json::from_str::<Value>(customer_json)
-            && let (Some(id), Some(name)) = (
-                customer["customerId"].as_str(),
-                customer["customerName"].as_str(),
-            )
-        {
-            self.names.insert(id.to_owned(), name.to_owned());
         }
     }
 
@@ -280,17 +267,13 @@ impl Customers {
         self.create(customer_id, calls)
     }
 
-    /// `POST /customers` with the id and the name an identify gave, active.
+    /// `POST /customers`, named by its id, active.
     fn create(
         &mut self,
         customer_id: &str,
         calls: &mut Calls,
     ) -> anyhow::Result<Result<(), Reason>> {
-        let name = self
-            .names
-            .get(customer_id)
-            .map_or(customer_id, String::as_str);
-        let (request, record) = self.api.create(customer_id, name);
+        let (request, record) = self.api.create(customer_id, customer_id);
         match calls.call(&request)? {
             Call::Answered(response) => {
                 let record = answered_record(&response.body, customer_id).unwrap_or(record);
@@ -321,7 +304,8 @@ impl Customers {
     /// without a name when the event gives none) merged into the customer's
     /// record, or creates the customer; writes nothing when nothing changes.
     /// The first identify of a customer whose identifies were folded writes
-    /// their net change, and the later ones find it written.
+    /// their net change, and the later ones find it written. In replace mode,
+    /// the event's record replaces the customer's, or creates it.
     pub(crate) fn identify(
         &mut self,
         changes: &str,
@@ -355,6 +339,13 @@ impl Customers {
                 "not sent: the run was stopped",
             )));
         }
+        let origins = [origin];
+        if !self.merges {
+            let mut calls = Calls::new(courier, transport, &origins);
+            let identified = self.replace(&customer_id, &changes, at, &mut calls, report);
+            calls.count(report);
+            return identified;
+        }
         let pending = match &mut self.fold {
             Some(fold) => fold.take(&customer_id)?,
             None => {
@@ -364,7 +355,6 @@ impl Customers {
                 None
             }
         };
-        let origins = [origin];
         let mut calls = Calls::new(courier, transport, &origins);
         let identified = match pending {
             Some(pending) => {

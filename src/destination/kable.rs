@@ -3,7 +3,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Common, Destination, Header, Kind, Payload, Request, Stream, Translation};
+use super::{
+    Common, CustomerIdField, Destination, Header, Kind, Payload, Request, Stream, Translation,
+};
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, lookup, remove_path};
 use crate::reason::Reason;
@@ -32,11 +34,12 @@ const KABLE_CLIENT_ID: Setting = Setting {
 };
 const CLIENT_ID_FIELD: Setting = Setting {
     key: "client_id_field",
-    kind: SettingKind::Field,
+    kind: SettingKind::Fields,
     default: Some("userId"),
     required: false,
     recorded: true,
-    help: "dot path to your customer's Kable clientId",
+    help: "dot path to your customer's Kable clientId; or a list of them, tried in order \
+           (add \"anonymousId\" to send anonymous visitors' events); an event without one is skipped",
 };
 const ENVIRONMENT: Setting = Setting {
     key: "environment",
@@ -60,7 +63,7 @@ pub struct Kable {
     api_key: Secret,
     endpoint: String,
     kable_client_id: String,
-    client_id_field: String,
+    client_id_field: CustomerIdField,
     mapping: Vec<(String, String)>,
     /// What the settings leave uncertain about where events go.
     warnings: Vec<String>,
@@ -69,7 +72,7 @@ pub struct Kable {
 impl Kable {
     pub fn new(common: Common, table: &mut TableReader) -> Result<Kable, SettingsError> {
         let kable_client_id = table.required_string(&KABLE_CLIENT_ID)?;
-        let client_id_field = table.field(&CLIENT_ID_FIELD)?;
+        let client_id_field = CustomerIdField::read(&CLIENT_ID_FIELD, table)?;
         let key = common.api_key.value();
         let live_key = key.is_some_and(|k| k.starts_with("sk_live"));
         let mut warnings = Vec::new();
@@ -169,8 +172,16 @@ impl Destination for Kable {
         &self.api_key
     }
 
+    fn customer_id_field(&self) -> &CustomerIdField {
+        &self.client_id_field
+    }
+
     fn paths(&self) -> Vec<&str> {
-        vec![&self.client_id_field]
+        self.client_id_field
+            .paths()
+            .iter()
+            .map(String::as_str)
+            .collect()
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -181,8 +192,9 @@ impl Destination for Kable {
         if let Err(skip_or_reject) = super::screen(event, Kind::Kable, &["track"]) {
             return skip_or_reject;
         }
-        let Some(client_id) = event.id_at(&self.client_id_field) else {
-            return super::missing("client id", &self.client_id_field);
+        let client_id = match self.client_id_field.find(event) {
+            Ok(client_id) => client_id,
+            Err(skip) => return skip,
         };
         let time = match event_time(event) {
             Ok(time) => time,
@@ -303,7 +315,7 @@ mod tests {
                 api_key: Secret::literal("k"),
                 endpoint: "http://x".into(),
                 kable_client_id: "kci".into(),
-                client_id_field: "userId".into(),
+                client_id_field: CustomerIdField::new("client_id_field", &["userId"]),
                 mapping: mapping.clone(),
                 warnings: Vec::new(),
             };

@@ -122,7 +122,7 @@ fn calls(kind: Kind) -> &'static [(&'static str, &'static str)] {
             (
                 "identify",
                 "API host: GET /customers, then POST (create) or PUT (the record with the event's changes); \
-                 identify = \"replace\": PUT /customers",
+                 identify = \"replace\": GET /customers, then PUT (the event's record) or POST (create)",
             ),
         ],
         Kind::Orb => &[("track", "POST /ingest (usage event)")],

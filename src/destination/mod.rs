@@ -77,6 +77,9 @@ pub trait Destination: Send + Sync {
         None
     }
 
+    /// Where the customer id is read from: events without one are skipped.
+    fn customer_id_field(&self) -> &CustomerIdField;
+
     /// The dot paths into the event its settings name (the usual fields aside).
     fn paths(&self) -> Vec<&str> {
         Vec::new()
@@ -363,6 +366,76 @@ pub fn screen(event: &Event, kind: Kind, takes: &[&str]) -> Result<(), Translati
     Ok(())
 }
 
+/// The skip reason of an event without a customer id.
+pub const NO_CUSTOMER_ID: &str = "no customer id";
+
+/// A destination's customer-id setting: dot paths tried in order, the first
+/// holding an id wins. One rule for every type: an event none of them holds
+/// an id for is skipped, not rejected (a web archive is mostly anonymous page
+/// views), and an `anonymousId` is used only when the setting names it, so
+/// nobody is billed, or created as a customer, under a visitor's id unasked.
+#[derive(Debug, Clone)]
+pub struct CustomerIdField {
+    /// The setting's key, for the advice.
+    key: &'static str,
+    paths: Vec<String>,
+}
+
+impl CustomerIdField {
+    pub fn read(setting: &'static Setting, table: &mut TableReader) -> Result<Self, SettingsError> {
+        Ok(CustomerIdField {
+            key: setting.key,
+            paths: table.fields(setting)?,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new(key: &'static str, paths: &[&str]) -> Self {
+        CustomerIdField {
+            key,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The id at the first path that holds one, or the skip.
+    pub fn find(&self, event: &Event) -> Result<String, Translation> {
+        self.paths
+            .iter()
+            .find_map(|path| event.id_at(path))
+            .ok_or_else(|| {
+                Translation::Skip(Reason::new(
+                    NO_CUSTOMER_ID,
+                    format!("no usable value at {}", self.paths.join(" or ")),
+                ))
+            })
+    }
+
+    /// The warning at the end of a run that skipped `events` for want of an id.
+    pub fn warning(&self, events: u64) -> String {
+        let skipped = format!(
+            "{} had no customer id at {} and {} skipped, not sent",
+            crate::report::plural(events, "event"),
+            self.paths.join(" or "),
+            if events == 1 { "was" } else { "were" },
+        );
+        if self.paths.iter().any(|path| path == "anonymousId") {
+            return skipped;
+        }
+        let mut fallback = self.paths.clone();
+        fallback.push("anonymousId".to_owned());
+        let list: Vec<String> = fallback.iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "{skipped}; to send anonymous visitors' events under their anonymousId, set {} = [{}]",
+            self.key,
+            list.join(", ")
+        )
+    }
+}
+
 /// A reason for a missing field, naming where it was looked for.
 pub fn missing(what: &'static str, field: &str) -> Translation {
     Translation::Reject(Reason::new(
@@ -449,6 +522,41 @@ mod tests {
                 assert_eq!(ours, theirs, "{:?}", c);
             }
         }
+    }
+
+    #[test]
+    fn a_customer_id_is_the_first_of_its_paths_and_anonymous_only_when_named() {
+        let event = |value: serde_json::Value| {
+            Event::from_map(
+                value.as_object().unwrap().clone(),
+                crate::event::Origin {
+                    source: "t",
+                    line: 1,
+                },
+            )
+        };
+        let visitor = event(serde_json::json!({"userId": " ", "anonymousId": "anon-1"}));
+        let user_only = CustomerIdField::new("client_id_field", &["userId"]);
+        let Err(Translation::Skip(reason)) = user_only.find(&visitor) else {
+            panic!("an anonymous event is skipped")
+        };
+        assert_eq!(
+            reason.to_string(),
+            "no customer id: no usable value at userId"
+        );
+        assert_eq!(
+            user_only.warning(2),
+            "2 events had no customer id at userId and were skipped, not sent; to send anonymous \
+             visitors' events under their anonymousId, set client_id_field = [\"userId\", \"anonymousId\"]"
+        );
+        let fallback = CustomerIdField::new("client_id_field", &["userId", "anonymousId"]);
+        assert_eq!(fallback.find(&visitor).ok().as_deref(), Some("anon-1"));
+        let both = event(serde_json::json!({"userId": "u", "anonymousId": "anon-1"}));
+        assert_eq!(fallback.find(&both).ok().as_deref(), Some("u"));
+        assert_eq!(
+            fallback.warning(1),
+            "1 event had no customer id at userId or anonymousId and was skipped, not sent"
+        );
     }
 
     proptest! {

@@ -6,8 +6,8 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Common, Destination, Header, IngestWindow, Kind, Payload, Request, Response, Stream,
-    Translation, Verdict, common_verdict, write_json_str, write_json_value,
+    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, Payload, Request, Response,
+    Stream, Translation, Verdict, common_verdict, write_json_str, write_json_value,
 };
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind, numeric_text, short_text};
@@ -38,11 +38,13 @@ pub const SETTINGS: &[Setting] = &[
 
 const EXTERNAL_CUSTOMER_ID_FIELD: Setting = Setting {
     key: "external_customer_id_field",
-    kind: SettingKind::Field,
+    kind: SettingKind::Fields,
     default: None,
     required: true,
     recorded: true,
-    help: "dot path to your customer id, sent as external_customer_id",
+    help: "dot path to your customer id, sent as external_customer_id; or a list of them, \
+           tried in order (add \"anonymousId\" to send anonymous visitors' events); \
+           an event without one is skipped",
 };
 const EVENT_NAME_FIELD: Setting = Setting {
     key: "event_name_field",
@@ -89,7 +91,7 @@ pub struct Orb {
     name: String,
     /// The endpoint and the key every request carries.
     api: Api,
-    customer_field: String,
+    customer_field: CustomerIdField,
     event_name_field: String,
     idempotency_key_field: String,
     mapping: Vec<Mapped>,
@@ -108,7 +110,7 @@ struct Mapped {
 
 impl Orb {
     pub fn new(common: Common, table: &mut TableReader) -> Result<Orb, SettingsError> {
-        let customer_field = table.field(&EXTERNAL_CUSTOMER_ID_FIELD)?;
+        let customer_field = CustomerIdField::read(&EXTERNAL_CUSTOMER_ID_FIELD, table)?;
         let event_name_field = table.field(&EVENT_NAME_FIELD)?;
         let idempotency_key_field = table.field(&IDEMPOTENCY_KEY_FIELD)?;
         let mapping = table.mapping(&PROPERTIES_MAPPING)?;
@@ -177,12 +179,22 @@ impl Destination for Orb {
         Some(&self.api)
     }
 
+    fn customer_id_field(&self) -> &CustomerIdField {
+        &self.customer_field
+    }
+
     fn paths(&self) -> Vec<&str> {
-        vec![
-            &self.customer_field,
-            &self.event_name_field,
-            &self.idempotency_key_field,
-        ]
+        let mut paths: Vec<&str> = self
+            .customer_field
+            .paths()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        paths.extend([
+            self.event_name_field.as_str(),
+            self.idempotency_key_field.as_str(),
+        ]);
+        paths
     }
 
     /// Orb reads only the mapped properties.
@@ -202,8 +214,9 @@ impl Destination for Orb {
         if let Err(skip_or_reject) = super::screen(event, Kind::Orb, &["track"]) {
             return skip_or_reject;
         }
-        let Some(customer) = event.id_at(&self.customer_field) else {
-            return super::missing("external customer id", &self.customer_field);
+        let customer = match self.customer_field.find(event) {
+            Ok(customer) => customer,
+            Err(skip) => return skip,
         };
         let Some(event_name) = event.id_at(&self.event_name_field) else {
             return super::missing("event name", &self.event_name_field);

@@ -441,7 +441,7 @@ impl Pipeline<'_> {
         {
             match stream {
                 // In input order, one at a time, each settled with its own outcome.
-                Stream::Customer if customers.merges() => {
+                Stream::Customer => {
                     let control = self.dispatch.control();
                     let outcome = customers.identify(
                         &payload.json,
@@ -467,7 +467,6 @@ impl Pipeline<'_> {
                         }
                     });
                 }
-                Stream::Customer => customers.named(&payload.json),
                 Stream::Usage if !customers.ensures() => {}
                 Stream::Usage => {
                     let control = self.dispatch.control();

@@ -124,6 +124,12 @@ fn expected(api: Api, events: &[Value]) -> Expected {
             Some(format!("type not taken: {kind}"))
         } else if !enabled(&event["integrations"], display) {
             Some("disabled by integrations".to_owned())
+        } else if event["userId"]
+            .as_str()
+            .is_none_or(|id| id.trim().is_empty())
+        {
+            // The fixture's settings name no fallback to the anonymousId.
+            Some("no customer id".to_owned())
         } else if !seen.insert(event["messageId"].as_str().unwrap().to_owned()) {
             Some("duplicate idempotency key".to_owned())
         } else {
@@ -310,25 +316,27 @@ fn the_expected_counts_follow_from_the_fixture() {
 
     // Amberflo takes tracks, pages, screens and identifies. Of the 21 tracks, one is turned
     // off for it ({"All": false, "Orb": {...}}) and the second archiving of fx-tr-resent is a
-    // duplicate: 19 meter records; the 4 pages and the screen are 5 more (3 pages and the
-    // screen billed to their anonymousId); the 6 identifies are sent as writes of the 4
-    // customers they name (cus_1001 and cus_1002 twice: a name, then a plan). Skipped: the
-    // group, the alias, that turned-off track and that duplicate.
+    // duplicate: 19 meter records; of the 4 pages and the screen, only the page with a userId
+    // is one more (3 pages and the screen are anonymous: no customer id, and the settings name
+    // no fallback to the anonymousId); the 6 identifies are sent as writes of the 4 customers
+    // they name (cus_1001 and cus_1002 twice: a name, then a plan). Skipped: the group, the
+    // alias, that turned-off track, that duplicate and the 4 anonymous calls.
     let amberflo = expected(Api::Amberflo, &events);
     assert_eq!(
         (amberflo.read, amberflo.keys.len(), amberflo.identifies),
-        (34, 24, 6)
+        (34, 20, 6)
     );
     assert_eq!(amberflo.customers.len(), 4);
     assert_eq!(
         amberflo.sent_by_type,
-        table(&[("identify", 6), ("page", 4), ("screen", 1), ("track", 19)])
+        table(&[("identify", 6), ("page", 1), ("track", 19)])
     );
     assert_eq!(
         amberflo.skipped,
         table(&[
             ("disabled by integrations", 1),
             ("duplicate idempotency key", 1),
+            ("no customer id", 4),
             ("type not taken: alias", 1),
             ("type not taken: group", 1),
         ])

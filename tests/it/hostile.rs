@@ -509,9 +509,13 @@ fn numbers_as_ids_are_sent_as_their_decimal_text() {
         let keys: Vec<&str> = cases.iter().map(|c| c.3).collect();
         assert_eq!(out.keys(), keys, "{dest}");
     }
-    // anonymousId as a number, when there is no userId.
+    // anonymousId as a number, when there is no userId and the settings name it.
     let anonymous = r#"{"type":"track","event":"e","anonymousId":77,"messageId":"a","timestamp":"2024-05-01T10:00:00Z"}"#;
-    let dir = workspace(SETTINGS);
+    let dir = workspace(&SETTINGS.replacen(
+        "[destinations.amberflo]\n",
+        "[destinations.amberflo]\ncustomer_id_field = [\"userId\", \"anonymousId\"]\n",
+        1,
+    ));
     write(dir.path(), "anonymous.ndjson", format!("{anonymous}\n"));
     let out = dry_run(dir.path(), "amberflo", &[], &["anonymous.ndjson"]);
     assert_eq!(out.records[0]["customerId"], "77");

@@ -278,9 +278,10 @@ external_customer_id_field = "context.groupId"
         !got.contains_key("envelope-id"),
         "the envelope is not an event"
     );
-    // The line after the envelope has no groupId: rejected.
-    assert_eq!(counts(&s), (4, 2, 1, 1, 0, 1), "{s}");
-    out.expect_code(1);
+    // The line after the envelope has no groupId: skipped, no customer id.
+    assert_eq!(counts(&s), (4, 2, 2, 0, 0, 1), "{s}");
+    assert_eq!(s["skipped_by_reason"]["no customer id"], 1, "{s}");
+    out.expect_code(0);
     let lines: Vec<u64> = event_origins(&requests).iter().map(|o| o.1).collect();
     assert_eq!(lines, [1, 1], "envelope items carry the envelope's line");
 
@@ -656,18 +657,20 @@ client_id_field = "context.library.name"
     );
     let s = summary(&dir.path().join("s.json"));
     assert_accounting(&s);
-    // test-context-track.json has its own context (no library): no client id there.
-    assert_eq!(counts(&s), (5, 4, 0, 1, 0, 1), "{s}");
-    out.expect_code(1);
+    // test-context-track.json has its own context (no library): no client id
+    // there, so it is skipped.
+    assert_eq!(counts(&s), (5, 4, 1, 0, 0, 1), "{s}");
+    assert_eq!(s["skipped_by_reason"]["no customer id"], 1, "{s}");
+    out.expect_code(0);
     for r in records(&out.requests()) {
         assert_eq!(r["clientId"], json!("analytics-go"), "{r}");
     }
-    let rejected = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("test-context-track.json:1"))
-        .unwrap_or_else(|| panic!("stderr names test-context-track.json:1: {}", out.stderr));
-    assert!(rejected.contains("client"), "{rejected}");
+    assert!(
+        out.stderr
+            .contains("1 event had no customer id at context.library.name and was skipped"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod backfill;
 mod backfill_rerun;
 mod checkpoint;
 mod cli;
+mod customer_ids;
 mod customers;
 mod dedupe;
 mod faults;

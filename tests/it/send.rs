@@ -734,7 +734,11 @@ fn amberflo_identify_replace_puts_the_event_fields_only() {
     let s = setup(&Api::Amberflo, &server, "identify = \"replace\"\n");
     let r = run(&s, &identify("cust_1", "i1", json!({"plan": "pro"})), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(methods(&server.customer_requests(), "cust_1"), ["PUT"]);
+    assert_eq!(
+        methods(&server.customer_requests(), "cust_1"),
+        ["GET", "PUT"],
+        "looked up, then replaced: Amberflo holds it"
+    );
     assert_eq!(
         customer(&server, "cust_1"),
         json!({"customerId": "cust_1", "customerName": "cust_1", "traits": {"plan": "pro"}})

@@ -537,8 +537,32 @@ fn numeric_ids_become_decimal_text() {
     assert_eq!(o.records[0]["customerId"], json!("42"));
 }
 
+/// The shared settings with every destination's customer-id field naming
+/// `anonymousId` after `userId`.
+fn with_anonymous_fallback(settings: &str) -> String {
+    let list = r#"["userId", "anonymousId"]"#;
+    settings
+        .replacen(
+            "[destinations.amberflo]\n",
+            &format!("[destinations.amberflo]\ncustomer_id_field = {list}\n"),
+            1,
+        )
+        .replacen(
+            "external_customer_id_field = \"userId\"",
+            &format!("external_customer_id_field = {list}"),
+            1,
+        )
+        .replacen(
+            "[destinations.kable]\n",
+            &format!("[destinations.kable]\nclient_id_field = {list}\n"),
+            1,
+        )
+}
+
+/// An event without a `userId` is skipped ("no customer id"), never billed to
+/// its `anonymousId`, unless the settings name that field after it.
 #[test]
-fn amberflo_customer_id_falls_back_to_anonymous_id() {
+fn amberflo_customer_id_falls_back_to_anonymous_id_only_when_the_settings_name_it() {
     let events = [
         track("empty-user", json!({"userId": "", "anonymousId": "anon-1"})),
         track("no-user", json!({"userId": null, "anonymousId": "anon-2"})),
@@ -550,6 +574,15 @@ fn amberflo_customer_id_falls_back_to_anonymous_id() {
         track("both", json!({"userId": "user-9", "anonymousId": "anon-9"})),
     ];
     let o = translate(SETTINGS, "amberflo", &events);
+    o.run.expect_code(0);
+    assert_eq!(record_keys(&o.records), ["both"]);
+    assert_eq!(
+        o.summary["skipped_by_reason"]["no customer id"],
+        json!(3),
+        "{}",
+        o.summary
+    );
+    let o = translate(&with_anonymous_fallback(SETTINGS), "amberflo", &events);
     o.run.expect_code(0);
     let got = by_key(&o.records);
     assert_eq!(got["empty-user"]["customerId"], json!("anon-1"));
@@ -566,11 +599,31 @@ fn empty_user_id_counts_as_absent_for_orb_and_kable() {
             track("good", json!({})),
         ];
         let o = translate(SETTINGS, dest, &events);
-        o.run.expect_code(1);
+        o.run.expect_code(0);
         assert_eq!(record_keys(&o.records), ["good"], "{dest}");
-        assert_eq!(o.summary["rejected"], json!(1), "{dest}: {}", o.summary);
-        assert_eq!(o.rejects.len(), 1, "{dest}");
-        assert_eq!(o.rejects[0]["messageId"], json!("empty-user"), "{dest}");
+        assert_eq!(o.summary["rejected"], json!(0), "{dest}: {}", o.summary);
+        assert_eq!(
+            o.summary["skipped_by_reason"]["no customer id"],
+            json!(1),
+            "{dest}: {}",
+            o.summary
+        );
+        assert!(o.rejects.is_empty(), "{dest}");
+        // Named after userId, anonymousId is the id.
+        let o = translate(&with_anonymous_fallback(SETTINGS), dest, &events);
+        o.run.expect_code(0);
+        let customers: Vec<&Value> = o
+            .records
+            .iter()
+            .map(|r| {
+                &r[if dest == "orb" {
+                    "external_customer_id"
+                } else {
+                    "clientId"
+                }]
+            })
+            .collect();
+        assert_eq!(customers, [&json!("anon-1"), &json!("user-1")], "{dest}");
     }
 }
 
@@ -737,7 +790,7 @@ fn amberflo_identify_traits_follow_the_dimension_rules() {
 }
 
 #[test]
-fn amberflo_identify_needs_a_user_id() {
+fn amberflo_identify_needs_a_customer_id() {
     let events = [
         json!({"type": "identify", "anonymousId": "anon", "messageId": "m1", "timestamp": "2021-04-26T14:01:46.909Z", "traits": {"name": "X"}}),
         json!({"type": "identify", "userId": "", "anonymousId": "anon", "messageId": "m2", "timestamp": "2021-04-26T14:01:46.909Z"}),
@@ -747,11 +800,16 @@ fn amberflo_identify_needs_a_user_id() {
     assert!(o.requests.is_empty(), "{:?}", o.requests);
     assert_eq!(o.summary["skipped"], json!(2), "{}", o.summary);
     assert_eq!(
-        reason_count(&o.summary, "skipped_by_reason", "userId"),
-        2,
-        "the skip reason should name userId: {}",
+        o.summary["skipped_by_reason"]["no customer id"],
+        json!(2),
+        "{}",
         o.summary
     );
+    // Named in the settings, anonymousId is the customer an identify writes.
+    let o = translate(&with_anonymous_fallback(SETTINGS), "amberflo", &events);
+    o.run.expect_code(0);
+    assert_eq!(o.summary["sent"], json!(2), "{}", o.summary);
+    assert!(o.records.iter().all(|r| r["customerId"] == json!("anon")));
 }
 
 /// Checks that each event of `rejected` (messageId, what the detail must hold)
@@ -938,8 +996,8 @@ fn blank_ids_count_as_absent() {
         track("kept", json!({"userId": " u 1 "})),
         track("  ", json!({})),
     ];
-    let o = translate(SETTINGS, "amberflo", &events);
-    o.run.expect_code(1);
+    let o = translate(&with_anonymous_fallback(SETTINGS), "amberflo", &events);
+    o.run.expect_code(0);
     let got = by_key(&o.records);
     assert_eq!(got["blank-user"]["customerId"], json!("anon-1"));
     assert_eq!(
@@ -953,27 +1011,33 @@ fn blank_ids_count_as_absent() {
         1,
         "a blank messageId gets the content id: {got:?}"
     );
-    assert_rejected(
-        &o,
-        "missing customer id",
-        &[("blank-both", "userId or anonymousId")],
+    // Skipped, not rejected.
+    assert_eq!(
+        o.summary["skipped_by_reason"]["no customer id"],
+        json!(1),
+        "{}",
+        o.summary
+    );
+    assert!(
+        o.run
+            .stderr
+            .contains("1 event had no customer id at userId or anonymousId and was skipped"),
+        "{}",
+        o.run.stderr
     );
 
-    // Identify needs a userId that is not blank.
+    // Identify needs a customer id that is not blank.
     let identify = json!({"type": "identify", "userId": " ", "messageId": "i", "timestamp": "2021-04-26T14:01:46.909Z"});
     let o = translate(SETTINGS, "amberflo", &[identify]);
     o.run.expect_code(0);
     assert_eq!(
-        reason_count(&o.summary, "skipped_by_reason", "userId"),
-        1,
+        o.summary["skipped_by_reason"]["no customer id"],
+        json!(1),
         "{}",
         o.summary
     );
 
-    for (dest, kind) in [
-        ("orb", "missing external customer id"),
-        ("kable", "missing client id"),
-    ] {
+    for dest in ["orb", "kable"] {
         let events = [
             track(
                 "blank-user",
@@ -982,8 +1046,13 @@ fn blank_ids_count_as_absent() {
             track(" ", json!({})),
         ];
         let o = translate(SETTINGS, dest, &events);
-        o.run.expect_code(1);
-        assert_rejected(&o, kind, &[("blank-user", "userId")]);
+        o.run.expect_code(0);
+        assert_eq!(
+            o.summary["skipped_by_reason"]["no customer id"],
+            json!(1),
+            "{dest}: {}",
+            o.summary
+        );
         let keys = record_keys(&o.records);
         assert_eq!(keys.len(), 1, "{dest}: {keys:?}");
         assert!(
@@ -1025,10 +1094,20 @@ idempotency_key_field = "properties.requestId"
         "missing idempotency key",
         &[("blank-key", "properties.requestId")],
     );
-    assert_rejected(
-        &o,
-        "missing external customer id",
-        &[("blank-account", "properties.account")],
+    assert_eq!(
+        o.summary["skipped_by_reason"]["no customer id"],
+        json!(1),
+        "{}",
+        o.summary
+    );
+    assert!(
+        o.run.stderr.contains(
+            "1 event had no customer id at properties.account and was skipped, not sent; \
+             to send anonymous visitors' events under their anonymousId, set \
+             external_customer_id_field = [\"properties.account\", \"anonymousId\"]"
+        ),
+        "{}",
+        o.run.stderr
     );
 }
 
@@ -1177,12 +1256,17 @@ client_id_field = "context.groupId"
         track("g3", json!({"context": {"ip": "1.2.3.4"}})),
     ];
     let o = translate(group, "kable", &events);
-    o.run.expect_code(1);
+    o.run.expect_code(0);
     let got = by_key(&o.records);
     assert_eq!(got["g1"]["clientId"], json!("grp-1"));
     assert_eq!(got["g2"]["clientId"], json!("42"));
     assert!(!got.contains_key("g3"));
-    assert_eq!(o.summary["rejected"], json!(1), "{}", o.summary);
+    assert_eq!(
+        o.summary["skipped_by_reason"]["no customer id"],
+        json!(1),
+        "{}",
+        o.summary
+    );
     assert_eq!(
         o.requests[0]["url"],
         json!("https://test.kable.io/api/v1/events/create")

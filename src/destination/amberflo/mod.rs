@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::{
-    Common, Destination, Header, Kind, Payload, Request, Stream, Translation, write_json_str,
+    Common, CustomerIdField, Destination, Header, Kind, Payload, Request, Stream, Translation,
+    write_json_str,
 };
 use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
@@ -27,7 +28,13 @@ pub const DEFAULT_API_ENDPOINT: &str = "https://app.amberflo.io";
 pub const DEFAULT_BATCH: usize = 100;
 pub const MAX_BATCH: usize = 1000;
 
-pub const SETTINGS: &[Setting] = &[API_ENDPOINT, IDENTIFY, ENSURE_CUSTOMERS, GZIP_REQUESTS];
+pub const SETTINGS: &[Setting] = &[
+    API_ENDPOINT,
+    CUSTOMER_ID_FIELD,
+    IDENTIFY,
+    ENSURE_CUSTOMERS,
+    GZIP_REQUESTS,
+];
 
 const API_ENDPOINT: Setting = Setting {
     key: "api_endpoint",
@@ -39,6 +46,16 @@ const API_ENDPOINT: Setting = Setting {
     recorded: true,
     help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
 };
+const CUSTOMER_ID_FIELD: Setting = Setting {
+    key: "customer_id_field",
+    kind: SettingKind::Fields,
+    default: Some("userId"),
+    required: false,
+    recorded: true,
+    help: "dot path to your customer id, sent as customerId (identify: the customer written); \
+           or a list of them, tried in order (add \"anonymousId\" to bill anonymous visitors \
+           and, with ensure_customers, create them); an event without one is skipped",
+};
 const IDENTIFY: Setting = Setting {
     key: "identify",
     kind: SettingKind::Text,
@@ -46,7 +63,8 @@ const IDENTIFY: Setting = Setting {
     required: false,
     recorded: true,
     help: "merge: identify changes only what it gives, keeping the rest of the customer; \
-           replace: identify writes the whole customer from the event (PUT /customers)",
+           replace: identify writes the whole customer from the event (GET /customers, then \
+           PUT, or POST when Amberflo lacks it)",
 };
 const ENSURE_CUSTOMERS: Setting = Setting {
     key: "ensure_customers",
@@ -71,6 +89,7 @@ pub struct Amberflo {
     endpoint: String,
     /// The API host, and the key every request carries.
     api: Arc<Api>,
+    customer_id_field: CustomerIdField,
     ensure_customers: bool,
     gzip_requests: bool,
     merge: bool,
@@ -91,12 +110,14 @@ impl Amberflo {
             endpoint: api_endpoint(&common, table)?,
             api_key: common.api_key,
         });
+        let customer_id_field = CustomerIdField::read(&CUSTOMER_ID_FIELD, table)?;
         Ok(Amberflo {
             name: common.name,
             endpoint: common
                 .endpoint
                 .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
             api,
+            customer_id_field,
             ensure_customers: table.bool(&ENSURE_CUSTOMERS)?.unwrap_or(false),
             gzip_requests: table.bool(&GZIP_REQUESTS)?.unwrap_or(false),
             merge,
@@ -150,6 +171,18 @@ impl Destination for Amberflo {
         Some(self.api.clone())
     }
 
+    fn customer_id_field(&self) -> &CustomerIdField {
+        &self.customer_id_field
+    }
+
+    fn paths(&self) -> Vec<&str> {
+        self.customer_id_field
+            .paths()
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+
     fn ensures_customers(&self) -> bool {
         self.ensure_customers
     }
@@ -168,12 +201,13 @@ impl Destination for Amberflo {
         }
         let call = event.call_type().unwrap_or_default();
         let call = call.as_ref();
-        if call == "identify" {
-            return self.customer(event);
-        }
-        let Some(customer_id) = event.customer_id() else {
-            return super::missing("customer id", "userId or anonymousId");
+        let customer_id = match self.customer_id_field.find(event) {
+            Ok(customer_id) => customer_id,
+            Err(skip) => return skip,
         };
+        if call == "identify" {
+            return self.customer(event, customer_id);
+        }
         let time = match event_time(event) {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
@@ -233,6 +267,8 @@ impl Destination for Amberflo {
                 }
                 request
             }
+            // Identifies are written through the customers' lookup, not
+            // batched; this is the write alone, as replace mode makes it.
             Stream::Customer => {
                 let body = records.concat().into_bytes();
                 self.api.request("PUT", "/customers", body)
@@ -263,10 +299,7 @@ fn request(
 }
 
 impl Amberflo {
-    fn customer(&self, event: &Event) -> Translation {
-        let Some(customer_id) = event.id_at("userId") else {
-            return Translation::Skip(Reason::plain("identify without userId"));
-        };
+    fn customer(&self, event: &Event, customer_id: String) -> Translation {
         if let Err(e) = event_time(event) {
             return Translation::Reject(Reason::new("no usable time", e.to_string()));
         }
