@@ -172,7 +172,8 @@ fn resume_after_a_kill_delivers_everything_once() {
     let (text, keys) = input(600, 37);
     let job = Job::kable(&server, &text);
     let mut child = job.spawn(&["--batch-size", "10"]);
-    wait_for(|| server.received().len() >= 8);
+    // Past 0.2 s of batches: the checkpoint has been written after some of them.
+    wait_for(|| server.received().len() >= 25);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
