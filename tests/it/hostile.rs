@@ -820,7 +820,7 @@ fn a_line_that_is_not_utf8_reads_back_from_the_rejects_file_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("s.toml"),
-        "[destinations.amberflo]\napi_key = \"k\"\n",
+        "[destinations.amberflo]\napi_key = \"${SEGRELAY_TEST_KEY}\"\n",
     )
     .unwrap();
     std::fs::write(
