@@ -49,6 +49,10 @@ pub fn outgoing(n: &Number) -> Cow<'_, Number> {
     if integer && text != "-0" {
         return Cow::Borrowed(n);
     }
+    // The usual decimal is already its double's shortest text.
+    if plain_decimal(text).is_some_and(|shortest| shortest.len() == text.len()) {
+        return Cow::Borrowed(n);
+    }
     match n.as_f64() {
         Some(double) if double_keeps(n) => {
             Number::from_f64(double).map_or(Cow::Borrowed(n), Cow::Owned)
@@ -57,9 +61,44 @@ pub fn outgoing(n: &Number) -> Cow<'_, Number> {
     }
 }
 
-/// A number's text as it goes out (see [`outgoing`]).
-pub fn outgoing_text(n: &Number) -> String {
-    outgoing(n).to_string()
+/// A number's text as it goes out (see [`outgoing`]), without a round
+/// through a double for the usual decimals.
+pub fn outgoing_text(n: &Number) -> Cow<'_, str> {
+    let text = n.as_str();
+    match plain_decimal(text) {
+        Some(shortest) => Cow::Borrowed(shortest),
+        None => match outgoing(n) {
+            Cow::Borrowed(n) => Cow::Borrowed(n.as_str()),
+            Cow::Owned(n) => Cow::Owned(n.to_string()),
+        },
+    }
+}
+
+/// The text a double's shortest form gives for a decimal such as `35.804`
+/// or `100.00` (without an exponent, at most 15 significant digits, at least
+/// 1e-5): the decimal without the zeros that end its fraction, one kept
+/// after the point (`100.0`). A double holds such a decimal exactly and no
+/// shorter one reads back as the same double. None for any other text.
+fn plain_decimal(text: &str) -> Option<&str> {
+    let (whole, fraction) = text.split_once('.')?;
+    let digits = whole.strip_prefix('-').unwrap_or(whole);
+    if text.len() > 16
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return None;
+    }
+    // Below 1e-5 the shortest form has an exponent (`1.2e-6`).
+    if digits == "0" && fraction.bytes().take_while(|&b| b == b'0').count() >= 5 {
+        return None;
+    }
+    let significant = digits.trim_start_matches('0').len() + fraction.len();
+    if significant > 15 {
+        return None;
+    }
+    let kept = fraction.trim_end_matches('0').len().max(1);
+    Some(&text[..whole.len() + 1 + kept])
 }
 
 /// A JSON value whose numbers are written as they go out (see [`outgoing`]).
@@ -249,6 +288,24 @@ mod tests {
             serde_json::to_string(&Outgoing(&value)).unwrap(),
             r#"{"a":[1.5,{"b":123456789012345678901234567890}],"c":"x"}"#
         );
+    }
+
+    proptest::proptest! {
+        /// The usual decimals' text is what the double's shortest form gives.
+        #[test]
+        fn plain_decimals_are_written_as_their_doubles_are(
+            negative: bool,
+            whole in 0u64..10_000_000,
+            fraction in "[0-9]{1,8}",
+        ) {
+            let text = format!("{}{whole}.{fraction}", if negative { "-" } else { "" });
+            let n = number(&text);
+            let slow = match outgoing(&n) {
+                Cow::Borrowed(n) => n.to_string(),
+                Cow::Owned(n) => n.to_string(),
+            };
+            proptest::prop_assert_eq!(outgoing_text(&n).into_owned(), slow);
+        }
     }
 
     #[test]

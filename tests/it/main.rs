@@ -22,4 +22,5 @@ mod send;
 mod server_selftest;
 mod stops;
 mod translate;
+mod values;
 mod verify;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::destination::{outgoing, outgoing_text, write_json_str};
+use crate::destination::{outgoing_text, write_json_str};
 use crate::reason::Reason;
 
 /// Amberflo's limit on a dimension or trait value.
@@ -220,12 +220,9 @@ impl DimensionWriter<'_> {
 }
 
 fn push_scalar(text: &mut String, value: &Value) {
-    use std::fmt::Write;
     match value {
         Value::String(s) => text.push_str(s),
-        Value::Number(n) => {
-            let _ = write!(text, "{}", outgoing(n));
-        }
+        Value::Number(n) => text.push_str(&outgoing_text(n)),
         Value::Bool(b) => text.push_str(if *b { "true" } else { "false" }),
         _ => {}
     }
@@ -235,7 +232,7 @@ fn push_scalar(text: &mut String, value: &Value) {
 pub(super) fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(outgoing_text(n)),
+        Value::Number(n) => Some(outgoing_text(n).into_owned()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }

@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn meter_value_takes_numbers_and_numeric_text_only() {
-        let value = |v: Value| meter_value(Some(&v)).map(|n| outgoing_text(&n));
+        let value = |v: Value| meter_value(Some(&v)).map(|n| outgoing_text(&n).into_owned());
         assert_eq!(value(json!(2.0)), Ok("2.0".to_owned()));
         assert_eq!(value(json!("3")), Ok("3".to_owned()));
         assert_eq!(value(json!("1.5e1")), Ok("15.0".to_owned()));
@@ -497,7 +497,7 @@ mod tests {
             ("-3", "-3"),
         ] {
             assert_eq!(
-                outgoing_text(&meter_value(Some(&number(kept))).unwrap()),
+                outgoing_text(&meter_value(Some(&number(kept))).unwrap()).into_owned(),
                 out
             );
         }
