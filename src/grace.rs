@@ -1,12 +1,14 @@
 //! Event times a destination's ordinary ingest refuses (Orb: older than the
-//! grace period, or more than 5 minutes ahead). A plain run counts them, says
-//! so at the first old one, and warns with the counts at the end: they need
-//! a backfill, or a look at the clock that stamped them.
+//! grace period, or more than 5 minutes ahead) or may not keep (Amberflo:
+//! older than its default backfill guardrail). A plain run counts them, says
+//! so at the first old one that is refused, and warns with the counts at the
+//! end: they need a backfill, a raised limit, or a look at the clock that
+//! stamped them.
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::console::{Console, Verbosity};
-use crate::destination::{Destination, IngestWindow};
+use crate::destination::{Destination, IngestWindow, OldEvents};
 use crate::event::Origin;
 use crate::event::time::utc_millis_text;
 
@@ -46,21 +48,24 @@ impl Count {
             return;
         }
         self.too_old += 1;
+        let OldEvents::Refused { remedy } = self.window.old else {
+            return;
+        };
         if self.too_old == 1 && console.verbosity() > Verbosity::Quiet {
             console.say(&format!(
-                "segrelay: warning: {origin}: this event ({}) is older than {}: {}'s ingest refuses such events ({}); how many there are comes at the end",
+                "segrelay: warning: {origin}: this event ({}) is older than {}: {}'s ingest refuses such events ({remedy}); how many there are comes at the end",
                 utc_millis_text(time),
                 self.grace_text(),
                 self.display_name,
-                self.window.remedy
             ));
         }
     }
 
     fn grace_text(&self) -> String {
         format!(
-            "{}'s grace period ({})",
+            "{}'s {} ({})",
             self.display_name,
+            self.window.grace_name,
             span_text(self.window.grace)
         )
     }
@@ -69,13 +74,20 @@ impl Count {
     pub(crate) fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.too_old > 0 {
-            warnings.push(format!(
-                "{} older than {}: {}'s ingest refuses such events; {}",
-                events_are(self.too_old),
-                self.grace_text(),
-                self.display_name,
-                self.window.remedy
-            ));
+            warnings.push(match self.window.old {
+                OldEvents::Refused { remedy } => format!(
+                    "{} older than {}: {}'s ingest refuses such events; {remedy}",
+                    events_are(self.too_old),
+                    self.grace_text(),
+                    self.display_name,
+                ),
+                OldEvents::MayNeedRaising { remedy } => format!(
+                    "{} older than {}: they were sent, but the account may need the guardrail raised for {} to take them; {remedy}",
+                    events_are(self.too_old),
+                    self.grace_text(),
+                    self.display_name,
+                ),
+            });
         }
         if self.too_new > 0 {
             warnings.push(format!(
@@ -106,10 +118,12 @@ fn events_are(n: u64) -> String {
     }
 }
 
-/// `12 hours`, `5 minutes`, `90 seconds`.
+/// `60 days`, `12 hours`, `5 minutes`, `90 seconds`.
 pub(crate) fn span_text(span: SignedDuration) -> String {
     let seconds = span.as_secs();
-    let (n, unit) = if seconds % 3600 == 0 {
+    let (n, unit) = if seconds % 86_400 == 0 && seconds >= 2 * 86_400 {
+        (seconds / 86_400, "day")
+    } else if seconds % 3600 == 0 {
         (seconds / 3600, "hour")
     } else if seconds % 60 == 0 {
         (seconds / 60, "minute")
@@ -133,6 +147,8 @@ mod tests {
         assert_eq!(events_are(999), "999 events are");
         assert_eq!(events_are(1_204), "1,204 events are");
         assert_eq!(events_are(12_345_678), "12,345,678 events are");
+        assert_eq!(span_text(SignedDuration::from_hours(60 * 24)), "60 days");
+        assert_eq!(span_text(SignedDuration::from_hours(24)), "24 hours");
         assert_eq!(span_text(SignedDuration::from_hours(12)), "12 hours");
         assert_eq!(span_text(SignedDuration::from_hours(1)), "1 hour");
         assert_eq!(span_text(SignedDuration::from_mins(5)), "5 minutes");

@@ -225,7 +225,11 @@ impl Job {
             None => run.pass(&Pass {
                 window: None,
                 settles_skipped_and_rejected: true,
-                rejects_after: None,
+                rejects_after: run
+                    .courier
+                    .destination
+                    .ingest_window()
+                    .and_then(|window| window.rejects_after(jiff::Timestamp::now())),
                 follows_checkpoint: true,
                 context: RequestContext::default(),
             })?,

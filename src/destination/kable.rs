@@ -4,7 +4,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{
-    Common, CustomerIdField, Destination, Header, Kind, Payload, Request, Stream, Translation,
+    Common, CustomerIdField, Destination, Header, Kind, Outgoing, Payload, Request, Stream,
+    Translation,
 };
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, lookup, remove_path};
@@ -148,12 +149,12 @@ impl Serialize for Data<'_> {
                 continue;
             }
             match self.trimmed.iter().find(|(parent, _)| parent == key) {
-                Some((_, trimmed)) => map.serialize_entry(key, trimmed)?,
-                None => map.serialize_entry(key, value)?,
+                Some((_, trimmed)) => map.serialize_entry(key, &Outgoing(trimmed))?,
+                None => map.serialize_entry(key, &Outgoing(value))?,
             }
         }
         for (to, value) in self.renamed {
-            map.serialize_entry(to, value)?;
+            map.serialize_entry(to, &Outgoing(value))?;
         }
         map.end()
     }
@@ -201,6 +202,9 @@ impl Destination for Kable {
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
         let properties = event.properties();
+        if let Some(reason) = super::out_of_range(properties, Kind::Kable) {
+            return Translation::Reject(reason);
+        }
         // Renames read the original properties, so chained ones (a to b, b to c)
         // work; a renamed key replaces a property of the same name.
         let mut renamed: Vec<(&str, &Value)> = Vec::new();

@@ -6,6 +6,7 @@ pub mod amberflo;
 pub mod kable;
 mod kind;
 pub mod listing;
+mod number;
 pub mod orb;
 mod verdict;
 
@@ -19,6 +20,10 @@ use crate::reason::Reason;
 use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
 
 pub use kind::Kind;
+pub use number::{
+    Outgoing, beyond_double, double_keeps, out_of_range, out_of_range_reason, outgoing,
+    outgoing_text,
+};
 pub use verdict::{Verdict, common_verdict};
 // What a destination makes and reads, where the rest of the program looks for it.
 pub use crate::wire::{Header, HeaderValue, Request, Response};
@@ -147,18 +152,39 @@ pub trait Destination: Send + Sync {
 }
 
 /// The span around now in which a destination's ordinary ingest takes event
-/// times; older or later events it refuses.
+/// times; later events it refuses, older ones it refuses or may not keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestWindow {
-    /// Events older than now − this are refused: the grace period.
+    /// Events older than now − this are refused (Orb's grace period) or may
+    /// not be kept (Amberflo's backfill guardrail).
     pub grace: jiff::SignedDuration,
+    /// What that span is called after the destination's name: `grace period`.
+    pub grace_name: &'static str,
+    /// What becomes of the older events, and what to do about them.
+    pub old: OldEvents,
     /// Events later than now + this are refused.
     pub ahead: jiff::SignedDuration,
-    /// What to do with the too old ones, said in the warning.
-    pub remedy: &'static str,
+    /// Whether those are rejected before they are sent (Amberflo, whose SDKs
+    /// refuse them), rather than sent and counted (Orb answers for each).
+    pub rejects_ahead: bool,
+}
+
+/// What a destination does with events older than its ingest window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldEvents {
+    /// Ingest refuses them; the remedy is said in the warnings.
+    Refused { remedy: &'static str },
+    /// They are sent, but the account may need a limit raised; said once, at the end.
+    MayNeedRaising { remedy: &'static str },
 }
 
 impl IngestWindow {
+    /// The latest time ingest takes, as seen at `now`, when later events are
+    /// rejected before they are sent.
+    pub fn rejects_after(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.rejects_ahead.then(|| self.bounds(now).1)
+    }
+
     /// The oldest and the latest time ingest takes, as seen at `now`.
     pub fn bounds(&self, now: jiff::Timestamp) -> (jiff::Timestamp, jiff::Timestamp) {
         let at = |offset: jiff::SignedDuration| {
@@ -462,11 +488,13 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Writes a JSON value, its strings as `write_json_str` does.
+/// Writes a JSON value, its strings as `write_json_str` does and its numbers
+/// as they go out ([`outgoing`]).
 pub fn write_json_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::String(text) => write_json_str(out, text),
-        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec cannot fail"),
+        other => serde_json::to_writer(&mut *out, &Outgoing(other))
+            .expect("writing to a Vec cannot fail"),
     }
 }
 

@@ -6,8 +6,9 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, Payload, Request, Response,
-    Stream, Translation, Verdict, common_verdict, write_json_str, write_json_value,
+    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, OldEvents, Payload, Request,
+    Response, Stream, Translation, Verdict, beyond_double, common_verdict, out_of_range_reason,
+    write_json_str, write_json_value,
 };
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind, numeric_text, short_text};
@@ -205,8 +206,12 @@ impl Destination for Orb {
     fn ingest_window(&self) -> Option<IngestWindow> {
         Some(IngestWindow {
             grace: SignedDuration::from_hours(self.grace_hours as i64),
+            grace_name: "grace period",
+            old: OldEvents::Refused {
+                remedy: "send them with --orb-backfill",
+            },
             ahead: FUTURE_LIMIT,
-            remedy: "send them with --orb-backfill",
+            rejects_ahead: false,
         })
     }
 
@@ -258,10 +263,16 @@ impl Destination for Orb {
                         ),
                     ));
                 }
+                Value::Number(ref n) if beyond_double(n) => {
+                    return Translation::Reject(out_of_range_reason(from, n, Kind::Orb));
+                }
                 Value::Number(_) => {
                     properties.insert(to.clone(), value);
                 }
                 Value::String(ref text) if *numeric => match numeric_text(text) {
+                    Some(number) if beyond_double(&number) => {
+                        return Translation::Reject(out_of_range_reason(from, &number, Kind::Orb));
+                    }
                     Some(number) => {
                         properties.insert(to.clone(), Value::Number(number));
                     }

@@ -36,7 +36,10 @@ pub fn numeric_text(text: &str) -> Option<serde_json::Number> {
     if !(starts && ends) {
         return None;
     }
-    serde_json::from_str(text).ok()
+    // Numbers keep their text (serde_json's `arbitrary_precision`), so the range is checked here.
+    serde_json::from_str::<serde_json::Number>(text)
+        .ok()
+        .filter(|n| n.as_f64().is_some_and(f64::is_finite))
 }
 
 /// `12345`, `12.5`, and `1e3` as `1000`: never an exponent. None for a
@@ -79,9 +82,13 @@ pub(super) fn inexact_id(event: &Event) -> Option<Reason> {
 
 /// A hash of an event's keys. serde_json's map is ordered by key (the
 /// `preserve_order` feature is off), so the same event always serialises the
-/// same way, whatever the key order of the input line.
+/// same way, whatever the key order of the input line. Numbers are hashed as
+/// 64-bit integers or doubles, as they were read before numbers kept their
+/// text, so that an event's id stays the one earlier runs gave it.
 pub(super) fn content_id(fields: &Map<String, Value>) -> String {
-    let bytes = serde_json::to_vec(fields).expect("a JSON map always serialises");
+    let fields = Value::Object(fields.clone());
+    let bytes =
+        serde_json::to_vec(&numbers_as_before(fields)).expect("a JSON value always serialises");
     let digest = Sha256::digest(&bytes);
     let mut id = String::with_capacity(9 + 32);
     id.push_str("segrelay-");
@@ -89,6 +96,38 @@ pub(super) fn content_id(fields: &Map<String, Value>) -> String {
         id.push_str(&format!("{byte:02x}"));
     }
     id
+}
+
+fn numbers_as_before(value: Value) -> Value {
+    match value {
+        Value::Number(n) => Value::Number(number_as_before(&n)),
+        Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_before).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (key, numbers_as_before(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A number as serde_json read it without `arbitrary_precision`: an integer
+/// when it is one in the 64-bit range (`-0` aside, a double), else a double.
+fn number_as_before(n: &serde_json::Number) -> serde_json::Number {
+    let text = n.as_str();
+    if !text.contains(['.', 'e', 'E']) {
+        if let Ok(u) = text.parse::<u64>() {
+            return u.into();
+        }
+        if let Ok(i) = text.parse::<i64>()
+            && i != 0
+        {
+            return i.into();
+        }
+    }
+    n.as_f64()
+        .and_then(serde_json::Number::from_f64)
+        .unwrap_or_else(|| n.clone())
 }
 
 #[cfg(test)]
@@ -137,6 +176,33 @@ mod tests {
         );
         // In a configured field it is simply not a usable id.
         assert_eq!(id_text(&json!(1e300)), None);
+    }
+
+    /// Numbers are hashed as they were read before they kept their text: the
+    /// id of an event without a messageId is the one earlier versions gave it.
+    #[test]
+    fn fallback_message_id_hashes_numbers_as_before() {
+        for (kept, before) in [
+            ("1.50", "1.5"),
+            ("1E3", "1000.0"),
+            ("-0", "-0.0"),
+            ("7", "7"),
+            ("-7", "-7"),
+            ("18446744073709551615", "18446744073709551615"),
+            ("123456789012345678901234567890", "1.2345678901234568e29"),
+        ] {
+            let id = |n: &str| {
+                let line = format!(r#"{{"type":"track","userId":"u","properties":{{"n":{n}}}}}"#);
+                parse(&line)[0].as_ref().unwrap().message_id()
+            };
+            assert_eq!(id(kept), id(before), "{kept}");
+        }
+        // The id of one such event, as the version before computed it.
+        let line = r#"{"type":"track","event":"e","userId":"u","timestamp":"2024-05-01T10:00:00Z","properties":{"n":1.50,"m":1E3,"z":-0,"h":123456789012345678901234567890}}"#;
+        assert_eq!(
+            parse(line)[0].as_ref().unwrap().message_id(),
+            "segrelay-93cde84cd13a8e0c68795b9f9ee49369"
+        );
     }
 
     #[test]

@@ -130,6 +130,11 @@ fn dry_run(dir: &Path, dest: &str, extra: &[&str], files: &[&str]) -> Outcome {
 /// the hostile line is rejected for `reason` (named with file and line), both good
 /// lines are translated.
 fn assert_line_rejected(name: &str, line: &[u8], reason: &str) -> Vec<Outcome> {
+    assert_line_rejected_for_each(name, line, [reason; 3])
+}
+
+/// As `assert_line_rejected`, with each destination's own reason (in `DESTINATIONS` order).
+fn assert_line_rejected_for_each(name: &str, line: &[u8], reasons: [&str; 3]) -> Vec<Outcome> {
     let dir = workspace(SETTINGS);
     let mut content = Vec::new();
     content.extend_from_slice(good("before").as_bytes());
@@ -141,7 +146,8 @@ fn assert_line_rejected(name: &str, line: &[u8], reason: &str) -> Vec<Outcome> {
     write(dir.path(), name, &content);
     DESTINATIONS
         .iter()
-        .map(|dest| {
+        .zip(reasons)
+        .map(|(dest, reason)| {
             let out = dry_run(dir.path(), dest, &[], &[name]);
             assert_eq!(out.code, 1, "{dest}: {}", out.stderr);
             assert_eq!(out.count("read"), 3, "{dest}: {}", out.summary);
@@ -344,32 +350,33 @@ fn nesting_just_under_the_parser_limit_is_translated() {
 #[test]
 fn huge_numbers_are_refused_or_kept_without_crashing() {
     let head = r#""type":"track","event":"e","messageId":"n""#;
-    // Beyond f64: serde_json refuses the whole line.
-    for (name, line) in [
-        (
-            "value-1e400",
-            format!(
-                r#"{{{head},"userId":"u","timestamp":"2024-05-01T10:00:00Z","properties":{{"value":1e400}}}}"#
-            ),
-        ),
-        (
-            "userid-1e400",
-            format!(r#"{{{head},"userId":1e400,"timestamp":"2024-05-01T10:00:00Z"}}"#),
-        ),
-        (
-            "timestamp-1e400",
-            format!(r#"{{{head},"userId":"u","timestamp":1e400}}"#),
-        ),
-    ] {
-        let file = format!("{name}.ndjson");
-        for out in assert_line_rejected(&file, line.as_bytes(), "invalid JSON") {
-            let detail = out.reject_at(&file, 2)["_segrelay"]["detail"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            assert!(detail.contains("out of range"), "{detail}");
-        }
+    // Beyond f64 the line is still JSON: each use of the number refuses it, with its reason.
+    let line = format!(
+        r#"{{{head},"userId":"u","timestamp":"2024-05-01T10:00:00Z","properties":{{"value":1e400}}}}"#
+    );
+    let outs = assert_line_rejected_for_each(
+        "value-1e400.ndjson",
+        line.as_bytes(),
+        [
+            "meter value not exact",
+            "number out of range",
+            "number out of range",
+        ],
+    );
+    for out in outs {
+        let detail = out.reject_at("value-1e400.ndjson", 2)["_segrelay"]["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            detail.starts_with("properties.value is 1e+400, beyond "),
+            "{detail}"
+        );
     }
+    let line = format!(r#"{{{head},"userId":1e400,"timestamp":"2024-05-01T10:00:00Z"}}"#);
+    assert_line_rejected("userid-1e400.ndjson", line.as_bytes(), "id not exact");
+    let line = format!(r#"{{{head},"userId":"u","timestamp":1e400}}"#);
+    assert_line_rejected("timestamp-1e400.ndjson", line.as_bytes(), "no usable time");
     // A time far out of range is no usable time, whatever its form.
     for (name, value) in [
         ("timestamp-huge-integer", "123456789012345678901234567890"),
@@ -383,18 +390,36 @@ fn huge_numbers_are_refused_or_kept_without_crashing() {
         let line = format!(r#"{{{head},"userId":"u","timestamp":{value}}}"#);
         assert_line_rejected(&format!("{name}.ndjson"), line.as_bytes(), "no usable time");
     }
-    // A huge integer as the value: still a number, as an f64 (digits beyond the 17th are lost).
+    // A huge integer keeps its digits where it goes (Orb, Kable, a dimension)...
     let line = format!(
-        r#"{{{head},"userId":"u","timestamp":"2024-05-01T10:00:00Z","properties":{{"value":123456789012345678901234567890,"amount":123456789012345678901234567890}}}}"#
+        r#"{{{head},"userId":"u","timestamp":"2024-05-01T10:00:00Z","properties":{{"amount":123456789012345678901234567890}}}}"#
     );
-    let outs = assert_lines_translated("value-huge.ndjson", &[line]);
-    let meter = outs[0].records[0]["meterValue"].as_f64().unwrap();
-    assert!((meter - 1.2345678901234568e29).abs() < 1e15, "{meter}");
-    assert!(
-        outs[1].records[0]["properties"]["amount"]
-            .as_f64()
-            .is_some()
+    let outs = assert_lines_translated("amount-huge.ndjson", &[line]);
+    let huge = "123456789012345678901234567890";
+    let [amberflo, orb, kable] = [0, 1, 2].map(|i| &outs[i].records[0]);
+    assert_eq!(amberflo["dimensions"]["amount"], huge);
+    assert_eq!(orb["properties"]["amount"].to_string(), huge);
+    assert_eq!(kable["data"]["amount"].to_string(), huge);
+    // ...but not as Amberflo's meter value, which Amberflo would round.
+    let dir = workspace(SETTINGS);
+    let line = format!(
+        r#"{{{head},"userId":"u","timestamp":"2024-05-01T10:00:00Z","properties":{{"value":{huge}}}}}"#
     );
+    write(dir.path(), "value-huge.ndjson", format!("{line}\n"));
+    let out = dry_run(dir.path(), "amberflo", &[], &["value-huge.ndjson"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    out.assert_said("value-huge.ndjson:1", "meter value not exact");
+    for dest in ["orb", "kable"] {
+        let out = dry_run(dir.path(), dest, &[], &["value-huge.ndjson"]);
+        assert_eq!(out.code, 0, "{dest}: {}", out.stderr);
+        let record = &out.records[0];
+        let value = if dest == "orb" {
+            &record["properties"]["value"]
+        } else {
+            &record["data"]["value"]
+        };
+        assert_eq!(value.to_string(), huge, "{dest}");
+    }
 }
 
 /// What became of the customer id `123456789012345678901234567890` (a JSON number)

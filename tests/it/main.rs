@@ -24,4 +24,5 @@ mod send;
 mod server_selftest;
 mod stops;
 mod translate;
+mod values;
 mod verify;

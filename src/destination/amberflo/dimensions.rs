@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::write_json_str;
+use crate::destination::{outgoing_text, write_json_str};
 use crate::reason::Reason;
 
 /// Amberflo's limit on a dimension or trait value.
@@ -88,14 +88,14 @@ fn write_flat(out: &mut Vec<u8>, flat: &Flat) {
     out.push(b'}');
 }
 
-/// Whether a scalar or an array of scalars turns into a non-empty dimension value.
+/// Whether a scalar or an array of scalars turns into a dimension value (not blank).
 fn gives_text(value: &Value) -> bool {
     match value {
         Value::Null => false,
-        Value::String(s) => !s.is_empty(),
+        Value::String(s) => !blank_value(s),
         Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
-            items.iter().filter_map(scalar_text).any(|t| !t.is_empty())
-                || items.iter().filter(|v| !v.is_null()).count() > 1
+            let joined = items.iter().filter_map(scalar_text).collect::<Vec<_>>();
+            !blank_value(&joined.join(","))
         }
         Value::Array(_) | Value::Object(_) => false,
         Value::Number(_) | Value::Bool(_) => true,
@@ -115,13 +115,28 @@ fn has_unusual_key(map: &Map<String, Value>) -> bool {
         .any(|(key, value)| !plain_key(key) || nested(value))
 }
 
-/// A key that is a dimension key as it is: not empty, no dot (a nested key's
+/// A key that is a dimension key as it is: not blank, no dot (a nested key's
 /// path could then meet it), and only characters Amberflo takes.
 fn plain_key(key: &str) -> bool {
-    !key.is_empty()
+    key.bytes().any(|b| b != b' ')
         && key
             .bytes()
             .all(|b| b != b'.' && b.is_ascii() && ALLOWED[b as usize])
+}
+
+/// Empty or white space only. Amberflo's SDKs refuse such keys and values,
+/// so they are dropped as empty ones are.
+pub(super) fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
+/// Whether a value is blank as written or once cut to Amberflo's limit
+/// (sanitised, only a space is still white space).
+fn blank_value(text: &str) -> bool {
+    is_blank(text)
+        || (text.len() > MAX_VALUE_CHARS
+            && text.starts_with(' ')
+            && text.chars().take(MAX_VALUE_CHARS).all(|c| c == ' '))
 }
 
 struct DimensionWriter<'a> {
@@ -176,9 +191,9 @@ impl DimensionWriter<'_> {
         self.path.truncate(depth);
     }
 
-    /// `"path":"value"`, sanitised and cut; nothing for an empty value.
+    /// `"path":"value"`, sanitised and cut; nothing for a blank value.
     fn scalar(&mut self, text: &str) {
-        if text.is_empty() {
+        if blank_value(text) {
             return;
         }
         if !self.first {
@@ -205,12 +220,9 @@ impl DimensionWriter<'_> {
 }
 
 fn push_scalar(text: &mut String, value: &Value) {
-    use std::fmt::Write;
     match value {
         Value::String(s) => text.push_str(s),
-        Value::Number(n) => {
-            let _ = write!(text, "{n}");
-        }
+        Value::Number(n) => text.push_str(&outgoing_text(n)),
         Value::Bool(b) => text.push_str(if *b { "true" } else { "false" }),
         _ => {}
     }
@@ -220,7 +232,7 @@ fn push_scalar(text: &mut String, value: &Value) {
 pub(super) fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(outgoing_text(n).into_owned()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -239,12 +251,12 @@ impl Flat {
             .collect()
     }
 
-    /// Adds a value, sanitised and cut; nothing for an empty one.
+    /// Adds a value, sanitised and cut; nothing for a blank one.
     fn insert(&mut self, key: String, shown: String, text: &str) -> Result<(), Collision> {
-        let value = sanitise(text);
-        if value.is_empty() {
+        if blank_value(text) {
             return Ok(());
         }
+        let value = sanitise(text);
         match self.0.entry(key) {
             std::collections::btree_map::Entry::Occupied(taken) => Err(Collision {
                 first: taken.get().1.clone(),
@@ -311,10 +323,10 @@ fn clean_key(key: &str) -> String {
 
 /// Adds a property as Amberflo dimensions: objects flattened to dotted keys,
 /// arrays of scalars joined with `,` (other arrays flattened by index), keys and
-/// values sanitised, values cut; nulls, empty values and empty keys dropped.
-/// Two keys that become one are a collision.
+/// values sanitised, values cut; nulls, blank values and blank keys (empty or
+/// white space only) dropped. Two keys that become one are a collision.
 pub(super) fn flatten_into(out: &mut Flat, key: &str, value: &Value) -> Result<(), Collision> {
-    if key.is_empty() {
+    if is_blank(key) {
         return Ok(());
     }
     flatten(out, clean_key(key), shown_key(key), value)
@@ -324,7 +336,7 @@ fn flatten(out: &mut Flat, key: String, shown: String, value: &Value) -> Result<
     match value {
         Value::Null => Ok(()),
         Value::Object(map) => {
-            for (member, value) in map.iter().filter(|(member, _)| !member.is_empty()) {
+            for (member, value) in map.iter().filter(|(member, _)| !is_blank(member)) {
                 let nested_key = format!("{key}.{}", clean_key(member));
                 let nested_shown = format!("{shown}{}", shown_key(member));
                 flatten(out, nested_key, nested_shown, value)?;
@@ -456,6 +468,23 @@ mod tests {
         assert_eq!(dims(json!({"a/b": "", "a|b": "x"}))["a_b"], "x");
     }
 
+    /// Amberflo's SDKs refuse keys and values of white space only: they go as empty ones do.
+    #[test]
+    fn blank_keys_and_values_are_dropped() {
+        let d = dims(json!({
+            " ": "key of a space", "\t\n": "key of white space",
+            "s": "   ", "t": "\t", "u": "\u{a0}\u{2003}", "a": [" ", null],
+            "m": {" ": 1, "x": " ", "y": " y "},
+            "cut": " ".repeat(250) + "x",
+            "kept": "_", "joined": [" ", " "],
+        }));
+        let expected: BTreeMap<String, String> = [("m.y", " y "), ("kept", "_"), ("joined", " , ")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(d, expected);
+    }
+
     /// The direct writer and the map give the same object.
     #[test]
     fn written_dimensions_match_the_map() {
@@ -485,6 +514,19 @@ mod tests {
             (Some(json!("Home")), json!({"n": {"": 1, "é": 2}})),
             (Some(json!({"a/b": 1, "a|b": 2})), json!({})),
             (Some(json!(["x", 1])), json!({"name": {"first": "f"}})),
+            (
+                Some(json!("Home")),
+                json!({"name": "  ", "s": " \t", "k": "x"}),
+            ),
+            (Some(json!(" ")), json!({"name": [" "], "t": ["", " "]})),
+            (
+                Some(json!("Home")),
+                json!({" ": 1, "m": {"\t": 2, "x": " "}, "y": "a"}),
+            ),
+            (
+                None,
+                json!({"long": " ".repeat(250) + "x", "ok": "x".repeat(250)}),
+            ),
             (None, json!({})),
         ];
         for (name, properties) in cases {

@@ -7,12 +7,13 @@ mod dimensions;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use jiff::SignedDuration;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::{
-    Common, CustomerIdField, Destination, Header, Kind, Payload, Request, Stream, Translation,
-    write_json_str,
+    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, OldEvents, Payload, Request,
+    Stream, Translation, double_keeps, outgoing_text, write_json_str,
 };
 use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
@@ -26,6 +27,13 @@ pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
 /// Everything else (customers, usage queries): that host does not serve them.
 pub const DEFAULT_API_ENDPOINT: &str = "https://app.amberflo.io";
 pub const DEFAULT_BATCH: usize = 100;
+/// Amberflo's TypeScript SDK refuses meter records timed more than 5 minutes
+/// after it sends them.
+pub const FUTURE_LIMIT: SignedDuration = SignedDuration::from_mins(5);
+/// Amberflo's default guardrail on backfills: historical meter records up to
+/// 60 days old (docs.amberflo.io, "Metering Guardrails"); a default the
+/// account can have raised, not a hard limit.
+pub const BACKFILL_GUARDRAIL: SignedDuration = SignedDuration::from_hours(60 * 24);
 pub const MAX_BATCH: usize = 1000;
 
 pub const SETTINGS: &[Setting] = &[
@@ -191,6 +199,20 @@ impl Destination for Amberflo {
         self.merge
     }
 
+    /// Records later than 5 minutes from now are rejected, as Amberflo's SDK
+    /// refuses them; older than the backfill guardrail, sent with a warning.
+    fn ingest_window(&self) -> Option<IngestWindow> {
+        Some(IngestWindow {
+            grace: BACKFILL_GUARDRAIL,
+            grace_name: "default backfill guardrail",
+            old: OldEvents::MayNeedRaising {
+                remedy: "ask Amberflo support to raise it if they do not show in its usage",
+            },
+            ahead: FUTURE_LIMIT,
+            rejects_ahead: true,
+        })
+    }
+
     fn translate(&self, event: &Event) -> Translation {
         if let Err(skip_or_reject) = super::screen(
             event,
@@ -235,7 +257,7 @@ impl Destination for Amberflo {
         json.extend_from_slice(b",\"meterApiName\":");
         write_json_str(&mut json, &meter_api_name);
         json.extend_from_slice(b",\"meterValue\":");
-        json.extend_from_slice(meter_value.to_string().as_bytes());
+        json.extend_from_slice(outgoing_text(&meter_value).as_bytes());
         json.extend_from_slice(b",\"meterTimeInMillis\":");
         json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
         json.extend_from_slice(b",\"dimensions\":");
@@ -307,11 +329,11 @@ impl Amberflo {
         let name = traits
             .get("name")
             .and_then(scalar_text)
-            .filter(|n| !n.is_empty());
+            .filter(|n| !dimensions::is_blank(n));
         let email = traits
             .get("email")
             .and_then(scalar_text)
-            .filter(|e| !e.is_empty());
+            .filter(|e| !dimensions::is_blank(e));
         let mut kept = Flat::default();
         for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
             if let Err(collision) = flatten_into(&mut kept, key, value) {
@@ -341,8 +363,34 @@ impl Amberflo {
 
 /// `properties.value`: a JSON number, or numeric text (`"12.5"`) read as one; 1
 /// when it is absent or null. Anything else rejects the event: billing it as 1
-/// would bill what nobody measured.
+/// would bill what nobody measured. So does a number a double cannot hold
+/// exactly: Amberflo reads `meterValue` as one (its SDKs' type), and would
+/// bill a rounded value.
 fn meter_value(value: Option<&Value>) -> Result<Number, Reason> {
+    let number = number_value(value)?;
+    if double_keeps(&number) {
+        return Ok(number);
+    }
+    let detail = match number.as_f64().filter(|f| f.is_finite() && *f != 0.0) {
+        Some(double) => format!(
+            "properties.value is {number}, more digits than Amberflo keeps: it reads meter \
+             values as doubles, which would make it {double:e}; send at most 15 significant digits"
+        ),
+        None => format!(
+            "properties.value is {number}, beyond what Amberflo keeps: it reads meter values \
+             as doubles, which would make it {}",
+            if number.as_f64().is_some_and(|f| f == 0.0) {
+                "0"
+            } else {
+                "infinite"
+            }
+        ),
+    };
+    Err(Reason::new("meter value not exact", detail))
+}
+
+/// `properties.value` as a number, before its range is checked.
+fn number_value(value: Option<&Value>) -> Result<Number, Reason> {
     let not_a_number = |value: &Value| {
         Reason::new(
             "meter value not a number",
@@ -412,10 +460,11 @@ mod tests {
 
     #[test]
     fn meter_value_takes_numbers_and_numeric_text_only() {
-        let value = |v: Value| meter_value(Some(&v)).map(|n| n.to_string());
+        let value = |v: Value| meter_value(Some(&v)).map(|n| outgoing_text(&n).into_owned());
         assert_eq!(value(json!(2.0)), Ok("2.0".to_owned()));
         assert_eq!(value(json!("3")), Ok("3".to_owned()));
         assert_eq!(value(json!("1.5e1")), Ok("15.0".to_owned()));
+        assert_eq!(value(json!("12.50")), Ok("12.5".to_owned()));
         assert_eq!(value(json!(null)), Ok("1".to_owned()));
         assert_eq!(meter_value(None).map(|n| n.to_string()), Ok("1".to_owned()));
         for not_a_number in [
@@ -429,12 +478,59 @@ mod tests {
             json!({}),
             json!([]),
         ] {
-            let reason = meter_value(Some(&not_a_number)).unwrap_err();
+            let reason = number_value(Some(&not_a_number)).unwrap_err();
             assert_eq!(reason.kind, "meter value not a number");
-            let detail = reason.detail;
+            let detail = reason.detail.clone();
             assert!(
                 detail.starts_with(&format!("properties.value is {not_a_number};")),
                 "{detail}"
+            );
+            assert_eq!(meter_value(Some(&not_a_number)).unwrap_err(), reason);
+        }
+    }
+
+    /// A meter value a double would round is refused, naming what it would become.
+    #[test]
+    fn meter_values_a_double_would_change_are_refused() {
+        let number = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        for (value, detail) in [
+            (
+                number("123456789012345678901234567890"),
+                "properties.value is 123456789012345678901234567890, more digits than Amberflo \
+                 keeps: it reads meter values as doubles, which would make it \
+                 1.2345678901234568e29; send at most 15 significant digits",
+            ),
+            (
+                json!("9007199254740993"),
+                "properties.value is 9007199254740993, more digits than Amberflo keeps: it \
+                 reads meter values as doubles, which would make it 9.007199254740992e15; send \
+                 at most 15 significant digits",
+            ),
+            (
+                number("1e400"),
+                "properties.value is 1e+400, beyond what Amberflo keeps: it reads meter values \
+                 as doubles, which would make it infinite",
+            ),
+            (
+                number("1e-400"),
+                "properties.value is 1e-400, beyond what Amberflo keeps: it reads meter values \
+                 as doubles, which would make it 0",
+            ),
+        ] {
+            let reason = meter_value(Some(&value)).unwrap_err();
+            assert_eq!(reason.kind, "meter value not exact");
+            assert_eq!(reason.detail, detail, "{value}");
+        }
+        for (kept, out) in [
+            ("0.1", "0.1"),
+            ("12.50", "12.5"),
+            ("9007199254740992", "9007199254740992"),
+            ("1e20", "1e+20"),
+            ("-3", "-3"),
+        ] {
+            assert_eq!(
+                outgoing_text(&meter_value(Some(&number(kept))).unwrap()).into_owned(),
+                out
             );
         }
     }
