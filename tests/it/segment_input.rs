@@ -148,8 +148,13 @@ fn times_from_a_devices_clock_are_counted_and_said_once() {
         raw.push(event);
     }
     let envelope = json!({"batch": raw, "sentAt": "2026-01-05T10:00:00.500Z"});
+    // Sent an hour after the call: without the time of receipt, Segment's
+    // correction cannot be made (sentAt is the device's clock too), so the
+    // time goes as the device wrote it.
     let mut lone = item("lone");
     lone.as_object_mut().unwrap().remove("receivedAt");
+    lone["originalTimestamp"] = json!("2026-01-05T10:00:00.000Z");
+    lone["sentAt"] = json!("2026-01-05T11:00:00.000Z");
     for (dest, _) in DESTINATIONS {
         let dir = workspace(SETTINGS);
         write(
@@ -171,11 +176,17 @@ fn times_from_a_devices_clock_are_counted_and_said_once() {
         out.expect_code(0);
         let s = summary(&dir.path().join("s.json"));
         assert_accounting(&s);
-        assert_eq!(
-            records(&out.requests()).len(),
-            5,
-            "{dest}: all sent as they are"
-        );
+        let recs = records(&out.requests());
+        assert_eq!(recs.len(), 5, "{dest}: all sent as they are");
+        let sent_time = match dest {
+            "amberflo" => recs[4]["meterTimeInMillis"].clone(),
+            _ => recs[4]["timestamp"].clone(),
+        };
+        let expected = match dest {
+            "amberflo" => json!(1_767_607_200_000u64),
+            _ => json!("2026-01-05T10:00:00.000Z"),
+        };
+        assert_eq!(sent_time, expected, "{dest}: not corrected by sentAt");
         let said = warning(&s, "no receivedAt");
         assert!(
             said.starts_with("4 events have no receivedAt (the first at events.ndjson:2)"),
@@ -338,4 +349,43 @@ fn times_without_an_offset_are_read_as_utc_and_said() {
     let s = summary(&dir.path().join("s.json"));
     assert_eq!(reason_count(&s, "skipped_by_reason", "--until"), 1, "{s}");
     warning(&s, "without an offset");
+}
+
+/// Amberflo folds a customer's identifies, found by reading the input ahead of
+/// the run: an `Identify` or an `IDENTIFY` is found there too, and folded in.
+#[test]
+fn identifies_in_any_case_are_folded_into_one_customer_write() {
+    use crate::support::job::Job;
+    use crate::support::server::{Api, TestServer};
+    const KEY: &str = "sk_test_segment_input_08";
+    let server = TestServer::start(Api::Amberflo, KEY);
+    let identify = |call: &str, id: &str, traits: Value| {
+        json!({"type": call, "userId": "cust_1", "messageId": id,
+               "timestamp": "2026-11-23T10:00:00Z", "receivedAt": "2026-11-23T10:00:01Z",
+               "traits": traits})
+    };
+    let events = [
+        identify("Identify", "i1", json!({"name": "Ada", "plan": "basic"})),
+        identify("IDENTIFY", "i2", json!({"plan": "pro"})),
+    ];
+    let table = format!(
+        "[destinations.amberflo]\napi_endpoint = \"{}\"\n",
+        server.endpoint()
+    );
+    let job = Job::new(&table, &server.endpoint(), &ndjson(&events));
+    let output = job.send_command(KEY).arg(&job.input).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let writes: Vec<Value> = server
+        .received()
+        .iter()
+        .filter(|r| r.path == "/customers" && (r.method == "POST" || r.method == "PUT"))
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(
+        writes,
+        [json!({"customerId": "cust_1", "customerName": "Ada", "traits": {"plan": "pro"}})],
+        "one write holding both: {stderr}"
+    );
+    assert_eq!(job.summary()["sent"], 2, "{}", job.summary());
 }
