@@ -1,5 +1,5 @@
 //! What reading an event's time found that the run says at its end: a time
-//! taken from the sending device's clock, or one without an offset, read as
+//! taken from the sender's clock, or one without an offset, read as
 //! UTC. Noted on the preparing threads, where the time is parsed anyway, and
 //! counted on the thread that settles events, in input order: the counts are
 //! exact and the first place is the first in the input.
@@ -65,7 +65,7 @@ impl Tally {
         let mut warnings = Vec::new();
         if let (events, Some(first)) = (self.client_clock.events, self.client_clock.first) {
             warnings.push(format!(
-                "{} no receivedAt (the first at {first}): {} the sending device's clock, not corrected for its skew. Segment corrects a time when it receives the event (timestamp = receivedAt - (sentAt - originalTimestamp)); lines without receivedAt (request bodies logged before Segment received them) were never corrected, and a device with a wrong clock puts them hours or days off",
+                "{} no receivedAt (the first at {first}): {} the sender's clock, not corrected for its skew. Segment corrects a time when it receives the event (timestamp = receivedAt - (sentAt - originalTimestamp)); lines without receivedAt (request bodies logged before Segment received them) were never corrected, and a device with a wrong clock puts them hours or days off",
                 events_have(events),
                 if events == 1 { "its time is" } else { "their times are" }
             ));
@@ -112,7 +112,7 @@ mod tests {
         let warnings = tally.warnings();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(
-            warnings[0].starts_with("2 events have no receivedAt (the first at in.ndjson:3): their times are the sending device's clock"),
+            warnings[0].starts_with("2 events have no receivedAt (the first at in.ndjson:3): their times are the sender's clock"),
             "{}",
             warnings[0]
         );

@@ -376,6 +376,73 @@ mod tests {
         );
     }
 
+    /// Reading a time notes what the end of the run says about it.
+    #[test]
+    fn reading_a_time_notes_the_senders_clock_and_a_missing_offset() {
+        use crate::event::Notes;
+        let none = Notes::default();
+        let clock = Notes::CLIENT_CLOCK;
+        let utc = Notes::NO_OFFSET;
+        let cases = [
+            (
+                json!({"timestamp": "2026-01-05T10:00:00Z", "receivedAt": "2026-01-05T10:00:01Z"}),
+                none,
+            ),
+            (json!({"timestamp": "2026-01-05T10:00:00Z"}), clock),
+            (
+                json!({"timestamp": "2026-01-05T10:00:00Z", "receivedAt": ""}),
+                clock,
+            ),
+            (
+                json!({"timestamp": "2026-01-05T10:00:00Z", "receivedAt": null}),
+                clock,
+            ),
+            (
+                json!({"originalTimestamp": "2026-01-05T10:00:00", "receivedAt": 1}),
+                utc,
+            ),
+            (json!({"timestamp": "2026-01-05T10:00:00"}), clock.with(utc)),
+            (
+                json!({"timestamp": "2026-01-05 10:00:00.5+02:00", "receivedAt": "x"}),
+                none,
+            ),
+            (json!({"timestamp": 1_767_607_200, "receivedAt": "x"}), none),
+            (json!({"receivedAt": "2026-01-05T10:00:00"}), utc),
+            (json!({"timestamp": "never"}), none),
+        ];
+        for (value, notes) in cases {
+            let e = event(value.clone());
+            let _ = event_time(&e);
+            assert_eq!(e.notes(), notes, "{value}");
+        }
+        // Kept as its line, a time with escapes included.
+        let origin = crate::event::Origin {
+            source: "t",
+            line: 1,
+        };
+        let wanted = crate::event::Wanted::with_paths([]);
+        for (line, notes) in [
+            (
+                r#"{"messageId":"m","timestamp":"2026-01-05T1\u0030:00:00"}"#,
+                clock.with(utc),
+            ),
+            (
+                r#"{"messageId":"m","timestamp":"2026-01-05T10:00:00Z","receivedAt":"x"}"#,
+                none,
+            ),
+            (
+                r#"{"messageId":"m","timestamp":"2026-01-05T10:00:00Z","receivedAt":""}"#,
+                clock,
+            ),
+        ] {
+            let mut out = Vec::new();
+            crate::event::parse_line_wanted(line.as_bytes(), &origin, &wanted, |r| out.push(r));
+            let e = out.pop().unwrap().unwrap();
+            event_time(&e).unwrap();
+            assert_eq!(e.notes(), notes, "{line}");
+        }
+    }
+
     #[test]
     fn writes_utc_with_milliseconds() {
         let t = parse_iso("2022-05-11T23:33:13.1652304793+02:00").unwrap();
