@@ -4,10 +4,11 @@ use crate::event::Event;
 use crate::reason::Reason;
 
 /// What a rejected or failed event was: an event, an event's JSON text, or
-/// text that never became one.
+/// text that never became one. The event is boxed: it is seldom kept, and
+/// large, and every outcome would otherwise be as large.
 #[derive(Debug)]
 pub(crate) enum Content {
-    Event(Event),
+    Event(Box<Event>),
     Json(Box<[u8]>),
     Raw(Vec<u8>),
 }

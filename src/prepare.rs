@@ -14,7 +14,9 @@ use jiff::Timestamp;
 use crate::dedupe::{self, Prints};
 use crate::destination::{Destination, Payload, Stream, Translation};
 use crate::event::time::utc_millis_text;
-use crate::event::{BadLine, Event, Mention, Origin, Wanted, may_hold_several, parse_line_wanted};
+use crate::event::{
+    BadLine, Event, Mention, Notes, Origin, Wanted, may_hold_several, parse_line_wanted,
+};
 use crate::filter::Filter;
 use crate::input::{self, Item, Position, Source};
 use crate::interrupt;
@@ -29,6 +31,8 @@ pub(crate) struct Prepared {
     /// The last event of its line: only then may a checkpoint pass the line.
     pub ends_line: bool,
     pub ready: Ready,
+    /// What reading the event's time found, counted where the event is settled.
+    pub notes: Notes,
 }
 
 /// What became of an event before anything was sent.
@@ -220,7 +224,8 @@ impl Counting {
 }
 
 /// Reads the input ahead of a pass that will read it the same way, sending
-/// nothing: the lines that may mention `word` are prepared as the pass
+/// nothing: the lines that may mention `word` (in any case, as call types
+/// are read) are prepared as the pass
 /// prepares them (on as many threads), and their events handed to `each`
 /// with their place among the line's events; the others are read past,
 /// unparsed. Stops after `limit` events as the pass does, counting a line
@@ -232,7 +237,7 @@ pub(crate) fn look_ahead(
     limit: Option<u64>,
     mut each: impl FnMut(Prepared, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mention = Mention::new(word);
+    let mention = Mention::in_any_case(word);
     let parses = |line: &[u8]| mention.in_line(line) || (limit.is_some() && may_hold_several(line));
     let reached = |read: u64| limit.is_some_and(|limit| read >= limit);
     let mut read = 0;
@@ -425,6 +430,7 @@ fn work(queue: &Mutex<mpsc::Receiver<Job>>, preparer: &Preparer) {
                     at,
                     ends_line: true,
                     ready: Ready::Rejected(reason, Content::Raw(raw)),
+                    notes: Notes::default(),
                 }),
                 Entry::Passed => {}
             }
@@ -458,11 +464,16 @@ impl Preparer<'_> {
         parse_line_wanted(bytes, origin, &self.wanted, |result| parsed.push(result));
         let last = parsed.len().saturating_sub(1);
         for (i, result) in parsed.drain(..).enumerate() {
-            let (origin, ready) = match result {
-                Ok(event) => (event.origin, self.event(event)),
+            let (origin, ready, notes) = match result {
+                Ok(event) => {
+                    let origin = event.origin;
+                    let (ready, notes) = self.event(event);
+                    (origin, ready, notes)
+                }
                 Err(bad) => (
                     bad.origin,
                     Ready::Rejected(bad.reason, Content::Raw(bad.raw)),
+                    Notes::default(),
                 ),
             };
             out.push(Prepared {
@@ -470,15 +481,24 @@ impl Preparer<'_> {
                 at,
                 ends_line: i == last,
                 ready,
+                notes,
             });
         }
     }
 
-    fn event(&self, event: Event) -> Ready {
+    /// What becomes of an event, and what reading its time found (by the
+    /// filters or by translation; nothing when neither read it).
+    fn event(&self, event: Event) -> (Ready, Notes) {
         if let Some(reason) = self.filter.skip_reason(&event) {
-            return Ready::Skipped(reason);
+            return (Ready::Skipped(reason), event.notes());
         }
-        match self.destination.translate(&event) {
+        let translation = self.destination.translate(&event);
+        let notes = event.notes();
+        (self.ready(event, translation), notes)
+    }
+
+    fn ready(&self, event: Event, translation: Translation) -> Ready {
+        match translation {
             Translation::Record(payload) => {
                 if let (Some(limit), Some(time)) = (self.rejects_after, payload.time)
                     && time > limit
@@ -534,6 +554,6 @@ impl Preparer<'_> {
 fn whole_event(event: Event) -> Content {
     match event.into_line() {
         Ok(line) => Content::Json(line.into_boxed_bytes()),
-        Err(event) => Content::Event(*event),
+        Err(event) => Content::Event(event),
     }
 }

@@ -121,6 +121,8 @@ pub(crate) struct Report {
     /// Orb properties sent as numeric text though not listed in `numeric_properties`:
     /// how many events, and the first text, for the advice at the end.
     numeric_text: BTreeMap<String, (u64, String)>,
+    /// Events whose time came from a device's clock or had no offset.
+    time_notes: crate::event::Tally,
     /// What the human summary calls events that went through: a dry run or a
     /// check sends nothing, it only translates (the JSON keeps `sent`).
     sent_word: &'static str,
@@ -180,6 +182,7 @@ impl Report {
             bytes,
             settled: Totals::default(),
             numeric_text: BTreeMap::new(),
+            time_notes: crate::event::Tally::default(),
             sent_word: "sent",
             checkpointed: false,
         })
@@ -263,6 +266,11 @@ impl Report {
                     .insert(property.to_owned(), (1, text.to_owned()));
             }
         }
+    }
+
+    /// What reading a settled event's time found; `finish` says the counts.
+    pub(crate) fn time_notes(&mut self, notes: crate::event::Notes, origin: &Origin) {
+        self.time_notes.count(notes, origin);
     }
 
     /// An event was read; its outcome comes later, through `settle`.
@@ -418,6 +426,9 @@ impl Report {
         summary_path: Option<&Path>,
     ) -> anyhow::Result<()> {
         self.console.clear();
+        for warning in std::mem::take(&mut self.time_notes).warnings() {
+            self.warn(warning);
+        }
         for (property, (events, example)) in std::mem::take(&mut self.numeric_text) {
             self.warn(crate::destination::orb::numeric_text_advice(
                 &property, events, &example,

@@ -308,6 +308,7 @@ fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
                 line: text.into(),
                 path_keys: wanted.path_keys,
             },
+            notes: Default::default(),
         });
     }
     // Offsets are kept in 32 bits; a line this long is refused by the reader anyway.
@@ -331,6 +332,7 @@ fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
             fields: OnceLock::new(),
             path_keys: wanted.path_keys,
         }),
+        notes: Default::default(),
     })
 }
 

@@ -4,16 +4,19 @@
 
 mod id;
 mod lazy;
+mod notes;
 mod parse;
 mod path;
 pub mod time;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use serde_json::{Map, Value};
 
 pub use id::numeric_text;
 pub use lazy::{Wanted, parse_line_wanted};
+pub use notes::{Notes, Tally};
 pub use parse::{BadLine, Mention, may_hold_several, parse_line};
 pub use path::{lookup, remove_path};
 
@@ -50,11 +53,15 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// One Segment message, with a batch envelope's context already filled in.
+/// One Segment message, with a batch envelope's context and integrations
+/// already merged in.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub origin: Origin,
     body: Body,
+    /// What reading its time found (`time::event_time` notes it), for the
+    /// warnings at the end of the run.
+    notes: Cell<Notes>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +89,7 @@ impl Event {
         Event {
             origin,
             body: Body::Whole(fields),
+            notes: Cell::default(),
         }
     }
 
@@ -110,9 +118,16 @@ impl Event {
         }
     }
 
-    /// The call type: `track`, `page`, `screen`, `identify`, ...
+    /// The call type: `track`, `page`, `screen`, `identify`, ... Segment's
+    /// spec writes them in lower case; one written in another case (`Track`)
+    /// is the same call, read as its lower-case form, so that translation,
+    /// `--types` and the skip reasons all see one spelling.
     pub fn call_type(&self) -> Option<Cow<'_, str>> {
-        self.str_at("type")
+        let call = self.str_at("type")?;
+        if !call.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Some(call);
+        }
+        Some(Cow::Owned(call.to_ascii_lowercase()))
     }
 
     /// A top-level string, borrowed from the line when it has no escapes.
@@ -199,6 +214,15 @@ impl Event {
             Some(value) => !matches!(value, Value::Bool(false) | Value::Null),
             None => integrations.get("All") != Some(&Value::Bool(false)),
         }
+    }
+
+    /// What reading the event's time found.
+    pub fn notes(&self) -> Notes {
+        self.notes.get()
+    }
+
+    fn note(&self, notes: Notes) {
+        self.notes.set(self.notes.get().with(notes));
     }
 
     /// The event's `properties` object (empty when absent or not an object).

@@ -1,6 +1,6 @@
 //! Lines to events, parsed whole: a single event, or the items of a batch envelope.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::id::inexact_id;
 use super::{Event, Origin, json_kind};
@@ -89,17 +89,39 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
             }));
             continue;
         }
-        for (key, value) in [
+        for (key, envelope) in [
             ("context", envelope_context),
             ("integrations", envelope_integrations),
         ] {
-            if let Some(value) = value
-                && matches!(item.get(key), None | Some(Value::Null))
-            {
-                item.insert(key.to_owned(), value.clone());
+            if let Some(envelope) = envelope {
+                merge_envelope(&mut item, key, envelope);
             }
         }
         each(Ok(Event::from_map(item, *origin)));
+    }
+}
+
+/// Merges an envelope's `context` or `integrations` into an item's, as
+/// Segment's HTTP API does: key by key, the item's own keys winning. The
+/// official libraries give every item a `context` (with `library`), and
+/// Python an empty `integrations`, so filling only an absent object would
+/// never apply the envelope's. The merge is of top-level keys only: an item's
+/// `context.page` replaces the envelope's whole `context.page`, never mixing
+/// two pages' fields into one that neither sent. An item whose value is not
+/// an object (a string, say) keeps it; a null or absent one takes the envelope's.
+fn merge_envelope(item: &mut Map<String, Value>, key: &str, envelope: &Value) {
+    match (item.get_mut(key), envelope) {
+        (None | Some(Value::Null), _) => {
+            item.insert(key.to_owned(), envelope.clone());
+        }
+        (Some(Value::Object(own)), Value::Object(envelope)) => {
+            for (name, value) in envelope {
+                if !own.contains_key(name) {
+                    own.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        (Some(_), _) => {}
     }
 }
 
@@ -109,25 +131,64 @@ pub fn parse_line(line: &[u8], origin: &Origin, mut each: impl FnMut(Result<Even
 /// unparsed when only such lines matter.
 pub struct Mention {
     word: memchr::memmem::Finder<'static>,
+    /// Any ASCII case (`Identify`, `IDENTIFY`) is the word too: call types.
+    any_case: bool,
 }
 
 impl Mention {
+    /// The word as it is written.
     pub fn new(word: &str) -> Mention {
         debug_assert!(word.bytes().all(|b| b.is_ascii_lowercase()));
         Mention {
             word: memchr::memmem::Finder::new(word.as_bytes()).into_owned(),
+            any_case: false,
+        }
+    }
+
+    /// The word in any ASCII case, as call types are read.
+    pub fn in_any_case(word: &str) -> Mention {
+        Mention {
+            any_case: true,
+            ..Mention::new(word)
         }
     }
 
     pub fn in_line(&self, line: &[u8]) -> bool {
-        self.word.find(line).is_some() || escapes_a_lowercase_letter(line)
+        if !self.any_case {
+            return self.word.find(line).is_some() || escapes_a_letter(line, b'6'..=b'7');
+        }
+        // Each place of the word's rarest letter, in either case, is looked at:
+        // fewer places than of its first letter (`i` is everywhere in JSON).
+        let word = self.word.needle();
+        let (at, rare) = rarest_letter(word);
+        memchr::memchr2_iter(rare, rare.to_ascii_uppercase(), line).any(|i| {
+            i.checked_sub(at)
+                .and_then(|start| line.get(start..start + word.len()))
+                .is_some_and(|found| found.eq_ignore_ascii_case(word))
+        }) || escapes_a_letter(line, b'4'..=b'7')
     }
 }
 
-/// A lowercase letter's escape is `\u0061` to `\u007a` (hex digits in any case).
-fn escapes_a_lowercase_letter(line: &[u8]) -> bool {
-    memchr::memchr_iter(b'\\', line)
-        .any(|i| line[i + 1..].starts_with(b"u00") && matches!(line.get(i + 4), Some(b'6' | b'7')))
+/// The place and the letter of a word that is likely rarest in JSON lines:
+/// English letter frequencies, with the hex digits `a` to `f` (ids, hashes)
+/// counted as common.
+fn rarest_letter(word: &[u8]) -> (usize, u8) {
+    const COMMONEST_LAST: &[u8] = b"qzjxkvwygbpmhulcrnsotfdiea";
+    let rank = |b: &u8| COMMONEST_LAST.iter().position(|c| c == b).unwrap_or(0);
+    word.iter()
+        .enumerate()
+        .min_by_key(|(_, b)| rank(b))
+        .map(|(i, b)| (i, *b))
+        .expect("a word has letters")
+}
+
+/// Whether a line escapes a letter: a lowercase one is `\u0061` to `\u007a`,
+/// an uppercase one `\u0041` to `\u005a` (hex digits in any case), told by
+/// the escape's third digit (`high`).
+fn escapes_a_letter(line: &[u8], high: std::ops::RangeInclusive<u8>) -> bool {
+    memchr::memchr_iter(b'\\', line).any(|i| {
+        line[i + 1..].starts_with(b"u00") && line.get(i + 4).is_some_and(|b| high.contains(b))
+    })
 }
 
 /// Whether a line may be more than one event: only a `batch` envelope is
@@ -145,20 +206,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn envelopes_fill_in_context_and_integrations_where_missing() {
+    fn envelopes_merge_into_each_items_context_and_integrations() {
         let out = parse(
-            r#"{"batch":[{"type":"track"},{"type":"page","context":{"own":1}},3],"context":{"env":1},"integrations":{"All":false}}"#,
+            r#"{"batch":[{"type":"track"},{"type":"page","context":{"own":1,"env":2,"page":{"url":"b"}},"integrations":{}},{"type":"screen","context":null,"integrations":"x"},3],"context":{"env":1,"groupId":"g","page":{"url":"a","title":"A"}},"integrations":{"All":false,"Orb":true}}"#,
         );
-        assert_eq!(out.len(), 3);
+        assert_eq!(out.len(), 4);
         let first = out[0].as_ref().unwrap();
-        assert_eq!(first.fields()["context"], json!({"env": 1}));
-        assert_eq!(first.fields()["integrations"], json!({"All": false}));
         assert_eq!(
-            out[1].as_ref().unwrap().fields()["context"],
-            json!({"own": 1})
+            first.fields()["context"],
+            json!({"env": 1, "groupId": "g", "page": {"url": "a", "title": "A"}})
         );
         assert_eq!(
-            out[2].as_ref().unwrap_err().reason.kind,
+            first.fields()["integrations"],
+            json!({"All": false, "Orb": true})
+        );
+        // The item's own keys win, key by key; nested objects are not mixed.
+        let second = out[1].as_ref().unwrap();
+        assert_eq!(
+            second.fields()["context"],
+            json!({"own": 1, "env": 2, "groupId": "g", "page": {"url": "b"}})
+        );
+        assert_eq!(
+            second.fields()["integrations"],
+            json!({"All": false, "Orb": true})
+        );
+        assert_eq!(second.get("context.groupId").as_deref(), Some(&json!("g")));
+        assert!(second.enabled_for("Orb") && !second.enabled_for("Kable"));
+        let third = out[2].as_ref().unwrap();
+        assert_eq!(third.fields()["context"]["groupId"], json!("g"));
+        assert_eq!(third.fields()["integrations"], json!("x"));
+        assert_eq!(
+            out[3].as_ref().unwrap_err().reason.kind,
             "not a JSON object"
         );
     }
@@ -228,6 +306,20 @@ mod tests {
         assert!(mention.in_line(upper_hex));
         assert!(!mention.in_line(track));
         assert!(!mention.in_line(br#"{"a":"\\","b":"\u00e9\u0041\"}"#));
+        let any_case = Mention::in_any_case("identify");
+        for line in [
+            &identify[..],
+            escaped,
+            upper_hex,
+            br#"{"type":"Identify"}"#,
+            br#"{"type":"IDENTIFY"}"#,
+            br#"{"type":"\u0049dentify"}"#,
+        ] {
+            assert!(any_case.in_line(line), "{}", String::from_utf8_lossy(line));
+        }
+        assert!(!mention.in_line(br#"{"type":"Identify"}"#));
+        assert!(!any_case.in_line(track));
+        assert!(!any_case.in_line(br#"{"type":"identif"}"#));
         for line in [&identify[..], escaped, upper_hex] {
             let out = parse(std::str::from_utf8(line).unwrap());
             assert_eq!(out[0].as_ref().unwrap().call_type().unwrap(), "identify");

@@ -5,6 +5,8 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
+use crate::event::Notes;
+
 /// Segment's own rule: a number below this is epoch seconds, anything larger epoch milliseconds.
 const EPOCH_SECONDS_LIMIT: f64 = 31_557_600_000.0;
 
@@ -49,26 +51,69 @@ pub const TIME_FIELDS: [&str; 3] = ["timestamp", "originalTimestamp", "receivedA
 pub fn event_time(event: &crate::event::Event) -> Result<Timestamp, TimeError> {
     for field in TIME_FIELDS {
         // Strings first: read from the line as they are, without a Value.
-        match event.str_at(field) {
+        let (time, offset) = match event.str_at(field) {
             Some(text) if text.is_empty() => continue,
-            Some(text) => return checked(field, parse_iso(&text), || quoted(&text)),
-            None => {}
-        }
-        match event.get(field).as_deref() {
-            None | Some(Value::Null) => continue,
-            Some(value) => return parse_time(field, value),
-        }
+            Some(text) => {
+                let parsed = parse_iso_offset(&text);
+                let time = checked(field, parsed.map(|(time, _)| time), || quoted(&text))?;
+                (time, parsed.map_or(Offset::Given, |(_, offset)| offset))
+            }
+            None => match event.get(field).as_deref() {
+                None | Some(Value::Null) => continue,
+                Some(value) => parse_time(field, value)?,
+            },
+        };
+        note(event, field, offset);
+        return Ok(time);
     }
     Err(TimeError::Missing)
 }
 
-fn parse_time(field: &'static str, value: &Value) -> Result<Timestamp, TimeError> {
+/// Notes on the event what the end of the run says about its time: a time
+/// without an offset, and one from the device's clock (no `receivedAt`: the
+/// line was not written by Segment, which corrects the client's clock on
+/// receipt). The correction itself, `receivedAt - (sentAt - originalTimestamp)`,
+/// needs the time of receipt; `sentAt` alone is the same client clock as
+/// `originalTimestamp`, so without `receivedAt` nothing can be corrected.
+fn note(event: &crate::event::Event, field: &str, offset: Offset) {
+    let mut notes = Notes::default();
+    if offset == Offset::AssumedUtc {
+        notes = notes.with(Notes::NO_OFFSET);
+    }
+    if field != "receivedAt" && !has_received_at(event) {
+        notes = notes.with(Notes::CLIENT_CLOCK);
+    }
+    if notes != Notes::default() {
+        event.note(notes);
+    }
+}
+
+/// Whether Segment stamped the event on receipt (null and "" count as absent).
+fn has_received_at(event: &crate::event::Event) -> bool {
+    use crate::event::TopLevel;
+    match event.top_level("receivedAt") {
+        None => false,
+        Some(TopLevel::Built(value)) => !matches!(value, Value::Null) && value != "",
+        // JSON text: `""` is the only way to write an empty string without escapes.
+        Some(TopLevel::Text(raw)) => raw != "null" && raw != "\"\"",
+    }
+}
+
+/// A time from a value that is not a plain string: a number (epoch time,
+/// UTC by definition), or a string with escapes.
+fn parse_time(field: &'static str, value: &Value) -> Result<(Timestamp, Offset), TimeError> {
     let parsed = match value {
-        Value::String(s) => parse_iso(s),
-        Value::Number(n) => n.as_f64().and_then(from_epoch_number),
+        Value::String(s) => parse_iso_offset(s),
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(from_epoch_number)
+            .map(|time| (time, Offset::Given)),
         _ => None,
     };
-    checked(field, parsed, || crate::event::short_text(value))
+    let time = checked(field, parsed.map(|(time, _)| time), || {
+        crate::event::short_text(value)
+    })?;
+    Ok((time, parsed.map_or(Offset::Given, |(_, offset)| offset)))
 }
 
 fn quoted(text: &str) -> String {
@@ -122,17 +167,31 @@ fn from_epoch_number(n: f64) -> Option<Timestamp> {
 /// first tolerates what strict RFC 3339 refuses: unpadded date and time
 /// fields, more than nine fractional digits, and a missing offset (UTC).
 pub fn parse_iso(text: &str) -> Option<Timestamp> {
+    parse_iso_offset(text).map(|(time, _)| time)
+}
+
+/// Whether a time said its offset, or was read as UTC for want of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    Given,
+    AssumedUtc,
+}
+
+/// `parse_iso`, saying whether the text had an offset.
+pub fn parse_iso_offset(text: &str) -> Option<(Timestamp, Offset)> {
     let text = text.trim();
     if let Ok(t) = text.parse::<Timestamp>() {
-        return Some(t);
+        return Some((t, Offset::Given));
     }
     let normalised = normalise(text)?;
     if let Ok(t) = normalised.parse::<Timestamp>() {
-        return Some(t);
+        return Some((t, Offset::Given));
     }
-    // No offset at all: Segment's servers and archives are in UTC.
+    // No offset at all: Segment's servers and archives are in UTC, and a
+    // time without one is read as UTC (the run counts such times and says so).
     let civil: DateTime = normalised.parse().ok()?;
-    TimeZone::UTC.to_timestamp(civil).ok()
+    let time = TimeZone::UTC.to_timestamp(civil).ok()?;
+    Some((time, Offset::AssumedUtc))
 }
 
 /// Pads `2015-2-2T0:30:12` to `2015-02-02T00:30:12` and cuts fractions to nine digits.
@@ -315,6 +374,73 @@ mod tests {
             millis(json!("10000-01-01T00:00:00Z")).map_err(|e| e.to_string()),
             Err("timestamp \"10000-01-01T00:00:00Z\" is not a valid time".to_owned())
         );
+    }
+
+    /// Reading a time notes what the end of the run says about it.
+    #[test]
+    fn reading_a_time_notes_the_senders_clock_and_a_missing_offset() {
+        use crate::event::Notes;
+        let none = Notes::default();
+        let clock = Notes::CLIENT_CLOCK;
+        let utc = Notes::NO_OFFSET;
+        let cases = [
+            (
+                json!({"timestamp": "2026-01-05T10:00:00Z", "receivedAt": "2026-01-05T10:00:01Z"}),
+                none,
+            ),
+            (json!({"timestamp": "2026-01-05T10:00:00Z"}), clock),
+            (
+                json!({"timestamp": "2026-01-05T10:00:00Z", "receivedAt": ""}),
+                clock,
+            ),
+            (
+                json!({"timestamp": "2026-01-05T10:00:00Z", "receivedAt": null}),
+                clock,
+            ),
+            (
+                json!({"originalTimestamp": "2026-01-05T10:00:00", "receivedAt": 1}),
+                utc,
+            ),
+            (json!({"timestamp": "2026-01-05T10:00:00"}), clock.with(utc)),
+            (
+                json!({"timestamp": "2026-01-05 10:00:00.5+02:00", "receivedAt": "x"}),
+                none,
+            ),
+            (json!({"timestamp": 1_767_607_200, "receivedAt": "x"}), none),
+            (json!({"receivedAt": "2026-01-05T10:00:00"}), utc),
+            (json!({"timestamp": "never"}), none),
+        ];
+        for (value, notes) in cases {
+            let e = event(value.clone());
+            let _ = event_time(&e);
+            assert_eq!(e.notes(), notes, "{value}");
+        }
+        // Kept as its line, a time with escapes included.
+        let origin = crate::event::Origin {
+            source: "t",
+            line: 1,
+        };
+        let wanted = crate::event::Wanted::with_paths([]);
+        for (line, notes) in [
+            (
+                r#"{"messageId":"m","timestamp":"2026-01-05T1\u0030:00:00"}"#,
+                clock.with(utc),
+            ),
+            (
+                r#"{"messageId":"m","timestamp":"2026-01-05T10:00:00Z","receivedAt":"x"}"#,
+                none,
+            ),
+            (
+                r#"{"messageId":"m","timestamp":"2026-01-05T10:00:00Z","receivedAt":""}"#,
+                clock,
+            ),
+        ] {
+            let mut out = Vec::new();
+            crate::event::parse_line_wanted(line.as_bytes(), &origin, &wanted, |r| out.push(r));
+            let e = out.pop().unwrap().unwrap();
+            event_time(&e).unwrap();
+            assert_eq!(e.notes(), notes, "{line}");
+        }
     }
 
     #[test]

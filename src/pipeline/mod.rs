@@ -405,7 +405,17 @@ impl Pipeline<'_> {
             at,
             ends_line,
             ready,
+            notes,
         } = prepared;
+        // Counted where the event is settled: once, whichever pass settles it.
+        let settles_here = match &ready {
+            Ready::Record { .. } => true,
+            Ready::OtherWindow => false,
+            Ready::Skipped(_) | Ready::Rejected(..) => self.pass.settles_skipped_and_rejected,
+        };
+        if settles_here {
+            self.report.time_notes(notes, &origin);
+        }
         let (payload, original, prints) = match ready {
             Ready::Record {
                 payload,

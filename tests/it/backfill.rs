@@ -24,8 +24,9 @@ pub(crate) fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)
             .checked_add(jiff::SignedDuration::from_hours(6 * i))
             .unwrap();
         let key = format!("bf-{i}");
+        // As Segment's archive holds it: stamped on receipt.
         let event = json!({"type":"track","event":"api_call","userId":format!("c{}", i % 3),"messageId":key,
-            "timestamp": time.to_string(), "properties":{"n": i}});
+            "timestamp": time.to_string(), "receivedAt": time.to_string(), "properties":{"n": i}});
         text.push_str(&format!("{event}\n"));
         keys.push((key, time));
     }
@@ -393,7 +394,7 @@ fn backfills_can_be_managed_by_hand() {
 fn event_at(key: &str, hours_ago: i64) -> (String, Timestamp) {
     let at = Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago);
     let event = json!({"type":"track","event":"api_call","userId":"c1","messageId":key,
-        "timestamp": at.to_string(), "properties":{}});
+        "timestamp": at.to_string(), "receivedAt": at.to_string(), "properties":{}});
     (format!("{event}\n"), at)
 }
 

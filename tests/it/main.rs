@@ -20,6 +20,7 @@ mod input;
 mod pipes;
 mod resume;
 mod secrets;
+mod segment_input;
 mod send;
 mod server_selftest;
 mod stops;

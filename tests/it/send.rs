@@ -951,7 +951,7 @@ fn orb_numeric_text_is_advised_or_sent_as_numbers() {
     let input: String = (0..3)
         .map(|i| {
             let event = json!({"type": "track", "event": "api_call", "userId": "cust_1",
-                "messageId": format!("text-{i}"), "timestamp": recent,
+                "messageId": format!("text-{i}"), "timestamp": recent, "receivedAt": recent,
                 "properties": {"value": format!("{}", 1250 + i)}});
             format!("{event}\n")
         })
@@ -989,7 +989,7 @@ fn orb_numeric_text_is_advised_or_sent_as_numbers() {
 fn orb_event_at(key: &str, hours_ago: f64, value: i64) -> String {
     let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs_f64(hours_ago * 3600.0);
     let event = json!({"type": "track", "event": "api_call", "userId": "cust_1", "messageId": key,
-        "timestamp": at.to_string(), "properties": {"value": value}});
+        "timestamp": at.to_string(), "receivedAt": at.to_string(), "properties": {"value": value}});
     format!("{event}\n")
 }
 

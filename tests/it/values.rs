@@ -277,11 +277,13 @@ fn blank_amberflo_keys_and_values_are_dropped() {
     assert_blanks_dropped(&server.ingested(), &server.customers(), "send");
 }
 
-/// A track event `offset` from now.
+/// A track event `offset` from now, as an archive line holds it (with the
+/// `receivedAt` Segment adds, so no warning of a sender's clock).
 fn timed(id: &str, offset: SignedDuration) -> Value {
+    let at = (Timestamp::now() + offset).to_string();
     json!({
         "type": "track", "event": "api_call", "userId": "u1", "messageId": id,
-        "timestamp": (Timestamp::now() + offset).to_string(),
+        "timestamp": at, "receivedAt": at,
     })
 }
 
