@@ -118,6 +118,10 @@ pub struct Folders {
     ignored: Vec<PathBuf>,
     #[serde(skip)]
     skipped: Vec<(PathBuf, i64, SkippedBy)>,
+    /// Folders named on the command line that held no file to read and no
+    /// day folder a flag skipped: said, so an empty input is not a quiet `read 0`.
+    #[serde(skip)]
+    empty: Vec<PathBuf>,
 }
 
 /// The inputs with their folders replaced by files, and what the folders held
@@ -129,8 +133,9 @@ pub struct Expanded {
 }
 
 /// Each folder among `sources` replaced by the files under it, recursively and
-/// in path order; hidden files and folders are left out, and links to folders
-/// are not followed. In Segment's layout (see `place_of`) only the files of
+/// in path order; hidden files and folders are left out. A folder named on the
+/// command line is walked even when it is a link; links to folders inside it
+/// are not followed (as fd does), so no loops. In Segment's layout (see `place_of`) only the files of
 /// day folders are read, and `bounds` may pass over whole day folders.
 pub fn expand(sources: Vec<Source>, bounds: &DayBounds) -> Result<Expanded, String> {
     let mut files = Vec::with_capacity(sources.len());
@@ -140,9 +145,13 @@ pub fn expand(sources: Vec<Source>, bounds: &DayBounds) -> Result<Expanded, Stri
             Source::Path(path) if path.is_dir() => {
                 let walk = folders.get_or_insert_with(Folders::default);
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                let before = (files.len(), walk.day_folders_skipped);
                 match name.as_deref().and_then(day_start) {
                     Some(day) => walk.day_folder(&path, day, bounds, &mut files)?,
                     None => walk.folder(&path, place_of(&path), bounds, &mut files)?,
+                }
+                if (files.len(), walk.day_folders_skipped) == before {
+                    walk.empty.push(path);
                 }
             }
             other => files.push(other),
@@ -340,27 +349,40 @@ impl Folders {
     }
 }
 
-/// What the user should know before the run: the events `--received-since`
-/// and `--received-until` may have kept out, or that they bounded nothing.
+/// What the user should know before the run: the folders named on the command
+/// line that held nothing to read, the events `--received-since` and
+/// `--received-until` may have kept out, or that they bounded nothing.
 pub fn warnings(folders: Option<&Folders>, bounds: &DayBounds) -> Vec<String> {
+    let mut warnings: Vec<String> = folders
+        .map_or(&[][..], |f| &f.empty[..])
+        .iter()
+        .map(|path| {
+            format!(
+                "{}: no event file in this folder, so it gives no event (hidden files and \
+                 links to folders in it are passed over; in Segment's layout, so are files \
+                 outside day folders)",
+                path.display()
+            )
+        })
+        .collect();
     if !bounds.bounds_reception() {
-        return Vec::new();
+        return warnings;
     }
     let days = folders.map_or(0, |f| f.day_folders_read + f.day_folders_skipped);
     if days == 0 {
-        return vec![
+        warnings.push(
             "--received-since and --received-until bound Segment's day folders \
              (segment-logs/<source-id>/<day>/), and no folder among the inputs has any: \
              they skipped nothing"
                 .to_owned(),
-        ];
+        );
+        return warnings;
     }
     let skipped = |by: SkippedBy| {
         folders
             .and_then(|f| f.day_folders_skipped_by.get(by.flag()).copied())
             .unwrap_or(0)
     };
-    let mut warnings = Vec::new();
     if let Some(bound) = bounds.received_since {
         let n = skipped(SkippedBy::ReceivedSince);
         if n > 0 {

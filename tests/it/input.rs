@@ -873,6 +873,105 @@ fn a_folder_is_read_recursively_in_path_order() {
     assert_eq!(record_keys(&records(&out.requests())), ["ax", "b", "c"]);
 }
 
+/// A folder named on the command line that gives nothing to read is said, by
+/// its path, in the warnings and the summary; a file beside it is read as ever.
+#[test]
+fn a_folder_with_no_event_file_is_said_by_name() {
+    let dir = workspace(SETTINGS);
+    for sub in ["empty/.hidden", "segment-logs", "full"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    write(
+        dir.path(),
+        "empty/.hidden/h.ndjson",
+        ndjson(&[track("hidden")]),
+    );
+    // Segment's layout with only its test of access: no day folder, no event.
+    write(dir.path(), "segment-logs/dummy-object.txt", "access test\n");
+    write(dir.path(), "full/a.ndjson", ndjson(&[track("a")]));
+    let out = dry_run(
+        dir.path(),
+        "segrelay.toml",
+        "orb",
+        &["--summary", "s.json"],
+        &["empty", "segment-logs", "full"],
+    );
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["a"]);
+    let warnings = summary(&dir.path().join("s.json"))["warnings"].clone();
+    let said: Vec<&str> = warnings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|w| w.contains("no event file in this folder"))
+        .collect();
+    assert_eq!(said.len(), 2, "{warnings}");
+    assert!(said[0].starts_with("empty: "), "{said:?}");
+    assert!(said[1].starts_with("segment-logs: "), "{said:?}");
+    assert!(
+        out.stderr
+            .contains("segrelay: warning: empty: no event file in this folder"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("full: no event"), "{}", out.stderr);
+}
+
+/// A link named on the command line is followed, to a folder as to a file;
+/// links to folders inside a folder are not (no loops), and a folder holding
+/// only such a link is said to give nothing.
+#[cfg(unix)]
+#[test]
+fn a_link_named_on_the_command_line_is_followed_and_links_inside_are_not() {
+    use std::os::unix::fs::symlink;
+    let dir = workspace(SETTINGS);
+    let root = dir.path();
+    for sub in [
+        format!("archive/src1/{MAR_31}"),
+        "other".into(),
+        "logs".into(),
+    ] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    write(
+        root,
+        &format!("archive/src1/{MAR_31}/part-0000.gz"),
+        gzip(ndjson(&[track("linked")]).as_bytes()),
+    );
+    symlink(root.join("archive"), root.join("segment-logs")).unwrap();
+    write(root, "other/o.ndjson", ndjson(&[track("inside")]));
+    symlink(root.join("other"), root.join("logs/other")).unwrap();
+    // A loop: followed, it would never end.
+    symlink(root.join("logs"), root.join("other/loop")).unwrap();
+    symlink(root.join("other/o.ndjson"), root.join("file-link")).unwrap();
+    let out = dry_run(
+        root,
+        "segrelay.toml",
+        "orb",
+        &[],
+        &["segment-logs", "logs", "file-link"],
+    );
+    out.expect_code(0);
+    assert_eq!(record_keys(&records(&out.requests())), ["linked", "inside"]);
+    assert!(
+        out.stderr
+            .contains("segrelay: folders: 1 file read; day folders: 1 read"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("logs: no event file in this folder"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("segment-logs: no event"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A track event timed `timestamp` that Segment received at `received`.
 fn received(id: &str, timestamp: &str, received: &str) -> Value {
     let mut event = track(id);
