@@ -45,7 +45,8 @@ pub(crate) fn write(kind: Option<Kind>, out: &Path) -> anyhow::Result<()> {
 fn starter(kinds: &[Kind]) -> String {
     let mut text = String::from(
         "# segrelay settings. Keys are read from the environment (\"${VAR}\"); each\n\
-         # commented line is a setting at its default. `segrelay destinations` explains them.\n",
+         # commented line is a setting at its default (or, where the default is not a\n\
+         # value, an example). `segrelay destinations` explains them.\n",
     );
     if let [only] = kinds {
         text.push_str(&format!("\ndefault_destination = \"{}\"\n", only.name()));
@@ -82,8 +83,38 @@ fn line(kind: Kind, setting: &Setting) -> String {
         Some(default) if !default.contains(' ') => {
             format!("# {} = \"{default}\"  # {help}\n", setting.key)
         }
-        Some(default) => format!("# {}: {help} (default: {default})\n", setting.key),
-        None => format!("# {}: {help}\n", setting.key),
+        // A default said in words is no value to write: an example stands in
+        // its place, so that the line, uncommented, is still TOML.
+        Some(default) => format!(
+            "# {} = {}  # {help} (default: {default})\n",
+            setting.key,
+            example(kind, setting)
+        ),
+        None => format!(
+            "# {} = {}  # {help} (optional)\n",
+            setting.key,
+            example(kind, setting)
+        ),
+    }
+}
+
+/// A value of the setting's kind to show where its default is not one.
+fn example(kind: Kind, setting: &Setting) -> String {
+    let first_word = || setting.default.and_then(|d| d.split(' ').next());
+    match setting.kind {
+        SettingKind::Text if setting.key == "type" => format!("\"{}\"", kind.name()),
+        SettingKind::Text | SettingKind::Secret => {
+            format!("\"{}\"", first_word().unwrap_or("value"))
+        }
+        SettingKind::Url => match first_word().map(|w| w.trim_end_matches(';')) {
+            Some(url) if url.starts_with("https://") => format!("\"{url}\""),
+            _ => "\"https://proxy.example.com\"".to_owned(),
+        },
+        SettingKind::Bool => "true".to_owned(),
+        SettingKind::Positive => "1000".to_owned(),
+        SettingKind::Field | SettingKind::Fields => "\"userId\"".to_owned(),
+        SettingKind::Mapping => "{}".to_owned(),
+        SettingKind::List => "[]".to_owned(),
     }
 }
 

@@ -24,6 +24,8 @@ pub enum TimeError {
         field: &'static str,
         text: String,
     },
+    /// Later than segrelay can hold (`Timestamp::MAX`, late on 9999-12-30),
+    /// whether it is well formed or not: out of range, not malformed.
     TooLate {
         field: &'static str,
         text: String,
@@ -38,7 +40,11 @@ impl std::fmt::Display for TimeError {
             TimeError::NotAfterEpoch { field, text } => {
                 write!(f, "{field} {text} is at or before 1970-01-01T00:00:00Z")
             }
-            TimeError::TooLate { field, text } => write!(f, "{field} {text} is after 9999"),
+            TimeError::TooLate { field, text } => write!(
+                f,
+                "{field} {text} is out of range: the latest time taken is {}",
+                utc_millis_text(Timestamp::MAX)
+            ),
         }
     }
 }
@@ -55,7 +61,10 @@ pub fn event_time(event: &crate::event::Event) -> Result<Timestamp, TimeError> {
             Some(text) if text.is_empty() => continue,
             Some(text) => {
                 let parsed = parse_iso_offset(&text);
-                let time = checked(field, parsed.map(|(time, _)| time), || quoted(&text))?;
+                let beyond = beyond_range(&text);
+                let time = checked(field, parsed.map(|(time, _)| time), beyond, || {
+                    quoted(&text)
+                })?;
                 (time, parsed.map_or(Offset::Given, |(_, offset)| offset))
             }
             None => match event.get(field).as_deref() {
@@ -110,7 +119,19 @@ fn parse_time(field: &'static str, value: &Value) -> Result<(Timestamp, Offset),
             .map(|time| (time, Offset::Given)),
         _ => None,
     };
-    let time = checked(field, parsed.map(|(time, _)| time), || {
+    let beyond = match value {
+        Value::String(s) => beyond_range(s),
+        Value::Number(n) => n.as_f64().is_some_and(|n| {
+            let millis = if n.abs() < EPOCH_SECONDS_LIMIT {
+                n * 1000.0
+            } else {
+                n
+            };
+            millis > Timestamp::MAX.as_millisecond() as f64
+        }),
+        _ => false,
+    };
+    let time = checked(field, parsed.map(|(time, _)| time), beyond, || {
         crate::event::short_text(value)
     })?;
     Ok((time, parsed.map_or(Offset::Given, |(_, offset)| offset)))
@@ -120,16 +141,35 @@ fn quoted(text: &str) -> String {
     crate::event::short_text(&Value::String(text.to_owned()))
 }
 
-/// A parsed time within the range segrelay takes, or why not.
+/// Whether a text that did not parse is a well-formed time past what a time
+/// can hold (`9999-12-31`, `10000-01-01`): out of range rather than malformed.
+/// Well formed: the same text in the year 2000 (a leap year) is read.
+fn beyond_range(text: &str) -> bool {
+    let text = text.trim().trim_start_matches('+');
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    digits >= 4
+        && text[..digits].parse::<u64>().is_ok_and(|year| year >= 9999)
+        && parse_iso_offset(&format!("2000{}", &text[digits..])).is_some()
+}
+
+/// A parsed time within the range segrelay takes, or why not; `beyond`: the
+/// text, unparsed, is later than a time can hold.
 fn checked(
     field: &'static str,
     parsed: Option<Timestamp>,
+    beyond: bool,
     shown: impl FnOnce() -> String,
 ) -> Result<Timestamp, TimeError> {
     let Some(time) = parsed else {
-        return Err(TimeError::Invalid {
-            field,
-            text: shown(),
+        return Err(match beyond {
+            true => TimeError::TooLate {
+                field,
+                text: shown(),
+            },
+            false => TimeError::Invalid {
+                field,
+                text: shown(),
+            },
         });
     };
     if time <= Timestamp::UNIX_EPOCH {
@@ -370,10 +410,28 @@ mod tests {
         }
         assert_eq!(millis(json!("1970-01-01T00:00:00.001Z")), Ok(1));
         assert_eq!(millis(json!(0.001)), Ok(1));
+        for late in [
+            json!("10000-01-01T00:00:00Z"),
+            json!("9999-12-31T23:59:59Z"),
+            json!("+010000-01-01T00:00:00Z"),
+            json!(253_402_300_800_000u64),
+        ] {
+            let error = millis(late.clone()).map_err(|e| e.to_string()).unwrap_err();
+            assert!(
+                error.ends_with(
+                    "is out of range: the latest time taken is 9999-12-30T22:00:00.999Z"
+                ),
+                "{late}: {error}"
+            );
+        }
         assert_eq!(
-            millis(json!("10000-01-01T00:00:00Z")).map_err(|e| e.to_string()),
-            Err("timestamp \"10000-01-01T00:00:00Z\" is not a valid time".to_owned())
+            millis(json!("9999-12-30T22:00:00Z")),
+            Ok(253_402_207_200_000)
         );
+        assert!(matches!(
+            event_time(&event(json!({ "timestamp": "9999-13-01T00:00:00Z" }))),
+            Err(TimeError::Invalid { .. })
+        ));
     }
 
     /// Reading a time notes what the end of the run says about it.

@@ -1388,6 +1388,59 @@ fn init_writes_settings_that_load_and_never_overwrites() {
     .expect_code(0);
 }
 
+/// Every commented setting line of the starter file is TOML once uncommented:
+/// all of them at once still make a table that parses, each key in its table.
+#[test]
+fn inits_commented_settings_are_toml_once_uncommented() {
+    let out = run(segrelay().args(["init", "--out", "-"]));
+    out.expect_code(0);
+    let mut uncommented = 0;
+    let text: String = out
+        .stdout
+        .lines()
+        .map(|line| {
+            let setting = line.strip_prefix("# ").filter(|rest| {
+                rest.split_once(' ')
+                    .is_some_and(|(_, r)| r.starts_with("= "))
+            });
+            match setting {
+                Some(rest)
+                    if rest.split(' ').next().is_some_and(|key| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+                {
+                    uncommented += 1;
+                    rest.to_owned() + "\n"
+                }
+                _ => {
+                    assert!(
+                        !line.starts_with("# ") || !line.contains(": ") || line.contains(" = "),
+                        "a commented setting that is not TOML: {line}"
+                    );
+                    line.to_owned() + "\n"
+                }
+            }
+        })
+        .collect();
+    let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(
+        uncommented >= 20,
+        "{uncommented} lines uncommented:\n{text}"
+    );
+    let orb = &table["destinations"]["orb"];
+    assert_eq!(orb["type"].as_str(), Some("orb"));
+    assert!(orb["endpoint"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(orb["max_events_per_minute"].as_integer(), Some(1000));
+    assert_eq!(
+        table["destinations"]["amberflo"]["api_endpoint"].as_str(),
+        Some("https://app.amberflo.io")
+    );
+    assert_eq!(
+        table["destinations"]["kable"]["environment"].as_str(),
+        Some("live")
+    );
+}
+
 #[test]
 fn destinations_lists_the_configured_ones_without_their_keys() {
     let dir = workspace(&format!(
