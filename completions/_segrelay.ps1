@@ -61,7 +61,7 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             [CompletionResult]::new('--max-retries', '--max-retries', [CompletionResultType]::ParameterName, 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)')
             [CompletionResult]::new('--max-retry-wait', '--max-retry-wait', [CompletionResultType]::ParameterName, 'The longest segrelay waits before one retry, whatever Retry-After asks')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled')
-            [CompletionResult]::new('--checkpoint', '--checkpoint', [CompletionResultType]::ParameterName, 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones (a dry run is simply run again)')
+            [CompletionResult]::new('--checkpoint', '--checkpoint', [CompletionResultType]::ParameterName, 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones. Not with --dry-run: a dry run sends nothing, so it is simply run again')
             [CompletionResult]::new('--orb-backfill-window', '--orb-backfill-window', [CompletionResultType]::ParameterName, 'Orb: the longest backfill window, in days (Orb allows 31)')
             [CompletionResult]::new('--orb-close-after', '--orb-close-after', [CompletionResultType]::ParameterName, 'Orb: each backfill''s close time, sent when it is created: Orb closes it by itself this long after its creation, closed by segrelay or not (Orb''s own default is one day)')
             [CompletionResult]::new('--orb-poll-interval', '--orb-poll-interval', [CompletionResultType]::ParameterName, 'Orb: how often --orb-wait asks')
@@ -160,6 +160,10 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;orb' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
+            [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('backfills', 'backfills', [CompletionResultType]::ParameterValue, 'List, show, close or revert Orb backfills')
@@ -167,11 +171,11 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;orb;backfills' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
-            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the account''s backfills, newest last')
@@ -182,42 +186,42 @@ Register-ArgumentCompleter -Native -CommandName 'segrelay' -ScriptBlock {
             break
         }
         'segrelay;orb;backfills;list' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
-            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print Orb''s JSON objects, one per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'segrelay;orb;backfills;show' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
-            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'segrelay;orb;backfills;close' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
-            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'segrelay;orb;backfills;revert' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
             [CompletionResult]::new('--destination', '--destination', [CompletionResultType]::ParameterName, 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination')
-            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Connect and read timeout for each request')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Revert without asking; needed when standard input is not a terminal')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Revert without asking; needed when standard input is not a terminal')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

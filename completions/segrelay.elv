@@ -57,7 +57,7 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --max-retries 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)'
             cand --max-retry-wait 'The longest segrelay waits before one retry, whatever Retry-After asks'
             cand --concurrency 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled'
-            cand --checkpoint 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones (a dry run is simply run again)'
+            cand --checkpoint 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones. Not with --dry-run: a dry run sends nothing, so it is simply run again'
             cand --orb-backfill-window 'Orb: the longest backfill window, in days (Orb allows 31)'
             cand --orb-close-after 'Orb: each backfill''s close time, sent when it is created: Orb closes it by itself this long after its creation, closed by segrelay or not (Orb''s own default is one day)'
             cand --orb-poll-interval 'Orb: how often --orb-wait asks'
@@ -150,17 +150,21 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand --help 'Print help'
         }
         &'segrelay;orb'= {
+            cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
+            cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
+            cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand -h 'Print help'
             cand --help 'Print help'
             cand backfills 'List, show, close or revert Orb backfills'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;orb;backfills'= {
+            cand --timeout 'Connect and read timeout for each request'
             cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
-            cand --timeout 'Connect and read timeout for each request'
             cand -h 'Print help'
             cand --help 'Print help'
             cand list 'List the account''s backfills, newest last'
@@ -170,39 +174,39 @@ set edit:completion:arg-completer[segrelay] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'segrelay;orb;backfills;list'= {
+            cand --timeout 'Connect and read timeout for each request'
             cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
-            cand --timeout 'Connect and read timeout for each request'
             cand --json 'Print Orb''s JSON objects, one per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;show'= {
+            cand --timeout 'Connect and read timeout for each request'
             cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
-            cand --timeout 'Connect and read timeout for each request'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;close'= {
+            cand --timeout 'Connect and read timeout for each request'
             cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
-            cand --timeout 'Connect and read timeout for each request'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'segrelay;orb;backfills;revert'= {
+            cand --timeout 'Connect and read timeout for each request'
             cand -c 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand --config 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]'
             cand -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
             cand --destination 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination'
-            cand --timeout 'Connect and read timeout for each request'
             cand -y 'Revert without asking; needed when standard input is not a terminal'
             cand --yes 'Revert without asking; needed when standard input is not a terminal'
             cand -h 'Print help'

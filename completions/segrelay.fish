@@ -58,7 +58,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l timeout -d 'C
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l concurrency -d 'Requests in flight at once (threads); the checkpoint still only moves past a batch once every earlier one is settled' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l checkpoint -d 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones (a dry run is simply run again)' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l checkpoint -d 'Record in PATH how far the input is settled, and what decides which events are sent (filters, destination, settings); resume from it when PATH exists, under the same ones. Not with --dry-run: a dry run sends nothing, so it is simply run again' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-backfill-window -d 'Orb: the longest backfill window, in days (Orb allows 31)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-close-after -d 'Orb: each backfill\'s close time, sent when it is created: Orb closes it by itself this long after its creation, closed by segrelay or not (Orb\'s own default is one day)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-poll-interval -d 'Orb: how often --orb-wait asks' -r
@@ -121,12 +121,14 @@ kable\t''"
 complete -c segrelay -n "__fish_segrelay_using_subcommand init" -l out -d 'Where to write; `-` is standard output. An existing file is never overwritten' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand init" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -f -a "backfills" -d 'List, show, close or revert Orb backfills'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and not __fish_seen_subcommand_from backfills help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -l timeout -d 'Connect and read timeout for each request' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s c -l config -d 'The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s d -l destination -d 'A destination named in the settings; may be left out when the settings name exactly one, or set default_destination' -r
-complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -l timeout -d 'Connect and read timeout for each request' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -s h -l help -d 'Print help'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "list" -d 'List the account\'s backfills, newest last'
 complete -c segrelay -n "__fish_segrelay_using_subcommand orb; and __fish_seen_subcommand_from backfills" -f -a "show" -d 'Print one backfill as JSON'

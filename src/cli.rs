@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What the codes mean across commands; each command's --help says its own.
+const GENERAL_EXIT_CODES: &str = "\
+Exit codes (each command's --help says what they mean for it):
+  0  success: no event rejected or failed (send, check), no difference (verify)
+  1  some events were rejected or failed (send), would be (check), or differ (verify)
+  2  usage or settings error
+  3  the destination refused the key, or stayed unreachable
+  130  interrupted (Ctrl-C or SIGTERM)";
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  every event was sent (or translated, in a dry run) or skipped
@@ -31,7 +40,7 @@ Exit codes:
 /// Replay Segment events (NDJSON, gzip or not) into usage-billing systems:
 /// Amberflo, Orb and Kable.
 #[derive(Debug, Parser)]
-#[command(name = "segrelay", version, about, after_help = EXIT_CODES)]
+#[command(name = "segrelay", version, about, after_help = GENERAL_EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -67,6 +76,11 @@ pub enum Command {
     },
     /// Manage Orb backfills by hand
     Orb {
+        // Here, not on `backfills`: global, so `orb -d X backfills list`,
+        // `orb backfills -d X list` and `orb backfills list -d X` all read it.
+        #[command(flatten)]
+        settings: SettingsArgs,
+
         #[command(subcommand)]
         command: OrbCommand,
     },
@@ -82,9 +96,6 @@ pub enum Command {
 pub enum OrbCommand {
     /// List, show, close or revert Orb backfills
     Backfills {
-        #[command(flatten)]
-        settings: SettingsArgs,
-
         /// Connect and read timeout for each request
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, global = true)]
         timeout: Duration,
@@ -127,7 +138,7 @@ pub enum BackfillAction {
 pub struct SettingsArgs {
     /// The settings file [default: $SEGRELAY_CONFIG, else ./segrelay.toml, else
     /// $XDG_CONFIG_HOME/segrelay/config.toml (~/.config/segrelay/config.toml)]
-    // global: `orb backfills list -c F` as well as `orb backfills -c F list`.
+    // global: `orb backfills list -c F` as well as `orb -c F backfills list`.
     #[arg(short, long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
 
@@ -273,7 +284,8 @@ pub struct SendArgs {
 
     /// Record in PATH how far the input is settled, and what decides which events
     /// are sent (filters, destination, settings); resume from it when PATH exists,
-    /// under the same ones (a dry run is simply run again)
+    /// under the same ones. Not with --dry-run: a dry run sends nothing, so it is
+    /// simply run again
     #[arg(
         long,
         value_name = "PATH",

@@ -93,12 +93,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             Ok(Status::Clean)
         }
         Command::Orb {
-            command:
-                OrbCommand::Backfills {
-                    settings,
-                    timeout,
-                    action,
-                },
+            settings,
+            command: OrbCommand::Backfills { timeout, action },
         } => backfill::manage(BackfillsConfig::new(settings, timeout, action)?),
         Command::Man { out_dir } => {
             // `help` has no page of its own: the pages are the help.

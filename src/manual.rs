@@ -36,6 +36,7 @@ pub(crate) fn render(command: &clap::Command, out: &mut dyn Write) -> io::Result
     if reads_settings {
         section(out, "ENVIRONMENT", ENVIRONMENT)?;
         section(out, "FILES", FILES)?;
+        writeln!(out, ".PP\nIts format is described in segrelay.toml(5).")?;
     }
     if let Some(examples) = examples(page) {
         section(out, "EXAMPLES", examples)?;
@@ -87,6 +88,10 @@ pub(crate) fn settings_page(out: &mut dyn Write) -> io::Result<()> {
     )?;
     section(out, "DESCRIPTION", SETTINGS_INTRO)?;
     section(out, "FILES", FILES)?;
+    writeln!(
+        out,
+        ".PP\nIts format is described below, a section for each type of destination."
+    )?;
     for kind in Kind::ALL {
         writeln!(out, ".SH \"{} DESTINATIONS\"", kind.name().to_uppercase())?;
         for setting in destination::settings(kind) {
@@ -160,9 +165,7 @@ the file \\fB$SEGRELAY_CONFIG\\fR names;
 .IP 3. 4
 \\fI./segrelay.toml\\fR;
 .IP 4. 4
-\\fI$XDG_CONFIG_HOME/segrelay/config.toml\\fR (\\fI~/.config/segrelay/config.toml\\fR when XDG_CONFIG_HOME is unset).
-.PP
-Its format is described in segrelay.toml(5).";
+\\fI$XDG_CONFIG_HOME/segrelay/config.toml\\fR (\\fI~/.config/segrelay/config.toml\\fR when XDG_CONFIG_HOME is unset).";
 
 const SETTINGS_INTRO: &str = "\
 A TOML file. Each \\fB[destinations.\\fR\\fINAME\\fR\\fB]\\fR table is a destination that

@@ -594,6 +594,7 @@ fn settings_options_go_anywhere_on_the_orb_backfills_line() {
     for args in [
         ["orb", "backfills", "list", "-d", "orb"],
         ["orb", "backfills", "-d", "orb", "list"],
+        ["orb", "-d", "orb", "backfills", "list"],
     ] {
         let output = job.command(&args).output().unwrap();
         assert_eq!(

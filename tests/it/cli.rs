@@ -1467,6 +1467,44 @@ fn destinations_lists_the_configured_ones_without_their_keys() {
     assert!(!none.stdout.contains("configured"), "{}", none.stdout);
 }
 
+/// The top-level help's exit codes are every command's, not send's; and what
+/// --checkpoint's help says of a dry run is what the command line does.
+#[test]
+fn help_says_what_the_commands_do() {
+    let top = run(segrelay().arg("--help")).stdout;
+    assert!(
+        top.contains("Exit codes (each command's --help says what they mean for it)"),
+        "{top}"
+    );
+    assert!(top.contains("differ (verify)"), "{top}");
+    assert!(
+        !top.contains("run the same command again to go on"),
+        "{top}"
+    );
+    let send = run(segrelay().args(["send", "--help"])).stdout;
+    assert!(
+        send.contains("run the same command again to go on"),
+        "{send}"
+    );
+    assert!(send.contains("Not with --dry-run"), "{send}");
+    let dir = workspace(SETTINGS);
+    let refused = run(segrelay().current_dir(dir.path()).args([
+        "send",
+        "--dry-run",
+        "-d",
+        "orb",
+        "--checkpoint",
+        "c.json",
+        "-",
+    ]));
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("--checkpoint"),
+        "{}",
+        refused.stderr
+    );
+}
+
 /// `send --help` groups its options; every argument of every command says what it is.
 #[test]
 fn help_groups_options_and_describes_every_argument() {

@@ -95,6 +95,11 @@ fn man_pages_have_exit_status_environment_files_and_examples() {
     let check_status = check_status.split(".SH ENVIRONMENT").next().unwrap();
     assert!(!check_status.contains(".TP\n3\n"), "check never exits 3");
     let settings = page("segrelay.toml.5");
+    assert!(
+        !settings.contains("segrelay.toml(5)"),
+        "segrelay.toml(5) refers to itself"
+    );
+    assert!(page("segrelay-send.1").contains("Its format is described in segrelay.toml(5)."));
     for key in [
         "external_customer_id_field",
         "kable_client_id",
