@@ -33,7 +33,7 @@ Exit codes:
 const VERIFY_EXIT_CODES: &str = "\
 Exit codes:
   0  the destination holds what the input says it should
-  1  there are differences
+  1  there are differences, or an input could not be read
   2  usage or settings error, or a destination segrelay cannot read back (Kable)
   3  the destination refused the key, or stayed unreachable";
 

@@ -90,11 +90,15 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
     }
     let mut out = std::io::stdout().lock();
     let count = comparison.rows.len();
+    // An input that could not be read was not compared: as send and check
+    // count it, so does verify, in its report and its exit status.
+    let input_errors = config.options.unreadable.count();
     if config.json {
         let report = json!({
             "destination": destination.name(),
             "checked": comparison.checked,
             "differences": comparison.json,
+            "input_errors": input_errors,
             "notes": comparison.notes,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -103,14 +107,21 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
         for note in &comparison.notes {
             console.say(&format!("segrelay: note: {note}"));
         }
+        let unread = match input_errors {
+            0 => String::new(),
+            n => format!(
+                "; {} could not be read",
+                crate::report::plural(n, "input")
+            ),
+        };
         console.say(&format!(
-            "segrelay: verify {}: {} checked, {count} difference{}",
+            "segrelay: verify {}: {} checked, {count} difference{}{unread}",
             destination.name(),
             comparison.checked,
             if count == 1 { "" } else { "s" }
         ));
     }
-    Ok(if count == 0 {
+    Ok(if count == 0 && input_errors == 0 {
         Status::Clean
     } else {
         Status::Problems

@@ -220,6 +220,40 @@ fn orb_verify_finds_a_missing_key() {
     assert_eq!(missing[0]["line"], 778);
 }
 
+/// An input verify cannot read is not compared: counted in its report, and
+/// the run ends as send's and check's do then (exit 1), with no difference.
+#[test]
+fn an_input_verify_cannot_read_is_counted() {
+    let server = TestServer::start(Api::Orb, KEY);
+    let lines: String = (0..3)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"type":"track","event":"call","userId":"c","messageId":format!("k-{i}"),"timestamp":"2026-11-23T08:00:00Z"})
+            )
+        })
+        .collect();
+    let job = Job::new(ORB, &server.endpoint(), &lines);
+    let sent = job.run(&["send"]);
+    assert_eq!(sent.status.code(), Some(0), "{}", text(&sent));
+    let missing = job.path("missing.ndjson");
+    let missing = missing.to_str().unwrap();
+    let verified = job.run(&["verify", "--json", missing]);
+    assert_eq!(verified.status.code(), Some(1), "{}", text(&verified));
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(report["checked"], 3, "{report}");
+    assert_eq!(report["input_errors"], 1, "{report}");
+    assert_eq!(report["differences"], json!([]), "{report}");
+    let verified = job.run(&["verify", missing]);
+    assert_eq!(verified.status.code(), Some(1), "{}", text(&verified));
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(said.contains("missing.ndjson: cannot read input"), "{said}");
+    assert!(
+        said.contains("3 checked, 0 differences; 1 input could not be read"),
+        "{said}"
+    );
+}
+
 #[test]
 fn kable_cannot_be_verified_and_says_so() {
     let server = TestServer::start(Api::Kable, KEY);
