@@ -109,10 +109,7 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
         }
         let unread = match input_errors {
             0 => String::new(),
-            n => format!(
-                "; {} could not be read",
-                crate::report::plural(n, "input")
-            ),
+            n => format!("; {} could not be read", crate::report::plural(n, "input")),
         };
         console.say(&format!(
             "segrelay: verify {}: {} checked, {count} difference{}{unread}",
