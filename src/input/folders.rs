@@ -616,6 +616,37 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_given_that_yields_no_file_is_said_unless_a_flag_skipped_its_days() {
+        let dir = tree(&[
+            "hidden/.a.ndjson",
+            "layout/segment-logs/dummy-object.txt",
+            "days/src1/1743206400000/a.gz",
+            "full/a.ndjson",
+        ]);
+        let since = DayBounds {
+            since: Some(at("2025-04-05")),
+            ..DayBounds::default()
+        };
+        let empty_of =
+            |given: &str, bounds: &DayBounds| files_of(dir.path(), given, bounds).1.empty;
+        assert_eq!(empty_of("hidden", &since), [dir.path().join("hidden")]);
+        assert_eq!(
+            empty_of("layout/segment-logs", &since),
+            [dir.path().join("layout/segment-logs")]
+        );
+        assert!(empty_of("full", &since).is_empty());
+        // Its one day folder skipped by --since: the folders line says so, not a warning.
+        assert!(empty_of("days", &since).is_empty());
+        let (_, folders) = files_of(dir.path(), "hidden", &DayBounds::default());
+        let said = warnings(Some(&folders), &DayBounds::default());
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("hidden: no event file in this folder"),
+            "{said:?}"
+        );
+    }
+
+    #[test]
     fn a_received_bound_without_day_folders_is_said_to_bound_nothing() {
         let bounds = DayBounds {
             received_until: Some(at("2025-04-02")),
