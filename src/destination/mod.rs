@@ -322,6 +322,17 @@ impl DestinationSettings {
 }
 
 impl DestinationSettings {
+    /// What the table's text says that its reading does not: a `$NAME`
+    /// without braces, taken as written.
+    pub fn warnings(&self) -> Vec<String> {
+        settings(self.kind)
+            .flat_map(|s| {
+                self.table
+                    .unbraced_variables(s.key, s.kind == SettingKind::Secret)
+            })
+            .collect()
+    }
+
     /// The settings a checkpoint records ([`Setting::recorded`]), each with
     /// its value as written, or None when the table leaves it to its default.
     pub fn recorded(&self) -> Vec<(&'static Setting, Option<String>)> {

@@ -361,6 +361,18 @@ impl Destination for Orb {
         }
     }
 
+    fn warnings(&self) -> Vec<String> {
+        if !self.mapping.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "[destinations.{}] properties_mapping is empty, so every event is sent \
+             without properties (Orb takes only the properties it maps): map the ones \
+             your billable metrics read, such as properties_mapping = {{ \"value\" = \"value\" }}",
+            self.name
+        )]
+    }
+
     fn endpoint_hint(&self, _url: &str) -> String {
         let fix = if super::base_path(&self.api.endpoint).ends_with("/v1") {
             "check endpoint in the settings"
