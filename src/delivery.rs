@@ -50,7 +50,8 @@ pub(crate) enum Stop {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
-    /// The destination stopped the run (key refused, unreachable after retries), with why.
+    /// The destination stopped the run (key refused, an answer not the API's,
+    /// unreachable after retries), with why.
     #[error("{0}")]
     Aborted(String),
 }
@@ -260,7 +261,9 @@ impl Courier {
                 response,
             },
             (
-                Verdict::Retry { message, .. } | Verdict::Abort(message) | Verdict::Foreign(message),
+                Verdict::Retry { message, .. }
+                | Verdict::Abort(message)
+                | Verdict::Foreign(message),
                 _,
             ) => {
                 let message = self.redact(&message);
