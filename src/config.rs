@@ -26,6 +26,8 @@ pub(crate) struct Target {
     /// The settings that change what is sent or where, as written: what a
     /// checkpoint records.
     pub recorded: Vec<(&'static Setting, Option<String>)>,
+    /// What the settings' text says that their reading does not.
+    pub settings_warnings: Vec<String>,
 }
 
 impl Target {
@@ -40,6 +42,7 @@ impl Target {
             destination: chosen.destination.clone(),
             max_events_per_minute: chosen.max_events_per_minute,
             recorded: chosen.recorded(),
+            settings_warnings: chosen.warnings(),
         }
     }
 
@@ -50,7 +53,8 @@ impl Target {
         output: &Output,
     ) -> Result<(Target, Vec<String>), SettingsError> {
         let target = Target::load(args)?;
-        let mut warnings = target.destination.warnings();
+        let mut warnings = target.settings_warnings.clone();
+        warnings.extend(target.destination.warnings());
         let key = target.destination.secret().require();
         match output {
             // A real send needs the key before anything is read.

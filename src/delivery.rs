@@ -50,7 +50,8 @@ pub(crate) enum Stop {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
-    /// The destination stopped the run (key refused, unreachable after retries), with why.
+    /// The destination stopped the run (key refused, an answer not the API's,
+    /// unreachable after retries), with why.
     #[error("{0}")]
     Aborted(String),
 }
@@ -187,7 +188,12 @@ impl Courier {
                         queue.push_front(first);
                     }
                 }
-                Exchanged::Judged(Verdict::Retry { message, .. } | Verdict::Abort(message), _) => {
+                Exchanged::Judged(
+                    Verdict::Retry { message, .. }
+                    | Verdict::Abort(message)
+                    | Verdict::Foreign(message),
+                    _,
+                ) => {
                     let message = self.redact(&message);
                     self.abort(&message);
                     fail_all(&mut delivered, batch, &Reason::new("run aborted", message));
@@ -254,7 +260,12 @@ impl Courier {
                 message: self.redact(&message),
                 response,
             },
-            (Verdict::Retry { message, .. } | Verdict::Abort(message), _) => {
+            (
+                Verdict::Retry { message, .. }
+                | Verdict::Abort(message)
+                | Verdict::Foreign(message),
+                _,
+            ) => {
                 let message = self.redact(&message);
                 self.abort(&message);
                 Call::Stopped(Stop::Aborted(message))
@@ -315,12 +326,7 @@ impl Courier {
                         Some(id) => with_request_id(judge(&response), id),
                         None => judge(&response),
                     };
-                    let verdict = match verdict {
-                        Verdict::Abort(message) if matches!(response.status, 401 | 403) => {
-                            Verdict::Abort(format!("{message}; check {}", self.secret.origin()))
-                        }
-                        other => other,
-                    };
+                    let verdict = self.said_where(verdict, request, response.status);
                     (verdict, Some(response))
                 }
                 Reply::Failed(error) if error.retryable => {
@@ -373,6 +379,26 @@ impl Courier {
         }
     }
 
+    /// A stop names the URL that caused it, so that a wrong path is not taken
+    /// for a wrong key, and says what to fix: the key's origin for a refused
+    /// key, the endpoint for an answer that is not the API's.
+    fn said_where(&self, verdict: Verdict, request: &Request, status: u16) -> Verdict {
+        let called = format!("{} {}", request.method, request.url);
+        match verdict {
+            Verdict::Abort(message) if matches!(status, 401 | 403) => Verdict::Abort(format!(
+                "{message} (from {called}); check {}",
+                self.secret.origin()
+            )),
+            Verdict::Abort(message) => Verdict::Abort(format!("{message} (from {called})")),
+            Verdict::Foreign(message) => Verdict::Foreign(format!(
+                "{message} (from {called}): not an answer from {}'s API; {}",
+                self.destination.kind().display_name(),
+                self.destination.endpoint_hint(&request.url)
+            )),
+            other => other,
+        }
+    }
+
     fn redact(&self, text: &str) -> String {
         match self.secret.value() {
             Some(key) if key.len() >= 4 => text.replace(key, "***"),
@@ -399,6 +425,7 @@ fn with_request_id(verdict: Verdict, id: &str) -> Verdict {
             message: tag(message),
         },
         Verdict::Abort(message) => Verdict::Abort(tag(message)),
+        Verdict::Foreign(message) => Verdict::Foreign(tag(message)),
         Verdict::Split(message) => Verdict::Split(tag(message)),
         other => other,
     }

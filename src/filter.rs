@@ -152,6 +152,21 @@ impl EventNames {
     }
 }
 
+/// The candidate nearest to `name` in spelling (case aside), when it is near
+/// enough to be a slip of the keyboard rather than another word.
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let name_lower = name.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|other| (distance(&name_lower, &other.to_lowercase()), other))
+        .filter(|(d, other)| *d > 0 && *d <= other.chars().count().max(name.chars().count()) / 3)
+        .min()
+        .map(|(_, other)| other)
+}
+
 /// Levenshtein distance, by characters.
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -216,6 +231,18 @@ mod tests {
     use super::*;
     use crate::event::Origin;
     use serde_json::json;
+
+    #[test]
+    fn closest_is_a_near_spelling_never_the_same_word_or_another_word() {
+        let keys = ["external_customer_id_field", "event_name_field", "endpoint"];
+        assert_eq!(
+            closest("external_customer_id_feild", keys),
+            Some("external_customer_id_field")
+        );
+        assert_eq!(closest("Endpiont", keys), Some("endpoint"));
+        assert_eq!(closest("colour", keys), None);
+        assert_eq!(closest("endpoint", keys), None);
+    }
 
     fn event(value: serde_json::Value) -> Event {
         let origin = Origin {

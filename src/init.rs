@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::destination::{self, Kind};
 use crate::settings::SettingsError;
-use crate::table::{Setting, SettingKind};
+use crate::table::{PLACEHOLDER, Setting, SettingKind};
 
 /// Writes the starter settings for `kind` (or every type) to `out`; `-` is standard output.
 pub(crate) fn write(kind: Option<Kind>, out: &Path) -> anyhow::Result<()> {
@@ -72,7 +72,7 @@ fn line(kind: Kind, setting: &Setting) -> String {
         let value = match setting.kind {
             SettingKind::Secret => format!("\"${{{}_API_KEY}}\"", kind.name().to_uppercase()),
             SettingKind::Field | SettingKind::Fields => "\"userId\"".to_owned(),
-            _ => "\"REPLACE_ME\"".to_owned(),
+            _ => format!("\"{PLACEHOLDER}\""),
         };
         return format!("{} = {value}  # {help}\n", setting.key);
     }

@@ -28,6 +28,10 @@ impl SettingsError {
     }
 }
 
+/// What `segrelay init` writes for a required setting it cannot guess; a
+/// value the user has not replaced yet, refused wherever it is read.
+pub(crate) const PLACEHOLDER: &str = "REPLACE_ME";
+
 /// One key a table takes: how it is read, and what `segrelay destinations` says of it.
 #[derive(Debug)]
 pub struct Setting {
@@ -303,10 +307,22 @@ impl TableReader {
         let key = setting.key;
         let Some(value) = self.take(key) else {
             if setting.required {
-                return Err(self.error(format!("key \"{key}\" is required")));
+                let misspelt = crate::filter::closest(key, self.table.keys().map(String::as_str));
+                return Err(self.error(match misspelt {
+                    Some(unknown) => format!(
+                        "key \"{key}\" is required; unknown key \"{unknown}\" looks like a misspelling of it"
+                    ),
+                    None => format!("key \"{key}\" is required"),
+                }));
             }
             return Ok(None);
         };
+        if value.as_str() == Some(PLACEHOLDER) {
+            return Err(self.error(format!(
+                "key \"{key}\" is still \"{PLACEHOLDER}\", the placeholder segrelay init wrote: set it ({})",
+                setting.help
+            )));
+        }
         let read = match (setting.kind, value) {
             (SettingKind::Secret, Value::String(template)) => {
                 if template.is_empty() {
@@ -499,6 +515,38 @@ impl TableReader {
             .collect()
     }
 
+    /// A warning for each string under `key` that starts with `$NAME` without
+    /// braces: it is taken as written, not read from the environment. A
+    /// secret's text is not quoted, in case it is the key itself.
+    pub(crate) fn unbraced_variables(&self, key: &str, secret: bool) -> Vec<String> {
+        let mut texts = Vec::new();
+        if let Some(value) = self.table.get(key) {
+            strings_in(value, &mut texts);
+        }
+        texts
+            .into_iter()
+            .filter_map(|text| {
+                let name = text.strip_prefix('$')?;
+                let ident: String = name
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if ident.is_empty() || ident.starts_with(|c: char| c.is_ascii_digit()) {
+                    return None;
+                }
+                let written = if secret {
+                    String::new()
+                } else {
+                    format!(" \"{text}\"")
+                };
+                Some(self.error(format!(
+                    "key \"{key}\"{written} starts with $ without braces, so it is taken as written, \
+                     not read from the environment: write \"${{{ident}}}\" to read ${ident}"
+                )).0)
+            })
+            .collect()
+    }
+
     /// A key's value as written, `${VAR}`s expanded, in TOML's inline form
     /// (`"userId"`, `{ "properties.n" = "n" }`); None when the table does
     /// not set it. For settings that are no secret: it is shown as it is.
@@ -513,9 +561,13 @@ impl TableReader {
     /// Refuses every key not read, naming the keys this table takes.
     pub fn finish<'a>(self, known: impl IntoIterator<Item = &'a str>) -> Result<(), SettingsError> {
         if let Some(unknown) = self.table.keys().next() {
+            let known: Vec<&str> = known.into_iter().collect();
+            let guess = crate::filter::closest(unknown, known.iter().copied())
+                .map(|near| format!("did you mean \"{near}\"? "))
+                .unwrap_or_default();
             return Err(self.error(format!(
-                "unknown key \"{unknown}\" (this table takes: {})",
-                known.into_iter().collect::<Vec<_>>().join(", ")
+                "unknown key \"{unknown}\" ({guess}this table takes: {})",
+                known.join(", ")
             )));
         }
         Ok(())
@@ -587,6 +639,15 @@ fn article(type_str: &str) -> String {
     match type_str {
         "integer" | "array" => format!("an {type_str}"),
         other => format!("a {other}"),
+    }
+}
+
+fn strings_in<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+    match value {
+        Value::String(text) => found.push(text),
+        Value::Array(items) => items.iter().for_each(|item| strings_in(item, found)),
+        Value::Table(table) => table.values().for_each(|item| strings_in(item, found)),
+        _ => {}
     }
 }
 

@@ -256,6 +256,15 @@ impl Destination for Kable {
         })
     }
 
+    fn endpoint_hint(&self, _url: &str) -> String {
+        let fix = if super::base_path(&self.endpoint).contains("/api/v1") {
+            "the endpoint setting should end before /api/v1 (segrelay adds /api/v1/events/create)"
+        } else {
+            "check endpoint in the settings (segrelay adds /api/v1/events/create)"
+        };
+        format!("{fix}: Kable's API is at {LIVE_ENDPOINT} (or {TEST_ENDPOINT})")
+    }
+
     fn request(&self, _stream: Stream, records: &[&str]) -> Request {
         Request {
             method: "POST",

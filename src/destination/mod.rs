@@ -28,6 +28,15 @@ pub use verdict::{Verdict, common_verdict};
 // What a destination makes and reads, where the rest of the program looks for it.
 pub use crate::wire::{Header, HeaderValue, Request, Response};
 
+/// The path of a base URL without its trailing slashes: `/v1` of
+/// `https://api.withorb.com/v1/`, empty for a bare host.
+pub(crate) fn base_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.trim_end_matches('/')
+}
+
 /// Which endpoint a record goes to; records of one stream are batched together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
@@ -129,6 +138,14 @@ pub trait Destination: Send + Sync {
     fn verdict(&self, response: &Response, keys: &[&str]) -> Verdict {
         let _ = keys;
         common_verdict(self.kind(), response)
+    }
+
+    /// How to fix the endpoint when a request to `url` was answered by
+    /// something that is not the API: where the API is, and what the setting
+    /// probably lacks or has too much of.
+    fn endpoint_hint(&self, url: &str) -> String {
+        let _ = url;
+        "check endpoint in the settings".to_owned()
     }
 
     /// What an answer means for a single request that carries no batch (a
@@ -305,6 +322,17 @@ impl DestinationSettings {
 }
 
 impl DestinationSettings {
+    /// What the table's text says that its reading does not: a `$NAME`
+    /// without braces, taken as written.
+    pub fn warnings(&self) -> Vec<String> {
+        settings(self.kind)
+            .flat_map(|s| {
+                self.table
+                    .unbraced_variables(s.key, s.kind == SettingKind::Secret)
+            })
+            .collect()
+    }
+
     /// The settings a checkpoint records ([`Setting::recorded`]), each with
     /// its value as written, or None when the table leaves it to its default.
     pub fn recorded(&self) -> Vec<(&'static Setting, Option<String>)> {
@@ -523,6 +551,14 @@ pub fn json_array(records: &[&str], extra: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn base_path_is_the_path_without_trailing_slashes() {
+        assert_eq!(super::base_path("https://api.withorb.com/v1/"), "/v1");
+        assert_eq!(super::base_path("https://api.withorb.com"), "");
+        assert_eq!(super::base_path("https://live.kable.io/"), "");
+        assert_eq!(super::base_path("http://127.0.0.1:9/a/api/v1"), "/a/api/v1");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -353,15 +353,33 @@ impl Destination for Orb {
             Some(failed) if failed.iter().any(|(key, _)| keys.contains(&key.as_str())) => {
                 Verdict::Refused(failed)
             }
-            _ if (200..300).contains(&status) => Verdict::Retry {
-                after: None,
-                message: format!(
-                    "{status} without Orb's validation_failed list: {}",
-                    response.body_excerpt()
-                ),
-            },
+            _ if (200..300).contains(&status) => Verdict::Foreign(format!(
+                "{status} without Orb's validation_failed list: {}",
+                response.body_excerpt()
+            )),
             _ => Verdict::Split(format!("{status}: {}", response.body_excerpt())),
         }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        if !self.mapping.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "[destinations.{}] properties_mapping is empty, so every event is sent \
+             without properties (Orb takes only the properties it maps): map the ones \
+             your billable metrics read, such as properties_mapping = {{ \"value\" = \"value\" }}",
+            self.name
+        )]
+    }
+
+    fn endpoint_hint(&self, _url: &str) -> String {
+        let fix = if super::base_path(&self.api.endpoint).ends_with("/v1") {
+            "check endpoint in the settings"
+        } else {
+            "the endpoint setting probably lacks /v1"
+        };
+        format!("{fix}: Orb's API is at {DEFAULT_ENDPOINT}")
     }
 
     fn call_verdict(&self, response: &Response) -> Verdict {

@@ -24,6 +24,10 @@ pub enum Verdict {
     },
     /// Every later request would fail too: stop the run.
     Abort(String),
+    /// An answer that is not the API's (a page from a proxy, a path the API
+    /// does not have, a 2xx of another shape): the endpoint is wrong, so every
+    /// later request would get it too. Stop at once, naming the URL called.
+    Foreign(String),
 }
 
 /// The statuses every destination treats alike.
@@ -41,14 +45,11 @@ pub fn common_verdict(kind: Kind, response: &Response) -> Verdict {
         .header("content-type")
         .is_some_and(|t| t.contains("text/html"));
     match status {
-        200..=299 if html => Verdict::Retry {
-            after: None,
-            message: format!(
-                "{status} with an HTML page, not an answer from {} (a proxy?): {}",
-                kind.display_name(),
-                response.body_excerpt()
-            ),
-        },
+        200..=299 if html => Verdict::Foreign(format!(
+            "{status} with an HTML page, not an answer from {} (a proxy?): {}",
+            kind.display_name(),
+            response.body_excerpt()
+        )),
         200..=299 => Verdict::Accepted,
         300..=399 => Verdict::Abort(format!(
             "{status}: redirected to {}; segrelay does not follow redirects (set endpoint to the final address)",
@@ -58,10 +59,7 @@ pub fn common_verdict(kind: Kind, response: &Response) -> Verdict {
             "{status}: {} refused the API key",
             kind.display_name()
         )),
-        404 | 405 => Verdict::Abort(format!(
-            "{}: wrong endpoint? (check endpoint in the settings)",
-            described()
-        )),
+        404 | 405 => Verdict::Foreign(described()),
         408 | 429 | 500 | 502..=599 => Verdict::Retry {
             after: response
                 .header("retry-after")

@@ -1364,6 +1364,21 @@ fn init_writes_settings_that_load_and_never_overwrites() {
     ] {
         assert!(written.contains(expected), "{expected}:\n{written}");
     }
+    // Kable's client id is a placeholder until replaced: refused, as every table is read.
+    let placeholder =
+        run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-d", "orb", "events.ndjson"]));
+    placeholder.expect_code(2);
+    for needle in ["segrelay.toml", "kable_client_id", "REPLACE_ME"] {
+        assert!(
+            placeholder.stderr.contains(needle),
+            "{needle}: {}",
+            placeholder.stderr
+        );
+    }
+    let written = written.replace("\"REPLACE_ME\"", "\"kci_1\"");
+    std::fs::write(dir.path().join("segrelay.toml"), &written).unwrap();
     for destination in ["amberflo", "orb", "kable"] {
         run(segrelay()
             .current_dir(dir.path())
@@ -1382,10 +1397,95 @@ fn init_writes_settings_that_load_and_never_overwrites() {
     assert!(orb_only.stdout.contains("[destinations.orb]"));
     assert!(!orb_only.stdout.contains("[destinations.kable]"));
     write(dir.path(), "orb.toml", &orb_only.stdout);
-    run(segrelay()
+    let checked =
+        run(segrelay()
+            .current_dir(dir.path())
+            .args(["check", "-c", "orb.toml", "events.ndjson"]));
+    checked.expect_code(0);
+    // Orb's starter maps no property: every one would be dropped, and check says so.
+    assert!(
+        checked.stderr.contains("properties_mapping is empty")
+            && checked.stderr.contains("without properties"),
+        "{}",
+        checked.stderr
+    );
+}
+
+#[test]
+fn a_misspelt_key_is_named_with_the_key_it_is_near() {
+    // A required key misspelt: the error names the unknown key as its likely misspelling.
+    settings_error(
+        "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_feild = \"userId\"\n",
+        Some("orb"),
+        &[
+            "bad.toml",
+            "destinations.orb",
+            "\"external_customer_id_field\" is required",
+            "unknown key \"external_customer_id_feild\"",
+        ],
+    );
+    // An optional key misspelt: the unknown key, and the known key nearest it.
+    settings_error(
+        "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"userId\"\nidempotency_key_feild = \"messageId\"\n",
+        Some("orb"),
+        &[
+            "unknown key \"idempotency_key_feild\"",
+            "did you mean \"idempotency_key_field\"?",
+        ],
+    );
+    // A word that is near no key gets no guess.
+    let said = settings_error(
+        "[destinations.orb]\napi_key = \"k\"\nexternal_customer_id_field = \"userId\"\ncolour = \"red\"\n",
+        Some("orb"),
+        &["unknown key \"colour\""],
+    );
+    assert!(!said.contains("did you mean"), "{said}");
+}
+
+#[test]
+fn a_placeholder_left_from_init_is_a_settings_error() {
+    settings_error(
+        "[destinations.kable]\napi_key = \"k\"\nkable_client_id = \"REPLACE_ME\"\n",
+        Some("kable"),
+        &[
+            "bad.toml",
+            "destinations.kable",
+            "kable_client_id",
+            "REPLACE_ME",
+        ],
+    );
+}
+
+#[test]
+fn a_variable_without_braces_is_warned_of_without_printing_the_key() {
+    let dir = workspace(
+        "[destinations.orb]\napi_key = \"$ORB_API_KEY\"\nexternal_customer_id_field = \"$CUSTOMER_FIELD\"\n\
+         [destinations.orb.properties_mapping]\nvalue = \"value\"\n",
+    );
+    std::fs::set_permissions(
+        dir.path().join("segrelay.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    write(dir.path(), "e.ndjson", ndjson(&[track("v", json!(1))]));
+    let out = run(segrelay()
         .current_dir(dir.path())
-        .args(["check", "-c", "orb.toml", "events.ndjson"]))
-    .expect_code(0);
+        .env("ORB_API_KEY", ORB_KEY)
+        .args(["check", "-c", "segrelay.toml", "e.ndjson"]));
+    out.expect_code(0);
+    for needle in [
+        "key \"api_key\" starts with $ without braces",
+        "write \"${ORB_API_KEY}\"",
+        "key \"external_customer_id_field\" \"$CUSTOMER_FIELD\" starts with $",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains(ORB_KEY), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("properties_mapping is empty"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Every commented setting line of the starter file is TOML once uncommented:

@@ -275,6 +275,23 @@ impl Destination for Amberflo {
         })
     }
 
+    fn endpoint_hint(&self, url: &str) -> String {
+        let ingest = format!("{}/ingest", self.endpoint);
+        if url.starts_with(&ingest) {
+            let fix = if super::base_path(&self.endpoint).is_empty() {
+                "check endpoint in the settings (segrelay adds /ingest)"
+            } else {
+                "the endpoint setting should be the host alone (segrelay adds /ingest)"
+            };
+            format!("{fix}: Amberflo's ingestion API is at {DEFAULT_ENDPOINT}")
+        } else {
+            format!(
+                "check api_endpoint in the settings (segrelay adds /customers and /usage): \
+                 Amberflo's API is at {DEFAULT_API_ENDPOINT}"
+            )
+        }
+    }
+
     fn request(&self, stream: Stream, records: &[&str]) -> Request {
         match stream {
             Stream::Usage => {

@@ -1582,6 +1582,9 @@ fn orb(shared: &Shared, req: &Request) -> Response {
         ("POST", ["", "v1", "events", "backfills", id, "revert"]) if !id.is_empty() => {
             OrbRoute::RevertBackfill(percent_decode(id))
         }
+        // Orb's host answers a path outside its API (no `/v1`) with a 200 that
+        // is not an API answer, so a wrong endpoint is not told by a 404.
+        _ if segments.get(1) != Some(&"v1") => return Response::json(200, &json!({})),
         _ => return not_found(api, req),
     };
     let authorized = req
