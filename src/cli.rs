@@ -12,7 +12,7 @@ Exit codes (each command's --help says what they mean for it):
   0  success: no event rejected or failed (send, check), no difference (verify)
   1  some events were rejected or failed (send), would be (check), or differ (verify)
   2  usage or settings error
-  3  the destination refused the key, or stayed unreachable
+  3  the destination refused the key, did not answer as the API, or stayed unreachable
   130  interrupted (Ctrl-C or SIGTERM)";
 
 const EXIT_CODES: &str = "\
@@ -20,7 +20,8 @@ Exit codes:
   0  every event was sent (or translated, in a dry run) or skipped
   1  some events were rejected or failed (see --rejects)
   2  usage or settings error: nothing was sent
-  3  run aborted by the destination (authentication refused, or unreachable after retries)
+  3  run aborted by the destination (key refused, an answer that is not the API's, or
+     unreachable after retries): the message names the URL; the rest was not read
   130  interrupted (Ctrl-C or SIGTERM): run the same command again to go on";
 
 const CHECK_EXIT_CODES: &str = "\
@@ -35,7 +36,7 @@ Exit codes:
   0  the destination holds what the input says it should
   1  there are differences, or an input could not be read
   2  usage or settings error, or a destination segrelay cannot read back (Kable)
-  3  the destination refused the key, or stayed unreachable";
+  3  the destination refused the key, did not answer as the API, or stayed unreachable";
 
 /// Replay Segment events (NDJSON, gzip or not) into usage-billing systems:
 /// Amberflo, Orb and Kable.

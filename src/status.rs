@@ -11,7 +11,8 @@ pub enum Status {
     Problems = 1,
     /// Usage or settings error.
     Usage = 2,
-    /// The destination stopped the run: key refused, or unreachable after retries.
+    /// The destination stopped the run: key refused, an answer that is not the
+    /// API's (a wrong endpoint), or unreachable after retries.
     Aborted = 3,
     /// Ctrl-C or SIGTERM.
     Interrupted = interrupt::EXIT_CODE as isize,
