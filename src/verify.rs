@@ -101,9 +101,9 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
     } else {
         write!(out, "{}", table(comparison.columns, &comparison.rows))?;
         for note in &comparison.notes {
-            console.say(&format!("segrelay: note: {note}"));
+            console.inform(&format!("segrelay: note: {note}"));
         }
-        console.say(&format!(
+        console.inform(&format!(
             "segrelay: verify {}: {} checked, {count} difference{}",
             destination.name(),
             comparison.checked,
