@@ -37,8 +37,8 @@ pub(crate) struct Progress {
     pub input: Option<Bytes>,
 }
 
-/// Of the input's bytes: those not yet read, and those the events read so far
-/// were read from (for how many events a byte holds).
+/// Of the input's bytes: those after the last line settled, and those the
+/// events settled so far took (for how many events a byte holds).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bytes {
     pub left: u64,
@@ -46,26 +46,26 @@ pub(crate) struct Bytes {
 }
 
 impl Progress {
-    /// The events the input holds in all, estimated from the events a byte
-    /// read so far held; None until there is something to estimate from.
+    /// The events of this run in all, estimated from the events the bytes
+    /// settled so far held; None until there is something to estimate from.
     pub(crate) fn estimated_events(&self) -> Option<u64> {
         let input = self.input?;
         if input.left == 0 {
-            return Some(self.read);
+            return Some(self.settled);
         }
-        if input.spanned == 0 || self.read == 0 {
+        if input.spanned == 0 || self.settled == 0 {
             return None;
         }
-        let unread = u128::from(self.read) * u128::from(input.left) / u128::from(input.spanned);
+        let left = u128::from(self.settled) * u128::from(input.left) / u128::from(input.spanned);
         Some(
-            self.read
-                .saturating_add(u64::try_from(unread).unwrap_or(u64::MAX)),
+            self.settled
+                .saturating_add(u64::try_from(left).unwrap_or(u64::MAX)),
         )
     }
 
     /// The bar's text after `seconds`: events settled, their rate, and when
     /// the input's size allows an estimate, the events in all and the time
-    /// left, both marked `~` (the number of events is known only once read).
+    /// left, both marked `~` (the number of events is known only at the end).
     pub(crate) fn text(&self, seconds: f64, retries: u64) -> String {
         let seconds = seconds.max(0.001);
         let rate = self.settled as f64 / seconds;
@@ -103,8 +103,8 @@ fn duration_text(seconds: f64) -> String {
 }
 
 impl Console {
-    /// `input_size`: the input's size in bytes, when it is known and read
-    /// once (an Orb backfill reads it once per window).
+    /// `input_size`: the input's size in bytes, when it is known (files, not
+    /// gzip) and read once (an Orb backfill reads it once per window).
     pub(crate) fn new(verbosity: Verbosity, input_size: Option<u64>) -> Console {
         let bar = (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| {
             let template = match input_size {
@@ -154,7 +154,7 @@ impl Console {
         self.bar.is_some()
     }
 
-    /// The input's size in bytes, when it is known and read once.
+    /// The input's size in bytes, when it is known (files, not gzip) and read once.
     pub(crate) fn input_size(&self) -> Option<u64> {
         self.input_size
     }
@@ -231,24 +231,26 @@ mod tests {
 
     #[test]
     fn the_bar_follows_events_settled_not_read() {
-        // Every byte read, every event read, a third settled: not done.
-        let all_read = progress(768, 2304, Some((0, 258_457)));
+        // Every event read, a third of the input settled: a third done.
+        let a_third = progress(768, 2304, Some((172_304, 86_152)));
+        assert_eq!(a_third.estimated_events(), Some(2304));
         assert_eq!(
-            all_read.text(13.0, 0),
+            a_third.text(13.0, 0),
             "768 of ~2304 events settled, 59/s, eta ~26s"
         );
-        // Half the input read: its events estimated from those read.
-        let half = progress(100, 500, Some((5_000, 5_000)));
-        assert_eq!(half.estimated_events(), Some(1000));
+        let half = progress(500, 520, Some((5_000, 5_000)));
         assert_eq!(
             half.text(10.0, 3),
-            "100 of ~1000 events settled, 10/s, eta ~1m 30s, 3 retries"
+            "500 of ~1000 events settled, 50/s, eta ~10s, 3 retries"
         );
-        // Standard input: no size, so no total and no eta.
+        // Every line settled: the count is exact.
+        assert_eq!(progress(9, 9, Some((0, 900))).estimated_events(), Some(9));
+        // Standard input or gzip: no size, so no total and no eta.
         let stdin = progress(1, 2304, None);
         assert_eq!(stdin.text(2.0, 0), "1 event settled, 0/s (2304 read)");
-        // Nothing read yet to estimate from.
-        assert_eq!(progress(0, 0, Some((10, 0))).estimated_events(), None);
+        // Nothing settled yet to estimate from.
+        assert_eq!(progress(0, 10, Some((10, 0))).estimated_events(), None);
+        assert_eq!(duration_text(90.0), "1m 30s");
         assert_eq!(duration_text(7300.0), "2h 01m");
     }
 

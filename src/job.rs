@@ -87,12 +87,7 @@ impl Job {
         let rejects_length = resumed
             .as_ref()
             .map(|state| state.rejects_length.unwrap_or(0));
-        let mut report = Report::new(
-            console.clone(),
-            rejects.as_deref(),
-            rejects_length,
-            options.bytes_read.clone(),
-        )?;
+        let mut report = Report::new(console.clone(), rejects.as_deref(), rejects_length)?;
         if let Some(folders) = &options.folders {
             report.folders(folders);
         }

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -113,10 +111,9 @@ pub(crate) struct Report {
     console: Console,
     rejects: Option<Rejects>,
     problems: Problems,
-    bytes: Arc<AtomicU64>,
-    /// The bytes read when this run read its first event: past the lines a
-    /// checkpoint skipped, what the events read so far were read from.
-    bytes_at_first_event: Option<u64>,
+    /// Where the first and the last line settled by this run end in the
+    /// inputs (see `Position::offset`): what the events settled took.
+    settled_offsets: Option<(u64, u64)>,
     /// Events settled, for the checkpoint.
     settled: Totals,
     /// Orb properties sent as numeric text though not listed in `numeric_properties`:
@@ -138,7 +135,6 @@ impl Report {
         console: Console,
         rejects: Option<&Path>,
         rejects_length: Option<u64>,
-        bytes: Arc<AtomicU64>,
     ) -> anyhow::Result<Report> {
         let rejects = match rejects {
             Some(path) if is_stdout(path) => Some(Rejects {
@@ -180,8 +176,7 @@ impl Report {
             console,
             rejects,
             problems: Problems::default(),
-            bytes,
-            bytes_at_first_event: None,
+            settled_offsets: None,
             settled: Totals::default(),
             numeric_text: BTreeMap::new(),
             time_notes: crate::event::Tally::default(),
@@ -278,9 +273,12 @@ impl Report {
     /// An event was read; its outcome comes later, through `settle`.
     pub(crate) fn count_read(&mut self) {
         self.summary.read += 1;
-        if self.bytes_at_first_event.is_none() {
-            self.bytes_at_first_event = Some(self.bytes.load(Ordering::Relaxed));
-        }
+    }
+
+    /// The next event settled ends its line at `offset` in the inputs.
+    pub(crate) fn settled_to(&mut self, offset: u64) {
+        let first = self.settled_offsets.map_or(offset, |(first, _)| first);
+        self.settled_offsets = Some((first, offset));
     }
 
     /// Shows on the bar how many events are settled: what the bar follows, not
@@ -289,13 +287,13 @@ impl Report {
         if !self.console.shows_progress() {
             return;
         }
-        let bytes = self.bytes.load(Ordering::Relaxed);
+        let (first, last) = self.settled_offsets.unwrap_or_default();
         let input = self
             .console
             .input_size()
             .map(|total| crate::console::Bytes {
-                left: total.saturating_sub(bytes),
-                spanned: bytes.saturating_sub(self.bytes_at_first_event.unwrap_or(bytes)),
+                left: total.saturating_sub(last),
+                spanned: last - first,
             });
         self.console.progress(crate::console::Progress {
             settled: self.settled.read,
