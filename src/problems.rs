@@ -11,9 +11,9 @@ pub(crate) const SHOWN: usize = 20;
 
 /// A problem printed, and the events since that had exactly the same one.
 struct Shown {
-    /// `failed: run aborted: ...`: what the events had, without their place.
-    text: String,
     outcome: &'static str,
+    /// `run aborted: ...`: why, the same for each of its events.
+    reason: String,
     /// Where its first event was.
     first: String,
     repeats: u64,
@@ -41,8 +41,12 @@ impl Problems {
             Verbosity::Verbose => return Some(format!("segrelay: {place}: {outcome}: {reason}")),
             Verbosity::Normal => {}
         }
-        let text = format!("{outcome}: {reason}");
-        if let Some(shown) = self.shown.iter_mut().find(|s| s.text == text) {
+        let reason = reason.to_string();
+        if let Some(shown) = self
+            .shown
+            .iter_mut()
+            .find(|s| s.outcome == outcome && s.reason == reason)
+        {
             shown.repeats += 1;
             return None;
         }
@@ -50,10 +54,10 @@ impl Problems {
             self.hidden += 1;
             return None;
         }
-        let line = format!("segrelay: {place}: {text}");
+        let line = format!("segrelay: {place}: {outcome}: {reason}");
         self.shown.push(Shown {
-            text,
             outcome,
+            reason,
             first: place.to_owned(),
             repeats: 0,
         });
@@ -67,11 +71,11 @@ impl Problems {
             .iter()
             .filter(|s| s.repeats > 0)
             .map(|s| {
-                let reason = &s.text[s.outcome.len() + 2..];
                 format!(
-                    "segrelay: {} {}: {reason} (the first at {}; -v lists each)",
+                    "segrelay: {} {}: {} (the first at {}; -v lists each)",
                     plural(s.repeats + 1, "event"),
                     s.outcome,
+                    s.reason,
                     s.first
                 )
             })
