@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, Window};
 use crate::config::Plan;
+use crate::console::Verbosity;
 use crate::delivery::{Call, Courier, Delivered, RequestContext, Stop};
 use crate::destination::Request;
 use crate::destination::orb::{Api, Backfill, derived_key, fresh_key};
@@ -156,8 +157,11 @@ fn make_passes(
     };
     let first = run.checkpoint.as_ref().map_or(0, |c| c.state().pass);
     // One line at a time: the console shows a newline inside a line escaped.
+    // Quiet, only the warnings of what Orb will delete are said.
     for line in describe(windows, plan).lines() {
-        console.say(line);
+        if console.verbosity() > Verbosity::Quiet || line.contains("WARNING") {
+            console.say(line);
+        }
     }
     let unmade = UnmadePasses {
         windows: windows.iter().map(|w| (w.start, w.end, w.events)).collect(),
@@ -186,12 +190,15 @@ fn make_passes(
     for index in first..windows.len() {
         let window = windows[index].clone();
         let id = if window.recent {
-            console.say(&format!(
-                "segrelay: orb: {} within the grace period ({} to {}) go through ordinary ingest",
-                plural(window.events, "event"),
-                utc_millis_text(window.start),
-                utc_millis_text(window.end)
-            ));
+            if console.verbosity() > Verbosity::Quiet {
+                console.say(&format!(
+                    "segrelay: orb: {} within the grace period ({} to {}) {} through ordinary ingest",
+                    plural(window.events, "event"),
+                    utc_millis_text(window.start),
+                    utc_millis_text(window.end),
+                    if window.events == 1 { "goes" } else { "go" }
+                ));
+            }
             None
         } else {
             let id = match window.id.clone() {
@@ -205,11 +212,13 @@ fn make_passes(
                     id
                 }
             };
-            console.say(&format!(
-                "segrelay: orb backfill {}: backfill {id}, {}",
-                overlap::label(windows, index),
-                plural(window.events, "event")
-            ));
+            if console.verbosity() > Verbosity::Quiet {
+                console.say(&format!(
+                    "segrelay: orb backfill {}: backfill {id}, {}",
+                    overlap::label(windows, index),
+                    plural(window.events, "event")
+                ));
+            }
             Some(id)
         };
         let pass = Pass {
@@ -367,7 +376,7 @@ fn create(
         },
         Call::Refused { message, .. } => {
             if let Some(id) = find_pending(api, run, &windows[index])? {
-                run.courier.console.say(&format!("segrelay: orb backfill: going on with the pending backfill {id} for this window"));
+                run.courier.console.inform(&format!("segrelay: orb backfill: going on with the pending backfill {id} for this window"));
                 return Ok(Ok(id));
             }
             Err(abort(
@@ -429,7 +438,7 @@ fn close(
         Err(stop) => return Ok(Err(stop)),
     };
     if !backfill.is_open(Timestamp::now()) && backfill.is_active() {
-        run.courier.console.say(&format!(
+        run.courier.console.inform(&format!(
             "segrelay: orb backfill {id} is closed already ({}): going on",
             backfill.status
         ));
@@ -496,7 +505,7 @@ fn tell_open(run: &mut Run, windows: &[Window]) {
 
 fn wait_reflected(api: &Api, run: &mut Run, plan: &Plan, id: &str) -> Step<()> {
     let started = Instant::now();
-    run.courier.console.say(&format!(
+    run.courier.console.inform(&format!(
         "segrelay: orb backfill {id}: waiting until Orb has reflected it"
     ));
     loop {

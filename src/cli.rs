@@ -209,7 +209,7 @@ pub struct InputArgs {
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Input")]
     pub threads: Option<u16>,
 
-    /// Print nothing but errors on standard error
+    /// Print only errors on standard error, and why and where a run stopped
     #[arg(short, long, conflicts_with = "verbose", help_heading = "Logging")]
     pub quiet: bool,
 

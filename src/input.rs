@@ -54,6 +54,10 @@ impl Source {
 pub struct Position {
     pub input: usize,
     pub end_line: u64,
+    /// The inputs' bytes up to the end of this line (earlier inputs counted
+    /// whole by their size on disk; gzip inputs by their inflated bytes): how
+    /// far the input is settled once this line is, for the progress bar.
+    pub offset: u64,
 }
 
 /// What the reader hands on: a line's bytes (without line ending), or a problem
@@ -122,14 +126,23 @@ pub fn read_all(
     unreadable: &Unreadable,
     mut each: impl FnMut(Item) -> anyhow::Result<Flow>,
 ) -> anyhow::Result<()> {
+    let mut before = 0;
     for (input, source) in sources.iter().enumerate() {
         let skip = settled.get(input).copied().unwrap_or(0);
+        let size = source_size(source).unwrap_or(0);
+        before += size;
         if skip == WHOLE_INPUT {
             continue;
         }
         let label = crate::event::intern(&source.label());
         let flow = match open(source, bytes_read.clone()) {
-            Ok(reader) => Lines::new(reader, label, input, skip, max_line).run(&mut each)?,
+            Ok(reader) => {
+                let reader = Consumed {
+                    inner: reader,
+                    consumed: before - size,
+                };
+                Lines::new(reader, label, input, skip, max_line).run(&mut each)?
+            }
             Err(e) => unreadable.record(label, &e),
         };
         if flow.is_break() {
@@ -139,18 +152,58 @@ pub fn read_all(
     Ok(())
 }
 
-/// The sum of the inputs' sizes, when every input is a regular file.
+/// The sum of the inputs' sizes, when every input is a regular file that is
+/// not gzip: then a line's [`Position::offset`] says how much is left.
 pub fn total_size(sources: &[Source]) -> Option<u64> {
     sources
         .iter()
-        .map(|source| match source {
-            Source::Path(path) => std::fs::metadata(path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len()),
-            Source::Stdin => None,
+        .map(|source| {
+            let Source::Path(path) = source else {
+                return None;
+            };
+            let mut head = [0u8; 2];
+            let gzip = File::open(path)
+                .and_then(|mut file| file.read_exact(&mut head))
+                .is_ok()
+                && head == GZIP_MAGIC;
+            source_size(source).filter(|_| !gzip)
         })
         .sum()
+}
+
+fn source_size(source: &Source) -> Option<u64> {
+    match source {
+        Source::Path(path) => std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()),
+        Source::Stdin => None,
+    }
+}
+
+/// A reader that counts the bytes its lines took: where the last line read ends.
+struct Consumed {
+    inner: Box<dyn BufRead>,
+    consumed: u64,
+}
+
+impl Read for Consumed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+}
+
+impl BufRead for Consumed {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.consumed += amount as u64;
+        self.inner.consume(amount);
+    }
 }
 
 /// Counts the bytes that pass, compressed or not, for the progress bar.
@@ -319,7 +372,7 @@ fn is_blank(bytes: &[u8]) -> bool {
 
 /// One input's lines, with the state a pretty-printed document needs.
 struct Lines {
-    reader: Box<dyn BufRead>,
+    reader: Consumed,
     source: &'static str,
     input: usize,
     skip: u64,
@@ -333,7 +386,7 @@ struct Lines {
 
 impl Lines {
     fn new(
-        reader: Box<dyn BufRead>,
+        reader: Consumed,
         source: &'static str,
         input: usize,
         skip: u64,
@@ -361,6 +414,7 @@ impl Lines {
         Position {
             input: self.input,
             end_line,
+            offset: self.reader.consumed,
         }
     }
 
@@ -411,7 +465,7 @@ impl Lines {
         use std::ops::ControlFlow::Break;
         let mut buf = Vec::with_capacity(4096);
         loop {
-            let line = match next_line(&mut *self.reader, &mut buf, self.max_line) {
+            let line = match next_line(&mut self.reader, &mut buf, self.max_line) {
                 Ok(Some(line)) => line,
                 Ok(None) => return self.close_document(each, self.number),
                 Err(e) => {
@@ -558,6 +612,37 @@ mod tests {
         let resumed = items_of(text, 100, 4);
         assert_eq!(resumed, vec![(6, 6, "{\"c\":3}".to_owned())]);
         assert!(items_of(text, 100, WHOLE_INPUT).is_empty());
+    }
+
+    #[test]
+    fn positions_say_how_far_into_the_inputs_a_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&first, b"{\"a\":1}\r\n{\"b\":2}\n").unwrap();
+        std::fs::write(&second, b"\n{\"c\":3}").unwrap();
+        let sources = [Source::Path(first), Source::Path(second)];
+        assert_eq!(total_size(&sources), Some(25));
+        let mut offsets = Vec::new();
+        read_all(
+            &sources,
+            &[1],
+            100,
+            &Arc::default(),
+            &Unreadable::default(),
+            |item| {
+                if let Item::Line { at, .. } = item {
+                    offsets.push(at.offset);
+                }
+                Ok(std::ops::ControlFlow::Continue(()))
+            },
+        )
+        .unwrap();
+        // The first input's first line is settled: its bytes still count.
+        assert_eq!(offsets, [17, 25]);
+        // A gzip input's size on disk says nothing of its lines.
+        let zipped = dir.path().join("c.gz");
+        std::fs::write(&zipped, gzip(b"{}\n")).unwrap();
+        assert_eq!(total_size(&[Source::Path(zipped)]), None);
     }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {

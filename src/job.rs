@@ -68,6 +68,7 @@ impl Job {
                 "segrelay: reading events from standard input (end with Ctrl-D)",
             );
         }
+        let sends = matches!(output, Output::Send { .. });
         let (checkpoint, resumed) = match (&checkpoint, &identity) {
             (Some(path), Some(identity)) => {
                 let (checkpoint, resumed) =
@@ -77,16 +78,16 @@ impl Job {
             }
             _ => (None, None),
         };
-        let console = Console::new(verbosity, input::total_size(&options.sources));
+        // An Orb backfill reads the input once per window: its size tells nothing of the run's end.
+        let input_size = match orb_backfill {
+            Some(_) => None,
+            None => input::total_size(&options.sources),
+        };
+        let console = Console::new(verbosity, input_size);
         let rejects_length = resumed
             .as_ref()
             .map(|state| state.rejects_length.unwrap_or(0));
-        let mut report = Report::new(
-            console.clone(),
-            rejects.as_deref(),
-            rejects_length,
-            options.bytes_read.clone(),
-        )?;
+        let mut report = Report::new(console.clone(), rejects.as_deref(), rejects_length)?;
         if let Some(folders) = &options.folders {
             report.folders(folders);
         }
@@ -94,12 +95,14 @@ impl Job {
             report.warn(warning.as_str());
         }
         if let Some(state) = &resumed {
-            if state.inputs.iter().all(|i| i.done) {
-                console.say("segrelay: the checkpoint says every input is already settled: nothing to do (--restart starts over)");
+            if verbosity > Verbosity::Quiet {
+                console.say(&resuming_line(&state.totals, sends));
+                if state.inputs.iter().all(|i| i.done) {
+                    console.say("segrelay: the checkpoint says every input is already settled: nothing to do (--restart starts over)");
+                }
             }
             report.resumed(state.totals.clone());
         }
-        let sends = matches!(output, Output::Send { .. });
         if checkpoint.is_some() {
             report.checkpointed();
         }
@@ -302,6 +305,20 @@ impl Job {
             Status::Clean
         })
     }
+}
+
+/// Said first on a resume: what the checkpoint already holds, which the
+/// progress and the counts of this run do not include.
+fn resuming_line(earlier: &crate::report::Totals, sends: bool) -> String {
+    format!(
+        "segrelay: resuming from the checkpoint: {} already settled ({} {}, {} skipped, {} rejected, {} failed)",
+        plural(earlier.read, "event"),
+        earlier.sent,
+        if sends { "sent" } else { "translated" },
+        earlier.skipped,
+        earlier.rejected,
+        earlier.failed
+    )
 }
 
 /// Identifies merged into Amberflo's customers: read ahead of the pass and

@@ -24,6 +24,7 @@ mod manual;
 mod outcome;
 mod pipeline;
 mod prepare;
+mod problems;
 mod reason;
 mod rejects;
 mod report;

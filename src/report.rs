@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -17,11 +15,9 @@ use crate::event::{Event, Origin};
 use crate::interrupt;
 use crate::outcome::{Content, Outcome};
 use crate::prepare::Unread;
+use crate::problems::Problems;
 use crate::reason::Reason;
 use crate::rejects;
-
-/// Problems printed one by one before the rest are only counted.
-const SHOWN_PROBLEMS: u64 = 20;
 
 /// Events between two updates of the bar; drawing itself is rate-limited by indicatif.
 const PROGRESS_EVERY: u64 = 256;
@@ -114,8 +110,10 @@ pub(crate) struct Report {
     summary: Summary,
     console: Console,
     rejects: Option<Rejects>,
-    problems: u64,
-    bytes: Arc<AtomicU64>,
+    problems: Problems,
+    /// Where the first and the last line settled by this run end in the
+    /// inputs (see `Position::offset`): what the events settled took.
+    settled_offsets: Option<(u64, u64)>,
     /// Events settled, for the checkpoint.
     settled: Totals,
     /// Orb properties sent as numeric text though not listed in `numeric_properties`:
@@ -137,7 +135,6 @@ impl Report {
         console: Console,
         rejects: Option<&Path>,
         rejects_length: Option<u64>,
-        bytes: Arc<AtomicU64>,
     ) -> anyhow::Result<Report> {
         let rejects = match rejects {
             Some(path) if is_stdout(path) => Some(Rejects {
@@ -178,8 +175,8 @@ impl Report {
             summary: Summary::default(),
             console,
             rejects,
-            problems: 0,
-            bytes,
+            problems: Problems::default(),
+            settled_offsets: None,
             settled: Totals::default(),
             numeric_text: BTreeMap::new(),
             time_notes: crate::event::Tally::default(),
@@ -276,10 +273,33 @@ impl Report {
     /// An event was read; its outcome comes later, through `settle`.
     pub(crate) fn count_read(&mut self) {
         self.summary.read += 1;
-        if self.summary.read.is_multiple_of(PROGRESS_EVERY) {
-            self.console
-                .progress(self.summary.read, self.bytes.load(Ordering::Relaxed));
+    }
+
+    /// The next event settled ends its line at `offset` in the inputs.
+    pub(crate) fn settled_to(&mut self, offset: u64) {
+        let first = self.settled_offsets.map_or(offset, |(first, _)| first);
+        self.settled_offsets = Some((first, offset));
+    }
+
+    /// Shows on the bar how many events are settled: what the bar follows, not
+    /// the reading, which runs ahead of the sending.
+    fn show_progress(&self) {
+        if !self.console.shows_progress() {
+            return;
         }
+        let (first, last) = self.settled_offsets.unwrap_or_default();
+        let input = self
+            .console
+            .input_size()
+            .map(|total| crate::console::Bytes {
+                left: total.saturating_sub(last),
+                spanned: last - first,
+            });
+        self.console.progress(crate::console::Progress {
+            settled: self.settled.read,
+            read: self.summary.read,
+            input,
+        });
     }
 
     /// The requests, retries and waits a delivery took.
@@ -300,6 +320,9 @@ impl Report {
     /// when it was not delivered.
     pub(crate) fn settle(&mut self, origin: &Origin, outcome: Outcome) -> anyhow::Result<()> {
         self.settled.read += 1;
+        if self.settled.read.is_multiple_of(PROGRESS_EVERY) {
+            self.show_progress();
+        }
         match outcome {
             Outcome::Sent => {
                 self.summary.sent += 1;
@@ -360,23 +383,21 @@ impl Report {
 
     fn problem(
         &mut self,
-        outcome: &str,
+        outcome: &'static str,
         origin: &Origin,
         reason: &Reason,
         content: Content,
     ) -> anyhow::Result<()> {
-        self.problems += 1;
         let verbosity = self.console.verbosity();
-        if verbosity == Verbosity::Verbose
-            || (verbosity == Verbosity::Normal && self.problems <= SHOWN_PROBLEMS)
-        {
+        if verbosity > Verbosity::Quiet {
             let place = if origin.line == 0 {
                 origin.source.to_string()
             } else {
                 origin.to_string()
             };
-            self.console
-                .say(&format!("segrelay: {place}: {outcome}: {reason}"));
+            if let Some(line) = self.problems.line(verbosity, outcome, &place, reason) {
+                self.console.say(&line);
+            }
         }
         let Some(rejects) = &mut self.rejects else {
             return Ok(());
@@ -426,6 +447,9 @@ impl Report {
         summary_path: Option<&Path>,
     ) -> anyhow::Result<()> {
         self.console.clear();
+        for line in self.problems.repeated() {
+            self.console.say(&line);
+        }
         for warning in std::mem::take(&mut self.time_notes).warnings() {
             self.warn(warning);
         }
@@ -462,6 +486,12 @@ impl Report {
         }
         if self.console.verbosity() > Verbosity::Quiet {
             crate::console::stderr_text(&self.human(title));
+        } else {
+            // Quiet, a run that stopped early still says where and why.
+            let stop = self.stop_lines();
+            if !stop.is_empty() {
+                crate::console::stderr_text(&format!("segrelay: {title}: stopped\n{stop}"));
+            }
         }
         Ok(())
     }
@@ -505,6 +535,48 @@ impl Report {
                 plural(s.input_errors, "input")
             ));
         }
+        out.push_str(&self.stop_lines());
+        for (label, reasons) in [
+            ("skipped", &s.skipped_by_reason),
+            ("rejected", &s.rejected_by_reason),
+            ("failed", &s.failed_by_reason),
+        ] {
+            if !reasons.is_empty() {
+                let list: Vec<String> = reasons
+                    .iter()
+                    .map(|(reason, n)| format!("{reason} ({n})"))
+                    .collect();
+                out.push_str(&format!("  {label}: {}\n", list.join(", ")));
+            }
+        }
+        let hidden = self.problems.hidden();
+        if self.console.verbosity() == Verbosity::Normal && hidden > 0 {
+            out.push_str(&format!(
+                "  {hidden} more problems not shown (-v shows all)\n"
+            ));
+        }
+        if s.rejected + s.failed > 0 {
+            match &self.rejects {
+                Some(rejects) if is_stdout(&rejects.path) => {
+                    out.push_str("  rejected and failed events went to standard output\n")
+                }
+                Some(rejects) => out.push_str(&format!(
+                    "  rejected and failed events are in {}\n",
+                    rejects.path.display()
+                )),
+                None => out.push_str("  keep them with --rejects PATH\n"),
+            }
+        }
+        out
+    }
+}
+
+impl Report {
+    /// What the summary says of a run that stopped early: why, where, what
+    /// was not read, and how to go on. Empty for a run that ran to its end.
+    fn stop_lines(&self) -> String {
+        let s = &self.summary;
+        let mut out = String::new();
         if let Some(reason) = &s.aborted {
             out.push_str(&format!("  aborted: {reason}\n"));
         }
@@ -542,37 +614,6 @@ impl Report {
             } else {
                 "  to go on: fix the cause and run the same command again (events already sent are deduped by their keys), or better with --checkpoint PATH, which resumes where a run stopped\n"
             });
-        }
-        for (label, reasons) in [
-            ("skipped", &s.skipped_by_reason),
-            ("rejected", &s.rejected_by_reason),
-            ("failed", &s.failed_by_reason),
-        ] {
-            if !reasons.is_empty() {
-                let list: Vec<String> = reasons
-                    .iter()
-                    .map(|(reason, n)| format!("{reason} ({n})"))
-                    .collect();
-                out.push_str(&format!("  {label}: {}\n", list.join(", ")));
-            }
-        }
-        let hidden = self.problems.saturating_sub(SHOWN_PROBLEMS);
-        if self.console.verbosity() == Verbosity::Normal && hidden > 0 {
-            out.push_str(&format!(
-                "  {hidden} more problems not shown (-v shows all)\n"
-            ));
-        }
-        if s.rejected + s.failed > 0 {
-            match &self.rejects {
-                Some(rejects) if is_stdout(&rejects.path) => {
-                    out.push_str("  rejected and failed events went to standard output\n")
-                }
-                Some(rejects) => out.push_str(&format!(
-                    "  rejected and failed events are in {}\n",
-                    rejects.path.display()
-                )),
-                None => out.push_str("  keep them with --rejects PATH\n"),
-            }
         }
         out
     }

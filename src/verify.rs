@@ -105,13 +105,13 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
     } else {
         write!(out, "{}", table(comparison.columns, &comparison.rows))?;
         for note in &comparison.notes {
-            console.say(&format!("segrelay: note: {note}"));
+            console.inform(&format!("segrelay: note: {note}"));
         }
         let unread = match input_errors {
             0 => String::new(),
             n => format!("; {} could not be read", crate::report::plural(n, "input")),
         };
-        console.say(&format!(
+        console.inform(&format!(
             "segrelay: verify {}: {} checked, {count} difference{}{unread}",
             destination.name(),
             comparison.checked,

@@ -92,7 +92,7 @@ pub(super) fn check(api: &Api, run: &mut Run, plan: &Plan, windows: &mut [Window
     let backfills = match list(api, run)? {
         Ok(Some(backfills)) => backfills,
         Ok(None) => {
-            run.courier.console.say(
+            run.courier.console.inform(
                 "segrelay: orb backfill: a dry run does not ask Orb for its backfills (the GET written is the first a send makes): a send refuses windows that existing backfills already cover",
             );
             return Ok(Ok(()));
@@ -178,7 +178,7 @@ pub(super) fn check(api: &Api, run: &mut Run, plan: &Plan, windows: &mut [Window
         });
     }
     for (index, backfill) in taken_over {
-        run.courier.console.say(&format!(
+        run.courier.console.inform(&format!(
             "segrelay: orb backfill {}: going on with pending backfill {} over exactly this window, which an earlier run left open",
             label(windows, index),
             backfill.id
@@ -205,13 +205,15 @@ fn takes_over(backfill: &Backfill, window: &Window, plan: &Plan) -> bool {
         && backfill.deprecation_filter.is_none()
 }
 
-/// `window 2 of 3 (start to end)`, as the run names it.
+/// `window 2 of 3 (start to end)`, as the run names it: among the backfill
+/// windows only (the pass of the events within the grace period is none).
 pub(super) fn label(windows: &[Window], index: usize) -> String {
     let window = &windows[index];
+    let backfills = |passes: &[Window]| passes.iter().filter(|w| !w.recent).count();
     format!(
         "window {} of {} ({} to {})",
-        index + 1,
-        windows.len(),
+        backfills(&windows[..=index]),
+        backfills(windows),
         utc_millis_text(window.start),
         utc_millis_text(window.end)
     )

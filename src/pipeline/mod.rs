@@ -656,6 +656,7 @@ impl Pipeline<'_> {
                 self.frozen = true;
                 self.first_failed.get_or_insert(slot.origin);
             }
+            self.report.settled_to(slot.at.offset);
             self.report.settle(&slot.origin, outcome)?;
             if slot.ends_line && !self.frozen {
                 self.settled_at = Some(slot.at);

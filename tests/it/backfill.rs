@@ -612,3 +612,53 @@ fn settings_options_go_anywhere_on_the_orb_backfills_line() {
         );
     }
 }
+
+/// The windows are counted alike in the plan and in each window's line (the
+/// pass of the events within the grace period is no window), and `-q` says
+/// nothing of a backfill that went well.
+#[test]
+fn a_backfill_counts_its_windows_alike_and_is_silent_with_q() {
+    let (old, keys) = events("2026-01-01T03:00:00Z", 70);
+    // Only events: no page, no broken line.
+    let mut text: String = old
+        .lines()
+        .take(keys.len())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let recent = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    text.push_str(&format!(
+        "{}\n",
+        json!({"type":"track","event":"api_call","userId":"c1","messageId":"recent-1",
+               "timestamp": recent.to_string(), "receivedAt": recent.to_string()})
+    ));
+    for quiet in [false, true] {
+        let server = TestServer::start(Api::Orb, KEY);
+        server.orb_grace_period(Some(Duration::from_secs(12 * 3600)));
+        let job = Job::orb(&server, &text);
+        let output = job.send(if quiet { &["-q"] } else { &[] });
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{said}");
+        assert_eq!(server.ingested().len(), keys.len() + 1);
+        if quiet {
+            assert_eq!(said, "", "-q prints nothing on success");
+            continue;
+        }
+        assert!(
+            said.contains("segrelay: orb backfill: 280 events in 3 windows of at most 31 days"),
+            "{said}"
+        );
+        let numbered: Vec<&str> = said
+            .lines()
+            .filter_map(|l| l.strip_prefix("segrelay: orb backfill window "))
+            .map(|l| &l[..6])
+            .collect();
+        assert_eq!(numbered, ["1 of 3", "2 of 3", "3 of 3"], "{said}");
+        assert!(
+            said.lines().any(
+                |l| l.starts_with("segrelay: orb: 1 event within the grace period (")
+                    && l.ends_with(") goes through ordinary ingest")
+            ),
+            "{said}"
+        );
+    }
+}

@@ -487,3 +487,77 @@ fn ctrl_c_ends_a_rate_limit_wait_at_once() {
     );
     assert_eq!(server.received().len(), 1);
 }
+
+/// Ctrl-C fails the events in flight for one reason: said once with its count,
+/// not once per event. The resume says first, on its own line, what the
+/// checkpoint already holds.
+#[test]
+fn ctrl_c_says_the_events_not_sent_once_and_the_resume_what_is_settled() {
+    let server = TestServer::start(Api::Kable, KEY);
+    server.latency(Duration::from_millis(20));
+    let (text, keys) = input(400, 0);
+    let job = Job::kable(&server, &text);
+    let command = |extra: &[&str]| {
+        let mut command = support::segrelay_process();
+        command
+            .arg("send")
+            .arg("-c")
+            .arg(&job.settings)
+            .arg("--checkpoint")
+            .arg(job.path("checkpoint.json"))
+            .arg("--summary")
+            .arg(job.path("summary.json"))
+            .args(["--batch-size", "10", "-j", "4"])
+            .args(extra)
+            .arg(&job.input)
+            .env(KEY_VAR, KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let child = command(&[]).spawn().unwrap();
+    wait_for(|| server.received().len() >= 5);
+    interrupt(&child);
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(130), "{said}");
+    let summary = job.summary();
+    let failed = summary["failed"].as_u64().unwrap();
+    // The events read but not yet sent (the batch being filled, at least).
+    assert!(failed > 1, "{said}");
+    let lines = said
+        .lines()
+        .filter(|l| l.contains(": failed: interrupted"))
+        .count();
+    assert_eq!(lines, 1, "{said}");
+    let count = format!("segrelay: {failed} events failed: interrupted: ");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with(&count) && l.ends_with("; -v lists each)")),
+        "{said}"
+    );
+
+    let output = command(&[]).output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    let earlier = &job.summary()["already_done"];
+    let n = |k: &str| earlier[k].as_u64().unwrap();
+    assert_eq!(
+        said.lines().next(),
+        Some(
+            format!(
+                "segrelay: resuming from the checkpoint: {} events already settled ({} sent, 0 skipped, 0 rejected, 0 failed)",
+                n("read"),
+                n("sent")
+            )
+            .as_str()
+        ),
+        "{said}"
+    );
+    assert_each_key_once(&server, &keys);
+
+    // Quiet, a resume says nothing.
+    let output = command(&["-q"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+}

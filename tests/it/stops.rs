@@ -350,3 +350,55 @@ fn an_abort_in_a_backfill_window_leaves_the_windows_after_it_unread() {
     assert!(deliveries.values().all(|n| *n == 1), "{deliveries:?}");
     assert_eq!(server.orb_backfills().len(), 3);
 }
+
+/// A 401 part way fails every event in flight for one reason: said once with
+/// the place of the first and then with the count, not once per event; `-v`
+/// lists each; `-q` says only why and where the run stopped.
+#[test]
+fn a_401_part_way_is_said_once_with_its_count() {
+    let run = |args: &[&str]| {
+        let server = TestServer::start(Api::Kable, KEY);
+        // The second batch is refused: events 4-7 fail, and what was read behind them.
+        server.fault_on_request(2, Fault::Status(401, String::new()));
+        let job = Job::new(
+            &destination_table(Api::Kable),
+            &server.endpoint(),
+            &events("k", 40),
+        );
+        let output = command(&job, args).arg(&job.input).output().unwrap();
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        let failed = job.summary()["failed"].as_u64().unwrap();
+        (stderr(&output), failed)
+    };
+
+    let (said, failed) = run(&[]);
+    assert!(failed >= 4, "{said}");
+    let per_event: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains(": failed: run aborted"))
+        .collect();
+    assert_eq!(per_event.len(), 1, "{said}");
+    assert!(per_event[0].contains("events.ndjson:5: failed"), "{said}");
+    let count = format!("segrelay: {failed} events failed: run aborted: ");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with(&count) && l.ends_with("events.ndjson:5; -v lists each)")),
+        "{said}"
+    );
+    assert!(!said.contains("more problems not shown"), "{said}");
+
+    let (said, failed) = run(&["-v"]);
+    let per_event = said
+        .lines()
+        .filter(|l| l.contains(": failed: run aborted"))
+        .count();
+    assert_eq!(per_event as u64, failed, "{said}");
+    assert!(!said.contains("-v lists each"), "{said}");
+
+    // Quiet: the abort, and where the run stopped; no problem lines, no counts.
+    let (said, _) = run(&["-q"]);
+    assert!(!said.contains("failed: run aborted"), "{said}");
+    assert!(said.contains("kable: aborting: "), "{said}");
+    assert!(said.contains("stopped at "), "{said}");
+    assert!(!said.contains("read 40 events"), "{said}");
+}
