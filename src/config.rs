@@ -570,7 +570,6 @@ fn read_options(
             seen: Arc::new(filter::EventNames::new(events.as_ref().map_or(0, Vec::len))),
             events,
         },
-        bytes_read: Arc::default(),
         unreadable: Arc::new(crate::input::Unreadable::new(fail_fast)),
         folders,
     };

@@ -5,8 +5,6 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 
@@ -122,7 +120,6 @@ pub fn read_all(
     sources: &[Source],
     settled: &[u64],
     max_line: usize,
-    bytes_read: &Arc<AtomicU64>,
     unreadable: &Unreadable,
     mut each: impl FnMut(Item) -> anyhow::Result<Flow>,
 ) -> anyhow::Result<()> {
@@ -135,7 +132,7 @@ pub fn read_all(
             continue;
         }
         let label = crate::event::intern(&source.label());
-        let flow = match open(source, bytes_read.clone()) {
+        let flow = match open(source) {
             Ok(reader) => {
                 let reader = Consumed {
                     inner: reader,
@@ -206,21 +203,7 @@ impl BufRead for Consumed {
     }
 }
 
-/// Counts the bytes that pass, compressed or not, for the progress bar.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<Box<dyn BufRead>> {
+fn open(source: &Source) -> io::Result<Box<dyn BufRead>> {
     let inner: Box<dyn Read + Send> = match source {
         Source::Stdin => Box::new(io::stdin()),
         Source::Path(path) => {
@@ -230,7 +213,7 @@ fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<Box<dyn BufRead>> 
             Box::new(File::open(path)?)
         }
     };
-    let mut raw = Counting { inner, count };
+    let mut raw = inner;
     // Gzip is known by its first two bytes, whatever the name; they are read
     // first (a pipe may deliver them one at a time) and put back in front.
     let mut head = [0u8; 2];
@@ -583,7 +566,6 @@ mod tests {
             &[Source::Path(path)],
             &[skip],
             max,
-            &Arc::default(),
             &Unreadable::default(),
             |item| {
                 match item {
@@ -623,19 +605,12 @@ mod tests {
         let sources = [Source::Path(first), Source::Path(second)];
         assert_eq!(total_size(&sources), Some(25));
         let mut offsets = Vec::new();
-        read_all(
-            &sources,
-            &[1],
-            100,
-            &Arc::default(),
-            &Unreadable::default(),
-            |item| {
-                if let Item::Line { at, .. } = item {
-                    offsets.push(at.offset);
-                }
-                Ok(std::ops::ControlFlow::Continue(()))
-            },
-        )
+        read_all(&sources, &[1], 100, &Unreadable::default(), |item| {
+            if let Item::Line { at, .. } = item {
+                offsets.push(at.offset);
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
         .unwrap();
         // The first input's first line is settled: its bytes still count.
         assert_eq!(offsets, [17, 25]);
@@ -717,7 +692,7 @@ mod tests {
         ];
         let unreadable = Unreadable::default();
         let mut items = 0;
-        read_all(&sources, &[], 100, &Arc::default(), &unreadable, |_| {
+        read_all(&sources, &[], 100, &unreadable, |_| {
             items += 1;
             Ok(std::ops::ControlFlow::Continue(()))
         })

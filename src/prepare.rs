@@ -69,7 +69,6 @@ pub(crate) struct Reading<'a> {
     /// Lines of each input a checkpoint says are settled.
     pub settled: &'a [u64],
     pub max_line_bytes: usize,
-    pub bytes_read: &'a std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Where inputs that cannot be opened are recorded.
     pub unreadable: &'a input::Unreadable,
     /// Threads that prepare lines (at least 1).
@@ -142,7 +141,6 @@ fn read_lines(
             reading.sources,
             reading.settled,
             reading.max_line_bytes,
-            reading.bytes_read,
             reading.unreadable,
             |item| {
                 if let Some(counting) = &mut counting {

@@ -10,7 +10,6 @@ mod workers;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use jiff::Timestamp;
 
@@ -40,8 +39,6 @@ pub(crate) struct Options {
     /// `--limit`: the events read at most.
     pub limit: Option<u64>,
     pub filter: Filter,
-    /// Counts input bytes as they are read, for the progress bar.
-    pub bytes_read: Arc<AtomicU64>,
     /// The inputs that could not be opened.
     pub unreadable: Arc<crate::input::Unreadable>,
     /// Threads that parse and translate.
@@ -69,7 +66,6 @@ impl Options {
             sources: &self.sources,
             settled,
             max_line_bytes: self.max_line_bytes,
-            bytes_read: &self.bytes_read,
             unreadable: &self.unreadable,
             threads: self.threads,
         }
@@ -322,12 +318,7 @@ impl Run {
             .as_ref()
             .map(|c| c.settled_lines())
             .unwrap_or_default();
-        // Its own count: the progress bar tells the pass's reading.
-        let bytes_read = Arc::new(AtomicU64::new(0));
-        let reading = Reading {
-            bytes_read: &bytes_read,
-            ..options.reading(&settled)
-        };
+        let reading = options.reading(&settled);
         let preparer = options.preparer(self.courier.destination.as_ref(), &Pass::default());
         prepare::look_ahead(
             &reading,

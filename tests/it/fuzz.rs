@@ -16,7 +16,6 @@
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -735,7 +734,6 @@ fn lib_run(path: &Path, max_line: usize, dests: &[(String, Box<dyn Destination>)
         &[Source::Path(path.to_owned())],
         &[],
         max_line,
-        &Arc::default(),
         &Default::default(),
         |item| {
             match item {
