@@ -106,6 +106,10 @@ pub(crate) fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// Events whose keys or values were changed: how many, the first one's place
+/// and change, and the destination's wording of the warning.
+type Rewritten = (u64, String, fn(u64, &str) -> String);
+
 pub(crate) struct Report {
     summary: Summary,
     console: Console,
@@ -119,6 +123,9 @@ pub(crate) struct Report {
     /// Orb properties sent as numeric text though not listed in `numeric_properties`:
     /// how many events, and the first text, for the advice at the end.
     numeric_text: BTreeMap<String, (u64, String)>,
+    /// Events whose keys or values the destination stores changed: how many,
+    /// the first one's place and change, and how the destination words the warning.
+    rewritten: Option<Rewritten>,
     /// Events whose time came from a device's clock or had no offset.
     time_notes: crate::event::Tally,
     /// What the human summary calls events that went through: a dry run or a
@@ -179,6 +186,7 @@ impl Report {
             settled_offsets: None,
             settled: Totals::default(),
             numeric_text: BTreeMap::new(),
+            rewritten: None,
             time_notes: crate::event::Tally::default(),
             sent_word: "sent",
             checkpointed: false,
@@ -261,6 +269,18 @@ impl Report {
             None => {
                 self.numeric_text
                     .insert(property.to_owned(), (1, text.to_owned()));
+            }
+        }
+    }
+
+    /// A settled event whose keys or values the destination stores changed;
+    /// `finish` says how many, with the first.
+    pub(crate) fn rewritten(&mut self, rewrite: &crate::destination::Rewrite, origin: &Origin) {
+        match &mut self.rewritten {
+            Some((events, _, _)) => *events += 1,
+            None => {
+                let example = format!("{origin}: {}", rewrite.example);
+                self.rewritten = Some((1, example, rewrite.warning));
             }
         }
     }
@@ -457,6 +477,9 @@ impl Report {
             self.warn(crate::destination::orb::numeric_text_advice(
                 &property, events, &example,
             ));
+        }
+        if let Some((events, example, warning)) = self.rewritten.take() {
+            self.warn(warning(events, &example));
         }
         if let Some(rejects) = &mut self.rejects {
             if !interrupt::output_closed() || rejects.file.is_some() {

@@ -252,7 +252,7 @@ impl Destination for Kable {
             key: transaction_id,
             customer: None,
             time: Some(time),
-            numeric_text: Box::default(),
+            notes: None,
         })
     }
 

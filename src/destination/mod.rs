@@ -58,10 +58,31 @@ pub struct Payload {
     /// The event's time, as translated (usage records; not Amberflo's customers):
     /// what backfill windows and day spans go by.
     pub time: Option<jiff::Timestamp>,
+    /// What the run's warnings and advice say of this event. None, without
+    /// allocating, for nearly every event.
+    pub notes: Option<Box<Notes>>,
+}
+
+/// What a translation found in an event that the run tells the user of at its end.
+#[derive(Debug, Default)]
+pub struct Notes {
     /// Orb: the mapped properties that carried numeric text though not listed in
-    /// `numeric_properties` (Orb's name, the text), for the run's advice. Empty,
-    /// without allocating, for nearly every event.
-    pub numeric_text: Box<[(String, String)]>,
+    /// `numeric_properties` (Orb's name, the text), for the run's advice.
+    pub numeric_text: Vec<(String, String)>,
+    /// The first key or value the translation changed to what the destination
+    /// takes, for the run's warning.
+    pub rewritten: Option<Rewrite>,
+}
+
+/// A key or value of an event the destination stores otherwise than the
+/// archive has it (Amberflo: characters it does not take become `_`).
+#[derive(Debug)]
+pub struct Rewrite {
+    /// The change, for the warning's example: `properties.path "/v1/search" was sent as "_v1_search"`.
+    pub example: String,
+    /// The warning at the end of the run, given how many events were changed
+    /// and the first one's place and example; the destination words it.
+    pub warning: fn(events: u64, example: &str) -> String,
 }
 
 /// What a destination makes of an event.

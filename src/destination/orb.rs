@@ -317,7 +317,12 @@ impl Destination for Orb {
             key,
             customer: None,
             time: Some(time),
-            numeric_text: found_numeric_text.into_boxed_slice(),
+            notes: (!found_numeric_text.is_empty()).then(|| {
+                Box::new(super::Notes {
+                    numeric_text: found_numeric_text,
+                    rewritten: None,
+                })
+            }),
         })
     }
 

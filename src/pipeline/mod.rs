@@ -434,8 +434,13 @@ impl Pipeline<'_> {
             self.push(origin, at, ends_line, Some(Outcome::Skipped(reason)));
             return Ok(ControlFlow::Continue(()));
         }
-        for (property, text) in &payload.numeric_text {
-            self.report.numeric_text(property, text);
+        if let Some(notes) = &payload.notes {
+            for (property, text) in &notes.numeric_text {
+                self.report.numeric_text(property, text);
+            }
+            if let Some(rewrite) = &notes.rewritten {
+                self.report.rewritten(rewrite, &origin);
+            }
         }
         if let Some(customers) = self.customers.as_deref_mut()
             && let Some(customer) = &payload.customer

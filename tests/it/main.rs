@@ -19,6 +19,7 @@ mod hostile;
 mod input;
 mod pipes;
 mod resume;
+mod rewrites;
 mod secrets;
 mod segment_input;
 mod send;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::destination::{outgoing_text, write_json_str};
+use crate::event::short_text;
 use crate::reason::Reason;
 
 /// Amberflo's limit on a dimension or trait value.
@@ -17,24 +18,27 @@ const MAX_VALUE_CHARS: usize = 200;
 /// the record, value by value, since this runs for every event; the map-based
 /// path below gives the same object, and is taken when some key is not already
 /// what Amberflo takes (empty, with a dot or a character to clean): two keys
-/// could then become one, which rejects the event.
+/// could then become one, which rejects the event. Gives the first key or
+/// value changed on the way (see `Flat::rewrite`).
 pub(super) fn write_dimensions(
     out: &mut Vec<u8>,
     name: Option<&Value>,
     properties: &Map<String, Value>,
     skip: Option<&str>,
-) -> Result<(), Reason> {
+) -> Result<Option<String>, Reason> {
     let nested_name = name.is_some_and(|n| n.is_object() || n.is_array());
     if nested_name || has_unusual_key(properties) {
         let dimensions = dimension_map(name, properties, skip)?;
         write_flat(out, &dimensions);
-        return Ok(());
+        return Ok(dimensions.rewrite);
     }
     let mut writer = DimensionWriter {
         out,
         first: true,
+        within: "",
         path: String::new(),
         text: String::new(),
+        rewrite: None,
     };
     writer.out.push(b'{');
     // A property called `name` that gives a value wins over the call's own name.
@@ -44,11 +48,12 @@ pub(super) fn write_dimensions(
     if let Some(name) = name.filter(|_| !overridden) {
         writer.value("name", name);
     }
+    writer.within = "properties.";
     for (key, value) in properties.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
         writer.value(key, value);
     }
     writer.out.push(b'}');
-    Ok(())
+    Ok(writer.rewrite)
 }
 
 /// The dimensions as a map: the properties but `skip`, then what of the call's
@@ -58,7 +63,7 @@ fn dimension_map(
     properties: &Map<String, Value>,
     skip: Option<&str>,
 ) -> Result<Flat, Reason> {
-    let mut dimensions = Flat::default();
+    let mut dimensions = Flat::within("properties");
     for (key, value) in properties.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
         flatten_into(&mut dimensions, key, value)
             .map_err(|collision| collision.reason("properties", "dimension"))?;
@@ -67,8 +72,11 @@ fn dimension_map(
         let mut own = Flat::default();
         flatten_into(&mut own, "name", name)
             .map_err(|collision| collision.reason("", "dimension"))?;
-        for (key, entry) in own.0 {
-            dimensions.0.entry(key).or_insert(entry);
+        for (key, entry) in own.values {
+            if let std::collections::btree_map::Entry::Vacant(free) = dimensions.values.entry(key) {
+                free.insert(entry);
+                dimensions.rewrite = dimensions.rewrite.or(own.rewrite.take());
+            }
         }
     }
     Ok(dimensions)
@@ -77,7 +85,7 @@ fn dimension_map(
 /// `{"key":"value",...}`; keys and values are already clean.
 fn write_flat(out: &mut Vec<u8>, flat: &Flat) {
     out.push(b'{');
-    for (i, (key, (value, _))) in flat.0.iter().enumerate() {
+    for (i, (key, (value, _))) in flat.values.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -142,10 +150,15 @@ fn blank_value(text: &str) -> bool {
 struct DimensionWriter<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
+    /// Where the values being written are in the event: `properties.`, or
+    /// nothing for the call's own name.
+    within: &'static str,
     /// The dotted key of the value being written.
     path: String,
     /// A joined array's text before it is sanitised.
     text: String,
+    /// The first value changed, as `Flat::rewrite` words it.
+    rewrite: Option<String>,
 }
 
 impl DimensionWriter<'_> {
@@ -203,17 +216,29 @@ impl DimensionWriter<'_> {
         write_json_str(self.out, &self.path);
         self.out.extend_from_slice(b":\"");
         // Sanitised text is plain ASCII with nothing JSON must escape.
+        let start = self.out.len();
+        let mut changed = text.len() > MAX_VALUE_CHARS;
         if text.is_ascii() {
             let bytes = &text.as_bytes()[..text.len().min(MAX_VALUE_CHARS)];
-            self.out.extend(
-                bytes
-                    .iter()
-                    .map(|&b| if ALLOWED[b as usize] { b } else { b'_' }),
-            );
+            self.out.extend(bytes.iter().map(|&b| {
+                if ALLOWED[b as usize] {
+                    b
+                } else {
+                    changed = true;
+                    b'_'
+                }
+            }));
         } else {
+            // A character outside ASCII is never taken.
+            changed = true;
             for c in text.chars().take(MAX_VALUE_CHARS) {
                 self.out.push(if allowed(c) { c as u8 } else { b'_' });
             }
+        }
+        if changed && self.rewrite.is_none() {
+            let sent = String::from_utf8_lossy(&self.out[start..]);
+            let place = format!("{}{}", self.within, self.path);
+            self.rewrite = Some(value_rewrite(&place, text, &sent));
         }
         self.out.push(b'"');
     }
@@ -241,23 +266,52 @@ pub(super) fn scalar_text(value: &Value) -> Option<String> {
 /// Dimensions or traits as Amberflo takes them: each clean key with its value,
 /// and where in the event it came from (to name both keys when two meet).
 #[derive(Default)]
-pub(super) struct Flat(BTreeMap<String, (String, String)>);
+pub(super) struct Flat {
+    values: BTreeMap<String, (String, String)>,
+    /// The object the keys are in (`properties`, `traits`), or nothing.
+    within: &'static str,
+    /// The first key or value changed to what Amberflo takes:
+    /// `properties.path "/v1/search" was sent as "_v1_search"`.
+    pub(super) rewrite: Option<String>,
+}
 
 impl Flat {
+    pub(super) fn within(within: &'static str) -> Flat {
+        Flat {
+            within,
+            ..Flat::default()
+        }
+    }
+
     pub(super) fn into_values(self) -> BTreeMap<String, String> {
-        self.0
+        self.values
             .into_iter()
             .map(|(key, (value, _))| (key, value))
             .collect()
     }
 
-    /// Adds a value, sanitised and cut; nothing for a blank one.
-    fn insert(&mut self, key: String, shown: String, text: &str) -> Result<(), Collision> {
+    /// Adds a value, sanitised and cut; nothing for a blank one. `renamed`:
+    /// the key was cleaned.
+    fn insert(
+        &mut self,
+        key: String,
+        shown: String,
+        renamed: bool,
+        text: &str,
+    ) -> Result<(), Collision> {
         if blank_value(text) {
             return Ok(());
         }
         let value = sanitise(text);
-        match self.0.entry(key) {
+        if self.rewrite.is_none() {
+            let place = place(self.within, &shown);
+            if renamed {
+                self.rewrite = Some(format!("key {place} was sent as \"{key}\""));
+            } else if value != text {
+                self.rewrite = Some(value_rewrite(&place, text, &value));
+            }
+        }
+        match self.values.entry(key) {
             std::collections::btree_map::Entry::Occupied(taken) => Err(Collision {
                 first: taken.get().1.clone(),
                 second: shown,
@@ -285,23 +339,45 @@ impl Collision {
     /// `within`: the object the keys are in (`properties`, `traits`); `what`:
     /// the kind of key they become (`dimension`, `trait`).
     pub(super) fn reason(&self, within: &str, what: &str) -> Reason {
-        let place = |shown: &str| {
-            if within.is_empty() {
-                shown.trim_start_matches('.').to_owned()
-            } else {
-                format!("{within}{shown}")
-            }
-        };
         Reason::new(
             format!("{what} keys collide"),
             format!(
                 "{} and {} both become {what} \"{}\"; rename one",
-                place(&self.first),
-                place(&self.second),
+                place(within, &self.first),
+                place(within, &self.second),
                 self.key
             ),
         )
     }
+}
+
+/// A key as `shown_key` writes it, in the object `within` (or at the top).
+fn place(within: &str, shown: &str) -> String {
+    if within.is_empty() {
+        shown.trim_start_matches('.').to_owned()
+    } else {
+        format!("{within}{shown}")
+    }
+}
+
+/// `properties.path "/v1/search" was sent as "_v1_search"`.
+fn value_rewrite(place: &str, text: &str, sent: &str) -> String {
+    format!(
+        "{place} {} was sent as {}",
+        short_text(&Value::String(text.to_owned())),
+        short_text(&Value::String(sent.to_owned()))
+    )
+}
+
+/// The run's warning: `events` events had keys or values changed, `example` the first.
+pub(super) fn rewrite_warning(events: u64, example: &str) -> String {
+    format!(
+        "{events} event{} had dimension or trait keys or values Amberflo does not take as \
+         they are, so it stores them otherwise than the input has them: each character \
+         outside its set was sent as `_`, and a value over {MAX_VALUE_CHARS} characters cut \
+         (the first: {example})",
+        if events == 1 { "" } else { "s" }
+    )
 }
 
 /// A key as it is written in the event, unmistakably: `.key` when it is plain,
@@ -329,17 +405,27 @@ pub(super) fn flatten_into(out: &mut Flat, key: &str, value: &Value) -> Result<(
     if is_blank(key) {
         return Ok(());
     }
-    flatten(out, clean_key(key), shown_key(key), value)
+    let clean = clean_key(key);
+    let renamed = clean != key;
+    flatten(out, clean, shown_key(key), renamed, value)
 }
 
-fn flatten(out: &mut Flat, key: String, shown: String, value: &Value) -> Result<(), Collision> {
+fn flatten(
+    out: &mut Flat,
+    key: String,
+    shown: String,
+    renamed: bool,
+    value: &Value,
+) -> Result<(), Collision> {
     match value {
         Value::Null => Ok(()),
         Value::Object(map) => {
             for (member, value) in map.iter().filter(|(member, _)| !is_blank(member)) {
-                let nested_key = format!("{key}.{}", clean_key(member));
+                let clean = clean_key(member);
+                let nested_renamed = renamed || clean != *member;
+                let nested_key = format!("{key}.{clean}");
                 let nested_shown = format!("{shown}{}", shown_key(member));
-                flatten(out, nested_key, nested_shown, value)?;
+                flatten(out, nested_key, nested_shown, nested_renamed, value)?;
             }
             Ok(())
         }
@@ -349,16 +435,17 @@ fn flatten(out: &mut Flat, key: String, shown: String, value: &Value) -> Result<
                 .filter_map(scalar_text)
                 .collect::<Vec<_>>()
                 .join(",");
-            out.insert(key, shown, &joined)
+            out.insert(key, shown, renamed, &joined)
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                flatten(out, format!("{key}.{i}"), format!("{shown}.{i}"), item)?;
+                let (key, shown) = (format!("{key}.{i}"), format!("{shown}.{i}"));
+                flatten(out, key, shown, renamed, item)?;
             }
             Ok(())
         }
         scalar => match scalar_text(scalar) {
-            Some(text) => out.insert(key, shown, &text),
+            Some(text) => out.insert(key, shown, renamed, &text),
             None => Ok(()),
         },
     }
@@ -535,17 +622,19 @@ mod tests {
             let mapped = dimension_map(name.as_ref(), map, Some("value")).map(|flat| {
                 let mut out = Vec::new();
                 write_flat(&mut out, &flat);
-                out
+                (out, flat.rewrite)
             });
             let mut out = Vec::new();
-            let written =
-                write_dimensions(&mut out, name.as_ref(), map, Some("value")).map(|()| out);
+            let written = write_dimensions(&mut out, name.as_ref(), map, Some("value"))
+                .map(|rewrite| (out, rewrite));
             match (written, mapped) {
-                (Ok(written), Ok(mapped)) => {
+                (Ok((written, written_rewrite)), Ok((mapped, mapped_rewrite))) => {
                     let written: BTreeMap<String, String> =
                         serde_json::from_slice(&written).unwrap();
                     let mapped: BTreeMap<String, String> = serde_json::from_slice(&mapped).unwrap();
                     assert_eq!(written, mapped, "{name:?} {properties}");
+                    // The same first change is named, whichever path wrote it.
+                    assert_eq!(written_rewrite, mapped_rewrite, "{name:?} {properties}");
                 }
                 (Err(written), Err(mapped)) => assert_eq!(written, mapped, "{name:?} {properties}"),
                 (written, mapped) => panic!("{name:?} {properties}: {written:?} but {mapped:?}"),

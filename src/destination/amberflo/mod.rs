@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::{
-    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, OldEvents, Payload, Request,
-    Stream, Translation, double_keeps, outgoing_text, write_json_str,
+    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, Notes, OldEvents, Payload,
+    Request, Rewrite, Stream, Translation, double_keeps, outgoing_text, write_json_str,
 };
 use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
@@ -261,9 +261,10 @@ impl Destination for Amberflo {
         json.extend_from_slice(b",\"meterTimeInMillis\":");
         json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
         json.extend_from_slice(b",\"dimensions\":");
-        if let Err(reason) = write_dimensions(&mut json, name, properties, skip) {
-            return Translation::Reject(reason);
-        }
+        let rewrite = match write_dimensions(&mut json, name, properties, skip) {
+            Ok(rewrite) => rewrite,
+            Err(reason) => return Translation::Reject(reason),
+        };
         json.push(b'}');
         Translation::Record(Payload {
             stream: Stream::Usage,
@@ -271,7 +272,7 @@ impl Destination for Amberflo {
             key: unique_id,
             customer: Some(customer_id),
             time: Some(time),
-            numeric_text: Box::default(),
+            notes: rewrite.map(rewritten),
         })
     }
 
@@ -351,12 +352,13 @@ impl Amberflo {
             .get("email")
             .and_then(scalar_text)
             .filter(|e| !dimensions::is_blank(e));
-        let mut kept = Flat::default();
+        let mut kept = Flat::within("traits");
         for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
             if let Err(collision) = flatten_into(&mut kept, key, value) {
                 return Translation::Reject(collision.reason("traits", "trait"));
             }
         }
+        let rewrite = kept.rewrite.take();
         let customer = Customer {
             customer_id: &customer_id,
             customer_name: match (name.as_deref(), self.merge) {
@@ -373,9 +375,20 @@ impl Amberflo {
             key: customer_id.clone(),
             customer: Some(customer_id.clone()),
             time: None,
-            numeric_text: Box::default(),
+            notes: rewrite.map(rewritten),
         })
     }
+}
+
+/// A key or value changed to what Amberflo takes, for the run's warning.
+fn rewritten(example: String) -> Box<Notes> {
+    Box::new(Notes {
+        rewritten: Some(Rewrite {
+            example,
+            warning: dimensions::rewrite_warning,
+        }),
+        ..Notes::default()
+    })
 }
 
 /// `properties.value`: a JSON number, or numeric text (`"12.5"`) read as one; 1
