@@ -82,7 +82,7 @@ impl Count {
                     self.display_name,
                 ),
                 OldEvents::MayNeedRaising { remedy } => format!(
-                    "{} older than {}: they were sent, but the account may need the guardrail raised for {} to take them; {remedy}",
+                    "{} older than {}: they are not held back, but the account may need the guardrail raised for {} to take them; {remedy}",
                     events_are(self.too_old),
                     self.grace_text(),
                     self.display_name,

@@ -287,7 +287,7 @@ fn timed(id: &str, offset: SignedDuration) -> Value {
     })
 }
 
-const GUARDRAIL_WARNING: &str = "2 events are older than Amberflo's default backfill guardrail (60 days): they were sent, but the account may need the guardrail raised for Amberflo to take them; ask Amberflo support to raise it if they do not show in its usage";
+const GUARDRAIL_WARNING: &str = "2 events are older than Amberflo's default backfill guardrail (60 days): they are not held back, but the account may need the guardrail raised for Amberflo to take them; ask Amberflo support to raise it if they do not show in its usage";
 
 fn timed_events() -> String {
     let day = SignedDuration::from_hours(24);
