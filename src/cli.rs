@@ -13,6 +13,8 @@ Exit codes (each command's --help says what they mean for it):
   1  some events were rejected or failed (send), would be (check), or differ (verify)
   2  usage or settings error
   3  the destination refused the key, did not answer as the API, or stayed unreachable
+  4  an output could not be written (the requests, the rejects, the summary, the checkpoint)
+  70  internal error: please report it
   130  interrupted (Ctrl-C or SIGTERM)";
 
 const EXIT_CODES: &str = "\
@@ -22,6 +24,8 @@ Exit codes:
   2  usage or settings error: nothing was sent
   3  run aborted by the destination (key refused, an answer that is not the API's, or
      unreachable after retries): the message names the URL; the rest was not read
+  4  an output could not be written (-o, --rejects, --summary, --checkpoint: a full disk)
+  70  internal error: please report it
   130  interrupted (Ctrl-C or SIGTERM): run the same command again to go on";
 
 const CHECK_EXIT_CODES: &str = "\
@@ -29,6 +33,7 @@ Exit codes:
   0  every event would be sent or skipped
   1  some events would be rejected (see --rejects)
   2  usage or settings error
+  4  an output could not be written (--rejects, --summary: a full disk)
   130  interrupted (Ctrl-C or SIGTERM)";
 
 const VERIFY_EXIT_CODES: &str = "\

@@ -52,6 +52,10 @@ pub use crate::status::Status;
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<SettingsError>().is_some() {
         Status::Usage as u8
+    } else if error.downcast_ref::<status::OutputFailed>().is_some() {
+        Status::Output as u8
+    } else if error.downcast_ref::<status::InternalError>().is_some() {
+        Status::Internal as u8
     } else {
         Status::Problems as u8
     }

@@ -18,6 +18,7 @@ use crate::prepare::Unread;
 use crate::problems::Problems;
 use crate::reason::Reason;
 use crate::rejects;
+use crate::status::OutputFailed;
 
 /// Events between two updates of the bar; drawing itself is rate-limited by indicatif.
 const PROGRESS_EVERY: u64 = 256;
@@ -391,7 +392,12 @@ impl Report {
         let Some(rejects) = &mut self.rejects else {
             return Ok(None);
         };
-        let context = || format!("cannot write rejects file {}", rejects.path.display());
+        let context = || {
+            OutputFailed(format!(
+                "cannot write rejects file {}",
+                rejects.path.display()
+            ))
+        };
         rejects.writer.flush().with_context(context)?;
         // A checkpoint refuses `--rejects -`: there is always a file here.
         let Some(file) = &mut rejects.file else {
@@ -505,7 +511,9 @@ impl Report {
                 },
                 false => std::fs::write(path, text),
             };
-            written.with_context(|| format!("cannot write summary {}", path.display()))?;
+            written.with_context(|| {
+                OutputFailed(format!("cannot write summary {}", path.display()))
+            })?;
         }
         if self.console.verbosity() > Verbosity::Quiet {
             crate::console::stderr_text(&self.human(title));
@@ -652,9 +660,9 @@ impl Rejects {
                 self.unwritten += 1;
                 Ok(())
             }
-            other => {
-                other.with_context(|| format!("cannot write rejects file {}", self.path.display()))
-            }
+            other => other.with_context(|| {
+                OutputFailed(format!("cannot write rejects file {}", self.path.display()))
+            }),
         }
     }
 }

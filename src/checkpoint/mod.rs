@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::input::{Position, Source, WHOLE_INPUT};
 use crate::report::Totals;
 use crate::settings::SettingsError;
+use crate::status::OutputFailed;
 pub(crate) use identity::Identity;
 use saving::Saving;
 
@@ -378,7 +379,7 @@ impl Checkpoint {
     /// Temporary file, fsync, rename, fsync of the folder: a crash leaves the
     /// old checkpoint or the new one, never a torn one.
     fn write(&mut self) -> anyhow::Result<()> {
-        let context = || format!("cannot write checkpoint {}", self.path.display());
+        let context = || OutputFailed(format!("cannot write checkpoint {}", self.path.display()));
         let mut temporary = self.path.clone().into_os_string();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);

@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::EventAt;
+use crate::status::OutputFailed;
 
 /// Where the files are, and how much of them a resume keeps.
 pub(crate) struct Files {
@@ -91,9 +92,9 @@ impl Kept {
         let (path, journal) = &mut self.journal;
         journal
             .sync_data()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .with_context(|| OutputFailed(format!("cannot write {}", path.display())))?;
         let (path, file) = &mut self.known;
-        let context = || format!("cannot write {}", path.display());
+        let context = || OutputFailed(format!("cannot write {}", path.display()));
         file.sync_data().with_context(context)?;
         file.stream_position().with_context(context)
     }
@@ -101,7 +102,7 @@ impl Kept {
 
 fn append((path, file): &mut (PathBuf, File), line: &str) -> anyhow::Result<()> {
     file.write_all(line.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+        .with_context(|| OutputFailed(format!("cannot write {}", path.display())))
 }
 
 /// Opens a file of lines for appending, cut to `length` bytes, with the lines kept.

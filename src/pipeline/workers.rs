@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use crate::delivery::{Courier, Delivered, Record, RequestContext};
 use crate::destination::Stream;
+use crate::status::InternalError;
 use crate::transport::Transport;
 
 /// Threads delivering batches, each with its own transport.
@@ -58,7 +59,7 @@ impl Workers {
     pub(super) fn submit(&mut self, stream: Stream, records: Vec<Record>) -> anyhow::Result<()> {
         let jobs = self.jobs.as_ref().expect("the pool is running");
         jobs.send((stream, records))
-            .map_err(|_| anyhow::anyhow!("the delivery threads stopped"))?;
+            .map_err(|_| InternalError("the delivery threads stopped"))?;
         self.in_flight += 1;
         Ok(())
     }
@@ -67,7 +68,7 @@ impl Workers {
         let result = self
             .results
             .recv()
-            .map_err(|_| anyhow::anyhow!("the delivery threads stopped"))?;
+            .map_err(|_| InternalError("the delivery threads stopped"))?;
         self.in_flight -= 1;
         result
     }

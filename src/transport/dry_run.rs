@@ -9,6 +9,7 @@ use super::{Reply, Transport, USER_AGENT};
 use crate::console::escape_controls;
 use crate::destination::write_json_str;
 use crate::event::Origin;
+use crate::status::OutputFailed;
 use crate::wire::{HeaderValue, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +60,9 @@ impl DryRun {
                 crate::interrupt::close_output();
                 Ok(())
             }
-            other => other.with_context(|| format!("cannot write to {}", self.target)),
+            other => {
+                other.with_context(|| OutputFailed(format!("cannot write to {}", self.target)))
+            }
         }
     }
 

@@ -1177,7 +1177,7 @@ fn help_documents_the_exit_codes() {
         out.expect_code(0);
         let text = out.stdout.to_lowercase();
         assert!(text.contains("exit code"), "{args:?}: {}", out.stdout);
-        for code in ["0", "1", "2", "3"] {
+        for code in ["0", "1", "2", "3", "4", "130"] {
             assert!(
                 text.lines().any(|l| l.trim_start().starts_with(code)),
                 "{args:?}: exit code {code} is documented:\n{}",
@@ -1185,6 +1185,39 @@ fn help_documents_the_exit_codes() {
             );
         }
     }
+}
+
+/// An output that cannot be written (a full disk) is its own exit status, not
+/// the "look at the rejects" of 1; the README's table says so too.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_output_that_cannot_be_written_exits_4() {
+    let dir = workspace(SETTINGS);
+    write(
+        dir.path(),
+        "events.ndjson",
+        ndjson(&[track("ok", json!(1))]),
+    );
+    for args in [
+        vec!["send", "--dry-run", "-d", "kable", "-o", "/dev/full"],
+        vec!["check", "-d", "kable", "--summary", "/dev/full"],
+        vec!["send", "--dry-run", "-d", "kable", "--summary", "/dev/full"],
+    ] {
+        let out = run(segrelay().current_dir(dir.path()).args(&args).args([
+            "-c",
+            "segrelay.toml",
+            "events.ndjson",
+        ]));
+        out.expect_code(4);
+        assert!(
+            out.stderr.contains("cannot write") && out.stderr.contains("/dev/full"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(readme.contains("| 4 | an output could not be written"));
 }
 
 #[test]
