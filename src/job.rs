@@ -257,7 +257,7 @@ impl Job {
             report.console().say(&format!(
                 "segrelay: checkpoint {} written {} by this run",
                 checkpoint.path().display(),
-                crate::report::plural(checkpoint.writes(), "time")
+                plural(checkpoint.writes(), "time")
             ));
         }
         let mut aborted = end.aborted;
@@ -310,14 +310,10 @@ impl Job {
 /// Said first on a resume: what the checkpoint already holds, which the
 /// progress and the counts of this run do not include.
 fn resuming_line(earlier: &crate::report::Totals, sends: bool) -> String {
+    let sent_word = if sends { "sent" } else { "translated" };
     format!(
-        "segrelay: resuming from the checkpoint: {} already settled ({} {}, {} skipped, {} rejected, {} failed)",
-        plural(earlier.read, "event"),
-        earlier.sent,
-        if sends { "sent" } else { "translated" },
-        earlier.skipped,
-        earlier.rejected,
-        earlier.failed
+        "segrelay: resuming from the checkpoint: {}",
+        earlier.already_settled(sent_word)
     )
 }
 

@@ -33,6 +33,21 @@ pub(crate) struct Totals {
     pub failed: u64,
 }
 
+impl Totals {
+    /// `N events already settled (S sent, K skipped, R rejected, F failed)`,
+    /// `sent_word` being what the run calls events that went through.
+    pub(crate) fn already_settled(&self, sent_word: &str) -> String {
+        format!(
+            "{} already settled ({} {sent_word}, {} skipped, {} rejected, {} failed)",
+            plural(self.read, "event"),
+            self.sent,
+            self.skipped,
+            self.rejected,
+            self.failed
+        )
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Summary {
     pub read: u64,
@@ -542,13 +557,8 @@ impl Report {
         );
         if let Some(earlier) = &s.already_done {
             out.push_str(&format!(
-                "  resumed from the checkpoint: {} already settled ({} {}, {} skipped, {} rejected, {} failed)\n",
-                plural(earlier.read, "event"),
-                earlier.sent,
-                self.sent_word,
-                earlier.skipped,
-                earlier.rejected,
-                earlier.failed
+                "  resumed from the checkpoint: {}\n",
+                earlier.already_settled(self.sent_word)
             ));
         }
         if s.retries > 0 || s.server_seconds > 0.0 {

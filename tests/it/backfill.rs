@@ -41,6 +41,9 @@ pub(crate) fn events(start: &str, days: i64) -> (String, Vec<(String, Timestamp)
 pub(crate) trait BackfillJob {
     fn orb(server: &TestServer, text: &str) -> Self;
     fn command(&self, args: &[&str]) -> std::process::Command;
+    /// `send --orb-backfill --orb-wait` with short waits, the summary and
+    /// rejects beside the job, `extra` and the input.
+    fn backfill_command(&self, extra: &[&str]) -> std::process::Command;
     fn send(&self, extra: &[&str]) -> Output;
 }
 
@@ -63,25 +66,28 @@ impl BackfillJob for Job {
         command
     }
 
-    fn send(&self, extra: &[&str]) -> Output {
-        let output = self
-            .command(&[
-                "send",
-                "--orb-backfill",
-                "--orb-wait",
-                "--orb-poll-interval",
-                "10ms",
-                "--max-retry-wait",
-                "10ms",
-            ])
+    fn backfill_command(&self, extra: &[&str]) -> std::process::Command {
+        let mut command = self.command(&[
+            "send",
+            "--orb-backfill",
+            "--orb-wait",
+            "--orb-poll-interval",
+            "10ms",
+            "--max-retry-wait",
+            "10ms",
+        ]);
+        command
             .arg("--summary")
             .arg(self.path("summary.json"))
             .arg("--rejects")
             .arg(self.path("rejects.ndjson"))
             .args(extra)
-            .arg(&self.input)
-            .output()
-            .unwrap();
+            .arg(&self.input);
+        command
+    }
+
+    fn send(&self, extra: &[&str]) -> Output {
+        let output = self.backfill_command(extra).output().unwrap();
         for text in [&output.stdout, &output.stderr] {
             assert!(
                 !String::from_utf8_lossy(text).contains(KEY),

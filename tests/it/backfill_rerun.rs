@@ -60,24 +60,10 @@ fn orb_post(server: &TestServer, path: &str, body: &Value) -> Value {
 
 /// `job.send(args)` started, not waited for.
 fn spawn(job: &Job, args: &[&str]) -> Child {
-    job.command(&[
-        "send",
-        "--orb-backfill",
-        "--orb-wait",
-        "--orb-poll-interval",
-        "10ms",
-        "--max-retry-wait",
-        "10ms",
-    ])
-    .arg("--summary")
-    .arg(job.path("summary.json"))
-    .arg("--rejects")
-    .arg(job.path("rejects.ndjson"))
-    .args(args)
-    .arg(&job.input)
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
+    job.backfill_command(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::job::{Job, destination_table};
+use crate::support::job::{Job, Sent, destination_table};
 use crate::support::server::{Api, TestServer};
 
 const KEY: &str = "sk_test_customer_ids_key_11";
@@ -63,24 +63,8 @@ fn with_fallback(api: Api) -> (&'static str, String) {
     (key, table)
 }
 
-struct Sent {
-    code: i32,
-    stderr: String,
-    summary: Value,
-}
-
 fn send(job: &Job, extra: &[&str]) -> Sent {
-    let output = job
-        .send_command(KEY)
-        .args(extra)
-        .arg(&job.input)
-        .output()
-        .unwrap();
-    Sent {
-        code: output.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        summary: job.summary(),
-    }
+    job.sent(KEY, extra)
 }
 
 fn lines(events: &[Value]) -> String {

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::support::job::{Job, KEY_VAR};
+use crate::support::job::{Job, KEY_VAR, Sent};
 use crate::support::server::{Api, Fault, TestServer};
 
 const KEY: &str = "sk_test_customers_key_07";
@@ -35,25 +35,8 @@ fn job(ingest: &TestServer, api: &TestServer, events: &[Value]) -> Job {
     Job::new(&table, &ingest.endpoint(), &lines(events))
 }
 
-struct Sent {
-    code: i32,
-    stderr: String,
-    summary: Value,
-}
-
 fn send(job: &Job, extra: &[&str]) -> Sent {
-    let output = job
-        .send_command(KEY)
-        .args(["--max-retry-wait", "20ms"])
-        .args(extra)
-        .arg(&job.input)
-        .output()
-        .unwrap();
-    Sent {
-        code: output.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        summary: job.summary(),
-    }
+    job.sent(KEY, &[&["--max-retry-wait", "20ms"], extra].concat())
 }
 
 /// The methods of the customer requests for `id` among `requests`.

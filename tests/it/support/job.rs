@@ -22,6 +22,13 @@ pub fn destination_table(api: Api) -> String {
     }
 }
 
+/// How a send ended: its exit code, what it said, and its summary.
+pub struct Sent {
+    pub code: i32,
+    pub stderr: String,
+    pub summary: Value,
+}
+
 pub struct Job {
     pub dir: tempfile::TempDir,
     pub settings: PathBuf,
@@ -70,6 +77,21 @@ impl Job {
             .arg(self.path("rejects.ndjson"))
             .env(KEY_VAR, key);
         command
+    }
+
+    /// [`Job::send_command`] with `args` and the input, run to its end.
+    pub fn sent(&self, key: &str, args: &[&str]) -> Sent {
+        let output = self
+            .send_command(key)
+            .args(args)
+            .arg(&self.input)
+            .output()
+            .unwrap();
+        Sent {
+            code: output.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            summary: self.summary(),
+        }
     }
 
     /// A file in the work directory.
