@@ -61,6 +61,9 @@ pub(crate) struct Preparer<'a> {
     /// Events timed after this are rejected: too far in the future.
     pub rejects_after: Option<Timestamp>,
     pub wanted: Wanted,
+    /// Usage records are fingerprinted for the run's window of idempotency
+    /// keys: only a pass that settles them needs it, not a scan.
+    pub fingerprints: bool,
 }
 
 /// Where the lines come from.
@@ -514,7 +517,7 @@ impl Preparer<'_> {
                     Err(event) => event.to_json().into_bytes().into_boxed_slice(),
                 };
                 // Here, on the preparing threads, rather than where records are batched.
-                let prints = (payload.stream == Stream::Usage)
+                let prints = (self.fingerprints && payload.stream == Stream::Usage)
                     .then(|| dedupe::prints(&payload.key, &payload.json));
                 Ready::Record {
                     payload,

@@ -57,6 +57,7 @@ impl Options {
             rejects_after: pass.rejects_after,
             wanted: Wanted::with_paths(destination.paths())
                 .reading_whole_objects(destination.reads_whole_objects()),
+            fingerprints: false,
         }
     }
 
@@ -253,7 +254,10 @@ impl Run {
                 Some(_) => None,
             },
         };
-        let preparer = options.preparer(courier.destination.as_ref(), pass);
+        let preparer = Preparer {
+            fingerprints: true,
+            ..options.preparer(courier.destination.as_ref(), pass)
+        };
         let read = prepare::read_all(&options.reading(&settled), &preparer, |line| {
             if interrupt::stop_reading() {
                 return Ok(pipeline.stop_before(line, ReadStop::Here));
