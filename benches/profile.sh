@@ -51,7 +51,7 @@ callgrind_top() { # FILE inclusive(yes|no) N
             pct = $0; sub(/^ *[0-9,]+ \( */, "", pct); sub(/%\).*/, "", pct)
             rest = $0; sub(/^ *[0-9,]+ \( *[0-9.]+%\) +/, "", rest)
             fn = substr(rest, index(rest, ":") + 1); sub(/ \[[^]]*\] *$/, "", fn)
-            if (fn ~ /lang_start|rust_begin_short_backtrace|libc_start|below main|^main$|^segrelay::main$|^segrelay::run$|^segrelay::job::Job::run$|^0x0/) next
+            if (fn ~ /lang_start|rust_begin_short_backtrace|libc_start|below main|^main$|^segrelay::main$|^segrelay::run$|^segrelay::run::Job::run$|^0x0/) next
             if (pct + 0 >= 99.99 || seen[fn]++) next
             printf "%6.2f%%  %s\n", pct, substr(fn, 1, 150)
         }' | head -n "$3" || true
@@ -100,7 +100,7 @@ if perf stat -e task-clock true >/dev/null 2>&1; then
         perf report -i "$W/perf.$dest.data" --children --stdio --sort symbol -g none 2>/dev/null |
             awk '/^ +[0-9.]+% +[0-9.]+% / && !/\(inlined\)/ {
                 fn = $0; sub(/^ +[0-9.]+% +[0-9.]+% +\[[.k]\] +/, "", fn); sub(/[ -]+$/, "", fn)
-                if (fn ~ /^_start|lang_start|libc_start|^main$|segrelay::main$|segrelay::run$|segrelay::job::Job::run$|call_once|catch_unwind|backtrace/) next
+                if (fn ~ /^_start|lang_start|libc_start|^main$|segrelay::main$|segrelay::run$|segrelay::run::Job::run$|call_once|catch_unwind|backtrace/) next
                 printf "%7s  %s\n", $1, substr(fn, 1, 150) }' | head -n "$TOP" || true
         echo
         echo "self:"

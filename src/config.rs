@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use crate::checkpoint::Identity;
 use crate::cli::{self, BackfillAction, BatchArgs, InputArgs, SettingsArgs};
-use crate::console::Verbosity;
+use crate::delivery::retry::RetryPolicy;
 use crate::destination::{Destination, Kind};
-use crate::filter::{self, Filter};
+use crate::input::filter::{self, Filter};
 use crate::input::{DayBounds, Expanded, Source};
-use crate::pipeline::Options;
+use crate::report::console::Verbosity;
 use crate::report::is_stdout;
-use crate::retry::RetryPolicy;
+use crate::run::pipeline::Options;
+use crate::settings::table::Setting;
 use crate::settings::{self, DestinationSettings, Secret, Settings, SettingsError};
-use crate::table::Setting;
 use crate::transport::dry_run::Format;
 
 /// The chosen destination, built from its settings table.

@@ -4,38 +4,20 @@
 // that handle a closed pipe; the print macros panic on one.
 #![warn(clippy::print_stderr, clippy::print_stdout)]
 
-mod backfill;
 mod checkpoint;
 pub mod cli;
 mod config;
-mod console;
-mod customers;
-mod dedupe;
 mod delivery;
 pub mod destination;
 pub mod event;
-pub mod filter;
-mod grace;
-mod init;
 pub mod input;
 mod interrupt;
-mod job;
-mod manual;
-mod outcome;
-mod pipeline;
-mod prepare;
-mod problems;
-mod reason;
-mod rejects;
 mod report;
-mod retry;
+mod run;
 pub mod settings;
 mod status;
-mod table;
-mod throttle;
 mod transport;
 mod verify;
-mod wire;
 
 use std::io;
 
@@ -44,7 +26,7 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, OrbCommand};
 use crate::config::{BackfillsConfig, RunConfig, VerifyConfig};
-use crate::job::Job;
+use crate::run::Job;
 use crate::settings::SettingsError;
 pub use crate::status::Status;
 
@@ -85,7 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
                 .destination
                 .as_deref()
                 .and_then(destination::Kind::from_name);
-            init::write(kind, &args.out)?;
+            settings::init::write(kind, &args.out)?;
             Ok(Status::Clean)
         }
         Command::Completions { shell } => {
@@ -100,13 +82,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Orb {
             settings,
             command: OrbCommand::Backfills { timeout, action },
-        } => backfill::manage(BackfillsConfig::new(settings, timeout, action)?),
+        } => destination::orb::backfill::manage(BackfillsConfig::new(settings, timeout, action)?),
         Command::Man { out_dir } => {
             // `help` has no page of its own: the pages are the help.
             let command = Cli::command().disable_help_subcommand(true);
             match out_dir {
-                None => manual::render(&command, &mut io::stdout().lock())?,
-                Some(dir) => manual::write_all(command, &dir).with_context(|| {
+                None => cli::manual::render(&command, &mut io::stdout().lock())?,
+                Some(dir) => cli::manual::write_all(command, &dir).with_context(|| {
                     format!("cannot write the manual pages to {}", dir.display())
                 })?,
             }

@@ -13,12 +13,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::VerifyConfig;
-use crate::console::{Console, Verbosity};
+use crate::delivery::throttle::Throttle;
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::{Kind, Request, Stream};
-use crate::pipeline;
+use crate::report::console::{Console, Verbosity};
+use crate::run::pipeline;
 use crate::status::Status;
-use crate::throttle::Throttle;
 use crate::transport::Transport;
 use crate::transport::http::HttpSender;
 

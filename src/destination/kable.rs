@@ -7,10 +7,10 @@ use super::{
     Common, CustomerIdField, Destination, Header, Kind, Outgoing, Payload, Request, Stream,
     Translation,
 };
+use crate::event::reason::Reason;
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, lookup, remove_path};
-use crate::reason::Reason;
-use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
+use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
 
 pub const LIVE_ENDPOINT: &str = "https://live.kable.io";
 pub const TEST_ENDPOINT: &str = "https://test.kable.io";

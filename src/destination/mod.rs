@@ -16,8 +16,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::event::Event;
-use crate::reason::Reason;
-use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
+use crate::event::reason::Reason;
+use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
 
 pub use kind::Kind;
 pub use number::{
@@ -26,7 +26,7 @@ pub use number::{
 };
 pub use verdict::{Verdict, common_verdict};
 // What a destination makes and reads, where the rest of the program looks for it.
-pub use crate::wire::{Header, HeaderValue, Request, Response};
+pub use crate::transport::wire::{Header, HeaderValue, Request, Response};
 
 /// The path of a base URL without its trailing slashes: `/v1` of
 /// `https://api.withorb.com/v1/`, empty for a bare host.

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
 use super::Kind;
-use crate::reason::Reason;
+use crate::event::reason::Reason;
 
 /// The first property (at any depth) whose number a double cannot hold at
 /// all, as the reason to reject its event: sent, it would become infinite or

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::Kind;
-use crate::wire::Response;
+use crate::transport::wire::Response;
 
 #[derive(Debug, PartialEq)]
 pub enum Verdict {

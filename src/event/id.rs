@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::Event;
-use crate::reason::Reason;
+use crate::event::reason::Reason;
 
 /// An id as text: a string that is not blank, as it is, or a number's decimal text.
 pub(crate) fn id_text(value: &Value) -> Option<String> {

@@ -2,6 +2,8 @@
 //! the integrations selector. Lines become events in `parse` (whole) and `lazy`
 //! (only what translation reads, the rest read from the line when asked for).
 
+pub(crate) mod reason;
+
 mod id;
 mod lazy;
 mod notes;

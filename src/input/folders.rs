@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Source;
-use crate::console::{Console, Verbosity};
+use crate::report::console::{Console, Verbosity};
 
 /// Segment's day folders are a day of receipts each.
 const DAY_MS: i64 = 86_400_000;
@@ -418,7 +418,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> Timestamp {
-        crate::filter::parse_bound(text).unwrap()
+        crate::input::filter::parse_bound(text).unwrap()
     }
 
     fn day(text: &str) -> i64 {

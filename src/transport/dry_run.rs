@@ -6,11 +6,11 @@ use anyhow::Context;
 use serde_json::value::RawValue;
 
 use super::{Reply, Transport, USER_AGENT};
-use crate::console::escape_controls;
 use crate::destination::write_json_str;
 use crate::event::Origin;
+use crate::report::console::escape_controls;
 use crate::status::OutputFailed;
-use crate::wire::{HeaderValue, Request};
+use crate::transport::wire::{HeaderValue, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {

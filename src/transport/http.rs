@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::{Reply, SendError, Transport, USER_AGENT};
 use crate::event::Origin;
-use crate::wire::{HeaderValue, Request, Response};
+use crate::transport::wire::{HeaderValue, Request, Response};
 
 /// The most of a response body segrelay reads; error bodies are short.
 const MAX_RESPONSE_BODY: u64 = 1 << 20;

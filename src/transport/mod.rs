@@ -1,11 +1,13 @@
 //! Where requests go: written out by a dry run, or sent over HTTP. Both sit
 //! behind one trait, so a dry run goes through the very path a send takes.
 
+pub(crate) mod wire;
+
 pub(crate) mod dry_run;
 pub(crate) mod http;
 
 use crate::event::Origin;
-use crate::wire::{Request, Response};
+use crate::transport::wire::{Request, Response};
 
 /// The `User-Agent` segrelay sends.
 pub(crate) const USER_AGENT: &str = concat!("segrelay/", env!("CARGO_PKG_VERSION"));

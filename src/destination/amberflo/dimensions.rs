@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::destination::{outgoing_text, write_json_str};
+use crate::event::reason::Reason;
 use crate::event::short_text;
-use crate::reason::Reason;
 
 /// Amberflo's limit on a dimension or trait value.
 const MAX_VALUE_CHARS: usize = 200;

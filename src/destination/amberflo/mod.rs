@@ -2,6 +2,8 @@
 //! the ingestion host); identify creates or updates the customer (`/customers`
 //! on the API host), merged into the record Amberflo holds or replacing it.
 
+pub(crate) mod customers;
+
 mod dimensions;
 
 use std::collections::BTreeMap;
@@ -15,11 +17,11 @@ use super::{
     Common, CustomerIdField, Destination, Header, IngestWindow, Kind, Notes, OldEvents, Payload,
     Request, Rewrite, Stream, Translation, double_keeps, outgoing_text, write_json_str,
 };
+use crate::event::reason::Reason;
 use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
-use crate::reason::Reason;
-use crate::table::{Secret, Setting, SettingKind, SettingsError, TableReader, url_host};
-use crate::wire::encoded;
+use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader, url_host};
+use crate::transport::wire::encoded;
 use dimensions::{Flat, flatten_into, scalar_text, write_dimensions};
 
 /// Ingestion: the highly available host Amberflo's SDKs send meter records to.
