@@ -150,8 +150,9 @@ impl Setup {
             rejects: dir.path().join("rejects.ndjson"),
             checkpoint: self.checkpoint.then(|| dir.path().join("checkpoint.json")),
         };
-        let (mut pipeline, pass) = build(&self, &files, script).expect("the pipeline built");
+        // From before the checkpoint is created, which starts its clock.
         let start = Instant::now();
+        let (mut pipeline, pass) = build(&self, &files, script).expect("the pipeline built");
         let end = pipeline.pass(&pass).expect("the pass made");
         let elapsed = start.elapsed();
         pipeline.dispatch.finish().expect("the transport finished");
@@ -259,7 +260,7 @@ pub(super) struct Ran {
     /// The rejects file's lines, in order.
     pub rejects: Vec<Rejected>,
     pub checkpoint: Option<Saved>,
-    /// How long the pass took.
+    /// How long the pass took, with the building of the pipeline.
     pub elapsed: Duration,
     pipeline: Pipeline,
     _dir: TempDir,
