@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::harness::{KABLE_KEY, KABLE_URL, Setup, quick_retries, tracks};
+use super::harness::{KABLE_KEY, KABLE_URL, ORB, Setup, quick_retries, tracks};
 use crate::delivery::retry::RetryPolicy;
-use crate::transport::scripted::{Answer, Script, response};
+use crate::transport::scripted::{Answer, Call, Script, response};
 
 #[test]
 fn a_batch_refused_for_one_event_is_halved_until_it_stands_alone() {
@@ -67,6 +67,37 @@ fn a_batch_refused_for_one_event_is_halved_until_it_stands_alone() {
     );
     assert_eq!(summary.requests, 7);
     assert!(ran.end.complete);
+}
+
+/// Orb names the events it refuses: they are rejected with its words, and
+/// the rest of the batch is sent again, under the same idempotency keys.
+#[test]
+fn the_events_a_destination_names_are_rejected_and_the_rest_sent_again() {
+    let script = Script::new()
+        .then(Answer::status(200).body(
+            r#"{"validation_failed":[{"idempotency_key":"m2","validation_errors":["n must be a number"]}]}"#,
+        ))
+        .then(Answer::status(200).body(r#"{"validation_failed":[]}"#));
+    let ran = Setup::new(tracks(3)).settings(ORB).run(&script);
+    assert_eq!(ran.sent_lines(), [vec![1, 2, 3], vec![1, 3]]);
+    let keys = |call: &Call| -> Vec<String> {
+        let body: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["idempotency_key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(keys(&ran.calls[0]), ["m1", "m2", "m3"]);
+    assert_eq!(keys(&ran.calls[1]), ["m1", "m3"], "the same keys again");
+    assert_eq!(ran.rejected(), [(2, "rejected", "refused by orb")]);
+    assert_eq!(ran.rejects[0].detail, "n must be a number");
+    let summary = ran.summary();
+    assert_eq!(
+        (summary.sent, summary.rejected, summary.requests),
+        (2, 1, 2)
+    );
 }
 
 #[test]

@@ -43,6 +43,15 @@ pub(super) const KABLE_URL: &str = "http://127.0.0.1:9/api/v1/events/create";
 /// The key in `KABLE`, which no message may show.
 pub(super) const KABLE_KEY: &str = "sk_test_0123456789";
 
+/// An Orb destination, likewise: Orb names the events it refuses.
+pub(super) const ORB: &str = "\
+[destinations.orb]
+api_key = 'orb_test_0123456789'
+external_customer_id_field = 'userId'
+properties_mapping = { n = 'n' }
+endpoint = 'http://127.0.0.1:9'
+";
+
 /// A track event Kable takes, `m{n}` its message id (Kable's idempotency key).
 pub(super) fn track(n: u64) -> String {
     format!(
@@ -106,6 +115,12 @@ impl Setup {
             pool: None,
             retry: quick_retries(3),
         }
+    }
+
+    /// Another destination's settings (`ORB`).
+    pub(super) fn settings(mut self, text: &'static str) -> Setup {
+        self.settings = text;
+        self
     }
 
     pub(super) fn batch_size(mut self, events: usize) -> Setup {
