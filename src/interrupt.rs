@@ -23,6 +23,10 @@ pub(crate) fn install() {
 }
 
 pub(crate) fn requested() -> bool {
+    #[cfg(test)]
+    if testing::requested_here() {
+        return true;
+    }
     REQUESTED.load(Ordering::Relaxed)
 }
 
@@ -57,5 +61,32 @@ pub(crate) fn sleep(duration: Duration) -> bool {
             return true;
         }
         std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// A stop asked for on one thread only: the tests run in parallel in one
+/// process, and a stop asked for the whole process would stop the others.
+/// The pipeline thread reads `requested` and `stop_reading` as it would after
+/// Ctrl-C; a pool's sending threads do not see it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::cell::Cell;
+
+    thread_local! {
+        static REQUESTED_HERE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn requested_here() -> bool {
+        REQUESTED_HERE.with(Cell::get)
+    }
+
+    /// Ctrl-C, as this thread sees it.
+    pub(crate) fn request_here() {
+        REQUESTED_HERE.with(|here| here.set(true));
+    }
+
+    /// Takes back a stop asked for on this thread.
+    pub(crate) fn reset_here() {
+        REQUESTED_HERE.with(|here| here.set(false));
     }
 }

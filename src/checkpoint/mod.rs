@@ -22,6 +22,8 @@ use crate::settings::SettingsError;
 use crate::status::OutputFailed;
 pub(crate) use identity::Identity;
 use saving::Saving;
+#[cfg(test)]
+pub(crate) use saving::{AFTER_REQUESTS, INTERVAL};
 
 /// The checkpoint's format. 2: the run's identity is recorded (1 had only the
 /// destination's name, and resumed under any filters and settings).

@@ -5,6 +5,8 @@ pub(crate) mod wire;
 
 pub(crate) mod dry_run;
 pub(crate) mod http;
+#[cfg(test)]
+pub(crate) mod scripted;
 
 use crate::event::Origin;
 use crate::transport::wire::{Request, Response};

@@ -5,6 +5,8 @@
 //! come back in: the report, the rejects file and the checkpoint always
 //! describe a prefix of the input, which is what makes a resume exact.
 
+#[cfg(test)]
+mod tests;
 mod workers;
 
 use std::collections::VecDeque;
