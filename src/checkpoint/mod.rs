@@ -427,3 +427,53 @@ fn identify(path: &Path) -> anyhow::Result<InputState> {
         done: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a planner keeps is written as keys of the file beside the
+    /// checkpoint's own, read back as the keys the state does not know, and
+    /// nothing of the state's own ends up among them.
+    #[test]
+    fn a_planners_values_are_keys_of_the_file_and_come_back_as_kept() {
+        let folder = tempfile::tempdir().unwrap();
+        let input = folder.path().join("events.ndjson");
+        std::fs::write(&input, "{}\n").unwrap();
+        let path = folder.path().join("checkpoint.json");
+        let sources = [Source::Path(input)];
+        let identity = Identity::default();
+        let (mut checkpoint, resumed) =
+            Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        assert!(!resumed);
+        assert!(checkpoint.state().planned.is_empty());
+        checkpoint
+            .keep_planned([
+                (
+                    "windows",
+                    serde_json::json!([{"events": 18_446_744_073_709_551_615_u64}]),
+                ),
+                ("latest", serde_json::json!("2025-06-01T12:00:00Z")),
+            ])
+            .unwrap();
+        checkpoint
+            .advance(None, Totals::default(), Some(7), Some(3), 1)
+            .unwrap();
+
+        let file: Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(file["latest"], "2025-06-01T12:00:00Z");
+        assert_eq!(file["rejects_length"], 7);
+        let (checkpoint, resumed) = Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        assert!(resumed);
+        let planned: Vec<&String> = checkpoint.state().planned.keys().collect();
+        assert_eq!(planned, ["latest", "windows"]);
+        assert_eq!(
+            checkpoint.planned("windows").unwrap()[0]["events"].as_u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(checkpoint.state().customers_length, Some(3));
+        assert_eq!(checkpoint.state().rejects_length, Some(7));
+        assert!(checkpoint.state().inputs.iter().all(|i| i.done));
+    }
+}

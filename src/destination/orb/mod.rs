@@ -753,4 +753,33 @@ mod tests {
         );
         assert_eq!(named_failures(&json!({"ok": true})), None);
     }
+
+    /// The dry run's records are a batch's events, and a backfill's creation
+    /// (one object, made for no event) is one record.
+    #[test]
+    fn the_records_of_a_body_are_its_events() {
+        let orb = orb_for_records();
+        let batch = br#"{"events":[{"idempotency_key":"a"},{"idempotency_key":"b"}]}"#;
+        let records: Vec<&str> = orb.records_in(batch).iter().map(|r| r.get()).collect();
+        assert_eq!(
+            records,
+            [r#"{"idempotency_key":"a"}"#, r#"{"idempotency_key":"b"}"#]
+        );
+        let creation = br#"{"timeframe_start":"2025-01-01T00:00:00.000Z"}"#;
+        assert_eq!(orb.records_in(creation).len(), 1);
+        assert!(orb.records_in(b"").is_empty());
+    }
+
+    fn orb_for_records() -> Orb {
+        let table: toml::Table = toml::from_str("external_customer_id_field = \"userId\"").unwrap();
+        let mut reader =
+            TableReader::new(table, "segrelay.toml", "destinations.orb".into(), &|_| None);
+        let common = Common {
+            name: "orb".into(),
+            api_key: Secret::literal("k"),
+            endpoint: None,
+            allow_insecure: false,
+        };
+        Orb::new(common, &mut reader).unwrap()
+    }
 }

@@ -717,4 +717,60 @@ mod tests {
             );
         }
     }
+
+    /// A checkpoint written when the checkpoint held the backfill's windows
+    /// itself (`orb_backfill`, `orb_latest` beside the other keys) resumes:
+    /// its windows and latest time are read, and kept again under the same
+    /// keys with the same values.
+    #[test]
+    fn a_checkpoint_with_the_windows_at_its_top_level_resumes_and_keeps_them_there() {
+        let folder = tempfile::tempdir().unwrap();
+        let input = folder.path().join("events.ndjson");
+        std::fs::write(&input, "{}\n").unwrap();
+        let path = folder.path().join("checkpoint.json");
+        let sources = [crate::input::Source::Path(input)];
+        let identity = crate::checkpoint::Identity::default();
+        Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        let mut file: serde_json::Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let windows = serde_json::json!([{
+            "start": "2025-01-01T00:00:00Z", "end": "2025-01-02T00:00:00.001Z", "events": 12,
+            "id": "bf_1", "closed": true, "reflected": false,
+            "create_key": "segrelay-create-1", "close_time": "2025-06-01T00:00:00Z",
+        }, {
+            "start": "2025-03-01T00:00:00Z", "end": "2025-03-01T00:00:00.001Z", "events": 1,
+            "id": null, "closed": false, "reflected": false,
+        }]);
+        let latest = serde_json::json!("2025-06-01T12:00:00Z");
+        file.insert("pass".into(), 1.into());
+        file.insert(WINDOWS.into(), windows.clone());
+        file.insert(LATEST.into(), latest.clone());
+        std::fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+
+        let (mut checkpoint, resumed) =
+            Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        assert!(resumed);
+        assert_eq!(checkpoint.state().pass, 1);
+        let (read, read_latest) = saved(&checkpoint).unwrap().expect("the windows are read");
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].id.as_deref(), Some("bf_1"));
+        assert_eq!(read[0].events, 12);
+        assert!(read[0].closed && !read[1].closed);
+        assert_eq!(read[0].create_key.as_deref(), Some("segrelay-create-1"));
+        assert_eq!(read_latest, Some("2025-06-01T12:00:00Z".parse().unwrap()));
+
+        save(Some(&mut checkpoint), &read).unwrap();
+        let written: serde_json::Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let windows_as_written: Vec<Window> = serde_json::from_value(windows).unwrap();
+        let windows_again: Vec<Window> = serde_json::from_value(written[WINDOWS].clone()).unwrap();
+        assert_eq!(windows_again, windows_as_written);
+        assert_eq!(written[LATEST], latest);
+        assert_eq!(written["pass"], 1);
+        assert_eq!(
+            written.keys().collect::<Vec<_>>(),
+            file.keys().collect::<Vec<_>>(),
+            "the same keys, no others"
+        );
+    }
 }
