@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::checkpoint::Identity;
 use crate::cli::{self, BackfillAction, BatchArgs, InputArgs, SettingsArgs};
 use crate::delivery::retry::RetryPolicy;
-use crate::destination::{Destination, Kind};
+use crate::destination::orb::backfill::{Backfills, Plan};
+use crate::destination::{Destination, Kind, OnePass, Planner};
 use crate::input::filter::{self, Filter};
 use crate::input::{DayBounds, Expanded, Source};
 use crate::report::console::Verbosity;
@@ -131,8 +132,11 @@ pub(crate) struct RunConfig {
     pub rate: Option<f64>,
     /// `--ensure-customers`, or `ensure_customers` in the settings (Amberflo).
     pub ensure_customers: bool,
-    /// `--orb-backfill` and its options.
+    /// `--orb-backfill` and its options, as the identity records them.
     pub orb_backfill: Option<Plan>,
+    /// How the run goes over its input: one plain pass, or the passes
+    /// `--orb-backfill` plans.
+    pub planner: Box<dyn Planner>,
     /// `--checkpoint`, and `--restart` to ignore the one there is.
     pub checkpoint: Option<PathBuf>,
     pub restart: bool,
@@ -219,6 +223,10 @@ impl RunConfig {
                 })
             }
         };
+        let planner: Box<dyn Planner> = match &orb_backfill {
+            Some(plan) => Box::new(Backfills::new(plan.clone(), target.destination.as_ref())),
+            None => Box::new(OnePass),
+        };
         Ok(RunConfig {
             ensure_customers: args.ensure_customers || target.destination.ensures_customers(),
             retry: retry_policy(&target, &args.retry),
@@ -230,6 +238,7 @@ impl RunConfig {
             summary: args.summary,
             rate: args.rate,
             orb_backfill,
+            planner,
             checkpoint: args.checkpoint,
             restart: args.restart,
             warnings,
@@ -350,6 +359,7 @@ impl RunConfig {
             summary: args.summary,
             rate: None,
             orb_backfill: None,
+            planner: Box::new(OnePass),
             checkpoint: None,
             restart: false,
             warnings,
@@ -440,13 +450,13 @@ fn refuse_unwritable(
 impl VerifyConfig {
     pub(crate) fn new(args: cli::VerifyArgs) -> Result<VerifyConfig, SettingsError> {
         let target = Target::load(&args.settings)?;
-        // Before the key: no key would make a Kable destination verifiable.
-        if target.destination.kind() == Kind::Kable {
-            return Err(SettingsError(
-                "Kable documents no API to read events back, so segrelay cannot verify what it \
-                 holds; check Kable's dashboard instead"
-                    .into(),
-            ));
+        // Before the key: no key would make such a destination verifiable.
+        if target.destination.verifier().is_none() {
+            let name = target.destination.kind().display_name();
+            return Err(SettingsError(format!(
+                "{name} documents no API to read events back, so segrelay cannot verify what it \
+                 holds; check {name}'s dashboard instead"
+            )));
         }
         target.destination.secret().require()?;
         let (options, verbosity, warnings) = read_options(&target, args.input, None, &[])?;
@@ -574,23 +584,6 @@ fn read_options(
         folders,
     };
     Ok((options, verbosity, warnings))
-}
-
-/// What `send --orb-backfill` was asked to do.
-#[derive(Debug, Clone)]
-pub(crate) struct Plan {
-    pub window_days: u32,
-    pub replace_existing: bool,
-    /// Create backfills over windows that earlier backfills already cover.
-    pub allow_overlap: bool,
-    pub close: bool,
-    /// Each backfill's `close_time` is its creation plus this: Orb closes it
-    /// then by itself, whether segrelay closed it or not.
-    pub close_after: Duration,
-    pub wait: bool,
-    pub poll_interval: Duration,
-    pub wait_timeout: Duration,
-    pub dry_run: bool,
 }
 
 /// `--rejects events.ndjson` would empty the input before it is read.

@@ -82,7 +82,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Orb {
             settings,
             command: OrbCommand::Backfills { timeout, action },
-        } => destination::orb::backfill::manage(BackfillsConfig::new(settings, timeout, action)?),
+        } => {
+            let config = BackfillsConfig::new(settings, timeout, action)?;
+            destination::orb::backfill::manage(
+                config.target.destination,
+                config.timeout,
+                config.action,
+            )
+        }
         Command::Man { out_dir } => {
             // `help` has no page of its own: the pages are the help.
             let command = Cli::command().disable_help_subcommand(true);

@@ -90,7 +90,12 @@ mod tests {
     fn events(names: Option<&str>) -> Identity {
         let mut identity = Identity::default();
         identity
-            .part("destination", Some("orb".into()), |d| format!("to {d}"), "")
+            .part(
+                "destination",
+                Some("billing".into()),
+                |d| format!("to {d}"),
+                "",
+            )
             .part(
                 "--events",
                 names.map(str::to_owned),

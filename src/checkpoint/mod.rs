@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::input::{Position, Source, WHOLE_INPUT};
@@ -44,45 +44,44 @@ pub(crate) struct State {
     /// The length of the file of customers known to exist (`--ensure-customers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customers_length: Option<u64>,
-    /// The pass over the inputs that `inputs` describes (an Orb backfill makes
-    /// one per window).
+    /// The pass over the inputs that `inputs` describes (a destination's
+    /// backfill makes one per window).
     #[serde(default)]
     pub pass: usize,
-    /// The Orb backfill windows, once planned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub orb_backfill: Option<Vec<Window>>,
-    /// The latest event time Orb's ingest took when the backfill was planned:
-    /// a resume rejects later events as the first run did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub orb_latest: Option<Timestamp>,
+    /// What the run's planner keeps to resume its passes (a backfill's
+    /// windows), under keys it chooses. Written as keys of the file beside
+    /// the others ([`OnDisk`]); read back as the file's keys this struct does
+    /// not know.
+    #[serde(skip)]
+    pub planned: Map<String, Value>,
 }
 
-/// One Orb backfill window, and how far its backfill got.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Window {
-    /// Inclusive.
-    pub start: Timestamp,
-    /// Exclusive.
-    pub end: Timestamp,
-    pub events: u64,
-    pub id: Option<String>,
-    pub closed: bool,
-    pub reflected: bool,
-    /// The idempotency key of the backfill's creation, saved before it is
-    /// first asked for: asked again with it, Orb answers with the backfill it
-    /// created rather than creating another.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_key: Option<String>,
-    /// The close time that creation sends, so that asking again repeats it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub close_time: Option<Timestamp>,
-    /// The idempotency key of the backfill's close, saved likewise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub close_key: Option<String>,
-    /// The events within the grace period: sent through ordinary ingest, not
-    /// a backfill.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub recent: bool,
+/// The checkpoint as written: the state's keys, then the planner's.
+#[derive(Serialize)]
+struct OnDisk<'a> {
+    #[serde(flatten)]
+    state: &'a State,
+    #[serde(flatten)]
+    planned: &'a Map<String, Value>,
+}
+
+impl State {
+    /// Parses a checkpoint's text: the planner's keys are the ones the state's
+    /// fields do not name (a flattened map would not do: numbers read as
+    /// `arbitrary_precision` keeps them do not parse through it).
+    fn parse(text: &str) -> serde_json::Result<State> {
+        let mut state: State = serde_json::from_str(text)?;
+        let known = match serde_json::to_value(&state)? {
+            Value::Object(known) => known,
+            _ => Map::new(),
+        };
+        let file: Map<String, Value> = serde_json::from_str(text)?;
+        state.planned = file
+            .into_iter()
+            .filter(|(key, _)| !known.contains_key(key))
+            .collect();
+        Ok(state)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,8 +188,7 @@ impl Checkpoint {
             rejects_length: None,
             customers_length: None,
             pass: 0,
-            orb_backfill: None,
-            orb_latest: None,
+            planned: Map::new(),
         };
         let saved = match std::fs::read_to_string(path) {
             Ok(text) if !restart => text,
@@ -237,7 +235,7 @@ impl Checkpoint {
             ))
             .into());
         }
-        let state: State = serde_json::from_str(&saved).map_err(not_ours)?;
+        let state = State::parse(&saved).map_err(not_ours)?;
         let differences = state.identity.differences(identity);
         if !differences.is_empty() {
             return Err(SettingsError(format!(
@@ -363,19 +361,20 @@ impl Checkpoint {
         self.write()
     }
 
-    pub(crate) fn set_windows(&mut self, windows: &[Window]) -> anyhow::Result<()> {
-        self.state.orb_backfill = Some(windows.to_vec());
-        self.write()
+    /// A value the planner kept under `key`, as last kept.
+    pub(crate) fn planned(&self, key: &str) -> Option<&Value> {
+        self.state.planned.get(key)
     }
 
-    /// The backfill's windows as planned, and the latest event time it takes.
-    pub(crate) fn set_backfill_plan(
+    /// Keeps the planner's values under their keys, and writes the checkpoint.
+    pub(crate) fn keep_planned(
         &mut self,
-        windows: &[Window],
-        latest: Timestamp,
+        values: impl IntoIterator<Item = (&'static str, Value)>,
     ) -> anyhow::Result<()> {
-        self.state.orb_latest = Some(latest);
-        self.set_windows(windows)
+        for (key, value) in values {
+            self.state.planned.insert(key.to_owned(), value);
+        }
+        self.write()
     }
 
     /// Temporary file, fsync, rename, fsync of the folder: a crash leaves the
@@ -385,7 +384,10 @@ impl Checkpoint {
         let mut temporary = self.path.clone().into_os_string();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
-        let mut text = serde_json::to_vec_pretty(&self.state)?;
+        let mut text = serde_json::to_vec_pretty(&OnDisk {
+            state: &self.state,
+            planned: &self.state.planned,
+        })?;
         text.push(b'\n');
         let mut file = File::create(&temporary).with_context(context)?;
         file.write_all(&text).with_context(context)?;
@@ -426,4 +428,54 @@ fn identify(path: &Path) -> anyhow::Result<InputState> {
         settled_lines: 0,
         done: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a planner keeps is written as keys of the file beside the
+    /// checkpoint's own, read back as the keys the state does not know, and
+    /// nothing of the state's own ends up among them.
+    #[test]
+    fn a_planners_values_are_keys_of_the_file_and_come_back_as_kept() {
+        let folder = tempfile::tempdir().unwrap();
+        let input = folder.path().join("events.ndjson");
+        std::fs::write(&input, "{}\n").unwrap();
+        let path = folder.path().join("checkpoint.json");
+        let sources = [Source::Path(input)];
+        let identity = Identity::default();
+        let (mut checkpoint, resumed) =
+            Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        assert!(!resumed);
+        assert!(checkpoint.state().planned.is_empty());
+        checkpoint
+            .keep_planned([
+                (
+                    "windows",
+                    serde_json::json!([{"events": 18_446_744_073_709_551_615_u64}]),
+                ),
+                ("latest", serde_json::json!("2025-06-01T12:00:00Z")),
+            ])
+            .unwrap();
+        checkpoint
+            .advance(None, Totals::default(), Some(7), Some(3), 1)
+            .unwrap();
+
+        let file: Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(file["latest"], "2025-06-01T12:00:00Z");
+        assert_eq!(file["rejects_length"], 7);
+        let (checkpoint, resumed) = Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        assert!(resumed);
+        let planned: Vec<&String> = checkpoint.state().planned.keys().collect();
+        assert_eq!(planned, ["latest", "windows"]);
+        assert_eq!(
+            checkpoint.planned("windows").unwrap()[0]["events"].as_u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(checkpoint.state().customers_length, Some(3));
+        assert_eq!(checkpoint.state().rejects_length, Some(7));
+        assert!(checkpoint.state().inputs.iter().all(|i| i.done));
+    }
 }

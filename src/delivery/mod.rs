@@ -59,8 +59,8 @@ pub(crate) enum Stop {
     Aborted(String),
 }
 
-/// What a pass adds to the requests it makes: an Orb backfill's pass sends
-/// its usage into the backfill (`?backfill_id=`).
+/// What a pass adds to the requests it makes: a destination's backfill's pass
+/// sends its usage into the backfill (a query such as `?backfill_id=`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RequestContext {
     /// Appended to every usage request's URL.

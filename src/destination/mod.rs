@@ -8,12 +8,15 @@ mod kind;
 pub mod listing;
 mod number;
 pub mod orb;
+mod passes;
 mod verdict;
+mod verifier;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::event::Event;
 use crate::event::reason::Reason;
@@ -24,7 +27,9 @@ pub use number::{
     Outgoing, beyond_double, double_keeps, out_of_range, out_of_range_reason, outgoing,
     outgoing_text,
 };
+pub(crate) use passes::{OnePass, Planner};
 pub use verdict::{Verdict, common_verdict};
+pub use verifier::{Comparison, Verification, Verifier};
 // What a destination makes and reads, where the rest of the program looks for it.
 pub use crate::transport::wire::{Header, HeaderValue, Request, Response};
 
@@ -66,12 +71,23 @@ pub struct Payload {
 /// What a translation found in an event that the run tells the user of at its end.
 #[derive(Debug, Default)]
 pub struct Notes {
-    /// Orb: the mapped properties that carried numeric text though not listed in
-    /// `numeric_properties` (Orb's name, the text), for the run's advice.
-    pub numeric_text: Vec<(String, String)>,
+    /// The properties that carried numeric text where the destination takes
+    /// it as text, which it does not sum, for the run's advice.
+    pub numeric_text: Option<NumericText>,
     /// The first key or value the translation changed to what the destination
     /// takes, for the run's warning.
     pub rewritten: Option<Rewrite>,
+}
+
+/// Properties an event carried as numeric text that the destination keeps as
+/// text (not listed as numeric in its settings).
+#[derive(Debug)]
+pub struct NumericText {
+    /// The property as the destination names it, and the text, each.
+    pub found: Vec<(String, String)>,
+    /// The advice at the end of the run for one property, given how many
+    /// events carried it as text and the first text; the destination words it.
+    pub advice: fn(property: &str, events: u64, example: &str) -> String,
 }
 
 /// A key or value of an event the destination stores otherwise than the
@@ -93,7 +109,21 @@ pub enum Translation {
     Reject(Reason),
 }
 
-pub trait Destination: Send + Sync {
+/// A destination's own type, behind the trait: what its own flags and
+/// commands (`--orb-backfill`, `segrelay orb backfills`) reach through
+/// [`Concrete::as_any`], so that the trait names no vendor's API. Every
+/// destination has it.
+pub trait Concrete {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> Concrete for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+pub trait Destination: Concrete + Send + Sync {
     /// The name of the settings table.
     fn name(&self) -> &str;
 
@@ -104,11 +134,6 @@ pub trait Destination: Send + Sync {
 
     /// Amberflo's customer and usage requests, on its API host.
     fn amberflo_api(&self) -> Option<Arc<amberflo::Api>> {
-        None
-    }
-
-    /// Orb's backfill and event search requests.
-    fn orb_api(&self) -> Option<&orb::Api> {
         None
     }
 
@@ -187,6 +212,31 @@ pub trait Destination: Send + Sync {
     fn ingest_window(&self) -> Option<IngestWindow> {
         None
     }
+
+    /// The records a request body carries, as written, for the dry run's
+    /// line per record: by default a JSON array's items (a batch), or the
+    /// body itself when it is one object. A destination whose batches wrap
+    /// their records says where they are.
+    fn records_in<'a>(&self, body: &'a [u8]) -> Vec<&'a RawValue> {
+        records_in_default(body)
+    }
+
+    /// How `verify` compares the input with what the destination holds; None
+    /// when the destination gives no way to read events back.
+    fn verifier(&self) -> Option<Box<dyn Verifier + '_>> {
+        None
+    }
+}
+
+/// The records of a body that is a JSON array of them, or one record.
+pub fn records_in_default(body: &[u8]) -> Vec<&RawValue> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    if let Ok(records) = serde_json::from_slice::<Vec<&RawValue>>(body) {
+        return records;
+    }
+    serde_json::from_slice::<&RawValue>(body).map_or_else(|_| Vec::new(), |record| vec![record])
 }
 
 /// The span around now in which a destination's ordinary ingest takes event

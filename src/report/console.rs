@@ -104,7 +104,7 @@ fn duration_text(seconds: f64) -> String {
 
 impl Console {
     /// `input_size`: the input's size in bytes, when it is known (files, not
-    /// gzip) and read once (an Orb backfill reads it once per window).
+    /// gzip) and read once (a backfill that reads it once per window has none).
     pub(crate) fn new(verbosity: Verbosity, input_size: Option<u64>) -> Console {
         let bar = (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| {
             let template = match input_size {

@@ -85,8 +85,8 @@ pub(crate) struct Summary {
     /// Ctrl-C cut the count of `lines_not_read` short: it is a lower bound.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lines_not_read_partial: bool,
-    /// An Orb backfill stopped: the windows whose pass was not made, whose
-    /// events were therefore not read.
+    /// A run of a pass per time window (a destination's backfill) stopped:
+    /// the windows whose pass was not made, whose events were therefore not read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub windows_not_made: Vec<WindowNotMade>,
     /// What earlier runs settled, when this one resumed from a checkpoint.
@@ -102,7 +102,7 @@ pub(crate) struct Summary {
     pub warnings: Vec<String>,
 }
 
-/// A window of an Orb backfill that a stopped run did not make.
+/// A time window whose pass a stopped run did not make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct WindowNotMade {
     pub start: String,
@@ -128,6 +128,10 @@ pub(crate) fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// Events that carried a property as numeric text: how many, the first text,
+/// and the destination's wording of the advice.
+type NumericTextCount = (u64, String, fn(&str, u64, &str) -> String);
+
 /// Events whose keys or values were changed: how many, the first one's place
 /// and change, and the destination's wording of the warning.
 type Rewritten = (u64, String, fn(u64, &str) -> String);
@@ -142,9 +146,9 @@ pub(crate) struct Report {
     settled_offsets: Option<(u64, u64)>,
     /// Events settled, for the checkpoint.
     settled: Totals,
-    /// Orb properties sent as numeric text though not listed in `numeric_properties`:
-    /// how many events, and the first text, for the advice at the end.
-    numeric_text: BTreeMap<String, (u64, String)>,
+    /// Properties sent as numeric text that the destination keeps as text:
+    /// how many events, the first text, and the destination's advice, for the end.
+    numeric_text: BTreeMap<String, NumericTextCount>,
     /// Events whose keys or values the destination stores changed: how many,
     /// the first one's place and change, and how the destination words the warning.
     rewritten: Option<Rewritten>,
@@ -155,6 +159,8 @@ pub(crate) struct Report {
     sent_word: &'static str,
     /// `--checkpoint`: a stopped run resumes where it stopped.
     checkpointed: bool,
+    /// What the human summary calls the windows not made.
+    windows_called: &'static str,
 }
 
 impl Report {
@@ -212,6 +218,7 @@ impl Report {
             time_notes: crate::event::Tally::default(),
             sent_word: "sent",
             checkpointed: false,
+            windows_called: "windows",
         })
     }
 
@@ -266,8 +273,11 @@ impl Report {
         self.summary.lines_not_read_partial = !unread.complete;
     }
 
-    pub(crate) fn windows_not_made(&mut self, windows: Vec<WindowNotMade>) {
+    /// The windows whose pass a stopped run did not make, and what the
+    /// human summary calls them (the planner's words: `backfill windows`).
+    pub(crate) fn windows_not_made(&mut self, called: &'static str, windows: Vec<WindowNotMade>) {
         self.summary.windows_not_made = windows;
+        self.windows_called = called;
     }
 
     /// Something the user should act on though nothing failed: said once on
@@ -283,14 +293,16 @@ impl Report {
         self.summary.warnings.push(warning);
     }
 
-    /// An event carried an Orb property as numeric text (`text`) that is not listed
-    /// in `numeric_properties`; `finish` advises listing it.
-    pub(crate) fn numeric_text(&mut self, property: &str, text: &str) {
-        match self.numeric_text.get_mut(property) {
-            Some((events, _)) => *events += 1,
-            None => {
-                self.numeric_text
-                    .insert(property.to_owned(), (1, text.to_owned()));
+    /// An event carried properties as numeric text that the destination keeps
+    /// as text; `finish` gives the destination's advice for each.
+    pub(crate) fn numeric_text(&mut self, found: &crate::destination::NumericText) {
+        for (property, text) in &found.found {
+            match self.numeric_text.get_mut(property) {
+                Some((events, _, _)) => *events += 1,
+                None => {
+                    self.numeric_text
+                        .insert(property.clone(), (1, text.clone(), found.advice));
+                }
             }
         }
     }
@@ -500,10 +512,8 @@ impl Report {
         for warning in std::mem::take(&mut self.time_notes).warnings() {
             self.warn(warning);
         }
-        for (property, (events, example)) in std::mem::take(&mut self.numeric_text) {
-            self.warn(crate::destination::orb::numeric_text_advice(
-                &property, events, &example,
-            ));
+        for (property, (events, example, advice)) in std::mem::take(&mut self.numeric_text) {
+            self.warn(advice(&property, events, &example));
         }
         if let Some((events, example, warning)) = self.rewritten.take() {
             self.warn(warning(events, &example));
@@ -649,7 +659,8 @@ impl Report {
                 .map(|w| format!("{} to {} ({})", w.start, w.end, plural(w.events, "event")))
                 .collect();
             out.push_str(&format!(
-                "  orb backfill windows not made, their events not read: {}\n",
+                "  {} not made, their events not read: {}\n",
+                self.windows_called,
                 windows.join(", ")
             ));
         }

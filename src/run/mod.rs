@@ -3,6 +3,7 @@
 //! it ended.
 
 pub(crate) mod dedupe;
+pub(crate) mod ingest_window;
 pub(crate) mod pipeline;
 pub(crate) mod prepare;
 
@@ -14,19 +15,17 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{Output, Plan, RunConfig};
+use crate::config::{Output, RunConfig};
+use crate::delivery::Courier;
 use crate::delivery::throttle::Throttle;
-use crate::delivery::{Courier, RequestContext};
 use crate::destination::amberflo::customers::{self, Customers, EventAt};
-use crate::destination::orb;
-use crate::destination::orb::backfill;
-use crate::destination::{NO_CUSTOMER_ID, Stream};
+use crate::destination::{NO_CUSTOMER_ID, Planner, Stream};
 use crate::input::{self, Source};
 use crate::interrupt;
 use crate::report::console::{Console, Verbosity};
 use crate::report::{Report, plural};
 use crate::run::dedupe::Dedupe;
-use crate::run::pipeline::{Dispatch, Pass, Pipeline};
+use crate::run::pipeline::{Dispatch, Pipeline};
 use crate::status::Status;
 use crate::transport::Discard;
 use crate::transport::dry_run::DryRun;
@@ -39,8 +38,8 @@ pub(crate) struct Job {
     title: String,
     /// `--summary`: where the JSON summary goes.
     summary: Option<PathBuf>,
-    /// `--orb-backfill`: a pass per window instead of one pass.
-    orb_backfill: Option<(Plan, orb::Api)>,
+    /// The run's passes: one plain pass, or those the destination plans.
+    planner: Box<dyn Planner>,
     /// A real send, not a dry run or a check.
     sends: bool,
 }
@@ -58,7 +57,9 @@ impl Job {
             retry,
             rate,
             ensure_customers,
-            orb_backfill,
+            // What the identity records of the planner's options.
+            orb_backfill: _,
+            planner,
             checkpoint,
             restart,
             warnings,
@@ -82,10 +83,10 @@ impl Job {
             }
             _ => (None, None),
         };
-        // An Orb backfill reads the input once per window: its size tells nothing of the run's end.
-        let input_size = match orb_backfill {
-            Some(_) => None,
-            None => input::total_size(&options.sources),
+        // A planner that reads the input once per window: its size tells nothing of the run's end.
+        let input_size = match planner.reads_input_once() {
+            true => input::total_size(&options.sources),
+            false => None,
         };
         let console = Console::new(verbosity, input_size);
         let rejects_length = resumed
@@ -140,7 +141,7 @@ impl Job {
                         "standard output".to_owned(),
                     ),
                 };
-                let writer = DryRun::new(format, show_secrets, out, target);
+                let writer = DryRun::new(format, show_secrets, out, target, destination.clone());
                 (
                     Dispatch::Inline(Box::new(writer)),
                     format!("{} (dry run)", destination.name()),
@@ -181,7 +182,7 @@ impl Job {
         );
         let merges = destination.merges_customers();
         // Amberflo's identifies, merged or replaced, and its customers made sure of.
-        let customers = match orb_backfill.is_none() && destination.amberflo_api().is_some() {
+        let customers = match destination.amberflo_api().is_some() {
             true => {
                 let files = checkpoint.as_ref().map(|c| customers::Files {
                     known: c.customers_path(),
@@ -201,10 +202,6 @@ impl Job {
             }
             false => None,
         };
-        let orb_backfill = orb_backfill.map(|plan| {
-            let api = destination.orb_api().expect("--orb-backfill is for Orb");
-            (plan, api.clone())
-        });
         Ok(Job {
             run: Pipeline {
                 options,
@@ -217,7 +214,7 @@ impl Job {
             },
             title,
             summary,
-            orb_backfill,
+            planner,
             sends,
         })
     }
@@ -227,20 +224,7 @@ impl Job {
         interrupt::install();
         let run = &mut self.run;
         fold_identifies(run)?;
-        let end = match &self.orb_backfill {
-            Some((plan, api)) => backfill::run(run, plan, api)?,
-            None => run.pass(&Pass {
-                window: None,
-                settles_skipped_and_rejected: true,
-                rejects_after: run
-                    .courier
-                    .destination
-                    .ingest_window()
-                    .and_then(|window| window.rejects_after(jiff::Timestamp::now())),
-                follows_checkpoint: true,
-                context: RequestContext::default(),
-            })?,
-        };
+        let end = self.planner.make_passes(run)?;
         run.dispatch.finish()?;
         let report = &mut run.report;
         for warning in run.dedupe.warnings() {

@@ -544,7 +544,7 @@ impl Preparer<'_> {
                 utc_millis_text(time),
                 utc_millis_text(limit),
                 self.destination.kind().display_name(),
-                crate::destination::orb::grace::span_text(ahead)
+                crate::run::ingest_window::span_text(ahead)
             ),
         )
     }

@@ -1,12 +1,12 @@
 //! The dry-run writer: each request as an NDJSON line, a curl command or raw HTTP.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
-use serde_json::value::RawValue;
 
 use super::{Reply, Transport, USER_AGENT};
-use crate::destination::write_json_str;
+use crate::destination::{Destination, write_json_str};
 use crate::event::Origin;
 use crate::report::console::escape_controls;
 use crate::status::OutputFailed;
@@ -22,6 +22,8 @@ pub(crate) enum Format {
 
 pub(crate) struct DryRun {
     format: Format,
+    /// Where the records are in a request's body (`--format records`).
+    destination: Arc<dyn Destination>,
     show_secrets: bool,
     out: Box<dyn Write>,
     /// Where the output goes, for messages.
@@ -38,9 +40,11 @@ impl DryRun {
         show_secrets: bool,
         out: Box<dyn Write>,
         target: String,
+        destination: Arc<dyn Destination>,
     ) -> DryRun {
         DryRun {
             format,
+            destination,
             show_secrets,
             out,
             target,
@@ -107,7 +111,7 @@ impl DryRun {
     /// Requests made for no event (ensure_customers' lookups and creations, a
     /// backfill's opening) and bodiless ones (an identify's lookup) write nothing.
     fn records(&mut self, destination: &str, request: &Request, events: &[&Origin]) {
-        let records = records_in(&request.body);
+        let records = self.destination.records_in(&request.body);
         for (place, (origin, record)) in events.iter().zip(&records).enumerate() {
             let line = &mut self.line;
             line.extend_from_slice(b"{\"destination\":");
@@ -251,26 +255,6 @@ fn shown(value: &HeaderValue, show_secrets: bool) -> String {
             _ => format!("{prefix}***"),
         },
     }
-}
-
-/// The records a request body carries, as written: Amberflo's and Kable's
-/// batches are arrays, Orb's `{"events":[...]}`, a customer write one object.
-fn records_in(body: &[u8]) -> Vec<&RawValue> {
-    #[derive(serde::Deserialize)]
-    struct OrbBatch<'a> {
-        #[serde(borrow)]
-        events: Vec<&'a RawValue>,
-    }
-    if body.is_empty() {
-        return Vec::new();
-    }
-    if let Ok(records) = serde_json::from_slice::<Vec<&RawValue>>(body) {
-        return records;
-    }
-    if let Ok(batch) = serde_json::from_slice::<OrbBatch>(body) {
-        return batch.events;
-    }
-    serde_json::from_slice::<&RawValue>(body).map_or_else(|_| Vec::new(), |record| vec![record])
 }
 
 /// `'text'` for a POSIX shell, with single quotes spelled `'\''`.

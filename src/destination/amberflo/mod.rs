@@ -5,6 +5,7 @@
 pub(crate) mod customers;
 
 mod dimensions;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use jiff::SignedDuration;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
+use super::Verifier;
 use super::{
     Common, CustomerIdField, Destination, Header, IngestWindow, Kind, Notes, OldEvents, Payload,
     Request, Rewrite, Stream, Translation, double_keeps, outgoing_text, write_json_str,
@@ -179,6 +181,12 @@ impl Destination for Amberflo {
 
     fn amberflo_api(&self) -> Option<Arc<Api>> {
         Some(self.api.clone())
+    }
+
+    fn verifier(&self) -> Option<Box<dyn Verifier + '_>> {
+        Some(Box::new(verify::UsageSums {
+            api: self.api.clone(),
+        }))
     }
 
     fn customer_id_field(&self) -> &CustomerIdField {

@@ -1,17 +1,18 @@
 //! Orb: track becomes a usage event, `POST /v1/ingest` with `{"events":[...]}`.
 
 pub(crate) mod backfill;
-pub(crate) mod grace;
+mod verify;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, OldEvents, Payload, Request,
-    Response, Stream, Translation, Verdict, beyond_double, common_verdict, out_of_range_reason,
-    write_json_str, write_json_value,
+    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, NumericText, OldEvents,
+    Payload, Request, Response, Stream, Translation, Verdict, Verifier, beyond_double,
+    common_verdict, out_of_range_reason, records_in_default, write_json_str, write_json_value,
 };
 use crate::event::reason::Reason;
 use crate::event::time::{event_time, utc_millis_text};
@@ -166,6 +167,13 @@ impl Orb {
     }
 }
 
+impl Orb {
+    /// The Orb behind a destination, for Orb's own flags and commands.
+    pub(crate) fn of(destination: &dyn Destination) -> Option<&Orb> {
+        destination.as_any().downcast_ref()
+    }
+}
+
 impl Destination for Orb {
     fn name(&self) -> &str {
         &self.name
@@ -179,8 +187,21 @@ impl Destination for Orb {
         &self.api.api_key
     }
 
-    fn orb_api(&self) -> Option<&Api> {
-        Some(&self.api)
+    /// A batch is `{"events":[...]}`.
+    fn records_in<'a>(&self, body: &'a [u8]) -> Vec<&'a RawValue> {
+        #[derive(serde::Deserialize)]
+        struct Batch<'a> {
+            #[serde(borrow)]
+            events: Vec<&'a RawValue>,
+        }
+        match serde_json::from_slice::<Batch>(body) {
+            Ok(batch) => batch.events,
+            Err(_) => records_in_default(body),
+        }
+    }
+
+    fn verifier(&self) -> Option<Box<dyn Verifier + '_>> {
+        Some(Box::new(verify::KeySearch { api: &self.api }))
     }
 
     fn customer_id_field(&self) -> &CustomerIdField {
@@ -322,7 +343,10 @@ impl Destination for Orb {
             time: Some(time),
             notes: (!found_numeric_text.is_empty()).then(|| {
                 Box::new(super::Notes {
-                    numeric_text: found_numeric_text,
+                    numeric_text: Some(NumericText {
+                        found: found_numeric_text,
+                        advice: numeric_text_advice,
+                    }),
                     rewritten: None,
                 })
             }),
@@ -437,7 +461,7 @@ fn not_a_number(from: &str, to: &str, value: &Value) -> Translation {
 
 /// The advice for a mapped property that carried numeric text in `events`
 /// events while not listed in `numeric_properties`.
-pub fn numeric_text_advice(property: &str, events: u64, example: &str) -> String {
+fn numeric_text_advice(property: &str, events: u64, example: &str) -> String {
     format!(
         "{events} event{} carried Orb property \"{property}\" as numeric text (such as {}), \
          which Orb does not sum: list it in numeric_properties",
@@ -728,5 +752,34 @@ mod tests {
             None
         );
         assert_eq!(named_failures(&json!({"ok": true})), None);
+    }
+
+    /// The dry run's records are a batch's events, and a backfill's creation
+    /// (one object, made for no event) is one record.
+    #[test]
+    fn the_records_of_a_body_are_its_events() {
+        let orb = orb_for_records();
+        let batch = br#"{"events":[{"idempotency_key":"a"},{"idempotency_key":"b"}]}"#;
+        let records: Vec<&str> = orb.records_in(batch).iter().map(|r| r.get()).collect();
+        assert_eq!(
+            records,
+            [r#"{"idempotency_key":"a"}"#, r#"{"idempotency_key":"b"}"#]
+        );
+        let creation = br#"{"timeframe_start":"2025-01-01T00:00:00.000Z"}"#;
+        assert_eq!(orb.records_in(creation).len(), 1);
+        assert!(orb.records_in(b"").is_empty());
+    }
+
+    fn orb_for_records() -> Orb {
+        let table: toml::Table = toml::from_str("external_customer_id_field = \"userId\"").unwrap();
+        let mut reader =
+            TableReader::new(table, "segrelay.toml", "destinations.orb".into(), &|_| None);
+        let common = Common {
+            name: "orb".into(),
+            api_key: Secret::literal("k"),
+            endpoint: None,
+            allow_insecure: false,
+        };
+        Orb::new(common, &mut reader).unwrap()
     }
 }

@@ -1,7 +1,7 @@
 //! Repeated idempotency keys. A usage record whose key the run already sent or
-//! queued is skipped as a duplicate, whatever batch either falls in: Orb would
-//! refuse a batch holding one key twice with two bodies, Amberflo would take
-//! both, and Segment itself archives some messages twice. When the records
+//! queued is skipped as a duplicate, whatever batch either falls in: one
+//! destination refuses a batch holding one key twice with two bodies, another
+//! takes both, and Segment itself archives some messages twice. When the records
 //! differ, the run warns, naming both places.
 //!
 //! Exact over the last `WINDOW` keys, in fixed memory; past that, the

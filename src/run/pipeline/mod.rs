@@ -18,7 +18,6 @@ use jiff::Timestamp;
 use crate::checkpoint::Checkpoint;
 use crate::delivery::{Batched, Courier, Delivered, RequestContext};
 use crate::destination::amberflo::customers::{Customers, EventAt, Identified};
-use crate::destination::orb::grace;
 use crate::destination::{Destination, Payload, Stream};
 use crate::event::reason::Reason;
 use crate::event::{Origin, Wanted};
@@ -29,6 +28,7 @@ use crate::report::console::Verbosity;
 use crate::report::outcome::{Content, Outcome};
 use crate::report::{Report, Totals};
 use crate::run::dedupe::Dedupe;
+use crate::run::ingest_window::OutsideWindow;
 use crate::run::prepare::{self, Prepared, Preparer, ReadStop, Reading, Ready, Unread};
 use crate::transport::Transport;
 use workers::Workers;
@@ -75,8 +75,8 @@ impl Options {
     }
 }
 
-/// One pass over the input. A plain run is one pass; an Orb backfill makes a
-/// pass per time window, each sending only its window's events.
+/// One pass over the input. A plain run is one pass; a destination's backfill
+/// makes a pass per time window, each sending only its window's events.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Pass {
     /// Only events translated with a time in [start, end) are sent in this pass.
@@ -187,7 +187,7 @@ struct Flow<'a> {
     customers: Option<&'a mut Customers>,
     dedupe: &'a mut Dedupe,
     /// A plain run to a destination whose ingest refuses some times: counts them.
-    timing: Option<grace::Count>,
+    timing: Option<OutsideWindow>,
 }
 
 /// When the checkpoint is written, once the settled point moved.
@@ -254,7 +254,7 @@ impl Pipeline {
             dedupe,
             // A backfill's passes send each event where its time belongs.
             timing: match pass.window {
-                None => grace::Count::start(courier.destination.as_ref()),
+                None => OutsideWindow::start(courier.destination.as_ref()),
                 Some(_) => None,
             },
         };
@@ -342,8 +342,8 @@ impl Pipeline {
     }
 }
 
-/// The events of one UTC day (or of another stretch of time): what an Orb
-/// backfill cuts its windows from.
+/// The events of one UTC day (or of another stretch of time): what a
+/// destination's backfill cuts its windows from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DaySpan {
     pub first: Timestamp,
@@ -443,8 +443,8 @@ impl Flow<'_> {
             return Ok(ControlFlow::Continue(()));
         }
         if let Some(notes) = &payload.notes {
-            for (property, text) in &notes.numeric_text {
-                self.report.numeric_text(property, text);
+            if let Some(numeric_text) = &notes.numeric_text {
+                self.report.numeric_text(numeric_text);
             }
             if let Some(rewrite) = &notes.rewritten {
                 self.report.rewritten(rewrite, &origin);

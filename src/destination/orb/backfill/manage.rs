@@ -1,18 +1,18 @@
 //! `segrelay orb backfills ...`: the backfill endpoints by hand.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::cli::BackfillAction;
-use crate::config::BackfillsConfig;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::throttle::Throttle;
 use crate::delivery::{Call, Courier, Delivered};
-use crate::destination::Request;
-use crate::destination::orb::{Backfill, fresh_key};
+use crate::destination::orb::{Backfill, Orb, fresh_key};
+use crate::destination::{Destination, Request};
 use crate::report::console::{Console, Verbosity, escape_controls};
 use crate::settings::SettingsError;
 use crate::status::Status;
@@ -63,21 +63,23 @@ impl Act {
     }
 }
 
-/// `segrelay orb backfills ...`: the backfill endpoints by hand.
-pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
-    let BackfillsConfig {
-        target,
-        timeout,
-        action,
-    } = config;
+/// `segrelay orb backfills ...`: the backfill endpoints by hand, on the Orb
+/// destination `BackfillsConfig` chose.
+pub(crate) fn manage(
+    destination: Arc<dyn Destination>,
+    timeout: Duration,
+    action: BackfillAction,
+) -> anyhow::Result<Status> {
     if let BackfillAction::Revert { id, yes: false } = &action {
         confirm_revert(id)?;
     }
-    let api = target.destination.orb_api().expect("backfills are Orb's");
+    let api = &Orb::of(destination.as_ref())
+        .expect("backfills are Orb's")
+        .api;
     let courier = Courier::new(
-        target.destination.clone(),
-        target.secret(),
-        RetryPolicy::for_kind(target.destination.kind(), 3, Duration::from_secs(30)),
+        destination.clone(),
+        destination.secret().clone(),
+        RetryPolicy::for_kind(destination.kind(), 3, Duration::from_secs(30)),
         Throttle::new(None, None),
         Console::new(Verbosity::Normal, None),
     );

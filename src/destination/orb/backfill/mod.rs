@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use crate::checkpoint::{Checkpoint, Window};
-use crate::config::Plan;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpoint;
 use crate::delivery::{Call, Courier, Delivered, RequestContext, Stop};
-use crate::destination::Request;
-use crate::destination::orb::{Api, Backfill, derived_key, fresh_key};
+use crate::destination::orb::{Api, Backfill, Orb, derived_key, fresh_key};
+use crate::destination::{Destination, Planner, Request};
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
 use crate::report::console::Verbosity;
@@ -29,6 +30,89 @@ use crate::report::{WindowNotMade, plural};
 use crate::run::pipeline::{self, DaySpan, Options, Pass, PassEnd, Pipeline};
 
 pub(crate) use manage::manage;
+
+/// What `send --orb-backfill` was asked to do.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub window_days: u32,
+    pub replace_existing: bool,
+    /// Create backfills over windows that earlier backfills already cover.
+    pub allow_overlap: bool,
+    pub close: bool,
+    /// Each backfill's `close_time` is its creation plus this: Orb closes it
+    /// then by itself, whether segrelay closed it or not.
+    pub close_after: Duration,
+    pub wait: bool,
+    pub poll_interval: Duration,
+    pub wait_timeout: Duration,
+    pub dry_run: bool,
+}
+
+/// The checkpoint's keys (as they were when the checkpoint held them itself):
+/// the windows as planned and how far each got, and the latest event time
+/// Orb's ingest took when they were planned, so that a resume rejects later
+/// events as the first run did.
+const WINDOWS: &str = "orb_backfill";
+const LATEST: &str = "orb_latest";
+
+/// One backfill window, and how far its backfill got: what the checkpoint
+/// keeps under [`WINDOWS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Window {
+    /// Inclusive.
+    pub start: Timestamp,
+    /// Exclusive.
+    pub end: Timestamp,
+    pub events: u64,
+    pub id: Option<String>,
+    pub closed: bool,
+    pub reflected: bool,
+    /// The idempotency key of the backfill's creation, saved before it is
+    /// first asked for: asked again with it, Orb answers with the backfill it
+    /// created rather than creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_key: Option<String>,
+    /// The close time that creation sends, so that asking again repeats it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_time: Option<Timestamp>,
+    /// The idempotency key of the backfill's close, saved likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_key: Option<String>,
+    /// The events within the grace period: sent through ordinary ingest, not
+    /// a backfill.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recent: bool,
+}
+
+/// `--orb-backfill`: the run's passes, first the events within the grace
+/// period, then a backfill per window.
+pub(crate) struct Backfills {
+    plan: Plan,
+    api: Api,
+}
+
+impl Backfills {
+    /// The planner of an Orb destination's backfill (`--orb-backfill` is
+    /// refused for any other).
+    pub(crate) fn new(plan: Plan, destination: &dyn Destination) -> Backfills {
+        let orb = Orb::of(destination).expect("--orb-backfill is for Orb");
+        Backfills {
+            plan,
+            api: orb.api.clone(),
+        }
+    }
+}
+
+impl Planner for Backfills {
+    /// The input is read once to plan, then once per window.
+    fn reads_input_once(&self) -> bool {
+        false
+    }
+
+    fn make_passes(&mut self, run: &mut Pipeline) -> anyhow::Result<PassEnd> {
+        self::run(run, &self.plan, &self.api)
+    }
+}
 
 /// A step that talks to Orb: what it found, or why the run stops.
 type Step<T> = anyhow::Result<Result<T, Stop>>;
@@ -117,7 +201,7 @@ fn plan_passes(
 
 /// Runs every pass not yet done, resuming where the checkpoint says. Stopped
 /// before the end, it says which backfills it leaves open.
-pub(crate) fn run(run: &mut Pipeline, plan: &Plan, api: &Api) -> anyhow::Result<PassEnd> {
+fn run(run: &mut Pipeline, plan: &Plan, api: &Api) -> anyhow::Result<PassEnd> {
     let mut windows = Vec::new();
     let result = make_passes(run, plan, api, &mut windows);
     let stopped = match &result {
@@ -137,10 +221,10 @@ fn make_passes(
     windows: &mut Vec<Window>,
 ) -> anyhow::Result<PassEnd> {
     let console = run.courier.console.clone();
-    let saved = run.checkpoint.as_ref().and_then(|c| {
-        let state = c.state();
-        state.orb_backfill.clone().map(|w| (w, state.orb_latest))
-    });
+    let saved = match run.checkpoint.as_ref() {
+        Some(checkpoint) => saved(checkpoint)?,
+        None => None,
+    };
     let latest = match saved {
         Some((saved, latest)) => {
             *windows = saved;
@@ -150,7 +234,10 @@ fn make_passes(
             let (planned, latest) = plan_passes(&run.options, &run.courier, plan.window_days)?;
             *windows = planned;
             if let Some(checkpoint) = run.checkpoint.as_mut() {
-                checkpoint.set_backfill_plan(windows, latest)?;
+                checkpoint.keep_planned([
+                    (LATEST, serde_json::to_value(latest)?),
+                    (WINDOWS, serde_json::to_value(&*windows)?),
+                ])?;
             }
             Some(latest)
         }
@@ -272,6 +359,7 @@ impl UnmadePasses {
     fn note(&self, run: &mut Pipeline, from: usize) -> PassEnd {
         let left = self.windows.get(from..).unwrap_or_default();
         run.report.windows_not_made(
+            "orb backfill windows",
             left.iter()
                 .map(|&(start, end, events)| WindowNotMade {
                     start: utc_millis_text(start),
@@ -311,9 +399,30 @@ fn describe(windows: &[Window], plan: &Plan) -> String {
 
 fn save(checkpoint: Option<&mut Checkpoint>, windows: &[Window]) -> anyhow::Result<()> {
     match checkpoint {
-        Some(checkpoint) => checkpoint.set_windows(windows),
+        Some(checkpoint) => checkpoint.keep_planned([(WINDOWS, serde_json::to_value(windows)?)]),
         None => Ok(()),
     }
+}
+
+/// The windows a checkpoint kept, once planned, and the latest time then.
+fn saved(checkpoint: &Checkpoint) -> anyhow::Result<Option<(Vec<Window>, Option<Timestamp>)>> {
+    let not_ours = |key: &str, e: serde_json::Error| {
+        anyhow::anyhow!(
+            "checkpoint {}: its {key} is not what segrelay wrote ({e})",
+            checkpoint.path().display()
+        )
+    };
+    let Some(windows) = checkpoint.planned(WINDOWS) else {
+        return Ok(None);
+    };
+    let windows = Vec::<Window>::deserialize(windows).map_err(|e| not_ours(WINDOWS, e))?;
+    let latest = match checkpoint.planned(LATEST) {
+        Some(latest) => {
+            Option::<Timestamp>::deserialize(latest).map_err(|e| not_ours(LATEST, e))?
+        }
+        None => None,
+    };
+    Ok(Some((windows, latest)))
 }
 
 /// Creates the window's backfill, or adopts the pending one Orb already has for
@@ -607,5 +716,61 @@ mod tests {
                     <= jiff::SignedDuration::from_hours(31 * 24)
             );
         }
+    }
+
+    /// A checkpoint written when the checkpoint held the backfill's windows
+    /// itself (`orb_backfill`, `orb_latest` beside the other keys) resumes:
+    /// its windows and latest time are read, and kept again under the same
+    /// keys with the same values.
+    #[test]
+    fn a_checkpoint_with_the_windows_at_its_top_level_resumes_and_keeps_them_there() {
+        let folder = tempfile::tempdir().unwrap();
+        let input = folder.path().join("events.ndjson");
+        std::fs::write(&input, "{}\n").unwrap();
+        let path = folder.path().join("checkpoint.json");
+        let sources = [crate::input::Source::Path(input)];
+        let identity = crate::checkpoint::Identity::default();
+        Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        let mut file: serde_json::Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let windows = serde_json::json!([{
+            "start": "2025-01-01T00:00:00Z", "end": "2025-01-02T00:00:00.001Z", "events": 12,
+            "id": "bf_1", "closed": true, "reflected": false,
+            "create_key": "segrelay-create-1", "close_time": "2025-06-01T00:00:00Z",
+        }, {
+            "start": "2025-03-01T00:00:00Z", "end": "2025-03-01T00:00:00.001Z", "events": 1,
+            "id": null, "closed": false, "reflected": false,
+        }]);
+        let latest = serde_json::json!("2025-06-01T12:00:00Z");
+        file.insert("pass".into(), 1.into());
+        file.insert(WINDOWS.into(), windows.clone());
+        file.insert(LATEST.into(), latest.clone());
+        std::fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+
+        let (mut checkpoint, resumed) =
+            Checkpoint::open(&path, &identity, &sources, false).unwrap();
+        assert!(resumed);
+        assert_eq!(checkpoint.state().pass, 1);
+        let (read, read_latest) = saved(&checkpoint).unwrap().expect("the windows are read");
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].id.as_deref(), Some("bf_1"));
+        assert_eq!(read[0].events, 12);
+        assert!(read[0].closed && !read[1].closed);
+        assert_eq!(read[0].create_key.as_deref(), Some("segrelay-create-1"));
+        assert_eq!(read_latest, Some("2025-06-01T12:00:00Z".parse().unwrap()));
+
+        save(Some(&mut checkpoint), &read).unwrap();
+        let written: serde_json::Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let windows_as_written: Vec<Window> = serde_json::from_value(windows).unwrap();
+        let windows_again: Vec<Window> = serde_json::from_value(written[WINDOWS].clone()).unwrap();
+        assert_eq!(windows_again, windows_as_written);
+        assert_eq!(written[LATEST], latest);
+        assert_eq!(written["pass"], 1);
+        assert_eq!(
+            written.keys().collect::<Vec<_>>(),
+            file.keys().collect::<Vec<_>>(),
+            "the same keys, no others"
+        );
     }
 }

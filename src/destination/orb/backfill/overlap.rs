@@ -15,9 +15,8 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 use serde_json::Value;
 
+use super::{Plan, Window};
 use super::{Step, abort, call};
-use crate::checkpoint::Window;
-use crate::config::Plan;
 use crate::delivery::{Call, Stop};
 use crate::destination::orb::{Api, Backfill};
 use crate::event::time::utc_millis_text;

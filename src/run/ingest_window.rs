@@ -1,9 +1,9 @@
-//! Event times a destination's ordinary ingest refuses (Orb: older than the
-//! grace period, or more than 5 minutes ahead) or may not keep (Amberflo:
-//! older than its default backfill guardrail). A plain run counts them, says
-//! so at the first old one that is refused, and warns with the counts at the
-//! end: they need a backfill, a raised limit, or a look at the clock that
-//! stamped them.
+//! Event times a destination's ordinary ingest refuses (older than its grace
+//! period, or too far ahead) or may not keep (older than a guardrail), as its
+//! [`IngestWindow`] says. A plain run counts them, says so at the first old
+//! one that is refused, and warns with the counts at the end: they need a
+//! backfill, a raised limit, or a look at the clock that stamped them. The
+//! words of each message (the span's name, the remedy) are the destination's.
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -14,7 +14,7 @@ use crate::report::console::{Console, Verbosity};
 
 /// The records of a plain run that ordinary ingest will refuse for their time,
 /// as seen when the run began.
-pub(crate) struct Count {
+pub(crate) struct OutsideWindow {
     window: IngestWindow,
     display_name: &'static str,
     oldest: Timestamp,
@@ -23,12 +23,12 @@ pub(crate) struct Count {
     too_new: u64,
 }
 
-impl Count {
+impl OutsideWindow {
     /// None when the destination's ingest takes any time.
-    pub(crate) fn start(destination: &dyn Destination) -> Option<Count> {
+    pub(crate) fn start(destination: &dyn Destination) -> Option<OutsideWindow> {
         let window = destination.ingest_window()?;
         let (oldest, latest) = window.bounds(Timestamp::now());
-        Some(Count {
+        Some(OutsideWindow {
             window,
             display_name: destination.kind().display_name(),
             oldest,
