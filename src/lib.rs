@@ -33,13 +33,13 @@ pub use crate::status::Status;
 /// The exit code for an error that ended the run.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<SettingsError>().is_some() {
-        Status::Usage as u8
+        Status::Usage.code()
     } else if error.downcast_ref::<status::OutputFailed>().is_some() {
-        Status::Output as u8
+        Status::Output.code()
     } else if error.downcast_ref::<status::InternalError>().is_some() {
-        Status::Internal as u8
+        Status::Internal.code()
     } else {
-        Status::Problems as u8
+        Status::Problems.code()
     }
 }
 
