@@ -67,7 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
                 .destination
                 .as_deref()
                 .and_then(destination::Kind::from_name);
-            settings::init::write(kind, &args.out)?;
+            destination::init::write(kind, &args.out)?;
             Ok(Status::Clean)
         }
         Command::Completions { shell } => {

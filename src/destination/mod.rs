@@ -3,6 +3,8 @@
 //! settings table, which the type's table of settings describes.
 
 pub mod amberflo;
+pub mod file;
+pub(crate) mod init;
 pub mod kable;
 mod kind;
 pub mod listing;
@@ -17,7 +19,9 @@ use serde_json::Value;
 
 use crate::event::Event;
 use crate::event::reason::Reason;
-use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
+use crate::settings::{
+    AnySetting, Secret, Setting, SettingKind, SettingsError, TableReader, kinds,
+};
 
 pub use kind::Kind;
 pub use number::{
@@ -26,7 +30,7 @@ pub use number::{
 };
 pub use verdict::{Verdict, common_verdict};
 // What a destination makes and reads, where the rest of the program looks for it.
-pub use crate::transport::wire::{Header, HeaderValue, Request, Response};
+pub use crate::transport::wire::{Header, Request, Response};
 
 /// The path of a base URL without its trailing slashes: `/v1` of
 /// `https://api.withorb.com/v1/`, empty for a bare host.
@@ -237,49 +241,49 @@ impl IngestWindow {
 }
 
 /// The keys every destination type takes.
-const COMMON_SETTINGS: &[Setting] = &[
-    TYPE,
-    API_KEY,
-    ENDPOINT,
-    ALLOW_INSECURE,
-    MAX_EVENTS_PER_MINUTE,
+const COMMON_SETTINGS: &[AnySetting] = &[
+    TYPE.any(),
+    API_KEY.any(),
+    ENDPOINT.any(),
+    ALLOW_INSECURE.any(),
+    MAX_EVENTS_PER_MINUTE.any(),
 ];
 
-const TYPE: Setting = Setting {
+const TYPE: Setting<kinds::Text> = Setting {
     key: "type",
-    kind: SettingKind::Text,
+    kind: kinds::Text,
     default: Some("the table's name"),
     required: false,
     recorded: false,
     help: "amberflo, orb or kable",
 };
-const API_KEY: Setting = Setting {
+const API_KEY: Setting<kinds::Secret> = Setting {
     key: "api_key",
-    kind: SettingKind::Secret,
+    kind: kinds::Secret,
     default: None,
     required: true,
     recorded: false,
     help: "the API key; use \"${VAR}\" to read it from the environment",
 };
-const ENDPOINT: Setting = Setting {
+const ENDPOINT: Setting<kinds::Url> = Setting {
     key: "endpoint",
-    kind: SettingKind::Url,
+    kind: kinds::Url,
     default: Some("the service's own URL"),
     required: false,
     recorded: true,
     help: "base URL, for proxies, tests and failover hosts",
 };
-const ALLOW_INSECURE: Setting = Setting {
+const ALLOW_INSECURE: Setting<kinds::Bool> = Setting {
     key: "allow_insecure",
-    kind: SettingKind::Bool,
+    kind: kinds::Bool,
     default: Some("false"),
     required: false,
     recorded: false,
     help: "allow a plain http:// endpoint that is not on this machine",
 };
-const MAX_EVENTS_PER_MINUTE: Setting = Setting {
+const MAX_EVENTS_PER_MINUTE: Setting<kinds::Positive> = Setting {
     key: "max_events_per_minute",
-    kind: SettingKind::Positive,
+    kind: kinds::Positive,
     default: Some("no limit"),
     required: false,
     recorded: false,
@@ -287,7 +291,7 @@ const MAX_EVENTS_PER_MINUTE: Setting = Setting {
 };
 
 /// Every key a type's table takes: the common ones, then its own.
-pub fn settings(kind: Kind) -> impl Iterator<Item = &'static Setting> {
+pub fn settings(kind: Kind) -> impl Iterator<Item = &'static AnySetting> {
     let own = match kind {
         Kind::Amberflo => amberflo::SETTINGS,
         Kind::Orb => orb::SETTINGS,
@@ -315,7 +319,7 @@ pub struct DestinationSettings {
     /// The destination's own rate limit, which segrelay keeps under.
     pub max_events_per_minute: Option<u64>,
     pub destination: Arc<dyn Destination>,
-    /// The table as written, for `build`.
+    /// The table as written: what the checkpoint records, and the warnings.
     table: TableReader,
 }
 
@@ -356,18 +360,12 @@ impl DestinationSettings {
 
     /// The settings a checkpoint records ([`Setting::recorded`]), each with
     /// its value as written, or None when the table leaves it to its default.
-    pub fn recorded(&self) -> Vec<(&'static Setting, Option<String>)> {
+    pub fn recorded(&self) -> Vec<(&'static AnySetting, Option<String>)> {
         settings(self.kind)
             .filter(|s| s.recorded && s.kind != SettingKind::Secret)
             .map(|s| (s, self.table.shown(s.key)))
             .collect()
     }
-}
-
-/// Builds the destination a table describes anew; a run uses the one
-/// `DestinationSettings::read` built.
-pub fn build(settings: &DestinationSettings) -> Result<Box<dyn Destination>, SettingsError> {
-    Ok(Built::from_table(&settings.name, settings.table.clone())?.destination)
 }
 
 struct Built {
@@ -457,7 +455,10 @@ pub struct CustomerIdField {
 }
 
 impl CustomerIdField {
-    pub fn read(setting: &'static Setting, table: &mut TableReader) -> Result<Self, SettingsError> {
+    pub fn read(
+        setting: &'static Setting<kinds::Fields>,
+        table: &mut TableReader,
+    ) -> Result<Self, SettingsError> {
         Ok(CustomerIdField {
             key: setting.key,
             paths: table.fields(setting)?,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ureq::http::Uri;
 
-use crate::settings::table::Secret;
+use crate::settings::Secret;
 
 /// Everything but the unreserved characters (`A-Za-z0-9-._~`).
 const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
