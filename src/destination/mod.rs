@@ -25,8 +25,7 @@ use crate::settings::{
 
 pub use kind::Kind;
 pub use number::{
-    Outgoing, beyond_double, double_keeps, out_of_range, out_of_range_reason, outgoing,
-    outgoing_text,
+    Outgoing, beyond_double, double_keeps, out_of_range, out_of_range_reason, outgoing_text,
 };
 pub use verdict::{Verdict, common_verdict};
 // What a destination makes and reads, where the rest of the program looks for it.

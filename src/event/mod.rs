@@ -194,11 +194,6 @@ impl Event {
         self.get(path).and_then(|value| id_text(&value))
     }
 
-    /// `userId`, else `anonymousId`.
-    pub fn customer_id(&self) -> Option<String> {
-        self.id_at("userId").or_else(|| self.id_at("anonymousId"))
-    }
-
     /// `messageId`, else an id derived from the event's content, stable across runs.
     pub fn message_id(&self) -> String {
         self.id_at("messageId")

@@ -15,7 +15,7 @@ use crate::event::reason::Reason;
 
 mod folders;
 
-pub use folders::{DayBounds, Expanded, Folders, SkippedBy, expand, warnings};
+pub use folders::{DayBounds, Expanded, Folders, expand, warnings};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BOM: &[u8] = b"\xEF\xBB\xBF";

@@ -9,6 +9,8 @@
 #[derive(Debug)]
 pub struct Setting<K> {
     pub key: &'static str,
+    /// The kind, as a value: never read, since the type says it, but written
+    /// in each setting's definition beside its key, where a reader looks for it.
     pub kind: K,
     /// As the listing shows it; a `Field`'s is also the value it takes when absent.
     pub default: Option<&'static str>,
