@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use crate::checkpoint::Identity;
 use crate::cli::{self, BackfillAction, BatchArgs, InputArgs, SettingsArgs};
+use crate::console::Verbosity;
 use crate::delivery::retry::RetryPolicy;
 use crate::destination::DestinationSettings;
 use crate::destination::file::{self, Settings};
 use crate::destination::{Destination, Kind};
 use crate::input::filter::{self, Filter};
 use crate::input::{DayBounds, Expanded, Source};
-use crate::report::console::Verbosity;
 use crate::report::is_stdout;
-use crate::run::pipeline::Options;
 use crate::settings::{AnySetting, Secret, SettingsError};
 use crate::transport::dry_run::Format;
 
@@ -116,6 +115,24 @@ pub(crate) enum Output {
     },
     /// Translate and count; write nothing.
     Check,
+}
+
+/// What a pass of the pipeline reads and how: the inputs, the limits and the
+/// filters, and the threads that prepare the lines.
+pub(crate) struct Options {
+    pub sources: Vec<Source>,
+    pub max_line_bytes: usize,
+    pub batch_size: usize,
+    pub fail_fast: bool,
+    /// `--limit`: the events read at most.
+    pub limit: Option<u64>,
+    pub filter: Filter,
+    /// The inputs that could not be opened.
+    pub unreadable: Arc<crate::input::Unreadable>,
+    /// Threads that parse and translate.
+    pub threads: usize,
+    /// What the folders among the inputs held, when there were any.
+    pub folders: Option<crate::input::Folders>,
 }
 
 /// `send` (with or without `--dry-run`) and `check`: the input replayed

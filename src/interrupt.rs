@@ -15,7 +15,7 @@ pub(crate) fn install() {
         if REQUESTED.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(Status::Interrupted.code()));
         }
-        crate::report::console::stderr_line(
+        crate::console::stderr_line(
             "\nsegrelay: stopping after the request in flight (press Ctrl-C again to quit at once)",
         );
     });

@@ -7,6 +7,7 @@
 mod checkpoint;
 pub mod cli;
 mod config;
+mod console;
 mod delivery;
 pub mod destination;
 pub mod event;

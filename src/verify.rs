@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::VerifyConfig;
+use crate::console::{Console, Verbosity};
 use crate::delivery::throttle::Throttle;
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::{Kind, Request, Stream};
-use crate::report::console::{Console, Verbosity};
 use crate::run::pipeline;
 use crate::status::Status;
 use crate::transport::Transport;
@@ -109,7 +109,7 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
         }
         let unread = match input_errors {
             0 => String::new(),
-            n => format!("; {} could not be read", crate::report::plural(n, "input")),
+            n => format!("; {} could not be read", crate::console::plural(n, "input")),
         };
         console.inform(&format!(
             "segrelay: verify {}: {} checked, {count} difference{}{unread}",

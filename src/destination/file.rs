@@ -96,7 +96,7 @@ impl Settings {
                 .map(|m| m.permissions().mode())
                 .unwrap_or(0);
             if literal_key && mode & 0o077 != 0 {
-                crate::report::console::stderr_line(&format!(
+                crate::console::stderr_line(&format!(
                     "segrelay: warning: settings file {} holds an API key and is readable by others (mode {:o}): \
                      chmod 600 it, or read the key from the environment with \"${{VAR}}\"",
                     self.path.display(),

@@ -33,7 +33,7 @@ pub(crate) fn write(kind: Option<Kind>, out: &Path) -> anyhow::Result<()> {
             SettingsError(format!("cannot write {}: {reason}", out.display()))
         })?;
     file.write_all(text.as_bytes())?;
-    crate::report::console::stderr_line(&format!(
+    crate::console::stderr_line(&format!(
         "segrelay: wrote {}; set the API key variables it names, then try `segrelay check -c {} FILE`",
         out.display(),
         out.display()

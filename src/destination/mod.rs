@@ -29,7 +29,7 @@ pub use number::{
 };
 pub use verdict::{Verdict, common_verdict};
 // What a destination makes and reads, where the rest of the program looks for it.
-pub use crate::transport::wire::{Header, Request, Response};
+pub use crate::transport::wire::{Header, Request, Response, write_json_str};
 
 /// The path of a base URL without its trailing slashes: `/v1` of
 /// `https://api.withorb.com/v1/`, empty for a bare host.
@@ -493,7 +493,7 @@ impl CustomerIdField {
     pub fn warning(&self, events: u64) -> String {
         let skipped = format!(
             "{} had no customer id at {} and {} skipped, not sent",
-            crate::report::plural(events, "event"),
+            crate::console::plural(events, "event"),
             self.paths.join(" or "),
             if events == 1 { "was" } else { "were" },
         );
@@ -519,26 +519,8 @@ pub fn missing(what: &'static str, field: &str) -> Translation {
     ))
 }
 
-/// Writes a JSON string (quoted and escaped) into a record being built. Most
-/// strings need no escape; checking that over all bytes at once (a fold
-/// without an early exit compiles to vector code) is several times faster than
-/// serde_json's byte-by-byte writer, which writes the others.
-pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    let needs_escape = text.bytes().fold(false, |found, b| {
-        found | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if !needs_escape {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
-    }
-}
-
 /// Writes a JSON value, its strings as `write_json_str` does and its numbers
-/// as they go out ([`outgoing`]).
+/// as they go out ([`Outgoing`]).
 pub fn write_json_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::String(text) => write_json_str(out, text),

@@ -9,6 +9,7 @@ mod lazy;
 mod notes;
 mod parse;
 mod path;
+pub(crate) mod rejects;
 pub mod time;
 
 use std::borrow::Cow;

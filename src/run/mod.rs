@@ -15,6 +15,7 @@ use anyhow::Context;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Output, Plan, RunConfig};
+use crate::console::{Console, Verbosity};
 use crate::delivery::throttle::Throttle;
 use crate::delivery::{Courier, RequestContext};
 use crate::destination::amberflo::customers::{self, Customers, EventAt};
@@ -23,7 +24,6 @@ use crate::destination::orb::backfill;
 use crate::destination::{NO_CUSTOMER_ID, Stream};
 use crate::input::{self, Source};
 use crate::interrupt;
-use crate::report::console::{Console, Verbosity};
 use crate::report::{Report, plural};
 use crate::run::dedupe::Dedupe;
 use crate::run::pipeline::{Dispatch, Pass, Pipeline};
@@ -68,7 +68,7 @@ impl Job {
             && options.sources.contains(&Source::Stdin)
             && io::stdin().is_terminal()
         {
-            crate::report::console::stderr_line(
+            crate::console::stderr_line(
                 "segrelay: reading events from standard input (end with Ctrl-D)",
             );
         }

@@ -6,11 +6,10 @@ use anyhow::Context;
 use serde_json::value::RawValue;
 
 use super::{Reply, Transport, USER_AGENT};
-use crate::destination::write_json_str;
+use crate::console::escape_controls;
 use crate::event::Origin;
-use crate::report::console::escape_controls;
 use crate::status::OutputFailed;
-use crate::transport::wire::{HeaderValue, Request};
+use crate::transport::wire::{HeaderValue, Request, write_json_str};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
