@@ -533,4 +533,37 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+
+    /// The help's exit codes, their wrapped lines joined again, are each
+    /// status's code and meaning, and no line is wider than the wrap.
+    #[test]
+    fn exit_codes_are_wrapped_without_losing_a_word() {
+        for command in [Exits::Any, Exits::Send, Exits::Check, Exits::Verify] {
+            let text = exit_codes(command);
+            assert!(
+                text.lines().all(|line| line.len() <= EXIT_CODES_WIDTH),
+                "{text}"
+            );
+            let mut said: Vec<(u8, String)> = Vec::new();
+            for line in text.lines().skip(1) {
+                let continued = line.starts_with("   ");
+                let line = line.trim_start();
+                match (continued, said.last_mut()) {
+                    (true, Some((_, meaning))) => {
+                        meaning.push(' ');
+                        meaning.push_str(line);
+                    }
+                    _ => {
+                        let (code, meaning) = line.split_once("  ").expect("code, then meaning");
+                        said.push((code.parse().expect("a code"), meaning.to_owned()));
+                    }
+                }
+            }
+            let meant: Vec<(u8, String)> = Status::ALL
+                .iter()
+                .filter_map(|s| Some((s.code(), s.meaning(command)?.to_owned())))
+                .collect();
+            assert_eq!(said, meant);
+        }
+    }
 }

@@ -6,6 +6,42 @@
 
 /// One key a table takes, of kind `K` (one of [`kinds`]): how it is read, and
 /// what `segrelay destinations` says of it.
+///
+/// A setting is read by its kind's accessor:
+///
+/// ```
+/// use segrelay::settings::{Setting, SettingsError, TableReader, kinds};
+///
+/// const ON: Setting<kinds::Bool> = Setting {
+///     key: "on",
+///     kind: kinds::Bool,
+///     default: Some("false"),
+///     required: false,
+///     recorded: false,
+///     help: "",
+/// };
+/// fn read(table: &mut TableReader) -> Result<Option<bool>, SettingsError> {
+///     table.bool(&ON)
+/// }
+/// ```
+///
+/// and by no other:
+///
+/// ```compile_fail
+/// use segrelay::settings::{Setting, SettingsError, TableReader, kinds};
+///
+/// const ON: Setting<kinds::Bool> = Setting {
+///     key: "on",
+///     kind: kinds::Bool,
+///     default: Some("false"),
+///     required: false,
+///     recorded: false,
+///     help: "",
+/// };
+/// fn read(table: &mut TableReader) -> Result<Option<String>, SettingsError> {
+///     table.string(&ON)
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Setting<K> {
     pub key: &'static str,
