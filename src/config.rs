@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use crate::checkpoint::Identity;
 use crate::cli::{self, BackfillAction, BatchArgs, InputArgs, SettingsArgs};
+use crate::console::Verbosity;
 use crate::delivery::retry::RetryPolicy;
+use crate::destination::DestinationSettings;
+use crate::destination::file::{self, Settings};
 use crate::destination::orb::backfill::{Backfills, Plan};
 use crate::destination::{Destination, Kind, OnePass, Planner};
 use crate::input::filter::{self, Filter};
 use crate::input::{DayBounds, Expanded, Source};
-use crate::report::console::Verbosity;
 use crate::report::is_stdout;
-use crate::run::pipeline::Options;
-use crate::settings::table::Setting;
-use crate::settings::{self, DestinationSettings, Secret, Settings, SettingsError};
+use crate::settings::{AnySetting, Secret, SettingsError};
 use crate::transport::dry_run::Format;
 
 /// The chosen destination, built from its settings table.
@@ -26,14 +26,14 @@ pub(crate) struct Target {
     pub max_events_per_minute: Option<u64>,
     /// The settings that change what is sent or where, as written: what a
     /// checkpoint records.
-    pub recorded: Vec<(&'static Setting, Option<String>)>,
+    pub recorded: Vec<(&'static AnySetting, Option<String>)>,
     /// What the settings' text says that their reading does not.
     pub settings_warnings: Vec<String>,
 }
 
 impl Target {
     fn load(args: &SettingsArgs) -> Result<Target, SettingsError> {
-        let settings = Settings::load(&settings::locate(args.config.as_deref())?)?;
+        let settings = Settings::load(&file::locate(args.config.as_deref())?)?;
         let chosen = settings.select(args.destination.as_deref())?;
         Ok(Target::of(chosen))
     }
@@ -116,6 +116,24 @@ pub(crate) enum Output {
     },
     /// Translate and count; write nothing.
     Check,
+}
+
+/// What a pass of the pipeline reads and how: the inputs, the limits and the
+/// filters, and the threads that prepare the lines.
+pub(crate) struct Options {
+    pub sources: Vec<Source>,
+    pub max_line_bytes: usize,
+    pub batch_size: usize,
+    pub fail_fast: bool,
+    /// `--limit`: the events read at most.
+    pub limit: Option<u64>,
+    pub filter: Filter,
+    /// The inputs that could not be opened.
+    pub unreadable: Arc<crate::input::Unreadable>,
+    /// Threads that parse and translate.
+    pub threads: usize,
+    /// What the folders among the inputs held, when there were any.
+    pub folders: Option<crate::input::Folders>,
 }
 
 /// `send` (with or without `--dry-run`) and `check`: the input replayed
@@ -478,7 +496,7 @@ impl BackfillsConfig {
         timeout: Duration,
         action: BackfillAction,
     ) -> Result<BackfillsConfig, SettingsError> {
-        let loaded = Settings::load(&settings::locate(settings.config.as_deref())?)?;
+        let loaded = Settings::load(&file::locate(settings.config.as_deref())?)?;
         let chosen = loaded.select(settings.destination.as_deref())?;
         if chosen.kind != Kind::Orb {
             return Err(SettingsError(format!(

@@ -5,18 +5,17 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
+use crate::status::Status;
 
-/// The exit code of an interrupted run (128 + SIGINT).
-pub(crate) const EXIT_CODE: u8 = 130;
+static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn install() {
     // Failing to install (a handler already set) only loses the clean stop.
     let _ = ctrlc::set_handler(|| {
         if REQUESTED.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(EXIT_CODE));
+            std::process::exit(i32::from(Status::Interrupted.code()));
         }
-        crate::report::console::stderr_line(
+        crate::console::stderr_line(
             "\nsegrelay: stopping after the request in flight (press Ctrl-C again to quit at once)",
         );
     });

@@ -7,6 +7,7 @@
 mod checkpoint;
 pub mod cli;
 mod config;
+mod console;
 mod delivery;
 pub mod destination;
 pub mod event;
@@ -33,13 +34,13 @@ pub use crate::status::Status;
 /// The exit code for an error that ended the run.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<SettingsError>().is_some() {
-        Status::Usage as u8
+        Status::Usage.code()
     } else if error.downcast_ref::<status::OutputFailed>().is_some() {
-        Status::Output as u8
+        Status::Output.code()
     } else if error.downcast_ref::<status::InternalError>().is_some() {
-        Status::Internal as u8
+        Status::Internal.code()
     } else {
-        Status::Problems as u8
+        Status::Problems.code()
     }
 }
 
@@ -67,7 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
                 .destination
                 .as_deref()
                 .and_then(destination::Kind::from_name);
-            settings::init::write(kind, &args.out)?;
+            destination::init::write(kind, &args.out)?;
             Ok(Status::Clean)
         }
         Command::Completions { shell } => {

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     keep_small_pages();
     let cli = segrelay::cli::Cli::parse();
     match segrelay::run(cli) {
-        Ok(status) => ExitCode::from(status as u8),
+        Ok(status) => ExitCode::from(status.code()),
         Err(error) if segrelay::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             // Not eprintln!: a closed standard error must not turn an error into a panic.

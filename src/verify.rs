@@ -8,10 +8,10 @@ use std::io::Write;
 use serde_json::json;
 
 use crate::config::VerifyConfig;
+use crate::console::{Console, Verbosity};
 use crate::delivery::Courier;
 use crate::delivery::throttle::Throttle;
 use crate::destination::{Verification, Verifier};
-use crate::report::console::{Console, Verbosity};
 use crate::status::Status;
 use crate::transport::http::HttpSender;
 
@@ -69,7 +69,7 @@ pub(crate) fn run(config: VerifyConfig) -> anyhow::Result<Status> {
         }
         let unread = match input_errors {
             0 => String::new(),
-            n => format!("; {} could not be read", crate::report::plural(n, "input")),
+            n => format!("; {} could not be read", crate::console::plural(n, "input")),
         };
         console.inform(&format!(
             "segrelay: verify {}: {} checked, {count} difference{}{unread}",

@@ -143,14 +143,14 @@ fn input_change(saved: &[String], current: &[String]) -> String {
     if new > 0 {
         parts.push(format!(
             "this run reads {} it did not: {}",
-            crate::report::plural(new as u64, "input"),
+            crate::console::plural(new as u64, "input"),
             list(new, new_named)
         ));
     }
     if gone > 0 {
         parts.push(format!(
             "it read {} this run does not: {}",
-            crate::report::plural(gone as u64, "input"),
+            crate::console::plural(gone as u64, "input"),
             list(gone, gone_named)
         ));
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::destination::{self, Kind};
+use crate::status::{Exits, Status};
 
 /// The page of `command` itself (for `segrelay man`).
 pub(crate) fn render(command: &clap::Command, out: &mut dyn Write) -> io::Result<()> {
@@ -27,10 +28,10 @@ pub(crate) fn render(command: &clap::Command, out: &mut dyn Write) -> io::Result
     if command.get_subcommands().any(|c| !c.is_hide_set()) {
         man.render_subcommands_section(out)?;
     }
-    if let Some(codes) = command.get_after_help() {
-        exit_status(&codes.to_string(), out)?;
-    }
     let page = command.get_display_name().unwrap_or(command.get_name());
+    if let Some(exits) = exits(page) {
+        exit_status(exits, out)?;
+    }
     let reads_settings =
         page == "segrelay" || command.get_arguments().any(|a| a.get_id() == "config");
     if reads_settings {
@@ -117,12 +118,24 @@ pub(crate) fn settings_page(out: &mut dyn Write) -> io::Result<()> {
     )
 }
 
-/// The help's "Exit codes:" lines as a man page's EXIT STATUS.
-fn exit_status(codes: &str, out: &mut dyn Write) -> io::Result<()> {
+/// Whose exit codes a page lists: the pages of the commands whose help does.
+fn exits(page: &str) -> Option<Exits> {
+    Some(match page {
+        "segrelay" => Exits::Any,
+        "segrelay-send" => Exits::Send,
+        "segrelay-check" => Exits::Check,
+        "segrelay-verify" => Exits::Verify,
+        _ => return None,
+    })
+}
+
+/// The EXIT STATUS section: what the help's "Exit codes:" lines say, unwrapped.
+fn exit_status(exits: Exits, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, ".SH \"EXIT STATUS\"")?;
-    for line in codes.lines().skip(1) {
-        let (code, meaning) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
-        writeln!(out, ".TP\n{}\n{}", escape(code), escape(meaning.trim()))?;
+    for status in Status::ALL {
+        if let Some(meaning) = status.meaning(exits) {
+            writeln!(out, ".TP\n{}\n{}", status.code(), escape(meaning))?;
+        }
     }
     Ok(())
 }

@@ -8,47 +8,47 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// What the codes mean across commands; each command's --help says its own.
-const GENERAL_EXIT_CODES: &str = "\
-Exit codes (each command's --help says what they mean for it):
-  0  success: no event rejected or failed (send, check), no difference (verify)
-  1  some events were rejected or failed (send), would be (check), or differ (verify)
-  2  usage or settings error
-  3  the destination refused the key, did not answer as the API, or stayed unreachable
-  4  an output could not be written (the requests, the rejects, the summary, the checkpoint)
-  70  internal error: please report it
-  130  interrupted (Ctrl-C or SIGTERM)";
+use crate::status::{Exits, Status};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  every event was sent (or translated, in a dry run) or skipped
-  1  some events were rejected or failed (see --rejects)
-  2  usage or settings error: nothing was sent
-  3  run aborted by the destination (key refused, an answer that is not the API's, or
-     unreachable after retries): the message names the URL; the rest was not read
-  4  an output could not be written (-o, --rejects, --summary, --checkpoint: a full disk)
-  70  internal error: please report it
-  130  interrupted (Ctrl-C or SIGTERM): run the same command again to go on";
+/// The "Exit codes:" lines of a command's help, from what each status means to
+/// it (`status.rs`); the man pages' EXIT STATUS says the same.
+fn exit_codes(command: Exits) -> String {
+    let mut text = match command {
+        Exits::Any => "Exit codes (each command's --help says what they mean for it):".to_owned(),
+        _ => "Exit codes:".to_owned(),
+    };
+    for status in Status::ALL {
+        if let Some(meaning) = status.meaning(command) {
+            let code = status.code().to_string();
+            // Wrapped by hand: clap leaves the text after the options as it is.
+            let indent = " ".repeat(2 + code.len() + 2);
+            let mut line = format!("\n  {code}  ");
+            let mut width = line.len() - 1;
+            for word in meaning.split(' ') {
+                if width > indent.len() && width + 1 + word.len() > EXIT_CODES_WIDTH {
+                    line.push('\n');
+                    line.push_str(&indent);
+                    width = indent.len();
+                } else if width > indent.len() {
+                    line.push(' ');
+                    width += 1;
+                }
+                line.push_str(word);
+                width += word.len();
+            }
+            text.push_str(&line);
+        }
+    }
+    text
+}
 
-const CHECK_EXIT_CODES: &str = "\
-Exit codes:
-  0  every event would be sent or skipped
-  1  some events would be rejected (see --rejects)
-  2  usage or settings error
-  4  an output could not be written (--rejects, --summary: a full disk)
-  130  interrupted (Ctrl-C or SIGTERM)";
-
-const VERIFY_EXIT_CODES: &str = "\
-Exit codes:
-  0  the destination holds what the input says it should
-  1  there are differences, or an input could not be read
-  2  usage or settings error, or a destination segrelay cannot read back (Kable)
-  3  the destination refused the key, did not answer as the API, or stayed unreachable";
+/// Where the exit codes' lines are wrapped.
+const EXIT_CODES_WIDTH: usize = 100;
 
 /// Replay Segment events (NDJSON, gzip or not) into usage-billing systems:
 /// Amberflo, Orb and Kable.
 #[derive(Debug, Parser)]
-#[command(name = "segrelay", version, about, after_help = GENERAL_EXIT_CODES)]
+#[command(name = "segrelay", version, about, after_help = exit_codes(Exits::Any))]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -58,19 +58,19 @@ pub struct Cli {
 pub enum Command {
     /// Translate events and send them to a destination, or write the requests (--dry-run)
     #[command(
-        after_help = EXIT_CODES,
+        after_help = exit_codes(Exits::Send),
         mut_arg("verbose", |a| a.help("Say more: every event not sent with its reason, and each request with its status and time"))
     )]
     Send(SendArgs),
     /// Validate the settings and the input, and count what would happen; nothing is sent
     #[command(
-        after_help = CHECK_EXIT_CODES,
+        after_help = exit_codes(Exits::Check),
         mut_arg("verbose", |a| a.help("Say more: every event that would not be sent, with its reason"))
     )]
     Check(CheckArgs),
     /// Compare what the destination holds with what the input says it should
     // verify prints its differences whatever the verbosity: -v is only kept for symmetry.
-    #[command(after_help = VERIFY_EXIT_CODES, mut_arg("verbose", |a| a.hide(true)))]
+    #[command(after_help = exit_codes(Exits::Verify), mut_arg("verbose", |a| a.hide(true)))]
     Verify(VerifyArgs),
     /// List the destination types, the calls each takes and their settings, and the
     /// destinations the settings file found configures
@@ -532,5 +532,38 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// The help's exit codes, their wrapped lines joined again, are each
+    /// status's code and meaning, and no line is wider than the wrap.
+    #[test]
+    fn exit_codes_are_wrapped_without_losing_a_word() {
+        for command in [Exits::Any, Exits::Send, Exits::Check, Exits::Verify] {
+            let text = exit_codes(command);
+            assert!(
+                text.lines().all(|line| line.len() <= EXIT_CODES_WIDTH),
+                "{text}"
+            );
+            let mut said: Vec<(u8, String)> = Vec::new();
+            for line in text.lines().skip(1) {
+                let continued = line.starts_with("   ");
+                let line = line.trim_start();
+                match (continued, said.last_mut()) {
+                    (true, Some((_, meaning))) => {
+                        meaning.push(' ');
+                        meaning.push_str(line);
+                    }
+                    _ => {
+                        let (code, meaning) = line.split_once("  ").expect("code, then meaning");
+                        said.push((code.parse().expect("a code"), meaning.to_owned()));
+                    }
+                }
+            }
+            let meant: Vec<(u8, String)> = Status::ALL
+                .iter()
+                .filter_map(|s| Some((s.code(), s.meaning(command)?.to_owned())))
+                .collect();
+            assert_eq!(said, meant);
+        }
     }
 }

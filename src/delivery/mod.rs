@@ -11,14 +11,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::console::plural;
+use crate::console::{Console, Verbosity};
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::throttle::Throttle;
 use crate::destination::{Destination, Payload, Request, Response, Stream, Verdict};
 use crate::event::Origin;
 use crate::event::reason::Reason;
 use crate::interrupt;
-use crate::report::console::{Console, Verbosity};
-use crate::report::plural;
 use crate::settings::Secret;
 use crate::transport::{Reply, Transport};
 

@@ -10,7 +10,7 @@ use super::{
 use crate::event::reason::Reason;
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, lookup, remove_path};
-use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
+use crate::settings::{AnySetting, Secret, Setting, SettingsError, TableReader, kinds};
 
 pub const LIVE_ENDPOINT: &str = "https://live.kable.io";
 pub const TEST_ENDPOINT: &str = "https://test.kable.io";
@@ -18,41 +18,41 @@ pub const DEFAULT_BATCH: usize = 500;
 /// Kable's Go SDK sends up to 1000 events per request.
 pub const MAX_BATCH: usize = 1000;
 
-pub const SETTINGS: &[Setting] = &[
-    KABLE_CLIENT_ID,
-    CLIENT_ID_FIELD,
-    ENVIRONMENT,
-    PROPERTIES_MAPPING,
+pub const SETTINGS: &[AnySetting] = &[
+    KABLE_CLIENT_ID.any(),
+    CLIENT_ID_FIELD.any(),
+    ENVIRONMENT.any(),
+    PROPERTIES_MAPPING.any(),
 ];
 
-const KABLE_CLIENT_ID: Setting = Setting {
+const KABLE_CLIENT_ID: Setting<kinds::Text> = Setting {
     key: "kable_client_id",
-    kind: SettingKind::Text,
+    kind: kinds::Text,
     default: None,
     required: true,
     recorded: true,
     help: "your Kable client id (kci_...), sent as KABLE-CLIENT-ID",
 };
-const CLIENT_ID_FIELD: Setting = Setting {
+const CLIENT_ID_FIELD: Setting<kinds::Fields> = Setting {
     key: "client_id_field",
-    kind: SettingKind::Fields,
+    kind: kinds::Fields,
     default: Some("userId"),
     required: false,
     recorded: true,
     help: "dot path to your customer's Kable clientId; or a list of them, tried in order \
            (add \"anonymousId\" to send anonymous visitors' events); an event without one is skipped",
 };
-const ENVIRONMENT: Setting = Setting {
+const ENVIRONMENT: Setting<kinds::Text> = Setting {
     key: "environment",
-    kind: SettingKind::Text,
+    kind: kinds::Text,
     default: Some("live when api_key starts with sk_live, else test"),
     required: false,
     recorded: true,
     help: "\"live\" or \"test\": which Kable host receives the events",
 };
-const PROPERTIES_MAPPING: Setting = Setting {
+const PROPERTIES_MAPPING: Setting<kinds::Mapping> = Setting {
     key: "properties_mapping",
-    kind: SettingKind::Mapping,
+    kind: kinds::Mapping,
     default: Some("{}"),
     required: false,
     recorded: true,

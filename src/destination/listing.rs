@@ -4,8 +4,9 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::{Kind, MAX_EVENTS_PER_MINUTE, Setting, settings};
-use crate::settings::Settings;
+use super::file::{self, Settings};
+use super::{Kind, MAX_EVENTS_PER_MINUTE, settings};
+use crate::settings::AnySetting;
 
 /// The types, then (as text) the destinations of the settings file `-c` names or
 /// the search finds; none found is no error here.
@@ -61,7 +62,7 @@ pub fn print(json: bool, config: Option<&Path>) -> anyhow::Result<()> {
             )?;
         }
     }
-    if let Ok(path) = crate::settings::locate(config) {
+    if let Ok(path) = file::locate(config) {
         print_configured(&mut out, &Settings::load(&path)?)?;
     }
     Ok(())
@@ -97,7 +98,7 @@ fn print_configured(out: &mut impl Write, settings: &Settings) -> anyhow::Result
 }
 
 /// A setting's help for this type: the rate limit is each type's own.
-fn help(kind: Kind, setting: &Setting) -> String {
+fn help(kind: Kind, setting: &AnySetting) -> String {
     if setting.key != MAX_EVENTS_PER_MINUTE.key {
         return setting.help.to_owned();
     }

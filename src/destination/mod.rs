@@ -3,6 +3,8 @@
 //! settings table, which the type's table of settings describes.
 
 pub mod amberflo;
+pub mod file;
+pub(crate) mod init;
 pub mod kable;
 mod kind;
 pub mod listing;
@@ -20,18 +22,19 @@ use serde_json::value::RawValue;
 
 use crate::event::Event;
 use crate::event::reason::Reason;
-use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
+use crate::settings::{
+    AnySetting, Secret, Setting, SettingKind, SettingsError, TableReader, kinds,
+};
 
 pub use kind::Kind;
 pub use number::{
-    Outgoing, beyond_double, double_keeps, out_of_range, out_of_range_reason, outgoing,
-    outgoing_text,
+    Outgoing, beyond_double, double_keeps, out_of_range, out_of_range_reason, outgoing_text,
 };
 pub(crate) use passes::{OnePass, Planner};
 pub use verdict::{Verdict, common_verdict};
 pub use verifier::{Comparison, Verification, Verifier};
 // What a destination makes and reads, where the rest of the program looks for it.
-pub use crate::transport::wire::{Header, HeaderValue, Request, Response};
+pub use crate::transport::wire::{Header, Request, Response, write_json_str};
 
 /// The path of a base URL without its trailing slashes: `/v1` of
 /// `https://api.withorb.com/v1/`, empty for a bare host.
@@ -287,49 +290,49 @@ impl IngestWindow {
 }
 
 /// The keys every destination type takes.
-const COMMON_SETTINGS: &[Setting] = &[
-    TYPE,
-    API_KEY,
-    ENDPOINT,
-    ALLOW_INSECURE,
-    MAX_EVENTS_PER_MINUTE,
+const COMMON_SETTINGS: &[AnySetting] = &[
+    TYPE.any(),
+    API_KEY.any(),
+    ENDPOINT.any(),
+    ALLOW_INSECURE.any(),
+    MAX_EVENTS_PER_MINUTE.any(),
 ];
 
-const TYPE: Setting = Setting {
+const TYPE: Setting<kinds::Text> = Setting {
     key: "type",
-    kind: SettingKind::Text,
+    kind: kinds::Text,
     default: Some("the table's name"),
     required: false,
     recorded: false,
     help: "amberflo, orb or kable",
 };
-const API_KEY: Setting = Setting {
+const API_KEY: Setting<kinds::Secret> = Setting {
     key: "api_key",
-    kind: SettingKind::Secret,
+    kind: kinds::Secret,
     default: None,
     required: true,
     recorded: false,
     help: "the API key; use \"${VAR}\" to read it from the environment",
 };
-const ENDPOINT: Setting = Setting {
+const ENDPOINT: Setting<kinds::Url> = Setting {
     key: "endpoint",
-    kind: SettingKind::Url,
+    kind: kinds::Url,
     default: Some("the service's own URL"),
     required: false,
     recorded: true,
     help: "base URL, for proxies, tests and failover hosts",
 };
-const ALLOW_INSECURE: Setting = Setting {
+const ALLOW_INSECURE: Setting<kinds::Bool> = Setting {
     key: "allow_insecure",
-    kind: SettingKind::Bool,
+    kind: kinds::Bool,
     default: Some("false"),
     required: false,
     recorded: false,
     help: "allow a plain http:// endpoint that is not on this machine",
 };
-const MAX_EVENTS_PER_MINUTE: Setting = Setting {
+const MAX_EVENTS_PER_MINUTE: Setting<kinds::Positive> = Setting {
     key: "max_events_per_minute",
-    kind: SettingKind::Positive,
+    kind: kinds::Positive,
     default: Some("no limit"),
     required: false,
     recorded: false,
@@ -337,7 +340,7 @@ const MAX_EVENTS_PER_MINUTE: Setting = Setting {
 };
 
 /// Every key a type's table takes: the common ones, then its own.
-pub fn settings(kind: Kind) -> impl Iterator<Item = &'static Setting> {
+pub fn settings(kind: Kind) -> impl Iterator<Item = &'static AnySetting> {
     let own = match kind {
         Kind::Amberflo => amberflo::SETTINGS,
         Kind::Orb => orb::SETTINGS,
@@ -365,7 +368,7 @@ pub struct DestinationSettings {
     /// The destination's own rate limit, which segrelay keeps under.
     pub max_events_per_minute: Option<u64>,
     pub destination: Arc<dyn Destination>,
-    /// The table as written, for `build`.
+    /// The table as written: what the checkpoint records, and the warnings.
     table: TableReader,
 }
 
@@ -406,18 +409,12 @@ impl DestinationSettings {
 
     /// The settings a checkpoint records ([`Setting::recorded`]), each with
     /// its value as written, or None when the table leaves it to its default.
-    pub fn recorded(&self) -> Vec<(&'static Setting, Option<String>)> {
+    pub fn recorded(&self) -> Vec<(&'static AnySetting, Option<String>)> {
         settings(self.kind)
             .filter(|s| s.recorded && s.kind != SettingKind::Secret)
             .map(|s| (s, self.table.shown(s.key)))
             .collect()
     }
-}
-
-/// Builds the destination a table describes anew; a run uses the one
-/// `DestinationSettings::read` built.
-pub fn build(settings: &DestinationSettings) -> Result<Box<dyn Destination>, SettingsError> {
-    Ok(Built::from_table(&settings.name, settings.table.clone())?.destination)
 }
 
 struct Built {
@@ -507,7 +504,10 @@ pub struct CustomerIdField {
 }
 
 impl CustomerIdField {
-    pub fn read(setting: &'static Setting, table: &mut TableReader) -> Result<Self, SettingsError> {
+    pub fn read(
+        setting: &'static Setting<kinds::Fields>,
+        table: &mut TableReader,
+    ) -> Result<Self, SettingsError> {
         Ok(CustomerIdField {
             key: setting.key,
             paths: table.fields(setting)?,
@@ -543,7 +543,7 @@ impl CustomerIdField {
     pub fn warning(&self, events: u64) -> String {
         let skipped = format!(
             "{} had no customer id at {} and {} skipped, not sent",
-            crate::report::plural(events, "event"),
+            crate::console::plural(events, "event"),
             self.paths.join(" or "),
             if events == 1 { "was" } else { "were" },
         );
@@ -569,26 +569,8 @@ pub fn missing(what: &'static str, field: &str) -> Translation {
     ))
 }
 
-/// Writes a JSON string (quoted and escaped) into a record being built. Most
-/// strings need no escape; checking that over all bytes at once (a fold
-/// without an early exit compiles to vector code) is several times faster than
-/// serde_json's byte-by-byte writer, which writes the others.
-pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    let needs_escape = text.bytes().fold(false, |found, b| {
-        found | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if !needs_escape {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
-    }
-}
-
 /// Writes a JSON value, its strings as `write_json_str` does and its numbers
-/// as they go out ([`outgoing`]).
+/// as they go out ([`Outgoing`]).
 pub fn write_json_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::String(text) => write_json_str(out, text),

@@ -42,7 +42,7 @@ pub fn out_of_range_reason(path: &str, n: &Number, kind: Kind) -> Reason {
 /// text of their double: `100.00` as `100.0`, `1.5e3` as `1500.0`), so that
 /// ordinary numbers, and the requests and keys made from them, stay what
 /// they were; any other keeps its own digits.
-pub fn outgoing(n: &Number) -> Cow<'_, Number> {
+fn outgoing(n: &Number) -> Cow<'_, Number> {
     let text = n.as_str();
     let integer = !text.contains(['.', 'e', 'E']);
     // `-0` was read as a double (`-0.0`).

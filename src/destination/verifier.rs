@@ -8,10 +8,10 @@ use std::io::IsTerminal;
 
 use serde_json::Value;
 
+use crate::console::Verbosity;
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::{Destination, Payload, Request};
 use crate::event::Origin;
-use crate::report::console::Verbosity;
 use crate::run::pipeline::{self, Options};
 use crate::transport::Transport;
 

@@ -140,7 +140,8 @@ mod tests {
     #[test]
     fn ids_are_text_and_empty_strings_are_absent() {
         let e = event(json!({"userId": "", "anonymousId": 12345, "context": {"groupId": "g1"}}));
-        assert_eq!(e.customer_id().as_deref(), Some("12345"));
+        assert_eq!(e.id_at("userId"), None);
+        assert_eq!(e.id_at("anonymousId").as_deref(), Some("12345"));
         assert_eq!(e.id_at("context.groupId").as_deref(), Some("g1"));
         assert_eq!(e.id_at("context.missing"), None);
     }
@@ -171,7 +172,7 @@ mod tests {
         );
         assert_eq!(out[0].as_ref().unwrap_err().reason.kind, "id not exact");
         assert_eq!(
-            out[1].as_ref().unwrap().customer_id().as_deref(),
+            out[1].as_ref().unwrap().id_at("userId").as_deref(),
             Some("18446744073709551615")
         );
         // In a configured field it is simply not a usable id.
@@ -209,7 +210,7 @@ mod tests {
     fn blank_ids_are_absent_and_others_kept_as_they_are() {
         let e = event(json!({"userId": "  ", "anonymousId": " a 1 ", "messageId": "\t\n"}));
         assert_eq!(e.id_at("userId"), None);
-        assert_eq!(e.customer_id().as_deref(), Some(" a 1 "));
+        assert_eq!(e.id_at("anonymousId").as_deref(), Some(" a 1 "));
         assert!(e.message_id().starts_with("segrelay-"));
         assert_eq!(id_text(&json!(" ")), None);
         assert_eq!(id_text(&json!(" x")).as_deref(), Some(" x"));

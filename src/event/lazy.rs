@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use super::id::{id_text, inexact_id};
 use super::parse::{BadLine, parse_line};
 use super::path::{Key, member_named};
+use super::rejects;
 use super::{Body, Event, Origin, TopLevel};
-use crate::report::rejects;
 
 /// Declares `Usual`, the top-level keys every destination and filter reads,
 /// from one list, so that its names, its count and the lookup by name cannot

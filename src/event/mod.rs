@@ -9,6 +9,7 @@ mod lazy;
 mod notes;
 mod parse;
 mod path;
+pub(crate) mod rejects;
 pub mod time;
 
 use std::borrow::Cow;
@@ -192,11 +193,6 @@ impl Event {
             return (!is_blank(&text)).then(|| text.into_owned());
         }
         self.get(path).and_then(|value| id_text(&value))
-    }
-
-    /// `userId`, else `anonymousId`.
-    pub fn customer_id(&self) -> Option<String> {
-        self.id_at("userId").or_else(|| self.id_at("anonymousId"))
     }
 
     /// `messageId`, else an id derived from the event's content, stable across runs.

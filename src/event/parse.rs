@@ -3,9 +3,9 @@
 use serde_json::{Map, Value};
 
 use super::id::inexact_id;
+use super::rejects;
 use super::{Event, Origin, json_kind};
 use crate::event::reason::Reason;
-use crate::report::rejects;
 
 /// What a line could not become, with the text to keep in the rejects file.
 #[derive(Debug)]

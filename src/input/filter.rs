@@ -41,13 +41,6 @@ pub struct EventNames {
 }
 
 impl Filter {
-    pub fn is_empty(&self) -> bool {
-        self.since.is_none()
-            && self.until.is_none()
-            && self.types.is_none()
-            && self.events.is_none()
-    }
-
     /// Why the event is filtered out, or None to keep it. An event without a
     /// usable time passes the time filters: translation rejects it with the reason.
     pub fn skip_reason(&self, event: &Event) -> Option<Reason> {

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Source;
-use crate::report::console::{Console, Verbosity};
+use crate::console::{Console, Verbosity};
 
 /// Segment's day folders are a day of receipts each.
 const DAY_MS: i64 = 86_400_000;
@@ -322,7 +322,7 @@ impl Folders {
     fn line(&self, verbose: bool) -> String {
         let mut line = format!(
             "segrelay: folders: {} read",
-            crate::report::plural(self.files_read, "file")
+            crate::console::plural(self.files_read, "file")
         );
         if self.files_ignored > 0 {
             line.push_str(&format!(
@@ -389,7 +389,7 @@ pub fn warnings(folders: Option<&Folders>, bounds: &DayBounds) -> Vec<String> {
             warnings.push(format!(
                 "--received-since {bound} skipped {}: the events Segment received before it \
                  are not read, whatever their time",
-                crate::report::plural(n, "day folder")
+                crate::console::plural(n, "day folder")
             ));
         }
     }
@@ -400,7 +400,7 @@ pub fn warnings(folders: Option<&Folders>, bounds: &DayBounds) -> Vec<String> {
                 "--received-until {bound} skipped {}: events that reached Segment from then on \
                  are not read, even those timed earlier (calls just before midnight, mobile \
                  outboxes sent late, historical imports)",
-                crate::report::plural(n, "day folder")
+                crate::console::plural(n, "day folder")
             ));
         }
     }

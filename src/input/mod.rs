@@ -15,7 +15,17 @@ use crate::event::reason::Reason;
 
 mod folders;
 
-pub use folders::{DayBounds, Expanded, Folders, SkippedBy, expand, warnings};
+pub use folders::{DayBounds, Expanded, Folders, expand, warnings};
+
+/// The lines of the input a stopped run did not read: non-blank lines (a
+/// pretty-printed document is one), each a line that would have been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unread {
+    pub lines: u64,
+    /// False when the count was cut short (Ctrl-C, or with `--fail-fast` an
+    /// input that could not be opened): `lines` is then a lower bound.
+    pub complete: bool,
+}
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -102,9 +112,7 @@ impl Unreadable {
     fn record(&self, label: &str, error: &io::Error) -> Flow {
         let mut inputs = self.inputs.lock().expect("unreadable inputs");
         if inputs.insert(label.to_owned()) {
-            crate::report::console::stderr_line(&format!(
-                "segrelay: {label}: cannot read input: {error}"
-            ));
+            crate::console::stderr_line(&format!("segrelay: {label}: cannot read input: {error}"));
         }
         match self.fail_fast {
             true => Flow::Break(()),

@@ -1,12 +1,8 @@
 //! Accounting: every event ends sent, skipped, rejected or failed, with reasons;
 //! the rejects file, the summary, and what is said on standard error.
 
-pub(crate) mod console;
 pub(crate) mod outcome;
 pub(crate) mod problems;
-pub(crate) mod rejects;
-
-pub(crate) use console::plural;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -17,13 +13,14 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::console::{Console, Verbosity, plural};
 use crate::event::reason::Reason;
+use crate::event::rejects;
 use crate::event::{Event, Origin};
+use crate::input::Unread;
 use crate::interrupt;
-use crate::report::console::{Console, Verbosity};
 use crate::report::outcome::{Content, Outcome};
 use crate::report::problems::Problems;
-use crate::run::prepare::Unread;
 use crate::status::OutputFailed;
 
 /// Events between two updates of the bar; drawing itself is rate-limited by indicatif.
@@ -345,11 +342,11 @@ impl Report {
         let input = self
             .console
             .input_size()
-            .map(|total| crate::report::console::Bytes {
+            .map(|total| crate::console::Bytes {
                 left: total.saturating_sub(last),
                 spanned: last - first,
             });
-        self.console.progress(crate::report::console::Progress {
+        self.console.progress(crate::console::Progress {
             settled: self.settled.read,
             read: self.summary.read,
             input,
@@ -547,12 +544,12 @@ impl Report {
             })?;
         }
         if self.console.verbosity() > Verbosity::Quiet {
-            crate::report::console::stderr_text(&self.human(title));
+            crate::console::stderr_text(&self.human(title));
         } else {
             // Quiet, a run that stopped early still says where and why.
             let stop = self.stop_lines();
             if !stop.is_empty() {
-                crate::report::console::stderr_text(&format!("segrelay: {title}: stopped\n{stop}"));
+                crate::console::stderr_text(&format!("segrelay: {title}: stopped\n{stop}"));
             }
         }
         Ok(())

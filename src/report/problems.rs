@@ -3,8 +3,7 @@
 //! or Ctrl-C fails every event in flight for one reason: one line says so,
 //! not one line per event (`-v` lists each).
 
-use crate::report::console::Verbosity;
-use crate::report::plural;
+use crate::console::{Verbosity, plural};
 
 /// Distinct problems printed one by one before the rest are only counted.
 pub(crate) const SHOWN: usize = 20;

@@ -7,10 +7,10 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::console::{Console, Verbosity};
 use crate::destination::{Destination, IngestWindow, OldEvents};
 use crate::event::Origin;
 use crate::event::time::utc_millis_text;
-use crate::report::console::{Console, Verbosity};
 
 /// The records of a plain run that ordinary ingest will refuse for their time,
 /// as seen when the run began.

@@ -16,14 +16,15 @@ use anyhow::Context;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Output, RunConfig};
+use crate::console::plural;
+use crate::console::{Console, Verbosity};
 use crate::delivery::Courier;
 use crate::delivery::throttle::Throttle;
 use crate::destination::amberflo::customers::{self, Customers, EventAt};
 use crate::destination::{NO_CUSTOMER_ID, Planner, Stream};
 use crate::input::{self, Source};
 use crate::interrupt;
-use crate::report::console::{Console, Verbosity};
-use crate::report::{Report, plural};
+use crate::report::Report;
 use crate::run::dedupe::Dedupe;
 use crate::run::pipeline::{Dispatch, Pipeline};
 use crate::status::Status;
@@ -69,7 +70,7 @@ impl Job {
             && options.sources.contains(&Source::Stdin)
             && io::stdin().is_terminal()
         {
-            crate::report::console::stderr_line(
+            crate::console::stderr_line(
                 "segrelay: reading events from standard input (end with Ctrl-D)",
             );
         }

@@ -18,7 +18,7 @@ use crate::event::{
     BadLine, Event, Mention, Notes, Origin, Wanted, may_hold_several, parse_line_wanted,
 };
 use crate::input::filter::Filter;
-use crate::input::{self, Item, Position, Source};
+use crate::input::{self, Item, Position, Source, Unread};
 use crate::interrupt;
 use crate::report::outcome::Content;
 use crate::run::dedupe::{self, Prints};
@@ -90,16 +90,6 @@ pub(crate) enum ReadStop {
     /// The line `each` was given and every one after it are counted, not
     /// prepared: what the run did not read.
     Count,
-}
-
-/// The lines of the input a stopped run did not read: non-blank lines (a
-/// pretty-printed document is one), each a line that would have been read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unread {
-    pub lines: u64,
-    /// False when the count was cut short (Ctrl-C, or with `--fail-fast` an
-    /// input that could not be opened): `lines` is then a lower bound.
-    pub complete: bool,
 }
 
 /// Reads every line, prepares it on `reading.threads` threads, and hands each

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use toml::{Table, Value};
 use ureq::http::Uri;
 
+use crate::settings::setting::{AnySetting, Setting, SettingKind, kinds};
+
 /// A settings problem: always the user's to fix, and exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -31,66 +33,6 @@ impl SettingsError {
 /// What `segrelay init` writes for a required setting it cannot guess; a
 /// value the user has not replaced yet, refused wherever it is read.
 pub(crate) const PLACEHOLDER: &str = "REPLACE_ME";
-
-/// One key a table takes: how it is read, and what `segrelay destinations` says of it.
-#[derive(Debug)]
-pub struct Setting {
-    pub key: &'static str,
-    pub kind: SettingKind,
-    /// As the listing shows it; a `Field`'s is also the value it takes when absent.
-    pub default: Option<&'static str>,
-    pub required: bool,
-    /// A checkpoint records it, and resumes only under the same value: it
-    /// changes what is sent or where. Not recorded: the API key (never
-    /// written down), what only paces or carries the requests (a rate limit,
-    /// gzip bodies, allowing plain http), and what the run records in its
-    /// own way (the type, with the destination; a setting a flag also sets).
-    pub recorded: bool,
-    pub help: &'static str,
-}
-
-impl Setting {
-    /// What a listing says of the default: `required`, `default: X` or `optional`.
-    pub(crate) fn default_text(&self) -> String {
-        match (self.required, self.default) {
-            (true, _) => "required".to_owned(),
-            (false, Some(default)) => format!("default: {default}"),
-            (false, None) => "optional".to_owned(),
-        }
-    }
-}
-
-/// What a key holds, which decides how it is read and checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SettingKind {
-    Text,
-    /// An API key: a missing variable is kept, so a dry run works without keys.
-    Secret,
-    /// An http(s) base URL, without its trailing `/`.
-    Url,
-    Bool,
-    /// A whole number above 0.
-    Positive,
-    /// A dot path into the event, such as `properties.customerId`; when
-    /// absent, the setting's default.
-    Field,
-    /// A dot path, or a list of them tried in order (`["userId",
-    /// "anonymousId"]`); when absent, the setting's default (one path).
-    Fields,
-    /// A table of strings to strings; keys are dot paths.
-    Mapping,
-    List,
-}
-
-/// A value as read, by its kind.
-enum Read {
-    Text(String),
-    Secret(Secret),
-    Bool(bool),
-    Positive(u64),
-    Mapping(Vec<(String, String)>),
-    List(Vec<String>),
-}
 
 /// An API key: the text as written in the settings, and its value once `${VAR}`s are read.
 #[derive(Clone)]
@@ -302,19 +244,12 @@ impl TableReader {
         }
     }
 
-    /// Reads a setting by its kind; None when it is absent and not required.
-    fn read(&mut self, setting: &Setting) -> Result<Option<Read>, SettingsError> {
+    /// A setting's value as written; None when it is absent and not required.
+    fn value(&mut self, setting: &AnySetting) -> Result<Option<Value>, SettingsError> {
         let key = setting.key;
         let Some(value) = self.take(key) else {
             if setting.required {
-                let misspelt =
-                    crate::input::filter::closest(key, self.table.keys().map(String::as_str));
-                return Err(self.error(match misspelt {
-                    Some(unknown) => format!(
-                        "key \"{key}\" is required; unknown key \"{unknown}\" looks like a misspelling of it"
-                    ),
-                    None => format!("key \"{key}\" is required"),
-                }));
+                return Err(self.missing(key));
             }
             return Ok(None);
         };
@@ -324,58 +259,57 @@ impl TableReader {
                 setting.help
             )));
         }
-        let read = match (setting.kind, value) {
-            (SettingKind::Secret, Value::String(template)) => {
-                if template.is_empty() {
-                    return Err(self.error(format!("key \"{key}\" must not be empty")));
-                }
-                let value = expand(&template, &|name| self.env.get(name).cloned().flatten());
-                Read::Secret(Secret {
-                    template,
-                    value,
-                    place: format!("{}.{key} in {}", self.label, self.file),
-                })
-            }
-            (SettingKind::Text | SettingKind::Url | SettingKind::Field, Value::String(s)) => {
+        Ok(Some(value))
+    }
+
+    /// The error for a required key the table lacks.
+    fn missing(&self, key: &str) -> SettingsError {
+        let misspelt = crate::input::filter::closest(key, self.table.keys().map(String::as_str));
+        self.error(match misspelt {
+            Some(unknown) => format!(
+                "key \"{key}\" is required; unknown key \"{unknown}\" looks like a misspelling of it"
+            ),
+            None => format!("key \"{key}\" is required"),
+        })
+    }
+
+    /// A string setting (text, a URL, a dot path), `${VAR}`s expanded.
+    fn text(&mut self, setting: &AnySetting) -> Result<Option<String>, SettingsError> {
+        let key = setting.key;
+        match self.value(setting)? {
+            None => Ok(None),
+            Some(Value::String(s)) => {
                 let text = self.expand(key, &s)?;
                 if setting.required && text.is_empty() {
                     return Err(self.error(format!("key \"{key}\" must not be empty")));
                 }
-                Read::Text(text)
+                Ok(Some(text))
             }
-            (SettingKind::Bool, Value::Boolean(b)) => Read::Bool(b),
-            (SettingKind::Positive, Value::Integer(n)) if n > 0 => Read::Positive(n as u64),
-            (SettingKind::Positive, Value::Integer(n)) => {
-                return Err(self.error(format!("key \"{key}\" must be more than 0, not {n}")));
-            }
-            (SettingKind::Mapping, Value::Table(table)) => Read::Mapping(self.pairs(key, table)?),
-            (SettingKind::List | SettingKind::Fields, Value::Array(items)) => {
-                Read::List(self.strings(key, items)?)
-            }
-            (SettingKind::Fields, Value::String(s)) => Read::List(vec![self.expand(key, &s)?]),
-            (kind, other) => return Err(self.wrong_type(key, kind.expected(), &other)),
-        };
-        Ok(Some(read))
-    }
-
-    /// A text setting (or a URL's, unchecked).
-    pub fn string(&mut self, setting: &Setting) -> Result<Option<String>, SettingsError> {
-        match self.read(setting)? {
-            None => Ok(None),
-            Some(Read::Text(text)) => Ok(Some(text)),
-            Some(_) => unreachable!("{} is read as text", setting.key),
+            Some(other) => Err(self.wrong_type(key, setting.kind.expected(), &other)),
         }
     }
 
+    /// A text setting.
+    pub fn string(
+        &mut self,
+        setting: &Setting<kinds::Text>,
+    ) -> Result<Option<String>, SettingsError> {
+        self.text(&setting.any())
+    }
+
     /// A required text setting.
-    pub fn required_string(&mut self, setting: &Setting) -> Result<String, SettingsError> {
+    pub fn required_string(
+        &mut self,
+        setting: &Setting<kinds::Text>,
+    ) -> Result<String, SettingsError> {
         debug_assert!(setting.required, "{} is required", setting.key);
-        Ok(self.string(setting)?.unwrap_or_default())
+        self.text(&setting.any())?
+            .ok_or_else(|| self.missing(setting.key))
     }
 
     /// A dot path into the event: the one given, else the setting's default.
-    pub fn field(&mut self, setting: &Setting) -> Result<String, SettingsError> {
-        let field = match self.string(setting)? {
+    pub fn field(&mut self, setting: &Setting<kinds::Field>) -> Result<String, SettingsError> {
+        let field = match self.text(&setting.any())? {
             Some(field) => field,
             None => setting.default.unwrap_or_default().to_owned(),
         };
@@ -390,23 +324,28 @@ impl TableReader {
 
     /// Dot paths into the event, tried in order: the ones given (one or a
     /// list, at least one), else the setting's default.
-    pub fn fields(&mut self, setting: &Setting) -> Result<Vec<String>, SettingsError> {
-        let fields = match self.read(setting)? {
+    pub fn fields(
+        &mut self,
+        setting: &Setting<kinds::Fields>,
+    ) -> Result<Vec<String>, SettingsError> {
+        let key = setting.key;
+        let fields = match self.value(&setting.any())? {
             None => vec![setting.default.unwrap_or_default().to_owned()],
-            Some(Read::List(fields)) => fields,
-            Some(_) => unreachable!("{} is read as dot paths", setting.key),
+            Some(Value::Array(items)) => self.strings(key, items)?,
+            Some(Value::String(s)) => vec![self.expand(key, &s)?],
+            Some(other) => {
+                return Err(self.wrong_type(key, SettingKind::Fields.expected(), &other));
+            }
         };
         if fields.is_empty() {
             return Err(self.error(format!(
-                "key \"{}\" must name at least one dot path, such as \"userId\"",
-                setting.key
+                "key \"{key}\" must name at least one dot path, such as \"userId\""
             )));
         }
         for field in &fields {
             if field.is_empty() || field.split('.').any(str::is_empty) {
                 return Err(self.error(format!(
-                    "key \"{}\": \"{field}\" is not a dot path such as properties.customerId",
-                    setting.key
+                    "key \"{key}\": \"{field}\" is not a dot path such as properties.customerId"
                 )));
             }
         }
@@ -417,10 +356,10 @@ impl TableReader {
     /// this machine unless `allow_insecure`, since the API key goes with it.
     pub fn url(
         &mut self,
-        setting: &Setting,
+        setting: &Setting<kinds::Url>,
         allow_insecure: bool,
     ) -> Result<Option<String>, SettingsError> {
-        let Some(url) = self.string(setting)? else {
+        let Some(url) = self.text(&setting.any())? else {
             return Ok(None);
         };
         let key = setting.key;
@@ -439,45 +378,70 @@ impl TableReader {
         Ok(Some(url))
     }
 
-    pub fn bool(&mut self, setting: &Setting) -> Result<Option<bool>, SettingsError> {
-        match self.read(setting)? {
+    pub fn bool(&mut self, setting: &Setting<kinds::Bool>) -> Result<Option<bool>, SettingsError> {
+        match self.value(&setting.any())? {
             None => Ok(None),
-            Some(Read::Bool(b)) => Ok(Some(b)),
-            Some(_) => unreachable!("{} is read as a boolean", setting.key),
+            Some(Value::Boolean(b)) => Ok(Some(b)),
+            Some(other) => Err(self.wrong_type(setting.key, SettingKind::Bool.expected(), &other)),
         }
     }
 
-    pub fn positive(&mut self, setting: &Setting) -> Result<Option<u64>, SettingsError> {
-        match self.read(setting)? {
+    pub fn positive(
+        &mut self,
+        setting: &Setting<kinds::Positive>,
+    ) -> Result<Option<u64>, SettingsError> {
+        let key = setting.key;
+        match self.value(&setting.any())? {
             None => Ok(None),
-            Some(Read::Positive(n)) => Ok(Some(n)),
-            Some(_) => unreachable!("{} is read as a number", setting.key),
+            Some(Value::Integer(n)) if n > 0 => Ok(Some(n as u64)),
+            Some(Value::Integer(n)) => {
+                Err(self.error(format!("key \"{key}\" must be more than 0, not {n}")))
+            }
+            Some(other) => Err(self.wrong_type(key, SettingKind::Positive.expected(), &other)),
         }
     }
 
     /// A table of strings to strings; empty when absent.
-    pub fn mapping(&mut self, setting: &Setting) -> Result<Vec<(String, String)>, SettingsError> {
-        match self.read(setting)? {
+    pub fn mapping(
+        &mut self,
+        setting: &Setting<kinds::Mapping>,
+    ) -> Result<Vec<(String, String)>, SettingsError> {
+        let key = setting.key;
+        match self.value(&setting.any())? {
             None => Ok(Vec::new()),
-            Some(Read::Mapping(pairs)) => Ok(pairs),
-            Some(_) => unreachable!("{} is read as a mapping", setting.key),
+            Some(Value::Table(table)) => self.pairs(key, table),
+            Some(other) => Err(self.wrong_type(key, SettingKind::Mapping.expected(), &other)),
         }
     }
 
     /// A list of strings; empty when absent.
-    pub fn list(&mut self, setting: &Setting) -> Result<Vec<String>, SettingsError> {
-        match self.read(setting)? {
+    pub fn list(&mut self, setting: &Setting<kinds::List>) -> Result<Vec<String>, SettingsError> {
+        let key = setting.key;
+        match self.value(&setting.any())? {
             None => Ok(Vec::new()),
-            Some(Read::List(items)) => Ok(items),
-            Some(_) => unreachable!("{} is read as a list", setting.key),
+            Some(Value::Array(items)) => self.strings(key, items),
+            Some(other) => Err(self.wrong_type(key, SettingKind::List.expected(), &other)),
         }
     }
 
-    pub fn secret(&mut self, setting: &Setting) -> Result<Secret, SettingsError> {
+    /// An API key: required, whatever the setting says.
+    pub fn secret(&mut self, setting: &Setting<kinds::Secret>) -> Result<Secret, SettingsError> {
         debug_assert!(setting.required, "{} is required", setting.key);
-        match self.read(setting)? {
-            Some(Read::Secret(secret)) => Ok(secret),
-            _ => unreachable!("{} is read as a required secret", setting.key),
+        let key = setting.key;
+        match self.value(&setting.any())? {
+            None => Err(self.missing(key)),
+            Some(Value::String(template)) if template.is_empty() => {
+                Err(self.error(format!("key \"{key}\" must not be empty")))
+            }
+            Some(Value::String(template)) => {
+                let value = expand(&template, &|name| self.env.get(name).cloned().flatten());
+                Ok(Secret {
+                    template,
+                    value,
+                    place: format!("{}.{key} in {}", self.label, self.file),
+                })
+            }
+            Some(other) => Err(self.wrong_type(key, SettingKind::Secret.expected(), &other)),
         }
     }
 
@@ -575,22 +539,6 @@ impl TableReader {
     }
 }
 
-impl SettingKind {
-    /// The kind as a wrong-type error says it.
-    fn expected(self) -> &'static str {
-        match self {
-            SettingKind::Text | SettingKind::Secret | SettingKind::Url | SettingKind::Field => {
-                "a string"
-            }
-            SettingKind::Bool => "true or false",
-            SettingKind::Positive => "a whole number",
-            SettingKind::Mapping => "a table of strings",
-            SettingKind::List => "a list of strings",
-            SettingKind::Fields => "a dot path or a list of dot paths",
-        }
-    }
-}
-
 /// A URL's host, lower-cased, without user, port or brackets; None when it is no URL.
 pub(crate) fn url_host(url: &str) -> Option<String> {
     let uri: Uri = url.parse().ok()?;
@@ -681,9 +629,9 @@ mod tests {
 
     #[test]
     fn fields_are_one_dot_path_or_a_list_tried_in_order() {
-        const SETTING: Setting = Setting {
+        const SETTING: Setting<kinds::Fields> = Setting {
             key: "customer_id_field",
-            kind: SettingKind::Fields,
+            kind: kinds::Fields,
             default: Some("userId"),
             required: false,
             recorded: true,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::{Reply, Transport, USER_AGENT};
-use crate::destination::{Destination, write_json_str};
+use crate::console::escape_controls;
+use crate::destination::Destination;
 use crate::event::Origin;
-use crate::report::console::escape_controls;
 use crate::status::OutputFailed;
-use crate::transport::wire::{HeaderValue, Request};
+use crate::transport::wire::{HeaderValue, Request, write_json_str};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {

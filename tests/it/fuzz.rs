@@ -16,10 +16,12 @@
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use segrelay::destination::file::Settings;
 use segrelay::destination::{Destination, Stream, Translation};
 use segrelay::event::{Origin, parse_line};
 use segrelay::input::{Item, Source, read_all};
@@ -91,16 +93,14 @@ const E2E_DESTINATIONS: [&str; 6] = [
 /// The reader's default limit (`--max-line-bytes 1M`).
 const DEFAULT_MAX_LINE: usize = 1 << 20;
 
-fn destinations() -> Vec<(String, Box<dyn Destination>)> {
-    let settings = segrelay::settings::Settings::parse(SETTINGS, Path::new("fuzz.toml"), &|_| None)
+/// Each destination of the fuzz settings, as a run builds it from its table.
+fn destinations() -> Vec<(String, Arc<dyn Destination>)> {
+    let settings = Settings::parse(SETTINGS, Path::new("fuzz.toml"), &|_| None)
         .expect("the fuzz settings parse");
     settings
         .destinations
-        .iter()
-        .map(|d| {
-            let built = segrelay::destination::build(d).expect("the fuzz settings build");
-            (d.name.clone(), built)
-        })
+        .into_iter()
+        .map(|d| (d.name, d.destination))
         .collect()
 }
 
@@ -726,7 +726,7 @@ struct LibRun {
     outcomes: usize,
 }
 
-fn lib_run(path: &Path, max_line: usize, dests: &[(String, Box<dyn Destination>)]) -> LibRun {
+fn lib_run(path: &Path, max_line: usize, dests: &[(String, Arc<dyn Destination>)]) -> LibRun {
     let mut items = Vec::new();
     let mut outcomes = 0usize;
     let mut problems: Vec<String> = Vec::new();

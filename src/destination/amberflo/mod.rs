@@ -22,7 +22,7 @@ use super::{
 use crate::event::reason::Reason;
 use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
-use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader, url_host};
+use crate::settings::{AnySetting, Secret, Setting, SettingsError, TableReader, kinds, url_host};
 use crate::transport::wire::encoded;
 use dimensions::{Flat, flatten_into, scalar_text, write_dimensions};
 
@@ -40,17 +40,17 @@ pub const FUTURE_LIMIT: SignedDuration = SignedDuration::from_mins(5);
 pub const BACKFILL_GUARDRAIL: SignedDuration = SignedDuration::from_hours(60 * 24);
 pub const MAX_BATCH: usize = 1000;
 
-pub const SETTINGS: &[Setting] = &[
-    API_ENDPOINT,
-    CUSTOMER_ID_FIELD,
-    IDENTIFY,
-    ENSURE_CUSTOMERS,
-    GZIP_REQUESTS,
+pub const SETTINGS: &[AnySetting] = &[
+    API_ENDPOINT.any(),
+    CUSTOMER_ID_FIELD.any(),
+    IDENTIFY.any(),
+    ENSURE_CUSTOMERS.any(),
+    GZIP_REQUESTS.any(),
 ];
 
-const API_ENDPOINT: Setting = Setting {
+const API_ENDPOINT: Setting<kinds::Url> = Setting {
     key: "api_endpoint",
-    kind: SettingKind::Url,
+    kind: kinds::Url,
     default: Some(
         "https://app.amberflo.io; endpoint when that is set to a host not under amberflo.io",
     ),
@@ -58,9 +58,9 @@ const API_ENDPOINT: Setting = Setting {
     recorded: true,
     help: "base URL of customer and usage calls (endpoint is ingestion's: POST /ingest)",
 };
-const CUSTOMER_ID_FIELD: Setting = Setting {
+const CUSTOMER_ID_FIELD: Setting<kinds::Fields> = Setting {
     key: "customer_id_field",
-    kind: SettingKind::Fields,
+    kind: kinds::Fields,
     default: Some("userId"),
     required: false,
     recorded: true,
@@ -68,9 +68,9 @@ const CUSTOMER_ID_FIELD: Setting = Setting {
            or a list of them, tried in order (add \"anonymousId\" to bill anonymous visitors \
            and, with ensure_customers, create them); an event without one is skipped",
 };
-const IDENTIFY: Setting = Setting {
+const IDENTIFY: Setting<kinds::Text> = Setting {
     key: "identify",
-    kind: SettingKind::Text,
+    kind: kinds::Text,
     default: Some("merge"),
     required: false,
     recorded: true,
@@ -78,17 +78,17 @@ const IDENTIFY: Setting = Setting {
            replace: identify writes the whole customer from the event (GET /customers, then \
            PUT, or POST when Amberflo lacks it)",
 };
-const ENSURE_CUSTOMERS: Setting = Setting {
+const ENSURE_CUSTOMERS: Setting<kinds::Bool> = Setting {
     key: "ensure_customers",
-    kind: SettingKind::Bool,
+    kind: kinds::Bool,
     default: Some("false"),
     required: false,
     recorded: false,
     help: "make sure each customer exists before its first meter record (as --ensure-customers)",
 };
-const GZIP_REQUESTS: Setting = Setting {
+const GZIP_REQUESTS: Setting<kinds::Bool> = Setting {
     key: "gzip_requests",
-    kind: SettingKind::Bool,
+    kind: kinds::Bool,
     default: Some("false"),
     required: false,
     recorded: false,

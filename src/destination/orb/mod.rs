@@ -17,7 +17,7 @@ use super::{
 use crate::event::reason::Reason;
 use crate::event::time::{event_time, utc_millis_text};
 use crate::event::{Event, json_kind, numeric_text, short_text};
-use crate::settings::table::{Secret, Setting, SettingKind, SettingsError, TableReader};
+use crate::settings::{AnySetting, Secret, Setting, SettingsError, TableReader, kinds};
 use crate::transport::wire::encoded;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.withorb.com/v1";
@@ -32,18 +32,18 @@ pub const FUTURE_LIMIT: SignedDuration = SignedDuration::from_mins(5);
 /// A grace period longer than ten years is a typo (and would overflow times).
 const MAX_GRACE_HOURS: u64 = 87_600;
 
-pub const SETTINGS: &[Setting] = &[
-    EXTERNAL_CUSTOMER_ID_FIELD,
-    EVENT_NAME_FIELD,
-    IDEMPOTENCY_KEY_FIELD,
-    PROPERTIES_MAPPING,
-    NUMERIC_PROPERTIES,
-    GRACE_PERIOD_HOURS,
+pub const SETTINGS: &[AnySetting] = &[
+    EXTERNAL_CUSTOMER_ID_FIELD.any(),
+    EVENT_NAME_FIELD.any(),
+    IDEMPOTENCY_KEY_FIELD.any(),
+    PROPERTIES_MAPPING.any(),
+    NUMERIC_PROPERTIES.any(),
+    GRACE_PERIOD_HOURS.any(),
 ];
 
-const EXTERNAL_CUSTOMER_ID_FIELD: Setting = Setting {
+const EXTERNAL_CUSTOMER_ID_FIELD: Setting<kinds::Fields> = Setting {
     key: "external_customer_id_field",
-    kind: SettingKind::Fields,
+    kind: kinds::Fields,
     default: None,
     required: true,
     recorded: true,
@@ -51,41 +51,41 @@ const EXTERNAL_CUSTOMER_ID_FIELD: Setting = Setting {
            tried in order (add \"anonymousId\" to send anonymous visitors' events); \
            an event without one is skipped",
 };
-const EVENT_NAME_FIELD: Setting = Setting {
+const EVENT_NAME_FIELD: Setting<kinds::Field> = Setting {
     key: "event_name_field",
-    kind: SettingKind::Field,
+    kind: kinds::Field,
     default: Some("event"),
     required: false,
     recorded: true,
     help: "dot path to the event name",
 };
-const IDEMPOTENCY_KEY_FIELD: Setting = Setting {
+const IDEMPOTENCY_KEY_FIELD: Setting<kinds::Field> = Setting {
     key: "idempotency_key_field",
-    kind: SettingKind::Field,
+    kind: kinds::Field,
     default: Some("messageId"),
     required: false,
     recorded: true,
     help: "dot path to the idempotency key",
 };
-const PROPERTIES_MAPPING: Setting = Setting {
+const PROPERTIES_MAPPING: Setting<kinds::Mapping> = Setting {
     key: "properties_mapping",
-    kind: SettingKind::Mapping,
+    kind: kinds::Mapping,
     default: Some("{}"),
     required: false,
     recorded: true,
     help: "table: Segment property (dot path) = Orb property; unmapped properties are dropped",
 };
-const NUMERIC_PROPERTIES: Setting = Setting {
+const NUMERIC_PROPERTIES: Setting<kinds::List> = Setting {
     key: "numeric_properties",
-    kind: SettingKind::List,
+    kind: kinds::List,
     default: Some("[]"),
     required: false,
     recorded: true,
     help: "Orb properties (mapping targets) sent as numbers: numeric text converted, other values rejected",
 };
-const GRACE_PERIOD_HOURS: Setting = Setting {
+const GRACE_PERIOD_HOURS: Setting<kinds::Positive> = Setting {
     key: "grace_period_hours",
-    kind: SettingKind::Positive,
+    kind: kinds::Positive,
     default: Some("12"),
     required: false,
     recorded: true,

@@ -13,9 +13,9 @@ mod window;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
 
+use crate::console::plural;
 use crate::event::Origin;
 use crate::event::reason::Reason;
-use crate::report::plural;
 use window::{First, KeyPrint, Window};
 
 /// Keys compared exactly: the last million sent or queued (about 29 MiB).

@@ -16,38 +16,25 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::checkpoint::Checkpoint;
+use crate::console::Verbosity;
 use crate::delivery::{Batched, Courier, Delivered, RequestContext};
 use crate::destination::amberflo::customers::{Customers, EventAt, Identified};
 use crate::destination::{Destination, Payload, Stream};
 use crate::event::reason::Reason;
 use crate::event::{Origin, Wanted};
-use crate::input::filter::Filter;
+use crate::input::Unread;
 use crate::input::{Position, Source};
 use crate::interrupt;
-use crate::report::console::Verbosity;
 use crate::report::outcome::{Content, Outcome};
 use crate::report::{Report, Totals};
 use crate::run::dedupe::Dedupe;
 use crate::run::ingest_window::OutsideWindow;
-use crate::run::prepare::{self, Prepared, Preparer, ReadStop, Reading, Ready, Unread};
+use crate::run::prepare::{self, Prepared, Preparer, ReadStop, Reading, Ready};
 use crate::transport::Transport;
 use workers::Workers;
 
-pub(crate) struct Options {
-    pub sources: Vec<Source>,
-    pub max_line_bytes: usize,
-    pub batch_size: usize,
-    pub fail_fast: bool,
-    /// `--limit`: the events read at most.
-    pub limit: Option<u64>,
-    pub filter: Filter,
-    /// The inputs that could not be opened.
-    pub unreadable: Arc<crate::input::Unreadable>,
-    /// Threads that parse and translate.
-    pub threads: usize,
-    /// What the folders among the inputs held, when there were any.
-    pub folders: Option<crate::input::Folders>,
-}
+// What a pass reads and how: validated by `config`, read here.
+pub(crate) use crate::config::Options;
 
 impl Options {
     /// What the preparing threads need: the destination, the filters and a pass's window.

@@ -8,12 +8,12 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::cli::BackfillAction;
+use crate::console::{Console, Verbosity, escape_controls};
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::throttle::Throttle;
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::orb::{Backfill, Orb, fresh_key};
 use crate::destination::{Destination, Request};
-use crate::report::console::{Console, Verbosity, escape_controls};
 use crate::settings::SettingsError;
 use crate::status::Status;
 use crate::transport::http::HttpSender;
@@ -26,7 +26,7 @@ fn confirm_revert(id: &str) -> Result<(), SettingsError> {
             "reverting {id} removes its events from Orb: pass --yes to confirm (standard input is not a terminal)"
         )));
     }
-    crate::report::console::stderr_text(&format!(
+    crate::console::stderr_text(&format!(
         "Revert backfill {id}? Orb removes its events. [y/N] "
     ));
     let mut reply = String::new();
@@ -93,7 +93,7 @@ pub(crate) fn manage(
                 serde_json::from_slice(&response.body).unwrap_or(Value::Null),
             )),
             Call::Refused { message, .. } => {
-                crate::report::console::stderr_line(&format!(
+                crate::console::stderr_line(&format!(
                     "segrelay: Orb refused: {}",
                     escape_controls(&message)
                 ));
@@ -158,7 +158,7 @@ pub(crate) fn manage(
     let shown = answer(api.show(id))?;
     match shown.as_ref().and_then(Backfill::from_json) {
         Some(backfill) if act.done(&backfill) => {
-            crate::report::console::stderr_line(&format!(
+            crate::console::stderr_line(&format!(
                 "segrelay: backfill {} is {} already: nothing to {}",
                 escape_controls(id),
                 escape_controls(&backfill.status),

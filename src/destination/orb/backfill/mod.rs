@@ -20,13 +20,14 @@ use serde_json::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
+use crate::console::Verbosity;
+use crate::console::plural;
 use crate::delivery::{Call, Courier, Delivered, RequestContext, Stop};
 use crate::destination::orb::{Api, Backfill, Orb, derived_key, fresh_key};
 use crate::destination::{Destination, Planner, Request};
 use crate::event::time::utc_millis_text;
 use crate::interrupt;
-use crate::report::console::Verbosity;
-use crate::report::{WindowNotMade, plural};
+use crate::report::WindowNotMade;
 use crate::run::pipeline::{self, DaySpan, Options, Pass, PassEnd, Pipeline};
 
 pub(crate) use manage::manage;

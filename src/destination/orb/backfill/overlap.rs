@@ -17,10 +17,10 @@ use serde_json::Value;
 
 use super::{Plan, Window};
 use super::{Step, abort, call};
+use crate::console::plural;
 use crate::delivery::{Call, Stop};
 use crate::destination::orb::{Api, Backfill};
 use crate::event::time::utc_millis_text;
-use crate::report::plural;
 use crate::run::pipeline::Pipeline;
 use crate::settings::SettingsError;
 

@@ -15,17 +15,17 @@ use serde_json::{Map, Value};
 use tempfile::TempDir;
 
 use crate::checkpoint::{Checkpoint, Identity, State};
+use crate::console::{Console, Verbosity};
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::throttle::Throttle;
 use crate::delivery::{Courier, RequestContext};
+use crate::destination::file::Settings;
+use crate::event::rejects::NOTE_KEY;
 use crate::input::filter::Filter;
 use crate::input::{Source, Unreadable};
-use crate::report::console::{Console, Verbosity};
-use crate::report::rejects::NOTE_KEY;
 use crate::report::{Report, Summary};
 use crate::run::dedupe::Dedupe;
 use crate::run::pipeline::{Dispatch, Options, Pass, PassEnd, Pipeline};
-use crate::settings::Settings;
 use crate::transport::scripted::{Call, Script};
 
 /// A Kable destination on a loopback address nothing listens on: the

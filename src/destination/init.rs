@@ -4,9 +4,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::destination::{self, Kind};
-use crate::settings::SettingsError;
-use crate::settings::table::{PLACEHOLDER, Setting, SettingKind};
+use super::Kind;
+use crate::settings::{AnySetting, PLACEHOLDER, SettingKind, SettingsError};
 
 /// Writes the starter settings for `kind` (or every type) to `out`; `-` is standard output.
 pub(crate) fn write(kind: Option<Kind>, out: &Path) -> anyhow::Result<()> {
@@ -34,7 +33,7 @@ pub(crate) fn write(kind: Option<Kind>, out: &Path) -> anyhow::Result<()> {
             SettingsError(format!("cannot write {}: {reason}", out.display()))
         })?;
     file.write_all(text.as_bytes())?;
-    crate::report::console::stderr_line(&format!(
+    crate::console::stderr_line(&format!(
         "segrelay: wrote {}; set the API key variables it names, then try `segrelay check -c {} FILE`",
         out.display(),
         out.display()
@@ -58,7 +57,7 @@ fn starter(kinds: &[Kind]) -> String {
     }
     for &kind in kinds {
         text.push_str(&format!("\n[destinations.{}]\n", kind.name()));
-        for setting in destination::settings(kind) {
+        for setting in super::settings(kind) {
             text.push_str(&line(kind, setting));
         }
     }
@@ -66,7 +65,7 @@ fn starter(kinds: &[Kind]) -> String {
 }
 
 /// One setting: a value for a required one, else its default, commented.
-fn line(kind: Kind, setting: &Setting) -> String {
+fn line(kind: Kind, setting: &AnySetting) -> String {
     let help = setting.help;
     if setting.required {
         let value = match setting.kind {
@@ -99,7 +98,7 @@ fn line(kind: Kind, setting: &Setting) -> String {
 }
 
 /// A value of the setting's kind to show where its default is not one.
-fn example(kind: Kind, setting: &Setting) -> String {
+fn example(kind: Kind, setting: &AnySetting) -> String {
     let first_word = || setting.default.and_then(|d| d.split(' ').next());
     match setting.kind {
         SettingKind::Text if setting.key == "type" => format!("\"{}\"", kind.name()),
