@@ -1,6 +1,6 @@
 //! `send` and `check`: a validated [`RunConfig`] builds the run (courier,
-//! dispatch, report, checkpoint, customers), makes its passes, and says how
-//! it ended.
+//! dispatch, report, checkpoint, the destination's gate), makes its passes,
+//! and says how it ended.
 
 pub(crate) mod dedupe;
 pub(crate) mod pipeline;
@@ -17,10 +17,10 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{Output, Plan, RunConfig};
 use crate::delivery::throttle::Throttle;
 use crate::delivery::{Courier, RequestContext};
-use crate::destination::amberflo::customers::{self, Customers, EventAt};
+use crate::destination::gate::{Beside, EventAt};
 use crate::destination::orb;
 use crate::destination::orb::backfill;
-use crate::destination::{NO_CUSTOMER_ID, Stream};
+use crate::destination::{GateOptions, NO_CUSTOMER_ID};
 use crate::input::{self, Source};
 use crate::interrupt;
 use crate::report::console::{Console, Verbosity};
@@ -179,27 +179,17 @@ impl Job {
             throttle,
             console,
         );
-        let merges = destination.merges_customers();
-        // Amberflo's identifies, merged or replaced, and its customers made sure of.
-        let customers = match orb_backfill.is_none() && destination.amberflo_api().is_some() {
-            true => {
-                let files = checkpoint.as_ref().map(|c| customers::Files {
-                    known: c.customers_path(),
-                    known_length: resumed.as_ref().and_then(|state| state.customers_length),
-                    journal: c.identified_path(),
-                    resumed: resumed.is_some(),
-                });
-                let api = destination
-                    .amberflo_api()
-                    .expect("customers are Amberflo's");
-                Some(Customers::new(
-                    api,
-                    ensure_customers,
-                    merges,
-                    files.as_ref(),
-                )?)
-            }
-            false => None,
+        // What the destination does with each record before its batch; a
+        // backfill's passes send only usage records.
+        let gate = match orb_backfill {
+            Some(_) => None,
+            None => destination.gate(GateOptions {
+                ensure_customers,
+                beside: checkpoint.as_ref().map(|c| {
+                    let resumed = resumed.as_ref().map(|state| state.kept_lengths.clone());
+                    Beside::new(c.path(), resumed)
+                }),
+            })?,
         };
         let orb_backfill = orb_backfill.map(|plan| {
             let api = destination.orb_api().expect("--orb-backfill is for Orb");
@@ -212,7 +202,7 @@ impl Job {
                 dispatch,
                 report,
                 checkpoint,
-                customers,
+                gate,
                 dedupe: Dedupe::default(),
             },
             title,
@@ -226,7 +216,7 @@ impl Job {
     pub(crate) fn run(mut self) -> anyhow::Result<Status> {
         interrupt::install();
         let run = &mut self.run;
-        fold_identifies(run)?;
+        read_ahead(run)?;
         let end = match &self.orb_backfill {
             Some((plan, api)) => backfill::run(run, plan, api)?,
             None => run.pass(&Pass {
@@ -321,24 +311,25 @@ fn resuming_line(earlier: &crate::report::Totals, sends: bool) -> String {
     )
 }
 
-/// Identifies merged into Amberflo's customers: read ahead of the pass and
-/// folded per customer, so that the pass writes each customer once.
-fn fold_identifies(run: &mut Pipeline) -> anyhow::Result<()> {
-    let Some(mut customers) = run.customers.take_if(|c| c.merges()) else {
+/// The input read ahead of the passes, when the destination's gate wants it
+/// (to fold each customer's identifies into one write, say): it is handed
+/// the records of the lines that mention its word, sending nothing.
+fn read_ahead(run: &mut Pipeline) -> anyhow::Result<()> {
+    let Some(mut gate) = run.gate.take() else {
         return Ok(());
     };
-    customers.start_folding();
-    let whole = run.look_ahead("identify", |at, index, payload| {
-        match (payload.stream, payload.customer.as_deref()) {
-            (Stream::Customer, Some(customer_id)) => {
-                customers.fold_ahead(customer_id, &payload.json, EventAt::new(at, index))
-            }
-            _ => Ok(()),
-        }
-    });
-    if let Ok(whole) = whole {
-        customers.folded(whole, &mut run.report);
-    }
-    run.customers = Some(customers);
-    whole.map(|_| ())
+    let read = match gate.begin_ahead() {
+        Some(word) => run
+            .look_ahead(word, |at, index, payload| {
+                gate.ahead(&payload, EventAt::new(at, index))
+            })
+            .map(|whole| {
+                for warning in gate.ahead_done(whole) {
+                    run.report.warn(warning);
+                }
+            }),
+        None => Ok(()),
+    };
+    run.gate = Some(gate);
+    read
 }

@@ -253,8 +253,8 @@ fn shown(value: &HeaderValue, show_secrets: bool) -> String {
     }
 }
 
-/// The records a request body carries, as written: Amberflo's and Kable's
-/// batches are arrays, Orb's `{"events":[...]}`, a customer write one object.
+/// The records a request body carries, as written: a batch is an array, or
+/// an object holding one (`{"events":[...]}`), a single write one object.
 fn records_in(body: &[u8]) -> Vec<&RawValue> {
     #[derive(serde::Deserialize)]
     struct OrbBatch<'a> {

@@ -1,12 +1,13 @@
 //! Repeated idempotency keys. A usage record whose key the run already sent or
-//! queued is skipped as a duplicate, whatever batch either falls in: Orb would
-//! refuse a batch holding one key twice with two bodies, Amberflo would take
-//! both, and Segment itself archives some messages twice. When the records
+//! queued is skipped as a duplicate, whatever batch either falls in: a
+//! destination may refuse a batch holding one key twice with two bodies,
+//! another may take both, and Segment itself archives some messages twice. When the records
 //! differ, the run warns, naming both places.
 //!
 //! Exact over the last `WINDOW` keys, in fixed memory; past that, the
-//! destination's own deduplication applies. Identifies (customer writes) are
-//! not usage and are left alone: two of one customer are two updates.
+//! destination's own deduplication applies. Records of a destination's other
+//! streams (customer writes) are not usage and are left alone: two of one
+//! customer are two updates.
 
 mod window;
 

@@ -77,7 +77,7 @@ pub(crate) fn manage(config: BackfillsConfig) -> anyhow::Result<Status> {
     let courier = Courier::new(
         target.destination.clone(),
         target.secret(),
-        RetryPolicy::for_kind(target.destination.kind(), 3, Duration::from_secs(30)),
+        RetryPolicy::new(target.destination.backoff(), 3, Duration::from_secs(30)),
         Throttle::new(None, None),
         Console::new(Verbosity::Normal, None),
     );
