@@ -151,3 +151,26 @@ pub trait Gate {
         Ok(Vec::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the files always had (`job.json.customers`), so that a job
+    /// checkpointed before resumes with its files.
+    #[test]
+    fn files_sit_beside_the_checkpoint_under_their_suffix() {
+        let saved = BTreeMap::from([("customers".to_owned(), 7)]);
+        let resumed = Beside::new(Path::new("dir/job.json"), Some(saved));
+        assert_eq!(
+            resumed.path("customers"),
+            PathBuf::from("dir/job.json.customers")
+        );
+        assert!(resumed.resumed());
+        assert_eq!(resumed.length("customers"), Some(7));
+        assert_eq!(resumed.length("identified"), None);
+        let fresh = Beside::new(Path::new("job.json"), None);
+        assert!(!fresh.resumed());
+        assert_eq!(fresh.length("customers"), None);
+    }
+}

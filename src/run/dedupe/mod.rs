@@ -1,8 +1,8 @@
 //! Repeated idempotency keys. A usage record whose key the run already sent or
 //! queued is skipped as a duplicate, whatever batch either falls in: a
 //! destination may refuse a batch holding one key twice with two bodies,
-//! another may take both, and Segment itself archives some messages twice. When the records
-//! differ, the run warns, naming both places.
+//! another may take both, and Segment itself archives some messages twice.
+//! When the records differ, the run warns, naming both places.
 //!
 //! Exact over the last `WINDOW` keys, in fixed memory; past that, the
 //! destination's own deduplication applies. Records of a destination's other
