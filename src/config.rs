@@ -368,7 +368,7 @@ impl RunConfig {
         Ok(RunConfig {
             ensure_customers: target.destination.ensures_customers(),
             // A check sends nothing, so it has nothing to retry.
-            retry: RetryPolicy::for_kind(target.destination.kind(), 0, Duration::ZERO),
+            retry: RetryPolicy::new(target.destination.backoff(), 0, Duration::ZERO),
             target,
             options,
             verbosity,
@@ -630,8 +630,8 @@ fn refuse_overwriting_inputs(
 
 /// The retries `--max-retries` and `--max-retry-wait` ask for, on the destination's backoff.
 fn retry_policy(target: &Target, args: &cli::RetryArgs) -> RetryPolicy {
-    RetryPolicy::for_kind(
-        target.destination.kind(),
+    RetryPolicy::new(
+        target.destination.backoff(),
         args.max_retries,
         args.max_retry_wait,
     )

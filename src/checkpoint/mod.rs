@@ -4,8 +4,10 @@
 //! otherwise at most about once a second ([`saving`]).
 
 mod identity;
+mod kept_lengths;
 mod saving;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,9 +43,11 @@ pub(crate) struct State {
     pub totals: Totals,
     /// The length of the rejects file that goes with the settled events.
     pub rejects_length: Option<u64>,
-    /// The length of the file of customers known to exist (`--ensure-customers`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customers_length: Option<u64>,
+    /// The lengths of the files the destination's gate keeps beside the
+    /// checkpoint that a resume cuts back, each as `<suffix>_length`
+    /// (`customers_length`), where they stand among the other keys.
+    #[serde(flatten, with = "kept_lengths")]
+    pub kept_lengths: BTreeMap<String, u64>,
     /// The pass over the inputs that `inputs` describes (a destination's
     /// backfill makes one per window).
     #[serde(default)]
@@ -186,7 +190,7 @@ impl Checkpoint {
             inputs: current.clone(),
             totals: Totals::default(),
             rejects_length: None,
-            customers_length: None,
+            kept_lengths: BTreeMap::new(),
             pass: 0,
             planned: Map::new(),
         };
@@ -288,21 +292,6 @@ impl Checkpoint {
         &self.state
     }
 
-    /// Where `--ensure-customers` keeps the customers known to exist.
-    pub(crate) fn customers_path(&self) -> PathBuf {
-        let mut path = self.path.clone().into_os_string();
-        path.push(".customers");
-        PathBuf::from(path)
-    }
-
-    /// Where the identify writes made are journaled (customer and input
-    /// position), so that a resume never writes an older identify over a newer one.
-    pub(crate) fn identified_path(&self) -> PathBuf {
-        let mut path = self.path.clone().into_os_string();
-        path.push(".identified");
-        PathBuf::from(path)
-    }
-
     /// Lines to read past in each input.
     pub(crate) fn settled_lines(&self) -> Vec<u64> {
         self.state
@@ -330,7 +319,7 @@ impl Checkpoint {
         position: Option<Position>,
         totals: Totals,
         rejects_length: Option<u64>,
-        customers_length: Option<u64>,
+        kept_lengths: &[(&str, u64)],
         requests: u64,
     ) -> anyhow::Result<()> {
         for (index, input) in self.state.inputs.iter_mut().enumerate() {
@@ -345,7 +334,10 @@ impl Checkpoint {
         }
         self.state.totals = totals;
         self.state.rejects_length = rejects_length;
-        self.state.customers_length = customers_length;
+        self.state.kept_lengths = kept_lengths
+            .iter()
+            .map(|&(suffix, length)| (suffix.to_owned(), length))
+            .collect();
         self.write()?;
         self.saving.written(Instant::now(), requests);
         Ok(())
@@ -459,7 +451,7 @@ mod tests {
             ])
             .unwrap();
         checkpoint
-            .advance(None, Totals::default(), Some(7), Some(3), 1)
+            .advance(None, Totals::default(), Some(7), &[("customers", 3)], 1)
             .unwrap();
 
         let file: Map<String, Value> =
@@ -474,7 +466,8 @@ mod tests {
             checkpoint.planned("windows").unwrap()[0]["events"].as_u64(),
             Some(u64::MAX)
         );
-        assert_eq!(checkpoint.state().customers_length, Some(3));
+        assert_eq!(file["customers_length"], 3);
+        assert_eq!(checkpoint.state().kept_lengths.get("customers"), Some(&3));
         assert_eq!(checkpoint.state().rejects_length, Some(7));
         assert!(checkpoint.state().inputs.iter().all(|i| i.done));
     }

@@ -1,11 +1,12 @@
 //! When a moved checkpoint is written. A write costs a rename and fsyncs (of
-//! the checkpoint, its folder, the rejects and customers files), 2 ms or more:
-//! after every line that settles without a request (filtered, skipped,
-//! rejected) it dominates the run, and even after every request it is a
-//! sixth of a run against a fast API. So the checkpoint is written once
-//! requests were made since the last write and at least `AFTER_REQUESTS` has
-//! passed, else at most once per `INTERVAL`, and always when a pass ends or
-//! the run stops (the caller's `force`).
+//! the checkpoint, its folder, the rejects file and the files a destination's
+//! gate keeps beside it), 2 ms or more: after every line that settles
+//! without a request (filtered, skipped, rejected) it dominates the run, and
+//! even after every request it is a sixth of a run against a fast API. So
+//! the checkpoint is written once requests were made since the last write
+//! and at least `AFTER_REQUESTS` has passed, else at most once per
+//! `INTERVAL`, and always when a pass ends or the run stops (the caller's
+//! `force`).
 //!
 //! What a crash between writes costs: the batches settled in the last fifth of
 //! a second, which a resume sends again under the same idempotency keys (the

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::destination::Kind;
+use crate::destination::Backoff;
 
 #[derive(Debug, Clone)]
 pub(crate) struct RetryPolicy {
@@ -16,18 +16,13 @@ pub(crate) struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The vendors' advice: Amberflo's SDKs back off 2, 6, 12, 20, 40, 80 s and
-    /// want retries at least 20 s after the first failure; Orb and Kable say
-    /// exponential backoff without numbers.
-    pub(crate) fn for_kind(kind: Kind, max_retries: u32, max_wait: Duration) -> RetryPolicy {
-        let (base, cap) = match kind {
-            Kind::Amberflo => (Duration::from_secs(2), Duration::from_secs(80)),
-            Kind::Orb | Kind::Kable => (Duration::from_secs(1), Duration::from_secs(60)),
-        };
+    /// The backoff the destination advises (`Destination::backoff`), with the
+    /// run's own bounds.
+    pub(crate) fn new(backoff: Backoff, max_retries: u32, max_wait: Duration) -> RetryPolicy {
         RetryPolicy {
             max_retries,
-            base,
-            cap,
+            base: backoff.base,
+            cap: backoff.cap,
             max_wait,
         }
     }
@@ -54,7 +49,11 @@ mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy::for_kind(Kind::Amberflo, 6, Duration::from_secs(300))
+        let backoff = Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(80),
+        };
+        RetryPolicy::new(backoff, 6, Duration::from_secs(300))
     }
 
     #[test]

@@ -278,6 +278,12 @@ impl Destination for Kable {
             body: super::json_array(records, 0),
         }
     }
+
+    /// Kable's SDKs retry 429, 5xx and network errors, and document no
+    /// backoff: the default.
+    fn backoff(&self) -> super::Backoff {
+        super::Backoff::default()
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod amberflo;
 pub mod file;
+pub mod gate;
 pub(crate) mod init;
 pub mod kable;
 mod kind;
@@ -26,6 +27,7 @@ use crate::settings::{
     AnySetting, Secret, Setting, SettingKind, SettingsError, TableReader, kinds,
 };
 
+pub use gate::{Gate, GateOptions};
 pub use kind::Kind;
 pub use number::{
     Outgoing, beyond_double, double_keeps, out_of_range, out_of_range_reason, outgoing_text,
@@ -48,10 +50,13 @@ pub(crate) fn base_path(url: &str) -> &str {
 /// Which endpoint a record goes to; records of one stream are batched together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
-    /// Usage: Amberflo meter records, Orb and Kable events.
+    /// Usage: what the destination bills by. Only usage records are deduped
+    /// by their keys and sent in time windows.
     Usage,
-    /// Amberflo customers, one per request.
-    Customer,
+    /// A destination's other records (its customers, say), named by it: one
+    /// per request unless its `batch_limit` says otherwise, and not deduped,
+    /// since two of them with one key are two updates.
+    Other(&'static str),
 }
 
 /// One translated event: its JSON, ready to be put in a request body.
@@ -61,7 +66,8 @@ pub struct Payload {
     pub json: String,
     /// The idempotency key the destination dedupes on.
     pub key: String,
-    /// Amberflo: the customer the record is for, to make sure it exists first.
+    /// The customer the record is for, when the destination's gate makes
+    /// sure of it first.
     pub customer: Option<String>,
     /// The event's time, as translated (usage records; not Amberflo's customers):
     /// what backfill windows and day spans go by.
@@ -135,11 +141,6 @@ pub trait Destination: Concrete + Send + Sync {
     /// The API key every request carries, kept out of every message that quotes a server.
     fn secret(&self) -> &Secret;
 
-    /// Amberflo's customer and usage requests, on its API host.
-    fn amberflo_api(&self) -> Option<Arc<amberflo::Api>> {
-        None
-    }
-
     /// Where the customer id is read from: events without one are skipped.
     fn customer_id_field(&self) -> &CustomerIdField;
 
@@ -162,12 +163,6 @@ pub trait Destination: Concrete + Send + Sync {
 
     /// `ensure_customers` in the settings: make sure each customer exists first.
     fn ensures_customers(&self) -> bool {
-        false
-    }
-
-    /// Whether a customer record (identify) is merged into the one the
-    /// destination holds, on the run's own thread, rather than batched.
-    fn merges_customers(&self) -> bool {
         false
     }
 
@@ -207,7 +202,7 @@ pub trait Destination: Concrete + Send + Sync {
     fn batch_limit(&self, stream: Stream, batch_size: usize) -> usize {
         match stream {
             Stream::Usage => batch_size,
-            Stream::Customer => 1,
+            Stream::Other(_) => 1,
         }
     }
 
@@ -228,6 +223,38 @@ pub trait Destination: Concrete + Send + Sync {
     /// when the destination gives no way to read events back.
     fn verifier(&self) -> Option<Box<dyn Verifier + '_>> {
         None
+    }
+    /// What each record goes through before its batch, when the destination
+    /// must make sure of something first or writes some records itself (see
+    /// [`gate`]). Built once per run, and only for a run that sends in one
+    /// pass; its files, when there is a checkpoint, beside it.
+    fn gate(&self, options: GateOptions) -> anyhow::Result<Option<Box<dyn Gate>>> {
+        let _ = options;
+        Ok(None)
+    }
+
+    /// How long to wait between tries of a request, as the destination advises.
+    fn backoff(&self) -> Backoff {
+        Backoff::default()
+    }
+}
+
+/// The ceilings of a destination's retry backoff: the first wait is at most
+/// `base`, each retry doubles it, up to `cap` (each wait jittered below it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: std::time::Duration,
+    pub cap: std::time::Duration,
+}
+
+impl Default for Backoff {
+    /// For an API that advises exponential backoff without numbers: a
+    /// second, doubling up to a minute.
+    fn default() -> Backoff {
+        Backoff {
+            base: std::time::Duration::from_secs(1),
+            cap: std::time::Duration::from_secs(60),
+        }
     }
 }
 

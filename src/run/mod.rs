@@ -1,6 +1,6 @@
 //! `send` and `check`: a validated [`RunConfig`] builds the run (courier,
-//! dispatch, report, checkpoint, customers), makes its passes, and says how
-//! it ended.
+//! dispatch, report, checkpoint, the destination's gate), makes its passes,
+//! and says how it ended.
 
 pub(crate) mod dedupe;
 pub(crate) mod ingest_window;
@@ -20,8 +20,8 @@ use crate::console::plural;
 use crate::console::{Console, Verbosity};
 use crate::delivery::Courier;
 use crate::delivery::throttle::Throttle;
-use crate::destination::amberflo::customers::{self, Customers, EventAt};
-use crate::destination::{NO_CUSTOMER_ID, Planner, Stream};
+use crate::destination::gate::{Beside, EventAt};
+use crate::destination::{GateOptions, NO_CUSTOMER_ID, Planner};
 use crate::input::{self, Source};
 use crate::interrupt;
 use crate::report::Report;
@@ -181,27 +181,17 @@ impl Job {
             throttle,
             console,
         );
-        let merges = destination.merges_customers();
-        // Amberflo's identifies, merged or replaced, and its customers made sure of.
-        let customers = match destination.amberflo_api().is_some() {
-            true => {
-                let files = checkpoint.as_ref().map(|c| customers::Files {
-                    known: c.customers_path(),
-                    known_length: resumed.as_ref().and_then(|state| state.customers_length),
-                    journal: c.identified_path(),
-                    resumed: resumed.is_some(),
-                });
-                let api = destination
-                    .amberflo_api()
-                    .expect("customers are Amberflo's");
-                Some(Customers::new(
-                    api,
-                    ensure_customers,
-                    merges,
-                    files.as_ref(),
-                )?)
-            }
+        // What the destination does with each record before its batch; a
+        // backfill's passes send only usage records.
+        let gate = match planner.reads_input_once() {
             false => None,
+            true => destination.gate(GateOptions {
+                ensure_customers,
+                beside: checkpoint.as_ref().map(|c| {
+                    let resumed = resumed.as_ref().map(|state| state.kept_lengths.clone());
+                    Beside::new(c.path(), resumed)
+                }),
+            })?,
         };
         Ok(Job {
             run: Pipeline {
@@ -210,7 +200,7 @@ impl Job {
                 dispatch,
                 report,
                 checkpoint,
-                customers,
+                gate,
                 dedupe: Dedupe::default(),
             },
             title,
@@ -224,7 +214,7 @@ impl Job {
     pub(crate) fn run(mut self) -> anyhow::Result<Status> {
         interrupt::install();
         let run = &mut self.run;
-        fold_identifies(run)?;
+        read_ahead(run)?;
         let end = self.planner.make_passes(run)?;
         run.dispatch.finish()?;
         let report = &mut run.report;
@@ -306,24 +296,25 @@ fn resuming_line(earlier: &crate::report::Totals, sends: bool) -> String {
     )
 }
 
-/// Identifies merged into Amberflo's customers: read ahead of the pass and
-/// folded per customer, so that the pass writes each customer once.
-fn fold_identifies(run: &mut Pipeline) -> anyhow::Result<()> {
-    let Some(mut customers) = run.customers.take_if(|c| c.merges()) else {
+/// The input read ahead of the passes, when the destination's gate wants it
+/// (to fold each customer's identifies into one write, say): it is handed
+/// the records of the lines that mention its word, sending nothing.
+fn read_ahead(run: &mut Pipeline) -> anyhow::Result<()> {
+    let Some(mut gate) = run.gate.take() else {
         return Ok(());
     };
-    customers.start_folding();
-    let whole = run.look_ahead("identify", |at, index, payload| {
-        match (payload.stream, payload.customer.as_deref()) {
-            (Stream::Customer, Some(customer_id)) => {
-                customers.fold_ahead(customer_id, &payload.json, EventAt::new(at, index))
-            }
-            _ => Ok(()),
-        }
-    });
-    if let Ok(whole) = whole {
-        customers.folded(whole, &mut run.report);
-    }
-    run.customers = Some(customers);
-    whole.map(|_| ())
+    let read = match gate.begin_ahead() {
+        Some(word) => run
+            .look_ahead(word, |at, index, payload| {
+                gate.ahead(&payload, EventAt::new(at, index))
+            })
+            .map(|whole| {
+                for warning in gate.ahead_done(whole) {
+                    run.report.warn(warning);
+                }
+            }),
+        None => Ok(()),
+    };
+    run.gate = Some(gate);
+    read
 }

@@ -908,7 +908,7 @@ fn check_translation(dest: &dyn Destination, event: &segrelay::event::Event) -> 
                 }
             }
         }
-        (segrelay::destination::Kind::Amberflo, Stream::Customer) => {
+        (segrelay::destination::Kind::Amberflo, Stream::Other(_)) => {
             non_empty_string(&record, "customerId")?;
             // Merged into the record Amberflo holds, an identify without a name
             // leaves the name out (a creation then takes the id).

@@ -9,6 +9,7 @@ mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::SignedDuration;
 use serde::Serialize;
@@ -16,8 +17,9 @@ use serde_json::{Map, Number, Value};
 
 use super::Verifier;
 use super::{
-    Common, CustomerIdField, Destination, Header, IngestWindow, Kind, Notes, OldEvents, Payload,
-    Request, Rewrite, Stream, Translation, double_keeps, outgoing_text, write_json_str,
+    Backoff, Common, CustomerIdField, Destination, Gate, GateOptions, Header, IngestWindow, Kind,
+    Notes, OldEvents, Payload, Request, Rewrite, Stream, Translation, double_keeps, outgoing_text,
+    write_json_str,
 };
 use crate::event::reason::Reason;
 use crate::event::time::event_time;
@@ -39,6 +41,9 @@ pub const FUTURE_LIMIT: SignedDuration = SignedDuration::from_mins(5);
 /// account can have raised, not a hard limit.
 pub const BACKFILL_GUARDRAIL: SignedDuration = SignedDuration::from_hours(60 * 24);
 pub const MAX_BATCH: usize = 1000;
+/// Identifies' customer records: written one by one through the customers'
+/// lookups, not batched.
+pub(crate) const CUSTOMERS: Stream = Stream::Other("customers");
 
 pub const SETTINGS: &[AnySetting] = &[
     API_ENDPOINT.any(),
@@ -179,10 +184,6 @@ impl Destination for Amberflo {
         &self.api.api_key
     }
 
-    fn amberflo_api(&self) -> Option<Arc<Api>> {
-        Some(self.api.clone())
-    }
-
     fn verifier(&self) -> Option<Box<dyn Verifier + '_>> {
         Some(Box::new(verify::UsageSums {
             api: self.api.clone(),
@@ -205,8 +206,26 @@ impl Destination for Amberflo {
         self.ensure_customers
     }
 
-    fn merges_customers(&self) -> bool {
-        self.merge
+    /// Every run that sends in one pass writes identifies through the
+    /// customers' lookups, and with `--ensure-customers` makes sure of each
+    /// customer before its meter records ([`customers`]).
+    fn gate(&self, options: GateOptions) -> anyhow::Result<Option<Box<dyn Gate>>> {
+        let customers = customers::Customers::new(
+            self.api.clone(),
+            options.ensure_customers,
+            self.merge,
+            options.beside.as_ref(),
+        )?;
+        Ok(Some(Box::new(customers)))
+    }
+
+    /// Amberflo's SDKs back off 2, 6, 12, 20, 40, 80 s (with jitter), and its
+    /// docs want retries at least 20 s after the first failure.
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(80),
+        }
     }
 
     /// Records later than 5 minutes from now are rejected, as Amberflo's SDK
@@ -319,7 +338,7 @@ impl Destination for Amberflo {
             }
             // Identifies are written through the customers' lookup, not
             // batched; this is the write alone, as replace mode makes it.
-            Stream::Customer => {
+            Stream::Other(_) => {
                 let body = records.concat().into_bytes();
                 self.api.request("PUT", "/customers", body)
             }
@@ -380,7 +399,7 @@ impl Amberflo {
             traits: kept.into_values(),
         };
         Translation::Record(Payload {
-            stream: Stream::Customer,
+            stream: CUSTOMERS,
             json: serde_json::to_string(&customer).expect("a customer always serialises"),
             key: customer_id.clone(),
             customer: Some(customer_id.clone()),

@@ -446,6 +446,12 @@ impl Destination for Orb {
         );
         request.headers.push(Header::plain(IDEMPOTENCY_HEADER, key));
     }
+
+    /// Orb's API docs advise retrying with exponential backoff, giving no
+    /// numbers: the default.
+    fn backoff(&self) -> super::Backoff {
+        super::Backoff::default()
+    }
 }
 
 /// A property `numeric_properties` lists that holds no number.

@@ -5,8 +5,9 @@
 //! differ, the run warns, naming both places.
 //!
 //! Exact over the last `WINDOW` keys, in fixed memory; past that, the
-//! destination's own deduplication applies. Identifies (customer writes) are
-//! not usage and are left alone: two of one customer are two updates.
+//! destination's own deduplication applies. Records of a destination's other
+//! streams (customer writes) are not usage and are left alone: two of one
+//! customer are two updates.
 
 mod window;
 

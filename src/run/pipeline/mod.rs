@@ -18,8 +18,8 @@ use jiff::Timestamp;
 use crate::checkpoint::Checkpoint;
 use crate::console::Verbosity;
 use crate::delivery::{Batched, Courier, Delivered, RequestContext};
-use crate::destination::amberflo::customers::{Customers, EventAt, Identified};
-use crate::destination::{Destination, Payload, Stream};
+use crate::destination::gate::{EventAt, Gated, Gating};
+use crate::destination::{Destination, Gate, Payload, Stream};
 use crate::event::reason::Reason;
 use crate::event::{Origin, Wanted};
 use crate::input::Unread;
@@ -86,7 +86,8 @@ pub(crate) struct Pipeline {
     pub dispatch: Dispatch,
     pub report: Report,
     pub checkpoint: Option<Checkpoint>,
-    pub customers: Option<Customers>,
+    /// What the destination does with each record before its batch, if anything.
+    pub gate: Option<Box<dyn Gate>>,
     /// The usage records' keys sent or queued, across the passes: a repeat is skipped.
     pub dedupe: Dedupe,
 }
@@ -171,7 +172,7 @@ struct Flow<'a> {
     finished: Option<bool>,
     workers: Option<Workers>,
     dispatch: &'a mut Dispatch,
-    customers: Option<&'a mut Customers>,
+    gate: Option<&'a mut dyn Gate>,
     dedupe: &'a mut Dedupe,
     /// A plain run to a destination whose ingest refuses some times: counts them.
     timing: Option<OutsideWindow>,
@@ -200,7 +201,7 @@ impl Pipeline {
             dispatch,
             report,
             checkpoint,
-            customers,
+            gate,
             dedupe,
         } = self;
         let checkpoint = checkpoint.as_mut().filter(|_| pass.follows_checkpoint);
@@ -237,7 +238,7 @@ impl Pipeline {
             finished: None,
             workers,
             dispatch,
-            customers: customers.as_mut(),
+            gate: gate.as_mut().map(|gate| gate.as_mut() as &mut dyn Gate),
             dedupe,
             // A backfill's passes send each event where its time belongs.
             timing: match pass.window {
@@ -437,50 +438,30 @@ impl Flow<'_> {
                 self.report.rewritten(rewrite, &origin);
             }
         }
-        if let Some(customers) = self.customers.as_deref_mut()
-            && let Some(customer) = &payload.customer
-        {
-            match stream {
-                // In input order, one at a time, each settled with its own outcome.
-                Stream::Customer => {
-                    let control = self.dispatch.control();
-                    let outcome = customers.identify(
-                        &payload.json,
-                        &origin,
-                        EventAt::new(at, index),
-                        &self.courier,
-                        control,
-                        self.report,
-                    )?;
-                    let content = || Content::Json(original);
-                    return Ok(match outcome {
-                        Identified::Sent => {
-                            self.push(origin, at, ends_line, Some(Outcome::Sent));
-                            ControlFlow::Continue(())
-                        }
-                        Identified::Refused(reason) => {
-                            self.reject(origin, at, ends_line, reason, content())
-                        }
-                        Identified::Failed(reason) => {
-                            let outcome = Outcome::Failed(reason, content());
-                            self.push(origin, at, ends_line, Some(outcome));
-                            ControlFlow::Continue(())
-                        }
-                    });
+        if let Some(gate) = self.gate.as_deref_mut() {
+            let gating = Gating {
+                courier: &self.courier,
+                transport: self.dispatch.control(),
+                report: self.report,
+            };
+            match gate.admit(&payload, &origin, EventAt::new(at, index), gating)? {
+                Gated::Through => {}
+                Gated::Sent => {
+                    self.push(origin, at, ends_line, Some(Outcome::Sent));
+                    return Ok(ControlFlow::Continue(()));
                 }
-                Stream::Usage if !customers.ensures() => {}
-                Stream::Usage => {
-                    let control = self.dispatch.control();
-                    if let Err(reason) =
-                        customers.ensure(customer, &self.courier, control, self.report)?
-                    {
-                        let content = Content::Json(original);
-                        return Ok(self.reject(origin, at, ends_line, reason, content));
-                    }
+                Gated::Rejected(reason) => {
+                    let content = Content::Json(original);
+                    return Ok(self.reject(origin, at, ends_line, reason, content));
+                }
+                Gated::Failed(reason) => {
+                    let outcome = Outcome::Failed(reason, Content::Json(original));
+                    self.push(origin, at, ends_line, Some(outcome));
+                    return Ok(ControlFlow::Continue(()));
                 }
             }
         }
-        // Usage only: two identifies of one customer are two updates, not a repeat.
+        // Usage only: two records of another stream with one key are two updates, not a repeat.
         if let Some(prints) = prints {
             self.dedupe.remember(prints, origin);
         }
@@ -684,11 +665,11 @@ impl Flow<'_> {
             None => (self.report.totals(), synced),
             Some(_) => self.settled_counts.clone(),
         };
-        let customers_length = match self.customers.as_deref_mut() {
-            Some(customers) => customers.sync()?,
-            None => None,
+        let kept_lengths = match self.gate.as_deref_mut() {
+            Some(gate) => gate.sync()?,
+            None => Vec::new(),
         };
-        checkpoint.advance(position, totals, rejects_length, customers_length, requests)?;
+        checkpoint.advance(position, totals, rejects_length, &kept_lengths, requests)?;
         self.unsaved = false;
         Ok(())
     }

@@ -10,20 +10,18 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::EventAt;
+use crate::destination::gate::{Beside, EventAt};
 use crate::status::OutputFailed;
 
-/// Where the files are, and how much of them a resume keeps.
-pub(crate) struct Files {
-    /// Customers known to exist, one a line.
-    pub known: PathBuf,
-    /// On a resume, how much of `known` the checkpoint covers.
-    pub known_length: Option<u64>,
-    /// The identifies Amberflo holds; never cut back, since they really happened.
-    pub journal: PathBuf,
-    /// Resuming: the journal is read; otherwise it starts empty.
-    pub resumed: bool,
-}
+/// The suffix of the file of customers known to exist, one a line, beside
+/// the checkpoint, which saves its length (`customers_length`): a resume
+/// cuts it back to that.
+pub(super) const KNOWN: &str = "customers";
+/// The suffix of the journal of the identifies Amberflo holds (customer and
+/// input position), so that a resume never writes an older identify over a
+/// newer one; never cut back, since those writes really happened. A resume
+/// reads it; a job started anew starts it empty.
+const JOURNAL: &str = "identified";
 
 /// A journal line: Amberflo holds the customer's identifies through `at`.
 #[derive(Serialize, Deserialize)]
@@ -46,25 +44,26 @@ pub(super) struct Opened {
 }
 
 impl Kept {
-    pub(super) fn open(files: &Files) -> anyhow::Result<(Kept, Opened)> {
-        let (known_file, lines) = open_lines(&files.known, files.known_length.unwrap_or(0))?;
+    pub(super) fn open(beside: &Beside) -> anyhow::Result<(Kept, Opened)> {
+        let known_path = beside.path(KNOWN);
+        let journal_path = beside.path(JOURNAL);
+        let (known_file, lines) = open_lines(&known_path, beside.length(KNOWN).unwrap_or(0))?;
         let mut known = HashSet::new();
         for id in lines {
             known.insert(serde_json::from_str(&id)?);
         }
-        let kept = if files.resumed { u64::MAX } else { 0 };
-        let (journal, lines) = open_lines(&files.journal, kept)?;
+        let kept = if beside.resumed() { u64::MAX } else { 0 };
+        let (journal, lines) = open_lines(&journal_path, kept)?;
         let mut applied = HashMap::new();
         for line in lines {
-            let line: Applied = serde_json::from_str(&line).with_context(|| {
-                format!("{} is not one segrelay wrote", files.journal.display())
-            })?;
+            let line: Applied = serde_json::from_str(&line)
+                .with_context(|| format!("{} is not one segrelay wrote", journal_path.display()))?;
             let last = applied.entry(line.customer).or_insert(line.at);
             *last = (*last).max(line.at);
         }
         let kept = Kept {
-            known: (files.known.clone(), known_file),
-            journal: (files.journal.clone(), journal),
+            known: (known_path, known_file),
+            journal: (journal_path, journal),
         };
         Ok((kept, Opened { known, applied }))
     }

@@ -10,24 +10,23 @@
 
 mod files;
 mod fold;
+mod gate;
 mod replace;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::delivery::{Call, Courier, Delivered};
 use crate::destination::amberflo::Api;
+use crate::destination::gate::{Beside, EventAt};
 use crate::event::Origin;
 use crate::event::reason::Reason;
-use crate::input::Position;
 use crate::interrupt;
 use crate::report::Report;
 use crate::transport::Transport;
-pub(crate) use files::Files;
 use files::Kept;
 use fold::{Fold, Folded, HELD_CUSTOMERS, folded};
 
@@ -37,28 +36,8 @@ use fold::{Fold, Folded, HELD_CUSTOMERS, folded};
 /// traits), the oldest known forgotten first.
 const KEPT_RECORDS: usize = 10_000;
 
-/// Where an event is in the input: its input, the line it ends on, and its
-/// place among the events of that line (a `batch` line holds several).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub(crate) struct EventAt {
-    pub input: usize,
-    pub line: u64,
-    pub event: usize,
-}
-
-impl EventAt {
-    /// The `index`-th event of the line(s) ending at `at`.
-    pub(crate) fn new(at: Position, index: usize) -> EventAt {
-        EventAt {
-            input: at.input,
-            line: at.end_line,
-            event: index,
-        }
-    }
-}
-
 /// What became of an identify.
-pub(crate) enum Identified {
+enum Identified {
     /// Amberflo holds what the event says (written, or nothing to change).
     Sent,
     Refused(Reason),
@@ -113,7 +92,7 @@ impl Customers {
         api: Arc<Api>,
         ensures: bool,
         merges: bool,
-        files: Option<&Files>,
+        beside: Option<&Beside>,
     ) -> anyhow::Result<Customers> {
         let mut customers = Customers {
             api,
@@ -126,8 +105,8 @@ impl Customers {
             fold: None,
             kept: None,
         };
-        if let Some(files) = files {
-            let (kept, read) = Kept::open(files)?;
+        if let Some(beside) = beside {
+            let (kept, read) = Kept::open(beside)?;
             customers.known = read.known;
             customers.applied = read.applied;
             customers.kept = Some(kept);
@@ -135,27 +114,14 @@ impl Customers {
         Ok(customers)
     }
 
-    pub(crate) fn ensures(&self) -> bool {
-        self.ensures
-    }
-
-    pub(crate) fn merges(&self) -> bool {
-        self.merges
-    }
-
     /// Before the input is read ahead: identifies are folded from now on.
-    pub(crate) fn start_folding(&mut self) {
+    fn start_folding(&mut self) {
         self.fold = Some(Fold::new(HELD_CUSTOMERS));
     }
 
     /// An identify read ahead (`changes`: its customer JSON), folded into its
     /// customer's net change unless Amberflo is known to hold it already.
-    pub(crate) fn fold_ahead(
-        &mut self,
-        customer_id: &str,
-        changes: &str,
-        at: EventAt,
-    ) -> anyhow::Result<()> {
+    fn fold_ahead(&mut self, customer_id: &str, changes: &str, at: EventAt) -> anyhow::Result<()> {
         let held = self
             .applied
             .get(customer_id)
@@ -167,28 +133,26 @@ impl Customers {
     }
 
     /// The input was read ahead (`whole`), or could not be (standard input):
-    /// then identifies are written as they come.
-    pub(crate) fn folded(&mut self, whole: bool, report: &mut Report) {
+    /// then identifies are written as they come. The warning when some
+    /// customers' identifies could not be folded.
+    fn folded(&mut self, whole: bool) -> Option<String> {
         if !whole {
             self.fold = None;
-            return;
+            return None;
         }
-        if let Some(fold) = &self.fold
-            && fold.unheld() > 0
-        {
-            report.warn(format!(
-                "identifies of more than {} customers: those of the later customers ({} \
+        let fold = self.fold.as_ref().filter(|fold| fold.unheld() > 0)?;
+        Some(format!(
+            "identifies of more than {} customers: those of the later customers ({} \
                  identifies) are written one by one as they come, not folded into one write \
                  per customer, so a re-run may write them again",
-                fold.bound(),
-                fold.unheld()
-            ));
-        }
+            fold.bound(),
+            fold.unheld()
+        ))
     }
 
     /// Makes sure the customer exists. Err is the reason to reject its records;
     /// a failure to get any answer aborts the run through the courier.
-    pub(crate) fn ensure(
+    fn ensure(
         &mut self,
         customer_id: &str,
         courier: &Courier,
@@ -306,7 +270,7 @@ impl Customers {
     /// The first identify of a customer whose identifies were folded writes
     /// their net change, and the later ones find it written. In replace mode,
     /// the event's record replaces the customer's, or creates it.
-    pub(crate) fn identify(
+    fn identify(
         &mut self,
         changes: &str,
         origin: &Origin,
@@ -541,7 +505,7 @@ impl Customers {
     }
 
     /// Makes the files durable, and says how long the customers file is.
-    pub(crate) fn sync(&mut self) -> anyhow::Result<Option<u64>> {
+    fn sync_files(&mut self) -> anyhow::Result<Option<u64>> {
         self.kept.as_mut().map(Kept::sync).transpose()
     }
 }

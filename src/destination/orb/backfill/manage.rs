@@ -79,7 +79,7 @@ pub(crate) fn manage(
     let courier = Courier::new(
         destination.clone(),
         destination.secret().clone(),
-        RetryPolicy::for_kind(destination.kind(), 3, Duration::from_secs(30)),
+        RetryPolicy::new(destination.backoff(), 3, Duration::from_secs(30)),
         Throttle::new(None, None),
         Console::new(Verbosity::Normal, None),
     );

@@ -261,7 +261,7 @@ fn build(setup: &Setup, files: &Files, script: &Script) -> anyhow::Result<(Pipel
         dispatch,
         report,
         checkpoint,
-        customers: None,
+        gate: None,
         dedupe: Dedupe::default(),
     };
     Ok((pipeline, pass))
