@@ -150,8 +150,9 @@ pub(crate) struct RunConfig {
     pub rate: Option<f64>,
     /// `--ensure-customers`, or `ensure_customers` in the settings (Amberflo).
     pub ensure_customers: bool,
-    /// `--orb-backfill` and its options, as the identity records them.
-    pub orb_backfill: Option<Plan>,
+    /// What a checkpoint records of this run and a resume must match (with
+    /// `--checkpoint` only).
+    pub identity: Option<Identity>,
     /// How the run goes over its input: one plain pass, or the passes
     /// `--orb-backfill` plans.
     pub planner: Box<dyn Planner>,
@@ -245,7 +246,7 @@ impl RunConfig {
             Some(plan) => Box::new(Backfills::new(plan.clone(), target.destination.as_ref())),
             None => Box::new(OnePass),
         };
-        Ok(RunConfig {
+        let mut config = RunConfig {
             ensure_customers: args.ensure_customers || target.destination.ensures_customers(),
             retry: retry_policy(&target, &args.retry),
             target,
@@ -255,12 +256,16 @@ impl RunConfig {
             rejects: args.rejects,
             summary: args.summary,
             rate: args.rate,
-            orb_backfill,
+            identity: None,
             planner,
             checkpoint: args.checkpoint,
             restart: args.restart,
             warnings,
-        })
+        };
+        if config.checkpoint.is_some() {
+            config.identity = Some(config.identity(orb_backfill.as_ref()));
+        }
+        Ok(config)
     }
 
     /// What decides which events this run sends, and where: what a
@@ -270,7 +275,7 @@ impl RunConfig {
     /// only paces or stops the run (--limit, --batch-size, --concurrency,
     /// --rate, retries, timeouts, --fail-fast, when backfills are closed), nor
     /// the files it writes. One part a line: a new filter is one more.
-    pub(crate) fn identity(&self) -> Identity {
+    fn identity(&self, orb_backfill: Option<&Plan>) -> Identity {
         let filter = &self.options.filter;
         let destination = &self.target.destination;
         // Sorted: `--types page,track` is `--types track,page`.
@@ -339,7 +344,7 @@ impl RunConfig {
             )
             .part(
                 "--orb-backfill",
-                self.orb_backfill.as_ref().map(|plan| {
+                orb_backfill.map(|plan| {
                     format!(
                         "windows of at most {} days{}",
                         plan.window_days,
@@ -376,7 +381,7 @@ impl RunConfig {
             rejects: args.rejects,
             summary: args.summary,
             rate: None,
-            orb_backfill: None,
+            identity: None,
             planner: Box::new(OnePass),
             checkpoint: None,
             restart: false,

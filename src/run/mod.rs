@@ -47,7 +47,6 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn build(config: RunConfig) -> anyhow::Result<Job> {
-        let identity = config.checkpoint.as_ref().map(|_| config.identity());
         let RunConfig {
             target,
             options,
@@ -58,8 +57,7 @@ impl Job {
             retry,
             rate,
             ensure_customers,
-            // What the identity records of the planner's options.
-            orb_backfill: _,
+            identity,
             planner,
             checkpoint,
             restart,
