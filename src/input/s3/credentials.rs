@@ -332,3 +332,6 @@ fn web_identity(
         from,
     })
 }
+
+#[cfg(test)]
+mod tests;
