@@ -154,7 +154,10 @@ fn the_archive_read_from_s3_is_the_archive_read_from_disk() {
         .map(|key| format!("segment-logs/{key}"))
         .collect();
     listed_objects.sort();
-    assert_eq!(fetched, listed_objects, "each object once, in key order");
+    // Fetched ahead on threads, so in any order; read in key order (the
+    // requests above are the local run's, in its order).
+    fetched.sort();
+    assert_eq!(fetched, listed_objects, "each object fetched once");
     fetched.dedup();
     assert_eq!(fetched.len(), 11);
     // One listing per prefix: segment-logs/, two sources, seven day prefixes.
@@ -506,4 +509,32 @@ fn credentials_come_from_the_profile_files() {
     let (run, summary) = check(cmd, dir.path(), &["-v"], "s3://archive/segment-logs/");
     run.expect_code(0);
     assert_eq!(summary["s3"]["objects_read"], 11);
+}
+
+#[test]
+fn a_bucket_in_another_region_is_followed_or_named() {
+    let s3 = archive_server();
+    let dir = tempfile::tempdir().unwrap();
+    s3.fault_next_list(Fault::WrongRegion(Some("eu-west-3")));
+    let (run, summary) = check(s3.segrelay(), dir.path(), &[], "s3://archive/segment-logs/");
+    run.expect_code(0);
+    assert!(
+        run.stderr
+            .contains("s3://archive is in region eu-west-3, not us-east-1: asking there"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(summary["s3"]["objects_read"], 11);
+    // Without the header, the region cannot be followed: said plainly.
+    s3.fault_next_list(Fault::WrongRegion(None));
+    let mut cmd = s3.segrelay();
+    cmd.env("AWS_REGION", "ap-east-1");
+    let (run, _) = check(cmd, dir.path(), &[], "s3://archive/segment-logs/");
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("wrong region: the bucket is not in ap-east-1"),
+        "{}",
+        run.stderr
+    );
 }

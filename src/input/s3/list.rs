@@ -132,7 +132,7 @@ impl Keys<'_> {
                 Err(Failure::Refused {
                     region: Some(region),
                     ..
-                }) if !moved && store.custom_endpoint().is_none() && region != store.region() => {
+                }) if !moved && region != store.region() => {
                     crate::console::stderr_line(&format!(
                         "segrelay: s3://{} is in region {region}, not {}: asking there \
                          (set AWS_REGION={region} to go there first)",

@@ -26,6 +26,9 @@ pub enum Fault {
     Denied,
     /// A GET's body is cut after this many bytes: the connection drops.
     DropAfter(usize),
+    /// 301 PermanentRedirect, with `x-amz-bucket-region` when given, as S3
+    /// answers a request signed for another region than the bucket's.
+    WrongRegion(Option<&'static str>),
 }
 
 /// What the server was asked, and the faults still to inject.
@@ -75,6 +78,19 @@ fn fault_error(fault: &Fault) -> Option<S3Error> {
             "Access Denied",
         )),
         Fault::DropAfter(_) => None,
+        Fault::WrongRegion(region) => {
+            let mut error = S3Error::with_message(
+                S3ErrorCode::PermanentRedirect,
+                "The bucket you are attempting to access must be addressed using the specified endpoint.",
+            );
+            error.set_status_code(http::StatusCode::MOVED_PERMANENTLY);
+            if let Some(region) = region {
+                let mut headers = http::HeaderMap::new();
+                headers.insert("x-amz-bucket-region", region.parse().unwrap());
+                error.set_headers(headers);
+            }
+            Some(error)
+        }
     }
 }
 
