@@ -221,6 +221,9 @@ fn day_prefixes_pruned_by_the_bounds_are_never_listed_or_fetched() {
         );
     }
     assert_eq!(gets.len(), 3, "{gets:?}");
+    // The prefix named without its `/`: one look at it, with the delimiter,
+    // then the walk.
+    assert_eq!(lists[..2], ["segment-logs", "segment-logs/"], "{lists:?}");
     for pruned in ["1772409600000", "1772496000000", "1773014400000"] {
         assert!(
             !lists.iter().any(|p| p.contains(pruned)),

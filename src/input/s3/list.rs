@@ -44,7 +44,8 @@ pub(super) fn expand(
         true => prefix.to_owned(),
         false => {
             // `s3://bucket/path/file.gz` names an object; `.../day` a prefix.
-            let page = keys.list(prefix, None)?;
+            // With the delimiter, one page whatever lies under the prefix.
+            let page = keys.list(prefix, Some("/"))?;
             if let Some(object) = page.contents.iter().find(|o| o.key == prefix) {
                 files.push(keys.object(prefix, object.etag.clone(), object.size));
                 return Ok(());

@@ -34,7 +34,7 @@ pub enum Fault {
 /// What the server was asked, and the faults still to inject.
 #[derive(Debug, Default)]
 pub struct Log {
-    /// Each ListObjectsV2: its prefix.
+    /// Each ListObjectsV2: its prefix (followed by ` (no delimiter)` when not listed by `/`).
     pub lists: Vec<String>,
     /// Each GetObject: its key and the Range asked, if any.
     pub gets: Vec<(String, Option<String>)>,
@@ -102,7 +102,11 @@ impl S3 for Faulty {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let fault = {
             let mut log = self.log.lock().unwrap();
-            log.lists.push(req.input.prefix.clone().unwrap_or_default());
+            let prefix = req.input.prefix.clone().unwrap_or_default();
+            log.lists.push(match req.input.delimiter.as_deref() {
+                Some("/") => prefix,
+                _ => format!("{prefix} (no delimiter)"),
+            });
             log.list_faults.pop_front()
         };
         if let Some(error) = fault.as_ref().and_then(fault_error) {
