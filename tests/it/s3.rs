@@ -541,3 +541,50 @@ fn a_bucket_in_another_region_is_followed_or_named() {
         run.stderr
     );
 }
+
+#[test]
+fn an_object_changed_or_refused_while_read_is_an_input_error() {
+    let s3 = S3Server::start();
+    s3.bucket("logs");
+    for name in ["a", "b", "c"] {
+        s3.put(
+            "logs",
+            &format!("in/{name}.ndjson"),
+            events(name, 3).as_bytes(),
+        );
+    }
+    // a.ndjson replaced after the listing: its ETag is not the one listed.
+    s3.fault_next_get_of("in/a.ndjson", Fault::Replace(events("A", 5).into_bytes()));
+    s3.fault_next_get_of("in/b.ndjson", Fault::Denied);
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Api::Kable, KEY);
+    let settings = kable_settings(dir.path(), &server);
+    let summary = dir.path().join("summary.json");
+    let mut cmd = s3.segrelay();
+    cmd.arg("send")
+        .arg("-c")
+        .arg(&settings)
+        .args(["-d", "kable", "--summary"])
+        .arg(&summary)
+        .arg("s3://logs/in/");
+    let run = run(cmd);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "s3://logs/in/a.ndjson: cannot read input: GetObject: the object changed while it was being read"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("s3://logs/in/b.ndjson: cannot read input: GetObject: access denied"),
+        "{}",
+        run.stderr
+    );
+    let keys: Vec<String> = server.deliveries().into_keys().collect();
+    assert_eq!(keys, ["c-0", "c-1", "c-2"], "nothing of the new a.ndjson");
+    let summary = support::summary(&summary);
+    assert_eq!(summary["input_errors"], 2);
+    assert_eq!(summary["s3"]["objects_read"], 1);
+}

@@ -53,7 +53,8 @@ impl Body {
         }
         let url = || store.get_url(&object.key);
         let response = request::get(store, &url, &headers, &COUNTERS.get_requests)
-            .map_err(|failure| io::Error::other(failure.text(&object.label(), store)))?;
+            // The input's label stands before the words already.
+            .map_err(|failure| io::Error::other(failure.text("GetObject", store)))?;
         let partial = response.status().as_u16() == 206;
         let encoded = response
             .headers()
@@ -80,8 +81,7 @@ impl Body {
         self.drops += 1;
         if self.drops >= TRIES {
             return Err(io::Error::other(format!(
-                "{}: the connection dropped {} times in the middle of the object ({why})",
-                self.object.label(),
+                "GetObject: the connection dropped {} times in the middle of the object ({why})",
                 self.drops
             )));
         }

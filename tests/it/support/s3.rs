@@ -26,6 +26,9 @@ pub enum Fault {
     Denied,
     /// A GET's body is cut after this many bytes: the connection drops.
     DropAfter(usize),
+    /// The object is replaced by these bytes just before the GET is served:
+    /// changed between the listing and the read.
+    Replace(Vec<u8>),
     /// 301 PermanentRedirect, with `x-amz-bucket-region` when given, as S3
     /// answers a request signed for another region than the bucket's.
     WrongRegion(Option<&'static str>),
@@ -77,7 +80,7 @@ fn fault_error(fault: &Fault) -> Option<S3Error> {
             S3ErrorCode::AccessDenied,
             "Access Denied",
         )),
-        Fault::DropAfter(_) => None,
+        Fault::DropAfter(_) | Fault::Replace(_) => None,
         Fault::WrongRegion(region) => {
             let mut error = S3Error::with_message(
                 S3ErrorCode::PermanentRedirect,
@@ -152,6 +155,10 @@ impl S3 for Faulty {
         };
         if let Some(error) = fault.as_ref().and_then(fault_error) {
             return Err(error);
+        }
+        if let Some(Fault::Replace(bytes)) = &fault {
+            let path = self.root.join(&req.input.bucket).join(&req.input.key);
+            std::fs::write(path, bytes).unwrap();
         }
         let etag = self.etag(&req.input.bucket, &req.input.key);
         let mut response = self.inner.get_object(req).await?;
