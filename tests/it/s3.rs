@@ -588,3 +588,69 @@ fn an_object_changed_or_refused_while_read_is_an_input_error() {
     assert_eq!(summary["input_errors"], 2);
     assert_eq!(summary["s3"]["objects_read"], 1);
 }
+
+#[test]
+fn ctrl_c_stops_a_read_from_s3_and_the_same_command_resumes() {
+    let s3 = S3Server::start();
+    s3.bucket("logs");
+    for name in ["a", "b", "c", "d"] {
+        s3.put(
+            "logs",
+            &format!("in/{name}.ndjson"),
+            events(name, 100).as_bytes(),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Api::Kable, KEY);
+    server.latency(std::time::Duration::from_millis(20));
+    let settings = kable_settings(dir.path(), &server);
+    let checkpoint = dir.path().join("checkpoint.json");
+    let summary = dir.path().join("summary.json");
+    let send = || {
+        let mut cmd = s3.segrelay_process();
+        cmd.arg("send")
+            .arg("-c")
+            .arg(&settings)
+            .args(["-d", "kable", "--batch-size", "10", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--summary")
+            .arg(&summary)
+            .arg("s3://logs/in/")
+            .env("KABLE_API_KEY", KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let child = send().spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.received().len() < 5 {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stopped = support::summary(&summary);
+    assert_eq!(stopped["interrupted"], true);
+    assert!(stopped["sent"].as_u64().unwrap() < 400, "{stopped}");
+
+    let output = send().output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let delivered = server.deliveries();
+    assert_eq!(delivered.len(), 400);
+    assert!(delivered.values().all(|n| *n == 1), "a key sent twice");
+}

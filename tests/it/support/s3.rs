@@ -338,6 +338,28 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// [`S3Server::segrelay`] as a `std` command, for a test that spawns the binary.
+    pub fn segrelay_process(&self) -> std::process::Command {
+        let mut cmd = super::segrelay_process();
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AWS_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        cmd
+    }
+}
+
 /// Every AWS variable of the developer's shell removed, the config files
 /// pointed at nothing, the instance metadata off (off EC2 it only waits).
 pub fn aws_free(mut cmd: assert_cmd::Command) -> assert_cmd::Command {
