@@ -12,6 +12,9 @@
 #   - sending to a loopback server that answers after a fixed latency
 #     (examples/latency_server.rs), events/s against batch x concurrency / latency
 #                                                   target: >= 70%
+#   - an archive read from S3: an orb dry run of the gzip corpus split into
+#     Segment's layout, served by a loopback S3 server (examples/s3_server.rs),
+#     against the same folder on local disk             target: <= 1.5x the time
 #   - start-up: `segrelay --help` and a one-line dry run (hyperfine, else a loop)
 #   - a checkpoint's cost: an orb send of one month (--since/--until) out of a
 #     year of events, with --checkpoint against the same send without
@@ -33,7 +36,7 @@
 #   SEGRELAY_BENCH_KEEP=1         keep the work directory
 #   SEGRELAY_BENCH_NO_BUILD=1     use the binaries already built
 #   SEGRELAY_BENCH_OUT           also write the Markdown report to this file
-#   SEGRELAY_BENCH_SKIP           space-separated sections to skip: throughput jq gzip send large checkpoint startup
+#   SEGRELAY_BENCH_SKIP           space-separated sections to skip: throughput jq gzip s3 send large checkpoint startup
 #   CARGO_TARGET_DIR              where cargo builds (binaries in $CARGO_TARGET_DIR/release)
 #
 # Peak RSS comes from /usr/bin/time -v's "Maximum resident set size" (GNU time,
@@ -119,7 +122,7 @@ if [[ ${SEGRELAY_BENCH_NO_BUILD:-0} != 1 ]]; then
     CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet --bins --examples ||
         die "build failed"
 fi
-for b in "$SEGRELAY" "$BIN/examples/gen_corpus" "$BIN/examples/baseline" "$BIN/examples/latency_server"; do
+for b in "$SEGRELAY" "$BIN/examples/gen_corpus" "$BIN/examples/baseline" "$BIN/examples/latency_server" "$BIN/examples/s3_server"; do
     [[ -x $b ]] || die "missing $b (build first, or unset SEGRELAY_BENCH_NO_BUILD)"
 done
 
@@ -240,6 +243,45 @@ if ! skipped throughput; then
         throughput_row "orb dry run, gzip input (MB/s of uncompressed input)" dry-orb-gz "$T_EVENTS" "$T_BYTES" \
             "time ${slow}x plain" "<= 1.50x" "$(verdict "$slow" "<=" 1.5)"
     fi
+fi
+
+# ---------------------------------------------------------------- S3
+if ! skipped s3; then
+    # The throughput corpus in Segment's layout: 8 gzip objects over 4 day prefixes.
+    ARCHIVE=$W/s3/bench/segment-logs/src1
+    split -n l/8 -d "$W/corpus.ndjson" "$W/s3-part-"
+    part=0
+    for piece in "$W"/s3-part-*; do
+        day=$((1772409600000 + (part / 2) * 86400000))
+        mkdir -p "$ARCHIVE/$day"
+        gzip -c "$piece" >"$ARCHIVE/$day/part-$part.gz"
+        rm "$piece"
+        part=$((part + 1))
+    done
+    "$BIN/examples/s3_server" "$W/s3" >"$W/s3.addr" 2>>"$W/stderr.log" &
+    S3_PID=$!
+    SERVER_PID=$S3_PID # stopped by cleanup if the bench stops here
+    for _ in $(seq 50); do [[ -s $W/s3.addr ]] && break; sleep 0.1; done
+    S3_URL=$(head -n 1 "$W/s3.addr")
+    [[ -n $S3_URL ]] || die "the S3 server did not start"
+    log "s3: ${RUNS} runs of an orb dry run from local disk and from $S3_URL, interleaved"
+    for ((run = 1; run <= RUNS; run++)); do
+        dry_run orb "$W/s3/bench/segment-logs" "$W/out/orb-local.ndjson"
+        measure s3-local "${CMD[@]}"
+        dry_run orb s3://bench/segment-logs/ "$W/out/orb-s3.ndjson"
+        measure s3-remote env AWS_ENDPOINT_URL="$S3_URL" AWS_EC2_METADATA_DISABLED=true \
+            "${CMD[@]}" --no-sign-request
+    done
+    kill "$S3_PID" 2>/dev/null || true
+    wait "$S3_PID" 2>/dev/null || true
+    SERVER_PID=""
+    cmp -s <(sed 's/"source":"[^"]*"//g' "$W/out/orb-local.ndjson") \
+        <(sed 's/"source":"[^"]*"//g' "$W/out/orb-s3.ndjson") ||
+        die "s3: the dry run from S3 differs from the one from disk"
+    throughput_row "orb dry run, gzip archive on local disk (8 objects)" s3-local "$T_EVENTS" "$T_BYTES" "1.00" "" ""
+    slow=$(awk -v l="$(best_time s3-local)" -v t="$(best_time s3-remote)" 'BEGIN { printf "%.2f", t / l }')
+    throughput_row "the same from a loopback S3 server (s3s-fs)" s3-remote "$T_EVENTS" "$T_BYTES" \
+        "time ${slow}x local" "<= 1.50x" "$(verdict "$slow" "<=" 1.5)"
 fi
 
 # ---------------------------------------------------------------- jq

@@ -160,7 +160,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__check)
-            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --received-since --received-until --types --events --threads --quiet --batch-size --fail-fast --limit --rejects --summary --verbose --help"
+            opts="-c -d -j -q -v -h --config --destination --no-sign-request --max-line-bytes --since --until --received-since --received-until --types --events --threads --quiet --batch-size --fail-fast --limit --rejects --summary --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -914,7 +914,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__send)
-            opts="-c -d -j -q -o -v -h --config --destination --max-line-bytes --since --until --received-since --received-until --types --events --threads --quiet --batch-size --fail-fast --limit --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-allow-overlap --orb-no-close --orb-close-after --orb-wait --orb-poll-interval --orb-wait-timeout --rate --verbose --help"
+            opts="-c -d -j -q -o -v -h --config --destination --no-sign-request --max-line-bytes --since --until --received-since --received-until --types --events --threads --quiet --batch-size --fail-fast --limit --dry-run --format --output --show-secrets --rejects --summary --timeout --max-retries --max-retry-wait --concurrency --checkpoint --restart --ensure-customers --orb-backfill --orb-backfill-window --orb-replace-existing --orb-allow-overlap --orb-no-close --orb-close-after --orb-wait --orb-poll-interval --orb-wait-timeout --rate --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1048,7 +1048,7 @@ _segrelay() {
             return 0
             ;;
         segrelay__subcmd__verify)
-            opts="-c -d -j -q -v -h --config --destination --max-line-bytes --since --until --received-since --received-until --types --events --threads --quiet --json --timeout --max-retries --max-retry-wait --verbose --help"
+            opts="-c -d -j -q -v -h --config --destination --no-sign-request --max-line-bytes --since --until --received-since --received-until --types --events --threads --quiet --json --timeout --max-retries --max-retry-wait --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

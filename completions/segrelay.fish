@@ -64,6 +64,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-close-aft
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-poll-interval -d 'Orb: how often --orb-wait asks' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l orb-wait-timeout -d 'Orb: how long --orb-wait waits for one backfill' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l rate -d 'At most N requests per second (retries included)' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l no-sign-request -d 'Read `s3://` inputs without credentials (public buckets), as the AWS CLI\'s option'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -s q -l quiet -d 'Print only errors on standard error, and why and where a run stopped'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l fail-fast -d 'Stop at the first rejected event instead of going on'
 complete -c segrelay -n "__fish_segrelay_using_subcommand send" -l dry-run -d 'Translate and batch, then write the requests instead of sending them (no network, no keys needed)'
@@ -91,6 +92,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l batch-size -
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l limit -d 'Read at most N events, settle them and stop (with --dry-run: a look at the first few)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l rejects -d 'Write every event that would be rejected, with its reason, source and line, to PATH' -r -F
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l summary -d 'Write the summary as JSON to PATH' -r -F
+complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l no-sign-request -d 'Read `s3://` inputs without credentials (public buckets), as the AWS CLI\'s option'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s q -l quiet -d 'Print only errors on standard error, and why and where a run stopped'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -l fail-fast -d 'Stop at the first rejected event instead of going on'
 complete -c segrelay -n "__fish_segrelay_using_subcommand check" -s v -l verbose -d 'Say more: every event that would not be sent, with its reason'
@@ -108,6 +110,7 @@ complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s j -l thread
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l timeout -d 'Connect and read timeout for each request (e.g. 30s, 500ms, 2m)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retries -d 'Retries of a request that failed in a way worth retrying (timeouts, connection errors, 408, 429, 5xx except 501; Orb also 409)' -r
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l max-retry-wait -d 'The longest segrelay waits before one retry, whatever Retry-After asks' -r
+complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l no-sign-request -d 'Read `s3://` inputs without credentials (public buckets), as the AWS CLI\'s option'
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s q -l quiet -d 'Print only errors on standard error, and why and where a run stopped'
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -l json -d 'Print the comparison as JSON'
 complete -c segrelay -n "__fish_segrelay_using_subcommand verify" -s v -l verbose -d 'Say more'

@@ -570,8 +570,11 @@ fn read_options(
         received_since: input.received_since,
         received_until: input.received_until,
     };
+    let s3 = crate::input::s3::Options {
+        no_sign_request: input.no_sign_request,
+    };
     let Expanded { sources, folders } =
-        crate::input::expand(sources, &bounds).map_err(SettingsError)?;
+        crate::input::expand(sources, &bounds, &s3).map_err(SettingsError)?;
     let warnings = crate::input::warnings(folders.as_ref(), &bounds);
     let written: Vec<(&str, &Path)> = written
         .iter()

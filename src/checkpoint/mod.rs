@@ -94,6 +94,10 @@ pub(crate) struct InputState {
     pub size: u64,
     pub modified: Option<String>,
     pub head_sha256: String,
+    /// An S3 object's ETag as listed (its `head_sha256` is then empty): a
+    /// changed object has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     /// Every event on these lines is settled.
     pub settled_lines: u64,
     pub done: bool,
@@ -176,13 +180,16 @@ impl Checkpoint {
     ) -> anyhow::Result<(Checkpoint, bool)> {
         let mut current = Vec::with_capacity(sources.len());
         for source in sources {
-            let Source::Path(file) = source else {
-                return Err(SettingsError(
-                    "--checkpoint needs files: standard input cannot be resumed".into(),
-                )
-                .into());
-            };
-            current.push(identify(file)?);
+            current.push(match source {
+                Source::Path(file) => identify(file)?,
+                Source::S3(object) => identify_object(object),
+                Source::Stdin => {
+                    return Err(SettingsError(
+                        "--checkpoint needs files: standard input cannot be resumed".into(),
+                    )
+                    .into());
+                }
+            });
         }
         let fresh = State {
             version: VERSION,
@@ -263,8 +270,8 @@ impl Checkpoint {
             )));
         }
         for (saved, now) in state.inputs.iter().zip(&current) {
-            if (saved.size, &saved.modified, &saved.head_sha256)
-                != (now.size, &now.modified, &now.head_sha256)
+            if (saved.size, &saved.modified, &saved.head_sha256, &saved.etag)
+                != (now.size, &now.modified, &now.head_sha256, &now.etag)
             {
                 return Err(refuse(format!(
                     "{} changed since the checkpoint was written",
@@ -417,9 +424,25 @@ fn identify(path: &Path) -> anyhow::Result<InputState> {
         size: metadata.len(),
         modified,
         head_sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        etag: None,
         settled_lines: 0,
         done: false,
     })
+}
+
+/// An S3 object is known by its key, ETag and size as listed: read with
+/// `If-Match` on that ETag, the bytes a resume reads are the ones the first
+/// run read.
+fn identify_object(object: &crate::input::s3::Object) -> InputState {
+    InputState {
+        source: object.label(),
+        size: object.size,
+        modified: None,
+        head_sha256: String::new(),
+        etag: Some(object.etag.clone()),
+        settled_lines: 0,
+        done: false,
+    }
 }
 
 #[cfg(test)]

@@ -167,7 +167,17 @@ Used when XDG_CONFIG_HOME is unset.
 .TP
 \\fBAMBERFLO_API_KEY\\fR, \\fBORB_API_KEY\\fR, \\fBKABLE_API_KEY\\fR, ...
 The API keys: each variable a setting names as \\fBapi_key = \"${VAR}\"\\fR is read
-(these three are the names \\fBsegrelay init\\fR writes).";
+(these three are the names \\fBsegrelay init\\fR writes).
+.TP
+\\fBAWS_ACCESS_KEY_ID\\fR, \\fBAWS_SECRET_ACCESS_KEY\\fR, \\fBAWS_SESSION_TOKEN\\fR, \\fBAWS_PROFILE\\fR, ...
+For \\fBs3://\\fR inputs: the credentials, found as AWS's own tools find them (also
+\\fBAWS_CONFIG_FILE\\fR, \\fBAWS_SHARED_CREDENTIALS_FILE\\fR, \\fBAWS_WEB_IDENTITY_TOKEN_FILE\\fR
+with \\fBAWS_ROLE_ARN\\fR, \\fBAWS_CONTAINER_CREDENTIALS_RELATIVE_URI\\fR or \\fB_FULL_URI\\fR,
+the EC2 instance metadata unless \\fBAWS_EC2_METADATA_DISABLED=true\\fR).
+.TP
+\\fBAWS_REGION\\fR, \\fBAWS_DEFAULT_REGION\\fR, \\fBAWS_ENDPOINT_URL_S3\\fR, \\fBAWS_ENDPOINT_URL\\fR
+For \\fBs3://\\fR inputs: the bucket's region (us\\-east\\-1 when unset), and the endpoint of an
+S3\\-compatible store (addressed path\\-style).";
 
 const FILES: &str = "\
 The settings file is the first of:

@@ -166,10 +166,14 @@ pub struct SettingsArgs {
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Input files, read in order; `-` or none reads standard input; a folder is
-    /// read recursively (in Segment's S3 layout, only its day folders). Gzip is
-    /// recognised by its magic bytes
+    /// read recursively (in Segment's S3 layout, only its day folders), and so is
+    /// `s3://BUCKET/PREFIX`. Gzip is recognised by its magic bytes
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+
+    /// Read `s3://` inputs without credentials (public buckets), as the AWS CLI's option
+    #[arg(long, help_heading = "Input")]
+    pub no_sign_request: bool,
 
     /// Reject input lines longer than this many bytes (suffixes K, M)
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size, help_heading = "Input")]

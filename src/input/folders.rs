@@ -136,23 +136,26 @@ pub struct Expanded {
 /// in path order; hidden files and folders are left out. A folder named on the
 /// command line is walked even when it is a link; links to folders inside it
 /// are not followed (as fd does), so no loops. In Segment's layout (see `place_of`) only the files of
-/// day folders are read, and `bounds` may pass over whole day folders.
-pub fn expand(sources: Vec<Source>, bounds: &DayBounds) -> Result<Expanded, String> {
+/// day folders are read, and `bounds` may pass over whole day folders. An
+/// `s3://bucket/prefix` is walked the same way over the bucket's keys (`super::s3`).
+pub fn expand(
+    sources: Vec<Source>,
+    bounds: &DayBounds,
+    s3: &super::s3::Options,
+) -> Result<Expanded, String> {
     let mut files = Vec::with_capacity(sources.len());
     let mut folders: Option<Folders> = None;
+    let mut stores = super::s3::Stores::new(s3);
     for source in sources {
         match source {
+            Source::Path(path) if super::s3::is_url(&path) => {
+                let walk = folders.get_or_insert_with(Folders::default);
+                stores.expand(&path, bounds, walk, &mut files)?;
+            }
             Source::Path(path) if path.is_dir() => {
                 let walk = folders.get_or_insert_with(Folders::default);
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                let before = (files.len(), walk.day_folders_skipped);
-                match name.as_deref().and_then(day_start) {
-                    Some(day) => walk.day_folder(&path, day, bounds, &mut files)?,
-                    None => walk.folder(&path, place_of(&path), bounds, &mut files)?,
-                }
-                if (files.len(), walk.day_folders_skipped) == before {
-                    walk.empty.push(path);
-                }
+                walk.walk(&mut Local, &path, name.as_deref(), bounds, &mut files)?;
             }
             other => files.push(other),
         }
@@ -161,6 +164,71 @@ pub fn expand(sources: Vec<Source>, bounds: &DayBounds) -> Result<Expanded, Stri
         sources: files,
         folders,
     })
+}
+
+/// What an entry of a folder is to a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    File,
+    Folder,
+    /// A link to a folder: not followed (as fd does), so no loops.
+    Passed,
+}
+
+/// One visible entry of a folder.
+pub(super) struct Entry<N> {
+    pub node: N,
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// Folders and files to walk: the file system, or a bucket's keys split at `/`.
+/// The walk (which folders are day folders, which are read) is the same for both.
+pub(super) trait Tree {
+    type Node;
+    /// The visible entries of `folder`, in name order.
+    fn entries(&mut self, folder: &Self::Node) -> Result<Vec<Entry<Self::Node>>, String>;
+    /// How the user sees it (`-v`, warnings).
+    fn label(&self, node: &Self::Node) -> PathBuf;
+    /// A file found, as an input to read.
+    fn source(&self, file: Self::Node) -> Source;
+}
+
+/// The local file system.
+struct Local;
+
+impl Tree for Local {
+    type Node = PathBuf;
+
+    fn entries(&mut self, folder: &PathBuf) -> Result<Vec<Entry<PathBuf>>, String> {
+        let entries =
+            entries(folder).map_err(|e| format!("cannot read folder {}: {e}", folder.display()))?;
+        Ok(entries
+            .into_iter()
+            .map(|(path, name)| {
+                let kind = if !path.is_dir() {
+                    Kind::File
+                } else if is_walked_folder(&path) {
+                    Kind::Folder
+                } else {
+                    Kind::Passed
+                };
+                Entry {
+                    node: path,
+                    name,
+                    kind,
+                }
+            })
+            .collect())
+    }
+
+    fn label(&self, node: &PathBuf) -> PathBuf {
+        node.clone()
+    }
+
+    fn source(&self, file: PathBuf) -> Source {
+        Source::Path(file)
+    }
 }
 
 /// Where a folder stands, which decides which of its files are read.
@@ -177,16 +245,17 @@ enum Place {
 /// A folder is in Segment's layout when it is named `segment-logs`, holds a
 /// day folder (a `<source-id>/` folder), or holds a folder that holds one (a
 /// `segment-logs/` folder under another name). Anything else is a plain folder.
-fn place_of(folder: &Path) -> Place {
-    if folder.file_name().is_some_and(|n| n == ARCHIVE_FOLDER) {
+fn place_of<T: Tree>(tree: &mut T, folder: &T::Node, name: Option<&str>) -> Place {
+    if name == Some(ARCHIVE_FOLDER) {
         return Place::Archive;
     }
-    let holds_day = |folder: &Path| {
-        subfolders(folder)
+    let inside = subfolders(tree, folder);
+    let holds_day =
+        |entries: &[Entry<T::Node>]| entries.iter().any(|e| day_start(&e.name).is_some());
+    let archive = holds_day(&inside)
+        || inside
             .iter()
-            .any(|(_, name)| day_start(name).is_some())
-    };
-    let archive = holds_day(folder) || subfolders(folder).iter().any(|(path, _)| holds_day(path));
+            .any(|entry| holds_day(&subfolders(tree, &entry.node)));
     match archive {
         true => Place::Archive,
         false => Place::Plain,
@@ -195,11 +264,11 @@ fn place_of(folder: &Path) -> Place {
 
 /// The folders in `folder` that a walk would enter; none when it cannot be
 /// read (the walk itself then says why).
-fn subfolders(folder: &Path) -> Vec<(PathBuf, String)> {
-    entries(folder)
+fn subfolders<T: Tree>(tree: &mut T, folder: &T::Node) -> Vec<Entry<T::Node>> {
+    tree.entries(folder)
         .unwrap_or_default()
         .into_iter()
-        .filter(|(path, _)| is_walked_folder(path))
+        .filter(|entry| entry.kind == Kind::Folder)
         .collect()
 }
 
@@ -234,46 +303,73 @@ fn day_start(name: &str) -> Option<i64> {
 }
 
 impl Folders {
-    fn folder(
+    /// Walks a folder named on the command line (`name`: its last part),
+    /// adding the files to read to `files`.
+    pub(super) fn walk<T: Tree>(
         &mut self,
-        folder: &Path,
+        tree: &mut T,
+        root: &T::Node,
+        name: Option<&str>,
+        bounds: &DayBounds,
+        files: &mut Vec<Source>,
+    ) -> Result<(), String> {
+        let before = (files.len(), self.day_folders_skipped);
+        match name.and_then(day_start) {
+            Some(day) => self.day_folder(tree, root, day, bounds, files)?,
+            None => {
+                let place = place_of(tree, root, name);
+                self.folder(tree, root, place, bounds, files)?
+            }
+        }
+        if (files.len(), self.day_folders_skipped) == before {
+            self.empty.push(tree.label(root));
+        }
+        Ok(())
+    }
+
+    fn folder<T: Tree>(
+        &mut self,
+        tree: &mut T,
+        folder: &T::Node,
         place: Place,
         bounds: &DayBounds,
         files: &mut Vec<Source>,
     ) -> Result<(), String> {
-        let entries =
-            entries(folder).map_err(|e| format!("cannot read folder {}: {e}", folder.display()))?;
-        for (path, name) in entries {
-            if !path.is_dir() {
-                match place {
-                    Place::Archive => {
-                        self.files_ignored += 1;
-                        self.ignored.push(path);
-                    }
-                    Place::Plain | Place::Day => {
-                        self.files_read += 1;
-                        files.push(Source::Path(path));
-                    }
+        for entry in tree.entries(folder)? {
+            match (entry.kind, place) {
+                (Kind::File, Place::Archive) => {
+                    self.files_ignored += 1;
+                    self.ignored.push(tree.label(&entry.node));
                 }
-                continue;
-            }
-            if !is_walked_folder(&path) {
-                continue;
-            }
-            match (place, day_start(&name)) {
-                (Place::Archive, Some(day)) => self.day_folder(&path, day, bounds, files)?,
-                (Place::Plain, _) => self.folder(&path, place_of(&path), bounds, files)?,
-                (Place::Archive, None) | (Place::Day, _) => {
-                    self.folder(&path, place, bounds, files)?
+                (Kind::File, Place::Plain | Place::Day) => {
+                    self.files_read += 1;
+                    files.push(tree.source(entry.node));
+                }
+                (Kind::Passed, _) => {}
+                (Kind::Folder, _) => {
+                    let path = &entry.node;
+                    match (place, day_start(&entry.name)) {
+                        (Place::Archive, Some(day)) => {
+                            self.day_folder(tree, path, day, bounds, files)?
+                        }
+                        (Place::Plain, _) => {
+                            let inner = place_of(tree, path, Some(&entry.name));
+                            self.folder(tree, path, inner, bounds, files)?
+                        }
+                        (Place::Archive, None) | (Place::Day, _) => {
+                            self.folder(tree, path, place, bounds, files)?
+                        }
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    fn day_folder(
+    fn day_folder<T: Tree>(
         &mut self,
-        folder: &Path,
+        tree: &mut T,
+        folder: &T::Node,
         day: i64,
         bounds: &DayBounds,
         files: &mut Vec<Source>,
@@ -282,12 +378,12 @@ impl Folders {
             Some(by) => {
                 self.day_folders_skipped += 1;
                 *self.day_folders_skipped_by.entry(by.flag()).or_default() += 1;
-                self.skipped.push((folder.to_owned(), day, by));
+                self.skipped.push((tree.label(folder), day, by));
                 Ok(())
             }
             None => {
                 self.day_folders_read += 1;
-                self.folder(folder, Place::Day, bounds, files)
+                self.folder(tree, folder, Place::Day, bounds, files)
             }
         }
     }
@@ -500,13 +596,18 @@ mod tests {
 
     /// The files `expand` gives for `given` (relative to `dir`), relative again.
     fn files_of(dir: &Path, given: &str, bounds: &DayBounds) -> (Vec<String>, Folders) {
-        let expanded = expand(vec![Source::Path(dir.join(given))], bounds).unwrap();
+        let expanded = expand(
+            vec![Source::Path(dir.join(given))],
+            bounds,
+            &crate::input::s3::Options::default(),
+        )
+        .unwrap();
         let files = expanded
             .sources
             .iter()
             .map(|s| match s {
                 Source::Path(p) => p.strip_prefix(dir).unwrap().display().to_string(),
-                Source::Stdin => "-".to_owned(),
+                other => other.label(),
             })
             .collect();
         (files, expanded.folders.unwrap())

@@ -14,6 +14,7 @@ use crate::event::Origin;
 use crate::event::reason::Reason;
 
 mod folders;
+pub mod s3;
 
 pub use folders::{DayBounds, Expanded, Folders, expand, warnings};
 
@@ -39,6 +40,8 @@ const KEPT_OF_LONG_LINE: usize = 16 << 20;
 pub enum Source {
     Stdin,
     Path(PathBuf),
+    /// An object listed under an `s3://` input.
+    S3(std::sync::Arc<s3::Object>),
 }
 
 impl Source {
@@ -54,6 +57,7 @@ impl Source {
         match self {
             Source::Stdin => "<stdin>".to_owned(),
             Source::Path(path) => path.display().to_string(),
+            Source::S3(object) => object.label(),
         }
     }
 }
@@ -136,15 +140,17 @@ pub fn read_all(
     mut each: impl FnMut(Item) -> anyhow::Result<Flow>,
 ) -> anyhow::Result<()> {
     let mut before = 0;
+    let mut ahead = ReadAhead::default();
     for (input, source) in sources.iter().enumerate() {
         let skip = settled.get(input).copied().unwrap_or(0);
         let size = source_size(source).unwrap_or(0);
         before += size;
         if skip == WHOLE_INPUT {
+            s3::skipped(source);
             continue;
         }
         let label = crate::event::intern(&source.label());
-        let flow = match open(source) {
+        let flow = match ahead.open(sources, settled, input) {
             Ok(reader) => {
                 let reader = Consumed {
                     inner: reader,
@@ -182,6 +188,7 @@ pub fn total_size(sources: &[Source]) -> Option<u64> {
 
 fn source_size(source: &Source) -> Option<u64> {
     match source {
+        Source::S3(object) => Some(object.size),
         Source::Path(path) => std::fs::metadata(path)
             .ok()
             .filter(|m| m.is_file())
@@ -215,9 +222,53 @@ impl BufRead for Consumed {
     }
 }
 
+/// S3 objects fetched ahead of the one being read, each on a thread of its
+/// own through a short queue (`Prefetch`): the next objects' first bytes are
+/// there when the current one ends. Memory stays bounded by
+/// `OBJECTS` x `Prefetch::QUEUE` blocks.
+#[derive(Default)]
+struct ReadAhead {
+    started: std::collections::VecDeque<(usize, Prefetch)>,
+}
+
+impl ReadAhead {
+    const OBJECTS: usize = 3;
+
+    /// Input `input`, opened; the S3 objects after it that are to be read
+    /// are started.
+    fn open(
+        &mut self,
+        sources: &[Source],
+        settled: &[u64],
+        input: usize,
+    ) -> io::Result<Box<dyn BufRead>> {
+        let Source::S3(_) = &sources[input] else {
+            return open(&sources[input]);
+        };
+        let to_read = |i: &usize| settled.get(*i).copied().unwrap_or(0) != WHOLE_INPUT;
+        let next = (input..sources.len()).filter(to_read).take(Self::OBJECTS);
+        for i in next {
+            let Source::S3(object) = &sources[i] else {
+                break;
+            };
+            if self.started.iter().all(|(started, _)| *started != i) {
+                self.started
+                    .push_back((i, Prefetch::start(s3::open(object))));
+            }
+        }
+        while let Some((i, body)) = self.started.pop_front() {
+            if i == input {
+                return decode(Box::new(body));
+            }
+        }
+        unreachable!("input {input} was started above")
+    }
+}
+
 fn open(source: &Source) -> io::Result<Box<dyn BufRead>> {
     let inner: Box<dyn Read + Send> = match source {
         Source::Stdin => Box::new(io::stdin()),
+        Source::S3(object) => s3::open(object),
         Source::Path(path) => {
             if path.is_dir() {
                 return Err(io::Error::other("is a directory"));
@@ -225,6 +276,11 @@ fn open(source: &Source) -> io::Result<Box<dyn BufRead>> {
             Box::new(File::open(path)?)
         }
     };
+    decode(inner)
+}
+
+/// The input's bytes, inflated when they are gzip.
+fn decode(inner: Box<dyn Read + Send>) -> io::Result<Box<dyn BufRead>> {
     let mut raw = inner;
     // Gzip is known by its first two bytes, whatever the name; they are read
     // first (a pipe may deliver them one at a time) and put back in front.

@@ -92,6 +92,9 @@ pub(crate) struct Summary {
     /// The files and Segment's day folders read and skipped, when an input is a folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub folders: Option<crate::input::Folders>,
+    /// Objects and bytes listed and read, and the requests made, when an input is `s3://`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<crate::input::s3::Counts>,
     pub skipped_by_reason: BTreeMap<String, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub failed_by_reason: BTreeMap<String, u64>,
@@ -528,6 +531,7 @@ impl Report {
                 self.warn(lost);
             }
         }
+        self.summary.s3 = crate::input::s3::counts();
         if let Some(path) = summary_path {
             let mut text = serde_json::to_string_pretty(&self.summary)?;
             text.push('\n');
@@ -582,6 +586,9 @@ impl Report {
                 s.server_seconds,
                 s.backoff_seconds
             ));
+        }
+        if let Some(s3) = &s.s3 {
+            out.push_str(&s3.line());
         }
         if s.input_errors > 0 {
             out.push_str(&format!(

@@ -20,6 +20,7 @@ mod input;
 mod pipes;
 mod resume;
 mod rewrites;
+mod s3;
 mod secrets;
 mod segment_input;
 mod send;

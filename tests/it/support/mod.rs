@@ -5,6 +5,7 @@
 
 pub mod job;
 pub mod json;
+pub mod s3;
 pub mod server;
 
 use std::collections::BTreeMap;
