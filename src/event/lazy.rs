@@ -204,6 +204,10 @@ pub(super) struct Line {
     properties: Vec<Member>,
     /// The wanted keys as a map, built the first time something needs it.
     fields: OnceLock<Map<String, Value>>,
+    /// `properties` and `traits` as maps, each built alone the first time it
+    /// is asked for: a translation that reads every property (or trait) needs
+    /// nothing else built (the ids, times and names are read from the line).
+    objects: [OnceLock<Map<String, Value>>; 2],
     /// What the parse looked for beyond the usual keys: any other key is read
     /// from `text` when asked for.
     path_keys: &'static PathKeys,
@@ -229,6 +233,11 @@ impl Line {
         }
     }
 
+    /// The JSON text of `properties` (an object, in a kept line).
+    pub(super) fn properties_text(&self) -> Option<&str> {
+        self.usual[Usual::Properties as usize].map(|span| self.slice(span))
+    }
+
     /// The JSON text of a top-level value.
     fn raw(&self, key: &str) -> Option<&str> {
         if let Some(usual) = Usual::of(key) {
@@ -248,6 +257,37 @@ impl Line {
             .rev()
             .find(|m| self.slice(m.key) == name)?;
         Some(self.slice(member.value))
+    }
+
+    /// `properties` as a map (empty when absent or not an object).
+    pub(super) fn properties(&self) -> &Map<String, Value> {
+        self.object(Usual::Properties, &self.objects[0])
+    }
+
+    /// `traits` as a map (empty when absent or not an object).
+    pub(super) fn traits(&self) -> &Map<String, Value> {
+        self.object(Usual::Traits, &self.objects[1])
+    }
+
+    /// A usual key's object: from the wanted keys when they are built, else
+    /// built alone, once.
+    fn object<'a>(
+        &'a self,
+        key: Usual,
+        built: &'a OnceLock<Map<String, Value>>,
+    ) -> &'a Map<String, Value> {
+        if let Some(fields) = self.fields.get() {
+            return super::object_or_empty(fields.get(Usual::NAMES[key as usize]));
+        }
+        built.get_or_init(|| {
+            let Some(span) = self.usual[key as usize] else {
+                return Map::new();
+            };
+            match serde_json::from_str(self.slice(span)).expect("a value the line's parse took") {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            }
+        })
     }
 
     /// The wanted keys as a map.
@@ -330,6 +370,7 @@ fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
             others,
             properties,
             fields: OnceLock::new(),
+            objects: Default::default(),
             path_keys: wanted.path_keys,
         }),
         notes: Default::default(),

@@ -219,3 +219,45 @@ fn unwanted_keys_answer_like_a_full_parse() {
         assert!(kept.into_line().is_ok(), "{way}: kept as its line");
     }
 }
+
+/// `properties` and `traits` built alone from a kept line, before or after the
+/// wanted keys, are the objects a full parse gives; so is `properties`' text.
+#[test]
+fn whole_objects_are_built_alone_as_a_full_parse_builds_them() {
+    let lines = [
+        r#"{"type":"track","messageId":"m","properties":{"b":[1,{"c":null}],"a":1.50,"a":"again","n":18446744073709551616},"traits":{"plan":"pro"}}"#,
+        r#"{"type":"identify","messageId":"m","traits":"not an object","properties":{}}"#,
+        r#"{"type":"identify","messageId":"m","traits":{"name":"Ada","company":{"name":"X"}}}"#,
+    ];
+    for line in lines {
+        let mut full = Vec::new();
+        parse_line(line.as_bytes(), &origin(), |r| full.push(r));
+        let parsed = full.pop().unwrap().unwrap();
+        for built in [false, true] {
+            let mut out = Vec::new();
+            parse_line_wanted(line.as_bytes(), &origin(), &Wanted::with_paths([]), |r| {
+                out.push(r)
+            });
+            let kept = out.pop().unwrap().unwrap();
+            if built {
+                kept.fields();
+            }
+            assert_eq!(
+                kept.properties(),
+                parsed.properties(),
+                "{line}, built {built}"
+            );
+            assert_eq!(kept.traits(), parsed.traits(), "{line}, built {built}");
+            assert!(kept.clone().into_line().is_ok(), "{line}: kept as its line");
+            let text = kept.properties_text();
+            let from_text = text.map(|text| serde_json::from_str(text).unwrap());
+            assert_eq!(
+                from_text.as_ref(),
+                parsed.fields().get("properties"),
+                "{line}"
+            );
+        }
+    }
+    let whole = Event::from_map(serde_json::Map::new(), origin());
+    assert_eq!(whole.properties_text(), None, "not kept as a line");
+}
