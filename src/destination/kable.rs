@@ -189,13 +189,6 @@ impl Destination for Kable {
         self.warnings.clone()
     }
 
-    /// Every property is read, but from `properties` built alone: the ids and
-    /// times are read from the line, which costs less than building every
-    /// wanted key.
-    fn reads_whole_objects(&self) -> bool {
-        false
-    }
-
     fn translate(&self, event: &Event) -> Translation {
         if let Err(skip_or_reject) = super::screen(event, Kind::Kable, &["track"]) {
             return skip_or_reject;

@@ -62,8 +62,10 @@ usual_keys! {
 #[derive(Debug, Clone, Copy)]
 pub struct Wanted {
     path_keys: &'static PathKeys,
-    /// Build the wanted values at once, for a destination that reads whole
-    /// objects (every property); else each is parsed when asked for.
+    /// The destination reads whole objects (every property): a line is kept
+    /// as its text when the lazy parse takes it, `properties` or `traits`
+    /// built alone when read; else its wanted keys are built at once, as
+    /// before the lazy parse took such lines, so that the same lines are kept.
     at_once: bool,
 }
 
@@ -335,22 +337,50 @@ pub fn parse_line_wanted(
 
 fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
     let text = std::str::from_utf8(line).ok()?;
-    if wanted.at_once {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let fields =
-            serde::de::DeserializeSeed::deserialize(PartialMap { wanted }, &mut deserializer)
-                .ok()??;
-        deserializer.end().ok()?;
-        return Some(Event {
-            origin: *origin,
-            body: Body::Built {
-                fields,
-                line: text.into(),
-                path_keys: wanted.path_keys,
-            },
-            notes: Default::default(),
-        });
+    if !wanted.at_once {
+        return kept_line(text, origin, wanted);
     }
+    if !builds_otherwise(line)
+        && let Some(event) = kept_line(text, origin, wanted)
+    {
+        return Some(event);
+    }
+    built_at_once(text, origin, wanted)
+}
+
+/// Whether building a value from the line could differ from reading it as
+/// JSON: `serde_json::Value` reads an object whose first key is one of its
+/// own tokens (`$serde_json::private::Number`, `...RawValue`) as something
+/// else, and such a key can be written with `\u` escapes. Such lines have
+/// their wanted keys built at once.
+fn builds_otherwise(line: &[u8]) -> bool {
+    // Both are rare in a line: one scan for either first byte.
+    memchr::memchr2_iter(b'$', b'\\', line).any(|at| {
+        let rest = &line[at..];
+        rest.starts_with(b"$serde_json") || rest.starts_with(b"\\u")
+    })
+}
+
+/// The wanted keys built at once; None as for `Partial`, or when a wanted
+/// value does not build.
+fn built_at_once(text: &str, origin: &Origin, wanted: &Wanted) -> Option<Event> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let fields = serde::de::DeserializeSeed::deserialize(PartialMap { wanted }, &mut deserializer)
+        .ok()??;
+    deserializer.end().ok()?;
+    Some(Event {
+        origin: *origin,
+        body: Body::Built {
+            fields,
+            line: text.into(),
+            path_keys: wanted.path_keys,
+        },
+        notes: Default::default(),
+    })
+}
+
+/// The line kept as its text, with where the wanted keys' values lie.
+fn kept_line(text: &str, origin: &Origin, wanted: &Wanted) -> Option<Event> {
     // Offsets are kept in 32 bits; a line this long is refused by the reader anyway.
     u32::try_from(text.len()).ok()?;
     let mut deserializer = serde_json::Deserializer::from_str(text);

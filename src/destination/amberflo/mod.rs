@@ -202,13 +202,6 @@ impl Destination for Amberflo {
 
     /// Records later than 5 minutes from now are rejected, as Amberflo's SDK
     /// refuses them; older than the backfill guardrail, sent with a warning.
-    /// Every property is read, but from `properties` built alone: the ids,
-    /// times and names are read from the line, which costs less than building
-    /// every wanted key.
-    fn reads_whole_objects(&self) -> bool {
-        false
-    }
-
     fn ingest_window(&self) -> Option<IngestWindow> {
         Some(IngestWindow {
             grace: BACKFILL_GUARDRAIL,

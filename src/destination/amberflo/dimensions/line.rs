@@ -179,6 +179,9 @@ impl<'de> Visitor<'de> for Text {
 /// What serde_json hands a visitor for a number when numbers keep their
 /// digits (`arbitrary_precision`): a map of this one key to the number's text.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+/// An object whose first key is this one is read by `serde_json::Value` as
+/// the JSON its string holds (`raw_value`): left to the map-based path.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// A value, in one pass over its text.
 struct NodeSeed;
@@ -248,6 +251,9 @@ impl<'de> Visitor<'de> for NodeSeed {
                 let text = map.next_value_seed(Text)?;
                 let number = text.parse::<Number>().map_err(serde::de::Error::custom)?;
                 return Ok(Node::Number(number));
+            }
+            if members.is_empty() && key == RAW_VALUE_TOKEN {
+                return Err(serde::de::Error::custom("read as serde_json reads it"));
             }
             members.push((key, map.next_value_seed(NodeSeed)?));
         }
@@ -322,6 +328,7 @@ mod tests {
             r#"{"a":{"":1}}"#,
             r#"{"a":[{"é":1}]}"#,
             r#"{"a/b":1,"a_b":2}"#,
+            r#"{"a":{"$serde_json::private::RawValue":"{\"x\":1}"}}"#,
         ] {
             let (text, _) = both(None, properties, None);
             assert_eq!(text, None, "{properties}");
