@@ -420,7 +420,11 @@ if ! skipped memory; then
         r1=$(max_rss "mem-$dest-large")
         r2=$(max_rss "mem-$dest-double")
         worst=$((r1 > r2 ? r1 : r2))
-        TARGETS+=("| $dest | ${RATIO[$dest]:-n/a}x | >= 2.00x | ${CPU_RATIO[$dest]:-n/a}x | <= 0.80x | $(mib "$r1") | $(mib "$r2") | < 48 MiB | $(verdict "${RATIO[$dest]:-0}" ">=" 2.0) / $(verdict "${CPU_RATIO[$dest]:-9}" "<=" 0.8) / $(verdict "$worst" "<" 49152) |")
+        # Without the throughput section, its two columns are n/a.
+        ratio_verdict=n/a cpu_verdict=n/a
+        [[ -n ${RATIO[$dest]:-} ]] && ratio_verdict=$(verdict "${RATIO[$dest]}" ">=" 2.0)
+        [[ ${CPU_RATIO[$dest]:-n/a} != n/a ]] && cpu_verdict=$(verdict "${CPU_RATIO[$dest]}" "<=" 0.8)
+        TARGETS+=("| $dest | ${RATIO[$dest]:-n/a}x | >= 2.00x | ${CPU_RATIO[$dest]:-n/a}x | <= 0.80x | $(mib "$r1") | $(mib "$r2") | < 48 MiB | $ratio_verdict / $cpu_verdict / $(verdict "$worst" "<" 49152) |")
     done
     # The breakdown, on both corpora.
     head -n 1 "$W/corpus-large.ndjson" >"$W/one-line.ndjson"
