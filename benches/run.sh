@@ -416,6 +416,7 @@ if ! skipped memory; then
         done
     done
     D_BYTES=$(stat -c %s "$W/corpus-double.ndjson")
+    times_or_na() { if [[ -n $1 && $1 != n/a ]]; then echo "${1}x"; else echo n/a; fi; }
     for dest in amberflo orb kable; do
         r1=$(max_rss "mem-$dest-large")
         r2=$(max_rss "mem-$dest-double")
@@ -424,7 +425,7 @@ if ! skipped memory; then
         ratio_verdict=n/a cpu_verdict=n/a
         [[ -n ${RATIO[$dest]:-} ]] && ratio_verdict=$(verdict "${RATIO[$dest]}" ">=" 2.0)
         [[ ${CPU_RATIO[$dest]:-n/a} != n/a ]] && cpu_verdict=$(verdict "${CPU_RATIO[$dest]}" "<=" 0.8)
-        TARGETS+=("| $dest | ${RATIO[$dest]:-n/a}x | >= 2.00x | ${CPU_RATIO[$dest]:-n/a}x | <= 0.80x | $(mib "$r1") | $(mib "$r2") | < 48 MiB | $ratio_verdict / $cpu_verdict / $(verdict "$worst" "<" 49152) |")
+        TARGETS+=("| $dest | $(times_or_na "${RATIO[$dest]:-}") | >= 2.00x | $(times_or_na "${CPU_RATIO[$dest]:-}") | <= 0.80x | $(mib "$r1") | $(mib "$r2") | < 48 MiB | $ratio_verdict / $cpu_verdict / $(verdict "$worst" "<" 49152) |")
     done
     # The breakdown, on both corpora.
     head -n 1 "$W/corpus-large.ndjson" >"$W/one-line.ndjson"
