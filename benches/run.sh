@@ -4,7 +4,13 @@
 # What it measures (every ratio side by side, in the same run, on the same files):
 #   - dry-run throughput (--format ndjson -o FILE) for amberflo, orb and kable,
 #     against a serde_json Value round trip of the same file (examples/baseline.rs)
-#     target: >= 0.8x the baseline
+#     on the default threads                        target: >= 2.0x the baseline
+#   - the same dry runs' CPU time (user + system) with -j 1, against the
+#     baseline's                                    target: <= 0.8x
+#   - each dry run's peak RSS on the large corpus and on one twice its size
+#     (flat with the input's size)                  target: < 48 MiB
+#   - where a dry run's memory goes: runs with and without each part (the
+#     "memory" table)
 #   - segrelay (orb dry run) against a jq filter doing Orb's translation
 #     (benches/orb.jq, `jq -c`)                     target: >= 30x jq
 #   - gzip input against the same corpus plain      target: <= 1.5x the time
@@ -36,7 +42,8 @@
 #   SEGRELAY_BENCH_KEEP=1         keep the work directory
 #   SEGRELAY_BENCH_NO_BUILD=1     use the binaries already built
 #   SEGRELAY_BENCH_OUT           also write the Markdown report to this file
-#   SEGRELAY_BENCH_SKIP           space-separated sections to skip: throughput jq gzip s3 send large checkpoint startup
+#   SEGRELAY_BENCH_SKIP           space-separated sections to skip: throughput jq gzip s3 send large memory checkpoint startup
+#                                 (memory: the 2x corpus, the targets table and the breakdown)
 #   CARGO_TARGET_DIR              where cargo builds (binaries in $CARGO_TARGET_DIR/release)
 #
 # Peak RSS comes from /usr/bin/time -v's "Maximum resident set size" (GNU time,
@@ -128,7 +135,8 @@ done
 
 # ---------------------------------------------------------------- measuring
 # measure NAME [--stdout FILE] CMD...: runs CMD once (stdout to FILE, else
-# /dev/null; stderr to the log), appends "seconds rss_kib exit_code" to $W/samples/NAME.
+# /dev/null; stderr to the log), appends "seconds rss_kib exit_code cpu_seconds"
+# to $W/samples/NAME (CPU: user + system, 0 without GNU time).
 measure() {
     local name=$1 stdout=/dev/null
     shift
@@ -136,12 +144,13 @@ measure() {
         stdout=$2
         shift 2
     fi
-    local t0 t1 rc=0 rss=0
+    local t0 t1 rc=0 rss=0 cpu=0
     t0=$(date +%s%N)
     if [[ $HAVE_GNU_TIME == 1 ]]; then
-        /usr/bin/time -o "$W/time.out" -f "%M" "$@" >"$stdout" 2>>"$W/stderr.log" || rc=$?
+        /usr/bin/time -o "$W/time.out" -f "%M %U %S" "$@" >"$stdout" 2>>"$W/stderr.log" || rc=$?
         t1=$(date +%s%N)
-        rss=$(tail -n 1 "$W/time.out")
+        read -r rss cpu_user cpu_sys < <(tail -n 1 "$W/time.out")
+        cpu=$(awk -v u="$cpu_user" -v s="$cpu_sys" 'BEGIN { printf "%.2f", u + s }')
     else
         "$@" >"$stdout" 2>>"$W/stderr.log" &
         local pid=$! v
@@ -158,9 +167,10 @@ measure() {
         tail -n 20 "$W/stderr.log" >&2
         exit 1
     fi
-    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }') $rss $rc" >>"$W/samples/$name"
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }') $rss $rc $cpu" >>"$W/samples/$name"
 }
 best_time() { awk 'NR == 1 || $1 < m { m = $1 } END { printf "%.6f", m }' "$W/samples/$1"; }
+best_cpu() { awk 'NR == 1 || $4 < m { m = $4 } END { printf "%.2f", m }' "$W/samples/$1"; }
 max_rss() { awk '$2 > m { m = $2 } END { printf "%d", m }' "$W/samples/$1"; }
 mib() { awk -v k="$1" 'BEGIN { if (k > 0) printf "%.1f MiB", k / 1024; else printf "n/a" }'; }
 fmt_rate() { # 1234567.8 -> 1,234,568
@@ -171,6 +181,9 @@ fmt_rate() { # 1234567.8 -> 1,234,568
 
 ROWS=()
 NOTES=()
+declare -A RATIO=() CPU_RATIO=()
+TARGETS=()
+MEMORY=()
 # row CASE EVENTS_PER_S MB_PER_S RATIO TARGET VERDICT RSS
 row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"); }
 verdict() { # verdict VALUE OP LIMIT -> pass/FAIL
@@ -190,8 +203,8 @@ throughput_row() { # throughput_row CASE SAMPLES EVENTS BYTES RATIO TARGET VERDI
 # send rows would otherwise measure the rate limit instead of segrelay).
 grep -v '^[[:space:]]*max_events_per_minute' samples/segrelay.toml >"$W/settings.toml"
 SETTINGS=$W/settings.toml
-dry_run() { # dry_run DEST INPUT OUTPUT: the command, in CMD
-    CMD=("$SEGRELAY" send --dry-run -q --format ndjson -c "$SETTINGS" -d "$1" -o "$3" "$2")
+dry_run() { # dry_run DEST INPUT OUTPUT [more args]: the command, in CMD
+    CMD=("$SEGRELAY" send --dry-run -q --format ndjson -c "$SETTINGS" -d "$1" -o "$3" "${@:4}" "$2")
 }
 
 # ---------------------------------------------------------------- corpora
@@ -200,6 +213,9 @@ log "generating corpora (seed $SEED): ${TMB} MB, ${JQMB} MB, ${MB} MB"
 gen "$TMB" "$W/corpus.ndjson"
 gen "$JQMB" "$W/corpus-jq.ndjson"
 gen "$MB" "$W/corpus-large.ndjson"
+if ! skipped memory; then
+    gen "$((2 * MB))" "$W/corpus-double.ndjson"
+fi
 if ! skipped checkpoint; then
     # A year of events (from 2024-05-01), for a month's filter.
     gen "$YMB" "$W/corpus-year.ndjson" --days 365
@@ -218,12 +234,14 @@ log "corpus: $T_EVENTS events, $T_BYTES bytes ($((T_BYTES / T_EVENTS)) bytes an 
 
 # ---------------------------------------------------------------- throughput, gzip
 if ! skipped throughput; then
-    log "throughput: ${RUNS} runs of baseline, amberflo, orb, kable$(skipped gzip || echo ', orb gzip'), interleaved"
+    log "throughput: ${RUNS} runs of baseline, amberflo, orb, kable (default threads and -j 1)$(skipped gzip || echo ', orb gzip'), interleaved"
     for ((run = 1; run <= RUNS; run++)); do
         measure baseline "$BIN/examples/baseline" "$W/corpus.ndjson" "$W/out/baseline.ndjson"
         for dest in amberflo orb kable; do
             dry_run "$dest" "$W/corpus.ndjson" "$W/out/$dest.ndjson"
             measure "dry-$dest" "${CMD[@]}"
+            dry_run "$dest" "$W/corpus.ndjson" "$W/out/$dest-j1.ndjson" -j 1
+            measure "dry-$dest-j1" "${CMD[@]}"
         done
         if ! skipped gzip; then
             dry_run orb "$W/corpus.ndjson.gz" "$W/out/orb-gz.ndjson"
@@ -231,11 +249,16 @@ if ! skipped throughput; then
         fi
     done
     base=$(best_time baseline)
-    throughput_row "baseline: serde_json Value round trip" baseline "$T_EVENTS" "$T_BYTES" "1.00" "" "" 
+    base_cpu=$(best_cpu baseline)
+    throughput_row "baseline: serde_json Value round trip (CPU ${base_cpu} s)" baseline "$T_EVENTS" "$T_BYTES" "1.00" "" ""
     for dest in amberflo orb kable; do
         t=$(best_time "dry-$dest")
         ratio=$(awk -v b="$base" -v t="$t" 'BEGIN { printf "%.2f", b / t }')
-        throughput_row "$dest dry run" "dry-$dest" "$T_EVENTS" "$T_BYTES" "${ratio}x" ">= 0.80x" "$(verdict "$ratio" ">=" 0.8)"
+        RATIO[$dest]=$ratio
+        CPU_RATIO[$dest]=$(awk -v b="$base_cpu" -v c="$(best_cpu "dry-$dest-j1")" 'BEGIN { if (b > 0) printf "%.2f", c / b; else print "n/a" }')
+        throughput_row "$dest dry run" "dry-$dest" "$T_EVENTS" "$T_BYTES" "${ratio}x" ">= 2.00x" "$(verdict "$ratio" ">=" 2.0)"
+        throughput_row "$dest dry run, -j 1 (CPU $(best_cpu "dry-$dest-j1") s)" "dry-$dest-j1" "$T_EVENTS" "$T_BYTES" \
+            "CPU ${CPU_RATIO[$dest]}x" "<= 0.80x" "$(verdict "${CPU_RATIO[$dest]}" "<=" 0.8)"
     done
     if ! skipped gzip; then
         t=$(best_time dry-orb-gz)
@@ -409,6 +432,85 @@ if ! skipped large; then
         "$(verdict "$rss" "<" 65536)"
 fi
 
+# ---------------------------------------------------------------- memory
+# Each dry run's peak RSS on the large corpus and on one twice its size, and
+# where it goes: runs with and without each part, on both corpora.
+#   start-up      a one-line dry run: the binary, the allocator, the threads
+#   read-ahead    --types alias: every line read and parsed, every event
+#                 skipped (nothing translated, batched or kept): the chunks of
+#                 lines in flight, beyond start-up
+#   records       an orb dry run beyond --types alias: the window of keys, the
+#                 records between the threads that prepare them and the one
+#                 that writes them (the ledger), the batches. Of it, the window
+#                 is computed from the keys it holds (the records sent): 24
+#                 bytes an entry and a table of 4-byte slots, a power of two
+#                 at least 1.5 times the keys (see src/dedupe/window.rs)
+#   customers     amberflo against amberflo --types track,page,screen: the
+#                 identifies folded ahead, the customer records kept, the
+#                 customers known
+if ! skipped memory; then
+    log "memory: dry runs of ${MB} and $((2 * MB)) MB, and the breakdown"
+    for dest in amberflo orb kable; do
+        for size in large double; do
+            dry_run "$dest" "$W/corpus-$size.ndjson" "$W/out/mem.ndjson"
+            measure "mem-$dest-$size" "${CMD[@]}"
+            rm -f "$W/out/mem.ndjson"
+        done
+    done
+    D_BYTES=$(stat -c %s "$W/corpus-double.ndjson")
+    times_or_na() { if [[ -n $1 && $1 != n/a ]]; then echo "${1}x"; else echo n/a; fi; }
+    for dest in amberflo orb kable; do
+        r1=$(max_rss "mem-$dest-large")
+        r2=$(max_rss "mem-$dest-double")
+        worst=$((r1 > r2 ? r1 : r2))
+        # Without the throughput section, its two columns are n/a.
+        ratio_verdict=n/a cpu_verdict=n/a
+        [[ -n ${RATIO[$dest]:-} ]] && ratio_verdict=$(verdict "${RATIO[$dest]}" ">=" 2.0)
+        [[ ${CPU_RATIO[$dest]:-n/a} != n/a ]] && cpu_verdict=$(verdict "${CPU_RATIO[$dest]}" "<=" 0.8)
+        TARGETS+=("| $dest | $(times_or_na "${RATIO[$dest]:-}") | >= 2.00x | $(times_or_na "${CPU_RATIO[$dest]:-}") | <= 0.80x | $(mib "$r1") | $(mib "$r2") | < 48 MiB | $ratio_verdict / $cpu_verdict / $(verdict "$worst" "<" 49152) |")
+    done
+    # The breakdown, on both corpora.
+    head -n 1 "$W/corpus-large.ndjson" >"$W/one-line.ndjson"
+    dry_run orb "$W/one-line.ndjson" "$W/out/mem.ndjson"
+    measure mem-start "${CMD[@]}"
+    start=$(max_rss mem-start)
+    part() { MEMORY+=("| $1 | $2 | $3 | $4 |"); }
+    window_mib() { # window_mib KEYS: the window's size by its layout, MiB
+        awk -v k="$1" 'BEGIN { s = 1024; while (s * 2 < k * 3) s *= 2; if (k > 1000000) { k = 1000000; s = 1500001 }
+            printf "%.1f MiB", (k * 24 + s * 4) / 1048576 }'
+    }
+    declare -A R=()
+    for size in large double; do
+        dry_run orb "$W/corpus-$size.ndjson" "$W/out/mem.ndjson" --types alias
+        measure "mem-read-$size" "${CMD[@]}"
+        dry_run orb "$W/corpus-$size.ndjson" "$W/out/mem.ndjson" --summary "$W/out/mem-orb-$size.json"
+        measure "mem-orb-summary-$size" "${CMD[@]}"
+        dry_run amberflo "$W/corpus-$size.ndjson" "$W/out/mem.ndjson" --types track,page,screen
+        measure "mem-no-identify-$size" "${CMD[@]}"
+        R[read-$size]=$(max_rss "mem-read-$size")
+        R[orb-$size]=$(max_rss "mem-orb-$size")
+        R[amberflo-$size]=$(max_rss "mem-amberflo-$size")
+        R[no-identify-$size]=$(max_rss "mem-no-identify-$size")
+        R[keys-$size]=$(summary_field "$W/out/mem-orb-$size.json" sent)
+    done
+    rm -f "$W/out/mem.ndjson"
+    pair() { echo "$(mib "$1") | $(mib "$2")"; }
+    part "start-up (a one-line orb dry run)" "$(mib "$start")" "$(mib "$start")" "the binary, the allocator, the threads"
+    part "read-ahead buffers (orb --types alias, beyond start-up)" \
+        "$(mib "$((R[read-large] - start))")" "$(mib "$((R[read-double] - start))")" "chunks of lines in flight, read and parsed"
+    part "records (orb, beyond --types alias)" \
+        "$(mib "$((R[orb-large] - R[read-large]))")" "$(mib "$((R[orb-double] - R[read-double]))")" \
+        "the window, the ledger, the batches"
+    part "of which the window (computed)" "$(window_mib "${R[keys-large]}")" "$(window_mib "${R[keys-double]}")" \
+        "${R[keys-large]} and ${R[keys-double]} keys; at most 28.6 MiB (1,000,000 keys)"
+    part "customers (amberflo, beyond --types track,page,screen)" \
+        "$(mib "$((R[amberflo-large] - R[no-identify-large]))")" "$(mib "$((R[amberflo-double] - R[no-identify-double]))")" \
+        "identifies folded ahead, customer records kept, customers known"
+    part "orb dry run" "$(mib "${R[orb-large]}")" "$(mib "${R[orb-double]}")" ""
+    part "amberflo dry run" "$(mib "${R[amberflo-large]}")" "$(mib "${R[amberflo-double]}")" ""
+    NOTES+=("memory: the large corpus is $((L_BYTES / 1000000)) MB, the one twice its size $((D_BYTES / 1000000)) MB; a part's figure is the difference of two runs' peak RSS, so it moves by a MiB or so between runs")
+fi
+
 # ---------------------------------------------------------------- checkpoint
 # A month's filter over a year: most lines settle without a request (filtered),
 # which is where writing the checkpoint too often would show.
@@ -495,6 +597,22 @@ report() {
     echo "| case | events/s | MB/s | ratio | target | verdict | peak RSS |"
     echo "|---|---:|---:|---|---|---|---:|"
     printf '%s\n' "${ROWS[@]}"
+    if ((${#TARGETS[@]} > 0)); then
+        echo
+        echo "dry-run targets (ratio: throughput against the baseline on the default threads; CPU: user + system time with -j 1 against the baseline's; RSS: peak, on the large corpus and on one twice its size)"
+        echo
+        echo "| destination | ratio | target | CPU ratio, -j 1 | target | peak RSS ${MB} MB | peak RSS $((2 * MB)) MB | target | verdicts |"
+        echo "|---|---:|---|---:|---|---:|---:|---|---|"
+        printf '%s\n' "${TARGETS[@]}"
+    fi
+    if ((${#MEMORY[@]} > 0)); then
+        echo
+        echo "memory (peak RSS; a part: the difference between a run with it and one without)"
+        echo
+        echo "| part | ${MB} MB | $((2 * MB)) MB | what |"
+        echo "|---|---:|---:|---|"
+        printf '%s\n' "${MEMORY[@]}"
+    fi
     if ((${#STARTUP[@]} == 2)); then
         echo
         echo "start-up ($how)"

@@ -62,8 +62,10 @@ usual_keys! {
 #[derive(Debug, Clone, Copy)]
 pub struct Wanted {
     path_keys: &'static PathKeys,
-    /// Build the wanted values at once, for a destination that reads whole
-    /// objects (every property); else each is parsed when asked for.
+    /// The destination reads whole objects (every property): a line is kept
+    /// as its text when the lazy parse takes it, `properties` or `traits`
+    /// built alone when read; else its wanted keys are built at once, as
+    /// before the lazy parse took such lines, so that the same lines are kept.
     at_once: bool,
 }
 
@@ -204,6 +206,10 @@ pub(super) struct Line {
     properties: Vec<Member>,
     /// The wanted keys as a map, built the first time something needs it.
     fields: OnceLock<Map<String, Value>>,
+    /// `properties` and `traits` as maps, each built alone the first time it
+    /// is asked for: a translation that reads every property (or trait) needs
+    /// nothing else built (the ids, times and names are read from the line).
+    objects: [OnceLock<Map<String, Value>>; 2],
     /// What the parse looked for beyond the usual keys: any other key is read
     /// from `text` when asked for.
     path_keys: &'static PathKeys,
@@ -229,6 +235,11 @@ impl Line {
         }
     }
 
+    /// The JSON text of `properties` (an object, in a kept line).
+    pub(super) fn properties_text(&self) -> Option<&str> {
+        self.usual[Usual::Properties as usize].map(|span| self.slice(span))
+    }
+
     /// The JSON text of a top-level value.
     fn raw(&self, key: &str) -> Option<&str> {
         if let Some(usual) = Usual::of(key) {
@@ -248,6 +259,37 @@ impl Line {
             .rev()
             .find(|m| self.slice(m.key) == name)?;
         Some(self.slice(member.value))
+    }
+
+    /// `properties` as a map (empty when absent or not an object).
+    pub(super) fn properties(&self) -> &Map<String, Value> {
+        self.object(Usual::Properties, &self.objects[0])
+    }
+
+    /// `traits` as a map (empty when absent or not an object).
+    pub(super) fn traits(&self) -> &Map<String, Value> {
+        self.object(Usual::Traits, &self.objects[1])
+    }
+
+    /// A usual key's object: from the wanted keys when they are built, else
+    /// built alone, once.
+    fn object<'a>(
+        &'a self,
+        key: Usual,
+        built: &'a OnceLock<Map<String, Value>>,
+    ) -> &'a Map<String, Value> {
+        if let Some(fields) = self.fields.get() {
+            return super::object_or_empty(fields.get(Usual::NAMES[key as usize]));
+        }
+        built.get_or_init(|| {
+            let Some(span) = self.usual[key as usize] else {
+                return Map::new();
+            };
+            match serde_json::from_str(self.slice(span)).expect("a value the line's parse took") {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            }
+        })
     }
 
     /// The wanted keys as a map.
@@ -295,22 +337,50 @@ pub fn parse_line_wanted(
 
 fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
     let text = std::str::from_utf8(line).ok()?;
-    if wanted.at_once {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let fields =
-            serde::de::DeserializeSeed::deserialize(PartialMap { wanted }, &mut deserializer)
-                .ok()??;
-        deserializer.end().ok()?;
-        return Some(Event {
-            origin: *origin,
-            body: Body::Built {
-                fields,
-                line: text.into(),
-                path_keys: wanted.path_keys,
-            },
-            notes: Default::default(),
-        });
+    if !wanted.at_once {
+        return kept_line(text, origin, wanted);
     }
+    if !builds_otherwise(line)
+        && let Some(event) = kept_line(text, origin, wanted)
+    {
+        return Some(event);
+    }
+    built_at_once(text, origin, wanted)
+}
+
+/// Whether building a value from the line could differ from reading it as
+/// JSON: `serde_json::Value` reads an object whose first key is one of its
+/// own tokens (`$serde_json::private::Number`, `...RawValue`) as something
+/// else, and such a key can be written with `\u` escapes. Such lines have
+/// their wanted keys built at once.
+fn builds_otherwise(line: &[u8]) -> bool {
+    // Both are rare in a line: one scan for either first byte.
+    memchr::memchr2_iter(b'$', b'\\', line).any(|at| {
+        let rest = &line[at..];
+        rest.starts_with(b"$serde_json") || rest.starts_with(b"\\u")
+    })
+}
+
+/// The wanted keys built at once; None as for `Partial`, or when a wanted
+/// value does not build.
+fn built_at_once(text: &str, origin: &Origin, wanted: &Wanted) -> Option<Event> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let fields = serde::de::DeserializeSeed::deserialize(PartialMap { wanted }, &mut deserializer)
+        .ok()??;
+    deserializer.end().ok()?;
+    Some(Event {
+        origin: *origin,
+        body: Body::Built {
+            fields,
+            line: text.into(),
+            path_keys: wanted.path_keys,
+        },
+        notes: Default::default(),
+    })
+}
+
+/// The line kept as its text, with where the wanted keys' values lie.
+fn kept_line(text: &str, origin: &Origin, wanted: &Wanted) -> Option<Event> {
     // Offsets are kept in 32 bits; a line this long is refused by the reader anyway.
     u32::try_from(text.len()).ok()?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -330,6 +400,7 @@ fn partial(line: &[u8], origin: &Origin, wanted: &Wanted) -> Option<Event> {
             others,
             properties,
             fields: OnceLock::new(),
+            objects: Default::default(),
             path_keys: wanted.path_keys,
         }),
         notes: Default::default(),

@@ -67,6 +67,9 @@ pub struct Event {
     notes: Cell<Notes>,
 }
 
+// `Line`, the large variant, is what nearly every event is: boxing it would
+// cost an allocation per event to make the rare others smaller.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Body {
     /// Parsed whole: envelope items, rejects-file lines, events without an id.
@@ -225,12 +228,27 @@ impl Event {
 
     /// The event's `properties` object (empty when absent or not an object).
     pub fn properties(&self) -> &Map<String, Value> {
-        object_or_empty(self.fields().get("properties"))
+        match &self.body {
+            Body::Line(line) => line.properties(),
+            _ => object_or_empty(self.fields().get("properties")),
+        }
+    }
+
+    /// The JSON text of the event's `properties` when the event is kept as
+    /// its line (an object then); None otherwise: `properties` gives them.
+    pub fn properties_text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Line(line) => line.properties_text(),
+            _ => None,
+        }
     }
 
     /// The event's `traits` object (empty when absent or not an object).
     pub fn traits(&self) -> &Map<String, Value> {
-        object_or_empty(self.fields().get("traits"))
+        match &self.body {
+            Body::Line(line) => line.traits(),
+            _ => object_or_empty(self.fields().get("traits")),
+        }
     }
 
     /// The event as a JSON line, for the rejects file.
@@ -271,7 +289,15 @@ pub fn json_kind(value: &Value) -> &'static str {
 
 /// A value for a message, cut so that a huge value cannot flood the terminal.
 pub fn short_text(value: &Value) -> String {
-    let mut text = value.to_string();
+    shortened(value.to_string())
+}
+
+/// `short_text` of a string, without making it a `Value` first.
+pub fn short_str(text: &str) -> String {
+    shortened(serde_json::to_string(text).expect("a string always serialises"))
+}
+
+fn shortened(mut text: String) -> String {
     if text.len() > 80 {
         let cut = (0..=77)
             .rev()

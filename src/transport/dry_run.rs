@@ -101,7 +101,7 @@ impl DryRun {
             line.extend_from_slice(b"{\"source\":");
             write_json_str(line, origin.source);
             line.extend_from_slice(b",\"line\":");
-            line.extend_from_slice(origin.line.to_string().as_bytes());
+            push_decimal(line, origin.line);
             line.push(b'}');
         }
         line.extend_from_slice(b"]}\n");
@@ -246,6 +246,21 @@ impl Transport for DryRun {
     }
 }
 
+/// Appends a number's decimal digits: one per event, without a `String` each.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// A header's value as it may be shown: the secret only with --show-secrets.
 fn shown(value: &HeaderValue, show_secrets: bool) -> String {
     match value {
@@ -274,6 +289,15 @@ fn span(events: &[&Origin]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_numbers_are_written_as_their_text() {
+        for n in [0, 7, 10, 99, 100, 1_234_567, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 
     #[test]
     fn quotes_for_the_shell() {

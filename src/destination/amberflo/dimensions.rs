@@ -2,13 +2,15 @@
 //! keys and values made into what Amberflo takes, and keys that would become
 //! one refused.
 
+mod line;
+
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::destination::{outgoing_text, write_json_str};
 use crate::event::reason::Reason;
-use crate::event::short_text;
+use crate::event::short_str;
 
 /// Amberflo's limit on a dimension or trait value.
 const MAX_VALUE_CHARS: usize = 200;
@@ -54,6 +56,46 @@ pub(super) fn write_dimensions(
     }
     writer.out.push(b'}');
     Ok(writer.rewrite)
+}
+
+/// `write_dimensions` for an event kept as its line, from the JSON text of
+/// its `properties`, without building them (see `line`). None, with nothing
+/// written, when the map-based path must write them: a key that is not
+/// plain, a nested name, text that is not an object.
+pub(super) fn write_dimensions_from_text(
+    out: &mut Vec<u8>,
+    name: Option<&Value>,
+    properties: &str,
+    skip: Option<&str>,
+) -> Option<Option<String>> {
+    if name.is_some_and(|n| n.is_object() || n.is_array()) {
+        return None;
+    }
+    let members = line::Node::object(properties)?;
+    if line::has_unusual_key(&members) {
+        return None;
+    }
+    let mut writer = DimensionWriter {
+        out,
+        first: true,
+        within: "",
+        path: String::new(),
+        text: String::new(),
+        rewrite: None,
+    };
+    writer.out.push(b'{');
+    // As `write_dimensions`: a property called `name` that gives a value wins.
+    let overridden = line::member(&members, "name")
+        .is_some_and(|v| !matches!(v, line::Node::Object(_)) && line::gives_text(v));
+    if let Some(name) = name.filter(|_| !overridden) {
+        writer.value("name", name);
+    }
+    writer.within = "properties.";
+    for (key, node) in members.iter().filter(|(k, _)| Some(k.as_ref()) != skip) {
+        writer.node(key, node);
+    }
+    writer.out.push(b'}');
+    Some(writer.rewrite)
 }
 
 /// The dimensions as a map: the properties but `skip`, then what of the call's
@@ -218,8 +260,11 @@ impl DimensionWriter<'_> {
         // Sanitised text is plain ASCII with nothing JSON must escape.
         let start = self.out.len();
         let mut changed = text.len() > MAX_VALUE_CHARS;
-        if text.is_ascii() {
-            let bytes = &text.as_bytes()[..text.len().min(MAX_VALUE_CHARS)];
+        let bytes = &text.as_bytes()[..text.len().min(MAX_VALUE_CHARS)];
+        if bytes.iter().all(|&b| b.is_ascii() && ALLOWED[b as usize]) {
+            // Most values are taken as they are: copied at once.
+            self.out.extend_from_slice(bytes);
+        } else if text.is_ascii() {
             self.out.extend(bytes.iter().map(|&b| {
                 if ALLOWED[b as usize] {
                     b
@@ -247,10 +292,14 @@ impl DimensionWriter<'_> {
 fn push_scalar(text: &mut String, value: &Value) {
     match value {
         Value::String(s) => text.push_str(s),
-        Value::Number(n) => text.push_str(&outgoing_text(n)),
+        Value::Number(n) => push_number(text, n),
         Value::Bool(b) => text.push_str(if *b { "true" } else { "false" }),
         _ => {}
     }
+}
+
+fn push_number(text: &mut String, n: &Number) {
+    text.push_str(&outgoing_text(n));
 }
 
 /// A scalar as text: strings as they are, numbers and booleans as text.
@@ -364,8 +413,8 @@ fn place(within: &str, shown: &str) -> String {
 fn value_rewrite(place: &str, text: &str, sent: &str) -> String {
     format!(
         "{place} {} was sent as {}",
-        short_text(&Value::String(text.to_owned())),
-        short_text(&Value::String(sent.to_owned()))
+        short_str(text),
+        short_str(sent)
     )
 }
 

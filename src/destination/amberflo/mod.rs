@@ -7,6 +7,7 @@ pub(crate) mod customers;
 mod dimensions;
 mod verify;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
 use crate::settings::{AnySetting, Secret, Setting, SettingsError, TableReader, kinds, url_host};
 use crate::transport::wire::encoded;
-use dimensions::{Flat, flatten_into, scalar_text, write_dimensions};
+use dimensions::{Flat, flatten_into, scalar_text, write_dimensions, write_dimensions_from_text};
 
 /// Ingestion: the highly available host Amberflo's SDKs send meter records to.
 pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
@@ -263,18 +264,24 @@ impl Destination for Amberflo {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
-        let properties = event.properties();
+        // Kept as its line, the event's properties are written from their
+        // text, never built (see `write_dimensions_from_text`).
+        let properties_text = event.properties_text();
         let (meter_api_name, meter_value, name) = match call {
             "track" => {
                 let Some(name) = event.id_at("event") else {
                     return super::missing("event name", "event");
                 };
-                match meter_value(properties.get("value")) {
+                let value = match properties_text {
+                    Some(_) => event.get("properties.value"),
+                    None => event.properties().get("value").map(Cow::Borrowed),
+                };
+                match meter_value(value.as_deref()) {
                     Ok(value) => (name, value, None),
                     Err(reason) => return Translation::Reject(reason),
                 }
             }
-            _ => (call.to_owned(), Number::from(1), event.fields().get("name")),
+            _ => (call.to_owned(), Number::from(1), event.get("name")),
         };
         let skip = if call == "track" { Some("value") } else { None };
         let unique_id = event.message_id();
@@ -290,9 +297,14 @@ impl Destination for Amberflo {
         json.extend_from_slice(b",\"meterTimeInMillis\":");
         json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
         json.extend_from_slice(b",\"dimensions\":");
-        let rewrite = match write_dimensions(&mut json, name, properties, skip) {
-            Ok(rewrite) => rewrite,
-            Err(reason) => return Translation::Reject(reason),
+        let written = properties_text
+            .and_then(|text| write_dimensions_from_text(&mut json, name.as_deref(), text, skip));
+        let rewrite = match written {
+            Some(rewrite) => rewrite,
+            None => match write_dimensions(&mut json, name.as_deref(), event.properties(), skip) {
+                Ok(rewrite) => rewrite,
+                Err(reason) => return Translation::Reject(reason),
+            },
         };
         json.push(b'}');
         Translation::Record(Payload {

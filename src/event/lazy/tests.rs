@@ -219,3 +219,76 @@ fn unwanted_keys_answer_like_a_full_parse() {
         assert!(kept.into_line().is_ok(), "{way}: kept as its line");
     }
 }
+
+/// `properties` and `traits` built alone from a kept line, before or after the
+/// wanted keys, are the objects a full parse gives; so is `properties`' text.
+#[test]
+fn whole_objects_are_built_alone_as_a_full_parse_builds_them() {
+    let lines = [
+        r#"{"type":"track","messageId":"m","properties":{"b":[1,{"c":null}],"a":1.50,"a":"again","n":18446744073709551616},"traits":{"plan":"pro"}}"#,
+        r#"{"type":"identify","messageId":"m","traits":"not an object","properties":{}}"#,
+        r#"{"type":"identify","messageId":"m","traits":{"name":"Ada","company":{"name":"X"}}}"#,
+    ];
+    for line in lines {
+        let mut full = Vec::new();
+        parse_line(line.as_bytes(), &origin(), |r| full.push(r));
+        let parsed = full.pop().unwrap().unwrap();
+        for built in [false, true] {
+            let mut out = Vec::new();
+            parse_line_wanted(line.as_bytes(), &origin(), &Wanted::with_paths([]), |r| {
+                out.push(r)
+            });
+            let kept = out.pop().unwrap().unwrap();
+            if built {
+                kept.fields();
+            }
+            assert_eq!(
+                kept.properties(),
+                parsed.properties(),
+                "{line}, built {built}"
+            );
+            assert_eq!(kept.traits(), parsed.traits(), "{line}, built {built}");
+            assert!(kept.clone().into_line().is_ok(), "{line}: kept as its line");
+            let text = kept.properties_text();
+            let from_text = text.map(|text| serde_json::from_str(text).unwrap());
+            assert_eq!(
+                from_text.as_ref(),
+                parsed.fields().get("properties"),
+                "{line}"
+            );
+        }
+    }
+    let whole = Event::from_map(serde_json::Map::new(), origin());
+    assert_eq!(whole.properties_text(), None, "not kept as a line");
+}
+
+/// For a destination that reads whole objects, the lines the lazy parse
+/// refuses still have their wanted keys built at once (kept as their lines),
+/// and a line whose values `serde_json::Value` reads otherwise than as JSON
+/// (its own tokens as keys, plain or escaped) is refused as a full parse
+/// refuses it: never kept as a line that could not build its properties.
+#[test]
+fn whole_object_readers_keep_the_lines_they_kept() {
+    let whole = Wanted::with_paths([]).reading_whole_objects(true);
+    let kept = [
+        r#"{"type":"track","messageId":"m","properties":"not an object"}"#,
+        r#"{"type":"track","us\u0065rId":"u","messageId":"m","properties":{"a":1}}"#,
+        r#"{"type":"track","messageId":"m","properties":{"\u00e9":1}}"#,
+    ];
+    for line in kept {
+        let mut out = Vec::new();
+        parse_line_wanted(line.as_bytes(), &origin(), &whole, |r| out.push(r));
+        let event = out.pop().unwrap().unwrap();
+        assert!(event.into_line().is_ok(), "{line}: kept as its line");
+    }
+    let refused = [
+        r#"{"type":"track","messageId":"m","properties":{"$serde_json::private::Number":"x"}}"#,
+        r#"{"type":"track","messageId":"m","properties":{"a":{"\u0024serde_json::private::Number":"x"}}}"#,
+        r#"{"type":"identify","messageId":"m","traits":{"$serde_json::private::Number":"x"}}"#,
+    ];
+    for line in refused {
+        let mut out = Vec::new();
+        parse_line_wanted(line.as_bytes(), &origin(), &whole, |r| out.push(r));
+        assert!(matches!(out.as_slice(), [Err(_)]), "{line}: refused");
+    }
+}
