@@ -119,7 +119,7 @@ impl Keys {
                 |t| format!("valid until {t}"),
             );
             crate::console::stderr_line(&format!(
-                "segrelay: renewed the credentials from {} ({why}; the new ones are {until})",
+                "segrelay: renewed the credentials from {}: {why}; the new ones are {until}",
                 self.from
             ));
         }

@@ -84,7 +84,7 @@ fn temporary_credentials_are_renewed_before_they_expire() {
     assert!(
         run.stderr.contains(
             "segrelay: renewed the credentials from the container credentials endpoint \
-             (AWS_CONTAINER_CREDENTIALS_*) (they expire at "
+             (AWS_CONTAINER_CREDENTIALS_*): they expire at "
         ),
         "{}",
         run.stderr
@@ -114,7 +114,7 @@ fn credentials_s3_says_expired_are_renewed_and_the_request_made_again() {
     assert_eq!(keys.last().map(String::as_str), Some(TEMPORARY_KEYS[1].0));
     assert!(
         run.stderr
-            .contains("(S3 answered ExpiredToken; the new ones are valid until "),
+            .contains(": S3 answered ExpiredToken; the new ones are valid until "),
         "{}",
         run.stderr
     );
