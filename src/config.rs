@@ -572,6 +572,7 @@ fn read_options(
     };
     let s3 = crate::input::s3::Options {
         no_sign_request: input.no_sign_request,
+        verbose: input.verbose && !input.quiet,
     };
     let Expanded { sources, folders } =
         crate::input::expand(sources, &bounds, &s3).map_err(SettingsError)?;

@@ -654,3 +654,5 @@ fn ctrl_c_stops_a_read_from_s3_and_the_same_command_resumes() {
     assert_eq!(delivered.len(), 400);
     assert!(delivered.values().all(|n| *n == 1), "a key sent twice");
 }
+
+mod renewal;

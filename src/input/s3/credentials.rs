@@ -3,11 +3,16 @@
 //! a web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`, through
 //! STS), a container's endpoint (ECS, EKS Pod Identity), the EC2 instance
 //! metadata (IMDSv2). Each provider is small; none prints a secret.
+//!
+//! The last three hand out temporary credentials, with an `Expiration`: the
+//! provider they came from is kept (`Provider`) so that they can be fetched
+//! again there before they expire (`renew`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use rusty_s3::Credentials;
 
 /// The environment, as a function: the tests give one of their own.
@@ -17,6 +22,70 @@ pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub(super) struct Found {
     pub keys: Credentials,
     pub from: String,
+    /// When temporary credentials stop being valid; None for the
+    /// environment's and the profile files' keys, which do not expire.
+    pub expires: Option<Timestamp>,
+    /// Where to fetch them again, for temporary credentials.
+    pub provider: Option<Provider>,
+}
+
+/// A provider of temporary credentials, as found: asked again to renew them.
+#[derive(Debug, Clone)]
+pub(super) enum Provider {
+    /// AssumeRoleWithWebIdentity at STS. The token file is read again at each
+    /// renewal: Kubernetes rotates it.
+    WebIdentity {
+        token_file: String,
+        role: String,
+        endpoint: String,
+        session: String,
+    },
+    /// A container's endpoint (ECS, EKS Pod Identity).
+    Container {
+        url: String,
+        authorization: Option<Authorization>,
+    },
+    /// The EC2 instance metadata (IMDSv2), at its endpoint.
+    Instance { endpoint: String },
+}
+
+/// The `Authorization` a container endpoint wants.
+#[derive(Clone)]
+pub(super) enum Authorization {
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`: read at each request (rotated).
+    File(String),
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+    Token(String),
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        match self {
+            Authorization::File(file) => write!(f, "File({file})"),
+            Authorization::Token(_) => f.write_str("Token(..)"),
+        }
+    }
+}
+
+impl Provider {
+    /// Credentials from this provider, fetched now.
+    pub(super) fn fetch(&self, agent: &ureq::Agent) -> Result<Found, String> {
+        let mut found = match self {
+            Provider::WebIdentity {
+                token_file,
+                role,
+                endpoint,
+                session,
+            } => web_identity(token_file, role, endpoint, session, agent),
+            Provider::Container { url, authorization } => {
+                container_credentials(url, authorization.as_ref())
+            }
+            Provider::Instance { endpoint } => instance_metadata(endpoint),
+        }?;
+        found.provider = Some(self.clone());
+        Ok(found)
+    }
 }
 
 /// What the shared files say of the profile in use.
@@ -144,12 +213,16 @@ pub(super) fn find(
         return Ok(Found {
             keys: keys(id, secret, env("AWS_SESSION_TOKEN")),
             from: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_owned(),
+            expires: None,
+            provider: None,
         });
     }
     if let Some((id, secret, token)) = profile.keys.clone() {
         return Ok(Found {
             keys: keys(id, secret, token),
             from: profile.keys_from.clone(),
+            expires: None,
+            provider: None,
         });
     }
     let mut looked = vec![
@@ -159,14 +232,27 @@ pub(super) fn find(
     if let (Some(token_file), Some(role)) =
         (env("AWS_WEB_IDENTITY_TOKEN_FILE"), env("AWS_ROLE_ARN"))
     {
-        return web_identity(env, &token_file, &role, region, agent);
+        let endpoint = env("AWS_ENDPOINT_URL_STS")
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
+        let provider = Provider::WebIdentity {
+            token_file,
+            role,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            session: env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "segrelay".to_owned()),
+        };
+        return provider.fetch(agent);
     }
     looked.push("AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (not set)".to_owned());
     let container = env("AWS_CONTAINER_CREDENTIALS_FULL_URI").or_else(|| {
         env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").map(|path| format!("{CONTAINER_HOST}{path}"))
     });
     if let Some(url) = container {
-        return container_credentials(env, &url);
+        let authorization = match env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
+            Some(file) => Some(Authorization::File(file)),
+            None => env("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(Authorization::Token),
+        };
+        return Provider::Container { url, authorization }.fetch(agent);
     }
     looked.push("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and _FULL_URI (not set)".to_owned());
     let disabled = env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
@@ -175,7 +261,10 @@ pub(super) fn find(
     } else {
         let endpoint =
             env("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| IMDS_ENDPOINT.to_owned());
-        match instance_metadata(endpoint.trim_end_matches('/')) {
+        let provider = Provider::Instance {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+        };
+        match provider.fetch(agent) {
             Ok(found) => return Ok(found),
             Err(why) => looked.push(format!("the EC2 instance metadata at {endpoint} ({why})")),
         }
@@ -203,6 +292,17 @@ struct Document {
     access_key_id: String,
     secret_access_key: String,
     token: Option<String>,
+    expiration: Option<String>,
+}
+
+/// An `Expiration` (ISO 8601, `2030-01-01T00:00:00Z`) as a time.
+fn expiration(text: Option<&str>, from: &str) -> Result<Option<Timestamp>, String> {
+    text.map(|text| {
+        text.trim()
+            .parse::<Timestamp>()
+            .map_err(|_| format!("{from}: the credentials' Expiration {text:?} is not a time"))
+    })
+    .transpose()
 }
 
 fn answer(
@@ -228,20 +328,26 @@ fn from_document(text: &str, from: String) -> Result<Found, String> {
             document.secret_access_key,
             document.token,
         ),
+        expires: expiration(document.expiration.as_deref(), &from)?,
         from,
+        provider: None,
     })
 }
 
-fn container_credentials(env: Env, url: &str) -> Result<Found, String> {
+fn container_credentials(
+    url: &str,
+    authorization: Option<&Authorization>,
+) -> Result<Found, String> {
     let from = "the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_*)".to_owned();
-    let token = match env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-        Some(file) => Some(
-            std::fs::read_to_string(&file)
+    let token = match authorization {
+        Some(Authorization::File(file)) => Some(
+            std::fs::read_to_string(file)
                 .map_err(|e| format!("{from}: cannot read {file}: {e}"))?
                 .trim()
                 .to_owned(),
         ),
-        None => env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+        Some(Authorization::Token(token)) => Some(token.clone()),
+        None => None,
     };
     let mut request = metadata_agent().get(url);
     if let Some(token) = token {
@@ -288,24 +394,20 @@ pub(super) fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 fn web_identity(
-    env: Env,
     token_file: &str,
     role: &str,
-    region: &str,
+    endpoint: &str,
+    session: &str,
     agent: &ureq::Agent,
 ) -> Result<Found, String> {
     let from = format!("the web identity in {token_file} for role {role} (through STS)");
     let token = std::fs::read_to_string(token_file)
         .map_err(|e| format!("{from}: cannot read {token_file}: {e}"))?;
-    let endpoint = env("AWS_ENDPOINT_URL_STS")
-        .or_else(|| env("AWS_ENDPOINT_URL"))
-        .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
-    let session = env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "segrelay".to_owned());
-    let response = agent.post(endpoint.trim_end_matches('/')).send_form([
+    let response = agent.post(endpoint).send_form([
         ("Action", "AssumeRoleWithWebIdentity"),
         ("Version", "2011-06-15"),
         ("RoleArn", role),
-        ("RoleSessionName", session.as_str()),
+        ("RoleSessionName", session),
         ("WebIdentityToken", token.trim()),
     ]);
     let response = response.map_err(|e| format!("{from}: {e}"))?;
@@ -329,9 +431,11 @@ fn web_identity(
             field("SecretAccessKey")?,
             Some(field("SessionToken")?),
         ),
+        expires: expiration(xml_text(&text, "Expiration"), &from)?,
         from,
+        provider: None,
     })
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -5,10 +5,11 @@
 use std::sync::RwLock;
 use std::time::Duration;
 
-use rusty_s3::{Bucket, Credentials, UrlStyle};
+use rusty_s3::{Bucket, UrlStyle};
 
 use super::Options;
 use super::credentials::{self, Env};
+use super::renew::Keys;
 
 /// How long a presigned request stays valid: it is sent at once.
 pub(super) const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -22,7 +23,7 @@ pub(super) struct Store {
     signer: RwLock<Bucket>,
     region: RwLock<String>,
     /// None: anonymous (`--no-sign-request`).
-    credentials: Option<Credentials>,
+    credentials: Option<Keys>,
     /// Where the credentials came from, for messages.
     pub credentials_from: String,
     pub agent: ureq::Agent,
@@ -95,7 +96,8 @@ impl Store {
             true => (None, "no credentials (--no-sign-request)".to_owned()),
             false => {
                 let found = credentials::find(env, &profile, &region, &agent)?;
-                (Some(found.keys), found.from)
+                let from = found.from.clone();
+                (Some(Keys::new(found, agent.clone(), options.verbose)), from)
             }
         };
         let signer = signer(bucket, &endpoint, &region)?;
@@ -130,16 +132,35 @@ impl Store {
         Ok(())
     }
 
+    /// The credentials to sign with now (renewed if they are about to
+    /// expire), and their generation; None for anonymous requests.
+    fn current(&self) -> Result<(Option<rusty_s3::Credentials>, u64), String> {
+        match &self.credentials {
+            None => Ok((None, 0)),
+            Some(keys) => keys.current().map(|c| (Some(c.keys), c.generation)),
+        }
+    }
+
+    /// S3 refused the credentials of generation `used` (`code`): renewed
+    /// when they can be (see `Keys::renew_after_refusal`).
+    pub(super) fn renew_after_refusal(&self, used: u64, code: &str) -> Result<bool, String> {
+        match &self.credentials {
+            None => Ok(false),
+            Some(keys) => keys.renew_after_refusal(used, code),
+        }
+    }
+
     /// A presigned ListObjectsV2 URL.
     pub(super) fn list_url(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
         continuation: Option<&str>,
-    ) -> String {
+    ) -> Result<Signed, String> {
         use rusty_s3::S3Action;
+        let (keys, generation) = self.current()?;
         let signer = self.signer.read().expect("signer");
-        let mut action = signer.list_objects_v2(self.credentials.as_ref());
+        let mut action = signer.list_objects_v2(keys.as_ref());
         action.with_prefix(prefix);
         if let Some(delimiter) = delimiter {
             action.with_delimiter(delimiter);
@@ -147,18 +168,31 @@ impl Store {
         if let Some(token) = continuation {
             action.with_continuation_token(token);
         }
-        action.sign(SIGNED_FOR).to_string()
+        Ok(Signed {
+            url: action.sign(SIGNED_FOR).to_string(),
+            generation,
+        })
     }
 
     /// A presigned GetObject URL.
-    pub(super) fn get_url(&self, key: &str) -> String {
+    pub(super) fn get_url(&self, key: &str) -> Result<Signed, String> {
         use rusty_s3::S3Action;
+        let (keys, generation) = self.current()?;
         let signer = self.signer.read().expect("signer");
-        signer
-            .get_object(self.credentials.as_ref(), key)
-            .sign(SIGNED_FOR)
-            .to_string()
+        Ok(Signed {
+            url: signer
+                .get_object(keys.as_ref(), key)
+                .sign(SIGNED_FOR)
+                .to_string(),
+            generation,
+        })
     }
+}
+
+/// A presigned URL, and the generation of the credentials that signed it.
+pub(super) struct Signed {
+    pub url: String,
+    pub generation: u64,
 }
 
 fn signer(bucket: &str, endpoint: &Endpoint, region: &str) -> Result<Bucket, String> {
@@ -187,6 +221,7 @@ mod tests {
     fn a_custom_endpoint_is_path_style_and_aws_virtual_hosted() {
         let anonymous = Options {
             no_sign_request: true,
+            ..Options::default()
         };
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("none");
@@ -201,9 +236,11 @@ mod tests {
         assert!(
             store
                 .get_url("segment-logs/a.gz")
+                .unwrap()
+                .url
                 .starts_with("http://127.0.0.1:9000/logs/segment-logs/a.gz"),
             "{}",
-            store.get_url("segment-logs/a.gz")
+            store.get_url("segment-logs/a.gz").unwrap().url
         );
         assert_eq!(store.region(), "us-east-1");
         let pairs = [
@@ -216,15 +253,19 @@ mod tests {
         assert!(
             store
                 .get_url("k")
+                .unwrap()
+                .url
                 .starts_with("https://logs.s3.eu-west-1.amazonaws.com/k")
         );
         store.move_to("us-west-2").unwrap();
         assert!(
             store
                 .get_url("k")
+                .unwrap()
+                .url
                 .starts_with("https://logs.s3.us-west-2.amazonaws.com/k")
         );
         // Unsigned: no credential in the URL.
-        assert!(!store.get_url("k").contains("X-Amz-Credential"));
+        assert!(!store.get_url("k").unwrap().url.contains("X-Amz-Credential"));
     }
 }

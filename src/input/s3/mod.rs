@@ -5,12 +5,14 @@
 //!
 //! Requests are signed by `rusty-s3` (SigV4, presigned URLs) and sent with
 //! `ureq`: the reading path stays synchronous, on threads. The credentials
-//! are found as AWS's own tools find them (`credentials`).
+//! are found as AWS's own tools find them (`credentials`), and temporary
+//! ones renewed before they expire (`renew`).
 
 mod credentials;
 mod endpoint;
 mod list;
 mod object;
+mod renew;
 mod request;
 
 use std::collections::BTreeMap;
@@ -34,6 +36,8 @@ const SCHEME: &str = "s3://";
 pub struct Options {
     /// `--no-sign-request`: anonymous requests, for public buckets.
     pub no_sign_request: bool,
+    /// `-v`: temporary credentials' renewals are said.
+    pub verbose: bool,
 }
 
 /// Whether an input names an S3 location rather than a file.

@@ -9,7 +9,7 @@ use ureq::Body;
 use ureq::http::Response;
 
 use super::credentials::xml_text;
-use super::endpoint::Store;
+use super::endpoint::{Signed, Store};
 
 /// Tries of one request in all, the first included.
 pub(super) const TRIES: u32 = 6;
@@ -26,7 +26,11 @@ pub(super) enum Failure {
         message: String,
         /// `x-amz-bucket-region`, when S3 says where the bucket is.
         region: Option<String>,
+        /// The credentials were renewed for this request, and refused again.
+        renewed: bool,
     },
+    /// Temporary credentials had expired and could not be renewed.
+    Credentials(String),
     /// Still failing after every try: S3 or the network.
     Unreachable(String),
 }
@@ -38,11 +42,27 @@ impl Failure {
             Failure::Unreachable(why) => {
                 format!("{what}: S3 did not answer after {TRIES} tries ({why})")
             }
+            Failure::Credentials(why) => format!("{what}: {why}"),
+            Failure::Refused {
+                renewed: true,
+                status,
+                code,
+                message,
+                ..
+            } => format!(
+                "{what}: S3 refused the credentials from {} even just renewed (HTTP {status} {code}{})",
+                store.credentials_from,
+                match message.is_empty() {
+                    true => String::new(),
+                    false => format!(": {message}"),
+                }
+            ),
             Failure::Refused {
                 status,
                 code,
                 message,
                 region,
+                ..
             } => {
                 let detail = match message.is_empty() {
                     true => format!("HTTP {status} {code}"),
@@ -103,23 +123,38 @@ pub(super) fn backoff(n: u32) -> Duration {
     wait.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
+/// Codes S3 answers for credentials that expired: `ExpiredToken`, or, just
+/// after the expiry, words for a key or token it no longer knows.
+fn expired(code: &str) -> bool {
+    matches!(code, "ExpiredToken" | "InvalidToken" | "InvalidAccessKeyId")
+}
+
 /// GETs `url()` (signed anew at each try) with `headers`, until S3 answers
 /// 2xx or an error a retry would not change. `retries` counts the tries after
-/// the first, `requests` every try.
+/// the first that failed for a moment, `requests` every try. Credentials S3
+/// says expired are renewed once and the request made again, not counted as
+/// a retry: it did not fail for a moment.
 pub(super) fn get(
     store: &Store,
-    url: &dyn Fn() -> String,
+    url: &dyn Fn() -> Result<Signed, String>,
     headers: &[(&str, String)],
     requests: &AtomicU64,
 ) -> Result<Response<Body>, Failure> {
     let mut last = String::new();
-    for attempt in 0..TRIES {
-        if attempt > 0 {
+    // Tries that failed for a moment (S3 busy, the network).
+    let mut failed = 0;
+    let mut renewed = false;
+    loop {
+        if failed > 0 {
+            if failed >= TRIES {
+                return Err(Failure::Unreachable(last));
+            }
             super::add(&super::COUNTERS.retries, 1);
-            std::thread::sleep(backoff(attempt));
+            std::thread::sleep(backoff(failed));
         }
+        let signed = url().map_err(Failure::Credentials)?;
         super::add(requests, 1);
-        let mut request = store.agent.get(url());
+        let mut request = store.agent.get(&signed.url);
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -128,6 +163,7 @@ pub(super) fn get(
             // The URL is never said: it holds the signature.
             Err(e) => {
                 last = connection_error(&e);
+                failed += 1;
                 continue;
             }
         };
@@ -149,7 +185,17 @@ pub(super) fn get(
         let code = xml_text(&text, "Code").unwrap_or_default().to_owned();
         if transient(status) || code == "SlowDown" || code == "InternalError" {
             last = format!("HTTP {status} {code}");
+            failed += 1;
             continue;
+        }
+        if expired(&code) && !renewed {
+            let renewable = store
+                .renew_after_refusal(signed.generation, &code)
+                .map_err(Failure::Credentials)?;
+            if renewable {
+                renewed = true;
+                continue;
+            }
         }
         let code = match (code.is_empty(), status) {
             (false, _) => code,
@@ -160,13 +206,13 @@ pub(super) fn get(
             (true, _) => String::new(),
         };
         return Err(Failure::Refused {
+            renewed: renewed && expired(&code),
             status,
             code,
             message: xml_text(&text, "Message").unwrap_or_default().to_owned(),
             region,
         });
     }
-    Err(Failure::Unreachable(last))
 }
 
 /// A transport error's words, without the URL (which holds the signature).

@@ -2,7 +2,9 @@
 //! (objects are files under a folder, one subfolder per bucket), with SigV4
 //! checked against a test key, run on a tokio runtime thread of its own. A
 //! thin layer in front (`Faulty`) records the requests and injects faults:
-//! 503 SlowDown, AccessDenied, a connection dropped in the middle of a body.
+//! 503 SlowDown, AccessDenied, ExpiredToken, a connection dropped in the
+//! middle of a body. `CredentialsEndpoint` stands for a container's
+//! credentials endpoint handing out temporary keys the server accepts.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,12 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 pub const ACCESS_KEY: &str = "AKIATESTSEGRELAY0001";
 pub const SECRET_KEY: &str = "s3-test-secret-never-printed-7f3a";
+/// Temporary keys (access key, secret) the server accepts too, handed out
+/// by a [`CredentialsEndpoint`].
+pub const TEMPORARY_KEYS: [(&str, &str); 2] = [
+    ("ASIATESTTEMPORARY001", "temporary-secret-one-never-printed"),
+    ("ASIATESTTEMPORARY002", "temporary-secret-two-never-printed"),
+];
 
 /// A fault for the next request of a kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +32,8 @@ pub enum Fault {
     SlowDown,
     /// 403 AccessDenied.
     Denied,
+    /// 400 ExpiredToken: S3 says the credentials expired.
+    ExpiredToken,
     /// A GET's body is cut after this many bytes: the connection drops.
     DropAfter(usize),
     /// The object is replaced by these bytes just before the GET is served:
@@ -41,6 +51,8 @@ pub struct Log {
     pub lists: Vec<String>,
     /// Each GetObject: its key and the Range asked, if any.
     pub gets: Vec<(String, Option<String>)>,
+    /// The access key each request was signed with, in order of arrival.
+    access_keys: Vec<String>,
     list_faults: VecDeque<Fault>,
     /// For the next GET of a key (None: of any key).
     get_faults: VecDeque<(Option<String>, Fault)>,
@@ -80,6 +92,10 @@ fn fault_error(fault: &Fault) -> Option<S3Error> {
             S3ErrorCode::AccessDenied,
             "Access Denied",
         )),
+        Fault::ExpiredToken => Some(S3Error::with_message(
+            S3ErrorCode::ExpiredToken,
+            "The provided token has expired.",
+        )),
         Fault::DropAfter(_) | Fault::Replace(_) => None,
         Fault::WrongRegion(region) => {
             let mut error = S3Error::with_message(
@@ -106,6 +122,8 @@ impl S3 for Faulty {
         let fault = {
             let mut log = self.log.lock().unwrap();
             let prefix = req.input.prefix.clone().unwrap_or_default();
+            log.access_keys
+                .extend(req.credentials.as_ref().map(|c| c.access_key.clone()));
             log.lists.push(match req.input.delimiter.as_deref() {
                 Some("/") => prefix,
                 _ => format!("{prefix} (no delimiter)"),
@@ -146,6 +164,8 @@ impl S3 for Faulty {
             let mut log = self.log.lock().unwrap();
             let key = req.input.key.clone();
             log.gets.push((key.clone(), range));
+            log.access_keys
+                .extend(req.credentials.as_ref().map(|c| c.access_key.clone()));
             let at = log
                 .get_faults
                 .iter()
@@ -237,7 +257,11 @@ impl S3Server {
             };
             let mut builder = s3s::service::S3ServiceBuilder::new(faulty);
             if signed {
-                builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+                let mut auth = s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
+                for (key, secret) in TEMPORARY_KEYS {
+                    auth.register(key.to_owned(), secret.into());
+                }
+                builder.set_auth(auth);
             }
             builder.build()
         };
@@ -313,6 +337,11 @@ impl S3Server {
         )
     }
 
+    /// The access keys requests were signed with so far, in order of arrival.
+    pub fn access_keys(&self) -> Vec<String> {
+        self.log.lock().unwrap().access_keys.clone()
+    }
+
     pub fn fault_next_list(&self, fault: Fault) {
         self.log.lock().unwrap().list_faults.push_back(fault);
     }
@@ -375,4 +404,68 @@ pub fn aws_free(mut cmd: assert_cmd::Command) -> assert_cmd::Command {
         )
         .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd
+}
+
+/// A container's credentials endpoint on loopback
+/// (`AWS_CONTAINER_CREDENTIALS_FULL_URI`): answers its answers in turn, the
+/// last one again and again, and counts the requests.
+pub struct CredentialsEndpoint {
+    pub url: String,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CredentialsEndpoint {
+    /// `answers`: (status, body); see [`CredentialsEndpoint::document`].
+    pub fn start(answers: Vec<(u16, String)>) -> CredentialsEndpoint {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/credentials", listener.local_addr().unwrap());
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                // A GET: its head only, up to the blank line.
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = &answers[n.min(answers.len() - 1)];
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        CredentialsEndpoint { url, asked }
+    }
+
+    /// A 200 answer with temporary key `n` of [`TEMPORARY_KEYS`], expiring
+    /// `minutes` from now.
+    pub fn document(n: usize, minutes: i64) -> (u16, String) {
+        let (key, secret) = TEMPORARY_KEYS[n];
+        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(minutes);
+        let body = format!(
+            r#"{{"AccessKeyId":"{key}","SecretAccessKey":"{secret}","Token":"session-{n}","Expiration":"{expires}"}}"#
+        );
+        (200, body)
+    }
+
+    /// How many times the endpoint was asked.
+    pub fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The binary, reaching `s3` with the credentials of this endpoint only.
+    pub fn segrelay(&self, s3: &S3Server) -> assert_cmd::Command {
+        let mut cmd = aws_free(super::segrelay());
+        cmd.env("AWS_ENDPOINT_URL", &s3.endpoint)
+            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &self.url);
+        cmd
+    }
 }

@@ -10,9 +10,9 @@ use super::*;
 
 /// A request as the loopback server read it.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
+pub(in crate::input::s3) struct Seen {
+    pub method: String,
+    pub path: String,
     headers: Vec<(String, String)>,
     body: String,
 }
@@ -29,6 +29,19 @@ impl Seen {
 /// Answers each request with the first route whose method and path match
 /// (`(method, path, status, body)`), 404 otherwise; records every request.
 fn loopback(routes: Vec<(&'static str, String, u16, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    loopback_with(move |method, path| {
+        routes
+            .iter()
+            .find(|(m, p, _, _)| *m == method && *p == path)
+            .map_or((404, String::new()), |(_, _, s, b)| (*s, b.clone()))
+    })
+}
+
+/// Answers each request with `answer(method, path)` (status, body); records
+/// every request.
+pub(in crate::input::s3) fn loopback_with(
+    answer: impl Fn(&str, &str) -> (u16, String) + Send + 'static,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -61,10 +74,7 @@ fn loopback(routes: Vec<(&'static str, String, u16, String)>) -> (String, Arc<Mu
                 .unwrap_or(0);
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let (status, text) = routes
-                .iter()
-                .find(|(m, p, _, _)| *m == method && *p == path)
-                .map_or((404, String::new()), |(_, _, s, b)| (*s, b.clone()));
+            let (status, text) = answer(&method, &path);
             log.lock().unwrap().push(Seen {
                 method,
                 path,
@@ -322,6 +332,62 @@ fn nothing_found_says_where_it_looked() {
     let error = find_with(&env).err().unwrap();
     assert!(
         error.contains(&format!("the EC2 instance metadata at {url}")),
+        "{error}"
+    );
+}
+
+#[test]
+fn temporary_credentials_keep_their_expiration() {
+    let answer = "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>\
+        <Credentials><AccessKeyId>ASIASTS</AccessKeyId><SecretAccessKey>sts-secret</SecretAccessKey>\
+        <SessionToken>sts-token</SessionToken><Expiration>2030-01-01T01:00:00Z</Expiration>\
+        </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+    let (url, _) = loopback(vec![("POST", "/".to_owned(), 200, answer.to_owned())]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "oidc-token\n").unwrap();
+    let env = isolated(
+        dir.path(),
+        vec![
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/reader".to_owned()),
+            ("AWS_ENDPOINT_URL_STS", url),
+        ],
+    );
+    let found = find_with(&env).unwrap();
+    assert_eq!(found.expires, Some("2030-01-01T01:00:00Z".parse().unwrap()));
+    assert!(matches!(found.provider, Some(Provider::WebIdentity { .. })));
+
+    let (url, _) = loopback(vec![("GET", "/creds".to_owned(), 200, DOCUMENT.to_owned())]);
+    let env = isolated(
+        dir.path(),
+        vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{url}/creds"))],
+    );
+    let found = find_with(&env).unwrap();
+    assert_eq!(found.expires, Some("2030-01-01T00:00:00Z".parse().unwrap()));
+    assert!(matches!(found.provider, Some(Provider::Container { .. })));
+
+    // Keys that do not expire have no provider to renew them from.
+    let env = isolated(
+        dir.path(),
+        vec![
+            ("AWS_ACCESS_KEY_ID", "AKIAENV".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret".to_owned()),
+        ],
+    );
+    let found = find_with(&env).unwrap();
+    assert!(found.expires.is_none() && found.provider.is_none());
+
+    // An Expiration that is not a time is said, not taken for "never".
+    let bad = DOCUMENT.replace("2030-01-01T00:00:00Z", "soon");
+    let (url, _) = loopback(vec![("GET", "/creds".to_owned(), 200, bad)]);
+    let env = isolated(
+        dir.path(),
+        vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{url}/creds"))],
+    );
+    let error = find_with(&env).err().unwrap();
+    assert!(
+        error.contains("Expiration \"soon\" is not a time"),
         "{error}"
     );
 }
