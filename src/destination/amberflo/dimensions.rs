@@ -3,7 +3,9 @@
 //! one refused.
 
 mod line;
+mod scan;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Number, Value};
@@ -71,8 +73,56 @@ pub(super) fn write_dimensions_from_text(
     if name.is_some_and(|n| n.is_object() || n.is_array()) {
         return None;
     }
-    let members = line::Node::object(properties)?;
-    if line::has_unusual_key(&members) {
+    let members = scan::object(properties).or_else(|| line::Node::object(properties))?;
+    write_members(out, name, &members, skip)
+}
+
+/// `properties` read from plain JSON text (see `scan`): every key is as the
+/// line writes it, without escapes.
+pub(super) struct PlainProperties<'a>(Vec<(Cow<'a, str>, line::Node<'a>)>);
+
+impl<'a> PlainProperties<'a> {
+    /// None when the text is not such plain JSON.
+    pub(super) fn read(text: &'a str) -> Option<PlainProperties<'a>> {
+        scan::object(text).map(PlainProperties)
+    }
+
+    /// A property that is a scalar, as a `Value` (None inside when there is
+    /// none); None when it is an object or an array.
+    pub(super) fn scalar(&self, key: &str) -> Option<Option<Value>> {
+        Some(match line::member(&self.0, key) {
+            None => None,
+            Some(line::Node::Null) => Some(Value::Null),
+            Some(line::Node::Bool(b)) => Some(Value::Bool(*b)),
+            Some(line::Node::Number(n)) => Some(Value::Number(n.clone())),
+            Some(line::Node::Text(text)) => Some(Value::String(text.clone().into_owned())),
+            Some(line::Node::Array(_) | line::Node::Object(_)) => return None,
+        })
+    }
+
+    /// As `write_dimensions_from_text` with these properties' text.
+    pub(super) fn write_dimensions(
+        &self,
+        out: &mut Vec<u8>,
+        name: Option<&Value>,
+        skip: Option<&str>,
+    ) -> Option<Option<String>> {
+        if name.is_some_and(|n| n.is_object() || n.is_array()) {
+            return None;
+        }
+        write_members(out, name, &self.0, skip)
+    }
+}
+
+/// The dimensions from `properties`' members read from the line; None, with
+/// nothing written, when some key is not plain.
+fn write_members(
+    out: &mut Vec<u8>,
+    name: Option<&Value>,
+    members: &[(Cow<'_, str>, line::Node<'_>)],
+    skip: Option<&str>,
+) -> Option<Option<String>> {
+    if line::has_unusual_key(members) {
         return None;
     }
     let mut writer = DimensionWriter {
@@ -85,7 +135,7 @@ pub(super) fn write_dimensions_from_text(
     };
     writer.out.push(b'{');
     // As `write_dimensions`: a property called `name` that gives a value wins.
-    let overridden = line::member(&members, "name")
+    let overridden = line::member(members, "name")
         .is_some_and(|v| !matches!(v, line::Node::Object(_)) && line::gives_text(v));
     if let Some(name) = name.filter(|_| !overridden) {
         writer.value("name", name);

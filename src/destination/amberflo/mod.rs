@@ -27,7 +27,9 @@ use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
 use crate::settings::{AnySetting, Secret, Setting, SettingsError, TableReader, kinds, url_host};
 use crate::transport::wire::encoded;
-use dimensions::{Flat, flatten_into, scalar_text, write_dimensions, write_dimensions_from_text};
+use dimensions::{
+    Flat, PlainProperties, flatten_into, scalar_text, write_dimensions, write_dimensions_from_text,
+};
 
 /// Ingestion: the highly available host Amberflo's SDKs send meter records to.
 pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
@@ -267,14 +269,20 @@ impl Destination for Amberflo {
         // Kept as its line, the event's properties are written from their
         // text, never built (see `write_dimensions_from_text`).
         let properties_text = event.properties_text();
+        // Most are plain JSON, read once here for the meter value and the
+        // dimensions both.
+        let plain = properties_text.and_then(PlainProperties::read);
         let (meter_api_name, meter_value, name) = match call {
             "track" => {
                 let Some(name) = event.id_at("event") else {
                     return super::missing("event name", "event");
                 };
-                let value = match properties_text {
-                    Some(_) => event.get("properties.value"),
-                    None => event.properties().get("value").map(Cow::Borrowed),
+                let value = match plain.as_ref().and_then(|plain| plain.scalar("value")) {
+                    Some(value) => value.map(Cow::Owned),
+                    None => match properties_text {
+                        Some(_) => event.get("properties.value"),
+                        None => event.properties().get("value").map(Cow::Borrowed),
+                    },
                 };
                 match meter_value(value.as_deref()) {
                     Ok(value) => (name, value, None),
@@ -285,7 +293,8 @@ impl Destination for Amberflo {
         };
         let skip = if call == "track" { Some("value") } else { None };
         let unique_id = event.message_id();
-        let mut json = Vec::with_capacity(256);
+        // Room for the record as it usually comes out: no growing on the way.
+        let mut json = Vec::with_capacity(192 + properties_text.map_or(128, str::len));
         json.extend_from_slice(b"{\"uniqueId\":");
         write_json_str(&mut json, &unique_id);
         json.extend_from_slice(b",\"customerId\":");
@@ -297,8 +306,12 @@ impl Destination for Amberflo {
         json.extend_from_slice(b",\"meterTimeInMillis\":");
         json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
         json.extend_from_slice(b",\"dimensions\":");
-        let written = properties_text
-            .and_then(|text| write_dimensions_from_text(&mut json, name.as_deref(), text, skip));
+        let written = match &plain {
+            Some(plain) => plain.write_dimensions(&mut json, name.as_deref(), skip),
+            None => properties_text.and_then(|text| {
+                write_dimensions_from_text(&mut json, name.as_deref(), text, skip)
+            }),
+        };
         let rewrite = match written {
             Some(rewrite) => rewrite,
             None => match write_dimensions(&mut json, name.as_deref(), event.properties(), skip) {

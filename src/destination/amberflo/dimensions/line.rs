@@ -13,6 +13,7 @@ use serde_json::Number;
 use super::{DimensionWriter, blank_value, plain_key, push_number};
 
 /// A JSON value borrowed from the line.
+#[derive(Debug, PartialEq)]
 pub(super) enum Node<'a> {
     Null,
     Bool(bool),
@@ -257,17 +258,25 @@ impl<'de> Visitor<'de> for NodeSeed {
             }
             members.push((key, map.next_value_seed(NodeSeed)?));
         }
-        // A stable sort keeps a repeated key's members in input order: the last is kept.
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<(Cow<'de, str>, Node<'de>)> = Vec::with_capacity(members.len());
-        for member in members {
-            match kept.last_mut() {
-                Some(last) if last.0 == member.0 => *last = member,
-                _ => kept.push(member),
-            }
-        }
-        Ok(Node::Object(kept))
+        Ok(Node::Object(kept(members)))
     }
+}
+
+/// An object's members in input order made into a map's: sorted by key, the
+/// last of a repeated key kept.
+pub(super) fn kept<'a>(
+    mut members: Vec<(Cow<'a, str>, Node<'a>)>,
+) -> Vec<(Cow<'a, str>, Node<'a>)> {
+    // A stable sort keeps a repeated key's members in input order: the last is kept.
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(members.len());
+    for member in members {
+        match kept.last_mut() {
+            Some(last) if last.0 == member.0 => *last = member,
+            _ => kept.push(member),
+        }
+    }
+    kept
 }
 
 #[cfg(test)]
