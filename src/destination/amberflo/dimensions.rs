@@ -305,8 +305,16 @@ impl DimensionWriter<'_> {
             self.out.push(b',');
         }
         self.first = false;
-        write_json_str(self.out, &self.path);
-        self.out.extend_from_slice(b":\"");
+        // Every key written here is plain (see `plain_key`), and so is the
+        // path: nothing in it JSON escapes.
+        debug_assert!(
+            self.path
+                .bytes()
+                .all(|b| b.is_ascii() && ALLOWED[b as usize])
+        );
+        self.out.push(b'"');
+        self.out.extend_from_slice(self.path.as_bytes());
+        self.out.extend_from_slice(b"\":\"");
         // Sanitised text is plain ASCII with nothing JSON must escape.
         let start = self.out.len();
         let mut changed = text.len() > MAX_VALUE_CHARS;

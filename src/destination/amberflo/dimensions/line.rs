@@ -267,16 +267,17 @@ impl<'de> Visitor<'de> for NodeSeed {
 pub(super) fn kept<'a>(
     mut members: Vec<(Cow<'a, str>, Node<'a>)>,
 ) -> Vec<(Cow<'a, str>, Node<'a>)> {
-    // A stable sort keeps a repeated key's members in input order: the last is kept.
+    // A stable sort keeps a repeated key's members in input order: the last is
+    // kept, moved into the place of the first.
     members.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut kept: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(members.len());
-    for member in members {
-        match kept.last_mut() {
-            Some(last) if last.0 == member.0 => *last = member,
-            _ => kept.push(member),
+    members.dedup_by(|later, kept| {
+        let repeated = later.0 == kept.0;
+        if repeated {
+            std::mem::swap(later, kept);
         }
-    }
-    kept
+        repeated
+    });
+    members
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl<'a> Scan<'a> {
 
     /// An object's members, after its `{`.
     fn members(&mut self, depth: usize) -> Option<Vec<(Cow<'a, str>, Node<'a>)>> {
-        let mut members = Vec::new();
+        let mut members = Vec::with_capacity(8);
         self.space();
         if self.peek()? == b'}' {
             self.at += 1;
@@ -174,7 +174,7 @@ impl<'a> Scan<'a> {
 
     /// An array's items, after its `[`.
     fn items(&mut self, depth: usize) -> Option<Vec<Node<'a>>> {
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(4);
         self.space();
         if self.peek()? == b']' {
             self.at += 1;
