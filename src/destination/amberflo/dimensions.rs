@@ -3,9 +3,11 @@
 //! one refused.
 
 mod line;
+mod plain;
 mod scan;
 
-use std::borrow::Cow;
+pub(super) use plain::PlainProperties;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Number, Value};
@@ -74,78 +76,7 @@ pub(super) fn write_dimensions_from_text(
         return None;
     }
     let members = scan::object(properties).or_else(|| line::Node::object(properties))?;
-    write_members(out, name, &members, skip)
-}
-
-/// `properties` read from plain JSON text (see `scan`): every key is as the
-/// line writes it, without escapes.
-pub(super) struct PlainProperties<'a>(Vec<(Cow<'a, str>, line::Node<'a>)>);
-
-impl<'a> PlainProperties<'a> {
-    /// None when the text is not such plain JSON.
-    pub(super) fn read(text: &'a str) -> Option<PlainProperties<'a>> {
-        scan::object(text).map(PlainProperties)
-    }
-
-    /// A property that is a scalar, as a `Value` (None inside when there is
-    /// none); None when it is an object or an array.
-    pub(super) fn scalar(&self, key: &str) -> Option<Option<Value>> {
-        Some(match line::member(&self.0, key) {
-            None => None,
-            Some(line::Node::Null) => Some(Value::Null),
-            Some(line::Node::Bool(b)) => Some(Value::Bool(*b)),
-            Some(line::Node::Number(n)) => Some(Value::Number(n.clone())),
-            Some(line::Node::Text(text)) => Some(Value::String(text.clone().into_owned())),
-            Some(line::Node::Array(_) | line::Node::Object(_)) => return None,
-        })
-    }
-
-    /// As `write_dimensions_from_text` with these properties' text.
-    pub(super) fn write_dimensions(
-        &self,
-        out: &mut Vec<u8>,
-        name: Option<&Value>,
-        skip: Option<&str>,
-    ) -> Option<Option<String>> {
-        if name.is_some_and(|n| n.is_object() || n.is_array()) {
-            return None;
-        }
-        write_members(out, name, &self.0, skip)
-    }
-}
-
-/// The dimensions from `properties`' members read from the line; None, with
-/// nothing written, when some key is not plain.
-fn write_members(
-    out: &mut Vec<u8>,
-    name: Option<&Value>,
-    members: &[(Cow<'_, str>, line::Node<'_>)],
-    skip: Option<&str>,
-) -> Option<Option<String>> {
-    if line::has_unusual_key(members) {
-        return None;
-    }
-    let mut writer = DimensionWriter {
-        out,
-        first: true,
-        within: "",
-        path: String::new(),
-        text: String::new(),
-        rewrite: None,
-    };
-    writer.out.push(b'{');
-    // As `write_dimensions`: a property called `name` that gives a value wins.
-    let overridden = line::member(members, "name")
-        .is_some_and(|v| !matches!(v, line::Node::Object(_)) && line::gives_text(v));
-    if let Some(name) = name.filter(|_| !overridden) {
-        writer.value("name", name);
-    }
-    writer.within = "properties.";
-    for (key, node) in members.iter().filter(|(k, _)| Some(k.as_ref()) != skip) {
-        writer.node(key, node);
-    }
-    writer.out.push(b'}');
-    Some(writer.rewrite)
+    plain::write_members(out, name, &members, skip)
 }
 
 /// The dimensions as a map: the properties but `skip`, then what of the call's
@@ -233,6 +164,15 @@ pub(super) fn is_blank(text: &str) -> bool {
 /// Whether a value is blank as written or once cut to Amberflo's limit
 /// (sanitised, only a space is still white space).
 fn blank_value(text: &str) -> bool {
+    // Most values start with a character that is not white space in any
+    // sense: not blank, and no longer so once cut.
+    if text
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| b > b' ' && b < 0x80)
+    {
+        return false;
+    }
     is_blank(text)
         || (text.len() > MAX_VALUE_CHARS
             && text.starts_with(' ')

@@ -397,22 +397,18 @@ impl Amberflo {
         if let Err(e) = event_time(event) {
             return Translation::Reject(Reason::new("no usable time", e.to_string()));
         }
-        let traits = event.traits();
-        let name = traits
-            .get("name")
-            .and_then(scalar_text)
-            .filter(|n| !dimensions::is_blank(n));
-        let email = traits
-            .get("email")
-            .and_then(scalar_text)
-            .filter(|e| !dimensions::is_blank(e));
-        let mut kept = Flat::within("traits");
-        for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
-            if let Err(collision) = flatten_into(&mut kept, key, value) {
-                return Translation::Reject(collision.reason("traits", "trait"));
-            }
-        }
-        let rewrite = kept.rewrite.take();
+        // Plain traits, as most are, are read from the line's text.
+        let plain = event
+            .traits_text()
+            .and_then(PlainProperties::read)
+            .and_then(|traits| traits.traits());
+        let (name, email, traits, rewrite) = match plain {
+            Some(plain) => (plain.name, plain.email, plain.values, plain.rewrite),
+            None => match mapped_traits(event) {
+                Ok(traits) => traits,
+                Err(reason) => return Translation::Reject(reason),
+            },
+        };
         let customer = Customer {
             customer_id: &customer_id,
             customer_name: match (name.as_deref(), self.merge) {
@@ -421,7 +417,7 @@ impl Amberflo {
                 (None, false) => Some(&customer_id),
             },
             customer_email: email.as_deref(),
-            traits: kept.into_values(),
+            traits,
         };
         Translation::Record(Payload {
             stream: CUSTOMERS,
@@ -432,6 +428,37 @@ impl Amberflo {
             notes: rewrite.map(rewritten),
         })
     }
+}
+
+/// An identify's name, email, other traits flattened and first key or value
+/// changed, from the event's `traits` as a map.
+type Traits = (
+    Option<String>,
+    Option<String>,
+    BTreeMap<String, String>,
+    Option<String>,
+);
+
+fn mapped_traits(event: &Event) -> Result<Traits, Reason> {
+    traits_from_map(event.traits())
+}
+
+fn traits_from_map(traits: &Map<String, Value>) -> Result<Traits, Reason> {
+    let name = traits
+        .get("name")
+        .and_then(scalar_text)
+        .filter(|n| !dimensions::is_blank(n));
+    let email = traits
+        .get("email")
+        .and_then(scalar_text)
+        .filter(|e| !dimensions::is_blank(e));
+    let mut kept = Flat::within("traits");
+    for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
+        flatten_into(&mut kept, key, value)
+            .map_err(|collision| collision.reason("traits", "trait"))?;
+    }
+    let rewrite = kept.rewrite.take();
+    Ok((name, email, kept.into_values(), rewrite))
 }
 
 /// A key or value changed to what Amberflo takes, for the run's warning.

@@ -37,7 +37,7 @@ impl<'a> Node<'a> {
         }
     }
 
-    fn is_nested(&self) -> bool {
+    pub(super) fn is_nested(&self) -> bool {
         matches!(self, Node::Object(_) | Node::Array(_))
     }
 }
@@ -88,7 +88,7 @@ pub(super) fn gives_text(node: &Node) -> bool {
     }
 }
 
-fn push_scalar(text: &mut String, node: &Node) {
+pub(super) fn push_scalar(text: &mut String, node: &Node) {
     match node {
         Node::Text(s) => text.push_str(s),
         Node::Number(n) => push_number(text, n),
