@@ -10,7 +10,9 @@ use super::{DimensionWriter, blank_value, is_blank, line, sanitise, scan, value_
 
 /// `properties` read from plain JSON text (see `scan`): every key is as the
 /// line writes it, without escapes.
-pub(in crate::destination::amberflo) struct PlainProperties<'a>(Vec<(Cow<'a, str>, line::Node<'a>)>);
+pub(in crate::destination::amberflo) struct PlainProperties<'a>(
+    Vec<(Cow<'a, str>, line::Node<'a>)>,
+);
 
 impl<'a> PlainProperties<'a> {
     /// None when the text is not such plain JSON.
@@ -181,7 +183,6 @@ pub(super) fn write_members(
     writer.out.push(b'}');
     Some(writer.rewrite)
 }
-
 
 #[cfg(test)]
 mod tests {
