@@ -261,6 +261,11 @@ impl Line {
         Some(self.slice(member.value))
     }
 
+    /// The JSON text of `traits`, whatever it holds (in a kept line).
+    pub(super) fn traits_text(&self) -> Option<&str> {
+        self.usual[Usual::Traits as usize].map(|span| self.slice(span))
+    }
+
     /// `properties` as a map (empty when absent or not an object).
     pub(super) fn properties(&self) -> &Map<String, Value> {
         self.object(Usual::Properties, &self.objects[0])

@@ -243,6 +243,15 @@ impl Event {
         }
     }
 
+    /// The JSON text of the event's `traits` when the event is kept as its
+    /// line (any JSON value: `traits` reads an object alone); None otherwise.
+    pub fn traits_text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Line(line) => line.traits_text(),
+            _ => None,
+        }
+    }
+
     /// The event's `traits` object (empty when absent or not an object).
     pub fn traits(&self) -> &Map<String, Value> {
         match &self.body {

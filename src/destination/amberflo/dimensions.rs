@@ -3,6 +3,10 @@
 //! one refused.
 
 mod line;
+mod plain;
+mod scan;
+
+pub(super) use plain::PlainProperties;
 
 use std::collections::BTreeMap;
 
@@ -71,31 +75,8 @@ pub(super) fn write_dimensions_from_text(
     if name.is_some_and(|n| n.is_object() || n.is_array()) {
         return None;
     }
-    let members = line::Node::object(properties)?;
-    if line::has_unusual_key(&members) {
-        return None;
-    }
-    let mut writer = DimensionWriter {
-        out,
-        first: true,
-        within: "",
-        path: String::new(),
-        text: String::new(),
-        rewrite: None,
-    };
-    writer.out.push(b'{');
-    // As `write_dimensions`: a property called `name` that gives a value wins.
-    let overridden = line::member(&members, "name")
-        .is_some_and(|v| !matches!(v, line::Node::Object(_)) && line::gives_text(v));
-    if let Some(name) = name.filter(|_| !overridden) {
-        writer.value("name", name);
-    }
-    writer.within = "properties.";
-    for (key, node) in members.iter().filter(|(k, _)| Some(k.as_ref()) != skip) {
-        writer.node(key, node);
-    }
-    writer.out.push(b'}');
-    Some(writer.rewrite)
+    let members = scan::object(properties).or_else(|| line::Node::object(properties))?;
+    plain::write_members(out, name, &members, skip)
 }
 
 /// The dimensions as a map: the properties but `skip`, then what of the call's
@@ -183,6 +164,15 @@ pub(super) fn is_blank(text: &str) -> bool {
 /// Whether a value is blank as written or once cut to Amberflo's limit
 /// (sanitised, only a space is still white space).
 fn blank_value(text: &str) -> bool {
+    // Most values start with a character that is not white space in any
+    // sense: not blank, and no longer so once cut.
+    if text
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| b > b' ' && b < 0x80)
+    {
+        return false;
+    }
     is_blank(text)
         || (text.len() > MAX_VALUE_CHARS
             && text.starts_with(' ')
@@ -255,8 +245,16 @@ impl DimensionWriter<'_> {
             self.out.push(b',');
         }
         self.first = false;
-        write_json_str(self.out, &self.path);
-        self.out.extend_from_slice(b":\"");
+        // Every key written here is plain (see `plain_key`), and so is the
+        // path: nothing in it JSON escapes.
+        debug_assert!(
+            self.path
+                .bytes()
+                .all(|b| b.is_ascii() && ALLOWED[b as usize])
+        );
+        self.out.push(b'"');
+        self.out.extend_from_slice(self.path.as_bytes());
+        self.out.extend_from_slice(b"\":\"");
         // Sanitised text is plain ASCII with nothing JSON must escape.
         let start = self.out.len();
         let mut changed = text.len() > MAX_VALUE_CHARS;

@@ -27,7 +27,9 @@ use crate::event::time::event_time;
 use crate::event::{Event, numeric_text, short_text};
 use crate::settings::{AnySetting, Secret, Setting, SettingsError, TableReader, kinds, url_host};
 use crate::transport::wire::encoded;
-use dimensions::{Flat, flatten_into, scalar_text, write_dimensions, write_dimensions_from_text};
+use dimensions::{
+    Flat, PlainProperties, flatten_into, scalar_text, write_dimensions, write_dimensions_from_text,
+};
 
 /// Ingestion: the highly available host Amberflo's SDKs send meter records to.
 pub const DEFAULT_ENDPOINT: &str = "https://ingest.amberflo.io";
@@ -267,14 +269,20 @@ impl Destination for Amberflo {
         // Kept as its line, the event's properties are written from their
         // text, never built (see `write_dimensions_from_text`).
         let properties_text = event.properties_text();
+        // Most are plain JSON, read once here for the meter value and the
+        // dimensions both.
+        let plain = properties_text.and_then(PlainProperties::read);
         let (meter_api_name, meter_value, name) = match call {
             "track" => {
                 let Some(name) = event.id_at("event") else {
                     return super::missing("event name", "event");
                 };
-                let value = match properties_text {
-                    Some(_) => event.get("properties.value"),
-                    None => event.properties().get("value").map(Cow::Borrowed),
+                let value = match plain.as_ref().and_then(|plain| plain.scalar("value")) {
+                    Some(value) => value.map(Cow::Owned),
+                    None => match properties_text {
+                        Some(_) => event.get("properties.value"),
+                        None => event.properties().get("value").map(Cow::Borrowed),
+                    },
                 };
                 match meter_value(value.as_deref()) {
                     Ok(value) => (name, value, None),
@@ -285,7 +293,8 @@ impl Destination for Amberflo {
         };
         let skip = if call == "track" { Some("value") } else { None };
         let unique_id = event.message_id();
-        let mut json = Vec::with_capacity(256);
+        // Room for the record as it usually comes out: no growing on the way.
+        let mut json = Vec::with_capacity(192 + properties_text.map_or(128, str::len));
         json.extend_from_slice(b"{\"uniqueId\":");
         write_json_str(&mut json, &unique_id);
         json.extend_from_slice(b",\"customerId\":");
@@ -297,8 +306,12 @@ impl Destination for Amberflo {
         json.extend_from_slice(b",\"meterTimeInMillis\":");
         json.extend_from_slice(time.as_millisecond().to_string().as_bytes());
         json.extend_from_slice(b",\"dimensions\":");
-        let written = properties_text
-            .and_then(|text| write_dimensions_from_text(&mut json, name.as_deref(), text, skip));
+        let written = match &plain {
+            Some(plain) => plain.write_dimensions(&mut json, name.as_deref(), skip),
+            None => properties_text.and_then(|text| {
+                write_dimensions_from_text(&mut json, name.as_deref(), text, skip)
+            }),
+        };
         let rewrite = match written {
             Some(rewrite) => rewrite,
             None => match write_dimensions(&mut json, name.as_deref(), event.properties(), skip) {
@@ -384,22 +397,18 @@ impl Amberflo {
         if let Err(e) = event_time(event) {
             return Translation::Reject(Reason::new("no usable time", e.to_string()));
         }
-        let traits = event.traits();
-        let name = traits
-            .get("name")
-            .and_then(scalar_text)
-            .filter(|n| !dimensions::is_blank(n));
-        let email = traits
-            .get("email")
-            .and_then(scalar_text)
-            .filter(|e| !dimensions::is_blank(e));
-        let mut kept = Flat::within("traits");
-        for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
-            if let Err(collision) = flatten_into(&mut kept, key, value) {
-                return Translation::Reject(collision.reason("traits", "trait"));
-            }
-        }
-        let rewrite = kept.rewrite.take();
+        // Plain traits, as most are, are read from the line's text.
+        let plain = event
+            .traits_text()
+            .and_then(PlainProperties::read)
+            .and_then(|traits| traits.traits());
+        let (name, email, traits, rewrite) = match plain {
+            Some(plain) => (plain.name, plain.email, plain.values, plain.rewrite),
+            None => match mapped_traits(event) {
+                Ok(traits) => traits,
+                Err(reason) => return Translation::Reject(reason),
+            },
+        };
         let customer = Customer {
             customer_id: &customer_id,
             customer_name: match (name.as_deref(), self.merge) {
@@ -408,7 +417,7 @@ impl Amberflo {
                 (None, false) => Some(&customer_id),
             },
             customer_email: email.as_deref(),
-            traits: kept.into_values(),
+            traits,
         };
         Translation::Record(Payload {
             stream: CUSTOMERS,
@@ -419,6 +428,37 @@ impl Amberflo {
             notes: rewrite.map(rewritten),
         })
     }
+}
+
+/// An identify's name, email, other traits flattened and first key or value
+/// changed, from the event's `traits` as a map.
+type Traits = (
+    Option<String>,
+    Option<String>,
+    BTreeMap<String, String>,
+    Option<String>,
+);
+
+fn mapped_traits(event: &Event) -> Result<Traits, Reason> {
+    traits_from_map(event.traits())
+}
+
+fn traits_from_map(traits: &Map<String, Value>) -> Result<Traits, Reason> {
+    let name = traits
+        .get("name")
+        .and_then(scalar_text)
+        .filter(|n| !dimensions::is_blank(n));
+    let email = traits
+        .get("email")
+        .and_then(scalar_text)
+        .filter(|e| !dimensions::is_blank(e));
+    let mut kept = Flat::within("traits");
+    for (key, value) in traits.iter().filter(|(k, _)| *k != "name" && *k != "email") {
+        flatten_into(&mut kept, key, value)
+            .map_err(|collision| collision.reason("traits", "trait"))?;
+    }
+    let rewrite = kept.rewrite.take();
+    Ok((name, email, kept.into_values(), rewrite))
 }
 
 /// A key or value changed to what Amberflo takes, for the run's warning.

@@ -13,6 +13,7 @@ use serde_json::Number;
 use super::{DimensionWriter, blank_value, plain_key, push_number};
 
 /// A JSON value borrowed from the line.
+#[derive(Debug, PartialEq)]
 pub(super) enum Node<'a> {
     Null,
     Bool(bool),
@@ -36,7 +37,7 @@ impl<'a> Node<'a> {
         }
     }
 
-    fn is_nested(&self) -> bool {
+    pub(super) fn is_nested(&self) -> bool {
         matches!(self, Node::Object(_) | Node::Array(_))
     }
 }
@@ -87,7 +88,7 @@ pub(super) fn gives_text(node: &Node) -> bool {
     }
 }
 
-fn push_scalar(text: &mut String, node: &Node) {
+pub(super) fn push_scalar(text: &mut String, node: &Node) {
     match node {
         Node::Text(s) => text.push_str(s),
         Node::Number(n) => push_number(text, n),
@@ -257,17 +258,26 @@ impl<'de> Visitor<'de> for NodeSeed {
             }
             members.push((key, map.next_value_seed(NodeSeed)?));
         }
-        // A stable sort keeps a repeated key's members in input order: the last is kept.
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<(Cow<'de, str>, Node<'de>)> = Vec::with_capacity(members.len());
-        for member in members {
-            match kept.last_mut() {
-                Some(last) if last.0 == member.0 => *last = member,
-                _ => kept.push(member),
-            }
-        }
-        Ok(Node::Object(kept))
+        Ok(Node::Object(kept(members)))
     }
+}
+
+/// An object's members in input order made into a map's: sorted by key, the
+/// last of a repeated key kept.
+pub(super) fn kept<'a>(
+    mut members: Vec<(Cow<'a, str>, Node<'a>)>,
+) -> Vec<(Cow<'a, str>, Node<'a>)> {
+    // A stable sort keeps a repeated key's members in input order: the last is
+    // kept, moved into the place of the first.
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    members.dedup_by(|later, kept| {
+        let repeated = later.0 == kept.0;
+        if repeated {
+            std::mem::swap(later, kept);
+        }
+        repeated
+    });
+    members
 }
 
 #[cfg(test)]
