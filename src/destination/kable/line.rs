@@ -17,7 +17,8 @@ use super::super::{beyond_double, outgoing_text, write_json_str};
 enum Node<'a> {
     Null,
     Bool(bool),
-    Number(Number),
+    /// A number's text, as written: it goes out as `Outgoing` writes it.
+    Number(Cow<'a, str>),
     Text(Cow<'a, str>),
     Array(Vec<Node<'a>>),
     /// Sorted by key, the last of a repeated key kept.
@@ -86,6 +87,9 @@ pub(super) fn write_data(
 
 /// The object `text` holds; None when it is not one, or does not parse.
 fn object(text: &str) -> Option<Members<'_>> {
+    if let Some(members) = scan::object(text) {
+        return Some(members);
+    }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let node = NodeSeed.deserialize(&mut deserializer).ok()?;
     deserializer.end().ok()?;
@@ -121,7 +125,7 @@ fn write_node(out: &mut Vec<u8>, node: &Node, removed: &[&str]) {
     match node {
         Node::Null => out.extend_from_slice(b"null"),
         Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Node::Number(n) => out.extend_from_slice(outgoing_text(n).as_bytes()),
+        Node::Number(text) => write_number(out, text),
         Node::Text(text) => write_json_str(out, text),
         Node::Array(items) => {
             out.push(b'[');
@@ -167,11 +171,27 @@ fn below<'p>(removed: &[&'p str], key: &str) -> Vec<&'p str> {
     below.collect()
 }
 
+/// A number as `Outgoing` writes it: an integer (but `-0`) as it is, any
+/// other as `outgoing_text` says.
+fn write_number(out: &mut Vec<u8>, text: &str) {
+    if !text.contains(['.', 'e', 'E']) && text != "-0" {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    match text.parse::<Number>() {
+        Ok(n) => out.extend_from_slice(outgoing_text(&n).as_bytes()),
+        // Never: the text was read as a number.
+        Err(_) => out.extend_from_slice(text.as_bytes()),
+    }
+}
+
 impl Node<'_> {
     /// Whether some number in it is one a double cannot hold.
     fn beyond_double(&self) -> bool {
         match self {
-            Node::Number(n) => beyond_double(n),
+            // Without an exponent, fewer than 300 characters are well within range.
+            Node::Number(text) if text.len() < 300 && !text.contains(['e', 'E']) => false,
+            Node::Number(text) => text.parse::<Number>().is_ok_and(|n| beyond_double(&n)),
             Node::Array(items) => items.iter().any(Node::beyond_double),
             Node::Object(members) => members.iter().any(|(_, node)| node.beyond_double()),
             _ => false,
@@ -244,16 +264,16 @@ impl<'de> Visitor<'de> for NodeSeed {
     }
 
     fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(Node::Number(n.into()))
+        Ok(Node::Number(Cow::Owned(n.to_string())))
     }
 
     fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(Node::Number(n.into()))
+        Ok(Node::Number(Cow::Owned(n.to_string())))
     }
 
     fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
         Number::from_f64(n)
-            .map(Node::Number)
+            .map(|n| Node::Number(Cow::Owned(n.to_string())))
             .ok_or_else(|| E::custom("a number out of range"))
     }
 
@@ -283,28 +303,201 @@ impl<'de> Visitor<'de> for NodeSeed {
             if members.is_empty() && key == NUMBER_TOKEN {
                 // As `serde_json::Value` reads it: the same digits kept.
                 let text = map.next_value_seed(Text)?;
-                let number = text.parse::<Number>().map_err(serde::de::Error::custom)?;
-                return Ok(Node::Number(number));
+                text.parse::<Number>().map_err(serde::de::Error::custom)?;
+                return Ok(Node::Number(text));
             }
             if members.is_empty() && key == RAW_VALUE_TOKEN {
                 return Err(serde::de::Error::custom("read as serde_json reads it"));
             }
             members.push((key, map.next_value_seed(NodeSeed)?));
         }
-        // Most objects come with their keys in order and once each.
-        if members.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-            return Ok(Node::Object(members));
+        Ok(Node::Object(sorted(members)))
+    }
+}
+
+/// Members as a `serde_json::Map` holds them: sorted by key, the last of a
+/// repeated key kept.
+fn sorted(mut members: Members<'_>) -> Members<'_> {
+    // Most objects come with their keys in order and once each.
+    if members.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+        return members;
+    }
+    // A stable sort keeps a repeated key's members in input order: the last is kept.
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Members<'_> = Vec::with_capacity(members.len());
+    for member in members {
+        match kept.last_mut() {
+            Some(last) if last.0 == member.0 => *last = member,
+            _ => kept.push(member),
         }
-        // A stable sort keeps a repeated key's members in input order: the last is kept.
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Members<'de> = Vec::with_capacity(members.len());
-        for member in members {
-            match kept.last_mut() {
-                Some(last) if last.0 == member.0 => *last = member,
-                _ => kept.push(member),
+    }
+    kept
+}
+
+/// The usual properties read without serde: strings and keys without
+/// escapes, which are borrowed as they are, numbers kept as their text. None
+/// for anything else (an escape, a key starting with `$`, which serde_json may
+/// read its own way, deep nesting, text that is not JSON): serde reads those.
+mod scan {
+    use std::borrow::Cow;
+
+    use super::{Members, Node, sorted};
+
+    /// Deeper than this is left to serde (which refuses beyond 128).
+    const MAX_DEPTH: usize = 64;
+
+    pub(super) fn object(text: &str) -> Option<Members<'_>> {
+        let mut scan = Scan { text, at: 0 };
+        scan.white_space();
+        let Node::Object(members) = scan.value(0)? else {
+            return None;
+        };
+        scan.white_space();
+        (scan.at == text.len()).then_some(members)
+    }
+
+    struct Scan<'a> {
+        text: &'a str,
+        at: usize,
+    }
+
+    impl<'a> Scan<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.text.as_bytes().get(self.at).copied()
+        }
+
+        fn white_space(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.at += 1;
             }
         }
-        Ok(Node::Object(kept))
+
+        fn eat(&mut self, byte: u8) -> Option<()> {
+            self.white_space();
+            (self.peek()? == byte).then(|| self.at += 1)
+        }
+
+        fn value(&mut self, depth: usize) -> Option<Node<'a>> {
+            self.white_space();
+            match self.peek()? {
+                b'"' => self.string().map(|text| Node::Text(Cow::Borrowed(text))),
+                b'{' if depth < MAX_DEPTH => self.object(depth + 1),
+                b'[' if depth < MAX_DEPTH => self.array(depth + 1),
+                b't' => self.literal("true", Node::Bool(true)),
+                b'f' => self.literal("false", Node::Bool(false)),
+                b'n' => self.literal("null", Node::Null),
+                b'-' | b'0'..=b'9' => self.number(),
+                _ => None,
+            }
+        }
+
+        fn object(&mut self, depth: usize) -> Option<Node<'a>> {
+            self.at += 1;
+            let mut members = Vec::new();
+            self.white_space();
+            if self.peek()? == b'}' {
+                self.at += 1;
+                return Some(Node::Object(members));
+            }
+            loop {
+                self.white_space();
+                let key = self.string()?;
+                if key.starts_with('$') {
+                    return None;
+                }
+                self.eat(b':')?;
+                let value = self.value(depth)?;
+                members.push((Cow::Borrowed(key), value));
+                self.white_space();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        return Some(Node::Object(sorted(members)));
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        fn array(&mut self, depth: usize) -> Option<Node<'a>> {
+            self.at += 1;
+            let mut items = Vec::new();
+            self.white_space();
+            if self.peek()? == b']' {
+                self.at += 1;
+                return Some(Node::Array(items));
+            }
+            loop {
+                items.push(self.value(depth)?);
+                self.white_space();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b']' => {
+                        self.at += 1;
+                        return Some(Node::Array(items));
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// A string without escapes or control characters, without its quotes.
+        fn string(&mut self) -> Option<&'a str> {
+            let bytes = self.text.as_bytes();
+            (self.peek()? == b'"').then_some(())?;
+            let start = self.at + 1;
+            let length = bytes[start..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            let end = start + length;
+            (bytes[end] == b'"').then_some(())?;
+            self.at = end + 1;
+            Some(&self.text[start..end])
+        }
+
+        fn literal(&mut self, word: &str, node: Node<'a>) -> Option<Node<'a>> {
+            self.text[self.at..].starts_with(word).then_some(())?;
+            self.at += word.len();
+            Some(node)
+        }
+
+        /// JSON's grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?`.
+        fn number(&mut self) -> Option<Node<'a>> {
+            let start = self.at;
+            if self.peek() == Some(b'-') {
+                self.at += 1;
+            }
+            match self.peek()? {
+                b'0' => self.at += 1,
+                b'1'..=b'9' => self.digits(),
+                _ => return None,
+            }
+            if self.peek() == Some(b'.') {
+                self.at += 1;
+                self.digit()?;
+                self.digits();
+            }
+            if matches!(self.peek(), Some(b'e' | b'E')) {
+                self.at += 1;
+                if matches!(self.peek(), Some(b'-' | b'+')) {
+                    self.at += 1;
+                }
+                self.digit()?;
+                self.digits();
+            }
+            Some(Node::Number(Cow::Borrowed(&self.text[start..self.at])))
+        }
+
+        fn digit(&self) -> Option<()> {
+            self.peek()?.is_ascii_digit().then_some(())
+        }
+
+        fn digits(&mut self) {
+            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                self.at += 1;
+            }
+        }
     }
 }
 
@@ -378,6 +571,9 @@ mod tests {
             r#"{"e":"caf\u00e9 \"q\" \\ \n \u0001 /","k\u0065y":"escaped key","":{"x":0.000001}}"#,
             r#"{"tiny":1.2e-7,"long":0.10000000000000000001,"exact":9007199254740993,"t":true,"nul":null}"#,
             r#"{}"#,
+            r#" { "sp" : [ 1 , 2.50, [ ] ,{ } ] ,
+                "usage" : { "tokens" : 3 , "x" : -0 } , "$d" : 1, "n": 1E2 } "#,
+            r#"{"a":{"$serde_json::private::Number":"1.50"},"$serde_json::private::Number":"2"}"#,
         ];
         for mapping in MAPPINGS {
             let kable = kable(mapping);
@@ -395,6 +591,7 @@ mod tests {
             // Rejected by the map path, naming the number.
             r#"{"a":1,"deep":{"x":[1e400]}}"#,
             r#"{"a":-1e-400}"#,
+            r#"{"usage":{"tokens":[1e-400]}}"#,
             // serde_json's own token, read its way.
             r#"{"a":{"$serde_json::private::RawValue":"{\"x\":1}"}}"#,
         ] {
@@ -442,15 +639,20 @@ mod tests {
         fn any_properties_are_written_as_the_map_writes_them(
             members in prop::collection::vec((key(), json_value()), 0..8),
             mapping in prop::collection::vec((path(), key()), 0..4),
+            pretty in any::<bool>(),
         ) {
-            // Written as members, repeated keys included.
+            // Written as members, repeated keys included; compact, or with white space.
+            let value = |value: &Value| match pretty {
+                true => serde_json::to_string_pretty(value).unwrap(),
+                false => value.to_string(),
+            };
             let text = format!(
                 "{{{}}}",
                 members
                     .iter()
-                    .map(|(key, value)| format!("{}:{value}", Value::String(key.clone())))
+                    .map(|(key, v)| format!("{}:{}", Value::String(key.clone()), value(v)))
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(if pretty { " ,\n " } else { "," })
             );
             let mapping: Vec<(&str, &str)> =
                 mapping.iter().map(|(from, to)| (from.as_str(), to.as_str())).collect();

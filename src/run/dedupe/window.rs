@@ -404,7 +404,11 @@ mod tests {
                     "{k} after {n}"
                 );
             }
-            assert!(window.runs.len() <= 3, "{} runs for 3 entries", window.runs.len());
+            assert!(
+                window.runs.len() <= 3,
+                "{} runs for 3 entries",
+                window.runs.len()
+            );
         }
         // One input's places are one run, however many entries.
         let mut window = Window::new(1000);
@@ -412,7 +416,10 @@ mod tests {
             window.insert(print(n << 40, 1), first(5 << 40 | n));
         }
         assert_eq!(window.runs.len(), 1);
-        assert_eq!(window.find(print(4500 << 40, 1)), Some(first(5 << 40 | 4500)));
+        assert_eq!(
+            window.find(print(4500 << 40, 1)),
+            Some(first(5 << 40 | 4500))
+        );
     }
 
     #[test]

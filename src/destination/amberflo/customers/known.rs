@@ -1,5 +1,5 @@
 //! The customers known to exist, as 128-bit fingerprints of their ids: 16
-//! bytes each and the set's own (some 20 to 36 bytes a customer in all, as it
+//! bytes each, and the set's own byte a bucket (17 to 34 bytes a customer in all, as it
 //! fills and grows), where the ids themselves took about 100.
 //!
 //! A false "known" would skip the lookup and creation of a customer Amberflo
@@ -63,6 +63,9 @@ mod tests {
     #[test]
     fn a_fingerprint_is_sixteen_bytes() {
         assert_eq!(size_of::<u128>(), 16);
-        assert_ne!(fingerprint("a") >> 64, fingerprint("a") & u128::from(u64::MAX));
+        assert_ne!(
+            fingerprint("a") >> 64,
+            fingerprint("a") & u128::from(u64::MAX)
+        );
     }
 }
