@@ -1,10 +1,11 @@
 //! An event's `data` written straight from the JSON text of its `properties`,
-//! as the event's line holds it: every property read once, borrowed where it
-//! has no escapes, in the order and with the choice of a `serde_json::Map`
-//! (keys sorted, the last of a repeated key kept), and written as `Data`
-//! writes the map. Building the map (a string and a tree node for each
-//! member) and walking it again cost about a fifth of a Kable translation;
-//! what is written is the same.
+//! as the event's line holds it: every property read once (by `scan` when the
+//! text has no escapes, else by serde), borrowed where it has none, numbers
+//! kept as their text, in the order and with the choice of a
+//! `serde_json::Map` (keys sorted, the last of a repeated key kept), and
+//! written as `Data` writes the map. Building the map (a string and a tree
+//! node for each member) and walking it again cost about a fifth of a Kable
+//! translation; what is written is the same.
 
 use std::borrow::Cow;
 
