@@ -442,9 +442,9 @@ fi
 #   records       an orb dry run beyond --types alias: the window of keys, the
 #                 records between the threads that prepare them and the one
 #                 that writes them (the ledger), the batches. Of it, the window
-#                 is computed from the keys it holds (the records sent): 24
+#                 is computed from the keys it holds (the records sent): 20
 #                 bytes an entry and a table of 4-byte slots, a power of two
-#                 at least 1.5 times the keys (see src/dedupe/window.rs)
+#                 at least 1.5 times the keys (see src/run/dedupe/window.rs)
 #   customers     amberflo against amberflo --types track,page,screen: the
 #                 identifies folded ahead, the customer records kept, the
 #                 customers known
@@ -477,7 +477,7 @@ if ! skipped memory; then
     part() { MEMORY+=("| $1 | $2 | $3 | $4 |"); }
     window_mib() { # window_mib KEYS: the window's size by its layout, MiB
         awk -v k="$1" 'BEGIN { s = 1024; while (s * 2 < k * 3) s *= 2; if (k > 1000000) { k = 1000000; s = 1500001 }
-            printf "%.1f MiB", (k * 24 + s * 4) / 1048576 }'
+            printf "%.1f MiB", (k * 20 + s * 4) / 1048576 }'
     }
     declare -A R=()
     for size in large double; do
@@ -502,7 +502,7 @@ if ! skipped memory; then
         "$(mib "$((R[orb-large] - R[read-large]))")" "$(mib "$((R[orb-double] - R[read-double]))")" \
         "the window, the ledger, the batches"
     part "of which the window (computed)" "$(window_mib "${R[keys-large]}")" "$(window_mib "${R[keys-double]}")" \
-        "${R[keys-large]} and ${R[keys-double]} keys; at most 28.6 MiB (1,000,000 keys)"
+        "${R[keys-large]} and ${R[keys-double]} keys; at most 24.8 MiB (1,000,000 keys)"
     part "customers (amberflo, beyond --types track,page,screen)" \
         "$(mib "$((R[amberflo-large] - R[no-identify-large]))")" "$(mib "$((R[amberflo-double] - R[no-identify-double]))")" \
         "identifies folded ahead, customer records kept, customers known"

@@ -19,7 +19,7 @@ use crate::event::Origin;
 use crate::event::reason::Reason;
 use window::{First, KeyPrint, Window};
 
-/// Keys compared exactly: the last million sent or queued (about 29 MiB).
+/// Keys compared exactly: the last million sent or queued (about 25 MiB).
 pub(crate) const WINDOW: usize = 1_000_000;
 const _: () = assert!(WINDOW <= window::MAX_CAPACITY);
 /// Repeated keys with another record named in the warning, each with both places.

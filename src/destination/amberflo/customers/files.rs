@@ -2,7 +2,7 @@
 //! with the checkpoint), and the journal of what Amberflo is known to hold
 //! (never cut back, since those writes really happened).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::known::Known;
 use crate::destination::gate::{Beside, EventAt};
 use crate::status::OutputFailed;
 
@@ -38,7 +39,7 @@ pub(super) struct Kept {
 
 /// What the files said when opened.
 pub(super) struct Opened {
-    pub known: HashSet<String>,
+    pub known: Known,
     /// Per customer, the last identify Amberflo holds.
     pub applied: HashMap<String, EventAt>,
 }
@@ -48,9 +49,9 @@ impl Kept {
         let known_path = beside.path(KNOWN);
         let journal_path = beside.path(JOURNAL);
         let (known_file, lines) = open_lines(&known_path, beside.length(KNOWN).unwrap_or(0))?;
-        let mut known = HashSet::new();
+        let mut known = Known::default();
         for id in lines {
-            known.insert(serde_json::from_str(&id)?);
+            known.insert(&serde_json::from_str::<String>(&id)?);
         }
         let kept = if beside.resumed() { u64::MAX } else { 0 };
         let (journal, lines) = open_lines(&journal_path, kept)?;

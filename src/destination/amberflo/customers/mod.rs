@@ -11,9 +11,10 @@
 mod files;
 mod fold;
 mod gate;
+mod known;
 mod replace;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -29,6 +30,7 @@ use crate::report::Report;
 use crate::transport::Transport;
 use files::Kept;
 use fold::{Fold, Folded, HELD_CUSTOMERS, folded};
+use known::Known;
 
 /// Customer records kept, so that a customer either path met is not looked up
 /// again (identifies not folded: from standard input, or beyond the fold's
@@ -51,7 +53,7 @@ pub(crate) struct Customers {
     /// identify is merged into the record Amberflo holds (else it replaces it).
     merges: bool,
     /// Customers known to exist: looked up or created in this run or a resumed one.
-    known: HashSet<String>,
+    known: Known,
     /// Customers that could not be created, with why; their records are rejected.
     refused: HashMap<String, Reason>,
     records: Records,
@@ -98,7 +100,7 @@ impl Customers {
             api,
             ensures,
             merges,
-            known: HashSet::new(),
+            known: Known::default(),
             refused: HashMap::new(),
             records: Records::default(),
             applied: HashMap::new(),
@@ -485,7 +487,7 @@ impl Customers {
         if let Some(record) = record {
             self.records.insert(customer_id, record);
         }
-        if !self.known.insert(customer_id.to_owned()) {
+        if !self.known.insert(customer_id) {
             return Ok(());
         }
         match &mut self.kept {

@@ -1,11 +1,13 @@
 //! Kable: track becomes an event, `POST /api/v1/events/create` with a JSON array.
 
+mod line;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{
     Common, CustomerIdField, Destination, Header, Kind, Outgoing, Payload, Request, Stream,
-    Translation,
+    Translation, write_json_str,
 };
 use crate::event::reason::Reason;
 use crate::event::time::{event_time, utc_millis_text};
@@ -160,6 +162,30 @@ impl Serialize for Data<'_> {
     }
 }
 
+impl Kable {
+    /// The record `KableEvent` makes, written with `data` from the text of
+    /// the properties (see `line`); None when the map must write it.
+    fn record_from_text(
+        &self,
+        client_id: &str,
+        timestamp: &str,
+        transaction_id: &str,
+        properties: &str,
+    ) -> Option<String> {
+        let mut json = Vec::with_capacity(128 + properties.len());
+        json.extend_from_slice(b"{\"clientId\":");
+        write_json_str(&mut json, client_id);
+        json.extend_from_slice(b",\"timestamp\":");
+        write_json_str(&mut json, timestamp);
+        json.extend_from_slice(b",\"transactionId\":");
+        write_json_str(&mut json, transaction_id);
+        json.extend_from_slice(b",\"data\":");
+        line::write_data(&mut json, properties, &self.mapping)?;
+        json.push(b'}');
+        Some(String::from_utf8(json).expect("JSON written from strings is UTF-8"))
+    }
+}
+
 impl Destination for Kable {
     fn name(&self) -> &str {
         &self.name
@@ -201,6 +227,23 @@ impl Destination for Kable {
             Ok(time) => time,
             Err(e) => return Translation::Reject(Reason::new("no usable time", e.to_string())),
         };
+        let transaction_id = event.message_id();
+        let timestamp = utc_millis_text(time);
+        // Kept as its line, the event's properties are written from their
+        // text, never built (see `line`), unless something there needs the map.
+        let from_text = event.properties_text().and_then(|properties| {
+            self.record_from_text(&client_id, &timestamp, &transaction_id, properties)
+        });
+        if let Some(json) = from_text {
+            return Translation::Record(Payload {
+                stream: Stream::Usage,
+                json,
+                key: transaction_id,
+                customer: None,
+                time: Some(time),
+                notes: None,
+            });
+        }
         let properties = event.properties();
         if let Some(reason) = super::out_of_range(properties, Kind::Kable) {
             return Translation::Reject(reason);
@@ -238,8 +281,6 @@ impl Destination for Kable {
             trimmed: &trimmed,
             renamed: &renamed,
         };
-        let transaction_id = event.message_id();
-        let timestamp = utc_millis_text(time);
         let record = KableEvent {
             client_id: &client_id,
             timestamp: &timestamp,
