@@ -281,17 +281,17 @@ impl Customers {
         transport: &mut dyn Transport,
         report: &mut Report,
     ) -> anyhow::Result<Identified> {
-        let changes: Map<String, Value> =
-            serde_json::from_str(changes).context("an identify's customer JSON")?;
-        let customer_id = changes["customerId"]
-            .as_str()
+        // Only the id first: most identifies of a customer are already
+        // written (folded into its first) and need no more of their JSON.
+        let customer_id = serde_json::from_str::<CustomerId>(changes)
             .context("an identify's customer has an id")?
-            .to_owned();
+            .id;
+        let customer_id = &*customer_id;
         // Written by an earlier run of this job, or with a newer identify's
         // change: the destination holds it, or something newer.
         if self
             .applied
-            .get(&customer_id)
+            .get(customer_id)
             .is_some_and(|last| at <= *last)
         {
             return Ok(Identified::Sent);
@@ -307,15 +307,16 @@ impl Customers {
         }
         let origins = [origin];
         if !self.merges {
+            let changes = changes_of(changes)?;
             let mut calls = Calls::new(courier, transport, &origins);
-            let identified = self.replace(&customer_id, &changes, at, &mut calls, report);
+            let identified = self.replace(customer_id, &changes, at, &mut calls, report);
             calls.count(report);
             return identified;
         }
         let pending = match &mut self.fold {
-            Some(fold) => fold.take(&customer_id)?,
+            Some(fold) => fold.take(customer_id)?,
             None => {
-                if self.applied.contains_key(&customer_id) {
+                if self.applied.contains_key(customer_id) {
                     report.warn(UNFOLDED);
                 }
                 None
@@ -324,9 +325,12 @@ impl Customers {
         let mut calls = Calls::new(courier, transport, &origins);
         let identified = match pending {
             Some(pending) => {
-                self.identify_folded(&customer_id, &changes, at, pending, &mut calls, report)
+                self.identify_folded(customer_id, changes, at, pending, &mut calls, report)
             }
-            None => self.identify_one(&customer_id, &changes, at, &mut calls, report),
+            None => {
+                let changes = changes_of(changes)?;
+                self.identify_one(customer_id, &changes, at, &mut calls, report)
+            }
         };
         calls.count(report);
         identified
@@ -336,7 +340,7 @@ impl Customers {
     fn identify_folded(
         &mut self,
         customer_id: &str,
-        changes: &Map<String, Value>,
+        changes: &str,
         at: EventAt,
         mut pending: Folded,
         calls: &mut Calls,
@@ -344,7 +348,7 @@ impl Customers {
     ) -> anyhow::Result<Identified> {
         // Only when the input grew after it was read ahead.
         if at > pending.through {
-            folded(&mut pending.changes, changes);
+            folded(&mut pending.changes, &changes_of(changes)?);
             pending.through = at;
         }
         let net = &pending.changes;
@@ -357,7 +361,8 @@ impl Customers {
             // this one is written alone, and the later ones as they come,
             // each with its own outcome.
             Merged::Refused { writing: true, .. } if pending.through > at => {
-                self.identify_one(customer_id, changes, at, calls, report)
+                let changes = changes_of(changes)?;
+                self.identify_one(customer_id, &changes, at, calls, report)
             }
             Merged::Refused { message, .. } => Ok(refused(message)),
             Merged::Failed(reason) => {
@@ -650,6 +655,18 @@ impl Records {
             }
         }
     }
+}
+
+/// An identify's customer id, borrowed from its JSON where it has no escapes.
+#[derive(serde::Deserialize)]
+struct CustomerId<'a> {
+    #[serde(rename = "customerId", borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
+/// An identify's customer JSON, whole.
+fn changes_of(changes: &str) -> anyhow::Result<Map<String, Value>> {
+    serde_json::from_str(changes).context("an identify's customer JSON")
 }
 
 #[cfg(test)]
