@@ -157,7 +157,7 @@ enum Place {
 }
 
 /// Where a value, or a key without its quotes, lies in a line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
     /// Never 0: all a span marks lies past the line's opening `{`. So an
     /// absent value, `Option<Span>`, takes no room of its own.
@@ -187,7 +187,7 @@ impl Span {
 }
 
 /// An object member's key and value in a line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Member {
     key: Span,
     value: Span,
@@ -388,15 +388,15 @@ fn built_at_once(text: &str, origin: &Origin, wanted: &Wanted) -> Option<Event> 
 fn kept_line(text: &str, origin: &Origin, wanted: &Wanted) -> Option<Event> {
     // Offsets are kept in 32 bits; a line this long is refused by the reader anyway.
     u32::try_from(text.len()).ok()?;
-    let mut deserializer = serde_json::Deserializer::from_str(text);
     // Taken apart at once: moved whole, the places were copied twice more.
     let Places {
         usual,
         others,
         properties,
-    } = serde::de::DeserializeSeed::deserialize(Partial { wanted, text }, &mut deserializer)
-        .ok()??;
-    deserializer.end().ok()?;
+    } = match scan::scanned_places(text, wanted) {
+        Some(places) => places,
+        None => serde_places(text, wanted)?,
+    };
     Some(Event {
         origin: *origin,
         body: Body::Line(Line {
@@ -412,7 +412,19 @@ fn kept_line(text: &str, origin: &Origin, wanted: &Wanted) -> Option<Event> {
     })
 }
 
-/// What `Partial` finds in a line.
+/// The wanted keys' places found by serde_json, for any line the scan leaves
+/// to it; None as for `Partial`.
+fn serde_places(text: &str, wanted: &Wanted) -> Option<Places> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let places =
+        serde::de::DeserializeSeed::deserialize(Partial { wanted, text }, &mut deserializer)
+            .ok()??;
+    deserializer.end().ok()?;
+    Some(places)
+}
+
+/// What `Partial` (or the scan) finds in a line.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Places {
     usual: [Option<Span>; Usual::NAMES.len()],
     others: Vec<Member>,
@@ -674,5 +686,6 @@ impl<'de> serde::de::Visitor<'de> for Valid {
     }
 }
 
+mod scan;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::event::testing::{event, origin};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 /// A partly parsed event translates as the whole one does.
 #[test]
@@ -290,5 +292,133 @@ fn whole_object_readers_keep_the_lines_they_kept() {
         let mut out = Vec::new();
         parse_line_wanted(line.as_bytes(), &origin(), &whole, |r| out.push(r));
         assert!(matches!(out.as_slice(), [Err(_)]), "{line}: refused");
+    }
+}
+
+/// The scan's places, where it gives any, against serde_json's.
+fn scan_agrees(line: &str, wanted: &Wanted) -> Result<(), String> {
+    match scan::scanned_places(line, wanted) {
+        None => Ok(()),
+        Some(scanned) => match serde_places(line, wanted) {
+            Some(parsed) if parsed == scanned => Ok(()),
+            parsed => Err(format!("{line}: scan {scanned:?}, serde {parsed:?}")),
+        },
+    }
+}
+
+/// Ordinary lines take the scan, and it finds what serde_json finds.
+#[test]
+fn plain_lines_are_scanned_to_serde_places() {
+    let wanted = Wanted::with_paths(["context.groupId", "a.b"]);
+    let lines = [
+        r#"{"type":"track","event":"e","userId":"u","messageId":"m","timestamp":"2021-01-01T00:00:00Z","context":{"groupId":"g","ip":"1.2.3.4","k":[1,-2.5e+3,true,false,null,{},[]]},"properties":{"a":1,"b":"x\"y\u00e9\\","c":{"d":[0]}},"sentAt":null}"#,
+        " \t{ \"type\" : \"page\" ,\r\n\"a\":[1,{\"b\":\"\\u00e9\"}], \"a\" : 2, \"skipped\":{\"\\ud800\":\"\\ud800\"}, \"type\":\"track\", \"properties\" : { } , \"weird\":\"\u{e9}\" } \n",
+        r#"{}"#,
+        r#"{"userId":"caf\u00e9 ü","traits":{"x":[[[[]]]]},"integrations":{"All":true},"properties":{"p":1},"properties":{"q":-0}}"#,
+    ];
+    for line in lines {
+        assert!(scan::scanned_places(line, &wanted).is_some(), "{line}");
+        scan_agrees(line, &wanted).unwrap();
+    }
+}
+
+/// What the scan does not know it leaves to serde_json, which refuses it or reads it.
+#[test]
+fn odd_lines_are_left_to_serde() {
+    let wanted = Wanted::with_paths([]);
+    let deep = format!(r#"{{"context":{}1{}}}"#, "[".repeat(100), "]".repeat(100));
+    let lines = [
+        r#"{"typ\u0065":"track"}"#,
+        r#"{"batch":[]}"#,
+        r#"{"_segrelay":{}}"#,
+        r#"{"properties":[1]}"#,
+        r#"{"properties":{"\u0061":1}}"#,
+        r#"{"context":01}"#,
+        r#"{"context":1.}"#,
+        r#"{"context":1e}"#,
+        r#"{"context":-}"#,
+        r#"{"context":"\x"}"#,
+        r#"{"context":"\u12G4"}"#,
+        "{\"context\":\"a\u{1}b\"}",
+        r#"{"context":[1,]}"#,
+        r#"{"context":{"a":1,}}"#,
+        r#"{"context":[1}"#,
+        r#"{"context":tru}"#,
+        r#"{"type":"t",}"#,
+        r#"{"type":"t"} x"#,
+        r#"{"type":"t""#,
+        r#"[1]"#,
+        &deep,
+    ];
+    for line in lines {
+        assert!(scan::scanned_places(line, &wanted).is_none(), "{line}");
+    }
+}
+
+/// A JSON-like value's text: mostly valid, with the odd bits a scan must not let by.
+fn value_text() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        2 => prop::sample::select(vec!["null", "true", "false"]).prop_map(str::to_owned),
+        6 => "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,2})?([eE][+-]?[0-9]{1,2})?",
+        6 => "\"([a-z é/]|\\\\[\"\\\\/bfnrt]|\\\\u00[0-9a-fA-F]{2}){0,6}\"",
+        2 => prop::sample::select(vec![
+            "fals", "01", "1.", "1e", "-", "1.e2", "\"\\x\"", "\"\\u12G4\"", "\"\\ud800\"",
+            "\"a\u{1}\"", "\"\\\"", "[1,]", "{,}",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    leaf.prop_recursive(4, 32, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4)
+                .prop_map(|items| format!("[{}]", items.join(","))),
+            prop::collection::vec((key_text(), inner), 0..4).prop_map(|members| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect();
+                format!("{{{}}}", members.join(", "))
+            }),
+        ]
+    })
+}
+
+fn key_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::sample::select(vec![
+            "\"type\"", "\"event\"", "\"userId\"", "\"messageId\"", "\"properties\"",
+            "\"traits\"", "\"context\"", "\"a\"", "\"x y\"", " \"name\" ", "\"\"",
+        ])
+        .prop_map(str::to_owned),
+        1 => prop::sample::select(vec!["\"batch\"", "\"_segrelay\"", "\"typ\\u0065\"", "\"a\\\"b\""])
+            .prop_map(str::to_owned),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Whatever the line, the scan finds what serde_json finds, or leaves it.
+    #[test]
+    fn scanned_lines_find_what_serde_finds(
+        members in prop::collection::vec((key_text(), value_text()), 0..6),
+        cut in any::<prop::sample::Index>(),
+        byte in prop::sample::select(vec![b'"', b'\\', b',', b'}', b']', b'0', b'e', b' ', b':']),
+        damage in 0u8..3,
+    ) {
+        let wanted = Wanted::with_paths(["context.groupId", "a.b"]);
+        let members: Vec<String> = members.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let line = format!("{{{}}}", members.join(","));
+        scan_agrees(&line, &wanted).map_err(TestCaseError::fail)?;
+        // The same line with a byte put in or taken out, where it is ASCII.
+        let mut bytes = line.into_bytes();
+        let at = cut.index(bytes.len());
+        match damage {
+            0 => bytes.insert(at, byte),
+            1 if bytes[at].is_ascii() => { bytes.remove(at); }
+            _ => {}
+        }
+        if let Ok(line) = String::from_utf8(bytes) {
+            scan_agrees(&line, &wanted).map_err(TestCaseError::fail)?;
+        }
     }
 }
