@@ -9,6 +9,7 @@ pub(crate) mod init;
 pub mod kable;
 mod kind;
 pub mod listing;
+pub(crate) mod members;
 mod number;
 pub mod orb;
 mod passes;

@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+use super::super::members::{NUMBER_TOKEN, RAW_VALUE_TOKEN, Text, kept};
 use super::super::{beyond_double, outgoing_text, write_json_str};
 
 /// A JSON value borrowed from the line.
@@ -200,44 +201,6 @@ impl Node<'_> {
     }
 }
 
-/// A string or a key, borrowed when it has no escapes.
-struct Text;
-
-impl<'de> DeserializeSeed<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(text))
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(text.to_owned()))
-    }
-
-    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(text))
-    }
-}
-
-/// What serde_json hands a visitor for a number when numbers keep their
-/// digits (`arbitrary_precision`): a map of this one key to the number's text.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-/// An object whose first key is this one is read by `serde_json::Value` as
-/// the JSON its string holds (`raw_value`): left to the map-based path.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
-
 /// A value, in one pass over its text.
 struct NodeSeed;
 
@@ -312,27 +275,8 @@ impl<'de> Visitor<'de> for NodeSeed {
             }
             members.push((key, map.next_value_seed(NodeSeed)?));
         }
-        Ok(Node::Object(sorted(members)))
+        Ok(Node::Object(kept(members)))
     }
-}
-
-/// Members as a `serde_json::Map` holds them: sorted by key, the last of a
-/// repeated key kept.
-fn sorted(mut members: Members<'_>) -> Members<'_> {
-    // Most objects come with their keys in order and once each.
-    if members.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-        return members;
-    }
-    // A stable sort keeps a repeated key's members in input order: the last is kept.
-    members.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut kept: Members<'_> = Vec::with_capacity(members.len());
-    for member in members {
-        match kept.last_mut() {
-            Some(last) if last.0 == member.0 => *last = member,
-            _ => kept.push(member),
-        }
-    }
-    kept
 }
 
 /// The usual properties read without serde: strings and keys without
@@ -342,7 +286,7 @@ fn sorted(mut members: Members<'_>) -> Members<'_> {
 mod scan {
     use std::borrow::Cow;
 
-    use super::{Members, Node, sorted};
+    use super::{Members, Node, kept};
 
     /// Deeper than this is left to serde (which refuses beyond 128).
     const MAX_DEPTH: usize = 64;
@@ -414,7 +358,7 @@ mod scan {
                     b',' => self.at += 1,
                     b'}' => {
                         self.at += 1;
-                        return Some(Node::Object(sorted(members)));
+                        return Some(Node::Object(kept(members)));
                     }
                     _ => return None,
                 }

@@ -11,6 +11,8 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
 use super::{DimensionWriter, blank_value, plain_key, push_number};
+pub(super) use crate::destination::members::kept;
+use crate::destination::members::{NUMBER_TOKEN, RAW_VALUE_TOKEN, Text};
 
 /// A JSON value borrowed from the line.
 #[derive(Debug, PartialEq)]
@@ -146,44 +148,6 @@ impl DimensionWriter<'_> {
     }
 }
 
-/// A string or a key, borrowed when it has no escapes.
-struct Text;
-
-impl<'de> DeserializeSeed<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(text))
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(text.to_owned()))
-    }
-
-    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(text))
-    }
-}
-
-/// What serde_json hands a visitor for a number when numbers keep their
-/// digits (`arbitrary_precision`): a map of this one key to the number's text.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-/// An object whose first key is this one is read by `serde_json::Value` as
-/// the JSON its string holds (`raw_value`): left to the map-based path.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
-
 /// A value, in one pass over its text.
 struct NodeSeed;
 
@@ -260,24 +224,6 @@ impl<'de> Visitor<'de> for NodeSeed {
         }
         Ok(Node::Object(kept(members)))
     }
-}
-
-/// An object's members in input order made into a map's: sorted by key, the
-/// last of a repeated key kept.
-pub(super) fn kept<'a>(
-    mut members: Vec<(Cow<'a, str>, Node<'a>)>,
-) -> Vec<(Cow<'a, str>, Node<'a>)> {
-    // A stable sort keeps a repeated key's members in input order: the last is
-    // kept, moved into the place of the first.
-    members.sort_by(|a, b| a.0.cmp(&b.0));
-    members.dedup_by(|later, kept| {
-        let repeated = later.0 == kept.0;
-        if repeated {
-            std::mem::swap(later, kept);
-        }
-        repeated
-    });
-    members
 }
 
 #[cfg(test)]
